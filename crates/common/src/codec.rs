@@ -1,0 +1,375 @@
+//! The wire format of batches: every byte that crosses NATS is encoded and decoded here.
+//!
+//! A body is one format-version byte followed by a bincode (2.x, standard config) struct.
+//! Numbers and digests travel as flat byte runs of 32-byte items, so decoding borrows them
+//! straight from the received payload: no per-number allocation and no copy on the way in.
+//! Readable metadata (batch id, count, sending instance) goes in NATS headers, for people
+//! watching with `nats sub`; the body alone is authoritative.
+
+use async_nats::HeaderMap;
+use bincode::{BorrowDecode, Encode};
+use bytes::Bytes;
+
+/// Bumped whenever the body layout changes; a receiver rejects versions it does not know.
+pub const FORMAT_VERSION: u8 = 1;
+/// Length of a random number, in bytes.
+pub const NUMBER_LEN: usize = 32;
+/// Length of a SHA-256 digest, in bytes.
+pub const DIGEST_LEN: usize = 32;
+/// Room kept in a message for headers and framing when sizing batches to the server's limit.
+const HEADROOM: usize = 1024;
+
+/// Header: `<instance>/<seq>` of the batch, unique in a pipeline.
+pub const HEADER_BATCH: &str = "Chocominer-Batch";
+/// Header: how many numbers the batch carries.
+pub const HEADER_COUNT: &str = "Chocominer-Count";
+/// Header: the instance that sent this message.
+pub const HEADER_INSTANCE: &str = "Chocominer-Instance";
+/// Header: on digest batches, the rng batch the numbers came from.
+pub const HEADER_ORIGIN: &str = "Chocominer-Origin";
+
+fn config() -> impl bincode::config::Config {
+    // Bodies never exceed the server's max payload; the limit only guards the decoder.
+    bincode::config::standard().with_limit::<{ 64 * 1024 * 1024 }>()
+}
+
+/// A batch of random numbers, as rng sends it to the hashers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, BorrowDecode)]
+pub struct NumberBatch<'a> {
+    /// Per-sender sequence number: gaps show lost batches.
+    pub seq: u64,
+    /// `count × 32` bytes.
+    pub numbers: &'a [u8],
+}
+
+/// A batch of numbers with their SHA-256 digests, as a hasher sends it to the workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, BorrowDecode)]
+pub struct DigestBatch<'a> {
+    /// Per-sender sequence number of the hasher that sent it.
+    pub seq: u64,
+    /// `count × 32` bytes.
+    pub numbers: &'a [u8],
+    /// `count × 32` bytes: `digests[i]` is SHA-256 of `numbers[i]`.
+    pub digests: &'a [u8],
+}
+
+/// Why a body was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("empty body")]
+    Empty,
+    #[error("unknown format version {0} (this build reads {FORMAT_VERSION})")]
+    UnknownVersion(u8),
+    #[error("malformed body: {0}")]
+    Malformed(String),
+    #[error("{0} trailing bytes after the batch")]
+    Trailing(usize),
+    #[error("a run of {len} bytes is not a whole number of 32-byte items")]
+    Ragged { len: usize },
+    #[error("{numbers} numbers but {digests} digests")]
+    Mismatch { numbers: usize, digests: usize },
+    #[error("batch of {count} items is larger than the limit of {max}")]
+    TooLarge { count: usize, max: usize },
+    #[error("empty batch")]
+    NoItems,
+}
+
+/// The largest batch (in numbers) whose digest batch still fits a message of `max_payload`
+/// bytes; rng sizes its batches with this so the hasher can always hand them on.
+pub fn max_batch_for_payload(max_payload: usize) -> usize {
+    (max_payload.saturating_sub(HEADROOM) / (NUMBER_LEN + DIGEST_LEN)).max(1)
+}
+
+fn encode<T: Encode>(value: &T, payload_len: usize) -> Bytes {
+    let mut body = Vec::with_capacity(1 + 20 + payload_len);
+    body.push(FORMAT_VERSION);
+    bincode::encode_into_std_write(value, &mut body, config())
+        .expect("encoding into a Vec cannot fail");
+    Bytes::from(body)
+}
+
+fn decode<'a, T: BorrowDecode<'a, ()>>(body: &'a [u8]) -> Result<T, DecodeError> {
+    let (&version, rest) = body.split_first().ok_or(DecodeError::Empty)?;
+    if version != FORMAT_VERSION {
+        return Err(DecodeError::UnknownVersion(version));
+    }
+    let (value, used) = bincode::borrow_decode_from_slice(rest, config())
+        .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    if used != rest.len() {
+        return Err(DecodeError::Trailing(rest.len() - used));
+    }
+    Ok(value)
+}
+
+fn item_count(run: &[u8], max: usize) -> Result<usize, DecodeError> {
+    if run.len() % NUMBER_LEN != 0 {
+        return Err(DecodeError::Ragged { len: run.len() });
+    }
+    let count = run.len() / NUMBER_LEN;
+    if count == 0 {
+        return Err(DecodeError::NoItems);
+    }
+    if count > max {
+        return Err(DecodeError::TooLarge { count, max });
+    }
+    Ok(count)
+}
+
+impl<'a> NumberBatch<'a> {
+    pub fn encode(&self) -> Bytes {
+        encode(self, self.numbers.len())
+    }
+
+    /// Decodes and validates a body; `max_count` bounds the batch size accepted.
+    pub fn decode(body: &'a [u8], max_count: usize) -> Result<Self, DecodeError> {
+        let batch: NumberBatch = decode(body)?;
+        item_count(batch.numbers, max_count)?;
+        Ok(batch)
+    }
+
+    pub fn count(&self) -> usize {
+        self.numbers.len() / NUMBER_LEN
+    }
+
+    pub fn numbers(&self) -> impl ExactSizeIterator<Item = &'a [u8]> + 'a {
+        self.numbers.chunks_exact(NUMBER_LEN)
+    }
+}
+
+impl<'a> DigestBatch<'a> {
+    pub fn encode(&self) -> Bytes {
+        encode(self, self.numbers.len() + self.digests.len())
+    }
+
+    /// Decodes and validates a body; `max_count` bounds the batch size accepted.
+    pub fn decode(body: &'a [u8], max_count: usize) -> Result<Self, DecodeError> {
+        let batch: DigestBatch = decode(body)?;
+        let numbers = item_count(batch.numbers, max_count)?;
+        let digests = item_count(batch.digests, max_count)?;
+        if numbers != digests {
+            return Err(DecodeError::Mismatch { numbers, digests });
+        }
+        Ok(batch)
+    }
+
+    pub fn count(&self) -> usize {
+        self.numbers.len() / NUMBER_LEN
+    }
+
+    /// `(number, digest)` pairs, in order.
+    pub fn pairs(&self) -> impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        self.numbers
+            .chunks_exact(NUMBER_LEN)
+            .zip(self.digests.chunks_exact(DIGEST_LEN))
+    }
+}
+
+/// The readable metadata of a batch, carried in NATS headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchHeaders {
+    pub batch: String,
+    pub count: usize,
+    pub instance: String,
+    pub origin: Option<String>,
+}
+
+impl BatchHeaders {
+    pub fn new(instance: &str, seq: u64, count: usize) -> Self {
+        BatchHeaders {
+            batch: batch_id(instance, seq),
+            count,
+            instance: instance.to_owned(),
+            origin: None,
+        }
+    }
+
+    pub fn to_header_map(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_BATCH, self.batch.as_str());
+        headers.insert(HEADER_COUNT, self.count.to_string().as_str());
+        headers.insert(HEADER_INSTANCE, self.instance.as_str());
+        if let Some(origin) = &self.origin {
+            headers.insert(HEADER_ORIGIN, origin.as_str());
+        }
+        headers
+    }
+
+    /// Reads what is there; missing or unreadable headers yield `None` (they are informative).
+    pub fn from_header_map(headers: &HeaderMap) -> Option<Self> {
+        let get = |name: &str| headers.get(name).map(|v| v.as_str().to_owned());
+        Some(BatchHeaders {
+            batch: get(HEADER_BATCH)?,
+            count: get(HEADER_COUNT)?.parse().ok()?,
+            instance: get(HEADER_INSTANCE)?,
+            origin: get(HEADER_ORIGIN),
+        })
+    }
+}
+
+/// The id of a batch: the sending instance and its sequence number.
+pub fn batch_id(instance: &str, seq: u64) -> String {
+    format!("{instance}/{seq}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(n: usize, fill: u8) -> Vec<u8> {
+        (0..n * NUMBER_LEN).map(|i| fill ^ i as u8).collect()
+    }
+
+    #[test]
+    fn number_batch_round_trips() {
+        let numbers = items(3, 7);
+        let batch = NumberBatch {
+            seq: 42,
+            numbers: &numbers,
+        };
+        let body = batch.encode();
+        assert_eq!(body[0], FORMAT_VERSION);
+        let back = NumberBatch::decode(&body, 10).unwrap();
+        assert_eq!(back, batch);
+        assert_eq!(back.count(), 3);
+        assert_eq!(back.numbers().nth(2).unwrap(), &numbers[64..96]);
+    }
+
+    #[test]
+    fn digest_batch_round_trips() {
+        let numbers = items(2, 1);
+        let digests = items(2, 9);
+        let batch = DigestBatch {
+            seq: u64::MAX,
+            numbers: &numbers,
+            digests: &digests,
+        };
+        let body = batch.encode();
+        let back = DigestBatch::decode(&body, 2).unwrap();
+        assert_eq!(back, batch);
+        let (n, d) = back.pairs().nth(1).unwrap();
+        assert_eq!((n, d), (&numbers[32..], &digests[32..]));
+    }
+
+    #[test]
+    fn bad_bytes_are_refused() {
+        let numbers = items(2, 3);
+        let good = NumberBatch {
+            seq: 1,
+            numbers: &numbers,
+        }
+        .encode();
+        assert_eq!(NumberBatch::decode(&[], 10), Err(DecodeError::Empty));
+        assert_eq!(
+            NumberBatch::decode(&[9, 1, 2], 10),
+            Err(DecodeError::UnknownVersion(9))
+        );
+        assert!(matches!(
+            NumberBatch::decode(&good[..good.len() - 1], 10),
+            Err(DecodeError::Malformed(_))
+        ));
+        let mut trailing = good.to_vec();
+        trailing.push(0);
+        assert_eq!(
+            NumberBatch::decode(&trailing, 10),
+            Err(DecodeError::Trailing(1))
+        );
+        assert_eq!(
+            NumberBatch::decode(&good, 1),
+            Err(DecodeError::TooLarge { count: 2, max: 1 })
+        );
+        let ragged = NumberBatch {
+            seq: 1,
+            numbers: &numbers[..40],
+        }
+        .encode();
+        assert_eq!(
+            NumberBatch::decode(&ragged, 10),
+            Err(DecodeError::Ragged { len: 40 })
+        );
+        let empty = NumberBatch {
+            seq: 1,
+            numbers: &[],
+        }
+        .encode();
+        assert_eq!(NumberBatch::decode(&empty, 10), Err(DecodeError::NoItems));
+        // A digest body is not a number body, and the other way round.
+        let digests = DigestBatch {
+            seq: 1,
+            numbers: &numbers,
+            digests: &numbers[..32],
+        }
+        .encode();
+        assert_eq!(
+            DigestBatch::decode(&digests, 10),
+            Err(DecodeError::Mismatch {
+                numbers: 2,
+                digests: 1
+            })
+        );
+        assert!(DigestBatch::decode(&good, 10).is_err());
+        // A length prefix claiming far more than the body holds must fail, not allocate.
+        let huge = [
+            FORMAT_VERSION,
+            1,
+            0xFD,
+            0xFF,
+            0xFF,
+            0xFF,
+            0xFF,
+            0xFF,
+            0xFF,
+            0xFF,
+            0x7F,
+        ];
+        assert!(matches!(
+            NumberBatch::decode(&huge, 10),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        // Deterministic pseudo-random garbage of many lengths.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for len in 0..2000 {
+            let body: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let _ = NumberBatch::decode(&body, 100);
+            let _ = DigestBatch::decode(&body, 100);
+        }
+    }
+
+    #[test]
+    fn headers_round_trip() {
+        let mut h = BatchHeaders::new("rng-1", 5, 8192);
+        h.origin = Some("rng-0/4".into());
+        assert_eq!(h.batch, "rng-1/5");
+        assert_eq!(BatchHeaders::from_header_map(&h.to_header_map()), Some(h));
+        assert_eq!(BatchHeaders::from_header_map(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn batches_are_sized_to_the_payload_limit() {
+        let max = max_batch_for_payload(1024 * 1024);
+        assert_eq!(max, (1024 * 1024 - 1024) / 64);
+        let numbers = vec![0u8; max * 32];
+        let body = DigestBatch {
+            seq: u64::MAX,
+            numbers: &numbers,
+            digests: &numbers,
+        }
+        .encode();
+        assert!(
+            body.len() + 200 <= 1024 * 1024,
+            "digest batch of {} bytes",
+            body.len()
+        );
+        assert_eq!(max_batch_for_payload(10), 1);
+    }
+}

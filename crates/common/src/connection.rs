@@ -1,0 +1,167 @@
+//! Connecting to NATS, the same way for every stage.
+//!
+//! At start a stage waits for NATS (saying so once, not in a loop); after that the client
+//! reconnects by itself and connection events are logged. Credentials are always passed as
+//! options: the client ignores credentials written inside the URL, so they are taken out of
+//! it here.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::{Client, ConnectOptions, Event};
+
+use crate::config::NatsArgs;
+use crate::shutdown::Shutdown;
+
+/// How often to retry the first connection, and how often to repeat the waiting notice.
+const RETRY_EVERY: Duration = Duration::from_millis(500);
+const REMIND_EVERY: Duration = Duration::from_secs(30);
+
+/// Credentials found inside a URL (`nats://user:pass@host`, `nats://token@host`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlAuth {
+    UserPassword(String, String),
+    Token(String),
+}
+
+/// Splits credentials out of each comma-separated URL; returns the clean URL list and the
+/// credentials of the first URL that had some.
+pub fn split_url_auth(urls: &str) -> (String, Option<UrlAuth>) {
+    let mut auth = None;
+    let clean: Vec<String> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|url| {
+            let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+            let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+            let Some((userinfo, host)) = authority.rsplit_once('@') else {
+                return url.to_owned();
+            };
+            let found = match userinfo.split_once(':') {
+                Some((user, pass)) => UrlAuth::UserPassword(user.to_owned(), pass.to_owned()),
+                None => UrlAuth::Token(userinfo.to_owned()),
+            };
+            auth.get_or_insert(found);
+            let scheme = if scheme.is_empty() {
+                String::new()
+            } else {
+                format!("{scheme}://")
+            };
+            let path = if path.is_empty() {
+                String::new()
+            } else {
+                format!("/{path}")
+            };
+            format!("{scheme}{host}{path}")
+        })
+        .collect();
+    (clean.join(","), auth)
+}
+
+async fn options(args: &NatsArgs, name: &str) -> anyhow::Result<ConnectOptions> {
+    let (_, url_auth) = split_url_auth(&args.nats_url);
+    let mut opts = match &args.nats_creds {
+        Some(path) => ConnectOptions::with_credentials_file(path)
+            .await
+            .with_context(|| format!("cannot read NATS credentials file {}", path.display()))?,
+        None => ConnectOptions::new(),
+    };
+    match (&args.nats_user, &args.nats_password, url_auth) {
+        (Some(user), password, _) => {
+            opts = opts.user_and_password(user.clone(), password.clone().unwrap_or_default())
+        }
+        (None, _, Some(UrlAuth::UserPassword(user, pass))) => {
+            opts = opts.user_and_password(user, pass)
+        }
+        (None, _, Some(UrlAuth::Token(token))) if args.nats_token.is_none() => {
+            opts = opts.token(token)
+        }
+        _ => {}
+    }
+    if let Some(token) = &args.nats_token {
+        opts = opts.token(token.clone());
+    }
+    if let Some(ca) = &args.nats_ca {
+        opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    Ok(opts
+        .name(name)
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(5))
+        .event_callback(|event| async move {
+            match event {
+                Event::Connected => tracing::info!("connected to NATS"),
+                Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
+                Event::SlowConsumer(sid) => tracing::warn!(
+                    sid,
+                    "NATS dropped messages for a slow subscription; their senders will count \
+                     them as lost"
+                ),
+                other => tracing::info!("NATS: {other}"),
+            }
+        }))
+}
+
+/// Connects to NATS, waiting for it as long as it takes (or until shutdown).
+/// Returns `Ok(None)` when shutdown came first.
+pub async fn connect(
+    args: &NatsArgs,
+    name: &str,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<Client>> {
+    let (urls, _) = split_url_auth(&args.nats_url);
+    let mut last_notice: Option<tokio::time::Instant> = None;
+    loop {
+        match options(args, name).await?.connect(urls.as_str()).await {
+            Ok(client) => {
+                if last_notice.is_some() {
+                    tracing::info!(url = %urls, "NATS is up");
+                }
+                return Ok(Some(client));
+            }
+            Err(err) => {
+                use async_nats::ConnectErrorKind as K;
+                // Wrong credentials or TLS set-up will not fix themselves: say so and stop.
+                if matches!(
+                    err.kind(),
+                    K::AuthorizationViolation | K::Tls | K::Authentication
+                ) {
+                    anyhow::bail!("cannot connect to NATS at {urls}: {err}");
+                }
+                if last_notice.is_none_or(|t| t.elapsed() >= REMIND_EVERY) {
+                    tracing::warn!(url = %urls, "waiting for NATS: {err}");
+                    last_notice = Some(tokio::time::Instant::now());
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.triggered() => return Ok(None),
+            _ = tokio::time::sleep(RETRY_EVERY) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_taken_out_of_urls() {
+        assert_eq!(
+            split_url_auth("nats://127.0.0.1:4222"),
+            ("nats://127.0.0.1:4222".into(), None)
+        );
+        assert_eq!(
+            split_url_auth("nats://alice:s3cret@nats:4222, nats://other:4222"),
+            (
+                "nats://nats:4222,nats://other:4222".into(),
+                Some(UrlAuth::UserPassword("alice".into(), "s3cret".into()))
+            )
+        );
+        assert_eq!(
+            split_url_auth("tls://tok@host:4443"),
+            ("tls://host:4443".into(), Some(UrlAuth::Token("tok".into())))
+        );
+    }
+}

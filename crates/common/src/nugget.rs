@@ -1,0 +1,130 @@
+//! The nugget rule and the nugget record.
+//!
+//! A digest is a nugget when it starts with at least `difficulty` zero bits. Difficulty 4 is the
+//! classic demo's rule (the hex digest starts with `0`); every extra bit halves the nugget rate.
+
+use serde::{Deserialize, Serialize};
+
+/// Highest meaningful difficulty: a SHA-256 digest has 256 bits.
+pub const MAX_DIFFICULTY: u32 = 256;
+
+/// Number of leading zero bits of a digest.
+pub fn leading_zero_bits(digest: &[u8]) -> u32 {
+    let mut bits = 0;
+    for &byte in digest {
+        if byte != 0 {
+            return bits + byte.leading_zeros();
+        }
+        bits += 8;
+    }
+    bits
+}
+
+/// Whether a digest meets the difficulty rule.
+pub fn is_nugget(digest: &[u8], difficulty: u32) -> bool {
+    // Fast path: most digests fail on their first byte.
+    if difficulty <= 8 {
+        return digest
+            .first()
+            .is_some_and(|&b| b.leading_zeros() >= difficulty);
+    }
+    leading_zero_bits(digest) >= difficulty
+}
+
+/// One nugget, as published on `<prefix>.nuggets` (JSON) and stored in InfluxDB.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nugget {
+    /// The random number, lowercase hex.
+    pub number: String,
+    /// Its SHA-256 digest, lowercase hex.
+    pub digest: String,
+    /// Leading zero bits of the digest (at least the difficulty).
+    pub zero_bits: u32,
+    /// The difficulty the worker judged with.
+    pub difficulty: u32,
+    /// The worker instance that found it.
+    pub instance: String,
+    /// The rng batch the number came from, if known.
+    pub batch: Option<String>,
+    /// When it was found, nanoseconds since the Unix epoch (also its InfluxDB timestamp).
+    pub found_at_ns: i64,
+}
+
+impl Nugget {
+    /// Checks the record on its own terms: the digest is SHA-256 of the number and meets the
+    /// difficulty. Tools and tests use it to verify any nugget they read.
+    pub fn verify(number_hex: &str, digest_hex: &str, difficulty: u32) -> Result<(), String> {
+        use sha2::{Digest, Sha256};
+        let number = hex::decode(number_hex).map_err(|e| format!("number is not hex: {e}"))?;
+        let digest = hex::decode(digest_hex).map_err(|e| format!("digest is not hex: {e}"))?;
+        if number.len() != crate::codec::NUMBER_LEN {
+            return Err(format!("number has {} bytes, not 32", number.len()));
+        }
+        if Sha256::digest(&number).as_slice() != digest.as_slice() {
+            return Err("digest is not SHA-256 of number".into());
+        }
+        if !is_nugget(&digest, difficulty) {
+            return Err(format!(
+                "digest has {} leading zero bits, fewer than {difficulty}",
+                leading_zero_bits(&digest)
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    #[test]
+    fn counts_leading_zero_bits() {
+        assert_eq!(leading_zero_bits(&[0xff; 32]), 0);
+        assert_eq!(leading_zero_bits(&[0x0f, 0xff]), 4);
+        assert_eq!(leading_zero_bits(&[0x00, 0x01]), 15);
+        assert_eq!(leading_zero_bits(&[0x00, 0x00, 0x80]), 16);
+        assert_eq!(leading_zero_bits(&[0; 32]), 256);
+    }
+
+    #[test]
+    fn nugget_rule_on_known_vectors() {
+        // SHA-256("abc") = ba7816bf…: no leading zero.
+        let abc = Sha256::digest(b"abc");
+        assert_eq!(
+            hex::encode(abc),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(!is_nugget(&abc, 1));
+        assert!(is_nugget(&abc, 0));
+        // SHA-256 of 32 zero bytes = 66687aad…: 1 leading zero bit (0x66 = 0110_0110).
+        let zeros = Sha256::digest([0u8; 32]);
+        assert_eq!(&hex::encode(zeros)[..8], "66687aad");
+        assert!(is_nugget(&zeros, 1));
+        assert!(!is_nugget(&zeros, 2));
+        // Boundaries around the one-byte fast path.
+        let d = [0x00, 0x00, 0x3f, 0xff];
+        assert!(is_nugget(&d, 8));
+        assert!(is_nugget(&d, 18));
+        assert!(!is_nugget(&d, 19));
+        assert!(is_nugget(&[0x0a], 4));
+        assert!(!is_nugget(&[0x1a], 4));
+    }
+
+    #[test]
+    fn verify_checks_hash_and_difficulty() {
+        // Find a real nugget of difficulty 4 by brute force over a tiny space.
+        let number = (0u8..=255)
+            .map(|i| [i; 32])
+            .find(|n| is_nugget(&Sha256::digest(n), 4))
+            .expect("1 in 16 digests qualifies");
+        let digest = hex::encode(Sha256::digest(number));
+        let number = hex::encode(number);
+        assert_eq!(Nugget::verify(&number, &digest, 4), Ok(()));
+        assert!(Nugget::verify(&number, &digest, 200).is_err());
+        let mut wrong = digest.clone().into_bytes();
+        wrong[63] = if wrong[63] == b'0' { b'1' } else { b'0' };
+        assert!(Nugget::verify(&number, std::str::from_utf8(&wrong).unwrap(), 4).is_err());
+        assert!(Nugget::verify("zz", &digest, 4).is_err());
+    }
+}

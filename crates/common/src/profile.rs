@@ -1,0 +1,69 @@
+//! The two ways to run ChocoMiner, and the default of every knob in each.
+//!
+//! `demo` (the default) is paced for teaching: rng makes at most 100 numbers/s per instance,
+//! one per batch, and a hasher takes 100 ms per hash, one at a time, so one hasher gives about
+//! 10 hashes/s, 5 give 50 and 10 reach rng's cap. `full` removes the simulated costs, sends
+//! large batches and hashes on every core, to show how fast the pipeline really goes.
+//! Every knob can still be set on its own; a knob left unset takes its profile's default.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Profile {
+    /// Paced for the scaling lesson: ~10 hashes/s per hasher, rng capped at 100 numbers/s.
+    #[default]
+    Demo,
+    /// Flat out: no simulated cost, large batches, all cores.
+    Full,
+}
+
+/// Default knob values of a profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Defaults {
+    /// Numbers per second per rng instance; 0 means unlimited.
+    pub rng_rate: f64,
+    /// Numbers per batch.
+    pub rng_batch: usize,
+    /// Unacknowledged batches an rng instance may have out.
+    pub rng_in_flight: usize,
+    /// Simulated cost of one hash.
+    pub hasher_delay: Duration,
+    /// Batches a hasher works on at once.
+    pub hasher_concurrency: usize,
+    /// Unacknowledged digest batches a hasher may have out.
+    pub hasher_in_flight: usize,
+    /// Leading zero bits that make a nugget.
+    pub difficulty: u32,
+    /// How long a sender waits for an acknowledgement before counting the batch as lost.
+    pub ack_timeout: Duration,
+}
+
+impl Profile {
+    pub fn defaults(self) -> Defaults {
+        match self {
+            Profile::Demo => Defaults {
+                rng_rate: 100.0,
+                rng_batch: 1,
+                // Enough to keep ten one-at-a-time hashers fed at 100 numbers/s.
+                rng_in_flight: 32,
+                hasher_delay: Duration::from_millis(100),
+                hasher_concurrency: 1,
+                hasher_in_flight: 8,
+                difficulty: 4,
+                // 32 batches queued at a lone 10/s hasher wait 3.2 s: stay well above that.
+                ack_timeout: Duration::from_secs(10),
+            },
+            Profile::Full => Defaults {
+                rng_rate: 0.0,
+                rng_batch: 8192,
+                rng_in_flight: 16,
+                hasher_delay: Duration::ZERO,
+                hasher_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                hasher_in_flight: 8,
+                // About one nugget per second at ~8 M hashes/s.
+                difficulty: 23,
+                ack_timeout: Duration::from_secs(5),
+            },
+        }
+    }
+}

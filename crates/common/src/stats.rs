@@ -1,0 +1,635 @@
+//! Stats: counters in the stages, one point per second per process, written to InfluxDB 1.x.
+//!
+//! A stage keeps [`Counter`]s and implements [`Meter`]; a [`Reporter`] turns the meter into one
+//! point per second (timestamps on whole seconds) and logs a progress line every ten seconds.
+//! Points go to a [`StatsSink`], a bounded in-memory queue that a [`StatsWriter`] task drains to
+//! InfluxDB's `/write` in line protocol. Mining never waits for InfluxDB: when it is down the
+//! points are held (up to [`HELD_POINTS`], over an hour of a busy process) and written when it
+//! is back, with one warning when it goes and one notice when it returns. Points are stamped
+//! when they are made, so late writes land at the right time.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use influxdb_line_protocol::LineProtocolBuilder;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::config::InfluxArgs;
+use crate::shutdown::Shutdown;
+use crate::throttle::Throttle;
+
+/// Points held in memory while InfluxDB is unreachable. One process writes one point per
+/// second plus one per nugget: this holds well over an hour of either profile.
+pub const HELD_POINTS: usize = 200_000;
+/// Lines per `/write` request.
+const WRITE_BATCH: usize = 5_000;
+/// How often the writer wakes up to write what was queued.
+const WRITE_EVERY: Duration = Duration::from_secs(1);
+/// How often a progress line is logged.
+const PROGRESS_EVERY: u32 = 10;
+
+/// A monotonically increasing count, read both as a total and as per-period deltas.
+#[derive(Debug, Default)]
+pub struct Counter {
+    total: AtomicU64,
+    reported: AtomicU64,
+}
+
+impl Counter {
+    pub fn add(&self, n: u64) {
+        self.total.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// What was added since the previous call. Only a stage's [`Meter`] calls this, once per
+    /// period; totals are unaffected.
+    pub fn take_delta(&self) -> u64 {
+        let total = self.total();
+        total - self.reported.swap(total, Ordering::Relaxed)
+    }
+}
+
+/// A field value of a point.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field {
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+impl Field {
+    pub fn count(n: u64) -> Field {
+        Field::Int(i64::try_from(n).unwrap_or(i64::MAX))
+    }
+
+    fn as_f64(&self) -> Option<f64> {
+        match self {
+            Field::Int(v) => Some(*v as f64),
+            Field::Float(v) => Some(*v),
+            Field::Str(_) => None,
+        }
+    }
+}
+
+/// One InfluxDB point; the writer adds the `instance` tag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub measurement: &'static str,
+    pub fields: Vec<(&'static str, Field)>,
+    pub time_ns: i64,
+}
+
+/// What a stage reports every second.
+pub trait Meter: Send + Sync + 'static {
+    /// The measurement of the per-second point (`rng`, `hasher`, `worker`).
+    fn measurement(&self) -> &'static str;
+    /// Field values for the period just ended: counts since the last call, gauges now.
+    fn fields(&self, period: Duration) -> Vec<(&'static str, Field)>;
+}
+
+/// Nanoseconds since the Unix epoch.
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+const SECOND_NS: i64 = 1_000_000_000;
+
+/// Renders one line of line protocol.
+fn render(point: &Point, instance: &str) -> Option<String> {
+    let (first, rest) = point.fields.split_first()?;
+    let b = LineProtocolBuilder::new()
+        .measurement(point.measurement)
+        .tag("instance", instance);
+    let mut b = match &first.1 {
+        Field::Int(v) => b.field(first.0, *v),
+        Field::Float(v) => b.field(first.0, *v),
+        Field::Str(v) => b.field(first.0, v.as_str()),
+    };
+    for (key, value) in rest {
+        b = match value {
+            Field::Int(v) => b.field(key, *v),
+            Field::Float(v) => b.field(key, *v),
+            Field::Str(v) => b.field(key, v.as_str()),
+        };
+    }
+    let line = b.timestamp(point.time_ns).close_line().build();
+    String::from_utf8(line).ok()
+}
+
+/// Where points go: a bounded queue shared by the stage and the writer. Cheap to clone.
+#[derive(Clone)]
+pub struct StatsSink {
+    inner: Arc<SinkInner>,
+}
+
+struct SinkInner {
+    instance: String,
+    enabled: bool,
+    queue: Mutex<VecDeque<String>>,
+    capacity: usize,
+    dropped: AtomicU64,
+    drop_log: Throttle,
+    /// Last nugget timestamp, so two nuggets never share one (they would overwrite).
+    last_event_ns: AtomicI64,
+    wake: Notify,
+}
+
+impl StatsSink {
+    fn new(instance: &str, enabled: bool, capacity: usize) -> Self {
+        StatsSink {
+            inner: Arc::new(SinkInner {
+                instance: instance.to_owned(),
+                enabled,
+                queue: Mutex::new(VecDeque::new()),
+                capacity,
+                dropped: AtomicU64::new(0),
+                drop_log: Throttle::new(Duration::from_secs(30)),
+                last_event_ns: AtomicI64::new(0),
+                wake: Notify::new(),
+            }),
+        }
+    }
+
+    /// A sink that discards everything (stats disabled).
+    pub fn disabled(instance: &str) -> Self {
+        StatsSink::new(instance, false, 0)
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
+    }
+
+    /// A timestamp for an event point (such as a nugget): now, and strictly after the previous.
+    pub fn event_time_ns(&self) -> i64 {
+        let now = now_ns();
+        let prev = self
+            .inner
+            .last_event_ns
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+                Some(now.max(last + 1))
+            })
+            .unwrap_or(0);
+        now.max(prev + 1)
+    }
+
+    /// Queues a point. Never waits; when the queue is full the oldest point is dropped, counted
+    /// and logged.
+    pub fn push(&self, point: Point) {
+        if !self.inner.enabled {
+            return;
+        }
+        let Some(line) = render(&point, &self.inner.instance) else {
+            return;
+        };
+        let len = {
+            let mut queue = self.inner.queue.lock().unwrap();
+            queue.push_back(line);
+            let over = queue.len().saturating_sub(self.inner.capacity);
+            queue.drain(..over);
+            if over > 0 {
+                self.note_dropped(over as u64, queue.len());
+            }
+            queue.len()
+        };
+        if len >= WRITE_BATCH {
+            self.inner.wake.notify_one();
+        }
+    }
+
+    fn note_dropped(&self, n: u64, held: usize) {
+        let total = self.inner.dropped.fetch_add(n, Ordering::Relaxed) + n;
+        if self.inner.drop_log.admit().is_some() {
+            tracing::error!(
+                dropped_total = total,
+                held,
+                "InfluxDB has been unreachable too long: dropping the oldest stats points"
+            );
+        }
+    }
+
+    /// Points dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Points waiting to be written.
+    pub fn held(&self) -> usize {
+        self.inner.queue.lock().unwrap().len()
+    }
+
+    fn take(&self, max: usize) -> Vec<String> {
+        let mut queue = self.inner.queue.lock().unwrap();
+        let n = queue.len().min(max);
+        queue.drain(..n).collect()
+    }
+
+    /// Puts back lines that could not be written, ahead of newer ones.
+    fn put_back(&self, lines: Vec<String>) {
+        let mut queue = self.inner.queue.lock().unwrap();
+        for line in lines.into_iter().rev() {
+            queue.push_front(line);
+        }
+        let over = queue.len().saturating_sub(self.inner.capacity);
+        queue.drain(..over);
+        if over > 0 {
+            self.note_dropped(over as u64, queue.len());
+        }
+    }
+}
+
+/// What became of the points at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriteReport {
+    pub written: u64,
+    pub dropped: u64,
+    pub unwritten: u64,
+}
+
+/// Writes the sink's points to InfluxDB in the background.
+pub struct StatsWriter {
+    sink: StatsSink,
+    stop: Shutdown,
+    task: Option<JoinHandle<u64>>,
+}
+
+impl StatsWriter {
+    /// Starts the writer; with an empty URL, stats are disabled and nothing is written.
+    pub fn start(args: &InfluxArgs, instance: &str) -> anyhow::Result<StatsWriter> {
+        let url = args.influx_url.trim().trim_end_matches('/').to_owned();
+        if url.is_empty() {
+            tracing::info!("INFLUX_URL is empty: stats are not written");
+            return Ok(StatsWriter {
+                sink: StatsSink::disabled(instance),
+                stop: Shutdown::new(),
+                task: None,
+            });
+        }
+        let sink = StatsSink::new(instance, true, HELD_POINTS);
+        let influx = Influx::new(&url, args)?;
+        let stop = Shutdown::new();
+        let task = tokio::spawn(write_loop(influx, sink.clone(), stop.clone()));
+        Ok(StatsWriter {
+            sink,
+            stop,
+            task: Some(task),
+        })
+    }
+
+    pub fn sink(&self) -> StatsSink {
+        self.sink.clone()
+    }
+
+    /// Writes what is left, trying for at most `grace`, and reports what became of the points.
+    pub async fn close(mut self, grace: Duration) -> WriteReport {
+        self.stop.trigger();
+        let Some(mut task) = self.task.take() else {
+            return WriteReport::default();
+        };
+        let written = match tokio::time::timeout(grace, &mut task).await {
+            Ok(Ok(written)) => written,
+            _ => {
+                task.abort();
+                0
+            }
+        };
+        let unwritten = self.sink.held() as u64;
+        if unwritten > 0 {
+            tracing::error!(
+                unwritten,
+                "InfluxDB did not take the last stats points before exit: they are lost"
+            );
+        }
+        WriteReport {
+            written,
+            dropped: self.sink.dropped(),
+            unwritten,
+        }
+    }
+}
+
+struct Influx {
+    http: reqwest::Client,
+    url: String,
+    db: String,
+    user: Option<(String, Option<String>)>,
+}
+
+#[derive(Debug)]
+enum WriteError {
+    /// Worth retrying later (unreachable, 5xx, missing database).
+    Retry(String),
+    /// The points themselves were refused: retrying cannot help.
+    Refused(String),
+}
+
+impl Influx {
+    fn new(url: &str, args: &InfluxArgs) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(2))
+            .build()?;
+        Ok(Influx {
+            http,
+            url: url.to_owned(),
+            db: args.influx_db.clone(),
+            user: args
+                .influx_user
+                .clone()
+                .map(|u| (u, args.influx_password.clone())),
+        })
+    }
+
+    fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.user {
+            Some((user, password)) => req.basic_auth(user, password.as_ref()),
+            None => req,
+        }
+    }
+
+    async fn create_database(&self) -> Result<(), WriteError> {
+        let q = format!("CREATE DATABASE \"{}\"", self.db.replace('"', "\\\""));
+        let req = self
+            .http
+            .post(format!("{}/query", self.url))
+            .query(&[("q", q)]);
+        let resp = self
+            .auth(req)
+            .send()
+            .await
+            .map_err(|e| WriteError::Retry(e.to_string()))?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(WriteError::Retry(format!(
+                "creating database {}: HTTP {}",
+                self.db,
+                resp.status()
+            )))
+        }
+    }
+
+    async fn write(&self, lines: &[String]) -> Result<(), WriteError> {
+        let body = lines.join("\n");
+        let req = self
+            .http
+            .post(format!("{}/write", self.url))
+            .query(&[("db", self.db.as_str()), ("precision", "ns")])
+            .body(body);
+        let resp = self
+            .auth(req)
+            .send()
+            .await
+            .map_err(|e| WriteError::Retry(e.to_string()))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = resp.text().await.unwrap_or_default();
+        if status == reqwest::StatusCode::NOT_FOUND && text.contains("database not found") {
+            self.create_database().await?;
+            return Err(WriteError::Retry(format!(
+                "database {} was missing: created it",
+                self.db
+            )));
+        }
+        if status.is_client_error() && status != reqwest::StatusCode::UNAUTHORIZED {
+            return Err(WriteError::Refused(format!(
+                "HTTP {status}: {}",
+                text.trim()
+            )));
+        }
+        Err(WriteError::Retry(format!("HTTP {status}: {}", text.trim())))
+    }
+}
+
+/// Drains the sink to InfluxDB until stopped, then writes what is left. Returns lines written.
+async fn write_loop(influx: Influx, sink: StatsSink, stop: Shutdown) -> u64 {
+    let mut written = 0u64;
+    let mut failing_since: Option<tokio::time::Instant> = None;
+    if let Err(WriteError::Retry(e)) = influx.create_database().await {
+        tracing::debug!("could not create database yet: {e}");
+    }
+    loop {
+        let stopping = stop.is_triggered();
+        // Write everything queued, batch by batch.
+        loop {
+            let lines = sink.take(WRITE_BATCH);
+            if lines.is_empty() {
+                break;
+            }
+            match influx.write(&lines).await {
+                Ok(()) => {
+                    written += lines.len() as u64;
+                    if let Some(since) = failing_since.take() {
+                        tracing::info!(
+                            url = %influx.url,
+                            after = ?since.elapsed(),
+                            held = sink.held() + lines.len(),
+                            "InfluxDB is reachable again: writing the held stats points"
+                        );
+                    }
+                }
+                Err(WriteError::Refused(e)) => {
+                    tracing::error!(points = lines.len(), "InfluxDB refused stats points: {e}");
+                }
+                Err(WriteError::Retry(e)) => {
+                    let held = sink.held() + lines.len();
+                    sink.put_back(lines);
+                    if failing_since.is_none() {
+                        failing_since = Some(tokio::time::Instant::now());
+                        tracing::warn!(
+                            url = %influx.url,
+                            held,
+                            "cannot write stats to InfluxDB ({e}); holding them and retrying, \
+                             mining goes on"
+                        );
+                    }
+                    break;
+                }
+            }
+        }
+        if stopping {
+            if sink.held() == 0 {
+                return written;
+            }
+            // Shutting down with InfluxDB away: keep trying until the caller's grace ends.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(WRITE_EVERY) => {}
+            _ = sink.inner.wake.notified() => {}
+            _ = stop.triggered() => {}
+        }
+    }
+}
+
+/// Emits a stage's point every second, on whole seconds, and a progress line every ten.
+pub struct Reporter {
+    stop: Shutdown,
+    task: JoinHandle<()>,
+}
+
+impl Reporter {
+    pub fn start(meter: Arc<dyn Meter>, sink: StatsSink) -> Reporter {
+        let stop = Shutdown::new();
+        let task = tokio::spawn(report_loop(meter, sink, stop.clone()));
+        Reporter { stop, task }
+    }
+
+    /// Emits the last (partial) second and stops.
+    pub async fn stop(self) {
+        self.stop.trigger();
+        let _ = self.task.await;
+    }
+}
+
+async fn report_loop(meter: Arc<dyn Meter>, sink: StatsSink, stop: Shutdown) {
+    let now = now_ns();
+    let to_next_second = SECOND_NS - now.rem_euclid(SECOND_NS);
+    let start = tokio::time::Instant::now() + Duration::from_nanos(to_next_second as u64);
+    let mut ticks = tokio::time::interval_at(start, Duration::from_secs(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_tick = tokio::time::Instant::now();
+    let mut last_time_ns = 0i64;
+    let mut progress = Progress::default();
+    loop {
+        let stopping = tokio::select! {
+            _ = ticks.tick() => false,
+            _ = stop.triggered() => true,
+        };
+        let period = last_tick.elapsed();
+        last_tick = tokio::time::Instant::now();
+        let fields = meter.fields(period);
+        // Whole seconds, strictly increasing: two points of one series never collide.
+        let second = (now_ns() + SECOND_NS / 2).div_euclid(SECOND_NS) * SECOND_NS;
+        let time_ns =
+            if stopping { second + SECOND_NS } else { second }.max(last_time_ns + SECOND_NS);
+        last_time_ns = time_ns;
+        progress.add(&fields, period);
+        if progress.periods >= PROGRESS_EVERY || stopping {
+            progress.log(meter.measurement(), stopping);
+        }
+        sink.push(Point {
+            measurement: meter.measurement(),
+            fields,
+            time_ns,
+        });
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// Per-second averages over the last few periods, for the progress line in the logs.
+#[derive(Default)]
+struct Progress {
+    periods: u32,
+    seconds: f64,
+    sums: Vec<(&'static str, f64)>,
+}
+
+impl Progress {
+    fn add(&mut self, fields: &[(&'static str, Field)], period: Duration) {
+        self.periods += 1;
+        self.seconds += period.as_secs_f64();
+        for (key, value) in fields {
+            let Some(v) = value.as_f64() else { continue };
+            match self.sums.iter_mut().find(|(k, _)| k == key) {
+                Some((_, sum)) => *sum += v,
+                None => self.sums.push((key, v)),
+            }
+        }
+    }
+
+    fn log(&mut self, stage: &str, last: bool) {
+        let secs = self.seconds.max(1e-9);
+        let periods = f64::from(self.periods.max(1));
+        let summary: Vec<String> = self
+            .sums
+            .iter()
+            .map(|(k, sum)| match *k {
+                // Gauges are averaged per period; counts become rates.
+                "busy" | "in_flight" => format!("{k}={:.2}", sum / periods),
+                _ => format!("{k}={:.1}/s", sum / secs),
+            })
+            .collect();
+        let what = if last { "last period" } else { "last 10 s" };
+        tracing::info!("{stage} {what}: {}", summary.join(" "));
+        *self = Progress::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_line_protocol_with_instance_tag() {
+        let point = Point {
+            measurement: "nugget",
+            fields: vec![
+                ("number", Field::Str("ab".into())),
+                ("zero_bits", Field::Int(5)),
+            ],
+            time_ns: 7,
+        };
+        assert_eq!(
+            render(&point, "w 1").unwrap(),
+            "nugget,instance=w\\ 1 number=\"ab\",zero_bits=5i 7\n"
+        );
+        let empty = Point {
+            measurement: "x",
+            fields: vec![],
+            time_ns: 1,
+        };
+        assert_eq!(render(&empty, "a"), None);
+    }
+
+    #[test]
+    fn counter_gives_totals_and_deltas() {
+        let c = Counter::default();
+        c.add(5);
+        assert_eq!(c.take_delta(), 5);
+        c.add(2);
+        c.add(3);
+        assert_eq!((c.take_delta(), c.total()), (5, 10));
+        assert_eq!(c.take_delta(), 0);
+    }
+
+    #[test]
+    fn full_queue_drops_oldest_and_counts() {
+        let sink = StatsSink::new("i", true, 3);
+        for t in 0..5 {
+            sink.push(Point {
+                measurement: "m",
+                fields: vec![("v", Field::Int(t))],
+                time_ns: t,
+            });
+        }
+        assert_eq!((sink.held(), sink.dropped()), (3, 2));
+        let lines = sink.take(10);
+        assert!(lines[0].contains("v=2i"), "{lines:?}");
+        sink.put_back(lines);
+        assert_eq!(sink.held(), 3);
+    }
+
+    #[test]
+    fn event_times_are_strictly_increasing() {
+        let sink = StatsSink::disabled("i");
+        let mut last = 0;
+        for _ in 0..1000 {
+            let t = sink.event_time_ns();
+            assert!(t > last);
+            last = t;
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! hasher: computes the SHA-256 digest of each number and hands the batch on to the workers.
+//!
+//! Replicas consume `<prefix>.numbers` in queue group `hasher`, so NATS spreads batches over
+//! however many are running. A batch is acknowledged to rng once it has been hashed and handed
+//! on to `<prefix>.digests`; the hasher keeps at most `HASHER_IN_FLIGHT` digest batches
+//! unacknowledged by the workers, so a slow worker stage slows it, and it slows rng.
+//! `HASHER_DELAY_MS` simulates a costly hash (the demo's bottleneck); with no delay the
+//! hashing runs on a blocking thread per batch, on every core.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chocominer_common::codec::{self, BatchHeaders, DigestBatch, NumberBatch};
+use chocominer_common::intake::Intake;
+use chocominer_common::runtime::StageRuntime;
+use chocominer_common::sender::{Sender, SenderConfig, SenderStats};
+use chocominer_common::stats::{Counter, Field, Meter};
+use chocominer_common::{CommonArgs, Shutdown, Stage};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "hasher", version, about = "ChocoMiner hasher: SHA-256 of every number, handed on to the workers", after_help = chocominer_common::config::ENV_HELP)]
+pub struct Config {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Simulated cost of one hash, in milliseconds [default: demo 100, full 0].
+    #[arg(long, env = "HASHER_DELAY_MS")]
+    pub delay_ms: Option<u64>,
+    /// Batches hashed at once [default: demo 1, full number of cores].
+    #[arg(long, env = "HASHER_CONCURRENCY", value_parser = clap::value_parser!(u64).range(1..))]
+    pub concurrency: Option<u64>,
+    /// Digest batches that may wait for a worker's acknowledgement at once [default: 8].
+    #[arg(long, env = "HASHER_IN_FLIGHT", value_parser = clap::value_parser!(u64).range(1..))]
+    pub in_flight: Option<u64>,
+}
+
+/// Totals of a run, in numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Report {
+    pub hashed: u64,
+    /// Numbers handed on and acknowledged by a worker.
+    pub acked: u64,
+    /// Numbers handed on whose batch was lost on the way to the workers.
+    pub lost: u64,
+    /// Malformed messages refused.
+    pub rejected: u64,
+}
+
+/// Counters of a hasher, shared by its tasks, its per-second point and its NATS stats.
+struct HasherMeter {
+    hashes: Counter,
+    busy_ns: Counter,
+    concurrency: usize,
+    sender: Arc<SenderStats>,
+    rejected: Arc<Counter>,
+    /// Last second's busy share, as f64 bits, for `$SRV.STATS`.
+    last_busy: AtomicU64,
+}
+
+impl Meter for HasherMeter {
+    fn measurement(&self) -> &'static str {
+        "hasher"
+    }
+
+    fn fields(&self, period: Duration) -> Vec<(&'static str, Field)> {
+        let capacity = period.as_nanos() as f64 * self.concurrency as f64;
+        let busy = (self.busy_ns.take_delta() as f64 / capacity.max(1.0)).min(1.0);
+        self.last_busy.store(busy.to_bits(), Ordering::Relaxed);
+        vec![
+            ("hashes", Field::count(self.hashes.take_delta())),
+            ("busy", Field::Float((busy * 1000.0).round() / 1000.0)),
+            ("lost", Field::count(self.sender.lost.take_delta())),
+            ("rejected", Field::count(self.rejected.take_delta())),
+        ]
+    }
+}
+
+impl HasherMeter {
+    fn stats_data(&self) -> serde_json::Value {
+        serde_json::json!({
+            "hashes": self.hashes.total(),
+            "busy": f64::from_bits(self.last_busy.load(Ordering::Relaxed)),
+            "in_flight": self.sender.in_flight(),
+            "lost": self.sender.lost.total(),
+            "rejected": self.rejected.total(),
+        })
+    }
+}
+
+/// SHA-256 of each 32-byte number, concatenated.
+pub fn digest_all(numbers: &[u8]) -> Vec<u8> {
+    let mut digests = Vec::with_capacity(numbers.len());
+    for number in numbers.chunks_exact(codec::NUMBER_LEN) {
+        digests.extend_from_slice(&Sha256::digest(number));
+    }
+    digests
+}
+
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
+    let defaults = config.common.profile.defaults();
+    let Some(runtime) = StageRuntime::start(Stage::Hasher, &config.common, &shutdown).await? else {
+        return Ok(Report::default());
+    };
+    let delay = config
+        .delay_ms
+        .map_or(defaults.hasher_delay, Duration::from_millis);
+    let concurrency = config
+        .concurrency
+        .map_or(defaults.hasher_concurrency, |n| n as usize);
+    let max_batch = codec::max_batch_for_payload(runtime.max_payload());
+    let sender = Arc::new(
+        Sender::start(
+            runtime.client.clone(),
+            SenderConfig {
+                subject: runtime.subjects.digests.clone(),
+                target: Stage::Worker,
+                max_in_flight: config
+                    .in_flight
+                    .map_or(defaults.hasher_in_flight, |n| n as usize),
+                ack_timeout: config.common.ack_timeout(),
+            },
+        )
+        .await?,
+    );
+    let rejected = Arc::new(Counter::default());
+    let meter = Arc::new(HasherMeter {
+        hashes: Counter::default(),
+        busy_ns: Counter::default(),
+        concurrency,
+        sender: sender.stats(),
+        rejected: rejected.clone(),
+        last_busy: AtomicU64::new(0),
+    });
+    let stats_meter = meter.clone();
+    let mut intake = Intake::start(
+        &runtime.client,
+        Stage::Hasher,
+        &runtime.subjects.numbers,
+        &runtime.instance,
+        rejected.clone(),
+        Box::new(move || stats_meter.stats_data()),
+    )
+    .await?;
+    let reporter = runtime.report(meter.clone());
+    tracing::info!(?delay, concurrency, "hashing");
+
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let instance: Arc<str> = runtime.instance.as_str().into();
+    while let Some(request) = intake.next(&shutdown).await {
+        let payload = request.message.payload.clone();
+        let numbers = match NumberBatch::decode(&payload, max_batch) {
+            Ok(batch) => payload.slice_ref(batch.numbers),
+            Err(e) => {
+                intake.refuse(&request, &e).await;
+                continue;
+            }
+        };
+        let slot = slots.clone().acquire_owned().await.expect("never closed");
+        let (sender, meter, shutdown, instance) = (
+            sender.clone(),
+            meter.clone(),
+            shutdown.clone(),
+            instance.clone(),
+        );
+        tokio::spawn(async move {
+            let origin = request
+                .message
+                .headers
+                .as_ref()
+                .and_then(BatchHeaders::from_header_map)
+                .map(|h| h.batch);
+            let digests = hash(&numbers, delay).await;
+            let count = (numbers.len() / codec::NUMBER_LEN) as u64;
+            meter.hashes.add(count);
+            meter.busy_ns.add(digests.1.as_nanos() as u64);
+            hand_on(&sender, &instance, &numbers, &digests.0, origin, &shutdown).await;
+            // Acknowledge: the batch is with the workers now (or counted as lost on the way).
+            let _ = request.respond(Ok(Bytes::new())).await;
+            drop(slot);
+        });
+    }
+    // Wait for the batches being hashed, then for the workers' acknowledgements.
+    let _all = slots
+        .acquire_many(concurrency as u32)
+        .await
+        .expect("never closed");
+    sender.close().await;
+    intake.close().await;
+    let stats = sender.stats();
+    let report = Report {
+        hashed: meter.hashes.total(),
+        acked: stats.acked.total(),
+        lost: stats.lost.total(),
+        rejected: rejected.total(),
+    };
+    runtime.finish(reporter).await;
+    Ok(report)
+}
+
+/// Hashes a batch; returns the digests and the time spent.
+async fn hash(numbers: &Bytes, delay: Duration) -> (Vec<u8>, Duration) {
+    let started = Instant::now();
+    let digests = if delay.is_zero() {
+        let numbers = numbers.clone();
+        tokio::task::spawn_blocking(move || digest_all(&numbers))
+            .await
+            .expect("hashing cannot panic")
+    } else {
+        // The demo's costly hash: one at a time, `delay` each.
+        let mut digests = Vec::with_capacity(numbers.len());
+        for number in numbers.chunks_exact(codec::NUMBER_LEN) {
+            tokio::time::sleep(delay).await;
+            digests.extend_from_slice(&Sha256::digest(number));
+        }
+        digests
+    };
+    (digests, started.elapsed())
+}
+
+/// Sends numbers and digests to the workers. If shutdown comes while no worker is listening,
+/// the batch cannot go anywhere: it is counted as lost.
+async fn hand_on(
+    sender: &Sender,
+    instance: &str,
+    numbers: &[u8],
+    digests: &[u8],
+    origin: Option<String>,
+    shutdown: &Shutdown,
+) {
+    let count = (numbers.len() / codec::NUMBER_LEN) as u64;
+    let Ok(slot) = sender.reserve_to_hand_on(shutdown).await else {
+        sender.count_lost(1, count, "stopping while no worker is listening");
+        return;
+    };
+    let body = DigestBatch {
+        seq: slot.seq(),
+        numbers,
+        digests,
+    }
+    .encode();
+    let mut headers = BatchHeaders::new(instance, slot.seq(), count as usize);
+    headers.origin = origin;
+    slot.send(headers.to_header_map(), body, count).await;
+}

@@ -1,0 +1,141 @@
+//! rng: makes random 32-byte numbers and sends them, in batches, to the hashers.
+//!
+//! It is the head of the pipeline: paced by `RNG_RATE` (numbers per second per instance), it
+//! publishes batches on `<prefix>.numbers` as requests and keeps at most `RNG_IN_FLIGHT` of them
+//! unacknowledged, so when the hashers fall behind it slows down instead of piling up work.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chocominer_common::codec::{self, BatchHeaders, NumberBatch};
+use chocominer_common::rate::RateLimiter;
+use chocominer_common::runtime::StageRuntime;
+use chocominer_common::sender::{Sender, SenderConfig, SenderStats};
+use chocominer_common::stats::{Field, Meter};
+use chocominer_common::{CommonArgs, Shutdown, Stage};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "rng", version, about = "ChocoMiner rng: makes random 32-byte numbers for the hashers", after_help = chocominer_common::config::ENV_HELP)]
+pub struct Config {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Numbers per second made by this instance; 0 = unlimited [default: demo 100, full 0].
+    #[arg(long, env = "RNG_RATE")]
+    pub rate: Option<f64>,
+    /// Numbers per batch, capped by the server's max payload [default: demo 1, full 8192].
+    #[arg(long, env = "RNG_BATCH", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: Option<u64>,
+    /// Seed for a reproducible stream of numbers [default: random].
+    #[arg(long, env = "RNG_SEED")]
+    pub seed: Option<u64>,
+    /// Batches that may wait for an acknowledgement at once [default: demo 32, full 16].
+    #[arg(long, env = "RNG_IN_FLIGHT", value_parser = clap::value_parser!(u64).range(1..))]
+    pub in_flight: Option<u64>,
+}
+
+/// Totals of a run, in numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Report {
+    /// Numbers made and sent.
+    pub generated: u64,
+    /// Numbers whose batch a hasher acknowledged.
+    pub acked: u64,
+    /// Numbers whose batch was lost (no acknowledgement, refused, or no hasher).
+    pub lost: u64,
+    pub lost_batches: u64,
+}
+
+struct RngMeter {
+    sender: Arc<SenderStats>,
+}
+
+impl Meter for RngMeter {
+    fn measurement(&self) -> &'static str {
+        "rng"
+    }
+
+    fn fields(&self, _period: Duration) -> Vec<(&'static str, Field)> {
+        vec![
+            ("numbers", Field::count(self.sender.sent.take_delta())),
+            ("lost", Field::count(self.sender.lost.take_delta())),
+            ("in_flight", Field::count(self.sender.in_flight() as u64)),
+        ]
+    }
+}
+
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
+    let defaults = config.common.profile.defaults();
+    let Some(runtime) = StageRuntime::start(Stage::Rng, &config.common, &shutdown).await? else {
+        return Ok(Report::default());
+    };
+    let rate = config.rate.unwrap_or(defaults.rng_rate);
+    let wanted = config.batch.map_or(defaults.rng_batch, |b| b as usize);
+    let max_batch = codec::max_batch_for_payload(runtime.max_payload());
+    let batch = wanted.min(max_batch);
+    if batch < wanted {
+        tracing::warn!(
+            wanted,
+            batch,
+            max_payload = runtime.max_payload(),
+            "RNG_BATCH lowered so that digest batches fit the server's max payload"
+        );
+    }
+    let sender = Sender::start(
+        runtime.client.clone(),
+        SenderConfig {
+            subject: runtime.subjects.numbers.clone(),
+            target: Stage::Hasher,
+            max_in_flight: config
+                .in_flight
+                .map_or(defaults.rng_in_flight, |n| n as usize),
+            ack_timeout: config.common.ack_timeout(),
+        },
+    )
+    .await?;
+    let stats = sender.stats();
+    let reporter = runtime.report(Arc::new(RngMeter {
+        sender: stats.clone(),
+    }));
+    let mut numbers_rng = match config.seed {
+        Some(seed) => ChaCha8Rng::seed_from_u64(seed),
+        None => ChaCha8Rng::from_rng(&mut rand::rng()),
+    };
+    tracing::info!(
+        rate = if rate > 0.0 { format!("{rate}/s") } else { "unlimited".into() },
+        batch,
+        subject = %runtime.subjects.numbers,
+        "making numbers"
+    );
+
+    let mut limiter = RateLimiter::new(rate);
+    let mut numbers = vec![0u8; batch * codec::NUMBER_LEN];
+    loop {
+        tokio::select! {
+            _ = limiter.acquire(batch) => {}
+            _ = shutdown.triggered() => break,
+        }
+        let Ok(slot) = sender.reserve(&shutdown).await else {
+            break;
+        };
+        numbers_rng.fill_bytes(&mut numbers);
+        let body = NumberBatch {
+            seq: slot.seq(),
+            numbers: &numbers,
+        }
+        .encode();
+        let headers = BatchHeaders::new(&runtime.instance, slot.seq(), batch).to_header_map();
+        slot.send(headers, body, batch as u64).await;
+    }
+
+    sender.close().await;
+    let report = Report {
+        generated: stats.sent.total(),
+        acked: stats.acked.total(),
+        lost: stats.lost.total(),
+        lost_batches: stats.lost_batches.total(),
+    };
+    runtime.finish(reporter).await;
+    Ok(report)
+}

@@ -1,0 +1,176 @@
+//! Proves the harness itself: the servers it starts are real, reachable, configurable, and
+//! (for InfluxDB) keep their data across stop/restart.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use testkit::{Influx, NatsServer, eventually, init_tracing};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+/// Connects to `server` and returns the `INFO {...}` line it greets every client with.
+async fn info_line(server: &NatsServer) -> String {
+    let stream = TcpStream::connect(("127.0.0.1", server.port()))
+        .await
+        .expect("connect to nats");
+    let mut line = String::new();
+    timeout(
+        Duration::from_secs(5),
+        BufReader::new(stream).read_line(&mut line),
+    )
+    .await
+    .expect("INFO within 5 s")
+    .expect("read INFO");
+    line
+}
+
+async fn get_status(url: &str) -> Option<reqwest::StatusCode> {
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    client
+        .get(url)
+        .send()
+        .await
+        .ok()
+        .map(|response| response.status())
+}
+
+#[tokio::test]
+async fn nats_server_greets_clients_and_is_healthy() {
+    init_tracing();
+    let server = NatsServer::start().await;
+
+    assert_eq!(server.url(), format!("nats://127.0.0.1:{}", server.port()));
+    let info = info_line(&server).await;
+    assert!(info.starts_with("INFO {"), "unexpected greeting: {info:?}");
+    let healthz = format!("{}/healthz", server.monitor_url());
+    assert_eq!(get_status(&healthz).await, Some(reqwest::StatusCode::OK));
+}
+
+#[tokio::test]
+async fn nats_server_applies_extra_config() {
+    let server = NatsServer::start_with_config("max_payload: 4096").await;
+
+    let info = info_line(&server).await;
+    assert!(
+        info.contains(r#""max_payload":4096"#),
+        "max_payload not applied: {info}"
+    );
+}
+
+#[tokio::test]
+#[should_panic(expected = "log tail")]
+async fn nats_server_with_bad_config_panics_with_its_log() {
+    NatsServer::start_with_config("this is { not a config").await;
+}
+
+#[tokio::test]
+async fn influx_round_trip_survives_restart() {
+    init_tracing();
+    let mut influx = Influx::start().await;
+    influx.create_database("t").await;
+    influx.write("t", "m,instance=a v=1i 1000000000").await;
+
+    let expected = json!({"time": 1_000_000_000, "v": 1, "instance": "a"});
+    let rows = influx.rows("t", "SELECT * FROM m GROUP BY *").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(serde_json::Value::Object(rows[0].clone()), expected);
+    assert!(influx.rows("t", "SELECT * FROM absent").await.is_empty());
+
+    let ping = format!("{}/ping", influx.url());
+    influx.stop().await;
+    assert_eq!(
+        get_status(&ping).await,
+        None,
+        "influxd still answers after stop()"
+    );
+
+    influx.restart().await;
+    assert_eq!(
+        get_status(&ping).await,
+        Some(reqwest::StatusCode::NO_CONTENT)
+    );
+    let rows = influx.rows("t", "SELECT * FROM m GROUP BY *").await;
+    assert_eq!(
+        rows.into_iter()
+            .map(serde_json::Value::Object)
+            .collect::<Vec<_>>(),
+        [expected]
+    );
+}
+
+#[tokio::test]
+#[should_panic(expected = "error parsing query")]
+async fn influx_query_panics_on_influxql_error() {
+    let influx = Influx::start().await;
+    influx.query("t", "SELEC nothing").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_influx_instances_start_in_parallel() {
+    let started = Instant::now();
+    let servers = start_influxes(4).await;
+    let elapsed = started.elapsed();
+
+    let mut urls: Vec<String> = servers.iter().map(Influx::url).collect();
+    urls.sort();
+    urls.dedup();
+    assert_eq!(
+        urls.len(),
+        servers.len(),
+        "instances share a port: {urls:?}"
+    );
+    for server in &servers {
+        server.create_database("p").await;
+    }
+    assert!(
+        elapsed < Duration::from_secs(10),
+        "4 parallel starts took {elapsed:?}"
+    );
+}
+
+/// Starts `n` Influx instances concurrently on separate tasks.
+async fn start_influxes(n: usize) -> Vec<Influx> {
+    let tasks: Vec<_> = (0..n).map(|_| tokio::spawn(Influx::start())).collect();
+    let mut servers = Vec::with_capacity(n);
+    for task in tasks {
+        servers.push(task.await.expect("Influx::start task"));
+    }
+    servers
+}
+
+#[tokio::test]
+async fn eventually_returns_the_first_some() {
+    let mut calls = 0;
+    let value = eventually(
+        "third call",
+        Duration::from_secs(5),
+        Duration::from_millis(1),
+        || {
+            calls += 1;
+            let done = calls >= 3;
+            async move { done.then_some(calls) }
+        },
+    )
+    .await;
+    assert_eq!(value, 3);
+}
+
+#[tokio::test]
+#[should_panic(expected = "timed out after 50ms waiting for: never")]
+async fn eventually_panics_with_what_on_timeout() {
+    eventually(
+        "never",
+        Duration::from_millis(50),
+        Duration::from_millis(10),
+        || async { None::<()> },
+    )
+    .await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "database not found")]
+async fn influx_query_panics_on_statement_error() {
+    let influx = Influx::start().await;
+    influx.query("absent", "SELECT * FROM m").await;
+}

