@@ -3,12 +3,20 @@
 //! A body is one format-version byte followed by a bincode (2.x, standard config) struct.
 //! Numbers and digests travel as flat byte runs of 32-byte items, so decoding borrows them
 //! straight from the received payload: no per-number allocation and no copy on the way in.
+//!
+//! Numbers come in two encodings ([`Numbers`]): `Raw`, the bytes themselves, or `Seeded`, a
+//! 32-byte ChaCha8 seed whose keystream, cut in 32-byte pieces, *is* the batch. Both describe
+//! the same thing — a batch of random numbers anyone can expand and check — but a seeded batch
+//! crosses NATS in 40 bytes instead of 32 per number, which is what lets the `full` profile go
+//! past the cost of copying every number through the server twice.
 //! Readable metadata (batch id, count, sending instance) goes in NATS headers, for people
 //! watching with `nats sub`; the body alone is authoritative.
 
 use async_nats::HeaderMap;
 use bincode::{BorrowDecode, Encode};
 use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// Bumped whenever the body layout changes; a receiver rejects versions it does not know.
 pub const FORMAT_VERSION: u8 = 1;
@@ -33,13 +41,88 @@ fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<{ 64 * 1024 * 1024 }>()
 }
 
+/// The numbers of a batch, in one of two encodings (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, BorrowDecode)]
+pub enum Numbers<'a> {
+    /// `count × 32` bytes.
+    Raw(&'a [u8]),
+    /// The first `count × 32` bytes of ChaCha8's keystream for `seed`.
+    Seeded { seed: [u8; 32], count: u32 },
+}
+
+/// Numbers expanded from a seeded batch per step: small enough to stay in cache.
+pub const EXPAND_CHUNK: usize = 64;
+
+impl<'a> Numbers<'a> {
+    pub fn count(&self) -> usize {
+        match self {
+            Numbers::Raw(bytes) => bytes.len() / NUMBER_LEN,
+            Numbers::Seeded { count, .. } => *count as usize,
+        }
+    }
+
+    fn validate(&self, max: usize) -> Result<usize, DecodeError> {
+        match self {
+            Numbers::Raw(bytes) => item_count(bytes, max),
+            Numbers::Seeded { count: 0, .. } => Err(DecodeError::NoItems),
+            Numbers::Seeded { count, .. } if *count as usize > max => Err(DecodeError::TooLarge {
+                count: *count as usize,
+                max,
+            }),
+            Numbers::Seeded { count, .. } => Ok(*count as usize),
+        }
+    }
+
+    /// Calls `f` with consecutive runs of whole numbers (32 bytes each), in order: the raw
+    /// bytes as they are, or a seeded batch expanded [`EXPAND_CHUNK`] numbers at a time.
+    pub fn for_each_run(&self, mut f: impl FnMut(&[u8])) {
+        match self {
+            Numbers::Raw(bytes) => f(bytes),
+            Numbers::Seeded { seed, count } => {
+                let mut stream = ChaCha8Rng::from_seed(*seed);
+                let mut buf = [0u8; EXPAND_CHUNK * NUMBER_LEN];
+                let mut left = *count as usize;
+                while left > 0 {
+                    let n = left.min(EXPAND_CHUNK);
+                    stream.fill_bytes(&mut buf[..n * NUMBER_LEN]);
+                    f(&buf[..n * NUMBER_LEN]);
+                    left -= n;
+                }
+            }
+        }
+    }
+
+    /// Number `index` of the batch (`index < count`).
+    pub fn number(&self, index: usize) -> [u8; NUMBER_LEN] {
+        let mut number = [0u8; NUMBER_LEN];
+        match self {
+            Numbers::Raw(bytes) => {
+                number.copy_from_slice(&bytes[index * NUMBER_LEN..(index + 1) * NUMBER_LEN])
+            }
+            Numbers::Seeded { seed, .. } => {
+                let mut stream = ChaCha8Rng::from_seed(*seed);
+                // The keystream is addressed in 32-bit words: 8 per number.
+                stream.set_word_pos(index as u128 * (NUMBER_LEN as u128 / 4));
+                stream.fill_bytes(&mut number);
+            }
+        }
+        number
+    }
+
+    /// All the numbers as bytes (copies; for tools and tests, not the hot path).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut all = Vec::with_capacity(self.count() * NUMBER_LEN);
+        self.for_each_run(|run| all.extend_from_slice(run));
+        all
+    }
+}
+
 /// A batch of random numbers, as rng sends it to the hashers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, BorrowDecode)]
 pub struct NumberBatch<'a> {
     /// Per-sender sequence number: gaps show lost batches.
     pub seq: u64,
-    /// `count × 32` bytes.
-    pub numbers: &'a [u8],
+    pub numbers: Numbers<'a>,
 }
 
 /// A batch of numbers with their SHA-256 digests, as a hasher sends it to the workers.
@@ -47,9 +130,9 @@ pub struct NumberBatch<'a> {
 pub struct DigestBatch<'a> {
     /// Per-sender sequence number of the hasher that sent it.
     pub seq: u64,
-    /// `count × 32` bytes.
-    pub numbers: &'a [u8],
-    /// `count × 32` bytes: `digests[i]` is SHA-256 of `numbers[i]`.
+    /// The numbers, in the encoding they came in.
+    pub numbers: Numbers<'a>,
+    /// `count × 32` bytes: digest `i` is SHA-256 of number `i`.
     pub digests: &'a [u8],
 }
 
@@ -115,36 +198,39 @@ fn item_count(run: &[u8], max: usize) -> Result<usize, DecodeError> {
     Ok(count)
 }
 
+fn raw_len(numbers: &Numbers) -> usize {
+    match numbers {
+        Numbers::Raw(bytes) => bytes.len(),
+        Numbers::Seeded { .. } => NUMBER_LEN,
+    }
+}
+
 impl<'a> NumberBatch<'a> {
     pub fn encode(&self) -> Bytes {
-        encode(self, self.numbers.len())
+        encode(self, raw_len(&self.numbers))
     }
 
     /// Decodes and validates a body; `max_count` bounds the batch size accepted.
     pub fn decode(body: &'a [u8], max_count: usize) -> Result<Self, DecodeError> {
         let batch: NumberBatch = decode(body)?;
-        item_count(batch.numbers, max_count)?;
+        batch.numbers.validate(max_count)?;
         Ok(batch)
     }
 
     pub fn count(&self) -> usize {
-        self.numbers.len() / NUMBER_LEN
-    }
-
-    pub fn numbers(&self) -> impl ExactSizeIterator<Item = &'a [u8]> + 'a {
-        self.numbers.chunks_exact(NUMBER_LEN)
+        self.numbers.count()
     }
 }
 
 impl<'a> DigestBatch<'a> {
     pub fn encode(&self) -> Bytes {
-        encode(self, self.numbers.len() + self.digests.len())
+        encode(self, raw_len(&self.numbers) + self.digests.len())
     }
 
     /// Decodes and validates a body; `max_count` bounds the batch size accepted.
     pub fn decode(body: &'a [u8], max_count: usize) -> Result<Self, DecodeError> {
         let batch: DigestBatch = decode(body)?;
-        let numbers = item_count(batch.numbers, max_count)?;
+        let numbers = batch.numbers.validate(max_count)?;
         let digests = item_count(batch.digests, max_count)?;
         if numbers != digests {
             return Err(DecodeError::Mismatch { numbers, digests });
@@ -153,14 +239,12 @@ impl<'a> DigestBatch<'a> {
     }
 
     pub fn count(&self) -> usize {
-        self.numbers.len() / NUMBER_LEN
+        self.numbers.count()
     }
 
-    /// `(number, digest)` pairs, in order.
-    pub fn pairs(&self) -> impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])> + 'a {
-        self.numbers
-            .chunks_exact(NUMBER_LEN)
-            .zip(self.digests.chunks_exact(DIGEST_LEN))
+    /// The digests, in order: digest `i` belongs to `self.numbers.number(i)`.
+    pub fn digests(&self) -> impl ExactSizeIterator<Item = &'a [u8]> + 'a {
+        self.digests.chunks_exact(DIGEST_LEN)
     }
 }
 
@@ -224,14 +308,15 @@ mod tests {
         let numbers = items(3, 7);
         let batch = NumberBatch {
             seq: 42,
-            numbers: &numbers,
+            numbers: Numbers::Raw(&numbers),
         };
         let body = batch.encode();
         assert_eq!(body[0], FORMAT_VERSION);
         let back = NumberBatch::decode(&body, 10).unwrap();
         assert_eq!(back, batch);
         assert_eq!(back.count(), 3);
-        assert_eq!(back.numbers().nth(2).unwrap(), &numbers[64..96]);
+        assert_eq!(back.numbers.number(2), numbers[64..96]);
+        assert_eq!(back.numbers.to_vec(), numbers);
     }
 
     #[test]
@@ -240,14 +325,14 @@ mod tests {
         let digests = items(2, 9);
         let batch = DigestBatch {
             seq: u64::MAX,
-            numbers: &numbers,
+            numbers: Numbers::Raw(&numbers),
             digests: &digests,
         };
         let body = batch.encode();
         let back = DigestBatch::decode(&body, 2).unwrap();
         assert_eq!(back, batch);
-        let (n, d) = back.pairs().nth(1).unwrap();
-        assert_eq!((n, d), (&numbers[32..], &digests[32..]));
+        assert_eq!(back.digests().nth(1).unwrap(), &digests[32..]);
+        assert_eq!(back.numbers.number(1), numbers[32..]);
     }
 
     #[test]
@@ -255,7 +340,7 @@ mod tests {
         let numbers = items(2, 3);
         let good = NumberBatch {
             seq: 1,
-            numbers: &numbers,
+            numbers: Numbers::Raw(&numbers),
         }
         .encode();
         assert_eq!(NumberBatch::decode(&[], 10), Err(DecodeError::Empty));
@@ -279,7 +364,7 @@ mod tests {
         );
         let ragged = NumberBatch {
             seq: 1,
-            numbers: &numbers[..40],
+            numbers: Numbers::Raw(&numbers[..40]),
         }
         .encode();
         assert_eq!(
@@ -288,14 +373,36 @@ mod tests {
         );
         let empty = NumberBatch {
             seq: 1,
-            numbers: &[],
+            numbers: Numbers::Raw(&[]),
         }
         .encode();
         assert_eq!(NumberBatch::decode(&empty, 10), Err(DecodeError::NoItems));
+        let no_seeded = NumberBatch {
+            seq: 1,
+            numbers: Numbers::Seeded {
+                seed: [1; 32],
+                count: 0,
+            },
+        };
+        assert_eq!(
+            NumberBatch::decode(&no_seeded.encode(), 10),
+            Err(DecodeError::NoItems)
+        );
+        let big_seeded = NumberBatch {
+            seq: 1,
+            numbers: Numbers::Seeded {
+                seed: [1; 32],
+                count: 11,
+            },
+        };
+        assert_eq!(
+            NumberBatch::decode(&big_seeded.encode(), 10),
+            Err(DecodeError::TooLarge { count: 11, max: 10 })
+        );
         // A digest body is not a number body, and the other way round.
         let digests = DigestBatch {
             seq: 1,
-            numbers: &numbers,
+            numbers: Numbers::Raw(&numbers),
             digests: &numbers[..32],
         }
         .encode();
@@ -346,6 +453,31 @@ mod tests {
     }
 
     #[test]
+    fn seeded_numbers_expand_like_the_keystream() {
+        let seed = [7u8; 32];
+        let count = EXPAND_CHUNK * 2 + 5;
+        let numbers = Numbers::Seeded {
+            seed,
+            count: count as u32,
+        };
+        let mut expected = vec![0u8; count * NUMBER_LEN];
+        ChaCha8Rng::from_seed(seed).fill_bytes(&mut expected);
+        let all = numbers.to_vec();
+        assert_eq!(all, expected);
+        // Random access agrees with the stream, across chunk boundaries too.
+        for i in [0, 1, EXPAND_CHUNK - 1, EXPAND_CHUNK, count - 1] {
+            assert_eq!(
+                numbers.number(i),
+                expected[i * 32..(i + 1) * 32],
+                "number {i}"
+            );
+        }
+        let body = NumberBatch { seq: 3, numbers }.encode();
+        assert!(body.len() < 50, "a seeded batch is {} bytes", body.len());
+        assert_eq!(NumberBatch::decode(&body, count).unwrap().numbers, numbers);
+    }
+
+    #[test]
     fn headers_round_trip() {
         let mut h = BatchHeaders::new("rng-1", 5, 8192);
         h.origin = Some("rng-0/4".into());
@@ -361,7 +493,7 @@ mod tests {
         let numbers = vec![0u8; max * 32];
         let body = DigestBatch {
             seq: u64::MAX,
-            numbers: &numbers,
+            numbers: Numbers::Raw(&numbers),
             digests: &numbers,
         }
         .encode();

@@ -17,6 +17,15 @@ pub enum Profile {
     Full,
 }
 
+/// How rng encodes the numbers of a batch on the wire (see `codec::Numbers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NumberEncoding {
+    /// The 32 bytes of every number: what `nats sub` shows as is.
+    Raw,
+    /// A 32-byte ChaCha8 seed whose keystream is the batch: ~1 byte per number on the wire.
+    Seeded,
+}
+
 /// Default knob values of a profile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Defaults {
@@ -24,6 +33,8 @@ pub struct Defaults {
     pub rng_rate: f64,
     /// Numbers per batch.
     pub rng_batch: usize,
+    /// Wire encoding of the numbers.
+    pub rng_numbers: NumberEncoding,
     /// Unacknowledged batches an rng instance may have out.
     pub rng_in_flight: usize,
     /// Simulated cost of one hash.
@@ -44,6 +55,7 @@ impl Profile {
             Profile::Demo => Defaults {
                 rng_rate: 100.0,
                 rng_batch: 1,
+                rng_numbers: NumberEncoding::Raw,
                 // Enough to keep ten one-at-a-time hashers fed at 100 numbers/s.
                 rng_in_flight: 32,
                 hasher_delay: Duration::from_millis(100),
@@ -56,6 +68,7 @@ impl Profile {
             Profile::Full => Defaults {
                 rng_rate: 0.0,
                 rng_batch: 8192,
+                rng_numbers: NumberEncoding::Seeded,
                 rng_in_flight: 16,
                 hasher_delay: Duration::ZERO,
                 hasher_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),

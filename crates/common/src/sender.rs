@@ -21,11 +21,11 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::intake::NATS_SERVICE_ERROR as SERVICE_ERROR_HEADER;
 use crate::shutdown::Shutdown;
 use crate::stats::Counter;
 use crate::subjects::Stage;
 use crate::throttle::Throttle;
-use async_nats::service::NATS_SERVICE_ERROR as SERVICE_ERROR_HEADER;
 
 /// How often a waiting sender asks whether a consumer is back.
 const PROBE_EVERY: Duration = Duration::from_millis(500);

@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use chocominer_common::codec::{self, BatchHeaders, DigestBatch, NumberBatch};
+use chocominer_common::codec::{self, BatchHeaders, DigestBatch, NumberBatch, Numbers};
 use chocominer_common::intake::Intake;
 use chocominer_common::runtime::StageRuntime;
 use chocominer_common::sender::{Sender, SenderConfig, SenderStats};
@@ -90,12 +89,14 @@ impl HasherMeter {
     }
 }
 
-/// SHA-256 of each 32-byte number, concatenated.
-pub fn digest_all(numbers: &[u8]) -> Vec<u8> {
-    let mut digests = Vec::with_capacity(numbers.len());
-    for number in numbers.chunks_exact(codec::NUMBER_LEN) {
-        digests.extend_from_slice(&Sha256::digest(number));
-    }
+/// SHA-256 of each number, concatenated.
+pub fn digest_all(numbers: &Numbers) -> Vec<u8> {
+    let mut digests = Vec::with_capacity(numbers.count() * codec::DIGEST_LEN);
+    numbers.for_each_run(|run| {
+        for number in run.chunks_exact(codec::NUMBER_LEN) {
+            digests.extend_from_slice(&Sha256::digest(number));
+        }
+    });
     digests
 }
 
@@ -147,38 +148,45 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     let reporter = runtime.report(meter.clone());
     tracing::info!(?delay, concurrency, "hashing");
 
+    let responder = intake.responder();
     let slots = Arc::new(Semaphore::new(concurrency));
     let instance: Arc<str> = runtime.instance.as_str().into();
     while let Some(request) = intake.next(&shutdown).await {
-        let payload = request.message.payload.clone();
-        let numbers = match NumberBatch::decode(&payload, max_batch) {
-            Ok(batch) => payload.slice_ref(batch.numbers),
-            Err(e) => {
-                intake.refuse(&request, &e).await;
-                continue;
-            }
-        };
         let slot = slots.clone().acquire_owned().await.expect("never closed");
-        let (sender, meter, shutdown, instance) = (
+        let (sender, meter, shutdown, instance, responder) = (
             sender.clone(),
             meter.clone(),
             shutdown.clone(),
             instance.clone(),
+            responder.clone(),
         );
         tokio::spawn(async move {
+            let payload = request.message.payload.clone();
+            let batch = match NumberBatch::decode(&payload, max_batch) {
+                Ok(batch) => batch,
+                Err(e) => return responder.refuse(request, e).await,
+            };
             let origin = request
                 .message
                 .headers
                 .as_ref()
                 .and_then(BatchHeaders::from_header_map)
                 .map(|h| h.batch);
-            let digests = hash(&numbers, delay).await;
-            let count = (numbers.len() / codec::NUMBER_LEN) as u64;
+            let (digests, spent) = hash(&batch.numbers, delay).await;
+            let count = batch.count() as u64;
             meter.hashes.add(count);
-            meter.busy_ns.add(digests.1.as_nanos() as u64);
-            hand_on(&sender, &instance, &numbers, &digests.0, origin, &shutdown).await;
+            meter.busy_ns.add(spent.as_nanos() as u64);
+            hand_on(
+                &sender,
+                &instance,
+                batch.numbers,
+                &digests,
+                origin,
+                &shutdown,
+            )
+            .await;
             // Acknowledge: the batch is with the workers now (or counted as lost on the way).
-            let _ = request.respond(Ok(Bytes::new())).await;
+            responder.ack(request).await;
             drop(slot);
         });
     }
@@ -188,7 +196,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         .await
         .expect("never closed");
     sender.close().await;
-    intake.close().await;
+    responder.close();
     let stats = sender.stats();
     let report = Report {
         hashed: meter.hashes.total(),
@@ -201,17 +209,20 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
 }
 
 /// Hashes a batch; returns the digests and the time spent.
-async fn hash(numbers: &Bytes, delay: Duration) -> (Vec<u8>, Duration) {
+async fn hash(numbers: &Numbers<'_>, delay: Duration) -> (Vec<u8>, Duration) {
     let started = Instant::now();
     let digests = if delay.is_zero() {
-        let numbers = numbers.clone();
-        tokio::task::spawn_blocking(move || digest_all(&numbers))
-            .await
-            .expect("hashing cannot panic")
+        // A large batch takes a fraction of a millisecond: tell the scheduler, so other tasks
+        // move to another thread meanwhile (possible on the multi-threaded runtime only).
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::current().runtime_flavor() {
+            RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| digest_all(numbers)),
+            _ => digest_all(numbers),
+        }
     } else {
         // The demo's costly hash: one at a time, `delay` each.
-        let mut digests = Vec::with_capacity(numbers.len());
-        for number in numbers.chunks_exact(codec::NUMBER_LEN) {
+        let mut digests = Vec::with_capacity(numbers.count() * codec::DIGEST_LEN);
+        for number in numbers.to_vec().chunks_exact(codec::NUMBER_LEN) {
             tokio::time::sleep(delay).await;
             digests.extend_from_slice(&Sha256::digest(number));
         }
@@ -225,12 +236,12 @@ async fn hash(numbers: &Bytes, delay: Duration) -> (Vec<u8>, Duration) {
 async fn hand_on(
     sender: &Sender,
     instance: &str,
-    numbers: &[u8],
+    numbers: Numbers<'_>,
     digests: &[u8],
     origin: Option<String>,
     shutdown: &Shutdown,
 ) {
-    let count = (numbers.len() / codec::NUMBER_LEN) as u64;
+    let count = numbers.count() as u64;
     let Ok(slot) = sender.reserve_to_hand_on(shutdown).await else {
         sender.count_lost(1, count, "stopping while no worker is listening");
         return;

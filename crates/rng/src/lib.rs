@@ -7,7 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chocominer_common::codec::{self, BatchHeaders, NumberBatch};
+use chocominer_common::codec::{self, BatchHeaders, NumberBatch, Numbers};
+use chocominer_common::profile::NumberEncoding;
 use chocominer_common::rate::RateLimiter;
 use chocominer_common::runtime::StageRuntime;
 use chocominer_common::sender::{Sender, SenderConfig, SenderStats};
@@ -27,6 +28,10 @@ pub struct Config {
     /// Numbers per batch, capped by the server's max payload [default: demo 1, full 8192].
     #[arg(long, env = "RNG_BATCH", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: Option<u64>,
+    /// How numbers travel: raw (32 bytes each) or seeded (a ChaCha8 seed per batch whose
+    /// keystream is the batch) [default: demo raw, full seeded].
+    #[arg(long, env = "RNG_NUMBERS", value_enum)]
+    pub numbers: Option<NumberEncoding>,
     /// Seed for a reproducible stream of numbers [default: random].
     #[arg(long, env = "RNG_SEED")]
     pub seed: Option<u64>,
@@ -71,6 +76,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         return Ok(Report::default());
     };
     let rate = config.rate.unwrap_or(defaults.rng_rate);
+    let encoding = config.numbers.unwrap_or(defaults.rng_numbers);
     let wanted = config.batch.map_or(defaults.rng_batch, |b| b as usize);
     let max_batch = codec::max_batch_for_payload(runtime.max_payload());
     let batch = wanted.min(max_batch);
@@ -105,12 +111,20 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     tracing::info!(
         rate = if rate > 0.0 { format!("{rate}/s") } else { "unlimited".into() },
         batch,
+        ?encoding,
         subject = %runtime.subjects.numbers,
         "making numbers"
     );
 
     let mut limiter = RateLimiter::new(rate);
-    let mut numbers = vec![0u8; batch * codec::NUMBER_LEN];
+    let mut raw = vec![
+        0u8;
+        if encoding == NumberEncoding::Raw {
+            batch * codec::NUMBER_LEN
+        } else {
+            0
+        }
+    ];
     loop {
         tokio::select! {
             _ = limiter.acquire(batch) => {}
@@ -119,10 +133,23 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         let Ok(slot) = sender.reserve(&shutdown).await else {
             break;
         };
-        numbers_rng.fill_bytes(&mut numbers);
+        let numbers = match encoding {
+            NumberEncoding::Raw => {
+                numbers_rng.fill_bytes(&mut raw);
+                Numbers::Raw(&raw)
+            }
+            NumberEncoding::Seeded => {
+                let mut seed = [0u8; 32];
+                numbers_rng.fill_bytes(&mut seed);
+                Numbers::Seeded {
+                    seed,
+                    count: batch as u32,
+                }
+            }
+        };
         let body = NumberBatch {
             seq: slot.seq(),
-            numbers: &numbers,
+            numbers,
         }
         .encode();
         let headers = BatchHeaders::new(&runtime.instance, slot.seq(), batch).to_header_map();

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use chocominer_common::codec::{self, BatchHeaders, DigestBatch};
 use chocominer_common::intake::Intake;
 use chocominer_common::nugget::{self, Nugget};
@@ -86,13 +85,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     .await?;
     let reporter = runtime.report(meter.clone());
     let sink = runtime.sink();
+    let responder = intake.responder();
     tracing::info!(difficulty, nuggets = %runtime.subjects.nuggets, "judging digests");
 
     while let Some(request) = intake.next(&shutdown).await {
         let batch = match DigestBatch::decode(&request.message.payload, max_batch) {
             Ok(batch) => batch,
             Err(e) => {
-                intake.refuse(&request, &e).await;
+                responder.refuse(request, e).await;
                 continue;
             }
         };
@@ -102,19 +102,20 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
             .as_ref()
             .and_then(BatchHeaders::from_header_map)
             .map(|h| h.origin.unwrap_or(h.batch));
-        for (number, digest) in batch.pairs() {
+        for (index, digest) in batch.digests().enumerate() {
             if nugget::is_nugget(digest, difficulty) {
-                let found = record_nugget(&sink, number, digest, difficulty, origin.clone());
+                let number = batch.numbers.number(index);
+                let found = record_nugget(&sink, &number, digest, difficulty, origin.clone());
                 publish_nugget(&runtime, &found).await;
                 meter.nuggets.add(1);
             }
         }
         meter.hashes.add(batch.count() as u64);
         // Judged and recorded: acknowledge to the hasher.
-        let _ = request.respond(Ok(Bytes::new())).await;
+        responder.ack(request).await;
     }
 
-    intake.close().await;
+    responder.close();
     let report = Report {
         judged: meter.hashes.total(),
         nuggets: meter.nuggets.total(),
