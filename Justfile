@@ -1,0 +1,55 @@
+# ChocoMiner tasks. `just` alone lists them; the long shell logic lives in scripts/.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+set positional-arguments
+
+# nats-server and just are installed into the project venv by scripts/install-deps.sh;
+# tests and the local stack find them (and the apt-installed influxd) on this PATH.
+export PATH := justfile_directory() / ".tools/venv/bin" + ":" + env("PATH")
+
+# List the recipes
+[private]
+default:
+    @"{{ just_executable() }}" --justfile "{{ justfile() }}" --list --unsorted
+
+# Build, then start nats-server, influxd and one rng, hasher and worker in the background
+[no-exit-message]
+up:
+    @scripts/up.sh
+
+# Stop everything `up` and `scale` started (services first, then nats-server and influxd)
+[no-exit-message]
+down:
+    @scripts/down.sh
+
+# Run exactly N instances of STAGE (rng, hasher or worker), e.g. `just scale hasher 5`
+[no-exit-message]
+scale STAGE N:
+    @scripts/scale.sh "$@"
+
+# Follow the logs of the local stack, or of one stage (rng|hasher|worker|nats|influxd)
+[no-exit-message]
+logs STAGE="":
+    @scripts/logs.sh "$@"
+
+# List the running processes with their pid and uptime
+[no-exit-message]
+ps:
+    @scripts/ps.sh
+
+# What CI runs: the whole test suite (needs nats-server and influxd, see scripts/install-deps.sh)
+test:
+    cargo test --workspace
+
+# Build the release binaries into target/release
+build:
+    cargo build --release --bins
+
+# Format the code
+fmt:
+    cargo fmt --all
+
+# Check formatting and clippy lints (warnings are errors)
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# `just down`: stops exactly what `just up` and `just scale` started, found through the pid
+# files in .run/pids (a pid whose start time or command no longer matches is left alone).
+# Order: rng, hasher, worker (upstream first, so each stage can finish what it holds and the
+# worker can flush its last stats), then nats-server and influxd. Each group gets SIGTERM and
+# STOP_TIMEOUT seconds (default 15) before SIGKILL. Safe to run any number of times.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+mapfile -t names < <(tracked_names)
+if [ "${#names[@]}" -eq 0 ]; then
+  say "nothing to stop: the stack is not up"
+  exit 0
+fi
+
+say "stopping ChocoMiner"
+for stage in "${STAGES[@]}"; do
+  mapfile -t group < <(instances "$stage")
+  stop_names "${group[@]}"
+done
+stop_names nats
+stop_names influxd
+# Anything else with a pid file (there should be nothing).
+mapfile -t rest < <(tracked_names)
+stop_names "${rest[@]}"
+rm -f "$ENV_FILE"
+say "the stack is down (logs stay in $LOG_DIR, InfluxDB data in $INFLUX_DIR)"

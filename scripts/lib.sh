@@ -1,0 +1,292 @@
+# shellcheck shell=bash
+# Shared by the scripts behind `just up/down/scale/ps/logs`: where the local stack lives and
+# how its processes are started, recognised and stopped. Source it; it defines no side effects
+# beyond variables, PATH and functions.
+#
+# Bookkeeping: every process the local stack starts gets a name (nats, influxd, rng-1,
+# hasher-3, ...), a log file .run/logs/NAME.log and a pid file .run/pids/NAME.pid holding
+#   PID STARTTIME EXE [starting]
+# STARTTIME is field 22 of /proc/PID/stat (clock ticks since boot) and EXE the absolute path we
+# executed. A pid file only counts as "ours" while /proc/PID still shows that start time and
+# that argv[0], so a reused pid is never signalled. "starting" marks the instant between fork
+# and exec, when argv[0] is still the shell's or setsid's: the start time alone identifies it.
+
+# shellcheck disable=SC2034  # the variables below are used by the scripts that source this
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUN_DIR="$ROOT/.run"
+LOG_DIR="$RUN_DIR/logs"
+PID_DIR="$RUN_DIR/pids"
+INFLUX_DIR="$RUN_DIR/influxdb"
+ENV_FILE="$RUN_DIR/env"
+BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+case "$BIN_DIR" in /*) ;; *) BIN_DIR="$ROOT/$BIN_DIR" ;; esac
+
+# nats-server and just live in the project venv (scripts/install-deps.sh); influxd comes from apt.
+PATH="$ROOT/.tools/venv/bin:$PATH"
+
+STAGES=(rng hasher worker)       # in pipeline order: stopping goes this way too
+INFRA=(nats influxd)             # started before and stopped after the stages
+NATS_PORT=4222
+NATS_MONITOR_PORT=8222
+INFLUX_PORT=8086
+INFLUX_RPC_PORT=8088
+READY_TIMEOUT="${READY_TIMEOUT:-30}"   # seconds to wait for a server to answer
+STOP_TIMEOUT="${STOP_TIMEOUT:-15}"     # seconds between SIGTERM and SIGKILL
+
+say() { printf '%s\n' "$*"; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+is_stage() { case "${1:-}" in rng | hasher | worker) return 0 ;; *) return 1 ;; esac; }
+
+# --- /proc helpers ------------------------------------------------------------------------
+
+# These use builtins only (no subshell that a Ctrl-C could kill half-way, and no forks).
+# proc_stat PID: sets P_STATE and P_START (fields 3 and 22 of /proc/PID/stat); fails if the
+# process is gone. The command name in field 2 may hold spaces and ')', so cut after the last ')'.
+proc_stat() {
+  local stat fields
+  P_STATE="" P_START=""
+  read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
+  read -r -a fields <<<"${stat##*) }"
+  P_STATE=${fields[0]} P_START=${fields[19]}
+}
+
+# proc_argv0 PID: sets P_ARGV0 to the process's argv[0] (empty if gone).
+proc_argv0() {
+  P_ARGV0=""
+  IFS= read -r -d "" P_ARGV0 2>/dev/null <"/proc/$1/cmdline" || true
+}
+
+# Seconds a process has been running, from its start time in clock ticks since boot.
+proc_uptime() {
+  local starttime=$1 up hz
+  up="$(cut -d' ' -f1 /proc/uptime)"
+  hz="$(getconf CLK_TCK)"
+  awk -v up="$up" -v st="$starttime" -v hz="$hz" 'BEGIN { printf "%d\n", up - st / hz }'
+}
+
+human_duration() {
+  local s=$1
+  if ((s < 60)); then printf '%ds' "$s"
+  elif ((s < 3600)); then printf '%dm%02ds' $((s / 60)) $((s % 60))
+  else printf '%dh%02dm' $((s / 3600)) $((s % 3600 / 60)); fi
+}
+
+# --- pid files --------------------------------------------------------------------------
+
+pidfile() { printf '%s/%s.pid\n' "$PID_DIR" "$1"; }
+
+# Reads NAME's pid file into PID, STARTTIME, EXE, PENDING; fails if there is none.
+read_pidfile() {
+  PID="" STARTTIME="" EXE="" PENDING=""
+  [ -f "$PID_DIR/$1.pid" ] || return 1
+  read -r PID STARTTIME EXE PENDING <"$PID_DIR/$1.pid" || true
+  [ -n "$PID" ]
+}
+
+# True while NAME runs as the very process we started: same start time, same argv[0]. A zombie
+# (exited, not yet reaped by its new parent) counts as gone.
+alive() {
+  local PID STARTTIME EXE PENDING
+  read_pidfile "$1" || return 1
+  proc_stat "$PID" || return 1
+  [ "$P_START" = "$STARTTIME" ] && [ "$P_STATE" != Z ] || return 1
+  [ -n "$PENDING" ] && return 0
+  proc_argv0 "$PID"
+  [ "$P_ARGV0" = "$EXE" ]
+}
+
+# Names with a pid file, in stop order: stages upstream first, then infrastructure, then any
+# stray name. Instances of a stage are ordered by number.
+tracked_names() {
+  local stage n f
+  for stage in "${STAGES[@]}"; do instances "$stage"; done
+  for n in "${INFRA[@]}"; do
+    if [ -f "$(pidfile "$n")" ]; then say "$n"; fi
+  done
+  for f in "$PID_DIR"/*.pid; do
+    [ -e "$f" ] || continue
+    n="$(basename "$f" .pid)"
+    [[ "$n" =~ ^(nats|influxd|(rng|hasher|worker)-[0-9]+)$ ]] || say "$n"
+  done
+}
+
+# Instance names of STAGE that have a pid file, oldest number first (rng-1, rng-2, ...).
+instances() {
+  local f
+  for f in "$PID_DIR/$1"-*.pid; do
+    [ -e "$f" ] || continue
+    f="$(basename "$f" .pid)"
+    if [[ "${f#"$1"-}" =~ ^[0-9]+$ ]]; then say "$f"; fi
+  done | sort -t- -k2,2n
+}
+
+# Drops pid files of processes that are no longer ours, saying so. Leaves live ones alone.
+forget_dead() {
+  local n
+  for n in "$@"; do
+    alive "$n" && continue
+    [ -f "$(pidfile "$n")" ] || continue
+    say "$n had exited (see $LOG_DIR/$n.log); forgetting it"
+    rm -f "$(pidfile "$n")"
+  done
+}
+
+# --- starting and stopping --------------------------------------------------------------
+
+# Scripts that start processes trap INT/TERM into INTERRUPTED=1 rather than dying on the spot,
+# so a Ctrl-C never lands between starting a process and recording it; they call this at
+# points where stopping is safe.
+checkpoint() { [ "${INTERRUPTED:-0}" = 0 ] || { say "interrupted" >&2; exit 130; }; }
+
+# spawn NAME [VAR=VALUE ...] -- /abs/path/to/exe ARGS...
+# Starts EXE in its own session (setsid: no controlling terminal, no SIGINT from the shell's
+# Ctrl-C, survives the shell) with SIGHUP ignored (nohup), stdin from /dev/null and
+# stdout+stderr to .run/logs/NAME.log, and records its pid file.
+# setsid only forks when the caller leads a process group, which a non-interactive script's
+# background job never does, and setsid, nohup and env each exec the next, so $! is the pid
+# EXE ends up running as, with the start time it had from the fork.
+spawn() {
+  local name=$1 vars=() pid deadline exe pf
+  shift
+  while [ "$#" -gt 0 ] && [ "$1" != -- ]; do vars+=("$1"); shift; done
+  shift
+  exe=$1 pf="$PID_DIR/$name.pid"
+  [[ "$exe" == /* ]] || die "spawn: $exe must be an absolute path"
+  [ -x "$exe" ] || die "$exe is missing or not executable"
+  checkpoint
+  mkdir -p "$LOG_DIR" "$PID_DIR"
+  setsid nohup env "${vars[@]}" "$@" >"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  # Builtins only from here to the pid file, so nothing can interrupt the bookkeeping.
+  pid=$!
+  if ! proc_stat "$pid"; then log_tail "$name"; die "$name exited at once"; fi
+  printf '%s %s %s starting\n' "$pid" "$P_START" "$exe" >"$pf"
+  # Wait for the exec chain to reach EXE; from then on argv[0] identifies it too.
+  deadline=$((SECONDS + 5))
+  while proc_argv0 "$pid" && [ "$P_ARGV0" != "$exe" ]; do
+    alive "$name" || { log_tail "$name"; die "$name exited at once (see $LOG_DIR/$name.log)"; }
+    [ "$SECONDS" -lt "$deadline" ] || die "$name (pid $pid) did not start $exe"
+    sleep 0.02
+  done
+  alive "$name" || { log_tail "$name"; die "$name exited at once (see $LOG_DIR/$name.log)"; }
+  printf '%s %s %s\n' "$pid" "$P_START" "$exe" >"$pf"
+  checkpoint
+}
+
+# Sends SIGTERM to every live NAME given, waits up to STOP_TIMEOUT seconds for all of them,
+# then SIGKILLs what is left. Reports each one and removes the pid files.
+stop_names() {
+  local n pid left=() still=() deadline t0=$EPOCHREALTIME
+  for n in "$@"; do
+    if alive "$n"; then
+      read_pidfile "$n"
+      kill -TERM "$PID" 2>/dev/null || true
+      left+=("$n")
+    elif [ -f "$(pidfile "$n")" ]; then
+      say "  $n was not running (stale pid file removed)"
+      rm -f "$(pidfile "$n")"
+    fi
+  done
+  [ "${#left[@]}" -gt 0 ] || return 0
+  deadline=$((SECONDS + STOP_TIMEOUT))
+  while :; do
+    still=()
+    for n in "${left[@]}"; do
+      if alive "$n"; then still+=("$n"); else
+        read_pidfile "$n" && pid=$PID
+        say "  stopped $n (pid $pid) in $(since "$t0")s"
+        rm -f "$(pidfile "$n")"
+      fi
+    done
+    left=("${still[@]}")
+    [ "${#left[@]}" -gt 0 ] || return 0
+    [ "$SECONDS" -lt "$deadline" ] || break
+    sleep 0.1
+  done
+  for n in "${left[@]}"; do
+    read_pidfile "$n"
+    kill -KILL "$PID" 2>/dev/null || true
+    # SIGKILL is not refused, but give the kernel a moment to release the ports.
+    for _ in 1 2 3 4 5 6 7 8 9 10; do alive "$n" || break; sleep 0.1; done
+    say "  killed $n (pid $PID): still running ${STOP_TIMEOUT}s after SIGTERM (see $LOG_DIR/$n.log)"
+    rm -f "$(pidfile "$n")"
+  done
+}
+
+# Seconds since an $EPOCHREALTIME value, with one decimal (its separator follows the locale).
+since() { local now=$EPOCHREALTIME; awk -v a="${1/,/.}" -v b="${now/,/.}" 'BEGIN { printf "%.1f", b - a }'; }
+
+# --- readiness --------------------------------------------------------------------------
+
+# HTTP status code of a GET to URL, or 000 when nothing answers.
+http_code() {
+  curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1" 2>/dev/null || true
+}
+
+# True if something accepts TCP connections on 127.0.0.1:PORT.
+port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+
+# wait_http NAME URL CODE: polls URL until it answers CODE, NAME dies or READY_TIMEOUT passes.
+wait_http() {
+  local name=$1 url=$2 want=$3 deadline=$((SECONDS + READY_TIMEOUT))
+  while :; do
+    checkpoint
+    [ "$(http_code "$url")" = "$want" ] && return 0
+    alive "$name" || { log_tail "$name"; die "$name exited while starting"; }
+    [ "$SECONDS" -lt "$deadline" ] || { log_tail "$name"; die "$name not ready after ${READY_TIMEOUT}s ($url)"; }
+    sleep 0.2
+  done
+}
+
+# wait_subscribed NAME SUBJECT: waits until the local nats-server has a subscriber for SUBJECT
+# (its monitoring /subsz), i.e. NAME has connected and joined its queue group.
+wait_subscribed() {
+  local name=$1 subject=$2 deadline=$((SECONDS + READY_TIMEOUT)) body
+  while :; do
+    checkpoint
+    body="$(curl -s --max-time 2 "http://127.0.0.1:$NATS_MONITOR_PORT/subsz?subs=1&test=$subject" 2>/dev/null || true)"
+    [[ "$body" =~ \"total\":\ *([0-9]+) ]] && [ "${BASH_REMATCH[1]}" -gt 0 ] && return 0
+    alive "$name" || { log_tail "$name"; die "$name exited while starting"; }
+    [ "$SECONDS" -lt "$deadline" ] || { log_tail "$name"; die "$name did not subscribe to $subject within ${READY_TIMEOUT}s"; }
+    sleep 0.2
+  done
+}
+
+log_tail() {
+  local f="$LOG_DIR/$1.log"
+  [ -s "$f" ] || return 0
+  printf -- '--- last lines of %s ---\n' "$f" >&2
+  tail -n 15 "$f" >&2
+  printf -- '---\n' >&2
+}
+
+# --- settings shared by `up` and `scale` ------------------------------------------------
+
+# The service settings in the environment (see README "Configuration"). `up` saves them so
+# that instances added later by `scale` run with the same ones.
+SETTING_RE='^(NATS_[A-Z_]+|INFLUX_[A-Z_]+|RNG_[A-Z_]+|HASHER_[A-Z_]+|SUBJECT_PREFIX|CHOCOMINER_PROFILE|ACK_TIMEOUT_MS|DIFFICULTY|RUST_LOG)$'
+
+save_settings() {
+  local v
+  (
+    umask 077  # NATS_PASSWORD / INFLUX_PASSWORD may be among them
+    for v in $(compgen -e | grep -E "$SETTING_RE" || true); do
+      # shellcheck disable=SC2016  # the ${...} is for the file, not for now
+      printf '[ -n "${%s+x}" ] || export %s=%q\n' "$v" "$v" "${!v}"
+    done >"$ENV_FILE"
+  )
+}
+
+# Loads the settings `up` saved; a variable set in the current environment wins.
+load_settings() {
+  # shellcheck disable=SC1090
+  [ -f "$ENV_FILE" ] && . "$ENV_FILE"
+  return 0
+}
+
+# Starts instance number N of STAGE (the binary from `cargo build --release`).
+spawn_stage() {
+  local stage=$1 n=$2
+  spawn "$stage-$n" "INSTANCE=$stage-$n" -- "$BIN_DIR/$stage"
+}

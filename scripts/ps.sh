@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# `just ps`: what the local stack runs, one line per process (name, pid, uptime, memory), then
+# how many instances of each stage run.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+mapfile -t names < <(tracked_names)
+if [ "${#names[@]}" -eq 0 ]; then
+  say "nothing runs: the stack is not up (\`just up\`)"
+  exit 0
+fi
+
+# Servers first, then the stages in pipeline order (tracked_names lists the stages first).
+ordered=()
+for n in "${INFRA[@]}"; do [ -f "$(pidfile "$n")" ] && ordered+=("$n"); done
+for n in "${names[@]}"; do case " ${INFRA[*]} " in *" $n "*) ;; *) ordered+=("$n") ;; esac; done
+
+declare -A count=([rng]=0 [hasher]=0 [worker]=0)
+printf '%-12s %8s %9s %9s  %s\n' NAME PID UPTIME RSS STATE
+for n in "${ordered[@]}"; do
+  read_pidfile "$n" || continue
+  if alive "$n"; then
+    up="$(human_duration "$(proc_uptime "$STARTTIME")")"
+    rss="$(awk '/^VmRSS:/ { printf "%d MiB", $2 / 1024 }' "/proc/$PID/status" 2>/dev/null || true)"
+    state=running
+    stage=${n%-[0-9]*}
+    is_stage "$stage" && count[$stage]=$((count[$stage] + 1))
+  else
+    up=- rss=- state="exited (see .run/logs/$n.log)"
+  fi
+  printf '%-12s %8s %9s %9s  %s\n' "$n" "$PID" "$up" "$rss" "$state"
+done
+say ""
+say "running: rng ${count[rng]}, hasher ${count[hasher]}, worker ${count[worker]}"
