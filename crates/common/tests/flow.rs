@@ -1,0 +1,257 @@
+//! Flow control between stages against a real nats-server: the sender's window and loss
+//! accounting, and the intake's service protocol and drain on stop.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::service::{Info, PingResponse, Stats};
+use bytes::Bytes;
+use chocominer_common::intake::{Intake, NATS_SERVICE_ERROR};
+use chocominer_common::sender::{Sender, SenderConfig};
+use chocominer_common::{Shutdown, Stage};
+use futures::StreamExt;
+use testkit::{NatsServer, eventually};
+
+const WAIT: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(20);
+
+async fn intake(client: &async_nats::Client, subject: &str) -> Intake {
+    let data = Box::new(|| serde_json::json!({ "custom": 7 }));
+    Intake::start(
+        client,
+        Stage::Hasher,
+        subject,
+        "replica-1",
+        Default::default(),
+        data,
+    )
+    .await
+    .unwrap()
+}
+
+fn sender_config(subject: &str, max_in_flight: usize, ack_timeout: Duration) -> SenderConfig {
+    SenderConfig {
+        subject: subject.into(),
+        target: Stage::Hasher,
+        max_in_flight,
+        ack_timeout,
+    }
+}
+
+async fn json<T: serde::de::DeserializeOwned>(client: &async_nats::Client, subject: &str) -> T {
+    let reply = client
+        .request(subject.to_owned(), Bytes::new())
+        .await
+        .unwrap();
+    serde_json::from_slice(&reply.payload).unwrap()
+}
+
+#[tokio::test]
+async fn intake_speaks_the_service_protocol() {
+    testkit::init_tracing();
+    let nats = NatsServer::start().await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut intake = intake(&client, "t.numbers").await;
+    let responder = intake.responder();
+    let stop = Shutdown::new();
+    let served = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut n = 0;
+            while let Some(incoming) = intake.next(&stop).await {
+                if incoming.message.payload.is_empty() {
+                    responder.refuse(incoming, "empty").await;
+                } else {
+                    responder.ack(incoming).await;
+                }
+                n += 1;
+            }
+            n
+        }
+    });
+
+    let ping: PingResponse = json(&client, "$SRV.PING.hasher").await;
+    assert_eq!(
+        (ping.name.as_str(), ping.metadata["instance"].as_str()),
+        ("hasher", "replica-1")
+    );
+    let info: Info = json(&client, &format!("$SRV.INFO.hasher.{}", ping.id)).await;
+    assert_eq!(info.endpoints[0].subject, "t.numbers");
+    assert_eq!(info.endpoints[0].queue_group, "hasher");
+
+    for _ in 0..3 {
+        let ack = client
+            .request("t.numbers", Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        assert!(ack.headers.is_none() && ack.payload.is_empty());
+    }
+    let refused = client.request("t.numbers", Bytes::new()).await.unwrap();
+    assert_eq!(
+        refused
+            .headers
+            .unwrap()
+            .get(NATS_SERVICE_ERROR)
+            .unwrap()
+            .as_str(),
+        "empty"
+    );
+
+    let stats: Stats = json(&client, "$SRV.STATS").await;
+    let endpoint = &stats.endpoints[0];
+    assert_eq!((endpoint.requests, endpoint.errors), (4, 1));
+    assert_eq!(endpoint.data.as_ref().unwrap()["custom"], 7);
+    stop.trigger();
+    assert_eq!(served.await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn stopping_intake_finishes_what_was_delivered() {
+    let nats = NatsServer::start().await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut intake = intake(&client, "t.drain").await;
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(format!("{inbox}.*")).await.unwrap();
+    // 200 batches reach the replica before it is told to stop.
+    for i in 0..200 {
+        client
+            .publish_with_reply("t.drain", format!("{inbox}.{i}"), Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+    }
+    client.flush().await.unwrap();
+    let stop = Shutdown::new();
+    stop.trigger();
+    let responder = intake.responder();
+    let mut taken = 0;
+    while let Some(incoming) = tokio::time::timeout(WAIT, intake.next(&stop))
+        .await
+        .unwrap()
+    {
+        responder.ack(incoming).await;
+        taken += 1;
+    }
+    assert_eq!(
+        taken, 200,
+        "every batch delivered before the stop is handed out"
+    );
+    for _ in 0..200 {
+        tokio::time::timeout(WAIT, replies.next())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // Once stopped, the replica is out of the queue group: nobody answers any more.
+    let after = client.request("t.drain", Bytes::new()).await;
+    assert!(after.is_err(), "a stopped intake must not take new batches");
+}
+
+#[tokio::test]
+async fn sender_counts_no_responders_then_waits_for_a_consumer() {
+    let nats = NatsServer::start().await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let sender = Sender::start(client.clone(), sender_config("t.absent", 4, WAIT))
+        .await
+        .unwrap();
+    let stats = sender.stats();
+    let stop = Shutdown::new();
+    sender
+        .reserve(&stop)
+        .await
+        .unwrap()
+        .send(HeaderMap::new(), Bytes::from_static(b"b"), 10)
+        .await;
+    eventually("no responders counted as lost", WAIT, POLL, || async {
+        (stats.lost.total() == 10 && stats.lost_batches.total() == 1).then_some(())
+    })
+    .await;
+
+    // The next reservation waits for a hasher; it gets one when a replica appears.
+    let waiting = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let slot = sender.reserve(&stop).await.unwrap();
+            slot.send(HeaderMap::new(), Bytes::from_static(b"b"), 5)
+                .await;
+            sender
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await; // let it find nobody at least once
+    assert!(
+        !waiting.is_finished(),
+        "the sender must wait while no hasher listens"
+    );
+    let mut intake = intake(&client, "t.absent").await;
+    let responder = intake.responder();
+    tokio::spawn(async move {
+        let never = Shutdown::new();
+        while let Some(incoming) = intake.next(&never).await {
+            responder.ack(incoming).await;
+        }
+    });
+    let sender = tokio::time::timeout(WAIT, waiting).await.unwrap().unwrap();
+    eventually(
+        "batch acknowledged once a hasher is back",
+        WAIT,
+        POLL,
+        || async { (stats.acked.total() == 5).then_some(()) },
+    )
+    .await;
+    sender.close().await;
+    assert_eq!((stats.sent.total(), stats.lost.total()), (15, 10));
+}
+
+#[tokio::test]
+async fn sender_window_is_bounded_and_timeouts_are_lost() {
+    let nats = NatsServer::start().await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    // A consumer that takes batches and never answers.
+    let _silent = client.subscribe("t.silent").await.unwrap();
+    client.flush().await.unwrap();
+    let ack_timeout = Duration::from_millis(300);
+    let sender = Sender::start(client.clone(), sender_config("t.silent", 2, ack_timeout))
+        .await
+        .unwrap();
+    let stats = sender.stats();
+    let stop = Shutdown::new();
+    for _ in 0..2 {
+        sender
+            .reserve(&stop)
+            .await
+            .unwrap()
+            .send(HeaderMap::new(), Bytes::from_static(b"b"), 3)
+            .await;
+    }
+    assert_eq!(stats.in_flight(), 2);
+    // The window is full: the third batch can only go once the first two time out.
+    let started = tokio::time::Instant::now();
+    let slot = tokio::time::timeout(WAIT, sender.reserve(&stop))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        started.elapsed() >= ack_timeout / 2,
+        "reserved after {:?}",
+        started.elapsed()
+    );
+    assert_eq!((stats.lost.total(), stats.lost_batches.total()), (6, 2));
+    slot.send(HeaderMap::new(), Bytes::from_static(b"b"), 3)
+        .await;
+    sender.close().await;
+    assert_eq!(
+        (stats.sent.total(), stats.lost.total(), stats.acked.total()),
+        (9, 9, 0)
+    );
+    // A stop while waiting for room gives up without sending.
+    let full = Sender::start(client.clone(), sender_config("t.silent", 1, WAIT))
+        .await
+        .unwrap();
+    full.reserve(&stop)
+        .await
+        .unwrap()
+        .send(HeaderMap::new(), Bytes::from_static(b"b"), 1)
+        .await;
+    let stop_now = Shutdown::new();
+    stop_now.trigger();
+    assert!(full.reserve(&stop_now).await.is_err());
+}
