@@ -6,10 +6,14 @@
 //! all services, by name, and by id), so `nats micro ls|info|stats hasher` shows every replica
 //! with its request count and processing time, and senders can probe `$SRV.PING.<stage>`.
 //!
-//! The service verbs are answered here rather than by async-nats's service endpoint because
-//! that endpoint can only unsubscribe, which drops batches already on their way to the
-//! replica; this intake *drains* its subscription on shutdown (unsubscribe, then a round trip
-//! to the server) and yields every batch delivered before, so they are finished, not lost.
+//! Stopping without losing batches on their way to the replica: async-nats's endpoint can only
+//! unsubscribe, and its `drain` (0.51) forgets the subscription before the server has
+//! confirmed, so batches the server already sent are dropped by the client. This intake
+//! instead asks the server to auto-unsubscribe after [`STOP_FENCE`] more batches than it has
+//! received: server and client count the same messages, so the subscription ends exactly
+//! when the last batch the server sends has arrived — none in transit is dropped. It takes at
+//! most that many new batches after the stop (and finishes them); if traffic has stopped
+//! instead, it ends after a quiet spell, once a round trip to the server has flushed the wire.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -52,11 +56,29 @@ struct Identity {
     stats_data: StatsData,
 }
 
+/// Batches a stopping replica may still take after the stop: more than can be in transit to
+/// it, few enough to finish quickly (32 demo hashes take about 3 s).
+pub const STOP_FENCE: u64 = 32;
+/// With no batch for this long after the fence, traffic has stopped: the intake ends.
+const QUIET: Duration = Duration::from_millis(250);
+
 /// Receives the batches; see the module docs.
 pub struct Intake {
+    client: Client,
     batches: Subscriber,
-    stopping: bool,
+    /// Batches received from the subscription so far (what the server counts too).
+    received: u64,
+    state: IntakeState,
+    /// Batches taken off the subscription while stopping, not yet handed out.
+    held: std::collections::VecDeque<Message>,
     responder: Arc<Responder>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IntakeState {
+    Running,
+    Stopping,
+    Done,
 }
 
 /// Answers batches (from any task) and the service protocol.
@@ -127,8 +149,11 @@ impl Intake {
             reject_log: Throttle::default(),
         };
         Ok(Intake {
+            client: client.clone(),
             batches,
-            stopping: false,
+            received: 0,
+            state: IntakeState::Running,
+            held: Default::default(),
             responder: Arc::new(responder),
         })
     }
@@ -137,21 +162,63 @@ impl Intake {
         self.responder.clone()
     }
 
-    /// The next batch. Once `stop` fires, stops taking new ones (draining the subscription)
-    /// and returns those already delivered, then `None`.
+    /// The next batch. Once `stop` fires, stops taking new ones and returns those already
+    /// delivered or on their way, then `None`.
     pub async fn next(&mut self, stop: &Shutdown) -> Option<Incoming> {
-        if !self.stopping {
+        if self.state == IntakeState::Running {
             tokio::select! {
-                message = self.batches.next() => return message.map(Incoming::new),
-                _ = stop.triggered() => {
-                    self.stopping = true;
-                    if let Err(e) = self.batches.drain().await {
-                        tracing::warn!("could not drain the subscription: {e}");
-                    }
+                message = self.batches.next() => {
+                    self.received += u64::from(message.is_some());
+                    return message.map(Incoming::new);
                 }
+                _ = stop.triggered() => self.begin_stop().await,
             }
         }
-        self.batches.next().await.map(Incoming::new)
+        if let Some(message) = self.held.pop_front() {
+            return Some(Incoming::new(message));
+        }
+        if self.state == IntakeState::Done {
+            return None;
+        }
+        match tokio::time::timeout(QUIET, self.batches.next()).await {
+            Ok(Some(message)) => {
+                self.received += 1;
+                Some(Incoming::new(message))
+            }
+            // The subscription reached its fence and ended.
+            Ok(None) => {
+                self.state = IntakeState::Done;
+                None
+            }
+            // Traffic has stopped: whatever the server sent before the fence has arrived.
+            Err(_) => {
+                self.state = IntakeState::Done;
+                let _ = self.batches.unsubscribe().await;
+                None
+            }
+        }
+    }
+
+    async fn begin_stop(&mut self) {
+        use futures::FutureExt;
+        self.state = IntakeState::Stopping;
+        // Take what has already arrived, so the fence counts from an exact figure.
+        while let Some(Some(message)) = self.batches.next().now_or_never() {
+            self.received += 1;
+            self.held.push_back(message);
+        }
+        let fence = self.received + STOP_FENCE;
+        if let Err(e) = self.batches.unsubscribe_after(fence).await {
+            tracing::warn!("could not leave the queue group: {e}");
+        }
+        // A round trip: every batch the server sent before it saw the fence is now here.
+        if let Err(e) = self.client.flush().await {
+            tracing::warn!("could not flush NATS while stopping: {e}");
+        }
+        tracing::info!(
+            held = self.held.len(),
+            "stopped taking batches; finishing those delivered"
+        );
     }
 }
 

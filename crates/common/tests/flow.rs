@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::service::{Info, PingResponse, Stats};
 use bytes::Bytes;
-use chocominer_common::intake::{Intake, NATS_SERVICE_ERROR};
+use chocominer_common::intake::{Intake, NATS_SERVICE_ERROR, STOP_FENCE};
 use chocominer_common::sender::{Sender, SenderConfig};
 use chocominer_common::{Shutdown, Stage};
 use futures::StreamExt;
@@ -107,13 +107,15 @@ async fn intake_speaks_the_service_protocol() {
 
 #[tokio::test]
 async fn stopping_intake_finishes_what_was_delivered() {
+    testkit::init_tracing();
     let nats = NatsServer::start().await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut intake = intake(&client, "t.drain").await;
     let inbox = client.new_inbox();
     let mut replies = client.subscribe(format!("{inbox}.*")).await.unwrap();
-    // 200 batches reach the replica before it is told to stop.
-    for i in 0..200 {
+    // A burst reaches the replica as it is told to stop, much of it still on the wire.
+    let burst = STOP_FENCE as usize;
+    for i in 0..burst {
         client
             .publish_with_reply("t.drain", format!("{inbox}.{i}"), Bytes::from_static(b"x"))
             .await
@@ -123,7 +125,23 @@ async fn stopping_intake_finishes_what_was_delivered() {
     let stop = Shutdown::new();
     stop.trigger();
     let responder = intake.responder();
-    let mut taken = 0;
+    let first = tokio::time::timeout(WAIT, intake.next(&stop))
+        .await
+        .unwrap()
+        .unwrap();
+    responder.ack(first).await;
+    // Traffic goes on after the stop: the replica takes at most the fence's worth of it.
+    for i in 0..burst * 2 {
+        client
+            .publish_with_reply(
+                "t.drain",
+                format!("{inbox}.{}", 1000 + i),
+                Bytes::from_static(b"x"),
+            )
+            .await
+            .unwrap();
+    }
+    let mut taken = 1;
     while let Some(incoming) = tokio::time::timeout(WAIT, intake.next(&stop))
         .await
         .unwrap()
@@ -131,16 +149,34 @@ async fn stopping_intake_finishes_what_was_delivered() {
         responder.ack(incoming).await;
         taken += 1;
     }
-    assert_eq!(
-        taken, 200,
-        "every batch delivered before the stop is handed out"
+    assert!(
+        (burst..=burst + STOP_FENCE as usize).contains(&taken),
+        "took {taken}"
     );
-    for _ in 0..200 {
-        tokio::time::timeout(WAIT, replies.next())
+    // Acknowledgements, and the "no responders" answers to late batches nobody took.
+    let mut acked = std::collections::HashSet::new();
+    while acked.len() < taken {
+        let reply = tokio::time::timeout(WAIT, replies.next())
             .await
             .unwrap()
             .unwrap();
+        if reply.status.is_none() {
+            acked.insert(
+                reply
+                    .subject
+                    .rsplit('.')
+                    .next()
+                    .unwrap()
+                    .parse::<usize>()
+                    .unwrap(),
+            );
+        }
     }
+    let missing: Vec<usize> = (0..burst).filter(|i| !acked.contains(i)).collect();
+    assert!(
+        missing.is_empty(),
+        "not finished: {missing:?} (took {taken}, acked {acked:?})"
+    );
     // Once stopped, the replica is out of the queue group: nobody answers any more.
     let after = client.request("t.drain", Bytes::new()).await;
     assert!(after.is_err(), "a stopped intake must not take new batches");
