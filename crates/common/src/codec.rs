@@ -61,7 +61,16 @@ impl<'a> Numbers<'a> {
         }
     }
 
-    fn validate(&self, max: usize) -> Result<usize, DecodeError> {
+    pub fn encoding(&self) -> NumberEncoding {
+        match self {
+            Numbers::Raw(_) => NumberEncoding::Raw,
+            Numbers::Seeded { .. } => NumberEncoding::Seeded,
+        }
+    }
+
+    /// Checks the batch; a batch larger than its digest batch could carry is refused.
+    fn validate(&self, max_payload: usize) -> Result<usize, DecodeError> {
+        let max = max_batch_for_payload(max_payload, self.encoding());
         match self {
             Numbers::Raw(bytes) => item_count(bytes, max),
             Numbers::Seeded { count: 0, .. } => Err(DecodeError::NoItems),
@@ -157,10 +166,24 @@ pub enum DecodeError {
     NoItems,
 }
 
+/// How rng encodes the numbers of a batch on the wire (see [`Numbers`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NumberEncoding {
+    /// The 32 bytes of every number: what `nats sub` shows as is.
+    Raw,
+    /// A 32-byte ChaCha8 seed whose keystream is the batch: ~1 byte per number on the wire.
+    Seeded,
+}
+
 /// The largest batch (in numbers) whose digest batch still fits a message of `max_payload`
-/// bytes; rng sizes its batches with this so the hasher can always hand them on.
-pub fn max_batch_for_payload(max_payload: usize) -> usize {
-    (max_payload.saturating_sub(HEADROOM) / (NUMBER_LEN + DIGEST_LEN)).max(1)
+/// bytes; rng sizes its batches with this so the hasher can always hand them on. A digest
+/// batch carries 32 bytes per number, plus 32 more when the numbers travel raw.
+pub fn max_batch_for_payload(max_payload: usize, encoding: NumberEncoding) -> usize {
+    let per_number = match encoding {
+        NumberEncoding::Raw => NUMBER_LEN + DIGEST_LEN,
+        NumberEncoding::Seeded => DIGEST_LEN,
+    };
+    (max_payload.saturating_sub(HEADROOM) / per_number).max(1)
 }
 
 fn encode<T: Encode>(value: &T, payload_len: usize) -> Bytes {
@@ -210,10 +233,11 @@ impl<'a> NumberBatch<'a> {
         encode(self, raw_len(&self.numbers))
     }
 
-    /// Decodes and validates a body; `max_count` bounds the batch size accepted.
-    pub fn decode(body: &'a [u8], max_count: usize) -> Result<Self, DecodeError> {
+    /// Decodes and validates a body; batches too large to hand on within `max_payload` (the
+    /// server's limit) are refused.
+    pub fn decode(body: &'a [u8], max_payload: usize) -> Result<Self, DecodeError> {
         let batch: NumberBatch = decode(body)?;
-        batch.numbers.validate(max_count)?;
+        batch.numbers.validate(max_payload)?;
         Ok(batch)
     }
 
@@ -227,11 +251,11 @@ impl<'a> DigestBatch<'a> {
         encode(self, raw_len(&self.numbers) + self.digests.len())
     }
 
-    /// Decodes and validates a body; `max_count` bounds the batch size accepted.
-    pub fn decode(body: &'a [u8], max_count: usize) -> Result<Self, DecodeError> {
+    /// Decodes and validates a body (see [`NumberBatch::decode`]).
+    pub fn decode(body: &'a [u8], max_payload: usize) -> Result<Self, DecodeError> {
         let batch: DigestBatch = decode(body)?;
-        let numbers = batch.numbers.validate(max_count)?;
-        let digests = item_count(batch.digests, max_count)?;
+        let numbers = batch.numbers.validate(max_payload)?;
+        let digests = item_count(batch.digests, usize::MAX)?;
         if numbers != digests {
             return Err(DecodeError::Mismatch { numbers, digests });
         }
@@ -299,6 +323,11 @@ pub fn batch_id(instance: &str, seq: u64) -> String {
 mod tests {
     use super::*;
 
+    /// A max payload under which raw batches of up to `n` numbers (seeded: `2n`) are accepted.
+    fn room(n: usize) -> usize {
+        HEADROOM + n * (NUMBER_LEN + DIGEST_LEN)
+    }
+
     fn items(n: usize, fill: u8) -> Vec<u8> {
         (0..n * NUMBER_LEN).map(|i| fill ^ i as u8).collect()
     }
@@ -312,7 +341,7 @@ mod tests {
         };
         let body = batch.encode();
         assert_eq!(body[0], FORMAT_VERSION);
-        let back = NumberBatch::decode(&body, 10).unwrap();
+        let back = NumberBatch::decode(&body, room(10)).unwrap();
         assert_eq!(back, batch);
         assert_eq!(back.count(), 3);
         assert_eq!(back.numbers.number(2), numbers[64..96]);
@@ -329,7 +358,7 @@ mod tests {
             digests: &digests,
         };
         let body = batch.encode();
-        let back = DigestBatch::decode(&body, 2).unwrap();
+        let back = DigestBatch::decode(&body, room(2)).unwrap();
         assert_eq!(back, batch);
         assert_eq!(back.digests().nth(1).unwrap(), &digests[32..]);
         assert_eq!(back.numbers.number(1), numbers[32..]);
@@ -343,23 +372,23 @@ mod tests {
             numbers: Numbers::Raw(&numbers),
         }
         .encode();
-        assert_eq!(NumberBatch::decode(&[], 10), Err(DecodeError::Empty));
+        assert_eq!(NumberBatch::decode(&[], room(10)), Err(DecodeError::Empty));
         assert_eq!(
-            NumberBatch::decode(&[9, 1, 2], 10),
+            NumberBatch::decode(&[9, 1, 2], room(10)),
             Err(DecodeError::UnknownVersion(9))
         );
         assert!(matches!(
-            NumberBatch::decode(&good[..good.len() - 1], 10),
+            NumberBatch::decode(&good[..good.len() - 1], room(10)),
             Err(DecodeError::Malformed(_))
         ));
         let mut trailing = good.to_vec();
         trailing.push(0);
         assert_eq!(
-            NumberBatch::decode(&trailing, 10),
+            NumberBatch::decode(&trailing, room(10)),
             Err(DecodeError::Trailing(1))
         );
         assert_eq!(
-            NumberBatch::decode(&good, 1),
+            NumberBatch::decode(&good, room(1)),
             Err(DecodeError::TooLarge { count: 2, max: 1 })
         );
         let ragged = NumberBatch {
@@ -368,7 +397,7 @@ mod tests {
         }
         .encode();
         assert_eq!(
-            NumberBatch::decode(&ragged, 10),
+            NumberBatch::decode(&ragged, room(10)),
             Err(DecodeError::Ragged { len: 40 })
         );
         let empty = NumberBatch {
@@ -376,7 +405,10 @@ mod tests {
             numbers: Numbers::Raw(&[]),
         }
         .encode();
-        assert_eq!(NumberBatch::decode(&empty, 10), Err(DecodeError::NoItems));
+        assert_eq!(
+            NumberBatch::decode(&empty, room(10)),
+            Err(DecodeError::NoItems)
+        );
         let no_seeded = NumberBatch {
             seq: 1,
             numbers: Numbers::Seeded {
@@ -385,7 +417,7 @@ mod tests {
             },
         };
         assert_eq!(
-            NumberBatch::decode(&no_seeded.encode(), 10),
+            NumberBatch::decode(&no_seeded.encode(), room(10)),
             Err(DecodeError::NoItems)
         );
         let big_seeded = NumberBatch {
@@ -396,7 +428,7 @@ mod tests {
             },
         };
         assert_eq!(
-            NumberBatch::decode(&big_seeded.encode(), 10),
+            NumberBatch::decode(&big_seeded.encode(), room(5)),
             Err(DecodeError::TooLarge { count: 11, max: 10 })
         );
         // A digest body is not a number body, and the other way round.
@@ -407,13 +439,13 @@ mod tests {
         }
         .encode();
         assert_eq!(
-            DigestBatch::decode(&digests, 10),
+            DigestBatch::decode(&digests, room(10)),
             Err(DecodeError::Mismatch {
                 numbers: 2,
                 digests: 1
             })
         );
-        assert!(DigestBatch::decode(&good, 10).is_err());
+        assert!(DigestBatch::decode(&good, room(10)).is_err());
         // A length prefix claiming far more than the body holds must fail, not allocate.
         let huge = [
             FORMAT_VERSION,
@@ -429,7 +461,7 @@ mod tests {
             0x7F,
         ];
         assert!(matches!(
-            NumberBatch::decode(&huge, 10),
+            NumberBatch::decode(&huge, room(10)),
             Err(DecodeError::Malformed(_))
         ));
     }
@@ -447,8 +479,8 @@ mod tests {
                     x as u8
                 })
                 .collect();
-            let _ = NumberBatch::decode(&body, 100);
-            let _ = DigestBatch::decode(&body, 100);
+            let _ = NumberBatch::decode(&body, room(100));
+            let _ = DigestBatch::decode(&body, room(100));
         }
     }
 
@@ -474,7 +506,10 @@ mod tests {
         }
         let body = NumberBatch { seq: 3, numbers }.encode();
         assert!(body.len() < 50, "a seeded batch is {} bytes", body.len());
-        assert_eq!(NumberBatch::decode(&body, count).unwrap().numbers, numbers);
+        assert_eq!(
+            NumberBatch::decode(&body, room(count)).unwrap().numbers,
+            numbers
+        );
     }
 
     #[test]
@@ -488,20 +523,54 @@ mod tests {
 
     #[test]
     fn batches_are_sized_to_the_payload_limit() {
-        let max = max_batch_for_payload(1024 * 1024);
-        assert_eq!(max, (1024 * 1024 - 1024) / 64);
+        let mib = 1024 * 1024;
+        let max = max_batch_for_payload(mib, NumberEncoding::Raw);
+        assert_eq!(max, (mib - 1024) / 64);
         let numbers = vec![0u8; max * 32];
+        let raw = Numbers::Raw(&numbers);
         let body = DigestBatch {
             seq: u64::MAX,
-            numbers: Numbers::Raw(&numbers),
+            numbers: raw,
             digests: &numbers,
         }
         .encode();
         assert!(
-            body.len() + 200 <= 1024 * 1024,
+            body.len() + 200 <= mib,
             "digest batch of {} bytes",
             body.len()
         );
-        assert_eq!(max_batch_for_payload(10), 1);
+        // Seeded numbers leave the whole message to the digests.
+        let max = max_batch_for_payload(mib, NumberEncoding::Seeded);
+        assert_eq!(max, (mib - 1024) / 32);
+        let digests = vec![0u8; max * 32];
+        let seeded = Numbers::Seeded {
+            seed: [0; 32],
+            count: max as u32,
+        };
+        let body = DigestBatch {
+            seq: u64::MAX,
+            numbers: seeded,
+            digests: &digests,
+        }
+        .encode();
+        assert!(
+            body.len() + 200 <= mib,
+            "digest batch of {} bytes",
+            body.len()
+        );
+        assert_eq!(
+            NumberBatch::decode(
+                &NumberBatch {
+                    seq: 1,
+                    numbers: seeded
+                }
+                .encode(),
+                mib
+            )
+            .unwrap()
+            .count(),
+            max
+        );
+        assert_eq!(max_batch_for_payload(10, NumberEncoding::Raw), 1);
     }
 }

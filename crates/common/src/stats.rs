@@ -509,10 +509,17 @@ async fn report_loop(meter: Arc<dyn Meter>, sink: StatsSink, stop: Shutdown) {
         let period = last_tick.elapsed();
         last_tick = tokio::time::Instant::now();
         let fields = meter.fields(period);
-        // Whole seconds, strictly increasing: two points of one series never collide.
-        let second = (now_ns() + SECOND_NS / 2).div_euclid(SECOND_NS) * SECOND_NS;
-        let time_ns =
-            if stopping { second + SECOND_NS } else { second }.max(last_time_ns + SECOND_NS);
+        // Whole seconds, one after the other: two points of a series never collide and a late
+        // tick leaves no gap. The clock is followed again only if it jumped (a suspended host).
+        let nearest = (now_ns() + SECOND_NS / 2).div_euclid(SECOND_NS) * SECOND_NS;
+        let next = last_time_ns + SECOND_NS;
+        let time_ns = if last_time_ns == 0 {
+            nearest
+        } else if stopping || (nearest - next).abs() <= 2 * SECOND_NS {
+            next
+        } else {
+            nearest.max(next)
+        };
         last_time_ns = time_ns;
         progress.add(&fields, period);
         if progress.periods >= PROGRESS_EVERY || stopping {

@@ -111,7 +111,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     let concurrency = config
         .concurrency
         .map_or(defaults.hasher_concurrency, |n| n as usize);
-    let max_batch = codec::max_batch_for_payload(runtime.max_payload());
+    let max_payload = runtime.max_payload();
     let sender = Arc::new(
         Sender::start(
             runtime.client.clone(),
@@ -162,7 +162,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         );
         tokio::spawn(async move {
             let payload = request.message.payload.clone();
-            let batch = match NumberBatch::decode(&payload, max_batch) {
+            let batch = match NumberBatch::decode(&payload, max_payload) {
                 Ok(batch) => batch,
                 Err(e) => return responder.refuse(request, e).await,
             };

@@ -78,9 +78,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     let rate = config.rate.unwrap_or(defaults.rng_rate);
     let encoding = config.numbers.unwrap_or(defaults.rng_numbers);
     let wanted = config.batch.map_or(defaults.rng_batch, |b| b as usize);
-    let max_batch = codec::max_batch_for_payload(runtime.max_payload());
+    let max_batch = codec::max_batch_for_payload(runtime.max_payload(), encoding);
     let batch = wanted.min(max_batch);
-    if batch < wanted {
+    if batch < wanted && config.batch.is_some() {
         tracing::warn!(
             wanted,
             batch,

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chocominer_common::codec::{self, BatchHeaders, DigestBatch};
+use chocominer_common::codec::{BatchHeaders, DigestBatch};
 use chocominer_common::intake::Intake;
 use chocominer_common::nugget::{self, Nugget};
 use chocominer_common::runtime::StageRuntime;
@@ -64,7 +64,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     let Some(runtime) = StageRuntime::start(Stage::Worker, &config.common, &shutdown).await? else {
         return Ok(Report::default());
     };
-    let max_batch = codec::max_batch_for_payload(runtime.max_payload());
+    let max_payload = runtime.max_payload();
     let meter = Arc::new(WorkerMeter::default());
     let stats_meter = meter.clone();
     let mut intake = Intake::start(
@@ -89,7 +89,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     tracing::info!(difficulty, nuggets = %runtime.subjects.nuggets, "judging digests");
 
     while let Some(request) = intake.next(&shutdown).await {
-        let batch = match DigestBatch::decode(&request.message.payload, max_batch) {
+        let batch = match DigestBatch::decode(&request.message.payload, max_payload) {
             Ok(batch) => batch,
             Err(e) => {
                 responder.refuse(request, e).await;
