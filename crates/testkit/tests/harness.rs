@@ -174,3 +174,27 @@ async fn influx_query_panics_on_statement_error() {
     let influx = Influx::start().await;
     influx.query("absent", "SELECT * FROM m").await;
 }
+
+#[test]
+fn cargo_bin_builds_a_workspace_binary() {
+    let path = testkit::cargo_bin("hasher");
+    assert!(path.is_file(), "{} is not a file", path.display());
+    assert_eq!(path.file_name().and_then(|n| n.to_str()), Some("hasher"));
+    let output = std::process::Command::new(&path)
+        .arg("--version")
+        .output()
+        .expect("run the built hasher");
+    assert!(output.status.success(), "hasher --version: {output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).starts_with("hasher "),
+        "{output:?}"
+    );
+    // Asked again, it answers with the same binary.
+    assert_eq!(testkit::cargo_bin("hasher"), path);
+}
+
+#[test]
+#[should_panic(expected = "cargo_bin(\"no-such-binary\")")]
+fn cargo_bin_panics_on_an_unknown_binary() {
+    testkit::cargo_bin("no-such-binary");
+}

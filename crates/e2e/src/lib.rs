@@ -1,0 +1,7 @@
+//! End-to-end tests of ChocoMiner: the whole pipeline (`rng` → `hasher` → `worker`) against a
+//! real `nats-server` and a real `influxd`, started per test by `testkit`.
+//!
+//! This library is empty on purpose; the tests live in `tests/` (`pipeline.rs`: the happy path,
+//! conservation of numbers, queue groups and scaling; `faults.rs`: a hasher killed with SIGKILL
+//! and garbage on every subject; `influx_outage.rs`: stats across an InfluxDB outage and at
+//! shutdown) and share the helpers in `tests/common/mod.rs`. Run them with `cargo test -p e2e`.
