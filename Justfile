@@ -39,6 +39,7 @@ ps:
 
 # What CI runs: the whole test suite (needs nats-server and influxd, see scripts/install-deps.sh)
 test:
+    cargo fmt --all --check
     cargo test --workspace
 
 # Build the release binaries into target/release

@@ -208,7 +208,7 @@ fn decode<'a, T: BorrowDecode<'a, ()>>(body: &'a [u8]) -> Result<T, DecodeError>
 }
 
 fn item_count(run: &[u8], max: usize) -> Result<usize, DecodeError> {
-    if run.len() % NUMBER_LEN != 0 {
+    if !run.len().is_multiple_of(NUMBER_LEN) {
         return Err(DecodeError::Ragged { len: run.len() });
     }
     let count = run.len() / NUMBER_LEN;

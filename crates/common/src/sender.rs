@@ -282,10 +282,10 @@ impl Slot<'_> {
             .client
             .publish_with_reply_and_headers(shared.config.subject.clone(), reply, headers, body)
             .await;
-        if let Err(err) = published {
-            if let Some(count) = shared.settle(seq) {
-                shared.count_lost(1, count, &format!("could not publish: {err}"));
-            }
+        if let Err(err) = published
+            && let Some(count) = shared.settle(seq)
+        {
+            shared.count_lost(1, count, &format!("could not publish: {err}"));
         }
     }
 }
