@@ -60,6 +60,9 @@ pub fn split_url_auth(urls: &str) -> (String, Option<UrlAuth>) {
 }
 
 async fn options(args: &NatsArgs, name: &str) -> anyhow::Result<ConnectOptions> {
+    // Two TLS crypto back ends end up in the build (async-nats: ring, reqwest: aws-lc-rs), so
+    // rustls cannot pick one by itself and would panic on the first TLS connection: choose.
+    let _ = async_nats::rustls::crypto::ring::default_provider().install_default();
     let (_, url_auth) = split_url_auth(&args.nats_url);
     let mut opts = match &args.nats_creds {
         Some(path) => ConnectOptions::with_credentials_file(path)

@@ -291,3 +291,91 @@ async fn sender_window_is_bounded_and_timeouts_are_lost() {
     stop_now.trigger();
     assert!(full.reserve(&stop_now).await.is_err());
 }
+
+/// `NATS_CA` connects over TLS, verifying the server against that CA (and does not panic:
+/// two rustls crypto back ends are in the build).
+#[tokio::test]
+async fn connects_over_tls_with_a_ca_file() {
+    use chocominer_common::config::NatsArgs;
+    let dir = std::env::temp_dir().join(format!("chocominer-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
+    let conf = format!(
+        "tls {{ cert_file: \"{}\", key_file: \"{}\" }}",
+        dir.join("server.pem").display(),
+        dir.join("server.key").display()
+    );
+    let nats = NatsServer::start_with_config(&conf).await;
+    let args = NatsArgs {
+        nats_url: format!("tls://127.0.0.1:{}", nats.port()),
+        nats_user: None,
+        nats_password: None,
+        nats_token: None,
+        nats_creds: None,
+        nats_ca: Some(dir.join("ca.pem")),
+        subject_prefix: "t".into(),
+    };
+    let client = chocominer_common::connection::connect(&args, "tls-test", &Shutdown::new())
+        .await
+        .unwrap()
+        .expect("connected");
+    client.flush().await.unwrap();
+    assert!(client.server_info().tls_required);
+    std::fs::remove_dir_all(&dir).ok();
+}
