@@ -43,6 +43,9 @@ if ! command -v influxd >/dev/null 2>&1; then
   if command -v service >/dev/null 2>&1; then service influxdb stop >/dev/null 2>&1 || true; fi
 fi
 
+# The TLS test makes a throwaway CA with the openssl command.
+command -v openssl >/dev/null 2>&1 || apt_install openssl
+
 if [ "${1:-}" = "--with-browser" ] && ! command -v chromium >/dev/null 2>&1; then
   apt_install chromium fonts-dejavu-core
 fi
