@@ -48,12 +48,20 @@ pub struct SenderStats {
     pub lost: Counter,
     pub lost_batches: Counter,
     in_flight: std::sync::atomic::AtomicUsize,
+    /// The most batches that may be in flight.
+    window: usize,
 }
 
 impl SenderStats {
     /// Batches sent and not yet settled.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The most batches that may be in flight: when `in_flight` stays there, the receiving
+    /// stage is what holds this sender back.
+    pub fn window(&self) -> usize {
+        self.window
     }
 }
 
@@ -127,9 +135,13 @@ impl Sender {
     pub async fn start(client: Client, config: SenderConfig) -> anyhow::Result<Sender> {
         let inbox = client.new_inbox();
         let replies = client.subscribe(format!("{inbox}.*")).await?;
+        let window = config.max_in_flight.max(1);
         let shared = Arc::new(Shared {
             pending: Mutex::new(HashMap::new()),
-            stats: Arc::default(),
+            stats: Arc::new(SenderStats {
+                window,
+                ..Default::default()
+            }),
             absent: AtomicBool::new(false),
             announced: AtomicBool::new(false),
             settled: Notify::new(),
@@ -143,7 +155,7 @@ impl Sender {
         Ok(Sender {
             client,
             inbox,
-            window: Arc::new(Semaphore::new(shared.config.max_in_flight.max(1))),
+            window: Arc::new(Semaphore::new(window)),
             shared,
             next_seq: std::sync::atomic::AtomicU64::new(1),
             tasks,

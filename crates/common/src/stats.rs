@@ -565,7 +565,9 @@ impl Progress {
             .iter()
             .map(|(k, sum)| match *k {
                 // Gauges are averaged per period; counts become rates.
-                "busy" | "in_flight" => format!("{k}={:.2}", sum / periods),
+                "busy" | "in_flight" | "window" | "rate_limit" => {
+                    format!("{k}={:.2}", sum / periods)
+                }
                 _ => format!("{k}={:.1}/s", sum / secs),
             })
             .collect();

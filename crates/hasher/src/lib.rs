@@ -73,6 +73,8 @@ impl Meter for HasherMeter {
             ("busy", Field::Float((busy * 1000.0).round() / 1000.0)),
             ("lost", Field::count(self.sender.lost.take_delta())),
             ("rejected", Field::count(self.rejected.take_delta())),
+            ("in_flight", Field::count(self.sender.in_flight() as u64)),
+            ("window", Field::count(self.sender.window() as u64)),
         ]
     }
 }

@@ -54,6 +54,8 @@ pub struct Report {
 
 struct RngMeter {
     sender: Arc<SenderStats>,
+    /// Numbers/s this instance may make; 0 = unlimited.
+    rate_limit: f64,
 }
 
 impl Meter for RngMeter {
@@ -66,6 +68,8 @@ impl Meter for RngMeter {
             ("numbers", Field::count(self.sender.sent.take_delta())),
             ("lost", Field::count(self.sender.lost.take_delta())),
             ("in_flight", Field::count(self.sender.in_flight() as u64)),
+            ("window", Field::count(self.sender.window() as u64)),
+            ("rate_limit", Field::Float(self.rate_limit)),
         ]
     }
 }
@@ -103,6 +107,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     let stats = sender.stats();
     let reporter = runtime.report(Arc::new(RngMeter {
         sender: stats.clone(),
+        rate_limit: rate.max(0.0),
     }));
     let mut numbers_rng = match config.seed {
         Some(seed) => ChaCha8Rng::seed_from_u64(seed),
