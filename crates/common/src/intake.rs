@@ -59,6 +59,8 @@ struct Identity {
 /// Batches a stopping replica may still take after the stop: more than can be in transit to
 /// it, few enough to finish quickly (32 demo hashes take about 3 s).
 pub const STOP_FENCE: u64 = 32;
+/// Most of the margin by which a receiver gives up on a batch before its sender does.
+const EXPIRY_MARGIN: Duration = Duration::from_millis(500);
 /// With no batch for this long after the fence, traffic has stopped: the intake ends.
 const QUIET: Duration = Duration::from_millis(250);
 
@@ -284,6 +286,21 @@ impl Responder {
         }
     }
 
+    /// Drops a batch its sender has already counted as lost (see [`Incoming::expired`]):
+    /// counted in `expired`, logged (rate-limited), not answered.
+    pub fn drop_expired(&self, incoming: Incoming, expired: &Counter) {
+        expired.add(1);
+        if let Some(left_out) = self.reject_log.admit() {
+            tracing::warn!(
+                stage = %self.identity.stage,
+                waited = ?incoming.received.elapsed(),
+                expired_total = expired.total(),
+                similar_left_out = left_out,
+                "dropped a batch its sender has already counted as lost (it waited too long here)"
+            );
+        }
+    }
+
     /// Stops answering the service protocol: this replica is gone from `nats micro ls`.
     pub fn close(&self) {
         self.verbs.abort();
@@ -301,6 +318,23 @@ impl Incoming {
         Incoming {
             message,
             received: Instant::now(),
+        }
+    }
+
+    /// Whether the sender has (about) given up on this batch: it counts a batch as lost once
+    /// its `Chocominer-Ttl-Ms` has passed, so finishing it now would count it twice (lost and
+    /// done). Judged from when the batch arrived here, with a margin for the time on the wire.
+    pub fn expired(&self) -> bool {
+        let ttl = self
+            .message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(crate::codec::HEADER_TTL_MS))
+            .and_then(|v| v.as_str().parse::<u64>().ok())
+            .map(Duration::from_millis);
+        match ttl {
+            Some(ttl) => self.received.elapsed() + (ttl / 10).min(EXPIRY_MARGIN) >= ttl,
+            None => false,
         }
     }
 }

@@ -271,7 +271,7 @@ impl Slot<'_> {
     }
 
     /// Publishes the batch of `count` numbers; its fate is tracked from here on.
-    pub async fn send(self, headers: HeaderMap, body: Bytes, count: u64) {
+    pub async fn send(self, mut headers: HeaderMap, body: Bytes, count: u64) {
         let Slot {
             sender,
             seq,
@@ -279,6 +279,8 @@ impl Slot<'_> {
         } = self;
         let shared = &sender.shared;
         let deadline = Instant::now() + shared.config.ack_timeout;
+        let ttl_ms = shared.config.ack_timeout.as_millis().to_string();
+        headers.insert(crate::codec::HEADER_TTL_MS, ttl_ms.as_str());
         shared.pending.lock().unwrap().insert(
             seq,
             Pending {

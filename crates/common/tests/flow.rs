@@ -379,3 +379,41 @@ async fn connects_over_tls_with_a_ca_file() {
     assert!(client.server_info().tls_required);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A batch that waited at the receiver past its sender's acknowledgement timeout is known to
+/// be counted as lost already: the receiver can drop it instead of counting it twice.
+#[tokio::test]
+async fn a_batch_outliving_its_ttl_is_expired() {
+    let nats = NatsServer::start().await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut intake = intake(&client, "t.ttl").await;
+    let ack_timeout = Duration::from_millis(300);
+    let sender = Sender::start(client.clone(), sender_config("t.ttl", 4, ack_timeout))
+        .await
+        .unwrap();
+    let stop = Shutdown::new();
+    for _ in 0..2 {
+        sender
+            .reserve(&stop)
+            .await
+            .unwrap()
+            .send(HeaderMap::new(), Bytes::from_static(b"b"), 1)
+            .await;
+    }
+    let fresh = intake.next(&stop).await.unwrap();
+    assert!(!fresh.expired(), "just received");
+    let stale = intake.next(&stop).await.unwrap();
+    // The receiver is busy for longer than the sender waits.
+    tokio::time::sleep(ack_timeout).await;
+    assert!(stale.expired());
+    let expired = chocominer_common::stats::Counter::default();
+    intake.responder().drop_expired(stale, &expired);
+    assert_eq!(expired.total(), 1);
+    // Without the header (e.g. a hand-made request) nothing expires.
+    client
+        .publish_with_reply("t.ttl", "nobody", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    let plain = intake.next(&stop).await.unwrap();
+    assert!(!plain.expired());
+}

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chocominer_common::codec::{self, BatchHeaders, DigestBatch, NumberBatch, Numbers};
-use chocominer_common::intake::Intake;
+use chocominer_common::intake::{Incoming, Intake};
 use chocominer_common::runtime::StageRuntime;
 use chocominer_common::sender::{Sender, SenderConfig, SenderStats};
 use chocominer_common::stats::{Counter, Field, Meter};
@@ -55,6 +55,8 @@ struct HasherMeter {
     concurrency: usize,
     sender: Arc<SenderStats>,
     rejected: Arc<Counter>,
+    /// Batches dropped because rng had already given up on them.
+    expired: Counter,
     /// Last second's busy share, as f64 bits, for `$SRV.STATS`.
     last_busy: AtomicU64,
 }
@@ -73,6 +75,7 @@ impl Meter for HasherMeter {
             ("busy", Field::Float((busy * 1000.0).round() / 1000.0)),
             ("lost", Field::count(self.sender.lost.take_delta())),
             ("rejected", Field::count(self.rejected.take_delta())),
+            ("expired", Field::count(self.expired.take_delta())),
             ("in_flight", Field::count(self.sender.in_flight() as u64)),
             ("window", Field::count(self.sender.window() as u64)),
         ]
@@ -87,6 +90,7 @@ impl HasherMeter {
             "in_flight": self.sender.in_flight(),
             "lost": self.sender.lost.total(),
             "rejected": self.rejected.total(),
+            "expired": self.expired.total(),
         })
     }
 }
@@ -135,6 +139,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         concurrency,
         sender: sender.stats(),
         rejected: rejected.clone(),
+        expired: Counter::default(),
         last_busy: AtomicU64::new(0),
     });
     let stats_meter = meter.clone();
@@ -168,6 +173,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
                 Ok(batch) => batch,
                 Err(e) => return responder.refuse(request, e).await,
             };
+            if request.expired() {
+                return responder.drop_expired(request, &meter.expired);
+            }
             let origin = request
                 .message
                 .headers
@@ -178,17 +186,16 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
             let count = batch.count() as u64;
             meter.hashes.add(count);
             meter.busy_ns.add(spent.as_nanos() as u64);
-            hand_on(
-                &sender,
-                &instance,
-                batch.numbers,
-                &digests,
+            let batch = Handing {
+                numbers: batch.numbers,
+                digests: &digests,
                 origin,
-                &shutdown,
-            )
-            .await;
-            // Acknowledge: the batch is with the workers now (or counted as lost on the way).
-            responder.ack(request).await;
+            };
+            match hand_on(&sender, &instance, batch, &request, &shutdown).await {
+                // Acknowledge: the batch is with the workers now (or counted lost on the way).
+                HandedOn::Yes => responder.ack(request).await,
+                HandedOn::Expired => responder.drop_expired(request, &meter.expired),
+            }
             drop(slot);
         });
     }
@@ -233,28 +240,44 @@ async fn hash(numbers: &Numbers<'_>, delay: Duration) -> (Vec<u8>, Duration) {
     (digests, started.elapsed())
 }
 
+/// A hashed batch on its way to the workers.
+struct Handing<'a> {
+    numbers: Numbers<'a>,
+    digests: &'a [u8],
+    origin: Option<String>,
+}
+
+enum HandedOn {
+    Yes,
+    /// rng gave up on it while it waited for room: sending it would count it twice.
+    Expired,
+}
+
 /// Sends numbers and digests to the workers. If shutdown comes while no worker is listening,
 /// the batch cannot go anywhere: it is counted as lost.
 async fn hand_on(
     sender: &Sender,
     instance: &str,
-    numbers: Numbers<'_>,
-    digests: &[u8],
-    origin: Option<String>,
+    batch: Handing<'_>,
+    request: &Incoming,
     shutdown: &Shutdown,
-) {
-    let count = numbers.count() as u64;
+) -> HandedOn {
+    let count = batch.numbers.count() as u64;
     let Ok(slot) = sender.reserve_to_hand_on(shutdown).await else {
         sender.count_lost(1, count, "stopping while no worker is listening");
-        return;
+        return HandedOn::Yes;
     };
+    if request.expired() {
+        return HandedOn::Expired;
+    }
     let body = DigestBatch {
         seq: slot.seq(),
-        numbers,
-        digests,
+        numbers: batch.numbers,
+        digests: batch.digests,
     }
     .encode();
     let mut headers = BatchHeaders::new(instance, slot.seq(), count as usize);
-    headers.origin = origin;
+    headers.origin = batch.origin;
     slot.send(headers.to_header_map(), body, count).await;
+    HandedOn::Yes
 }

@@ -41,6 +41,8 @@ struct WorkerMeter {
     hashes: Counter,
     nuggets: Counter,
     rejected: Arc<Counter>,
+    /// Batches dropped because their hasher had already given up on them.
+    expired: Counter,
 }
 
 impl Meter for WorkerMeter {
@@ -53,6 +55,7 @@ impl Meter for WorkerMeter {
             ("hashes", Field::count(self.hashes.take_delta())),
             ("nuggets", Field::count(self.nuggets.take_delta())),
             ("rejected", Field::count(self.rejected.take_delta())),
+            ("expired", Field::count(self.expired.take_delta())),
         ]
     }
 }
@@ -78,6 +81,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
                 "hashes": stats_meter.hashes.total(),
                 "nuggets": stats_meter.nuggets.total(),
                 "rejected": stats_meter.rejected.total(),
+                "expired": stats_meter.expired.total(),
                 "difficulty": difficulty,
             })
         }),
@@ -96,6 +100,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
                 continue;
             }
         };
+        if request.expired() {
+            responder.drop_expired(request, &meter.expired);
+            continue;
+        }
         let origin = request
             .message
             .headers
