@@ -54,3 +54,13 @@ fmt:
 lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
+
+# Print the messages flowing between the stages, decoded, e.g. `just sub nuggets` (Ctrl-C stops)
+[no-exit-message]
+sub *ARGS:
+    @cargo run --quiet --release -p chocominer-cli -- sub {{ ARGS }}
+
+# Each stage's instances, rate, busy share and batches in flight, and the bottleneck (`--watch`)
+[no-exit-message]
+status *ARGS:
+    @cargo run --quiet --release -p chocominer-cli -- status {{ ARGS }}

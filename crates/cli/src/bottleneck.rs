@@ -1,0 +1,174 @@
+//! Which stage holds the pipeline back, by one rule that follows the acknowledgements.
+//!
+//! A stage that cannot keep up acknowledges slowly, so the stage before it fills its window of
+//! unacknowledged batches and waits. The rule therefore looks for the stage that is saturated
+//! itself, and otherwise reads the windows: a full window points at the stage *after* it.
+//! The rule itself is [`RULE`], which `status --help` shows as it is.
+
+use chocominer_common::Stage;
+
+use crate::snapshot::Snapshot;
+
+/// The share from which a stage counts as saturated.
+pub const SATURATED: f64 = 0.9;
+
+/// The rule, for `status --help`.
+pub const RULE: &str = "\
+The bottleneck is named by the first of these rules that holds (90 % = saturated):
+  0. a stage has no instance alive while another has → that stage
+  1. hasher busy ≥ 90 % of the time → hasher
+  2. rng makes ≥ 90 % of its rate limit (summed over its instances; none
+     unlimited) → rng
+  3. hasher in flight ≥ 90 % of its window → worker (slow to acknowledge)
+  4. rng in flight ≥ 90 % of its window → hasher (slow to acknowledge)
+Otherwise no stage is saturated and none is named.";
+
+/// The rule's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// No instance of any stage is alive.
+    NothingRuns,
+    /// `stage` holds the others back, for `reason`.
+    Bottleneck { stage: Stage, reason: String },
+    /// Things run, and no stage is saturated.
+    NoneSaturated,
+}
+
+impl Verdict {
+    pub fn stage(&self) -> Option<Stage> {
+        match self {
+            Verdict::Bottleneck { stage, .. } => Some(*stage),
+            _ => None,
+        }
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Verdict::Bottleneck { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// One sentence for the screen.
+    pub fn sentence(&self) -> String {
+        match self {
+            Verdict::NothingRuns => "nothing runs: no instance wrote stats in the last 3 s".into(),
+            Verdict::Bottleneck { stage, reason } => format!("bottleneck: {stage}, {reason}"),
+            Verdict::NoneSaturated => "no bottleneck: no stage is saturated".into(),
+        }
+    }
+}
+
+fn percent(share: f64) -> String {
+    format!("{:.0} %", share * 100.0)
+}
+
+/// Applies the rule (see the module docs) to a snapshot.
+pub fn find(snapshot: &Snapshot) -> Verdict {
+    if !snapshot.anything_runs() {
+        return Verdict::NothingRuns;
+    }
+    let bottleneck = |stage: Stage, reason: String| Verdict::Bottleneck { stage, reason };
+    if let Some(&missing) = Stage::ALL.iter().find(|&&s| snapshot.stage(s).alive == 0) {
+        let reason = match missing {
+            Stage::Rng => "none runs: nothing makes numbers".to_owned(),
+            other => format!("none runs: nothing takes the batches on {other}'s subject"),
+        };
+        return bottleneck(missing, reason);
+    }
+    let (rng, hasher) = (&snapshot.rng, &snapshot.hasher);
+    if let Some(busy) = hasher.busy.filter(|&b| b >= SATURATED) {
+        return bottleneck(
+            Stage::Hasher,
+            format!("busy {}: more hashers would hash more", percent(busy)),
+        );
+    }
+    if let Some(limit) = rng.rate_limit.filter(|&l| l > 0.0)
+        && rng.rate >= SATURATED * limit
+    {
+        return bottleneck(
+            Stage::Rng,
+            format!(
+                "makes {:.1}/s of its {limit}/s limit: more rng instances or a higher RNG_RATE",
+                rng.rate
+            ),
+        );
+    }
+    if let Some(used) = hasher.window_use().filter(|&u| u >= SATURATED) {
+        return bottleneck(
+            Stage::Worker,
+            format!(
+                "the hashers' window is {} full: the workers acknowledge slowly",
+                percent(used)
+            ),
+        );
+    }
+    if let Some(used) = rng.window_use().filter(|&u| u >= SATURATED) {
+        return bottleneck(
+            Stage::Hasher,
+            format!(
+                "rng's window is {} full: the hashers acknowledge slowly",
+                percent(used)
+            ),
+        );
+    }
+    Verdict::NoneSaturated
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::tests::{NOW, point};
+
+    /// One rng, hasher and worker, each with the given fields for the last 6 seconds.
+    fn pipeline(rng: &[(&str, f64)], hasher: &[(&str, f64)]) -> Snapshot {
+        let mut points = Vec::new();
+        for ago in 1..=6 {
+            points.push(point(Stage::Rng, "r1", ago, rng));
+            points.push(point(Stage::Hasher, "h1", ago, hasher));
+            points.push(point(Stage::Worker, "w1", ago, &[("hashes", 10.0)]));
+        }
+        Snapshot::from_points(&points, NOW)
+    }
+
+    fn stage_of(rng: &[(&str, f64)], hasher: &[(&str, f64)]) -> Option<Stage> {
+        find(&pipeline(rng, hasher)).stage()
+    }
+
+    const RNG_CAPPED: [(&str, f64); 4] = [
+        ("numbers", 100.0),
+        ("rate_limit", 100.0),
+        ("in_flight", 1.0),
+        ("window", 32.0),
+    ];
+    const RNG_WAITING: [(&str, f64); 4] = [
+        ("numbers", 10.0),
+        ("rate_limit", 100.0),
+        ("in_flight", 32.0),
+        ("window", 32.0),
+    ];
+    const HASHER_IDLE: [(&str, f64); 3] = [("busy", 0.2), ("in_flight", 0.0), ("window", 8.0)];
+
+    #[test]
+    fn rules_in_order() {
+        let busy = [("busy", 0.95), ("in_flight", 8.0), ("window", 8.0)];
+        assert_eq!(stage_of(&RNG_CAPPED, &busy), Some(Stage::Hasher));
+        assert_eq!(stage_of(&RNG_CAPPED, &HASHER_IDLE), Some(Stage::Rng));
+        let waiting = [("busy", 0.5), ("in_flight", 8.0), ("window", 8.0)];
+        assert_eq!(stage_of(&RNG_WAITING, &waiting), Some(Stage::Worker));
+        assert_eq!(stage_of(&RNG_WAITING, &HASHER_IDLE), Some(Stage::Hasher));
+        let unlimited = [("numbers", 1e6), ("rate_limit", 0.0), ("window", 16.0)];
+        assert_eq!(
+            find(&pipeline(&unlimited, &HASHER_IDLE)),
+            Verdict::NoneSaturated
+        );
+    }
+
+    #[test]
+    fn a_missing_stage_or_nothing_at_all() {
+        assert_eq!(find(&Snapshot::default()), Verdict::NothingRuns);
+        let points = [point(Stage::Rng, "r1", 1, &RNG_WAITING)];
+        let verdict = find(&Snapshot::from_points(&points, NOW));
+        assert_eq!(verdict.stage(), Some(Stage::Hasher), "{verdict:?}");
+    }
+}

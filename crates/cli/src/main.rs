@@ -1,0 +1,87 @@
+//! `chocominer`: the pipeline seen from the outside.
+//!
+//! `chocominer sub` prints the messages flowing between the stages, decoded; `chocominer status`
+//! sums up what each stage did over the last seconds and names the one holding the others
+//! back. Both only watch: they join no queue group and change nothing.
+//!
+//! The command's own messages go to stderr, one line each; the services' library logs stay off
+//! unless `RUST_LOG` is set, so that stderr is not cluttered with connection chatter.
+
+mod bottleneck;
+mod census;
+mod clock;
+mod influx;
+mod nats;
+mod output;
+mod paint;
+mod sighting;
+mod snapshot;
+mod status;
+mod sub;
+
+use std::process::ExitCode;
+
+use chocominer_common::Shutdown;
+use clap::Parser;
+
+/// Text at the end of `--help`.
+const AFTER_HELP: &str = "Every option can also be set by the environment variable shown with \
+it. The library's logs are off; RUST_LOG (e.g. RUST_LOG=info) turns them on, on stderr.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chocominer",
+    version,
+    about = "ChocoMiner from the outside: watch the pipeline's messages and find its bottleneck",
+    after_help = AFTER_HELP
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Print the messages on the pipeline's subjects as they flow, decoded
+    ///
+    /// A plain subscription: every batch still goes to exactly one replica of its stage, none
+    /// is taken away. Each message shows its time, subject, batch id, count, sender and first
+    /// numbers or digests; nuggets are highlighted, undecodable messages shown as such.
+    #[command(after_help = AFTER_HELP)]
+    Sub(sub::SubArgs),
+    /// One table of the stages from their last seconds of stats, and the bottleneck
+    #[command(long_about = status::long_about(), after_help = AFTER_HELP)]
+    Status(status::StatusArgs),
+}
+
+fn main() -> ExitCode {
+    // Reads the local UTC offset while the process still has one thread (see `clock`).
+    clock::init();
+    let cli = Cli::parse();
+    if std::env::var_os("RUST_LOG").is_some() {
+        chocominer_common::telemetry::init();
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("chocominer: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        let shutdown = Shutdown::on_signals();
+        match cli.command {
+            Command::Sub(args) => sub::run(args, shutdown).await,
+            Command::Status(args) => status::run(args, shutdown).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        // Whoever reads our output went away (`| head`): nothing left to say to anyone.
+        Err(e) if output::is_closed(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chocominer: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

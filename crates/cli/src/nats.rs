@@ -1,0 +1,31 @@
+//! Connecting to NATS for a command: the services' own connection (credentials, TLS), but
+//! with a deadline, because a command should say "unreachable" rather than wait for ever as a
+//! service does.
+
+use std::time::Duration;
+
+use async_nats::Client;
+use chocominer_common::Shutdown;
+use chocominer_common::config::NatsArgs;
+use chocominer_common::connection;
+
+/// How long a command waits for NATS before giving up.
+pub const CONNECT_WITHIN: Duration = Duration::from_secs(5);
+
+/// Connects, or fails with one clear line; `Ok(None)` when Ctrl-C came first.
+pub async fn connect(
+    args: &NatsArgs,
+    name: &str,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Option<Client>> {
+    // The URLs without any credentials written in them, fit to print.
+    let (urls, _) = connection::split_url_auth(&args.nats_url);
+    match tokio::time::timeout(CONNECT_WITHIN, connection::connect(args, name, shutdown)).await {
+        Ok(connected) => connected,
+        Err(_) => anyhow::bail!(
+            "cannot reach NATS at {urls} (no connection within {} s): is nats-server running? \
+             (set --nats-url or NATS_URL)",
+            CONNECT_WITHIN.as_secs()
+        ),
+    }
+}

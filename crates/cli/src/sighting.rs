@@ -1,0 +1,232 @@
+//! One message seen on a pipeline subject, decoded for reading: a batch of numbers or digests
+//! (its metadata and first few items in hex), a nugget, or why it could not be decoded.
+//!
+//! The body is decoded with the stages' own codec, so what is shown is what a hasher or worker
+//! would take; the headers only add names (batch id, sender), as the body alone is
+//! authoritative. A message that does not decode is a sighting too: the reason is shown and
+//! watching goes on.
+
+use async_nats::Message;
+use chocominer_common::Subjects;
+use chocominer_common::codec::{BatchHeaders, DigestBatch, NumberBatch, Numbers};
+use chocominer_common::nugget::Nugget;
+use serde::Serialize;
+
+use crate::clock;
+use crate::paint::Paint;
+
+/// A decoded message and when it arrived.
+#[derive(Debug, Serialize)]
+pub struct Sighting {
+    #[serde(rename = "time", serialize_with = "clock::as_rfc3339")]
+    pub received_ns: i64,
+    pub subject: String,
+    #[serde(flatten)]
+    pub content: Content,
+}
+
+/// What a message carried; `kind` in JSON.
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Content {
+    Numbers(Batch),
+    Digests(Batch),
+    Nugget(Find),
+    Undecodable { reason: String, bytes: usize },
+}
+
+/// A batch of numbers (rng → hasher) or digests (hasher → worker), with its first items.
+#[derive(Debug, Serialize)]
+pub struct Batch {
+    /// `<instance>/<seq>` from the headers, or `?/<seq>` when they are missing.
+    pub batch: String,
+    pub seq: u64,
+    pub count: usize,
+    /// The sender (`Chocominer-Instance` header).
+    pub instance: Option<String>,
+    /// On digests: the rng batch the numbers came from.
+    pub origin: Option<String>,
+    /// `raw` or `seeded`.
+    pub encoding: &'static str,
+    /// Seeded batches: the ChaCha8 seed, hex.
+    pub seed: Option<String>,
+    /// The first numbers, hex (seeded ones expanded).
+    pub numbers: Vec<String>,
+    /// Digests batches: the first digests, hex; digest `i` is SHA-256 of number `i`.
+    pub digests: Vec<String>,
+}
+
+/// A nugget as the worker published it, and whether it checks out.
+#[derive(Debug, Serialize)]
+pub struct Find {
+    #[serde(flatten)]
+    pub nugget: Nugget,
+    /// Why it does not verify (digest is not SHA-256 of the number, too few zero bits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invalid: Option<String>,
+}
+
+impl Sighting {
+    /// Decodes `message`, keeping the first `show` numbers or digests of a batch.
+    pub fn read(
+        message: &Message,
+        subjects: &Subjects,
+        max_payload: usize,
+        show: usize,
+    ) -> Sighting {
+        let subject = message.subject.as_str();
+        let body = &message.payload[..];
+        let headers = message
+            .headers
+            .as_ref()
+            .and_then(BatchHeaders::from_header_map);
+        let decoded = if subject == subjects.numbers {
+            NumberBatch::decode(body, max_payload)
+                .map(|b| {
+                    Content::Numbers(Batch::new(
+                        b.seq,
+                        &b.numbers,
+                        std::iter::empty(),
+                        headers,
+                        show,
+                    ))
+                })
+                .map_err(|e| e.to_string())
+        } else if subject == subjects.digests {
+            DigestBatch::decode(body, max_payload)
+                .map(|b| {
+                    Content::Digests(Batch::new(b.seq, &b.numbers, b.digests(), headers, show))
+                })
+                .map_err(|e| e.to_string())
+        } else if subject == subjects.nuggets {
+            read_nugget(body)
+        } else {
+            Err("not a subject of this pipeline".to_owned())
+        };
+        Sighting {
+            received_ns: chocominer_common::stats::now_ns(),
+            subject: subject.to_owned(),
+            content: decoded.unwrap_or_else(|reason| Content::Undecodable {
+                reason,
+                bytes: body.len(),
+            }),
+        }
+    }
+
+    /// The sighting as text: one headline, then one indented line per item shown.
+    pub fn render(&self, paint: Paint) -> String {
+        let time = paint.dim(&clock::time_of_day(self.received_ns));
+        let subject = &self.subject;
+        match &self.content {
+            Content::Numbers(batch) => {
+                let mut text = format!("{time}  {subject}  {}\n", batch.headline("number"));
+                for (i, number) in batch.numbers.iter().enumerate() {
+                    text += &format!("    [{i}] {number}\n");
+                }
+                text + &batch.more()
+            }
+            Content::Digests(batch) => {
+                let mut text = format!("{time}  {subject}  {}\n", batch.headline("digest"));
+                for (i, (digest, number)) in batch.digests.iter().zip(&batch.numbers).enumerate() {
+                    let number = paint.dim(&format!("of number {}…", &number[..16]));
+                    text += &format!("    [{i}] {digest}  {number}\n");
+                }
+                text + &batch.more()
+            }
+            Content::Nugget(find) => {
+                let n = &find.nugget;
+                let headline = paint.gold(&format!(
+                    "NUGGET  {} zero bits (difficulty {})",
+                    n.zero_bits, n.difficulty
+                ));
+                let from = n.batch.as_deref().unwrap_or("?");
+                let verdict = match &find.invalid {
+                    None => String::new(),
+                    Some(why) => {
+                        format!("    {}\n", paint.alarm(&format!("does not verify: {why}")))
+                    }
+                };
+                format!(
+                    "{time}  {subject}  {headline}  by {}  from batch {from}\n    number {}\n    \
+                     digest {}\n{verdict}",
+                    n.instance,
+                    n.number,
+                    paint.gold(&n.digest),
+                )
+            }
+            Content::Undecodable { reason, bytes } => format!(
+                "{time}  {}\n",
+                paint.alarm(&format!(
+                    "undecodable on {subject}: {reason}, {bytes} bytes"
+                ))
+            ),
+        }
+    }
+}
+
+fn read_nugget(body: &[u8]) -> Result<Content, String> {
+    let nugget: Nugget =
+        serde_json::from_slice(body).map_err(|e| format!("not a nugget as JSON: {e}"))?;
+    let invalid = Nugget::verify(&nugget.number, &nugget.digest, nugget.difficulty).err();
+    Ok(Content::Nugget(Find { nugget, invalid }))
+}
+
+impl Batch {
+    fn new<'a>(
+        seq: u64,
+        numbers: &Numbers,
+        digests: impl Iterator<Item = &'a [u8]>,
+        headers: Option<BatchHeaders>,
+        show: usize,
+    ) -> Batch {
+        let count = numbers.count();
+        let shown = count.min(show);
+        let (encoding, seed) = match numbers {
+            Numbers::Raw(_) => ("raw", None),
+            Numbers::Seeded { seed, .. } => ("seeded", Some(hex::encode(seed))),
+        };
+        let (batch, instance, origin) = match headers {
+            Some(h) => (h.batch, Some(h.instance), h.origin),
+            None => (format!("?/{seq}"), None, None),
+        };
+        Batch {
+            batch,
+            seq,
+            count,
+            instance,
+            origin,
+            encoding,
+            seed,
+            numbers: (0..shown).map(|i| hex::encode(numbers.number(i))).collect(),
+            digests: digests.take(shown).map(hex::encode).collect(),
+        }
+    }
+
+    /// `batch rng-1/17 from rng-1  1 number (raw)`; on digests, `… 1 digest of rng-1/17 (raw)`.
+    fn headline(&self, noun: &str) -> String {
+        let plural = if self.count == 1 { "" } else { "s" };
+        let from = self.instance.as_deref().unwrap_or("?");
+        let mut line = format!(
+            "batch {} from {from}  {} {noun}{plural}",
+            self.batch, self.count
+        );
+        if let Some(origin) = &self.origin {
+            line += &format!(" of {origin}");
+        }
+        match &self.seed {
+            Some(seed) => line += &format!(" (seeded, seed {}…)", &seed[..16]),
+            None => line += &format!(" ({})", self.encoding),
+        }
+        line
+    }
+
+    /// `    … and 31997 more` when not every item was shown.
+    fn more(&self) -> String {
+        let shown = self.numbers.len();
+        if self.count > shown {
+            format!("    … and {} more\n", self.count - shown)
+        } else {
+            String::new()
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! What each stage did over the last few seconds, from its instances' per-second stats points.
+//!
+//! Every instance writes one point per second, stamped on the whole second, and the point
+//! reaches InfluxDB a second or two later (a stage writes once a second). So:
+//! - an instance is *alive* when it has a point in the last [`ALIVE_WITHIN_NS`];
+//! - the figures cover the [`WINDOW_SECONDS`] seconds ending at the newest second that every
+//!   alive instance has already written: complete seconds only, so an instance whose last point
+//!   is still on its way does not look slow;
+//! - counts (numbers, hashes, lost, rejected, nuggets) are summed over every point in that
+//!   window, whichever instance wrote it, and divided by the seconds of the window in which the
+//!   stage wrote any point: per-second rates, right from a stage's first seconds;
+//! - gauges (busy, in flight, window, rate limit) are averaged over each alive instance's
+//!   points in the window; then busy is averaged over the hashers, the others summed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use chocominer_common::Stage;
+use serde::Serialize;
+
+use crate::influx::StatsPoint;
+
+/// Seconds the figures cover.
+pub const WINDOW_SECONDS: i64 = 5;
+/// An instance with no point this recent is taken for gone.
+pub const ALIVE_WITHIN_NS: i64 = 3 * SECOND_NS;
+/// How far back points are read: the window, plus how old its end may be, plus margin.
+pub const LOOKBACK: Duration = Duration::from_secs(15);
+const SECOND_NS: i64 = 1_000_000_000;
+
+/// One stage's figures. Fields that do not apply to the stage are left out of the JSON.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StageFigures {
+    /// How many instances wrote a point in the last 3 s.
+    pub alive: usize,
+    /// Their names (`instance` tags).
+    pub instances: Vec<String>,
+    /// hasher and worker: how many replicas answered `$SRV.PING` (rng is not a NATS service).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_replicas: Option<usize>,
+    /// rng: numbers made per second; hasher and worker: hashes per second.
+    pub rate: f64,
+    /// rng: the sum of its instances' limits in numbers/s, 0 when one of them is unlimited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<f64>,
+    /// hasher: share of the time spent hashing, 0..1, averaged over the hashers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub busy: Option<f64>,
+    /// rng and hasher: batches sent and not yet acknowledged, summed over instances...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<f64>,
+    /// ...and the most they may have out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<f64>,
+    /// rng and hasher: numbers lost per second (batches not acknowledged).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost: Option<f64>,
+    /// hasher and worker: malformed messages refused per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<f64>,
+    /// worker: nuggets found per second.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nuggets: Option<f64>,
+}
+
+impl StageFigures {
+    /// `in_flight / window`, when the stage has a window.
+    pub fn window_use(&self) -> Option<f64> {
+        match (self.in_flight, self.window) {
+            (Some(in_flight), Some(window)) if window > 0.0 => Some(in_flight / window),
+            _ => None,
+        }
+    }
+
+    /// Whether the ping count disagrees with the stats count.
+    pub fn nats_disagrees(&self) -> bool {
+        self.nats_replicas.is_some_and(|n| n != self.alive)
+    }
+}
+
+/// The three stages' figures over the same seconds (in JSON: the three stages by name).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Snapshot {
+    /// End of the window (ns since the epoch); `None` when no instance is alive.
+    #[serde(skip)]
+    pub up_to_ns: Option<i64>,
+    #[serde(skip)]
+    pub window_seconds: i64,
+    pub rng: StageFigures,
+    pub hasher: StageFigures,
+    pub worker: StageFigures,
+}
+
+impl Snapshot {
+    /// Computes the figures from the points of the last [`LOOKBACK`], as of `now_ns`.
+    pub fn from_points(points: &[StatsPoint], now_ns: i64) -> Snapshot {
+        let mut newest: BTreeMap<(&str, &str), &StatsPoint> = BTreeMap::new();
+        for point in points {
+            let key = (point.stage.name(), point.instance.as_str());
+            if newest.get(&key).is_none_or(|p| p.time_ns < point.time_ns) {
+                newest.insert(key, point);
+            }
+        }
+        newest.retain(|_, p| p.time_ns >= now_ns - ALIVE_WITHIN_NS);
+        let mut snapshot = Snapshot {
+            window_seconds: WINDOW_SECONDS,
+            ..Snapshot::default()
+        };
+        let Some(end) = newest.values().map(|p| p.time_ns).min() else {
+            return snapshot;
+        };
+        snapshot.up_to_ns = Some(end);
+        let window = Window {
+            start: end - WINDOW_SECONDS * SECOND_NS,
+            end,
+        };
+        for stage in Stage::ALL {
+            let alive: Vec<&StatsPoint> = newest
+                .iter()
+                .filter(|((name, _), _)| *name == stage.name())
+                .map(|(_, point)| *point)
+                .collect();
+            let figures = window.figures(stage, points, &alive);
+            match stage {
+                Stage::Rng => snapshot.rng = figures,
+                Stage::Hasher => snapshot.hasher = figures,
+                Stage::Worker => snapshot.worker = figures,
+            }
+        }
+        snapshot
+    }
+
+    pub fn stage(&self, stage: Stage) -> &StageFigures {
+        match stage {
+            Stage::Rng => &self.rng,
+            Stage::Hasher => &self.hasher,
+            Stage::Worker => &self.worker,
+        }
+    }
+
+    /// Whether any instance of any stage is alive.
+    pub fn anything_runs(&self) -> bool {
+        Stage::ALL.iter().any(|&s| self.stage(s).alive > 0)
+    }
+}
+
+/// The seconds `(start, end]` the figures cover.
+struct Window {
+    start: i64,
+    end: i64,
+}
+
+impl Window {
+    fn holds(&self, point: &StatsPoint) -> bool {
+        point.time_ns > self.start && point.time_ns <= self.end
+    }
+
+    /// `stage`'s figures; `alive` holds the newest point of each of its alive instances.
+    fn figures(&self, stage: Stage, points: &[StatsPoint], alive: &[&StatsPoint]) -> StageFigures {
+        let in_window: Vec<&StatsPoint> = points
+            .iter()
+            .filter(|p| p.stage == stage && self.holds(p))
+            .collect();
+        let seconds: BTreeSet<i64> = in_window.iter().map(|p| p.time_ns).collect();
+        let seconds = seconds.len().max(1) as f64;
+        let per_second = |field: &str| {
+            let sum: f64 = in_window.iter().map(|p| p.get(field)).sum();
+            Some(round(sum / seconds))
+        };
+        // Each alive instance's mean of a gauge over its points in the window (its newest point
+        // when it started after the window's end).
+        let instance_means = |field: &str| -> Vec<f64> {
+            alive
+                .iter()
+                .map(|newest| {
+                    let own: Vec<f64> = in_window
+                        .iter()
+                        .filter(|p| p.instance == newest.instance)
+                        .map(|p| p.get(field))
+                        .collect();
+                    if own.is_empty() {
+                        newest.get(field)
+                    } else {
+                        own.iter().sum::<f64>() / own.len() as f64
+                    }
+                })
+                .collect()
+        };
+        // A gauge of a stage with no instance alive is unknown, not 0.
+        let summed = |field: &str| {
+            let means = instance_means(field);
+            (!means.is_empty()).then(|| round(means.iter().sum()))
+        };
+        let names: BTreeSet<&str> = alive.iter().map(|p| p.instance.as_str()).collect();
+        let mut figures = StageFigures {
+            alive: names.len(),
+            instances: names.into_iter().map(str::to_owned).collect(),
+            ..StageFigures::default()
+        };
+        match stage {
+            Stage::Rng => {
+                figures.rate = per_second("numbers").unwrap_or_default();
+                let limits = instance_means("rate_limit");
+                figures.rate_limit = match limits.iter().any(|&l| l <= 0.0) {
+                    true => Some(0.0),
+                    false => summed("rate_limit"),
+                };
+                figures.in_flight = summed("in_flight");
+                figures.window = summed("window");
+                figures.lost = per_second("lost");
+            }
+            Stage::Hasher => {
+                figures.rate = per_second("hashes").unwrap_or_default();
+                let busy = instance_means("busy");
+                figures.busy =
+                    (!busy.is_empty()).then(|| round(busy.iter().sum::<f64>() / busy.len() as f64));
+                figures.in_flight = summed("in_flight");
+                figures.window = summed("window");
+                figures.lost = per_second("lost");
+                figures.rejected = per_second("rejected");
+            }
+            Stage::Worker => {
+                figures.rate = per_second("hashes").unwrap_or_default();
+                figures.nuggets = per_second("nuggets");
+                figures.rejected = per_second("rejected");
+            }
+        }
+        figures
+    }
+}
+
+/// Three decimals: enough for rates and shares, and JSON without float noise.
+fn round(value: f64) -> f64 {
+    // `+ 0.0` turns the -0.0 that summing nothing gives into 0.0, which prints without a sign.
+    (value * 1000.0).round() / 1000.0 + 0.0
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub const NOW: i64 = 1_700_000_000 * SECOND_NS;
+
+    /// A point of `stage` from `instance`, `ago` seconds before [`NOW`].
+    pub fn point(stage: Stage, instance: &str, ago: i64, fields: &[(&str, f64)]) -> StatsPoint {
+        StatsPoint {
+            stage,
+            instance: instance.to_owned(),
+            time_ns: NOW - ago * SECOND_NS,
+            fields: fields.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        }
+    }
+
+    #[test]
+    fn nothing_alive_gives_an_empty_snapshot() {
+        let old = [point(Stage::Rng, "r1", 4, &[("numbers", 100.0)])];
+        let snapshot = Snapshot::from_points(&old, NOW);
+        assert!(!snapshot.anything_runs());
+        assert_eq!(snapshot.up_to_ns, None);
+    }
+
+    #[test]
+    fn rates_over_complete_seconds_and_gauges_per_instance() {
+        let mut points = Vec::new();
+        // h1 is up to date, h2's newest point is a second behind: the window ends there.
+        for ago in 1..=10 {
+            let busy = [
+                ("hashes", 10.0),
+                ("busy", 1.0),
+                ("in_flight", 8.0),
+                ("window", 8.0),
+            ];
+            points.push(point(Stage::Hasher, "h1", ago, &busy));
+            if ago >= 2 {
+                let idle = [
+                    ("hashes", 5.0),
+                    ("busy", 0.5),
+                    ("in_flight", 0.0),
+                    ("window", 8.0),
+                ];
+                points.push(point(Stage::Hasher, "h2", ago, &idle));
+            }
+        }
+        // A hasher gone 5 s ago still counts in the rate while its points are in the window.
+        points.push(point(
+            Stage::Hasher,
+            "gone",
+            5,
+            &[("hashes", 15.0), ("busy", 1.0)],
+        ));
+        let snapshot = Snapshot::from_points(&points, NOW);
+        assert_eq!(snapshot.up_to_ns, Some(NOW - 2 * SECOND_NS));
+        let h = &snapshot.hasher;
+        assert_eq!(h.instances, ["h1", "h2"]);
+        // Seconds 2..=6 ago: (10 + 5) × 5 + 15, over 5 s.
+        assert_eq!(h.rate, 18.0);
+        assert_eq!(h.busy, Some(0.75));
+        assert_eq!((h.in_flight, h.window), (Some(8.0), Some(16.0)));
+        assert_eq!(h.window_use(), Some(0.5));
+        let rng = &snapshot.rng;
+        assert_eq!((rng.alive, rng.rate, rng.lost), (0, 0.0, Some(0.0)));
+        assert_eq!((rng.rate_limit, rng.in_flight), (None, None));
+        assert_eq!(format!("{}", rng.rate), "0");
+    }
+
+    #[test]
+    fn a_stage_that_just_started_has_its_rate_over_its_seconds() {
+        let mut points = Vec::new();
+        for ago in 1..=10 {
+            points.push(point(Stage::Worker, "w1", ago, &[("hashes", 10.0)]));
+        }
+        for ago in 1..=2 {
+            points.push(point(Stage::Rng, "r1", ago, &[("numbers", 100.0)]));
+        }
+        let snapshot = Snapshot::from_points(&points, NOW);
+        assert_eq!((snapshot.rng.rate, snapshot.worker.rate), (100.0, 10.0));
+    }
+
+    #[test]
+    fn one_unlimited_rng_makes_the_stage_unlimited() {
+        let points = [
+            point(Stage::Rng, "r1", 1, &[("rate_limit", 100.0)]),
+            point(Stage::Rng, "r2", 1, &[("rate_limit", 50.0)]),
+        ];
+        assert_eq!(
+            Snapshot::from_points(&points, NOW).rng.rate_limit,
+            Some(150.0)
+        );
+        let points = [
+            point(Stage::Rng, "r1", 1, &[("rate_limit", 100.0)]),
+            point(Stage::Rng, "r2", 1, &[("rate_limit", 0.0)]),
+        ];
+        assert_eq!(
+            Snapshot::from_points(&points, NOW).rng.rate_limit,
+            Some(0.0)
+        );
+    }
+}

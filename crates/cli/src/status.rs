@@ -1,0 +1,228 @@
+//! `chocominer status`: one table of the stages from their last seconds of stats, the NATS
+//! replicas counted alongside, and the bottleneck named.
+//!
+//! The figures come from InfluxDB (see `snapshot`), because every instance of every stage
+//! writes there, rng included; `$SRV.PING` answers cross-check the count of hashers and
+//! workers, which tells a replica that stopped writing stats from one that is gone.
+
+use std::time::Duration;
+
+use async_nats::Client;
+use chocominer_common::config::{InfluxArgs, NatsArgs};
+use chocominer_common::{Shutdown, Stage};
+use serde::Serialize;
+
+use crate::bottleneck::{self, Verdict};
+use crate::census;
+use crate::clock;
+use crate::influx::StatsReader;
+use crate::output;
+use crate::paint::Paint;
+use crate::snapshot::{LOOKBACK, Snapshot, StageFigures, WINDOW_SECONDS};
+
+/// How often `--watch` refreshes.
+const REFRESH: Duration = Duration::from_secs(1);
+/// Clears a terminal and puts the cursor top left.
+const CLEAR_SCREEN: &str = "\x1b[H\x1b[2J";
+
+/// `status --help`: what the figures are, then the bottleneck rule.
+pub fn long_about() -> String {
+    format!(
+        "One table of the stages from the last {WINDOW_SECONDS} complete seconds of the stats in \
+         InfluxDB: instances alive (a point in the last 3 s; for hasher and worker, checked \
+         against the replicas answering $SRV.PING on NATS), rate per second (rng: numbers, \
+         hasher and worker: hashes), busy share (hasher), batches in flight and the window \
+         (rng, hasher), numbers lost per second, nuggets per second, and the bottleneck.\n\n{}",
+        bottleneck::RULE
+    )
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Refresh every second until Ctrl-C (the screen is cleared only on a terminal).
+    #[arg(long, env = "CHOCOMINER_WATCH", value_parser = clap::builder::FalseyValueParser::new())]
+    pub watch: bool,
+    /// Print the figures as one JSON object per line (one per refresh with --watch).
+    #[arg(long, env = "CHOCOMINER_JSON", value_parser = clap::builder::FalseyValueParser::new())]
+    pub json: bool,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    #[command(flatten)]
+    pub influx: InfluxArgs,
+}
+
+/// One look at the pipeline; also what `--json` prints.
+#[derive(Debug, Serialize)]
+struct Status {
+    /// When it was taken.
+    #[serde(serialize_with = "clock::as_rfc3339")]
+    time: i64,
+    /// End of the seconds the figures cover (RFC 3339); null when nothing runs.
+    up_to: Option<String>,
+    window_seconds: i64,
+    /// Whether any instance is alive.
+    running: bool,
+    stages: Snapshot,
+    /// The stage holding the others back, if the rule names one.
+    bottleneck: Option<&'static str>,
+    reason: Option<String>,
+    /// The verdict in one sentence.
+    summary: String,
+    #[serde(skip)]
+    verdict: Verdict,
+}
+
+pub async fn run(args: StatusArgs, shutdown: Shutdown) -> anyhow::Result<()> {
+    let reader = StatsReader::new(&args.influx)?;
+    // Both at once, so whichever is unreachable is reported without waiting for the other.
+    let (client, _) = tokio::try_join!(
+        crate::nats::connect(&args.nats, "chocominer status", &shutdown),
+        reader.recent(LOOKBACK)
+    )?;
+    let Some(client) = client else {
+        return Ok(());
+    };
+    let paint = Paint::for_stdout();
+    // The first tick is immediate, then one a second.
+    let mut ticks = tokio::time::interval(REFRESH);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for round in 0u64.. {
+        let status = tokio::select! {
+            status = async {
+                ticks.tick().await;
+                look(&client, &reader).await
+            } => status,
+            _ = shutdown.triggered() => break,
+        };
+        let text = match status {
+            Ok(status) if args.json => serde_json::to_string(&status)? + "\n",
+            Ok(status) => render(&status, &reader, paint),
+            Err(e) if !args.watch => return Err(e),
+            // Watching goes on through an outage: say so, and look again next second. With
+            // --json, stdout stays JSON only.
+            Err(e) if args.json => {
+                eprintln!("chocominer: {e:#}");
+                continue;
+            }
+            Err(e) => format!("{}\n", paint.alarm(&format!("{e:#}"))),
+        };
+        let separator = match (args.watch, args.json, round) {
+            (true, false, _) if paint.is_terminal() => CLEAR_SCREEN,
+            (true, false, 1..) => "\n",
+            _ => "",
+        };
+        output::print(&format!("{separator}{text}"))?;
+        if !args.watch {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the stats and pings the services, all at once.
+async fn look(client: &Client, reader: &StatsReader) -> anyhow::Result<Status> {
+    let (points, hashers, workers) = tokio::join!(
+        reader.recent(LOOKBACK),
+        census::replicas(client, Stage::Hasher),
+        census::replicas(client, Stage::Worker),
+    );
+    let now = chocominer_common::stats::now_ns();
+    let mut stages = Snapshot::from_points(&points?, now);
+    stages.hasher.nats_replicas = Some(hashers?.len());
+    stages.worker.nats_replicas = Some(workers?.len());
+    let verdict = bottleneck::find(&stages);
+    Ok(Status {
+        time: now,
+        up_to: stages.up_to_ns.map(clock::rfc3339),
+        window_seconds: WINDOW_SECONDS,
+        running: stages.anything_runs(),
+        bottleneck: verdict.stage().map(Stage::name),
+        reason: verdict.reason().map(str::to_owned),
+        summary: verdict.sentence(),
+        verdict,
+        stages,
+    })
+}
+
+const HEADINGS: [&str; 8] = [
+    "stage",
+    "alive",
+    "rate",
+    "limit",
+    "busy",
+    "in flight",
+    "lost/s",
+    "nuggets/s",
+];
+
+/// The table, then the verdict.
+fn render(status: &Status, reader: &StatsReader, paint: Paint) -> String {
+    let stages = &status.stages;
+    let nats_sees_some = [&stages.hasher, &stages.worker]
+        .iter()
+        .any(|s| s.nats_replicas.unwrap_or(0) > 0);
+    if !status.running && !nats_sees_some {
+        return format!(
+            "{} (InfluxDB {}, database {})\n",
+            status.summary,
+            reader.url(),
+            reader.db()
+        );
+    }
+    let mut rows = vec![HEADINGS.map(str::to_owned)];
+    rows.extend(Stage::ALL.map(|stage| cells(stage, stages.stage(stage))));
+    let widths: Vec<usize> = (0..HEADINGS.len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let up_to = stages.up_to_ns.map_or("-".to_owned(), clock::second_of_day);
+    let mut text = paint.dim(&format!("last {WINDOW_SECONDS} s up to {up_to}\n"));
+    for (i, row) in rows.iter().enumerate() {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, &w)| format!("{cell:<w$}"))
+            .collect();
+        let line = line.join("  ");
+        let is_bottleneck = i > 0 && status.verdict.stage() == Some(Stage::ALL[i - 1]);
+        text += &match (i, is_bottleneck) {
+            (0, _) => paint.strong(line.trim_end()),
+            (_, true) => paint.alarm(&format!("{line}  ← bottleneck")),
+            _ => line.trim_end().to_owned(),
+        };
+        text += "\n";
+    }
+    let mut summary = status.summary.clone();
+    if !status.running {
+        summary += ", yet replicas answer on NATS: are their stats late, or written elsewhere?";
+    }
+    text + &format!("\n{summary}\n")
+}
+
+/// One row of the table; `-` where a figure does not apply to the stage.
+fn cells(stage: Stage, f: &StageFigures) -> [String; 8] {
+    let dash = || "-".to_owned();
+    let alive = match f.nats_replicas {
+        Some(on_nats) if f.nats_disagrees() => format!("{} (NATS: {on_nats})", f.alive),
+        _ => f.alive.to_string(),
+    };
+    let limit = match f.rate_limit {
+        Some(limit) if limit > 0.0 => format!("{limit}/s"),
+        Some(_) => "none".to_owned(),
+        None => dash(),
+    };
+    let in_flight = match (f.in_flight, f.window) {
+        (Some(in_flight), Some(window)) => format!("{in_flight:.0}/{window:.0}"),
+        _ => dash(),
+    };
+    let per_second = |v: Option<f64>| v.map_or_else(dash, |v| format!("{v:.1}"));
+    [
+        stage.name().to_owned(),
+        alive,
+        format!("{:.1}/s", f.rate),
+        limit,
+        f.busy.map_or_else(dash, |b| format!("{:.0} %", b * 100.0)),
+        in_flight,
+        per_second(f.lost),
+        per_second(f.nuggets),
+    ]
+}

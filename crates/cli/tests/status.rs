@@ -1,0 +1,146 @@
+//! `chocominer status` against a real pipeline: it names the stage that holds the others back,
+//! and a new one once that stage is scaled; and it says so, in one line, when a server is out
+//! of reach.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{SOON, Stack};
+use serde_json::Value;
+use testkit::eventually;
+
+/// How often `status` is polled while waiting for the pipeline to settle.
+const POLL: Duration = Duration::from_millis(500);
+
+/// A stage's figure from `status --json`; `None` while the stage has no instance alive.
+fn figure(status: &Value, stage: &str, name: &str) -> Option<f64> {
+    status["stages"][stage][name].as_f64()
+}
+
+/// A demo-paced pipeline: one hasher at 20 hashes/s (50 ms each, one at a time) behind an rng
+/// making 200 numbers/s is the bottleneck, busy all the time. Four hashers (80/s) behind an
+/// rng capped at 50/s hash more, and rng becomes the bottleneck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_names_the_bottleneck_and_it_moves_when_hashers_scale() {
+    let stack = Stack::start().await;
+    let idle = stack.status().await;
+    assert_eq!(
+        (&idle["running"], &idle["bottleneck"]),
+        (&Value::Bool(false), &Value::Null),
+        "{idle}"
+    );
+    let text = stack.run(&["status"]).await;
+    assert!(text.starts_with("nothing runs"), "{text}");
+
+    let hasher_args = ["--delay-ms", "50", "--concurrency", "1"];
+    let _worker = stack.spawn_worker("w1", &[]);
+    let _h1 = stack.spawn_hasher("h1", &hasher_args);
+    let r1 = stack.spawn_rng("r1", &["--rate", "200"]);
+
+    let stack_ref = &stack;
+    let before = eventually(
+        "status names hasher as the bottleneck, busy ≥ 90 %",
+        SOON,
+        POLL,
+        || async move {
+            let status = stack_ref.status().await;
+            let stages = &status["stages"];
+            let steady = status["bottleneck"] == "hasher"
+                && figure(&status, "hasher", "busy").is_some_and(|busy| busy >= 0.9)
+                && stages["hasher"]["nats_replicas"] == 1
+                && [&stages["rng"], &stages["hasher"], &stages["worker"]]
+                    .iter()
+                    .all(|s| s["alive"] == 1);
+            steady.then_some(status)
+        },
+    )
+    .await;
+    let rate_before = figure(&before, "worker", "rate").expect("a rate");
+    assert!(rate_before > 5.0, "a hasher hashes: {before}");
+    let text = stack.run(&["status"]).await;
+    println!("one hasher:\n{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("hasher") && l.ends_with("← bottleneck")),
+        "{text}"
+    );
+
+    // Three more hashers, and an rng capped at 50/s instead.
+    let _more: Vec<_> = ["h2", "h3", "h4"]
+        .iter()
+        .map(|name| stack.spawn_hasher(name, &hasher_args))
+        .collect();
+    let _r2 = stack.spawn_rng("r2", &["--rate", "50"]);
+    r1.stop().await;
+
+    let after = eventually(
+        "status names rng as the bottleneck with four hashers",
+        SOON,
+        POLL,
+        || async move {
+            let status = stack_ref.status().await;
+            let stages = &status["stages"];
+            let steady = status["bottleneck"] == "rng"
+                && stages["rng"]["instances"] == serde_json::json!(["r2"])
+                && stages["hasher"]["alive"] == 4
+                && stages["hasher"]["nats_replicas"] == 4
+                && figure(&status, "worker", "rate").is_some_and(|r| r > 1.5 * rate_before);
+            steady.then_some(status)
+        },
+    )
+    .await;
+    assert!(
+        figure(&after, "hasher", "busy").is_some_and(|b| b < 0.9),
+        "{after}"
+    );
+    assert_eq!(figure(&after, "rng", "rate_limit"), Some(50.0), "{after}");
+    let text = stack.run(&["status"]).await;
+    println!("four hashers:\n{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("rng") && l.ends_with("← bottleneck")),
+        "{text}"
+    );
+}
+
+/// Exit code 1 and one line on stderr when InfluxDB or NATS cannot be reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_servers_are_one_line_errors() {
+    let stack = Stack::start().await;
+    let influx = stack.influx.as_ref().expect("an influxd").url();
+    let nowhere = format!("http://127.0.0.1:{}", testkit::free_port());
+    let args = [
+        "status",
+        "--influx-url",
+        &nowhere,
+        "--nats-url",
+        &stack.nats.url(),
+    ];
+    let output = common::finish(common::chocominer(&args.map(str::to_owned)), &args).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("chocominer: cannot reach InfluxDB at {nowhere}")),
+        "{stderr}"
+    );
+
+    // Both wait out the connection deadline: at once.
+    let nowhere = format!("nats://127.0.0.1:{}", testkit::free_port());
+    let status = ["status", "--nats-url", &nowhere, "--influx-url", &influx];
+    let sub = ["sub", "--nats-url", &nowhere];
+    let (status_output, sub_output) = tokio::join!(
+        common::finish(common::chocominer(&status.map(str::to_owned)), &status),
+        common::finish(common::chocominer(&sub.map(str::to_owned)), &sub),
+    );
+    for (command, output) in [("status", status_output), ("sub", sub_output)] {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{command}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{command}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("chocominer: cannot reach NATS at {nowhere}")),
+            "{command}: {stderr}"
+        );
+    }
+}
