@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `just down`: stops exactly what `just up` and `just scale` started, found through the pid
 # files in .run/pids (a pid whose start time or command no longer matches is left alone).
-# Order: rng, hasher, worker (upstream first, so each stage can finish what it holds and the
-# worker can flush its last stats), then nats-server and influxd. Each group gets SIGTERM and
-# STOP_TIMEOUT seconds (default 15) before SIGKILL. Safe to run any number of times.
+# Order: the dashboard (webui), then rng, hasher, worker (upstream first, so each stage can
+# finish what it holds and the worker can flush its last stats), then nats-server and influxd.
+# Each group gets SIGTERM and STOP_TIMEOUT seconds (default 15) before SIGKILL. Safe to run any
+# number of times.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -15,6 +16,7 @@ if [ "${#names[@]}" -eq 0 ]; then
 fi
 
 say "stopping ChocoMiner"
+stop_names "${UI[@]}"
 for stage in "${STAGES[@]}"; do
   mapfile -t group < <(instances "$stage")
   stop_names "${group[@]}"

@@ -26,10 +26,12 @@ PATH="$ROOT/.tools/venv/bin:$PATH"
 
 STAGES=(rng hasher worker)       # in pipeline order: stopping goes this way too
 INFRA=(nats influxd)             # started before and stopped after the stages
+UI=(webui)                       # the dashboard: started after and stopped before the stages
 NATS_PORT=4222
 NATS_MONITOR_PORT=8222
 INFLUX_PORT=8086
 INFLUX_RPC_PORT=8088
+WEBUI_PORT=8000
 READY_TIMEOUT="${READY_TIMEOUT:-30}"   # seconds to wait for a server to answer
 STOP_TIMEOUT="${STOP_TIMEOUT:-15}"     # seconds between SIGTERM and SIGKILL
 
@@ -97,10 +99,13 @@ alive() {
   [ "$P_ARGV0" = "$EXE" ]
 }
 
-# Names with a pid file, in stop order: stages upstream first, then infrastructure, then any
-# stray name. Instances of a stage are ordered by number.
+# Names with a pid file, in stop order: the dashboard, stages upstream first, then
+# infrastructure, then any stray name. Instances of a stage are ordered by number.
 tracked_names() {
   local stage n f
+  for n in "${UI[@]}"; do
+    if [ -f "$(pidfile "$n")" ]; then say "$n"; fi
+  done
   for stage in "${STAGES[@]}"; do instances "$stage"; done
   for n in "${INFRA[@]}"; do
     if [ -f "$(pidfile "$n")" ]; then say "$n"; fi
@@ -108,7 +113,7 @@ tracked_names() {
   for f in "$PID_DIR"/*.pid; do
     [ -e "$f" ] || continue
     n="$(basename "$f" .pid)"
-    [[ "$n" =~ ^(nats|influxd|(rng|hasher|worker)-[0-9]+)$ ]] || say "$n"
+    [[ "$n" =~ ^(nats|influxd|webui|(rng|hasher|worker)-[0-9]+)$ ]] || say "$n"
   done
 }
 

@@ -11,10 +11,10 @@ if [ "${#names[@]}" -eq 0 ]; then
   exit 0
 fi
 
-# Servers first, then the stages in pipeline order (tracked_names lists the stages first).
+# Servers first, then the dashboard, then the stages in pipeline order.
 ordered=()
-for n in "${INFRA[@]}"; do [ -f "$(pidfile "$n")" ] && ordered+=("$n"); done
-for n in "${names[@]}"; do case " ${INFRA[*]} " in *" $n "*) ;; *) ordered+=("$n") ;; esac; done
+for n in "${INFRA[@]}" "${UI[@]}"; do [ -f "$(pidfile "$n")" ] && ordered+=("$n"); done
+for n in "${names[@]}"; do case " ${INFRA[*]} ${UI[*]} " in *" $n "*) ;; *) ordered+=("$n") ;; esac; done
 
 declare -A count=([rng]=0 [hasher]=0 [worker]=0)
 printf '%-12s %8s %9s %9s  %s\n' NAME PID UPTIME RSS STATE
@@ -33,3 +33,4 @@ for n in "${ordered[@]}"; do
 done
 say ""
 say "running: rng ${count[rng]}, hasher ${count[hasher]}, worker ${count[worker]}"
+if alive webui; then say "dashboard http://127.0.0.1:$WEBUI_PORT"; fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `just up`: builds ChocoMiner and starts the whole pipeline on this machine, in the background:
-# nats-server and influxd (loopback only), then one worker, one hasher and one rng.
+# nats-server and influxd (loopback only), then one worker, one hasher and one rng, then the
+# dashboard (webui) on http://127.0.0.1:8000.
 # Refuses if the stack (or anything else on its ports) is already up. If any step fails,
 # whatever this run started is stopped again, so it is all or nothing.
 # Service settings come from the environment: `CHOCOMINER_PROFILE=full just up`.
@@ -18,7 +19,7 @@ fi
 
 # 2. Ports: something else (a system influxd, another nats-server, ...) must not hold them.
 for spec in "$NATS_PORT:NATS clients" "$NATS_MONITOR_PORT:NATS monitoring" \
-  "$INFLUX_PORT:InfluxDB HTTP" "$INFLUX_RPC_PORT:InfluxDB RPC"; do
+  "$INFLUX_PORT:InfluxDB HTTP" "$INFLUX_RPC_PORT:InfluxDB RPC" "$WEBUI_PORT:dashboard (webui)"; do
   port=${spec%%:*}
   if port_open "$port"; then
     who="$(ss -Hltnp "sport = :$port" 2>/dev/null | grep -o 'users:(("[^"]*",pid=[0-9]*' | head -n 1 |
@@ -112,16 +113,23 @@ spawn_stage worker 1
 spawn_stage hasher 1
 [ "$local_nats" = 0 ] || wait_subscribed hasher-1 "$prefix.numbers"
 spawn_stage rng 1
+
+# 7. The dashboard: it only reads InfluxDB (INFLUX_URL, INFLUX_DB, ... as the stages).
+say "==> starting the dashboard (webui)"
+spawn webui "WEBUI_LISTEN=127.0.0.1:$WEBUI_PORT" -- "$BIN_DIR/webui"
+wait_http webui "http://127.0.0.1:$WEBUI_PORT/healthz" 200
 sleep 1
 checkpoint
 for stage in worker hasher rng; do
   alive "$stage-1" || { log_tail "$stage-1"; die "$stage-1 exited right after starting"; }
 done
+alive webui || { log_tail webui; die "webui exited right after starting"; }
 started=0
 
 cat <<EOF
 
 ChocoMiner is up (profile ${CHOCOMINER_PROFILE:-demo}): 1 rng, 1 hasher, 1 worker.
+  dashboard     http://127.0.0.1:$WEBUI_PORT   (open it in a browser)
   NATS          nats://127.0.0.1:$NATS_PORT   (monitoring http://127.0.0.1:$NATS_MONITOR_PORT)
   InfluxDB      http://127.0.0.1:$INFLUX_PORT   (database ${INFLUX_DB:-chocominer}, data in .run/influxdb)
   logs          $LOG_DIR

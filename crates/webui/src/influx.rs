@@ -1,0 +1,271 @@
+//! Reading InfluxDB 1.x: InfluxQL over `GET /query`, several statements in one request.
+//!
+//! Errors are sorted into the two cases the page tells apart: InfluxDB cannot be reached at
+//! all ([`QueryError::Unreachable`]), or it answered with an error ([`QueryError::Failed`]:
+//! an HTTP error, a statement error such as a missing database, or a body that is not JSON).
+
+use std::time::Duration;
+
+use chocominer_common::config::InfluxArgs;
+use serde_json::{Map, Value};
+
+/// How long one query request may take, connection included.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(4);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a query gave no rows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    #[error("InfluxDB unreachable at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("InfluxDB at {url} answered with an error: {reason}")]
+    Failed { url: String, reason: String },
+}
+
+/// The error InfluxDB gives for statements it skipped.
+const NOT_EXECUTED: &str = "not executed";
+
+/// One row of a result: column name -> value, plus the tags of its series (`GROUP BY` tags).
+pub type Row = Map<String, Value>;
+
+/// A client for one database of one InfluxDB.
+#[derive(Debug, Clone)]
+pub struct Influx {
+    http: reqwest::Client,
+    url: String,
+    db: String,
+    user: Option<(String, Option<String>)>,
+}
+
+impl Influx {
+    pub fn new(args: &InfluxArgs) -> anyhow::Result<Influx> {
+        let url = args.influx_url.trim().trim_end_matches('/').to_owned();
+        anyhow::ensure!(
+            !url.is_empty(),
+            "INFLUX_URL is empty: the dashboard reads everything it shows from InfluxDB"
+        );
+        let http = reqwest::Client::builder()
+            .timeout(QUERY_TIMEOUT)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()?;
+        Ok(Influx {
+            http,
+            url,
+            db: args.influx_db.clone(),
+            user: args
+                .influx_user
+                .clone()
+                .map(|u| (u, args.influx_password.clone())),
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn db(&self) -> &str {
+        &self.db
+    }
+
+    /// Runs `statements` (joined with `;`, one request) and returns the rows of each, in order.
+    /// Times are in milliseconds since the Unix epoch.
+    pub async fn query(&self, statements: &[String]) -> Result<Vec<Vec<Row>>, QueryError> {
+        match self.send(statements).await {
+            // InfluxDB 1.6 answers a request of several statements on a missing database with
+            // just "not executed": ask again with one to learn why.
+            Err(QueryError::Failed { reason, .. })
+                if reason == NOT_EXECUTED && statements.len() > 1 =>
+            {
+                self.send(&statements[..1]).await?;
+                Err(self.failed(reason))
+            }
+            answer => answer,
+        }
+    }
+
+    async fn send(&self, statements: &[String]) -> Result<Vec<Vec<Row>>, QueryError> {
+        let q = statements.join(";\n");
+        let mut req = self.http.get(format!("{}/query", self.url)).query(&[
+            ("db", self.db.as_str()),
+            ("q", &q),
+            ("epoch", "ms"),
+        ]);
+        if let Some((user, password)) = &self.user {
+            req = req.basic_auth(user, password.as_ref());
+        }
+        let response = req.send().await.map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        let body = response.text().await.map_err(|e| self.unreachable(e))?;
+        let json: Value = match serde_json::from_str(&body) {
+            Ok(json) => json,
+            Err(_) if !status.is_success() => {
+                return Err(self.failed(format!("HTTP {status}: {}", snippet(&body))));
+            }
+            Err(e) => return Err(self.failed(format!("not JSON ({e}): {}", snippet(&body)))),
+        };
+        if let Some(error) = json.get("error").and_then(Value::as_str) {
+            return Err(self.failed(format!("HTTP {status}: {error}")));
+        }
+        if !status.is_success() {
+            return Err(self.failed(format!("HTTP {status}: {}", snippet(&body))));
+        }
+        let results = json["results"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        // A missing database fails the whole request, with one result holding the error.
+        if let Some(error) = results
+            .iter()
+            .find_map(|result| result.get("error").and_then(Value::as_str))
+        {
+            return Err(self.failed(error.to_owned()));
+        }
+        if results.len() != statements.len() {
+            return Err(self.failed(format!(
+                "{} results for {} statements",
+                results.len(),
+                statements.len()
+            )));
+        }
+        Ok(results.iter().map(rows).collect())
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> QueryError {
+        QueryError::Unreachable {
+            url: self.url.clone(),
+            reason: error_chain(&e.without_url()),
+        }
+    }
+
+    fn failed(&self, reason: String) -> QueryError {
+        QueryError::Failed {
+            url: self.url.clone(),
+            reason,
+        }
+    }
+}
+
+/// Flattens `series[*]` of one statement's result into rows.
+fn rows(result: &Value) -> Vec<Row> {
+    let Some(series) = result["series"].as_array() else {
+        return Vec::new();
+    };
+    let mut rows = Vec::new();
+    for series in series {
+        let columns: Vec<&str> = series["columns"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let values = series["values"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        for value in values {
+            let Some(value) = value.as_array() else {
+                continue;
+            };
+            let mut row: Row = columns
+                .iter()
+                .map(|c| c.to_string())
+                .zip(value.iter().cloned())
+                .collect();
+            if let Some(tags) = series["tags"].as_object() {
+                for (tag, tag_value) in tags {
+                    row.entry(tag.clone()).or_insert_with(|| tag_value.clone());
+                }
+            }
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+/// The last two distinct messages of an error's chain of causes, `tcp connect error:
+/// Connection refused (os error 111)`: the generic wrappers above them say nothing more.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut messages: Vec<String> = Vec::new();
+    let mut next = Some(e);
+    while let Some(error) = next {
+        let message = error.to_string();
+        // A wrapper may repeat its cause in its own message: keep the shorter, deeper one.
+        if let Some(last) = messages.last_mut()
+            && last.contains(&message)
+        {
+            *last = message;
+        } else {
+            messages.push(message);
+        }
+        next = error.source();
+    }
+    let keep = messages.len().saturating_sub(2);
+    messages[keep..].join(": ")
+}
+
+/// The start of a response body, on one line, for an error message.
+fn snippet(body: &str) -> String {
+    let line = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None if line.is_empty() => "(empty body)".to_owned(),
+        None => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn flattens_series_with_tags() {
+        let result = json!({
+            "statement_id": 0,
+            "series": [
+                {"name": "worker", "tags": {"instance": "w1"}, "columns": ["time", "count"],
+                 "values": [[1000, 3]]},
+                {"name": "worker", "tags": {"instance": "w2"}, "columns": ["time", "count"],
+                 "values": [[1000, 2], [2000, 1]]}
+            ]
+        });
+        let rows = rows(&result);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0]["instance"], "w1");
+        assert_eq!(rows[2]["count"], 1);
+        assert!(super::rows(&json!({"statement_id": 0})).is_empty());
+    }
+
+    #[derive(Debug)]
+    struct Chain(&'static str, Option<Box<Chain>>);
+
+    impl std::fmt::Display for Chain {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Chain {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn error_chains_keep_the_last_two_causes() {
+        let refused = Chain("connection refused", None);
+        let tcp = Chain("tcp connect error", Some(Box::new(refused)));
+        let client = Chain("client error (Connect)", Some(Box::new(tcp)));
+        let top = Chain("error sending request", Some(Box::new(client)));
+        assert_eq!(error_chain(&top), "tcp connect error: connection refused");
+        let timeout = Chain("timed out", None);
+        let top = Chain("request failed: timed out", Some(Box::new(timeout)));
+        assert_eq!(error_chain(&top), "timed out");
+        assert_eq!(error_chain(&Chain("alone", None)), "alone");
+    }
+
+    #[test]
+    fn snippets_are_short_single_lines() {
+        assert_eq!(snippet("a\n  b"), "a b");
+        assert_eq!(snippet(""), "(empty body)");
+        assert_eq!(snippet(&"x".repeat(500)).chars().count(), 201);
+    }
+}

@@ -1,0 +1,85 @@
+//! webui: the ChocoMiner dashboard, a web page for the projector while students scale stages.
+//!
+//! It shows what InfluxDB holds about the pipeline, refreshed every second: hashes/s and
+//! nuggets/s now and over the last five minutes, each stage side by side (rate, instances
+//! alive, how busy), the stage that holds the others back, the latest nuggets and the totals.
+//! The page (HTML, CSS and a little JavaScript that draws its own SVG charts) is embedded in
+//! the binary and loads nothing from anywhere else, so it works offline.
+//!
+//! - `GET /`: the page;
+//! - `GET /api/summary`: what the page shows, as JSON ([`summary::Summary`]); when InfluxDB is
+//!   unreachable or answers with an error, `{"ok": false, "error": "InfluxDB unreachable at
+//!   …: …"}` with status 503 (502 for an error), which the page shows until InfluxDB is back;
+//! - `GET /healthz`: `ok`.
+//!
+//! The dashboard only reads InfluxDB: it needs no NATS and changes nothing.
+
+pub mod influx;
+pub mod server;
+pub mod summary;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chocominer_common::Shutdown;
+use chocominer_common::config::InfluxArgs;
+use tokio::net::TcpListener;
+
+use crate::influx::Influx;
+use crate::server::AppState;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "webui", version, about = "ChocoMiner dashboard: the pipeline's rates, stages and nuggets in a web page", after_help = chocominer_common::config::ENV_HELP)]
+pub struct Config {
+    /// Address and port the dashboard listens on.
+    #[arg(long, env = "WEBUI_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    #[command(flatten)]
+    pub influx: InfluxArgs,
+}
+
+/// What a run served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Report {
+    /// Summaries made from InfluxDB (pages polling at once share one).
+    pub summaries: u64,
+    /// Of those, how many found InfluxDB unreachable or erroring.
+    pub influx_failures: u64,
+}
+
+/// Listens on `config.listen` and serves until `shutdown`.
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    serve(listener, config, shutdown).await
+}
+
+/// Serves on `listener` (tests bind port 0 themselves) until `shutdown`, then finishes the
+/// requests in progress and returns.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: Shutdown,
+) -> anyhow::Result<Report> {
+    let influx = Influx::new(&config.influx)?;
+    let address = listener.local_addr()?;
+    tracing::info!(
+        influx = influx.url(),
+        db = influx.db(),
+        "dashboard on http://{address}"
+    );
+    let state = Arc::new(AppState::new(influx));
+    axum::serve(listener, server::router(state.clone()))
+        .with_graceful_shutdown(async move { shutdown.triggered().await })
+        .await
+        .context("HTTP server")?;
+    let (summaries, influx_failures) = state.counts();
+    Ok(Report {
+        summaries,
+        influx_failures,
+    })
+}

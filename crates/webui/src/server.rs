@@ -1,0 +1,194 @@
+//! The HTTP side: the page and its assets (embedded in the binary), `/api/summary`, `/healthz`.
+//!
+//! Every open page polls `/api/summary` once a second. Summaries are shared: one made less
+//! than [`SUMMARY_MAX_AGE`] ago is served again, and requests arriving while one is being made
+//! wait for it, so a classroom of open pages costs InfluxDB about one query request a second.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use crate::influx::{Influx, QueryError};
+use crate::summary::{self, Spans, Summary};
+
+/// How long a summary is served again before a new one is made.
+pub const SUMMARY_MAX_AGE: Duration = Duration::from_millis(500);
+
+const INDEX_HTML: &str = include_str!("../assets/index.html");
+const APP_JS: &str = include_str!("../assets/app.js");
+const APP_CSS: &str = include_str!("../assets/app.css");
+
+/// Nothing but this server: the page must work offline, and this says so to the browser too.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// What the handlers share.
+pub struct AppState {
+    influx: Influx,
+    cache: Mutex<Option<(Instant, Reply)>>,
+    /// Whether the last query failed, to log a failure and a recovery once each.
+    failing: AtomicBool,
+    summaries: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// A summary or an error, ready to send.
+#[derive(Clone)]
+struct Reply {
+    status: StatusCode,
+    /// The JSON, serialized once for every page that asks.
+    body: Bytes,
+}
+
+impl Reply {
+    fn new(status: StatusCode, body: &Value) -> Reply {
+        Reply {
+            status,
+            body: Bytes::from(serde_json::to_vec(body).unwrap_or_default()),
+        }
+    }
+}
+
+impl AppState {
+    pub fn new(influx: Influx) -> AppState {
+        AppState {
+            influx,
+            cache: Mutex::new(None),
+            failing: AtomicBool::new(false),
+            summaries: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    /// Summaries made, and how many of those found InfluxDB unreachable or erroring.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.summaries.load(Ordering::Relaxed),
+            self.failures.load(Ordering::Relaxed),
+        )
+    }
+
+    async fn summary(&self) -> Reply {
+        let mut cache = self.cache.lock().await;
+        if let Some((made, reply)) = cache.as_ref()
+            && made.elapsed() < SUMMARY_MAX_AGE
+        {
+            return reply.clone();
+        }
+        let reply = self.make_summary().await;
+        *cache = Some((Instant::now(), reply.clone()));
+        reply
+    }
+
+    async fn make_summary(&self) -> Reply {
+        self.summaries.fetch_add(1, Ordering::Relaxed);
+        let spans = Spans::at(chocominer_common::stats::now_ns() / 1_000_000);
+        match self.influx.query(&summary::statements(&spans)).await {
+            Ok(results) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!(url = self.influx.url(), "InfluxDB answers again");
+                }
+                let summary = Summary::from_results(spans, &results);
+                let mut body = serde_json::to_value(&summary).unwrap_or_else(
+                    |e| json!({ "error": format!("cannot serialize the summary: {e}") }),
+                );
+                if let Some(object) = body.as_object_mut() {
+                    object.insert("ok".into(), true.into());
+                    object.insert("influx_url".into(), self.influx.url().into());
+                    object.insert("db".into(), self.influx.db().into());
+                }
+                Reply::new(StatusCode::OK, &body)
+            }
+            Err(error) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("{error}; the page says so and retries every second");
+                }
+                let (status, kind) = match &error {
+                    QueryError::Unreachable { .. } => {
+                        (StatusCode::SERVICE_UNAVAILABLE, "unreachable")
+                    }
+                    QueryError::Failed { .. } => (StatusCode::BAD_GATEWAY, "failed"),
+                };
+                let body = json!({
+                    "ok": false,
+                    "error": error.to_string(),
+                    "kind": kind,
+                    "influx_url": self.influx.url(),
+                    "db": self.influx.db(),
+                    "now_ms": spans.now_ms,
+                });
+                Reply::new(status, &body)
+            }
+        }
+    }
+}
+
+/// The routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/index.html", get(index))
+        .route("/app.js", get(app_js))
+        .route("/app.css", get(app_css))
+        .route("/api/summary", get(api_summary))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            // Always the current build's page after a restart.
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::CONTENT_SECURITY_POLICY, CSP),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn index() -> Response {
+    asset("text/html; charset=utf-8", INDEX_HTML)
+}
+
+async fn app_js() -> Response {
+    asset("text/javascript; charset=utf-8", APP_JS)
+}
+
+async fn app_css() -> Response {
+    asset("text/css; charset=utf-8", APP_CSS)
+}
+
+async fn api_summary(State(state): State<Arc<AppState>>) -> Response {
+    let reply = state.summary().await;
+    (
+        reply.status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        reply.body,
+    )
+        .into_response()
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn not_found() -> (StatusCode, &'static str) {
+    (StatusCode::NOT_FOUND, "not found\n")
+}

@@ -1,0 +1,293 @@
+//! The webui over plain HTTP against a real influxd: the page and its assets, `/healthz`, and
+//! `/api/summary` on points written by the test (so every figure is known exactly), on an
+//! empty or missing database, with InfluxDB stopped, and after it is back.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{DB, POLL, WebUi, get, get_json};
+use serde_json::Value;
+use testkit::{Influx, eventually};
+
+const SECOND_NS: i64 = 1_000_000_000;
+/// How long the webui may take to see a change in InfluxDB (it serves a summary for 0.5 s).
+const SOON: Duration = Duration::from_secs(20);
+
+#[tokio::test]
+async fn serves_the_page_its_assets_and_health() {
+    testkit::init_tracing();
+    let influx = Influx::start().await;
+    let webui = WebUi::start(&influx).await;
+
+    let (status, _, body) = get(&format!("{}/healthz", webui.url)).await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+
+    let response = common::http()
+        .get(format!("{}/", webui.url))
+        .send()
+        .await
+        .expect("GET /");
+    assert_eq!(response.status(), 200);
+    let csp = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"),
+        "{csp}"
+    );
+    let page = response.text().await.unwrap();
+    for id in [
+        "hashes-rate",
+        "nuggets-rate",
+        "nuggets-total",
+        "worker-instances",
+        "error",
+    ] {
+        assert!(
+            page.contains(&format!("id=\"{id}\"")),
+            "no #{id} in the page"
+        );
+    }
+
+    let mut assets = vec![page];
+    for (path, content_type) in [("/app.js", "text/javascript"), ("/app.css", "text/css")] {
+        let (status, got_type, body) = get(&format!("{}{path}", webui.url)).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(got_type.starts_with(content_type), "{path}: {got_type}");
+        assert!(body.len() > 1000, "{path} is {} bytes", body.len());
+        assets.push(body);
+    }
+    // Offline: nothing refers to another server (the SVG namespace is a name, not a fetch).
+    for asset in &assets {
+        let mut rest = asset.as_str();
+        while let Some(at) = rest.find("http") {
+            let url = &rest[at..];
+            assert!(
+                url.starts_with("http://www.w3.org/2000/svg"),
+                "an asset refers to {}",
+                &url[..url.len().min(60)]
+            );
+            rest = &rest[at + 4..];
+        }
+    }
+
+    let (status, _, _) = get(&format!("{}/no/such/page", webui.url)).await;
+    assert_eq!(status, 404);
+    webui.stop().await;
+}
+
+/// Line protocol for every second from `from` to `to` (seconds since the epoch): two workers
+/// (30 + 20 hashes/s, 2 + 1 nuggets/s), two rngs at 100 + 90 numbers/s with a limit of 100/s
+/// each, two hashers half and 70 % busy with their windows nearly full.
+fn stage_points(from: i64, to: i64) -> String {
+    let mut lines = String::new();
+    for s in from..=to {
+        let t = s * SECOND_NS;
+        lines += &format!(
+            "worker,instance=worker-1 hashes=30i,nuggets=2i,rejected=0i {t}\n\
+             worker,instance=worker-2 hashes=20i,nuggets=1i,rejected=0i {t}\n\
+             rng,instance=rng-1 numbers=100i,lost=0i,in_flight=3i,window=32i,rate_limit=100 {t}\n\
+             rng,instance=rng-2 numbers=90i,lost=1i,in_flight=2i,window=32i,rate_limit=100 {t}\n\
+             hasher,instance=hasher-1 hashes=25i,busy=0.5,lost=0i,rejected=0i,in_flight=8i,window=8i {t}\n\
+             hasher,instance=hasher-10 hashes=25i,busy=0.7,lost=2i,rejected=0i,in_flight=7i,window=8i {t}\n"
+        );
+    }
+    lines
+}
+
+fn now_s() -> i64 {
+    chocominer_common::stats::now_ns() / SECOND_NS
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[tokio::test]
+async fn summary_has_the_figures_of_the_points_in_influxdb() {
+    testkit::init_tracing();
+    let influx = Influx::start().await;
+    influx.create_database(DB).await;
+    // 60 s of history and 10 s ahead, so the window and "alive" are covered whenever the
+    // request lands in the next few seconds.
+    let now = now_s();
+    let (from, to) = (now - 60, now + 10);
+    influx.write(DB, &stage_points(from, to)).await;
+    let mut nuggets = String::new();
+    for i in 0..12i64 {
+        nuggets += &format!(
+            "nugget,instance=worker-{} number=\"{:064x}\",digest=\"{:064x}\",zero_bits={}i {}\n",
+            i % 2 + 1,
+            1000 + i,
+            i,
+            4 + i,
+            (now - 30 + i) * SECOND_NS + 123_000_000
+        );
+    }
+    influx.write(DB, &nuggets).await;
+    let webui = WebUi::start(&influx).await;
+
+    // Many pages at once share summaries.
+    let url = format!("{}/api/summary", webui.url);
+    let replies = futures_join_all((0..20).map(|_| {
+        let url = url.clone();
+        async move { get_json(&url).await }
+    }))
+    .await;
+    let (status, s) = replies.into_iter().next().unwrap();
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(s["ok"], true);
+
+    let spans = &s["spans"];
+    let (start, end) = (
+        spans["window_start_ms"].as_i64().unwrap(),
+        spans["window_end_ms"].as_i64().unwrap(),
+    );
+    assert_eq!(end - start, 4000, "five whole seconds: {spans}");
+    assert!(start >= from * 1000 && end <= to * 1000, "{spans}");
+    assert_eq!(f(&s["hashes_per_s"]), 50.0);
+    assert_eq!(f(&s["nuggets_per_s"]), 3.0);
+
+    let stages = &s["stages"];
+    assert_eq!(f(&stages["rng"]["rate"]), 190.0);
+    assert_eq!(f(&stages["rng"]["rate_limit"]), 200.0);
+    assert_eq!(f(&stages["hasher"]["rate"]), 50.0);
+    assert!(
+        (f(&stages["hasher"]["busy"]) - 0.6).abs() < 1e-9,
+        "{stages}"
+    );
+    assert!((f(&stages["hasher"]["window_fill"]) - 15.0 / 16.0).abs() < 1e-9);
+    assert!((f(&stages["rng"]["window_fill"]) - 5.0 / 64.0).abs() < 1e-9);
+    assert_eq!(f(&stages["worker"]["rate"]), 50.0);
+    let names = |stage: &str| stages[stage]["instances"].clone();
+    assert_eq!(names("rng"), serde_json::json!(["rng-1", "rng-2"]));
+    assert_eq!(
+        names("hasher"),
+        serde_json::json!(["hasher-1", "hasher-10"])
+    );
+    assert_eq!(names("worker"), serde_json::json!(["worker-1", "worker-2"]));
+    // 190 numbers/s of 200 allowed: rng holds the pipeline back (hashers are not busy enough
+    // to come first).
+    assert_eq!(s["bottleneck"]["stage"], "rng", "{}", s["bottleneck"]);
+
+    let hashes = s["series"]["hashes"].as_array().unwrap();
+    assert_eq!(hashes.len(), 300);
+    assert_eq!(f(&hashes[0]), 0.0, "no points that long ago");
+    assert!(hashes[250..].iter().all(|v| f(v) == 50.0), "{hashes:?}");
+    let series_nuggets = s["series"]["nuggets"].as_array().unwrap();
+    assert_eq!(f(&series_nuggets[299]), 3.0);
+
+    let listed = s["nuggets"].as_array().unwrap();
+    assert_eq!(listed.len(), 10, "the latest ten");
+    for (row, i) in listed.iter().zip((2..12i64).rev()) {
+        assert_eq!(row["digest"], format!("{i:064x}"), "newest first: {row}");
+        assert_eq!(row["number"], format!("{:064x}", 1000 + i));
+        assert_eq!(row["zero_bits"], 4 + i);
+        assert_eq!(row["instance"], format!("worker-{}", i % 2 + 1));
+        assert_eq!(row["time_ms"], (now - 30 + i) * 1000 + 123);
+    }
+
+    let seconds = (to - from + 1) as f64;
+    let totals = &s["totals"];
+    assert_eq!(f(&totals["hashes"]), 50.0 * seconds);
+    assert_eq!(f(&totals["nuggets"]), 3.0 * seconds);
+    assert_eq!(f(&totals["numbers"]), 190.0 * seconds);
+    assert_eq!(f(&totals["lost"]), 3.0 * seconds);
+
+    let report = webui.stop().await;
+    assert!(
+        report.summaries <= 3,
+        "20 requests at once made {} summaries",
+        report.summaries
+    );
+    assert_eq!(report.influx_failures, 0);
+}
+
+/// Runs the futures at once and returns their outputs in order.
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut outputs = Vec::new();
+    for handle in handles {
+        outputs.push(handle.await.expect("request task"));
+    }
+    outputs
+}
+
+#[tokio::test]
+async fn summary_of_an_empty_database_is_zeros() {
+    testkit::init_tracing();
+    let influx = Influx::start().await;
+    influx.create_database(DB).await;
+    let webui = WebUi::start(&influx).await;
+    let (status, s) = get_json(&format!("{}/api/summary", webui.url)).await;
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(f(&s["hashes_per_s"]), 0.0);
+    assert_eq!(s["bottleneck"], Value::Null);
+    assert_eq!(s["nuggets"], serde_json::json!([]));
+    assert_eq!(s["stages"]["worker"]["instances"], serde_json::json!([]));
+    assert_eq!(f(&s["totals"]["hashes"]), 0.0);
+    webui.stop().await;
+}
+
+#[tokio::test]
+async fn summary_says_what_is_wrong_with_influxdb_and_recovers() {
+    testkit::init_tracing();
+    let mut influx = Influx::start().await;
+    let webui = WebUi::start(&influx).await;
+    let url = format!("{}/api/summary", webui.url);
+
+    // No database yet: InfluxDB answers, with an error.
+    let (status, s) = get_json(&url).await;
+    assert_eq!(status, 502, "{s}");
+    assert_eq!(s["ok"], false);
+    let error = s["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(&format!(
+            "InfluxDB at {} answered with an error:",
+            influx.url()
+        )) && error.contains("database not found"),
+        "{error}"
+    );
+
+    influx.create_database(DB).await;
+    let now = now_s();
+    influx.write(DB, &stage_points(now - 10, now + 60)).await;
+    let wait_for = |want: u16| {
+        let url = url.clone();
+        async move {
+            eventually(&format!("/api/summary answers {want}"), SOON, POLL, || {
+                let url = url.clone();
+                async move {
+                    let (status, s) = get_json(&url).await;
+                    (status == want).then_some(s)
+                }
+            })
+            .await
+        }
+    };
+    let s = wait_for(200).await;
+    assert_eq!(f(&s["hashes_per_s"]), 50.0, "{s}");
+
+    influx.stop().await;
+    let s = wait_for(503).await;
+    let error = s["error"].as_str().unwrap();
+    let expected = format!("InfluxDB unreachable at {}: ", influx.url());
+    assert!(error.starts_with(&expected), "{error}");
+    assert!(
+        error.len() > expected.len() + 5,
+        "the reason is given: {error}"
+    );
+    assert_eq!(s["influx_url"], influx.url());
+
+    influx.restart().await;
+    let s = wait_for(200).await;
+    assert_eq!(f(&s["hashes_per_s"]), 50.0, "{s}");
+    let report = webui.stop().await;
+    assert!(report.influx_failures >= 2, "{report:?}");
+}

@@ -1,0 +1,427 @@
+//! What the webui tests share: a real influxd (and nats-server with the three services
+//! in-process, for a live pipeline), the webui in-process on a port of its own, an HTTP
+//! client, headless Chromium, and a little reading of the DOM Chromium dumps.
+
+// Each test file uses its own part of these helpers.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use chocominer_common::Shutdown;
+use clap::Parser;
+use serde_json::{Map, Value};
+use testkit::{Influx, NatsServer};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
+
+/// The services' default database; every test has an influxd of its own.
+pub const DB: &str = "chocominer";
+/// How often conditions are polled.
+pub const POLL: Duration = Duration::from_millis(200);
+/// How long a service may take to stop after shutdown.
+pub const STOP_WITHIN: Duration = Duration::from_secs(30);
+/// How long one Chromium run may take (a loaded 2-core machine, other builds running).
+const CHROMIUM_WITHIN: Duration = Duration::from_secs(90);
+/// Virtual time the page gets before Chromium dumps or shoots it: a few polls of the page.
+const VIRTUAL_TIME_MS: u32 = 5000;
+
+/// One Chromium at a time: each takes most of a core while it starts.
+static CHROMIUM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A task running a service's `run` in-process.
+pub struct Service<R> {
+    name: String,
+    handle: JoinHandle<anyhow::Result<R>>,
+}
+
+impl<R: Send + 'static> Service<R> {
+    pub fn spawn(
+        name: &str,
+        run: impl Future<Output = anyhow::Result<R>> + Send + 'static,
+    ) -> Service<R> {
+        Service {
+            name: name.to_owned(),
+            handle: tokio::spawn(run),
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        !self.handle.is_finished()
+    }
+
+    /// Waits for `run` to return after shutdown was triggered.
+    pub async fn report(self) -> R {
+        let name = self.name;
+        match timeout(STOP_WITHIN, self.handle).await {
+            Err(_) => panic!("{name} did not stop within {STOP_WITHIN:?} of shutdown"),
+            Ok(Err(e)) => panic!("{name} panicked: {e}"),
+            Ok(Ok(Err(e))) => panic!("{name} failed: {e:#}"),
+            Ok(Ok(Ok(report))) => report,
+        }
+    }
+}
+
+pub fn parse<C: Parser>(args: &[String]) -> C {
+    C::try_parse_from(args).unwrap_or_else(|e| panic!("bad test arguments {args:?}: {e}"))
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| a.to_string()).collect()
+}
+
+/// The webui in-process, listening on a port of its own on 127.0.0.1.
+pub struct WebUi {
+    pub url: String,
+    shutdown: Shutdown,
+    service: Service<webui::Report>,
+}
+
+impl WebUi {
+    pub async fn start(influx: &Influx) -> WebUi {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0 for the webui");
+        let url = format!("http://{}", listener.local_addr().expect("local address"));
+        let config: webui::Config = parse(&strings(&["webui", "--influx-url", &influx.url()]));
+        let shutdown = Shutdown::new();
+        let service = Service::spawn("webui", webui::serve(listener, config, shutdown.clone()));
+        WebUi {
+            url,
+            shutdown,
+            service,
+        }
+    }
+
+    /// Stops the server gracefully and returns its report.
+    pub async fn stop(self) -> webui::Report {
+        self.shutdown.trigger();
+        self.service.report().await
+    }
+}
+
+/// rng, hasher and worker in-process against a nats-server of their own and `influx`.
+pub struct Pipeline {
+    pub nats: NatsServer,
+    shutdown: Shutdown,
+    rng: Service<rng::Report>,
+    hasher: Service<hasher::Report>,
+    worker: Service<worker::Report>,
+}
+
+impl Pipeline {
+    /// rng `--rate 400 --batch 1`, hasher `--delay-ms 20 --concurrency 1` (about 50 hashes/s,
+    /// the bottleneck), worker `--difficulty 4` (a nugget every 16 hashes on average).
+    pub async fn start(influx: &Influx) -> Pipeline {
+        let nats = NatsServer::start().await;
+        let shutdown = Shutdown::new();
+        let args = |bin: &str, extra: &[&str]| {
+            let mut args = strings(&[
+                bin,
+                "--nats-url",
+                &nats.url(),
+                "--influx-url",
+                &influx.url(),
+                "--instance",
+                &format!("{bin}-1"),
+            ]);
+            args.extend(strings(extra));
+            args
+        };
+        let worker = Service::spawn(
+            "worker-1",
+            worker::run(
+                parse(&args("worker", &["--difficulty", "4"])),
+                shutdown.clone(),
+            ),
+        );
+        let hasher = Service::spawn(
+            "hasher-1",
+            hasher::run(
+                parse(&args("hasher", &["--delay-ms", "20", "--concurrency", "1"])),
+                shutdown.clone(),
+            ),
+        );
+        let rng = Service::spawn(
+            "rng-1",
+            rng::run(
+                parse(&args("rng", &["--rate", "400", "--batch", "1"])),
+                shutdown.clone(),
+            ),
+        );
+        Pipeline {
+            nats,
+            shutdown,
+            rng,
+            hasher,
+            worker,
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.rng.is_running() && self.hasher.is_running() && self.worker.is_running()
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.trigger();
+        self.rng.report().await;
+        self.hasher.report().await;
+        self.worker.report().await;
+    }
+}
+
+/// An HTTP client for the local servers: no proxy, no request hanging a test.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("build reqwest client")
+}
+
+/// `GET url`: status, content type and body.
+pub async fn get(url: &str) -> (u16, String, String) {
+    let response = http()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = response
+        .text()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    (status, content_type, body)
+}
+
+/// `GET url` as JSON, with the status.
+pub async fn get_json(url: &str) -> (u16, Value) {
+    let (status, _, body) = get(url).await;
+    let json = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("GET {url}: {e} in HTTP {status} body {body}"));
+    (status, json)
+}
+
+/// Rows of an InfluxQL query against the test's database.
+pub async fn rows(influx: &Influx, q: &str) -> Vec<Map<String, Value>> {
+    influx.rows(DB, q).await
+}
+
+/// A number from a row (0 for null or missing).
+pub fn number(row: Option<&Map<String, Value>>, column: &str) -> f64 {
+    row.and_then(|r| r.get(column))
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0)
+}
+
+/// Where test artifacts go: `<target>/test-artifacts`, created if missing.
+pub fn artifacts_dir() -> PathBuf {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("CARGO_TARGET_TMPDIR is <target>/tmp")
+        .to_path_buf();
+    let dir = target.join("test-artifacts");
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    dir
+}
+
+/// Chromium: `$CHROMIUM`, else `chromium` on `PATH`, else `/usr/bin/chromium`. `None` when
+/// there is none: the browser tests then say they are skipped (CI installs it with
+/// `scripts/install-deps.sh --with-browser`).
+pub fn chromium() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("CHROMIUM") {
+        let path = PathBuf::from(path);
+        assert!(path.is_file(), "CHROMIUM={} is not a file", path.display());
+        return Some(path);
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|dir| dir.join("chromium"));
+    on_path
+        .chain([PathBuf::from("/usr/bin/chromium")])
+        .find(|path| path.is_file())
+}
+
+/// What a headless Chromium run should produce.
+pub enum Shot<'a> {
+    /// The DOM after the page's scripts ran, on stdout.
+    Dom,
+    /// A PNG of a 1280×900 window.
+    Png(&'a Path),
+}
+
+/// Runs headless Chromium on `url` (on 127.0.0.1: nothing else is ever loaded) with a fresh
+/// profile, giving the page [`VIRTUAL_TIME_MS`] of virtual time (a few of its one-second
+/// polls) first. Returns stdout: the serialized DOM for [`Shot::Dom`].
+pub async fn run_chromium(chromium: &Path, url: &str, shot: Shot<'_>) -> String {
+    assert!(
+        url.starts_with("http://127.0.0.1:"),
+        "Chromium only visits the test's own servers, not {url}"
+    );
+    let _one_at_a_time = CHROMIUM.lock().await;
+    let profile = tempfile::Builder::new()
+        .prefix("webui-chromium-")
+        .tempdir()
+        .expect("temp dir for Chromium's profile");
+    let mut cmd = tokio::process::Command::new(chromium);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--no-proxy-server",
+        "--hide-scrollbars",
+        "--mute-audio",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .arg(format!("--virtual-time-budget={VIRTUAL_TIME_MS}"));
+    match shot {
+        Shot::Dom => {
+            cmd.arg("--dump-dom");
+        }
+        Shot::Png(path) => {
+            cmd.arg(format!("--screenshot={}", path.display()))
+                .arg("--window-size=1280,900");
+        }
+    }
+    cmd.arg(url)
+        .env("HOME", profile.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", chromium.display()));
+    let output = match timeout(CHROMIUM_WITHIN, child.wait_with_output()).await {
+        Ok(output) => output.expect("wait for Chromium"),
+        Err(_) => panic!("Chromium did not finish within {CHROMIUM_WITHIN:?} on {url}"),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "Chromium on {url} exited with {}; stderr:\n{stderr}",
+        output.status
+    );
+    stdout
+}
+
+/// An element of a DOM dumped by Chromium, found by its `id` or `data-testid`.
+#[derive(Debug, Clone)]
+pub struct Element {
+    pub attrs: HashMap<String, String>,
+    /// The inner HTML.
+    pub inner: String,
+}
+
+impl Element {
+    pub fn attr(&self, name: &str) -> &str {
+        self.attrs
+            .get(name)
+            .unwrap_or_else(|| panic!("no attribute {name} on {self:?}"))
+    }
+
+    /// The text inside, tags removed.
+    pub fn text(&self) -> String {
+        unescape(&strip_tags(&self.inner))
+    }
+
+    /// `data-value` as a number.
+    pub fn value(&self) -> f64 {
+        let v = self.attr("data-value");
+        v.parse()
+            .unwrap_or_else(|e| panic!("data-value {v:?} of {self:?}: {e}"))
+    }
+}
+
+/// Every element whose attribute `attr` is `value`, in document order. Chromium serializes
+/// attributes as `name="value"` with `&`, `"`, `<`, `>` escaped, which is all this reads.
+pub fn elements(dom: &str, attr: &str, value: &str) -> Vec<Element> {
+    let needle = format!(" {attr}=\"{value}\"");
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(at) = dom[from..].find(&needle).map(|i| i + from) {
+        from = at + needle.len();
+        let open = dom[..at].rfind('<').expect("an attribute is inside a tag");
+        let close = at + dom[at..].find('>').expect("a tag ends");
+        let tag = &dom[open + 1..close];
+        let name: String = tag
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        let attrs = parse_attrs(&tag[name.len()..]);
+        // Elements of this page never nest their own kind, so the next end tag is ours.
+        let end = format!("</{name}>");
+        let inner_end = dom[close..].find(&end).map_or(close + 1, |i| close + i);
+        found.push(Element {
+            attrs,
+            inner: dom[close + 1..inner_end].to_owned(),
+        });
+    }
+    found
+}
+
+/// The element with `id`; panics with the DOM if there is none.
+pub fn by_id(dom: &str, id: &str) -> Element {
+    elements(dom, "id", id)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no element with id {id:?} in the DOM:\n{dom}"))
+}
+
+fn parse_attrs(mut rest: &str) -> HashMap<String, String> {
+    let mut attrs = HashMap::new();
+    loop {
+        rest = rest.trim_start();
+        let Some(eq) = rest.find('=') else { break };
+        let name = rest[..eq].trim();
+        let after = &rest[eq + 1..];
+        let Some(after) = after.strip_prefix('"') else {
+            break;
+        };
+        let Some(end) = after.find('"') else { break };
+        attrs.insert(name.to_owned(), unescape(&after[..end]));
+        rest = &after[end + 1..];
+    }
+    attrs
+}
+
+fn strip_tags(html: &str) -> String {
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    text
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&nbsp;", "\u{a0}")
+        .replace("&amp;", "&")
+}
