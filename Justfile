@@ -27,7 +27,7 @@ down:
 scale STAGE N:
     @scripts/scale.sh "$@"
 
-# Follow the logs of the local stack, or of one stage (rng|hasher|worker|nats|influxd)
+# Follow the logs of the local stack, or of one stage (rng|hasher|worker|nats|influxd|webui)
 [no-exit-message]
 logs STAGE="":
     @scripts/logs.sh "$@"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `just logs [STAGE]`: follows the local stack's logs with tail -F, all of them or those of one
-# stage (rng, hasher, worker, nats, influxd). The files are the ones there when it starts:
+# stage (rng, hasher, worker) or service (nats, influxd, webui). The files are the ones there when it starts:
 # after `just scale` adds instances, run it again to see theirs.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -10,8 +10,8 @@ filter="${1:-}"
 case "$filter" in
   "") pattern='*' ;;
   rng | hasher | worker) pattern="$filter-*" ;;
-  nats | influxd) pattern="$filter" ;;
-  *) die "unknown stage '$filter': use rng, hasher, worker, nats or influxd (or nothing for all)" ;;
+  nats | influxd | webui) pattern="$filter" ;;
+  *) die "unknown stage '$filter': use rng, hasher, worker, nats, influxd or webui (or nothing for all)" ;;
 esac
 
 shopt -s nullglob

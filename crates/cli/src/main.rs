@@ -7,15 +7,12 @@
 //! The command's own messages go to stderr, one line each; the services' library logs stay off
 //! unless `RUST_LOG` is set, so that stderr is not cluttered with connection chatter.
 
-mod bottleneck;
 mod census;
 mod clock;
-mod influx;
 mod nats;
 mod output;
 mod paint;
 mod sighting;
-mod snapshot;
 mod status;
 mod sub;
 

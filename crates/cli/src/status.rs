@@ -1,7 +1,8 @@
 //! `chocominer status`: one table of the stages from their last seconds of stats, the NATS
 //! replicas counted alongside, and the bottleneck named.
 //!
-//! The figures come from InfluxDB (see `snapshot`), because every instance of every stage
+//! The figures and the bottleneck rule are `chocominer_common::pipeline_status`'s (the dashboard
+//! shows the same), read from InfluxDB because every instance of every stage
 //! writes there, rng included; `$SRV.PING` answers cross-check the count of hashers and
 //! workers, which tells a replica that stopped writing stats from one that is gone.
 
@@ -9,16 +10,17 @@ use std::time::Duration;
 
 use async_nats::Client;
 use chocominer_common::config::{InfluxArgs, NatsArgs};
+use chocominer_common::influx_query::{InfluxQuery, QueryError};
+use chocominer_common::pipeline_status::{
+    self, LOOKBACK, Snapshot, StageFigures, StatsPoint, Verdict, WINDOW_SECONDS, bottleneck,
+};
 use chocominer_common::{Shutdown, Stage};
 use serde::Serialize;
 
-use crate::bottleneck::{self, Verdict};
 use crate::census;
 use crate::clock;
-use crate::influx::StatsReader;
 use crate::output;
 use crate::paint::Paint;
-use crate::snapshot::{LOOKBACK, Snapshot, StageFigures, WINDOW_SECONDS};
 
 /// How often `--watch` refreshes.
 const REFRESH: Duration = Duration::from_secs(1);
@@ -73,11 +75,11 @@ struct Status {
 }
 
 pub async fn run(args: StatusArgs, shutdown: Shutdown) -> anyhow::Result<()> {
-    let reader = StatsReader::new(&args.influx)?;
+    let reader = InfluxQuery::new(&args.influx)?;
     // Both at once, so whichever is unreachable is reported without waiting for the other.
     let (client, _) = tokio::try_join!(
         crate::nats::connect(&args.nats, "chocominer status", &shutdown),
-        reader.recent(LOOKBACK)
+        recent(&reader)
     )?;
     let Some(client) = client else {
         return Ok(());
@@ -119,10 +121,23 @@ pub async fn run(args: StatusArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The stages' recent stats points; an unreachable InfluxDB says how to point at one.
+async fn recent(reader: &InfluxQuery) -> anyhow::Result<Vec<StatsPoint>> {
+    pipeline_status::read_recent(reader, LOOKBACK)
+        .await
+        .map_err(|e| match e {
+            QueryError::Unreachable { url, reason } => anyhow::anyhow!(
+                "cannot reach InfluxDB at {url} ({reason}): is influxd running? (set \
+                 --influx-url or INFLUX_URL)"
+            ),
+            other => other.into(),
+        })
+}
+
 /// Reads the stats and pings the services, all at once.
-async fn look(client: &Client, reader: &StatsReader) -> anyhow::Result<Status> {
+async fn look(client: &Client, reader: &InfluxQuery) -> anyhow::Result<Status> {
     let (points, hashers, workers) = tokio::join!(
-        reader.recent(LOOKBACK),
+        recent(reader),
         census::replicas(client, Stage::Hasher),
         census::replicas(client, Stage::Worker),
     );
@@ -156,7 +171,7 @@ const HEADINGS: [&str; 8] = [
 ];
 
 /// The table, then the verdict.
-fn render(status: &Status, reader: &StatsReader, paint: Paint) -> String {
+fn render(status: &Status, reader: &InfluxQuery, paint: Paint) -> String {
     let stages = &status.stages;
     let nats_sees_some = [&stages.hasher, &stages.worker]
         .iter()

@@ -2,19 +2,20 @@
 //!
 //! It shows what InfluxDB holds about the pipeline, refreshed every second: hashes/s and
 //! nuggets/s now and over the last five minutes, each stage side by side (rate, instances
-//! alive, how busy), the stage that holds the others back, the latest nuggets and the totals.
+//! alive, how busy), the stage that holds the others back (figures and rule shared with
+//! `chocominer status` through `chocominer_common::pipeline_status`), the latest nuggets and the totals.
 //! The page (HTML, CSS and a little JavaScript that draws its own SVG charts) is embedded in
 //! the binary and loads nothing from anywhere else, so it works offline.
 //!
 //! - `GET /`: the page;
 //! - `GET /api/summary`: what the page shows, as JSON ([`summary::Summary`]); when InfluxDB is
 //!   unreachable or answers with an error, `{"ok": false, "error": "InfluxDB unreachable at
-//!   …: …"}` with status 503 (502 for an error), which the page shows until InfluxDB is back;
+//!   …: …"}` with status 503 (502 for an error or an answer not from InfluxDB 1.x), which the
+//!   page shows until InfluxDB is back;
 //! - `GET /healthz`: `ok`.
 //!
 //! The dashboard only reads InfluxDB: it needs no NATS and changes nothing.
 
-pub mod influx;
 pub mod server;
 pub mod summary;
 
@@ -24,9 +25,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use chocominer_common::Shutdown;
 use chocominer_common::config::InfluxArgs;
+use chocominer_common::influx_query::InfluxQuery;
 use tokio::net::TcpListener;
 
-use crate::influx::Influx;
 use crate::server::AppState;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
@@ -65,7 +66,7 @@ pub async fn serve(
     config: Config,
     shutdown: Shutdown,
 ) -> anyhow::Result<Report> {
-    let influx = Influx::new(&config.influx)?;
+    let influx = InfluxQuery::new(&config.influx)?;
     let address = listener.local_addr()?;
     tracing::info!(
         influx = influx.url(),

@@ -14,10 +14,10 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use chocominer_common::influx_query::{InfluxQuery, QueryError};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
-use crate::influx::{Influx, QueryError};
 use crate::summary::{self, Spans, Summary};
 
 /// How long a summary is served again before a new one is made.
@@ -33,7 +33,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 
 /// What the handlers share.
 pub struct AppState {
-    influx: Influx,
+    influx: InfluxQuery,
     cache: Mutex<Option<(Instant, Reply)>>,
     /// Whether the last query failed, to log a failure and a recovery once each.
     failing: AtomicBool,
@@ -59,7 +59,7 @@ impl Reply {
 }
 
 impl AppState {
-    pub fn new(influx: Influx) -> AppState {
+    pub fn new(influx: InfluxQuery) -> AppState {
         AppState {
             influx,
             cache: Mutex::new(None),
@@ -91,13 +91,14 @@ impl AppState {
 
     async fn make_summary(&self) -> Reply {
         self.summaries.fetch_add(1, Ordering::Relaxed);
-        let spans = Spans::at(chocominer_common::stats::now_ns() / 1_000_000);
+        let now_ns = chocominer_common::stats::now_ns();
+        let spans = Spans::at(now_ns / 1_000_000);
         match self.influx.query(&summary::statements(&spans)).await {
             Ok(results) => {
                 if self.failing.swap(false, Ordering::Relaxed) {
                     tracing::info!(url = self.influx.url(), "InfluxDB answers again");
                 }
-                let summary = Summary::from_results(spans, &results);
+                let summary = Summary::from_results(spans, now_ns, &results);
                 let mut body = serde_json::to_value(&summary).unwrap_or_else(
                     |e| json!({ "error": format!("cannot serialize the summary: {e}") }),
                 );
@@ -118,6 +119,7 @@ impl AppState {
                         (StatusCode::SERVICE_UNAVAILABLE, "unreachable")
                     }
                     QueryError::Failed { .. } => (StatusCode::BAD_GATEWAY, "failed"),
+                    QueryError::NotInflux { .. } => (StatusCode::BAD_GATEWAY, "not_influxdb"),
                 };
                 let body = json!({
                     "ok": false,

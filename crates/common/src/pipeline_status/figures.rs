@@ -1,4 +1,5 @@
-//! What each stage did over the last few seconds, from its instances' per-second stats points.
+//! What each stage did over the last few seconds, from its instances' per-second stats points:
+//! the one definition of the figures `chocominer status` and the dashboard show.
 //!
 //! Every instance writes one point per second, stamped on the whole second, and the point
 //! reaches InfluxDB a second or two later (a stage writes once a second). So:
@@ -15,10 +16,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use chocominer_common::Stage;
 use serde::Serialize;
 
-use crate::influx::StatsPoint;
+use super::StatsPoint;
+use crate::Stage;
 
 /// Seconds the figures cover.
 pub const WINDOW_SECONDS: i64 = 5;
@@ -33,9 +34,10 @@ const SECOND_NS: i64 = 1_000_000_000;
 pub struct StageFigures {
     /// How many instances wrote a point in the last 3 s.
     pub alive: usize,
-    /// Their names (`instance` tags).
+    /// Their names (`instance` tags), in natural order (hasher-2 before hasher-10).
     pub instances: Vec<String>,
-    /// hasher and worker: how many replicas answered `$SRV.PING` (rng is not a NATS service).
+    /// hasher and worker: how many replicas answered `$SRV.PING` (rng is not a NATS service);
+    /// filled in by `chocominer status`, which asks NATS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nats_replicas: Option<usize>,
     /// rng: numbers made per second; hasher and worker: hashes per second.
@@ -192,9 +194,11 @@ impl Window {
             (!means.is_empty()).then(|| round(means.iter().sum()))
         };
         let names: BTreeSet<&str> = alive.iter().map(|p| p.instance.as_str()).collect();
+        let mut instances: Vec<String> = names.into_iter().map(str::to_owned).collect();
+        instances.sort_by_key(|name| natural_key(name));
         let mut figures = StageFigures {
-            alive: names.len(),
-            instances: names.into_iter().map(str::to_owned).collect(),
+            alive: instances.len(),
+            instances,
             ..StageFigures::default()
         };
         match stage {
@@ -227,6 +231,17 @@ impl Window {
         }
         figures
     }
+}
+
+/// Sorts `hasher-2` before `hasher-10`: the stem, then the trailing number.
+fn natural_key(name: &str) -> (String, u64, String) {
+    let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let (stem, number) = name.split_at(name.len() - digits);
+    (
+        stem.to_owned(),
+        number.parse().unwrap_or(0),
+        name.to_owned(),
+    )
 }
 
 /// Three decimals: enough for rates and shares, and JSON without float noise.
@@ -292,6 +307,12 @@ pub(crate) mod tests {
         assert_eq!(snapshot.up_to_ns, Some(NOW - 2 * SECOND_NS));
         let h = &snapshot.hasher;
         assert_eq!(h.instances, ["h1", "h2"]);
+        let names = [
+            point(Stage::Worker, "worker-10", 1, &[]),
+            point(Stage::Worker, "worker-2", 1, &[]),
+        ];
+        let workers = Snapshot::from_points(&names, NOW).worker;
+        assert_eq!(workers.instances, ["worker-2", "worker-10"]);
         // Seconds 2..=6 ago: (10 + 5) × 5 + 15, over 5 s.
         assert_eq!(h.rate, 18.0);
         assert_eq!(h.busy, Some(0.75));

@@ -1,16 +1,20 @@
-//! Reading InfluxDB 1.x: InfluxQL over `GET /query`, several statements in one request.
+//! Reading InfluxDB 1.x: InfluxQL over `GET /query` (`db`, `q`, `epoch=ms`, basic auth from
+//! [`InfluxArgs`]), several statements in one request; the read side of what [`crate::stats`]
+//! writes. Both the `chocominer status` command and the dashboard read through it.
 //!
-//! Errors are sorted into the two cases the page tells apart: InfluxDB cannot be reached at
-//! all ([`QueryError::Unreachable`]), or it answered with an error ([`QueryError::Failed`]:
-//! an HTTP error, a statement error such as a missing database, or a body that is not JSON).
+//! Errors are one line each and come in three kinds: InfluxDB cannot be reached at all
+//! ([`QueryError::Unreachable`]), it answered with an error ([`QueryError::Failed`]: an HTTP
+//! error, refused credentials, a statement error such as a missing database), or what answered
+//! is not InfluxDB 1.x ([`QueryError::NotInflux`]: a body that is not its JSON).
 
 use std::time::Duration;
 
-use chocominer_common::config::InfluxArgs;
 use serde_json::{Map, Value};
 
+use crate::config::InfluxArgs;
+
 /// How long one query request may take, connection included.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(4);
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a query gave no rows.
@@ -20,6 +24,15 @@ pub enum QueryError {
     Unreachable { url: String, reason: String },
     #[error("InfluxDB at {url} answered with an error: {reason}")]
     Failed { url: String, reason: String },
+    #[error("{url} did not answer like InfluxDB 1.x: {reason}")]
+    NotInflux { url: String, reason: String },
+}
+
+impl QueryError {
+    /// Whether InfluxDB answered that the database does not exist (yet): no stage wrote to it.
+    pub fn is_database_not_found(&self) -> bool {
+        matches!(self, QueryError::Failed { reason, .. } if reason.contains("database not found"))
+    }
 }
 
 /// The error InfluxDB gives for statements it skipped.
@@ -28,27 +41,28 @@ const NOT_EXECUTED: &str = "not executed";
 /// One row of a result: column name -> value, plus the tags of its series (`GROUP BY` tags).
 pub type Row = Map<String, Value>;
 
-/// A client for one database of one InfluxDB.
+/// A read-only client for one database of one InfluxDB.
 #[derive(Debug, Clone)]
-pub struct Influx {
+pub struct InfluxQuery {
     http: reqwest::Client,
     url: String,
     db: String,
     user: Option<(String, Option<String>)>,
 }
 
-impl Influx {
-    pub fn new(args: &InfluxArgs) -> anyhow::Result<Influx> {
+impl InfluxQuery {
+    /// A client for `args`; an empty URL is an error (set `--influx-url` or `INFLUX_URL`).
+    pub fn new(args: &InfluxArgs) -> anyhow::Result<InfluxQuery> {
         let url = args.influx_url.trim().trim_end_matches('/').to_owned();
         anyhow::ensure!(
             !url.is_empty(),
-            "INFLUX_URL is empty: the dashboard reads everything it shows from InfluxDB"
+            "no InfluxDB to read the stats from: set --influx-url or INFLUX_URL"
         );
         let http = reqwest::Client::builder()
             .timeout(QUERY_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .build()?;
-        Ok(Influx {
+        Ok(InfluxQuery {
             http,
             url,
             db: args.influx_db.clone(),
@@ -96,20 +110,37 @@ impl Influx {
         let response = req.send().await.map_err(|e| self.unreachable(e))?;
         let status = response.status();
         let body = response.text().await.map_err(|e| self.unreachable(e))?;
+        let credentials = if status == reqwest::StatusCode::UNAUTHORIZED
+            || status == reqwest::StatusCode::FORBIDDEN
+        {
+            " (check INFLUX_USER and INFLUX_PASSWORD)"
+        } else {
+            ""
+        };
         let json: Value = match serde_json::from_str(&body) {
             Ok(json) => json,
             Err(_) if !status.is_success() => {
-                return Err(self.failed(format!("HTTP {status}: {}", snippet(&body))));
+                return Err(self.failed(format!("HTTP {status}: {}{credentials}", snippet(&body))));
             }
-            Err(e) => return Err(self.failed(format!("not JSON ({e}): {}", snippet(&body)))),
+            Err(_) => {
+                return Err(QueryError::NotInflux {
+                    url: self.url.clone(),
+                    reason: format!("HTTP {status}, not JSON: {}", snippet(&body)),
+                });
+            }
         };
         if let Some(error) = json.get("error").and_then(Value::as_str) {
-            return Err(self.failed(format!("HTTP {status}: {error}")));
+            return Err(self.failed(format!("HTTP {status}: {error}{credentials}")));
         }
         if !status.is_success() {
             return Err(self.failed(format!("HTTP {status}: {}", snippet(&body))));
         }
-        let results = json["results"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        let Some(results) = json["results"].as_array() else {
+            return Err(QueryError::NotInflux {
+                url: self.url.clone(),
+                reason: format!("HTTP {status}, no \"results\": {}", snippet(&body)),
+            });
+        };
         // A missing database fails the whole request, with one result holding the error.
         if let Some(error) = results
             .iter()

@@ -3,11 +3,11 @@
 //! A stage that cannot keep up acknowledges slowly, so the stage before it fills its window of
 //! unacknowledged batches and waits. The rule therefore looks for the stage that is saturated
 //! itself, and otherwise reads the windows: a full window points at the stage *after* it.
-//! The rule itself is [`RULE`], which `status --help` shows as it is.
+//! The rule itself is [`RULE`], which `chocominer status --help` shows as it is and the
+//! dashboard applies too.
 
-use chocominer_common::Stage;
-
-use crate::snapshot::Snapshot;
+use super::Snapshot;
+use crate::Stage;
 
 /// The share from which a stage counts as saturated.
 pub const SATURATED: f64 = 0.9;
@@ -118,7 +118,7 @@ pub fn find(snapshot: &Snapshot) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::tests::{NOW, point};
+    use crate::pipeline_status::figures::tests::{NOW, point};
 
     /// One rng, hasher and worker, each with the given fields for the last 6 seconds.
     fn pipeline(rng: &[(&str, f64)], hasher: &[(&str, f64)]) -> Snapshot {
