@@ -10,9 +10,7 @@ use bytes::Bytes;
 use chocominer_common::Shutdown;
 use chocominer_common::codec::{DigestBatch, FORMAT_VERSION, NUMBER_LEN, NumberBatch, Numbers};
 use chocominer_common::intake::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
-use common::{
-    ChildService, DIGESTS, DigestFlow, NUGGETS, NUMBERS, POLL, SOON, Stack, eventually_eq,
-};
+use common::{ChildService, DIGESTS, DigestFlow, NUGGETS, NUMBERS, POLL, SOON, Stack};
 use testkit::eventually;
 use tokio::time::timeout;
 
@@ -107,10 +105,7 @@ async fn hasher_killed_with_sigkill() {
     );
     assert_eq!(rng.generated, rng.acked + rng.lost, "{rng:?}");
     assert!(worker.judged > 0, "{worker:?}");
-    eventually_eq("sum(rng.lost)", SOON, rng.lost as i64, || async move {
-        s.sum("rng", "lost").await
-    })
-    .await;
+    stack.eventually_sum("rng", "lost", rng.lost).await;
 }
 
 /// Deterministic bytes that are no batch of any kind.
@@ -341,21 +336,8 @@ async fn garbage_is_counted_not_fatal() {
     stack.client.flush().await.unwrap();
 
     // Counted in the live stats...
-    let s = &stack;
-    eventually_eq(
-        "sum(hasher.rejected)",
-        SOON,
-        to_hashers as i64,
-        || async move { s.sum("hasher", "rejected").await },
-    )
-    .await;
-    eventually_eq(
-        "sum(worker.rejected)",
-        SOON,
-        to_workers as i64,
-        || async move { s.sum("worker", "rejected").await },
-    )
-    .await;
+    stack.eventually_sum("hasher", "rejected", to_hashers).await;
+    stack.eventually_sum("worker", "rejected", to_workers).await;
     // ...and nothing stopped: the services run and numbers still flow end to end.
     let before = flow.total();
     flow.wait_until("digests flowing after the garbage", SOON, |f| {
@@ -375,18 +357,6 @@ async fn garbage_is_counted_not_fatal() {
         worker.judged + rng.lost + hasher.lost,
         "{rng:?} {hasher:?} {worker:?}"
     );
-    eventually_eq(
-        "sum(hasher.rejected)",
-        SOON,
-        to_hashers as i64,
-        || async move { s.sum("hasher", "rejected").await },
-    )
-    .await;
-    eventually_eq(
-        "sum(worker.rejected)",
-        SOON,
-        to_workers as i64,
-        || async move { s.sum("worker", "rejected").await },
-    )
-    .await;
+    stack.eventually_sum("hasher", "rejected", to_hashers).await;
+    stack.eventually_sum("worker", "rejected", to_workers).await;
 }

@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chocominer_common::Shutdown;
-use common::{DigestFlow, POLL, SOON, Stack, as_i64, assert_one_per_second, eventually_eq};
+use common::{DigestFlow, POLL, SOON, Stack, as_i64, assert_one_per_second};
 use testkit::eventually;
 use tokio::time::sleep;
 
@@ -74,27 +74,13 @@ async fn influx_outage_loses_no_stats() {
     assert!(worker.judged > 0, "{worker:?}");
 
     // Nothing missing: the sums match the reports...
-    eventually_eq(
-        "sum(worker.hashes)",
-        SOON,
-        worker.judged as i64,
-        || async move { s.sum("worker", "hashes").await },
-    )
-    .await;
-    eventually_eq(
-        "sum(rng.numbers)",
-        SOON,
-        rng.generated as i64,
-        || async move { s.sum("rng", "numbers").await },
-    )
-    .await;
-    eventually_eq(
-        "sum(hasher.hashes)",
-        SOON,
-        hasher.hashed as i64,
-        || async move { s.sum("hasher", "hashes").await },
-    )
-    .await;
+    stack
+        .eventually_sum("worker", "hashes", worker.judged)
+        .await;
+    stack.eventually_sum("rng", "numbers", rng.generated).await;
+    stack
+        .eventually_sum("hasher", "hashes", hasher.hashed)
+        .await;
     // ...and there is one point per second, through the outage and up to the last one.
     let worker_times = times(&stack.points("worker", "w1").await);
     assert!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chocominer_common::Shutdown;
 use chocominer_common::nugget::{Nugget, leading_zero_bits};
-use common::{DigestFlow, NUGGETS, POLL, SOON, Stack, check_nugget_point, eventually_eq};
+use common::{DigestFlow, NUGGETS, POLL, SOON, Stack, check_nugget_point};
 use futures::StreamExt;
 use testkit::eventually;
 use tokio::time::{sleep, timeout};
@@ -197,39 +197,15 @@ async fn conservation() {
     );
 
     // InfluxDB agrees with the reports (the last points are written on stop).
-    let s = &stack;
-    eventually_eq(
-        "sum(rng.numbers)",
-        SOON,
-        rng.generated as i64,
-        || async move { s.sum("rng", "numbers").await },
-    )
-    .await;
-    eventually_eq(
-        "sum(worker.hashes)",
-        SOON,
-        worker.judged as i64,
-        || async move { s.sum("worker", "hashes").await },
-    )
-    .await;
-    eventually_eq("sum(rng.lost)", SOON, rng.lost as i64, || async move {
-        s.sum("rng", "lost").await
-    })
-    .await;
-    eventually_eq(
-        "sum(hasher.hashes)",
-        SOON,
-        hasher.hashed as i64,
-        || async move { s.sum("hasher", "hashes").await },
-    )
-    .await;
-    eventually_eq(
-        "sum(hasher.lost)",
-        SOON,
-        hasher.lost as i64,
-        || async move { s.sum("hasher", "lost").await },
-    )
-    .await;
+    stack.eventually_sum("rng", "numbers", rng.generated).await;
+    stack
+        .eventually_sum("worker", "hashes", worker.judged)
+        .await;
+    stack.eventually_sum("rng", "lost", rng.lost).await;
+    stack
+        .eventually_sum("hasher", "hashes", hasher.hashed)
+        .await;
+    stack.eventually_sum("hasher", "lost", hasher.lost).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

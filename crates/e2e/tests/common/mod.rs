@@ -140,6 +140,16 @@ impl Stack {
     }
 
     /// `sum(field)` of `measurement` per `instance` tag.
+    /// Waits until InfluxDB's `sum(field)` over `measurement` is `expected` (the last points
+    /// of a stopping service arrive a moment after its report).
+    pub async fn eventually_sum(&self, measurement: &str, field: &str, expected: u64) {
+        let what = format!("sum({measurement}.{field})");
+        eventually_eq(&what, SOON, expected as i64, || {
+            self.sum(measurement, field)
+        })
+        .await;
+    }
+
     pub async fn sums_by_instance(&self, measurement: &str, field: &str) -> BTreeMap<String, i64> {
         let rows = self
             .rows(&format!(
