@@ -136,7 +136,7 @@ ChocoMiner is up (profile ${CHOCOMINER_PROFILE:-demo}): 1 rng, 1 hasher, 1 worke
   processes     pid files in $PID_DIR
 
   just ps                 what runs, with uptimes
-  just logs [STAGE]       follow the logs (all, or rng|hasher|worker|nats|influxd)
+  just logs [STAGE]       follow the logs (all, or rng|hasher|worker|nats|influxd|webui)
   just scale hasher 5     run 5 hashers (any stage, any count)
   just down               stop everything
 EOF
