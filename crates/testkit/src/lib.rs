@@ -13,6 +13,7 @@ mod cargo;
 mod influx;
 mod nats;
 mod process;
+mod service;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, TcpListener};
@@ -23,6 +24,7 @@ use tokio::time::{Instant, sleep, timeout_at};
 pub use cargo::cargo_bin;
 pub use influx::Influx;
 pub use nats::NatsServer;
+pub use service::{STOP_WITHIN, Service};
 
 /// Returns a port that was free on 127.0.0.1 a moment ago (bind to port 0, read it, drop).
 ///

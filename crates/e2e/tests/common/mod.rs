@@ -34,9 +34,6 @@ pub const DB: &str = "chocominer";
 
 /// How often conditions are polled.
 pub const POLL: Duration = Duration::from_millis(100);
-/// How long a service may take to stop and hand over its report after shutdown. Covers an ack
-/// timeout of a few seconds plus the final stats write on a loaded machine.
-pub const STOP_WITHIN: Duration = Duration::from_secs(30);
 /// How long to wait for something that happens within a second or two on an idle machine.
 pub const SOON: Duration = Duration::from_secs(30);
 /// Upper bound on anything counted in a test, for decoding digest batches.
@@ -243,39 +240,7 @@ where
     panic!("{what}: expected {expected:?}, last seen {last:?} (waited {within:?})");
 }
 
-/// A service running in-process on the test's runtime.
-pub struct Service<R> {
-    name: String,
-    handle: JoinHandle<anyhow::Result<R>>,
-}
-
-impl<R: Send + 'static> Service<R> {
-    pub fn spawn(
-        name: &str,
-        run: impl Future<Output = anyhow::Result<R>> + Send + 'static,
-    ) -> Service<R> {
-        Service {
-            name: name.to_owned(),
-            handle: tokio::spawn(run),
-        }
-    }
-
-    /// Whether `run` has not returned yet.
-    pub fn is_running(&self) -> bool {
-        !self.handle.is_finished()
-    }
-
-    /// Waits for `run` to return (after shutdown was triggered) and returns its report.
-    pub async fn report(self) -> R {
-        let name = self.name;
-        match timeout(STOP_WITHIN, self.handle).await {
-            Err(_) => panic!("{name} did not stop within {STOP_WITHIN:?} of shutdown"),
-            Ok(Err(e)) => panic!("{name} panicked: {e}"),
-            Ok(Ok(Err(e))) => panic!("{name} failed: {e:#}"),
-            Ok(Ok(Ok(report))) => report,
-        }
-    }
-}
+pub use testkit::Service;
 
 #[derive(Debug, Default)]
 struct Counts {

@@ -6,7 +6,6 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -16,15 +15,12 @@ use clap::Parser;
 use serde_json::{Map, Value};
 use testkit::{Influx, NatsServer};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio::time::timeout;
 
 /// The services' default database; every test has an influxd of its own.
 pub const DB: &str = "chocominer";
 /// How often conditions are polled.
 pub const POLL: Duration = Duration::from_millis(200);
-/// How long a service may take to stop after shutdown.
-pub const STOP_WITHIN: Duration = Duration::from_secs(30);
 /// How long one Chromium run may take (a loaded 2-core machine, other builds running).
 const CHROMIUM_WITHIN: Duration = Duration::from_secs(90);
 /// Virtual time the page gets before Chromium dumps or shoots it: a few polls of the page.
@@ -33,38 +29,7 @@ const VIRTUAL_TIME_MS: u32 = 5000;
 /// One Chromium at a time: each takes most of a core while it starts.
 static CHROMIUM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A task running a service's `run` in-process.
-pub struct Service<R> {
-    name: String,
-    handle: JoinHandle<anyhow::Result<R>>,
-}
-
-impl<R: Send + 'static> Service<R> {
-    pub fn spawn(
-        name: &str,
-        run: impl Future<Output = anyhow::Result<R>> + Send + 'static,
-    ) -> Service<R> {
-        Service {
-            name: name.to_owned(),
-            handle: tokio::spawn(run),
-        }
-    }
-
-    pub fn is_running(&self) -> bool {
-        !self.handle.is_finished()
-    }
-
-    /// Waits for `run` to return after shutdown was triggered.
-    pub async fn report(self) -> R {
-        let name = self.name;
-        match timeout(STOP_WITHIN, self.handle).await {
-            Err(_) => panic!("{name} did not stop within {STOP_WITHIN:?} of shutdown"),
-            Ok(Err(e)) => panic!("{name} panicked: {e}"),
-            Ok(Ok(Err(e))) => panic!("{name} failed: {e:#}"),
-            Ok(Ok(Ok(report))) => report,
-        }
-    }
-}
+pub use testkit::Service;
 
 pub fn parse<C: Parser>(args: &[String]) -> C {
     C::try_parse_from(args).unwrap_or_else(|e| panic!("bad test arguments {args:?}: {e}"))
