@@ -106,6 +106,8 @@ impl StageRuntime {
         if let Err(e) = self.client.flush().await {
             tracing::debug!("flushing NATS: {e}");
         }
-        self.writer.close(STATS_GRACE).await
+        let report = self.writer.close(STATS_GRACE).await;
+        tracing::info!(?report, "stats points to InfluxDB");
+        report
     }
 }

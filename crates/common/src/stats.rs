@@ -136,6 +136,9 @@ struct SinkInner {
     queue: Mutex<VecDeque<String>>,
     capacity: usize,
     dropped: AtomicU64,
+    /// Lines InfluxDB took, and lines it refused as malformed (retrying cannot help those).
+    written: AtomicU64,
+    refused: AtomicU64,
     drop_log: Throttle,
     /// Last nugget timestamp, so two nuggets never share one (they would overwrite).
     last_event_ns: AtomicI64,
@@ -151,6 +154,8 @@ impl StatsSink {
                 queue: Mutex::new(VecDeque::new()),
                 capacity,
                 dropped: AtomicU64::new(0),
+                written: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
                 drop_log: Throttle::new(Duration::from_secs(30)),
                 last_event_ns: AtomicI64::new(0),
                 wake: Notify::new(),
@@ -249,6 +254,7 @@ impl StatsSink {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WriteReport {
     pub written: u64,
+    pub refused: u64,
     pub dropped: u64,
     pub unwritten: u64,
 }
@@ -257,7 +263,7 @@ pub struct WriteReport {
 pub struct StatsWriter {
     sink: StatsSink,
     stop: Shutdown,
-    task: Option<JoinHandle<u64>>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl StatsWriter {
@@ -293,13 +299,9 @@ impl StatsWriter {
         let Some(mut task) = self.task.take() else {
             return WriteReport::default();
         };
-        let written = match tokio::time::timeout(grace, &mut task).await {
-            Ok(Ok(written)) => written,
-            _ => {
-                task.abort();
-                0
-            }
-        };
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            task.abort();
+        }
         let unwritten = self.sink.held() as u64;
         if unwritten > 0 {
             tracing::error!(
@@ -307,8 +309,10 @@ impl StatsWriter {
                 "InfluxDB did not take the last stats points before exit: they are lost"
             );
         }
+        let inner = &self.sink.inner;
         WriteReport {
-            written,
+            written: inner.written.load(Ordering::Relaxed),
+            refused: inner.refused.load(Ordering::Relaxed),
             dropped: self.sink.dropped(),
             unwritten,
         }
@@ -410,9 +414,8 @@ impl Influx {
     }
 }
 
-/// Drains the sink to InfluxDB until stopped, then writes what is left. Returns lines written.
-async fn write_loop(influx: Influx, sink: StatsSink, stop: Shutdown) -> u64 {
-    let mut written = 0u64;
+/// Drains the sink to InfluxDB until stopped, then writes what is left.
+async fn write_loop(influx: Influx, sink: StatsSink, stop: Shutdown) {
     let mut failing_since: Option<tokio::time::Instant> = None;
     if let Err(WriteError::Retry(e)) = influx.create_database().await {
         tracing::debug!("could not create database yet: {e}");
@@ -427,7 +430,9 @@ async fn write_loop(influx: Influx, sink: StatsSink, stop: Shutdown) -> u64 {
             }
             match influx.write(&lines).await {
                 Ok(()) => {
-                    written += lines.len() as u64;
+                    sink.inner
+                        .written
+                        .fetch_add(lines.len() as u64, Ordering::Relaxed);
                     if let Some(since) = failing_since.take() {
                         tracing::info!(
                             url = %influx.url,
@@ -438,6 +443,9 @@ async fn write_loop(influx: Influx, sink: StatsSink, stop: Shutdown) -> u64 {
                     }
                 }
                 Err(WriteError::Refused(e)) => {
+                    sink.inner
+                        .refused
+                        .fetch_add(lines.len() as u64, Ordering::Relaxed);
                     tracing::error!(points = lines.len(), "InfluxDB refused stats points: {e}");
                 }
                 Err(WriteError::Retry(e)) => {
@@ -458,7 +466,7 @@ async fn write_loop(influx: Influx, sink: StatsSink, stop: Shutdown) -> u64 {
         }
         if stopping {
             if sink.held() == 0 {
-                return written;
+                return;
             }
             // Shutting down with InfluxDB away: keep trying until the caller's grace ends.
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -496,30 +504,34 @@ async fn report_loop(meter: Arc<dyn Meter>, sink: StatsSink, stop: Shutdown) {
     let now = now_ns();
     let to_next_second = SECOND_NS - now.rem_euclid(SECOND_NS);
     let start = tokio::time::Instant::now() + Duration::from_nanos(to_next_second as u64);
+    let start_wall_ns = now + to_next_second;
     let mut ticks = tokio::time::interval_at(start, Duration::from_secs(1));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Skip keeps the ticks on whole seconds after a late one (Delay would shift them all).
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut last_tick = tokio::time::Instant::now();
     let mut last_time_ns = 0i64;
     let mut progress = Progress::default();
     loop {
-        let stopping = tokio::select! {
-            _ = ticks.tick() => false,
-            _ = stop.triggered() => true,
+        let scheduled = tokio::select! {
+            at = ticks.tick() => Some(at),
+            _ = stop.triggered() => None,
         };
+        let stopping = scheduled.is_none();
         let period = last_tick.elapsed();
         last_tick = tokio::time::Instant::now();
         let fields = meter.fields(period);
-        // Whole seconds, one after the other: two points of a series never collide and a late
-        // tick leaves no gap. The clock is followed again only if it jumped (a suspended host).
-        let nearest = (now_ns() + SECOND_NS / 2).div_euclid(SECOND_NS) * SECOND_NS;
-        let next = last_time_ns + SECOND_NS;
-        let time_ns = if last_time_ns == 0 {
-            nearest
-        } else if stopping || (nearest - next).abs() <= 2 * SECOND_NS {
-            next
-        } else {
-            nearest.max(next)
-        };
+        // Whole seconds, strictly increasing, so two points of a series never collide: a tick
+        // is stamped with the second it was scheduled for, even when it runs late; the last,
+        // partial period with the second after the previous point.
+        let time_ns = match scheduled {
+            Some(at) => {
+                let wall = start_wall_ns + at.saturating_duration_since(start).as_nanos() as i64;
+                (wall + SECOND_NS / 2).div_euclid(SECOND_NS) * SECOND_NS
+            }
+            None if last_time_ns == 0 => now_ns().div_euclid(SECOND_NS) * SECOND_NS + SECOND_NS,
+            None => last_time_ns + SECOND_NS,
+        }
+        .max(last_time_ns + SECOND_NS);
         last_time_ns = time_ns;
         progress.add(&fields, period);
         if progress.periods >= PROGRESS_EVERY || stopping {
