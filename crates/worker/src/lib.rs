@@ -4,7 +4,9 @@
 //! `DIFFICULTY` leading zero bits is a nugget: it is published as one JSON object on
 //! `<prefix>.nuggets` and stored as a `nugget` point (number and digest, so anyone can verify
 //! it). Every second the `worker` point carries the hashes judged and nuggets found — the
-//! figures the dashboards graph. A batch is acknowledged once judged and recorded.
+//! figures the dashboards graph — and the difficulty in force, so that a dashboard can tell
+//! nuggets found at different difficulties apart. A batch is acknowledged once judged and
+//! recorded.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,13 +38,26 @@ pub struct Report {
     pub rejected: u64,
 }
 
-#[derive(Default)]
 struct WorkerMeter {
     hashes: Counter,
     nuggets: Counter,
     rejected: Arc<Counter>,
     /// Batches dropped because their hasher had already given up on them.
     expired: Counter,
+    /// Leading zero bits that make a nugget here: a gauge, written every second.
+    difficulty: u32,
+}
+
+impl WorkerMeter {
+    fn new(difficulty: u32) -> WorkerMeter {
+        WorkerMeter {
+            hashes: Counter::default(),
+            nuggets: Counter::default(),
+            rejected: Arc::default(),
+            expired: Counter::default(),
+            difficulty,
+        }
+    }
 }
 
 impl Meter for WorkerMeter {
@@ -56,6 +71,7 @@ impl Meter for WorkerMeter {
             ("nuggets", Field::count(self.nuggets.take_delta())),
             ("rejected", Field::count(self.rejected.take_delta())),
             ("expired", Field::count(self.expired.take_delta())),
+            ("difficulty", Field::Int(i64::from(self.difficulty))),
         ]
     }
 }
@@ -68,7 +84,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         return Ok(Report::default());
     };
     let max_payload = runtime.max_payload();
-    let meter = Arc::new(WorkerMeter::default());
+    let meter = Arc::new(WorkerMeter::new(difficulty));
     let stats_meter = meter.clone();
     let mut intake = Intake::start(
         &runtime.client,
@@ -174,5 +190,33 @@ async fn publish_nugget(runtime: &StageRuntime, found: &Nugget) {
             "could not publish a nugget on {}: {e}",
             runtime.subjects.nuggets
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_point_carries_counts_since_the_last_one_and_the_difficulty() {
+        let meter = WorkerMeter::new(23);
+        meter.hashes.add(1000);
+        meter.nuggets.add(2);
+        let period = Duration::from_secs(1);
+        assert_eq!(meter.measurement(), "worker");
+        assert_eq!(
+            meter.fields(period),
+            [
+                ("hashes", Field::Int(1000)),
+                ("nuggets", Field::Int(2)),
+                ("rejected", Field::Int(0)),
+                ("expired", Field::Int(0)),
+                ("difficulty", Field::Int(23)),
+            ]
+        );
+        // Counts restart from zero each second; the difficulty is a gauge and stays.
+        let next = meter.fields(period);
+        assert_eq!(next[0], ("hashes", Field::Int(0)));
+        assert_eq!(next[4], ("difficulty", Field::Int(23)));
     }
 }
