@@ -1,9 +1,13 @@
 //! webui: the ChocoMiner dashboard, a web page for the projector while students scale stages.
 //!
 //! It shows what InfluxDB holds about the pipeline, refreshed every second: hashes/s and
-//! nuggets/s now and over the last five minutes, each stage side by side (rate, instances
-//! alive, how busy), the stage that holds the others back (figures and rule shared with
-//! `chocominer status` through `chocominer_common::pipeline_status`), the latest nuggets and the totals.
+//! nuggets/s now and over the last five minutes (no line where there is no data, a marker
+//! where the difficulty changed), the difficulty in force, each stage side by side (rate,
+//! instances alive, how busy, how full its window of unacknowledged batches is, whether it
+//! waits for the next stage to come back), the stage that holds the others back (figures and
+//! rule shared with `chocominer status` through `chocominer_common::pipeline_status`), the
+//! latest nuggets with their leading zero bits, and the totals: of every run, since the
+//! first, and at the difficulty in force.
 //! The page (HTML, CSS and a little JavaScript that draws its own SVG charts) is embedded in
 //! the binary and loads nothing from anywhere else, so it works offline.
 //!

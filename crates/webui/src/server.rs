@@ -2,7 +2,8 @@
 //!
 //! Every open page polls `/api/summary` once a second. Summaries are shared: one made less
 //! than [`SUMMARY_MAX_AGE`] ago is served again, and requests arriving while one is being made
-//! wait for it, so a classroom of open pages costs InfluxDB about one query request a second.
+//! wait for it, so a classroom of open pages costs InfluxDB about two query requests a second
+//! (the second reads the totals at the difficulty the first found in force).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -89,16 +90,30 @@ impl AppState {
         reply
     }
 
+    /// The two requests of a summary: the figures, then the totals at the difficulty in force.
+    async fn read_summary(&self, spans: Spans, now_ns: i64) -> Result<Summary, QueryError> {
+        let results = self.influx.query(&summary::statements(&spans)).await?;
+        let mut summary = Summary::from_results(spans, now_ns, &results);
+        let difficulties = summary.difficulty_totals_wanted();
+        if !difficulties.is_empty() {
+            let results = self
+                .influx
+                .query(&summary::difficulty_statements(&difficulties))
+                .await?;
+            summary.difficulty.read_totals(&difficulties, &results);
+        }
+        Ok(summary)
+    }
+
     async fn make_summary(&self) -> Reply {
         self.summaries.fetch_add(1, Ordering::Relaxed);
         let now_ns = chocominer_common::stats::now_ns();
         let spans = Spans::at(now_ns / 1_000_000);
-        match self.influx.query(&summary::statements(&spans)).await {
-            Ok(results) => {
+        match self.read_summary(spans, now_ns).await {
+            Ok(summary) => {
                 if self.failing.swap(false, Ordering::Relaxed) {
                     tracing::info!(url = self.influx.url(), "InfluxDB answers again");
                 }
-                let summary = Summary::from_results(spans, now_ns, &results);
                 let mut body = serde_json::to_value(&summary).unwrap_or_else(
                     |e| json!({ "error": format!("cannot serialize the summary: {e}") }),
                 );

@@ -1,15 +1,29 @@
-//! What the page shows, computed from InfluxDB in one request of a few InfluxQL statements.
+//! What the page shows, computed from InfluxDB in two requests of a few InfluxQL statements.
 //!
 //! The stages' figures (rate over the last complete seconds, instances alive, busy, window
 //! fill, rate limit) and the bottleneck are `chocominer_common::pipeline_status`'s, the same
 //! definition and rule as `chocominer status`: the page and the command agree. Only what the
-//! page alone shows is read here: the charts ([`SERIES_SECS`] seconds, one value a second,
-//! ending [`LAG_SECS`] seconds ago, when every instance has written its point), the latest
-//! nuggets and the totals since the database began.
+//! page alone shows is read here:
+//! - the charts ([`SERIES_SECS`] seconds, one value a second, ending [`LAG_SECS`] seconds ago,
+//!   when every instance has written its point). A second without any worker point is `null`,
+//!   not 0: before the stack started there is no data, and the page draws none. The seconds
+//!   where the difficulty changed are listed, so the page can mark them;
+//! - the difficulty in force: the `difficulty` of each alive worker's newest point;
+//! - the latest nuggets;
+//! - the totals: all runs since the first worker point, and, for the difficulty in force, the
+//!   nuggets and hashes at that difficulty (nuggets of different difficulties do not add up to
+//!   anything meaningful). Which difficulty that is comes from the first request, so those
+//!   totals are a second request ([`difficulty_statements`]);
+//! - what the stages wait for: their `waiting` gauge (batches held while no instance of the
+//!   next stage listens), from each alive instance's newest point, missing counted as 0.
+
+use std::collections::BTreeSet;
 
 use chocominer_common::Stage;
 use chocominer_common::influx_query::Row;
-use chocominer_common::pipeline_status::{self, LOOKBACK, Snapshot, StageFigures, WINDOW_SECONDS};
+use chocominer_common::pipeline_status::{
+    self, LOOKBACK, Snapshot, StageFigures, StatsPoint, WINDOW_SECONDS,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -61,29 +75,50 @@ impl Spans {
 }
 
 /// Where the stages' statements start in [`statements`].
-const STAGES_AT: usize = 5;
+const STAGES_AT: usize = 7;
 
-/// The statements of one summary, in the order [`Summary::from_results`] reads them.
+/// The statements of the first request, in the order [`Summary::from_results`] reads them.
 pub fn statements(spans: &Spans) -> Vec<String> {
     let mut statements = vec![
-        // 0: the charts.
+        // 0: the charts; fill(none): a second without points is no data, not zero.
         format!(
-            r#"SELECT sum("hashes") AS hashes, sum("nuggets") AS nuggets FROM "worker" WHERE time >= {}ms AND time <= {}ms GROUP BY time(1s) fill(0)"#,
+            r#"SELECT sum("hashes") AS hashes, sum("nuggets") AS nuggets, min("difficulty") AS difficulty_min, max("difficulty") AS difficulty_max FROM "worker" WHERE time >= {}ms AND time <= {}ms GROUP BY time(1s) fill(none)"#,
             spans.series_start_ms, spans.series_end_ms
         ),
         // 1: the latest nuggets.
         format!(
             r#"SELECT "number", "digest", "zero_bits", "instance" FROM "nugget" ORDER BY time DESC LIMIT {NUGGETS_LISTED}"#
         ),
-        // 2-4: totals since the database began.
+        // 2-4: totals since the database began...
         r#"SELECT sum("hashes") AS hashes, sum("nuggets") AS nuggets FROM "worker""#.to_owned(),
         r#"SELECT sum("numbers") AS numbers, sum("lost") AS lost FROM "rng""#.to_owned(),
         r#"SELECT sum("lost") AS lost FROM "hasher""#.to_owned(),
+        // 5: ...which is when the first worker point was written;
+        r#"SELECT first("hashes") AS hashes FROM "worker""#.to_owned(),
+        // 6: the newest difficulty written, for when no worker runs.
+        r#"SELECT last("difficulty") AS difficulty FROM "worker""#.to_owned(),
     ];
-    // 5-7: the stages' recent points, for their figures.
+    // 7-9: the stages' recent points, for their figures.
     debug_assert_eq!(statements.len(), STAGES_AT);
     statements.extend(pipeline_status::statements(LOOKBACK));
     statements
+}
+
+/// The statements of the second request: for each of `difficulties`, the hashes and nuggets
+/// at that difficulty and when the first point at it was written, as
+/// [`DifficultyNow::read_totals`] reads them.
+pub fn difficulty_statements(difficulties: &[i64]) -> Vec<String> {
+    difficulties
+        .iter()
+        .flat_map(|d| {
+            [
+                format!(
+                    r#"SELECT sum("hashes") AS hashes, sum("nuggets") AS nuggets FROM "worker" WHERE "difficulty" = {d}"#
+                ),
+                format!(r#"SELECT first("hashes") AS hashes FROM "worker" WHERE "difficulty" = {d}"#),
+            ]
+        })
+        .collect()
 }
 
 /// Everything `/api/summary` returns when InfluxDB answered.
@@ -93,6 +128,7 @@ pub struct Summary {
     /// Summed over instances, per second over the window.
     pub hashes_per_s: f64,
     pub nuggets_per_s: f64,
+    pub difficulty: DifficultyNow,
     /// One value per second from `spans.series_start_ms` to `spans.series_end_ms`.
     pub series: Series,
     pub stages: Stages,
@@ -105,8 +141,82 @@ pub struct Summary {
 pub struct Series {
     pub start_ms: i64,
     pub step_ms: i64,
-    pub hashes: Vec<f64>,
-    pub nuggets: Vec<f64>,
+    /// Summed over the workers; `None` (null) for a second without any worker point.
+    pub hashes: Vec<Option<f64>>,
+    pub nuggets: Vec<Option<f64>>,
+    /// The seconds of the charts whose difficulty differs from that of the second before
+    /// with a known difficulty (seconds without data in between are skipped: a stack stopped
+    /// in demo and started in full is one change).
+    pub difficulty_changes: Vec<DifficultyChange>,
+}
+
+/// The difficulties of the worker points of one second: one value, or several while workers
+/// of different difficulties run side by side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DifficultyRange {
+    pub min: i64,
+    pub max: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DifficultyChange {
+    /// The first second at the new difficulty.
+    pub time_ms: i64,
+    pub from: DifficultyRange,
+    pub to: DifficultyRange,
+}
+
+/// The difficulty in force, and the totals at it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DifficultyNow {
+    /// The difficulties of the alive workers' newest points, each once, smallest first: one
+    /// value, several while a change rolls through the workers, none when no worker runs (or
+    /// the workers running do not write a difficulty).
+    pub in_force: Vec<i64>,
+    /// The newest difficulty any worker wrote; when no worker runs, the last run's.
+    pub last: Option<i64>,
+    /// Hashes and nuggets at each difficulty of [`DifficultyNow::totals_wanted`].
+    pub totals: Vec<DifficultyTotals>,
+}
+
+/// What the workers did at one difficulty, in every run at it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DifficultyTotals {
+    pub difficulty: i64,
+    /// When the first worker point at this difficulty was written.
+    pub since_ms: Option<i64>,
+    pub hashes: f64,
+    pub nuggets: f64,
+}
+
+impl DifficultyNow {
+    /// The difficulties whose totals the page shows: those in force, or, when no worker runs,
+    /// the last run's.
+    pub fn totals_wanted(&self, workers_alive: bool) -> Vec<i64> {
+        match (self.in_force.is_empty(), workers_alive, self.last) {
+            (false, _, _) => self.in_force.clone(),
+            (true, false, Some(last)) => vec![last],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Reads the results of [`difficulty_statements`]`(difficulties)`.
+    pub fn read_totals(&mut self, difficulties: &[i64], results: &[Vec<Row>]) {
+        self.totals = difficulties
+            .iter()
+            .enumerate()
+            .map(|(i, &difficulty)| {
+                let sums = results.get(2 * i).and_then(|rows| rows.first());
+                let first = results.get(2 * i + 1).and_then(|rows| rows.first());
+                DifficultyTotals {
+                    difficulty,
+                    since_ms: first.and_then(|row| row.get("time")?.as_i64()),
+                    hashes: num(sums, "hashes").unwrap_or(0.0),
+                    nuggets: num(sums, "nuggets").unwrap_or(0.0),
+                }
+            })
+            .collect();
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -125,19 +235,30 @@ pub struct StageNow {
     pub instances: Vec<String>,
     /// hasher: share of the time spent hashing, averaged over instances (0..1).
     pub busy: Option<f64>,
-    /// rng, hasher: batches in flight over the window they may have (0..1).
+    /// rng, hasher: batches sent and not yet acknowledged by the next stage, summed over the
+    /// instances (each averaged over the window)...
+    pub in_flight: Option<f64>,
+    /// ...the most they may have out...
+    pub window: Option<f64>,
+    /// ...and the one over the other (0..1).
     pub window_fill: Option<f64>,
+    /// rng, hasher: batches held because no instance of the next stage listens, summed over
+    /// the alive instances' newest points; `None` when no instance is alive.
+    pub waiting: Option<f64>,
     /// rng: summed rate limit in numbers/s; `None` when some rng is unlimited.
     pub rate_limit: Option<f64>,
 }
 
-impl From<&StageFigures> for StageNow {
-    fn from(figures: &StageFigures) -> StageNow {
+impl StageNow {
+    fn new(figures: &StageFigures, waiting: Option<f64>) -> StageNow {
         StageNow {
             rate: figures.rate,
             instances: figures.instances.clone(),
             busy: figures.busy,
+            in_flight: figures.in_flight,
+            window: figures.window,
             window_fill: figures.window_use(),
+            waiting,
             rate_limit: figures.rate_limit.filter(|&limit| limit > 0.0),
         }
     }
@@ -159,8 +280,11 @@ pub struct NuggetRow {
     pub instance: String,
 }
 
+/// Totals of every run the database holds, whatever their difficulty.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Totals {
+    /// When the first worker point was written: what the totals cover starts there.
+    pub since_ms: Option<i64>,
     pub hashes: f64,
     pub nuggets: f64,
     pub numbers: f64,
@@ -173,37 +297,103 @@ fn num(row: Option<&Row>, column: &str) -> Option<f64> {
     row?.get(column)?.as_f64()
 }
 
+/// The newest point of each of `stage`'s instances named in `alive`.
+fn newest_points<'a>(
+    points: &'a [StatsPoint],
+    stage: Stage,
+    alive: &[String],
+) -> Vec<&'a StatsPoint> {
+    alive
+        .iter()
+        .filter_map(|name| {
+            points
+                .iter()
+                .filter(|p| p.stage == stage && &p.instance == name)
+                .max_by_key(|p| p.time_ns)
+        })
+        .collect()
+}
+
+/// The charts' series from the rows of statement 0.
+fn series(spans: &Spans, rows: &[Row]) -> Series {
+    let len = SERIES_SECS as usize;
+    let mut hashes = vec![None; len];
+    let mut nuggets = vec![None; len];
+    let mut difficulty = vec![None; len];
+    for row in rows {
+        let Some(time) = row.get("time").and_then(Value::as_i64) else {
+            continue;
+        };
+        let i = (time - spans.series_start_ms).div_euclid(SECOND_MS);
+        if let Ok(i) = usize::try_from(i)
+            && i < len
+        {
+            // A second with points has counts, 0 when a sum is empty.
+            hashes[i] = Some(num(Some(row), "hashes").unwrap_or(0.0));
+            nuggets[i] = Some(num(Some(row), "nuggets").unwrap_or(0.0));
+            let int = |column| row.get(column).and_then(Value::as_i64);
+            difficulty[i] = match (int("difficulty_min"), int("difficulty_max")) {
+                (Some(min), Some(max)) => Some(DifficultyRange { min, max }),
+                _ => None,
+            };
+        }
+    }
+    let mut difficulty_changes = Vec::new();
+    let mut before: Option<DifficultyRange> = None;
+    for (i, range) in difficulty.iter().enumerate() {
+        let Some(range) = *range else { continue };
+        if let Some(from) = before
+            && from != range
+        {
+            difficulty_changes.push(DifficultyChange {
+                time_ms: spans.series_start_ms + i as i64 * SECOND_MS,
+                from,
+                to: range,
+            });
+        }
+        before = Some(range);
+    }
+    Series {
+        start_ms: spans.series_start_ms,
+        step_ms: SECOND_MS,
+        hashes,
+        nuggets,
+        difficulty_changes,
+    }
+}
+
 impl Summary {
-    /// Reads the results of [`statements`]; the stages' figures are as of `now_ns`.
+    /// Reads the results of [`statements`]; the stages' figures are as of `now_ns`. The
+    /// difficulty totals are left empty: see [`DifficultyNow::read_totals`].
     pub fn from_results(spans: Spans, now_ns: i64, results: &[Vec<Row>]) -> Summary {
         let empty = Vec::new();
         let result = |i: usize| results.get(i).unwrap_or(&empty);
         let first = |i: usize| result(i).first();
 
-        let len = SERIES_SECS as usize;
-        let mut hashes = vec![0.0; len];
-        let mut nuggets = vec![0.0; len];
-        for row in result(0) {
-            let Some(time) = row.get("time").and_then(Value::as_i64) else {
-                continue;
-            };
-            let i = (time - spans.series_start_ms).div_euclid(SECOND_MS);
-            if let Ok(i) = usize::try_from(i)
-                && i < len
-            {
-                hashes[i] = num(Some(row), "hashes").unwrap_or(0.0);
-                nuggets[i] = num(Some(row), "nuggets").unwrap_or(0.0);
-            }
-        }
-
         let points =
             pipeline_status::points_from_results(results.get(STAGES_AT..).unwrap_or_default());
         let snapshot = Snapshot::from_points(&points, now_ns);
         let verdict = pipeline_status::bottleneck::find(&snapshot);
+        let newest = |stage: Stage| newest_points(&points, stage, &snapshot.stage(stage).instances);
+        // Missing in points of stages that do not write it yet: nothing held.
+        let waiting = |stage: Stage| {
+            let newest = newest(stage);
+            (!newest.is_empty()).then(|| newest.iter().map(|p| p.get("waiting")).sum())
+        };
         let stages = Stages {
-            rng: StageNow::from(&snapshot.rng),
-            hasher: StageNow::from(&snapshot.hasher),
-            worker: StageNow::from(&snapshot.worker),
+            rng: StageNow::new(&snapshot.rng, waiting(Stage::Rng)),
+            hasher: StageNow::new(&snapshot.hasher, waiting(Stage::Hasher)),
+            worker: StageNow::new(&snapshot.worker, None),
+        };
+        let in_force: BTreeSet<i64> = newest(Stage::Worker)
+            .iter()
+            .filter_map(|p| p.fields.get("difficulty"))
+            .map(|&d| d as i64)
+            .collect();
+        let difficulty = DifficultyNow {
+            in_force: in_force.into_iter().collect(),
+            last: first(6).and_then(|row| row.get("difficulty")?.as_i64()),
+            totals: Vec::new(),
         };
 
         let nuggets_rows = result(1)
@@ -218,6 +408,7 @@ impl Summary {
             .collect();
 
         let totals = Totals {
+            since_ms: first(5).and_then(|row| row.get("time")?.as_i64()),
             hashes: num(first(2), "hashes").unwrap_or(0.0),
             nuggets: num(first(2), "nuggets").unwrap_or(0.0),
             numbers: num(first(3), "numbers").unwrap_or(0.0),
@@ -228,12 +419,8 @@ impl Summary {
             spans: spans.with_window_of(&snapshot),
             hashes_per_s: snapshot.worker.rate,
             nuggets_per_s: snapshot.worker.nuggets.unwrap_or(0.0),
-            series: Series {
-                start_ms: spans.series_start_ms,
-                step_ms: SECOND_MS,
-                hashes,
-                nuggets,
-            },
+            difficulty,
+            series: series(&spans, result(0)),
             // Nothing running (the page says so) or nothing saturated: no stage to name.
             bottleneck: verdict.stage().map(|stage| Bottleneck {
                 stage: Stage::name(stage),
@@ -243,6 +430,12 @@ impl Summary {
             nuggets: nuggets_rows,
             totals,
         }
+    }
+
+    /// The difficulties whose totals the second request reads.
+    pub fn difficulty_totals_wanted(&self) -> Vec<i64> {
+        self.difficulty
+            .totals_wanted(!self.stages.worker.instances.is_empty())
     }
 }
 
@@ -287,6 +480,8 @@ mod tests {
             "zero_bits": 4, "instance": "worker-1"}))];
         results[2] = vec![row(json!({"time": 0, "hashes": 1000, "nuggets": 60}))];
         results[3] = vec![row(json!({"time": 0, "numbers": 1100, "lost": 7}))];
+        results[5] = vec![row(json!({"time": 123_000, "hashes": 10}))];
+        results[6] = vec![row(json!({"time": 456_000, "difficulty": 23}))];
         // The last 6 s of an rng at its limit, a hasher-2 and a hasher-10; no worker.
         for ago in 1..=6 {
             let time = now_ms - ago * SECOND_MS;
@@ -294,26 +489,134 @@ mod tests {
                 "numbers": 100, "rate_limit": 100.0, "in_flight": 3, "window": 32})));
             for name in ["hasher-10", "hasher-2"] {
                 results[STAGES_AT + 1].push(row(json!({"time": time, "instance": name,
-                    "hashes": 25, "busy": 0.5, "in_flight": 1, "window": 8})));
+                    "hashes": 25, "busy": 0.5, "in_flight": 1, "window": 8,
+                    "waiting": if ago == 1 && name == "hasher-2" { 3 } else { 0 }})));
             }
         }
         let s = Summary::from_results(spans, now_ms * MS_NS, &results);
-        assert_eq!((s.series.hashes[0], s.series.nuggets[0]), (3.0, 1.0));
+        assert_eq!(
+            (s.series.hashes[0], s.series.nuggets[0]),
+            (Some(3.0), Some(1.0))
+        );
         assert_eq!(s.series.hashes.len(), SERIES_SECS as usize);
-        assert_eq!(s.series.hashes[SERIES_SECS as usize - 1], 50.0);
+        assert_eq!(s.series.hashes[1], None, "no points: no data, not 0");
+        assert_eq!(s.series.hashes[SERIES_SECS as usize - 1], Some(50.0));
+        assert_eq!(s.series.nuggets[SERIES_SECS as usize - 1], Some(0.0));
         assert_eq!(s.spans.window_end_ms, now_ms - 1000);
         assert_eq!(s.spans.window_start_ms, now_ms - 5000);
         assert_eq!(s.stages.rng.rate_limit, Some(100.0));
         assert_eq!(s.stages.rng.rate, 100.0);
         assert_eq!(s.stages.hasher.rate, 50.0);
         assert_eq!(s.stages.hasher.window_fill, Some(0.125));
+        assert_eq!(
+            (s.stages.hasher.in_flight, s.stages.hasher.window),
+            (Some(2.0), Some(16.0))
+        );
+        assert_eq!(s.stages.hasher.waiting, Some(3.0), "the newest points");
+        assert_eq!(s.stages.rng.waiting, Some(0.0), "no field: nothing held");
+        assert_eq!(s.stages.worker.waiting, None);
         assert_eq!(s.stages.hasher.instances, ["hasher-2", "hasher-10"]);
         assert!(s.stages.worker.instances.is_empty());
-        assert_eq!(s.bottleneck.map(|b| b.stage), Some("worker"), "none runs");
+        assert_eq!(
+            s.bottleneck.as_ref().map(|b| b.stage),
+            Some("worker"),
+            "none runs"
+        );
         assert_eq!(s.nuggets[0].instance, "worker-1");
         assert_eq!(s.totals.lost, 7.0);
+        assert_eq!(s.totals.since_ms, Some(123_000));
+        // No worker runs: the totals shown are the last run's difficulty's.
+        assert!(s.difficulty.in_force.is_empty());
+        assert_eq!(s.difficulty.last, Some(23));
+        assert_eq!(s.difficulty_totals_wanted(), [23]);
         let empty = Summary::from_results(spans, now_ms * MS_NS, &[]);
-        assert_eq!((empty.hashes_per_s, empty.bottleneck), (0.0, None));
+        assert_eq!((empty.hashes_per_s, &empty.bottleneck), (0.0, &None));
         assert_eq!(empty.spans, spans);
+        assert!(empty.series.hashes.iter().all(Option::is_none));
+        assert!(empty.difficulty_totals_wanted().is_empty());
+    }
+
+    #[test]
+    fn the_difficulty_in_force_its_changes_and_its_totals() {
+        let now_ms = 1_000_000_000;
+        let spans = Spans::at(now_ms);
+        let mut results: Vec<Vec<Row>> = vec![Vec::new(); statements(&spans).len()];
+        let at = |i: i64| spans.series_start_ms + i * SECOND_MS;
+        let second = |i: i64, min: i64, max: i64| {
+            row(json!({"time": at(i), "hashes": 10, "nuggets": 1,
+                "difficulty_min": min, "difficulty_max": max}))
+        };
+        results[0] = vec![
+            // Older points without a difficulty: no change from or to them.
+            row(json!({"time": at(0), "hashes": 10, "nuggets": 1,
+                "difficulty_min": null, "difficulty_max": null})),
+            second(1, 4, 4),
+            second(2, 4, 4),
+            // Stopped, then started again at 23: one change, where the new one starts.
+            second(10, 23, 23),
+            // A worker at 4 joins.
+            second(11, 4, 23),
+            second(12, 4, 23),
+        ];
+        for ago in 1..=6 {
+            let time = now_ms - ago * SECOND_MS;
+            results[STAGES_AT + 2].push(row(json!({"time": time, "instance": "worker-1",
+                "hashes": 10, "nuggets": 0, "difficulty": 23})));
+            // worker-2's newest point counts, not its older ones.
+            let difficulty = if ago == 1 { 4 } else { 20 };
+            results[STAGES_AT + 2].push(row(json!({"time": time, "instance": "worker-2",
+                "hashes": 10, "nuggets": 0, "difficulty": difficulty})));
+        }
+        // worker-3 is gone: its difficulty is not in force.
+        results[STAGES_AT + 2].push(row(json!({"time": now_ms - 10 * SECOND_MS,
+            "instance": "worker-3", "hashes": 10, "difficulty": 30})));
+        let mut s = Summary::from_results(spans, now_ms * MS_NS, &results);
+        let range = |min, max| DifficultyRange { min, max };
+        assert_eq!(
+            s.series.difficulty_changes,
+            [
+                DifficultyChange {
+                    time_ms: at(10),
+                    from: range(4, 4),
+                    to: range(23, 23)
+                },
+                DifficultyChange {
+                    time_ms: at(11),
+                    from: range(23, 23),
+                    to: range(4, 23)
+                },
+            ]
+        );
+        assert_eq!(s.difficulty.in_force, [4, 23]);
+        let wanted = s.difficulty_totals_wanted();
+        assert_eq!(wanted, [4, 23]);
+        let statements = difficulty_statements(&wanted);
+        assert_eq!(statements.len(), 4);
+        assert!(statements[2].ends_with(r#"WHERE "difficulty" = 23"#));
+        let totals = vec![
+            vec![row(json!({"time": 0, "hashes": 1000, "nuggets": 60}))],
+            vec![row(json!({"time": 5000, "hashes": 10}))],
+            // Nothing at 23 yet.
+            Vec::new(),
+            Vec::new(),
+        ];
+        s.difficulty.read_totals(&wanted, &totals);
+        assert_eq!(
+            s.difficulty.totals,
+            [
+                DifficultyTotals {
+                    difficulty: 4,
+                    since_ms: Some(5000),
+                    hashes: 1000.0,
+                    nuggets: 60.0
+                },
+                DifficultyTotals {
+                    difficulty: 23,
+                    since_ms: None,
+                    hashes: 0.0,
+                    nuggets: 0.0
+                },
+            ]
+        );
     }
 }

@@ -172,9 +172,22 @@ async fn summary_has_the_figures_of_the_points_in_influxdb() {
     // to come first).
     assert_eq!(s["bottleneck"]["stage"], "rng", "{}", s["bottleneck"]);
 
+    assert!((f(&stages["hasher"]["in_flight"]) - 15.0).abs() < 1e-9);
+    assert_eq!(f(&stages["hasher"]["window"]), 16.0);
+    // These points have no `waiting` field (written before it existed): nothing held.
+    assert_eq!(f(&stages["rng"]["waiting"]), 0.0);
+    assert_eq!(f(&stages["hasher"]["waiting"]), 0.0);
+    // Nor a `difficulty`: none is claimed to be in force, no totals at one.
+    assert_eq!(s["difficulty"]["in_force"], serde_json::json!([]));
+    assert_eq!(s["difficulty"]["totals"], serde_json::json!([]));
+
     let hashes = s["series"]["hashes"].as_array().unwrap();
     assert_eq!(hashes.len(), 300);
-    assert_eq!(f(&hashes[0]), 0.0, "no points that long ago");
+    assert_eq!(
+        hashes[0],
+        Value::Null,
+        "no points that long ago: no data, not 0"
+    );
     assert!(hashes[250..].iter().all(|v| f(v) == 50.0), "{hashes:?}");
     let series_nuggets = s["series"]["nuggets"].as_array().unwrap();
     assert_eq!(f(&series_nuggets[299]), 3.0);
@@ -191,6 +204,7 @@ async fn summary_has_the_figures_of_the_points_in_influxdb() {
 
     let seconds = (to - from + 1) as f64;
     let totals = &s["totals"];
+    assert_eq!(totals["since_ms"], from * 1000, "what the totals cover");
     assert_eq!(f(&totals["hashes"]), 50.0 * seconds);
     assert_eq!(f(&totals["nuggets"]), 3.0 * seconds);
     assert_eq!(f(&totals["numbers"]), 190.0 * seconds);
@@ -203,6 +217,110 @@ async fn summary_has_the_figures_of_the_points_in_influxdb() {
         report.summaries
     );
     assert_eq!(report.influx_failures, 0);
+}
+
+/// A run at difficulty 4 that stopped, then one at 23 still running, after older points
+/// written before workers had a difficulty: the difficulty in force, where it changed, the
+/// totals at it, and no data (null) for the seconds without points.
+#[tokio::test]
+async fn summary_shows_the_difficulty_its_change_and_no_data_as_null() {
+    testkit::init_tracing();
+    let influx = Influx::start().await;
+    influx.create_database(DB).await;
+    let now = now_s();
+    let old = (now - 280, now - 261);
+    let demo = (now - 200, now - 151);
+    let full = (now - 100, now + 10);
+    let mut lines = String::new();
+    for t in old.0..=old.1 {
+        lines += &format!(
+            "worker,instance=worker-1 hashes=10i,nuggets=1i {}\n",
+            t * SECOND_NS
+        );
+    }
+    for t in demo.0..=demo.1 {
+        lines += &format!(
+            "worker,instance=worker-1 hashes=10i,nuggets=1i,difficulty=4i {}\n",
+            t * SECOND_NS
+        );
+    }
+    for t in full.0..=full.1 {
+        // A nugget every ten seconds; rng holds two batches: no hasher listens.
+        let nuggets = i64::from(t % 10 == 0);
+        lines += &format!(
+            "worker,instance=worker-1 hashes=1000i,nuggets={nuggets}i,difficulty=23i {t}\n\
+             rng,instance=rng-1 numbers=1000i,lost=0i,in_flight=16i,window=16i,rate_limit=0,waiting=2i {t}\n\
+             hasher,instance=hasher-1 hashes=1000i,busy=0.5,in_flight=3i,window=8i,waiting=0i {t}\n",
+            t = t * SECOND_NS
+        );
+    }
+    influx.write(DB, &lines).await;
+    let webui = WebUi::start(&influx).await;
+    let (status, s) = get_json(&format!("{}/api/summary", webui.url)).await;
+    assert_eq!(status, 200, "{s}");
+
+    let difficulty = &s["difficulty"];
+    assert_eq!(
+        difficulty["in_force"],
+        serde_json::json!([23]),
+        "{difficulty}"
+    );
+    assert_eq!(difficulty["last"], 23);
+    let at_full: i64 = (full.0..=full.1).map(|t| i64::from(t % 10 == 0)).sum();
+    assert_eq!(
+        difficulty["totals"],
+        serde_json::json!([{"difficulty": 23, "since_ms": full.0 * 1000,
+            "hashes": 1000.0 * (full.1 - full.0 + 1) as f64, "nuggets": at_full as f64}]),
+        "the totals at 23 leave the nuggets at 4 out"
+    );
+    let totals = &s["totals"];
+    assert_eq!(totals["since_ms"], old.0 * 1000);
+    assert_eq!(
+        f(&totals["nuggets"]),
+        (old.1 - old.0 + 1 + demo.1 - demo.0 + 1 + at_full) as f64
+    );
+
+    // One change, where the run at 23 begins; none from the points without a difficulty.
+    let series = &s["series"];
+    assert_eq!(
+        series["difficulty_changes"],
+        serde_json::json!([{"time_ms": full.0 * 1000,
+            "from": {"min": 4, "max": 4}, "to": {"min": 23, "max": 23}}])
+    );
+    // Every second without points is null, every second with points a number.
+    let start = series["start_ms"].as_i64().unwrap() / 1000;
+    let in_a_run = |t: i64| [old, demo, full].iter().any(|&(a, b)| a <= t && t <= b);
+    for column in ["hashes", "nuggets"] {
+        let values = series[column].as_array().unwrap();
+        assert_eq!(values.len(), 300);
+        for (i, value) in values.iter().enumerate() {
+            let t = start + i as i64;
+            if in_a_run(t) {
+                assert!(value.is_number(), "{column} at {t}: {value}");
+            } else {
+                assert_eq!(value, &Value::Null, "{column} at {t}, no points");
+            }
+        }
+    }
+    let nulls = series["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v.is_null())
+        .count();
+    assert!(nulls >= 80, "{nulls} seconds without data");
+
+    let stages = &s["stages"];
+    assert_eq!(f(&stages["rng"]["waiting"]), 2.0, "{stages}");
+    assert_eq!(f(&stages["hasher"]["waiting"]), 0.0);
+    assert_eq!(
+        (
+            f(&stages["hasher"]["in_flight"]),
+            f(&stages["hasher"]["window"])
+        ),
+        (3.0, 8.0)
+    );
+    webui.stop().await;
 }
 
 /// Runs the futures at once and returns their outputs in order.
@@ -220,7 +338,7 @@ where
 }
 
 #[tokio::test]
-async fn summary_of_an_empty_database_is_zeros() {
+async fn summary_of_an_empty_database_is_zeros_and_no_data() {
     testkit::init_tracing();
     let influx = Influx::start().await;
     influx.create_database(DB).await;
@@ -232,6 +350,10 @@ async fn summary_of_an_empty_database_is_zeros() {
     assert_eq!(s["nuggets"], serde_json::json!([]));
     assert_eq!(s["stages"]["worker"]["instances"], serde_json::json!([]));
     assert_eq!(f(&s["totals"]["hashes"]), 0.0);
+    assert_eq!(s["totals"]["since_ms"], Value::Null, "no run yet");
+    assert_eq!(s["difficulty"]["last"], Value::Null);
+    let hashes = s["series"]["hashes"].as_array().unwrap();
+    assert!(hashes.iter().all(Value::is_null), "no data, not zeros");
     webui.stop().await;
 }
 
