@@ -24,6 +24,33 @@ function fmtCount(v) {
 }
 const fmtShare = (s) => (s === null || s === undefined ? "–" : Math.round(s * 100) + " %");
 const clock = (ms) => new Date(ms).toLocaleTimeString("en-GB", { hour12: false });
+// A time of day, with the date when it is not today's.
+function since(ms, nowMs) {
+  const d = new Date(ms);
+  if (d.toDateString() === new Date(nowMs).toDateString()) return clock(ms);
+  return d.toLocaleDateString("en-GB", { day: "numeric", month: "short" }) + " " + clock(ms).slice(0, 5);
+}
+// Batches in a window: whole numbers as they are, averages with one decimal.
+const fmtBatches = (v) => (v === null || v === undefined ? "–" : Number.isInteger(v) ? String(v) : v.toFixed(1));
+// A difficulty range of one second: "4", or "4–23" while workers of both run.
+const fmtRange = (r) => (r.min === r.max ? String(r.min) : `${r.min}–${r.max}`);
+// "4", "4 and 23", "4, 20 and 23".
+function fmtList(values) {
+  const v = values.map(String);
+  return v.length <= 1 ? v.join("") : `${v.slice(0, -1).join(", ")} and ${v[v.length - 1]}`;
+}
+
+// Leading zero bits of a hex digest: 4 per zero digit, then those of the first other digit.
+function leadingZeroBits(hex) {
+  let bits = 0;
+  for (const c of hex) {
+    const v = parseInt(c, 16);
+    if (Number.isNaN(v)) break;
+    if (v !== 0) return bits + Math.clz32(v) - 28;
+    bits += 4;
+  }
+  return bits;
+}
 
 // Sets an element's text and the raw value the tests read.
 function show(id, value, text) {
@@ -52,12 +79,15 @@ function niceMax(v) {
   return 10 * p;
 }
 
-// One series, one value per second, the newest last: an area (or bars) with its axes.
-function drawChart(svg, values, bars) {
+// One series, one value per second, the newest last, null where there is no data: an area
+// (or bars) with its axes, no line where there is no data, and a dashed marker where the
+// difficulty changed.
+function drawChart(svg, series, values, bars) {
   const w = svg.clientWidth || 600, h = svg.clientHeight || 170;
   const left = 58, right = 8, top = 10, bottom = 22;
   const n = values.length;
-  const max = niceMax(Math.max(1, ...values));
+  const known = values.filter((v) => v !== null);
+  const max = niceMax(Math.max(1, ...known));
   const pw = w - left - right, ph = h - top - bottom;
   const x = (i) => left + (pw * i) / Math.max(1, n - 1);
   const y = (v) => top + ph * (1 - v / max);
@@ -73,16 +103,66 @@ function drawChart(svg, values, bars) {
     const anchor = m === 0 ? "end" : m === minutes && i === 0 ? "start" : "middle";
     el("text", { class: "axis", x: x(i), y: h - 4, "text-anchor": anchor }, svg, m === 0 ? "now" : `−${m} min`);
   }
+
+  // Runs of seconds with data, and the gaps between them.
+  const runs = [], gaps = [];
+  let from = 0;
+  for (let i = 1; i <= n; i++) {
+    if (i < n && (values[i] === null) === (values[from] === null)) continue;
+    (values[from] === null ? gaps : runs).push([from, i - 1]);
+    from = i;
+  }
+  for (const [a, b] of gaps) {
+    if (b - a >= 20) {
+      el("text", { class: "nodata", "data-testid": "no-data", x: (x(a) + x(b)) / 2, y: top + ph / 2, "text-anchor": "middle" }, svg, "no data");
+    }
+  }
   if (bars) {
     const bw = Math.max(1, pw / n - 0.5);
     values.forEach((v, i) => {
       if (v > 0) el("rect", { class: "bar", x: x(i) - bw / 2, y: y(v), width: bw, height: y(0) - y(v) }, svg);
     });
-  } else if (n > 1) {
-    const line = values.map((v, i) => `${i ? "L" : "M"}${x(i).toFixed(1)},${y(v).toFixed(1)}`).join("");
-    el("path", { class: "area", d: `${line}L${x(n - 1)},${y(0)}L${x(0)},${y(0)}Z` }, svg);
-    el("path", { class: "line", d: line }, svg);
+  } else {
+    for (const [a, b] of runs) {
+      if (a === b) {
+        el("circle", { class: "dot", cx: x(a), cy: y(values[a]), r: 2.5 }, svg);
+        continue;
+      }
+      let line = "";
+      for (let i = a; i <= b; i++) line += `${i > a ? "L" : "M"}${x(i).toFixed(1)},${y(values[i]).toFixed(1)}`;
+      el("path", { class: "area", d: `${line}L${x(b).toFixed(1)},${y(0)}L${x(a).toFixed(1)},${y(0)}Z` }, svg);
+      el("path", { class: "line", d: line }, svg);
+    }
   }
+  svg.dataset.runs = runs.length;
+  svg.dataset.seconds = known.length;
+
+  (series.difficulty_changes || []).forEach((change, k) => {
+    const i = Math.round((change.time_ms - series.start_ms) / series.step_ms);
+    if (i < 0 || i >= n) return;
+    const g = el("g", { class: "change", "data-testid": "difficulty-change", "data-time-ms": change.time_ms }, svg);
+    el("line", { x1: x(i), x2: x(i), y1: top, y2: top + ph }, g);
+    const end = x(i) > left + pw * 0.6;
+    el("text", { x: x(i) + (end ? -4 : 4), y: top + 11 + (k % 2) * 14, "text-anchor": end ? "end" : "start" }, g,
+      `difficulty ${fmtRange(change.from)} → ${fmtRange(change.to)}`);
+  });
+}
+
+// A stage's window of unacknowledged batches: "3/8", with the share on its bar.
+function renderWindow(name, stage) {
+  const fill = show(`${name}-fill`, stage.window_fill,
+    stage.window === null ? "–" : `${fmtBatches(stage.in_flight)}/${fmtBatches(stage.window)}`);
+  fill.dataset.inFlight = stage.in_flight ?? "";
+  fill.dataset.window = stage.window ?? "";
+  bar(`${name}-fill-bar`, stage.window_fill);
+}
+
+// Batches a stage holds because no instance of the next one listens.
+function renderWaiting(name, stage, next) {
+  const waiting = stage.waiting || 0;
+  const line = show(`${name}-waiting`, stage.waiting, waiting > 0
+    ? `waiting for a ${next} to come back: ${fmtCount(waiting)} batch${waiting === 1 ? "" : "es"} held, no ${next} listens` : "");
+  line.hidden = !(waiting > 0);
 }
 
 function renderStage(name, stage, unitRate) {
@@ -95,6 +175,48 @@ function renderStage(name, stage, unitRate) {
   if (unitRate !== undefined) show(`${name}-nuggets`, unitRate, fmtRate(unitRate));
 }
 
+// The first digits of a digest in bits, its leading zero bits highlighted, into `cell`:
+// "0000 0000 00" + "11" for 10 zero bits (digest 003…).
+function renderBits(cell, digest) {
+  const zeros = leadingZeroBits(digest);
+  const digits = digest.slice(0, Math.min(digest.length, Math.floor(zeros / 4) + 1));
+  const bits = [...digits].map((c) => parseInt(c, 16).toString(2).padStart(4, "0")).join("");
+  const grouped = (from, to) => {
+    let text = "";
+    for (let i = from; i < to; i++) text += (i > 0 && i % 4 === 0 ? " " : "") + bits[i];
+    return text;
+  };
+  const z = document.createElement("span");
+  z.className = "zero-bits";
+  z.dataset.count = zeros;
+  z.textContent = grouped(0, zeros);
+  const rest = document.createElement("span");
+  rest.textContent = grouped(zeros, bits.length) + "…";
+  cell.append(z, rest);
+  cell.dataset.zeroBits = zeros;
+  cell.title = `${zeros} leading zero bits: the first ${digits.length} hex digit${digits.length === 1 ? "" : "s"} (${digits}) in bits`;
+}
+
+// A digest with its leading zero bits marked: the zero hex digits, then the digit in which the
+// zero bits end (its first zeros % 4 bits are zero), marked apart.
+function renderDigest(cell, digest) {
+  const zeros = leadingZeroBits(digest);
+  const whole = Math.floor(zeros / 4), partial = zeros % 4;
+  const z = document.createElement("span");
+  z.className = "zeros";
+  z.textContent = digest.slice(0, whole);
+  cell.append(z);
+  if (partial > 0) {
+    const digit = digest[whole];
+    const p = document.createElement("span");
+    p.className = "partial";
+    p.textContent = digit;
+    p.title = `${digit} = ${parseInt(digit, 16).toString(2).padStart(4, "0")}: its first ${partial} bit${partial === 1 ? "" : "s"} zero`;
+    cell.append(p);
+  }
+  cell.append(digest.slice(whole + (partial > 0 ? 1 : 0)));
+}
+
 function renderNuggets(nuggets) {
   const body = $("nuggets-body");
   body.replaceChildren();
@@ -102,7 +224,7 @@ function renderNuggets(nuggets) {
     const tr = body.insertRow();
     tr.className = "empty";
     const td = tr.insertCell();
-    td.colSpan = 5;
+    td.colSpan = 6;
     td.textContent = "no nuggets yet";
     return;
   }
@@ -112,19 +234,62 @@ function renderNuggets(nuggets) {
     tr.insertCell().textContent = clock(nugget.time_ms);
     tr.insertCell().textContent = nugget.instance;
     tr.insertCell().textContent = nugget.zero_bits;
-    // The digest with its leading zero hex digits highlighted: that is what makes a nugget.
+    // The leading zero bits are what makes a nugget: shown bit by bit, and on the digest.
+    const bits = tr.insertCell();
+    bits.className = "hex bits";
+    bits.dataset.testid = "nugget-bits";
+    renderBits(bits, nugget.digest);
     const digest = tr.insertCell();
     digest.className = "hex";
     digest.dataset.testid = "nugget-digest";
-    const zeros = Math.floor(nugget.zero_bits / 4);
-    const z = document.createElement("span");
-    z.className = "zeros";
-    z.textContent = nugget.digest.slice(0, zeros);
-    digest.append(z, nugget.digest.slice(zeros));
+    renderDigest(digest, nugget.digest);
     const number = tr.insertCell();
     number.className = "hex";
-    number.textContent = nugget.number.slice(0, 12) + "…";
+    number.textContent = nugget.number.slice(0, 8) + "…";
     number.title = nugget.number;
+  }
+}
+
+// The difficulty in force, and the nuggets found at it: nuggets at different difficulties
+// are not comparable, so the tile counts only those at the difficulty shown, since it began.
+function renderDifficulty(s) {
+  const d = s.difficulty;
+  const running = s.stages.worker.instances.length > 0;
+  const inForce = d.in_force;
+  const shown = inForce.length ? inForce : !running && d.last !== null ? [d.last] : [];
+  const tile = show("difficulty", inForce.join(","), shown.length ? shown.join(" / ") : "–");
+  tile.dataset.inForce = String(inForce.length > 0);
+  tile.classList.toggle("past", !inForce.length);
+  let note;
+  if (inForce.length === 1) {
+    note = `1 nugget per ${fmtCount(Math.pow(2, inForce[0]))} hashes on average`;
+  } else if (inForce.length > 1) {
+    note = `the workers differ (${fmtList(inForce)}): changing?`;
+  } else if (running) {
+    note = "not reported by the workers";
+  } else {
+    note = shown.length ? "the last run's; no worker runs" : "no worker has run";
+  }
+  $("difficulty-note").textContent = note;
+  const at = shown.length ? `at difficulty ${fmtList(shown)}` : "";
+  $("nuggets-rate-note").textContent = running ? at : "";
+
+  const totals = d.totals;
+  const now = s.spans.now_ms;
+  if (totals.length) {
+    const nuggets = totals.reduce((sum, t) => sum + t.nuggets, 0);
+    const value = show("nuggets-total", nuggets, fmtCount(nuggets));
+    value.dataset.difficulty = totals.map((t) => t.difficulty).join(",");
+    value.title = totals.map((t) => `${fmtCount(t.nuggets)} nuggets in ${fmtCount(t.hashes)} hashes at difficulty ${t.difficulty}`).join("; ");
+    $("nuggets-total-note").textContent = totals.map((t) =>
+      (totals.length > 1 ? `${fmtCount(t.nuggets)} ` : "") +
+      `at difficulty ${t.difficulty}` + (t.since_ms === null ? "" : ` since ${since(t.since_ms, now)}`)).join(", ");
+  } else {
+    // No difficulty known: all the nuggets there are, saying so.
+    const value = show("nuggets-total", s.totals.nuggets, fmtCount(s.totals.nuggets));
+    value.dataset.difficulty = "";
+    value.title = String(s.totals.nuggets);
+    $("nuggets-total-note").textContent = "in all runs, any difficulty";
   }
 }
 
@@ -133,13 +298,17 @@ function render(s) {
   rate.dataset.windowStartMs = s.spans.window_start_ms;
   rate.dataset.windowEndMs = s.spans.window_end_ms;
   show("nuggets-rate", s.nuggets_per_s, fmtRate(s.nuggets_per_s));
-  show("nuggets-total", s.totals.nuggets, fmtCount(s.totals.nuggets)).title = String(s.totals.nuggets);
-  show("hashes-total", s.totals.hashes, fmtCount(s.totals.hashes)).title = String(s.totals.hashes);
-  const lost = s.totals.lost;
+  renderDifficulty(s);
+  const t = s.totals;
+  show("hashes-total", t.hashes, fmtCount(t.hashes)).title = String(t.hashes);
+  const covered = show("totals-note", t.since_ms, t.since_ms === null ? "in all runs"
+    : `in all runs since ${since(t.since_ms, s.spans.now_ms)} · ${fmtCount(t.nuggets)} nuggets at any difficulty`);
+  covered.title = "Everything the database holds, whatever the profile or difficulty of each run.";
+  const lost = t.lost;
   show("lost-total", lost, lost > 0 ? `(${fmtCount(lost)} number${lost === 1 ? "" : "s"} lost)` : "");
 
-  drawChart($("chart-hashes"), s.series.hashes, false);
-  drawChart($("chart-nuggets"), s.series.nuggets, true);
+  drawChart($("chart-hashes"), s.series, s.series.hashes, false);
+  drawChart($("chart-nuggets"), s.series, s.series.nuggets, true);
 
   const { rng, hasher, worker } = s.stages;
   renderStage("rng", rng);
@@ -147,12 +316,12 @@ function render(s) {
   renderStage("worker", worker, s.nuggets_per_s);
   show("rng-limit", rng.rate_limit, rng.rate_limit === null ? "none"
     : `${fmtRate(rng.rate_limit)}/s, ${fmtShare(rng.rate_limit > 0 ? rng.rate / rng.rate_limit : null)} used`);
-  show("rng-fill", rng.window_fill, fmtShare(rng.window_fill));
-  bar("rng-fill-bar", rng.window_fill);
+  renderWindow("rng", rng);
+  renderWaiting("rng", rng, "hasher");
   show("hasher-busy", hasher.busy, fmtShare(hasher.busy));
   bar("hasher-busy-bar", hasher.busy);
-  show("hasher-fill", hasher.window_fill, fmtShare(hasher.window_fill));
-  bar("hasher-fill-bar", hasher.window_fill);
+  renderWindow("hasher", hasher);
+  renderWaiting("hasher", hasher, "worker");
 
   const b = s.bottleneck;
   for (const name of ["rng", "hasher", "worker"]) {

@@ -1,15 +1,17 @@
 //! The dashboard in a real headless Chromium: against a live pipeline (rng, hasher and worker
 //! in-process, with a nats-server and an influxd of the test's own) the figures the page shows
 //! are those InfluxDB holds; with InfluxDB stopped the page says so, and it recovers when
-//! InfluxDB is back. A screenshot of each is kept in `target/test-artifacts/`.
+//! InfluxDB is back; on points written by the test, a change of difficulty, seconds without
+//! data, the zero bits of a nugget and what the stages wait for are shown as they are. A
+//! screenshot of each page is kept in `target/test-artifacts/`.
 //!
-//! Skipped, saying so, when there is no Chromium (`scripts/install-deps.sh --with-browser`
-//! installs it; CI does).
+//! They fail when there is no Chromium: a browser test that passes without a browser would
+//! claim what nobody checked (`scripts/install-deps.sh --with-browser` installs it, CI does;
+//! `cargo test -p webui --test api` runs the rest without one).
 
 mod common;
 
-use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{
@@ -20,17 +22,29 @@ use testkit::{Influx, eventually};
 /// How long the pipeline may take to fill InfluxDB with what the page needs.
 const FILL_WITHIN: Duration = Duration::from_secs(60);
 
-fn skip_without_chromium() -> Option<std::path::PathBuf> {
-    let found = chromium();
-    if found.is_none() {
-        // Straight to stderr, past the test harness's capture, so it shows in every log.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: chromium not found (install it with `bash scripts/install-deps.sh \
-             --with-browser`, or set CHROMIUM)"
-        );
+const SECOND_NS: i64 = 1_000_000_000;
+
+fn need_chromium() -> PathBuf {
+    chromium().unwrap_or_else(|| {
+        panic!(
+            "chromium not found: these tests need it (install it with `bash \
+             scripts/install-deps.sh --with-browser`, or set CHROMIUM to its path; \
+             `cargo test -p webui --test api` runs the tests that need no browser)"
+        )
+    })
+}
+
+/// Leading zero bits of a lowercase hex digest.
+fn leading_zero_bits(hex: &str) -> u32 {
+    let mut bits = 0;
+    for c in hex.chars() {
+        let digit = c.to_digit(16).expect("a hex digit");
+        if digit != 0 {
+            return bits + digit.leading_zeros() - 28;
+        }
+        bits += 4;
     }
-    found
+    bits
 }
 
 fn check_png(path: &Path) {
@@ -46,9 +60,7 @@ fn check_png(path: &Path) {
 
 #[tokio::test]
 async fn page_shows_what_influxdb_holds_about_the_live_pipeline() {
-    let Some(chromium) = skip_without_chromium() else {
-        return;
-    };
+    let chromium = need_chromium();
     testkit::init_tracing();
     let influx = Influx::start().await;
     influx.create_database(DB).await;
@@ -153,12 +165,63 @@ async fn page_shows_what_influxdb_holds_about_the_live_pipeline() {
         "page shows hasher busy {shown_busy}, InfluxDB has {busy}"
     );
 
+    // The hasher's bar is its window of digest batches, and says so: "in flight/window".
+    let stage =
+        &dom[dom.find(r#"id="stage-hasher""#).unwrap()..dom.find(r#"id="stage-worker""#).unwrap()];
+    assert!(
+        stage.contains("digest batches awaiting workers") && !stage.contains("waiting for workers"),
+        "{stage}"
+    );
+    let fill = by_id(&dom, "hasher-fill");
+    assert_eq!(
+        fill.attr("data-window"),
+        "8",
+        "HASHER_IN_FLIGHT of the demo profile"
+    );
+    assert_eq!(
+        fill.text(),
+        format!("{}/8", fmt_batches(fill.attr("data-in-flight")))
+    );
+    assert!(by_id(&dom, "rng-waiting").attrs.contains_key("hidden"));
+
+    // The difficulty shown is the one the worker wrote.
+    let written = rows(
+        &influx,
+        r#"SELECT last("difficulty") AS difficulty FROM "worker""#,
+    )
+    .await;
+    assert_eq!(number(written.first(), "difficulty"), 4.0, "{written:?}");
+    let difficulty = by_id(&dom, "difficulty");
+    assert_eq!(
+        (difficulty.attr("data-value"), difficulty.text().as_str()),
+        ("4", "4")
+    );
+    assert_eq!(difficulty.attr("data-in-force"), "true");
+    assert_eq!(by_id(&dom, "nuggets-rate-note").text(), "at difficulty 4");
+    assert_eq!(
+        by_id(&dom, "difficulty-note").text(),
+        "1 nugget per 16 hashes on average"
+    );
+
     // Nuggets: each one listed is in InfluxDB, found by that worker, and the total is between
     // what InfluxDB had at the end of the window and what it has now.
     let digests: Vec<String> = elements(&dom, "data-testid", "nugget-digest")
         .iter()
         .map(Element::text)
         .collect();
+    // Each one's leading zero bits, exactly, highlighted.
+    let bits = elements(&dom, "data-testid", "nugget-bits");
+    assert_eq!(bits.len(), digests.len());
+    for (cell, digest) in bits.iter().zip(&digests) {
+        let zeros = leading_zero_bits(digest);
+        assert!(zeros >= 4, "{digest} is a nugget at difficulty 4");
+        let highlighted = highlighted_bits(cell);
+        assert_eq!(
+            highlighted,
+            "0".repeat(zeros as usize),
+            "{digest}: {cell:?}"
+        );
+    }
     assert!(
         (1..=10).contains(&digests.len()),
         "{} nuggets listed",
@@ -174,13 +237,22 @@ async fn page_shows_what_influxdb_holds_about_the_live_pipeline() {
         assert_eq!(found.len(), 1, "nugget {digest} in InfluxDB: {found:?}");
         assert_eq!(found[0]["instance"], "worker-1");
     }
-    let total = by_id(&dom, "nuggets-total").value();
+    // The total is that at the difficulty in force.
+    let total = by_id(&dom, "nuggets-total");
+    assert_eq!(total.attr("data-difficulty"), "4");
+    let total = total.value();
     let until_window = rows(
         &influx,
-        &format!(r#"SELECT sum("nuggets") AS n FROM "worker" WHERE time <= {end}ms"#),
+        &format!(
+            r#"SELECT sum("nuggets") AS n FROM "worker" WHERE "difficulty" = 4 AND time <= {end}ms"#
+        ),
     )
     .await;
-    let until_now = rows(&influx, r#"SELECT sum("nuggets") AS n FROM "worker""#).await;
+    let until_now = rows(
+        &influx,
+        r#"SELECT sum("nuggets") AS n FROM "worker" WHERE "difficulty" = 4"#,
+    )
+    .await;
     let (low, high) = (
         number(until_window.first(), "n"),
         number(until_now.first(), "n"),
@@ -194,11 +266,168 @@ async fn page_shows_what_influxdb_holds_about_the_live_pipeline() {
     pipeline.stop().await;
 }
 
+/// The zero bits a nugget's bits cell highlights, spaces between groups left out.
+fn highlighted_bits(cell: &Element) -> String {
+    let zeros = elements(&cell.inner, "class", "zero-bits");
+    assert_eq!(zeros.len(), 1, "{cell:?}");
+    let text: String = zeros[0].text().chars().filter(|c| *c != ' ').collect();
+    assert_eq!(zeros[0].attr("data-count"), text.len().to_string());
+    text
+}
+
+/// How the page writes a number of batches: whole, or with one decimal.
+fn fmt_batches(value: &str) -> String {
+    let v: f64 = value.parse().unwrap_or_else(|e| panic!("{value:?}: {e}"));
+    if v.fract() == 0.0 {
+        format!("{v}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+/// On points written by the test: a run at difficulty 4 that stopped, then one at 23 still
+/// running, after older points without a difficulty; rng holding batches because no hasher
+/// listens; a 10-bit and a 23-bit nugget.
+#[tokio::test]
+async fn page_shows_a_change_of_difficulty_no_data_and_the_zero_bits() {
+    let chromium = need_chromium();
+    testkit::init_tracing();
+    let influx = Influx::start().await;
+    influx.create_database(DB).await;
+    let now = chocominer_common::stats::now_ns() / SECOND_NS;
+    // Far enough ahead that the runs are still going when Chromium reads the page.
+    let (old, demo, full) = (
+        (now - 250, now - 231),
+        (now - 200, now - 151),
+        (now - 100, now + 90),
+    );
+    let mut lines = String::new();
+    for t in old.0..=old.1 {
+        lines += &format!(
+            "worker,instance=worker-1 hashes=10i,nuggets=1i {}\n",
+            t * SECOND_NS
+        );
+    }
+    for t in demo.0..=demo.1 {
+        lines += &format!(
+            "worker,instance=worker-1 hashes=10i,nuggets=2i,difficulty=4i {}\n",
+            t * SECOND_NS
+        );
+    }
+    for t in full.0..=full.1 {
+        lines += &format!(
+            "worker,instance=worker-1 hashes=1000i,nuggets={}i,difficulty=23i {t}\n\
+             rng,instance=rng-1 numbers=1000i,lost=0i,in_flight=16i,window=16i,rate_limit=0,waiting=2i {t}\n\
+             hasher,instance=hasher-1 hashes=1000i,busy=0.5,in_flight=3i,window=8i,waiting=0i {t}\n",
+            i64::from(t % 10 == 0),
+            t = t * SECOND_NS
+        );
+    }
+    let ten_bits = format!("003f{}", "a".repeat(60));
+    let twenty_three_bits = format!("000001{}", "b".repeat(58));
+    for (digest, ago) in [(&twenty_three_bits, 3), (&ten_bits, 2)] {
+        lines += &format!(
+            "nugget,instance=worker-1 number=\"{}\",digest=\"{digest}\",zero_bits={}i {}\n",
+            "c".repeat(64),
+            leading_zero_bits(digest),
+            (now - ago) * SECOND_NS
+        );
+    }
+    influx.write(DB, &lines).await;
+    let webui = WebUi::start(&influx).await;
+
+    let png = common::artifacts_dir().join("webui-difficulty-change.png");
+    let _ = std::fs::remove_file(&png);
+    run_chromium(&chromium, &webui.url, Shot::Png(&png)).await;
+    check_png(&png);
+    let dom = run_chromium(&chromium, &webui.url, Shot::Dom).await;
+    assert!(by_id(&dom, "error").attrs.contains_key("hidden"));
+
+    // The difficulty in force, and the nuggets at it since it began.
+    let difficulty = by_id(&dom, "difficulty");
+    assert_eq!(
+        (difficulty.attr("data-value"), difficulty.text().as_str()),
+        ("23", "23")
+    );
+    assert_eq!(by_id(&dom, "nuggets-rate-note").text(), "at difficulty 23");
+    let total = by_id(&dom, "nuggets-total");
+    let at_23 = (full.0..=full.1).filter(|t| t % 10 == 0).count();
+    assert_eq!(
+        (total.attr("data-difficulty"), total.value()),
+        ("23", at_23 as f64)
+    );
+    let note = by_id(&dom, "nuggets-total-note").text();
+    assert!(
+        note.starts_with("at difficulty 23 since ") && note.len() > "at difficulty 23 since ".len(),
+        "{note}"
+    );
+    let covered = by_id(&dom, "totals-note");
+    assert_eq!(
+        covered.value(),
+        (old.0 * 1000) as f64,
+        "since the first point"
+    );
+    assert!(
+        covered.text().starts_with("in all runs since "),
+        "{}",
+        covered.text()
+    );
+
+    // Both charts mark the change, where the run at 23 begins.
+    for chart in ["chart-hashes", "chart-nuggets"] {
+        let svg = by_id(&dom, chart);
+        let changes = elements(&svg.inner, "data-testid", "difficulty-change");
+        assert_eq!(changes.len(), 1, "{chart}: {changes:?}");
+        assert_eq!(changes[0].text(), "difficulty 4 → 23");
+        assert_eq!(changes[0].attr("data-time-ms"), (full.0 * 1000).to_string());
+        // No data before, between and after the runs: labelled so, not drawn as zeros.
+        assert!(
+            elements(&svg.inner, "data-testid", "no-data").len() >= 2,
+            "{chart}: {}",
+            svg.inner
+        );
+    }
+    let hashes = by_id(&dom, "chart-hashes");
+    assert_eq!(hashes.attr("data-runs"), "3", "three runs, three lines");
+    let seconds: f64 = hashes.attr("data-seconds").parse().unwrap();
+    assert!(seconds < 250.0, "{seconds} seconds with data of 300");
+
+    // The 10-bit nugget: ten bits highlighted, "00" and the 3 (0011) whose first two count.
+    let rows = elements(&dom, "data-testid", "nugget-row");
+    assert_eq!(rows.len(), 2);
+    let bits = elements(&dom, "data-testid", "nugget-bits");
+    assert_eq!(highlighted_bits(&bits[0]), "0".repeat(10));
+    assert_eq!(bits[0].text(), "0000 0000 0011…");
+    assert_eq!(highlighted_bits(&bits[1]), "0".repeat(23));
+    assert_eq!(bits[1].text(), "0000 0000 0000 0000 0000 0001…");
+    let digest = &elements(&dom, "data-testid", "nugget-digest")[0];
+    assert_eq!(digest.text(), ten_bits);
+    let part = |class: &str| {
+        let found = elements(&digest.inner, "class", class);
+        assert_eq!(found.len(), 1, "{class} in {digest:?}");
+        found[0].text()
+    };
+    assert_eq!((part("zeros"), part("partial")), ("00".into(), "3".into()));
+
+    // The hasher's window as it is, and rng waiting for a hasher to come back.
+    let fill = by_id(&dom, "hasher-fill");
+    assert_eq!((fill.text().as_str(), fill.value()), ("3/8", 3.0 / 8.0));
+    let waiting = by_id(&dom, "rng-waiting");
+    assert!(!waiting.attrs.contains_key("hidden"), "{waiting:?}");
+    assert!(
+        waiting
+            .text()
+            .starts_with("waiting for a hasher to come back: 2 batches held"),
+        "{}",
+        waiting.text()
+    );
+    assert!(by_id(&dom, "hasher-waiting").attrs.contains_key("hidden"));
+    webui.stop().await;
+}
+
 #[tokio::test]
 async fn page_says_when_influxdb_is_unreachable_and_recovers() {
-    let Some(chromium) = skip_without_chromium() else {
-        return;
-    };
+    let chromium = need_chromium();
     testkit::init_tracing();
     let mut influx = Influx::start().await;
     influx.create_database(DB).await;
