@@ -201,7 +201,7 @@ pub fn artifacts_dir() -> PathBuf {
 }
 
 /// Chromium: `$CHROMIUM`, else `chromium` on `PATH`, else `/usr/bin/chromium`. `None` when
-/// there is none: the browser tests then say they are skipped (CI installs it with
+/// there is none: the browser tests then fail, saying so (CI installs it with
 /// `scripts/install-deps.sh --with-browser`).
 pub fn chromium() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("CHROMIUM") {
