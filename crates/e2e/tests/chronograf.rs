@@ -35,6 +35,7 @@ const BUSY_CELLS: &[&str] = &[
     "stage-throughput",
     "hasher-instances",
     "rng-worker-instances",
+    "difficulty",
 ];
 /// What Chronograf puts in place of its time-range variables for "Past 15 minutes", and an
 /// interval of one second.
