@@ -257,6 +257,20 @@ impl Responder {
             .await;
     }
 
+    /// Gives a batch back to its sender unprocessed, because this stage cannot hand it on now
+    /// (its own next stage is gone): a service error with code
+    /// [`TURNED_AWAY`](crate::sender::TURNED_AWAY), on which the sender holds the batch and
+    /// waits, as for "no responders". Not a malformed message: not counted as rejected.
+    pub async fn turn_away(&self, incoming: Incoming, why: impl std::fmt::Display) {
+        let mut headers = HeaderMap::new();
+        headers.insert(NATS_SERVICE_ERROR, why.to_string().as_str());
+        headers.insert(
+            NATS_SERVICE_ERROR_CODE,
+            crate::sender::TURNED_AWAY.to_string().as_str(),
+        );
+        self.answer(&incoming, Bytes::new(), headers, None).await;
+    }
+
     async fn answer(
         &self,
         incoming: &Incoming,

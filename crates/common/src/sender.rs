@@ -3,14 +3,20 @@
 //! Each batch is published with a reply subject `<inbox>.<seq>` on the sender's own inbox
 //! subscription (not `Client::request`, whose entries stay in the client's reply map when no
 //! reply comes). A sender keeps at most `max_in_flight` batches unacknowledged, so a slow
-//! stage slows the stages before it and nobody buffers without bound. Every batch ends in
-//! exactly one of: acknowledged, refused by the receiver, "no responders", or no
-//! acknowledgement within `ack_timeout`; the last three count as lost, in numbers and batches,
-//! and are logged (rate-limited). When nobody consumes the subject the sender waits, saying so
-//! once, and probes the stage's NATS service (`$SRV.PING.<stage>`) until one is back.
+//! stage slows the stages before it and nobody buffers without bound.
+//!
+//! A batch that nobody could take — NATS answered "no responders", or the receiver turned it
+//! away because its own next stage is gone ([`TURNED_AWAY`]) — was not delivered, so it is
+//! not lost: the sender holds it (in its window) and waits. While it waits it takes no new
+//! batch, says so once, and resends its oldest held batch every [`PROBE_EVERY`]; the first
+//! acknowledgement ends the wait (said once) and every held batch goes out again. Scaling a
+//! stage to zero and back, or starting the stages in any order, therefore loses nothing.
+//! Lost are only the batches that reached a receiver and then came to no good: refused as
+//! malformed, or unacknowledged within `ack_timeout` (the receiver died); they are counted in
+//! numbers and batches, and logged (rate-limited).
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,20 +27,24 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::intake::NATS_SERVICE_ERROR as SERVICE_ERROR_HEADER;
+use crate::intake::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 use crate::shutdown::Shutdown;
 use crate::stats::Counter;
 use crate::subjects::Stage;
 use crate::throttle::Throttle;
 
-/// How often a waiting sender asks whether a consumer is back.
-const PROBE_EVERY: Duration = Duration::from_millis(500);
+/// How often a waiting sender resends its oldest held batch to see whether a consumer is back.
+pub const PROBE_EVERY: Duration = Duration::from_millis(500);
+
+/// The service error code of a receiver that cannot take a batch now but may later (its own
+/// next stage is gone): the sender holds the batch and waits, as for "no responders".
+pub const TURNED_AWAY: u16 = 503;
 
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
     /// Subject the batches go to.
     pub subject: String,
-    /// The stage that consumes it (for messages and the presence probe).
+    /// The stage that consumes it (for messages).
     pub target: Stage,
     pub max_in_flight: usize,
     pub ack_timeout: Duration,
@@ -47,15 +57,24 @@ pub struct SenderStats {
     pub acked: Counter,
     pub lost: Counter,
     pub lost_batches: Counter,
-    in_flight: std::sync::atomic::AtomicUsize,
+    /// Times the sender started waiting for a consumer (each logged once).
+    pub waits: Counter,
+    in_flight: AtomicUsize,
+    held: AtomicUsize,
     /// The most batches that may be in flight.
     window: usize,
 }
 
 impl SenderStats {
-    /// Batches sent and not yet settled.
+    /// Batches sent and not yet settled, held ones included.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Batches nobody could take, held until a consumer is back: more than 0 means this
+    /// sender is waiting for the next stage.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
     }
 
     /// The most batches that may be in flight: when `in_flight` stays there, the receiving
@@ -70,31 +89,72 @@ impl SenderStats {
 #[error("stopped before the batch could be sent")]
 pub struct Stopped;
 
+/// Nobody downstream can take a batch now; the reason is fit for a log line or a reply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NoConsumer(pub String);
+
+/// A batch sent and not yet settled.
 struct Pending {
     count: u64,
-    deadline: Instant,
+    /// `Some(deadline)` while on its way; `None` while held because nobody could take it.
+    deadline: Option<Instant>,
+    /// When it was last put on its way.
+    sent_at: Instant,
+    headers: HeaderMap,
+    body: Bytes,
     _permit: OwnedSemaphorePermit,
 }
 
+/// The wait for a consumer, from the first batch nobody took to the first acknowledgement.
+#[derive(Default)]
+struct Absence {
+    /// While set (since when), no new batch is sent; held ones are resent one at a time as
+    /// probes. Only the acknowledgement of a batch sent since ends it: a stopping replica
+    /// still finishes (and acknowledges) batches it took before it left.
+    waiting: Option<Instant>,
+    /// When the wait was announced (the resumption is announced once, with how long it was).
+    announced: Option<Instant>,
+    why: String,
+    next_probe: Option<Instant>,
+}
+
 struct Shared {
+    client: Client,
+    inbox: String,
     config: SenderConfig,
-    pending: Mutex<HashMap<u64, Pending>>,
+    pending: Mutex<BTreeMap<u64, Pending>>,
+    absence: Mutex<Absence>,
     stats: Arc<SenderStats>,
-    /// Set by "no responders"; cleared when a consumer answers again.
-    absent: AtomicBool,
-    /// Whether this absence was already announced in the logs.
-    announced: AtomicBool,
-    settled: Notify,
+    /// Something changed: a batch settled, the wait began or ended.
+    changed: Notify,
+    /// Wakes the tending task at once (a consumer is back: resend what is held).
+    tend_now: Notify,
     loss_log: Throttle,
+}
+
+/// How a receiver answered a batch.
+enum Answer {
+    Acked,
+    /// Not delivered, or turned away for now: hold it and wait.
+    NobodyTook(String),
+    Refused(String),
 }
 
 impl Shared {
     /// Settles a batch; returns its size if it was still pending.
     fn settle(&self, seq: u64) -> Option<u64> {
+        self.take(seq).map(|pending| pending.count)
+    }
+
+    fn take(&self, seq: u64) -> Option<Pending> {
         let pending = self.pending.lock().unwrap().remove(&seq)?;
+        if pending.deadline.is_none() {
+            self.stats.held.fetch_sub(1, Ordering::Relaxed);
+        }
         self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.settled.notify_waiters();
-        Some(pending.count)
+        self.changed.notify_waiters();
+        Some(pending)
     }
 
     fn count_lost(&self, batches: u64, numbers: u64, why: &str) {
@@ -112,12 +172,96 @@ impl Shared {
             );
         }
     }
+
+    fn is_waiting(&self) -> bool {
+        self.absence.lock().unwrap().waiting.is_some()
+    }
+
+    /// A batch on its way came back untaken: hold it, and wait (saying so once per wait).
+    fn hold(&self, seq: u64, why: String) {
+        {
+            let mut pending = self.pending.lock().unwrap();
+            let Some(batch) = pending.get_mut(&seq) else {
+                return;
+            };
+            if batch.deadline.take().is_some() {
+                self.stats.held.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let mut absence = self.absence.lock().unwrap();
+        if absence.waiting.is_none() {
+            absence.waiting = Some(Instant::now());
+            absence.next_probe = Some(Instant::now() + PROBE_EVERY);
+            self.changed.notify_waiters();
+        }
+        if absence.announced.is_none() {
+            absence.announced = Some(Instant::now());
+            self.stats.waits.add(1);
+            let target = self.config.target;
+            tracing::warn!(
+                subject = %self.config.subject,
+                "{why}: holding the batches and waiting for a {target} \
+                 (start one, e.g. `just scale {target} 1`)"
+            );
+        }
+        absence.why = why;
+    }
+
+    /// A batch sent at `sent_at` was acknowledged: a consumer is there, unless it is a
+    /// stopping one finishing what it took before the wait began. Ends a wait (said once).
+    fn consumer_seen(&self, sent_at: Instant) {
+        let mut absence = self.absence.lock().unwrap();
+        if absence.waiting.is_some_and(|since| sent_at < since) {
+            return;
+        }
+        let was_waiting = absence.waiting.take().is_some();
+        if let Some(since) = absence.announced.take() {
+            tracing::info!(
+                waited = ?since.elapsed(),
+                held = self.stats.held(),
+                "a {} took a batch: resuming",
+                self.config.target
+            );
+        }
+        if was_waiting {
+            self.changed.notify_waiters();
+            self.tend_now.notify_one();
+        }
+    }
+
+    /// Puts a held batch on its way again (nothing if it is not held any more).
+    async fn resend(&self, seq: u64) {
+        let (headers, body) = {
+            let mut pending = self.pending.lock().unwrap();
+            let Some(batch) = pending.get_mut(&seq).filter(|b| b.deadline.is_none()) else {
+                return;
+            };
+            self.stats.held.fetch_sub(1, Ordering::Relaxed);
+            batch.sent_at = Instant::now();
+            batch.deadline = Some(batch.sent_at + self.config.ack_timeout);
+            (batch.headers.clone(), batch.body.clone())
+        };
+        self.transmit(seq, headers, body).await;
+    }
+
+    /// Publishes a pending batch that is on its way; a batch that cannot even be published
+    /// is lost.
+    async fn transmit(&self, seq: u64, headers: HeaderMap, body: Bytes) {
+        let reply = format!("{}.{seq}", self.inbox);
+        let published = self
+            .client
+            .publish_with_reply_and_headers(self.config.subject.clone(), reply, headers, body)
+            .await;
+        if let Err(err) = published
+            && let Some(count) = self.settle(seq)
+        {
+            self.count_lost(1, count, &format!("could not publish: {err}"));
+        }
+    }
 }
 
 /// Sends batches to one subject; see the module docs.
 pub struct Sender {
-    client: Client,
-    inbox: String,
     window: Arc<Semaphore>,
     shared: Arc<Shared>,
     next_seq: std::sync::atomic::AtomicU64,
@@ -137,24 +281,24 @@ impl Sender {
         let replies = client.subscribe(format!("{inbox}.*")).await?;
         let window = config.max_in_flight.max(1);
         let shared = Arc::new(Shared {
-            pending: Mutex::new(HashMap::new()),
+            client,
+            inbox,
+            pending: Mutex::new(BTreeMap::new()),
+            absence: Mutex::default(),
             stats: Arc::new(SenderStats {
                 window,
                 ..Default::default()
             }),
-            absent: AtomicBool::new(false),
-            announced: AtomicBool::new(false),
-            settled: Notify::new(),
+            changed: Notify::new(),
+            tend_now: Notify::new(),
             loss_log: Throttle::default(),
             config,
         });
         let tasks = vec![
             tokio::spawn(receive_replies(replies, shared.clone())),
-            tokio::spawn(expire(shared.clone())),
+            tokio::spawn(tend(shared.clone())),
         ];
         Ok(Sender {
-            client,
-            inbox,
             window: Arc::new(Semaphore::new(window)),
             shared,
             next_seq: std::sync::atomic::AtomicU64::new(1),
@@ -166,10 +310,29 @@ impl Sender {
         self.shared.stats.clone()
     }
 
-    /// Waits for a consumer (if none was there) and for room in the window. Gives up with
-    /// [`Stopped`] when `stop` fires.
+    /// Whether the sender is waiting for a consumer (nobody took its last batches).
+    pub fn is_waiting(&self) -> bool {
+        self.shared.is_waiting()
+    }
+
+    /// Why the sender waits, when it does.
+    fn no_consumer(&self) -> NoConsumer {
+        NoConsumer(self.shared.absence.lock().unwrap().why.clone())
+    }
+
+    /// Waits until a consumer is there and the window has room, for a new batch. Gives up
+    /// with [`Stopped`] when `stop` fires.
     pub async fn reserve(&self, stop: &Shutdown) -> Result<Slot<'_>, Stopped> {
-        self.wait_for_consumer(stop).await?;
+        loop {
+            let changed = self.shared.changed.notified();
+            if !self.shared.is_waiting() {
+                break;
+            }
+            tokio::select! {
+                _ = changed => {}
+                _ = stop.triggered() => return Err(Stopped),
+            }
+        }
         let permit = tokio::select! {
             permit = self.window.clone().acquire_owned() => permit.expect("window is never closed"),
             _ = stop.triggered() => return Err(Stopped),
@@ -177,18 +340,23 @@ impl Sender {
         Ok(self.slot(permit))
     }
 
-    /// Like [`reserve`](Self::reserve) for a batch that is already taken and must be handed
-    /// on: only the wait for an absent consumer gives up on `stop`; room in the window always
-    /// comes, as acknowledgements arrive or time out.
-    pub async fn reserve_to_hand_on(&self, stop: &Shutdown) -> Result<Slot<'_>, Stopped> {
-        self.wait_for_consumer(stop).await?;
-        let permit = self
-            .window
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("window is never closed");
-        Ok(self.slot(permit))
+    /// For a batch already taken from upstream, which must be handed on or given back: waits
+    /// for room in the window (which comes as acknowledgements arrive or time out, stopping
+    /// or not), unless nobody downstream takes batches now — then [`NoConsumer`] at once, so
+    /// the caller can turn its batch away instead of sitting on it.
+    pub async fn reserve_unless_waiting(&self) -> Result<Slot<'_>, NoConsumer> {
+        loop {
+            let changed = self.shared.changed.notified();
+            if self.shared.is_waiting() {
+                return Err(self.no_consumer());
+            }
+            tokio::select! {
+                permit = self.window.clone().acquire_owned() => {
+                    return Ok(self.slot(permit.expect("window is never closed")));
+                }
+                _ = changed => {}
+            }
+        }
     }
 
     fn slot(&self, permit: OwnedSemaphorePermit) -> Slot<'_> {
@@ -200,56 +368,44 @@ impl Sender {
         }
     }
 
-    /// Counts numbers that could not even be sent (e.g. shutdown while no consumer was there).
-    pub fn count_lost(&self, batches: u64, numbers: u64, why: &str) {
-        self.shared.count_lost(batches, numbers, why);
-    }
-
-    async fn wait_for_consumer(&self, stop: &Shutdown) -> Result<(), Stopped> {
-        if !self.shared.absent.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        let target = self.shared.config.target;
-        let probe = format!("$SRV.PING.{}", target.name());
-        let started = Instant::now();
-        if !stop.is_triggered() && !self.shared.announced.swap(true, Ordering::Relaxed) {
-            tracing::warn!(
-                subject = %self.shared.config.subject,
-                "no {target} is listening: waiting for one (start one, e.g. `just scale {target} 1`)"
-            );
-        }
-        loop {
-            if stop.is_triggered() {
-                return Err(Stopped);
-            }
-            let ping = tokio::time::timeout(
-                Duration::from_secs(2),
-                self.client.request(probe.clone(), Bytes::new()),
-            );
-            if let Ok(Ok(_)) = ping.await {
-                self.shared.absent.store(false, Ordering::Relaxed);
-                if self.shared.announced.swap(false, Ordering::Relaxed) {
-                    tracing::info!(waited = ?started.elapsed(), "a {target} is back: resuming");
-                }
-                return Ok(());
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(PROBE_EVERY) => {}
-                _ = stop.triggered() => return Err(Stopped),
-            }
-        }
-    }
-
     /// Waits until every batch sent is settled (acknowledged, refused or timed out), then
-    /// stops listening for replies.
+    /// stops listening for replies. Batches still held because no consumer is there cannot
+    /// go anywhere: they are counted as lost.
     pub async fn close(&self) {
-        let deadline = Instant::now() + self.shared.config.ack_timeout + Duration::from_secs(1);
+        let shared = &self.shared;
+        let deadline = Instant::now() + shared.config.ack_timeout + Duration::from_secs(1);
         loop {
-            let settled = self.shared.settled.notified();
-            if self.shared.pending.lock().unwrap().is_empty() || Instant::now() >= deadline {
+            let changed = shared.changed.notified();
+            let (on_the_way, held) = {
+                let pending = shared.pending.lock().unwrap();
+                let held = pending.values().filter(|p| p.deadline.is_none()).count();
+                (pending.len() - held, held)
+            };
+            // Held batches go out again once a consumer is back, so wait for them only then.
+            let nothing_to_wait_for = on_the_way == 0 && (held == 0 || shared.is_waiting());
+            if nothing_to_wait_for || Instant::now() >= deadline {
                 break;
             }
-            let _ = tokio::time::timeout_at(deadline, settled).await;
+            let _ = tokio::time::timeout_at(deadline, changed).await;
+        }
+        let held: Vec<u64> = {
+            let pending = shared.pending.lock().unwrap();
+            pending
+                .iter()
+                .filter(|(_, p)| p.deadline.is_none())
+                .map(|(seq, _)| *seq)
+                .collect()
+        };
+        let (mut batches, mut numbers) = (0, 0);
+        for seq in held {
+            if let Some(count) = shared.settle(seq) {
+                batches += 1;
+                numbers += count;
+            }
+        }
+        if batches > 0 {
+            let why = format!("stopping while no {} takes them", shared.config.target);
+            shared.count_lost(batches, numbers, &why);
         }
         for task in &self.tasks {
             task.abort();
@@ -278,29 +434,42 @@ impl Slot<'_> {
             permit,
         } = self;
         let shared = &sender.shared;
-        let deadline = Instant::now() + shared.config.ack_timeout;
         let ttl_ms = shared.config.ack_timeout.as_millis().to_string();
         headers.insert(crate::codec::HEADER_TTL_MS, ttl_ms.as_str());
         shared.pending.lock().unwrap().insert(
             seq,
             Pending {
                 count,
-                deadline,
+                deadline: Some(Instant::now() + shared.config.ack_timeout),
+                sent_at: Instant::now(),
+                headers: headers.clone(),
+                body: body.clone(),
                 _permit: permit,
             },
         );
         shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
         shared.stats.sent.add(count);
-        let reply = format!("{}.{seq}", sender.inbox);
-        let published = sender
-            .client
-            .publish_with_reply_and_headers(shared.config.subject.clone(), reply, headers, body)
-            .await;
-        if let Err(err) = published
-            && let Some(count) = shared.settle(seq)
-        {
-            shared.count_lost(1, count, &format!("could not publish: {err}"));
+        shared.transmit(seq, headers, body).await;
+    }
+}
+
+fn classify(reply: &async_nats::Message, target: Stage) -> Answer {
+    if reply.status == Some(StatusCode::NO_RESPONDERS) {
+        return Answer::NobodyTook(format!("no {target} is listening"));
+    }
+    let header = |name| {
+        reply
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_owned())
+    };
+    match header(NATS_SERVICE_ERROR) {
+        None => Answer::Acked,
+        Some(error) if header(NATS_SERVICE_ERROR_CODE) == Some(TURNED_AWAY.to_string()) => {
+            Answer::NobodyTook(format!("the {target} turned a batch away: {error}"))
         }
+        Some(error) => Answer::Refused(format!("{target} refused it: {error}")),
     }
 }
 
@@ -314,54 +483,51 @@ async fn receive_replies(mut replies: async_nats::Subscriber, shared: Arc<Shared
         else {
             continue;
         };
-        let Some(count) = shared.settle(seq) else {
-            // Already counted as lost by the timeout: the receiver was just late.
-            tracing::debug!(seq, "late acknowledgement");
-            continue;
-        };
-        if reply.status == Some(StatusCode::NO_RESPONDERS) {
-            shared.absent.store(true, Ordering::Relaxed);
-            shared.count_lost(
-                1,
-                count,
-                &format!("no {} is listening", shared.config.target),
-            );
-        } else if let Some(error) = reply
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(SERVICE_ERROR_HEADER))
-        {
-            shared.count_lost(
-                1,
-                count,
-                &format!("{} refused it: {error}", shared.config.target),
-            );
-        } else {
-            shared.absent.store(false, Ordering::Relaxed);
-            shared.stats.acked.add(count);
+        match classify(&reply, shared.config.target) {
+            Answer::NobodyTook(why) => shared.hold(seq, why),
+            Answer::Refused(why) => {
+                if let Some(count) = shared.settle(seq) {
+                    shared.count_lost(1, count, &why);
+                }
+            }
+            Answer::Acked => match shared.take(seq) {
+                Some(batch) => {
+                    shared.stats.acked.add(batch.count);
+                    shared.consumer_seen(batch.sent_at);
+                }
+                // Already counted as lost by the timeout: the receiver was just late.
+                None => tracing::debug!(seq, "late acknowledgement"),
+            },
         }
     }
 }
 
-/// Counts batches whose acknowledgement did not come in time as lost.
-async fn expire(shared: Arc<Shared>) {
+/// Counts batches whose acknowledgement did not come in time as lost, and sends held batches
+/// again: all of them once a consumer is back, the oldest one every [`PROBE_EVERY`] meanwhile.
+async fn tend(shared: Arc<Shared>) {
     let every = (shared.config.ack_timeout / 4)
         .clamp(Duration::from_millis(10), Duration::from_millis(250));
     let mut ticks = tokio::time::interval(every);
     loop {
-        ticks.tick().await;
-        let now = Instant::now();
-        let expired: Vec<u64> = {
-            let pending = shared.pending.lock().unwrap();
-            pending
-                .iter()
-                .filter(|(_, p)| p.deadline <= now)
-                .map(|(seq, _)| *seq)
-                .collect()
-        };
-        if expired.is_empty() {
-            continue;
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = shared.tend_now.notified() => {}
         }
+        let now = Instant::now();
+        let (expired, held): (Vec<u64>, Vec<u64>) = {
+            let pending = shared.pending.lock().unwrap();
+            let expired = pending
+                .iter()
+                .filter(|(_, p)| p.deadline.is_some_and(|d| d <= now))
+                .map(|(seq, _)| *seq)
+                .collect();
+            let held = pending
+                .iter()
+                .filter(|(_, p)| p.deadline.is_none())
+                .map(|(seq, _)| *seq)
+                .collect();
+            (expired, held)
+        };
         let (mut batches, mut numbers) = (0, 0);
         for seq in expired {
             if let Some(count) = shared.settle(seq) {
@@ -375,6 +541,26 @@ async fn expire(shared: Arc<Shared>) {
                 shared.config.target, shared.config.ack_timeout
             );
             shared.count_lost(batches, numbers, &why);
+        }
+        let resend: Vec<u64> = {
+            let mut absence = shared.absence.lock().unwrap();
+            if absence.waiting.is_none() {
+                held
+            } else if held.is_empty() && shared.pending.lock().unwrap().is_empty() {
+                // The probes themselves were lost (a receiver took them and died): the next
+                // new batch is the probe.
+                absence.waiting = None;
+                shared.changed.notify_waiters();
+                Vec::new()
+            } else if absence.next_probe.is_some_and(|at| at <= now) && !held.is_empty() {
+                absence.next_probe = Some(now + PROBE_EVERY);
+                held.into_iter().take(1).collect()
+            } else {
+                Vec::new()
+            }
+        };
+        for seq in resend {
+            shared.resend(seq).await;
         }
     }
 }

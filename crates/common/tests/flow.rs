@@ -182,8 +182,25 @@ async fn stopping_intake_finishes_what_was_delivered() {
     assert!(after.is_err(), "a stopped intake must not take new batches");
 }
 
+/// Serves `subject` in queue group `hasher`: acknowledges every batch, until `stop`.
+fn serve(mut intake: Intake, stop: &Shutdown) -> tokio::task::JoinHandle<u64> {
+    let stop = stop.clone();
+    let responder = intake.responder();
+    tokio::spawn(async move {
+        let mut served = 0;
+        while let Some(incoming) = intake.next(&stop).await {
+            responder.ack(incoming).await;
+            served += 1;
+        }
+        served
+    })
+}
+
+/// With nobody listening, a batch is not lost: the sender holds it, takes no new one, says so
+/// once, and sends everything once a consumer appears.
 #[tokio::test]
-async fn sender_counts_no_responders_then_waits_for_a_consumer() {
+async fn sender_holds_batches_nobody_took_and_resumes() {
+    testkit::init_tracing();
     let nats = NatsServer::start().await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     let sender = Sender::start(client.clone(), sender_config("t.absent", 4, WAIT))
@@ -197,12 +214,12 @@ async fn sender_counts_no_responders_then_waits_for_a_consumer() {
         .unwrap()
         .send(HeaderMap::new(), Bytes::from_static(b"b"), 10)
         .await;
-    eventually("no responders counted as lost", WAIT, POLL, || async {
-        (stats.lost.total() == 10 && stats.lost_batches.total() == 1).then_some(())
+    eventually("the batch nobody took is held", WAIT, POLL, || async {
+        (stats.held() == 1 && sender.is_waiting()).then_some(())
     })
     .await;
 
-    // The next reservation waits for a hasher; it gets one when a replica appears.
+    // The next reservation waits for a consumer; it gets one when a replica appears.
     let waiting = tokio::spawn({
         let stop = stop.clone();
         async move {
@@ -212,29 +229,97 @@ async fn sender_counts_no_responders_then_waits_for_a_consumer() {
             sender
         }
     });
-    tokio::time::sleep(Duration::from_millis(300)).await; // let it find nobody at least once
-    assert!(
-        !waiting.is_finished(),
-        "the sender must wait while no hasher listens"
+    // Several probes (the held batch, sent again) find nobody: still one wait, nothing lost,
+    // nothing new sent.
+    let s = &stats;
+    let before = nats.messages_in().await;
+    eventually("three probes answered by no one", WAIT, POLL, || async {
+        (nats.messages_in().await >= before + 3).then_some(())
+    })
+    .await;
+    assert!(!waiting.is_finished(), "the sender must wait");
+    assert_eq!(
+        (s.lost.total(), s.waits.total(), s.held(), s.sent.total()),
+        (0, 1, 1, 10)
     );
-    let mut intake = intake(&client, "t.absent").await;
-    let responder = intake.responder();
-    tokio::spawn(async move {
-        let never = Shutdown::new();
-        while let Some(incoming) = intake.next(&never).await {
-            responder.ack(incoming).await;
-        }
-    });
+
+    let served = serve(intake(&client, "t.absent").await, &stop);
     let sender = tokio::time::timeout(WAIT, waiting).await.unwrap().unwrap();
-    eventually(
-        "batch acknowledged once a hasher is back",
-        WAIT,
-        POLL,
-        || async { (stats.acked.total() == 5).then_some(()) },
-    )
+    eventually("both batches acknowledged", WAIT, POLL, || async {
+        (stats.acked.total() == 15).then_some(())
+    })
     .await;
     sender.close().await;
-    assert_eq!((stats.sent.total(), stats.lost.total()), (15, 10));
+    stop.trigger();
+    assert_eq!(served.await.unwrap(), 2, "each batch taken exactly once");
+    assert_eq!(
+        (s.sent.total(), s.lost.total(), s.held(), s.waits.total()),
+        (15, 0, 0, 1)
+    );
+}
+
+/// A receiver that cannot hand batches on turns them away: its sender holds them and waits, as
+/// for "no responders", and nothing counts as refused or lost. Held batches a stopping sender
+/// still has are counted as lost.
+#[tokio::test]
+async fn turned_away_batches_are_held_then_sent_again() {
+    testkit::init_tracing();
+    let nats = NatsServer::start().await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut intake = intake(&client, "t.away").await;
+    let responder = intake.responder();
+    let sender = Sender::start(client.clone(), sender_config("t.away", 4, WAIT))
+        .await
+        .unwrap();
+    let stats = sender.stats();
+    let stop = Shutdown::new();
+    for _ in 0..3 {
+        sender
+            .reserve(&stop)
+            .await
+            .unwrap()
+            .send(HeaderMap::new(), Bytes::from_static(b"b"), 2)
+            .await;
+    }
+    // Turn away the three batches and the first two probes.
+    for _ in 0..5 {
+        let incoming = tokio::time::timeout(WAIT, intake.next(&stop))
+            .await
+            .unwrap()
+            .unwrap();
+        responder
+            .turn_away(incoming, "no worker is listening")
+            .await;
+    }
+    assert!(sender.is_waiting());
+    assert_eq!((stats.lost.total(), stats.waits.total()), (0, 1));
+    // Then take everything: the probe, then the other two held batches.
+    let served = serve(intake, &stop);
+    eventually("every batch acknowledged", WAIT, POLL, || async {
+        (stats.acked.total() == 6).then_some(())
+    })
+    .await;
+    assert!(!sender.is_waiting());
+    assert_eq!((stats.lost.total(), stats.held()), (0, 0));
+    stop.trigger();
+    assert_eq!(served.await.unwrap(), 3);
+
+    // Nobody listens any more: a held batch cannot go anywhere when the sender stops.
+    sender
+        .reserve(&Shutdown::new())
+        .await
+        .unwrap()
+        .send(HeaderMap::new(), Bytes::from_static(b"b"), 7)
+        .await;
+    eventually("the last batch is held", WAIT, POLL, || async {
+        (stats.held() == 1).then_some(())
+    })
+    .await;
+    sender.close().await;
+    assert_eq!(
+        (stats.lost.total(), stats.lost_batches.total(), stats.held()),
+        (7, 1, 0)
+    );
 }
 
 #[tokio::test]

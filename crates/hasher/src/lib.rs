@@ -3,7 +3,9 @@
 //! Replicas consume `<prefix>.numbers` in queue group `hasher`, so NATS spreads batches over
 //! however many are running. A batch is acknowledged to rng once it has been hashed and handed
 //! on to `<prefix>.digests`; the hasher keeps at most `HASHER_IN_FLIGHT` digest batches
-//! unacknowledged by the workers, so a slow worker stage slows it, and it slows rng.
+//! unacknowledged by the workers, so a slow worker stage slows it, and it slows rng. While no
+//! worker is listening it gives rng's batches back unhashed ("turned away"): rng holds them and
+//! waits, so stopping every worker loses nothing.
 //! `HASHER_DELAY_MS` simulates a costly hash (the demo's bottleneck); with no delay the
 //! hashing runs on a blocking thread per batch, on every core.
 
@@ -14,11 +16,12 @@ use std::time::{Duration, Instant};
 use chocominer_common::codec::{self, BatchHeaders, DigestBatch, NumberBatch, Numbers};
 use chocominer_common::intake::{Incoming, Intake};
 use chocominer_common::runtime::StageRuntime;
-use chocominer_common::sender::{Sender, SenderConfig, SenderStats};
+use chocominer_common::sender::{NoConsumer, Sender, SenderConfig, SenderStats};
 use chocominer_common::stats::{Counter, Field, Meter};
 use chocominer_common::{CommonArgs, Shutdown, Stage};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "hasher", version, about = "ChocoMiner hasher: SHA-256 of every number, handed on to the workers", after_help = chocominer_common::config::ENV_HELP)]
@@ -46,6 +49,8 @@ pub struct Report {
     pub lost: u64,
     /// Malformed messages refused.
     pub rejected: u64,
+    /// Times it waited for a worker to come back (each logged once).
+    pub waits: u64,
 }
 
 /// Counters of a hasher, shared by its tasks, its per-second point and its NATS stats.
@@ -78,6 +83,7 @@ impl Meter for HasherMeter {
             ("expired", Field::count(self.expired.take_delta())),
             ("in_flight", Field::count(self.sender.in_flight() as u64)),
             ("window", Field::count(self.sender.window() as u64)),
+            ("waiting", Field::count(self.sender.held() as u64)),
         ]
     }
 }
@@ -91,6 +97,7 @@ impl HasherMeter {
             "lost": self.sender.lost.total(),
             "rejected": self.rejected.total(),
             "expired": self.expired.total(),
+            "waiting": self.sender.held(),
         })
     }
 }
@@ -158,16 +165,20 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     let responder = intake.responder();
     let slots = Arc::new(Semaphore::new(concurrency));
     let instance: Arc<str> = runtime.instance.as_str().into();
+    // Every batch is taken off the subscription at once and waits for a hashing slot in its
+    // own task: its time here then counts from its arrival, so a batch rng has given up on is
+    // recognised as expired (a batch left in the client's buffer would look fresh).
+    let batches = TaskTracker::new();
     while let Some(request) = intake.next(&shutdown).await {
-        let slot = slots.clone().acquire_owned().await.expect("never closed");
-        let (sender, meter, shutdown, instance, responder) = (
+        let (sender, meter, instance, responder, slots) = (
             sender.clone(),
             meter.clone(),
-            shutdown.clone(),
             instance.clone(),
             responder.clone(),
+            slots.clone(),
         );
-        tokio::spawn(async move {
+        batches.spawn(async move {
+            let _slot = slots.acquire_owned().await.expect("never closed");
             let payload = request.message.payload.clone();
             let batch = match NumberBatch::decode(&payload, max_payload) {
                 Ok(batch) => batch,
@@ -175,6 +186,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
             };
             if request.expired() {
                 return responder.drop_expired(request, &meter.expired);
+            }
+            // Nobody downstream takes digests now: give the batch back unhashed; rng holds
+            // it and waits, so nothing is lost while the workers are gone.
+            if sender.is_waiting() {
+                return responder.turn_away(request, "no worker is listening").await;
             }
             let origin = request
                 .message
@@ -184,26 +200,30 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
                 .map(|h| h.batch);
             let (digests, spent) = hash(&batch.numbers, delay).await;
             let count = batch.count() as u64;
-            meter.hashes.add(count);
             meter.busy_ns.add(spent.as_nanos() as u64);
-            let batch = Handing {
+            let batch = Hashed {
                 numbers: batch.numbers,
                 digests: &digests,
                 origin,
             };
-            match hand_on(&sender, &instance, batch, &request, &shutdown).await {
-                // Acknowledge: the batch is with the workers now (or counted lost on the way).
-                HandedOn::Yes => responder.ack(request).await,
-                HandedOn::Expired => responder.drop_expired(request, &meter.expired),
+            match hand_on(&sender, &instance, batch, &request).await {
+                // The batch is with the workers now: acknowledge it to rng.
+                Ok(()) => {
+                    meter.hashes.add(count);
+                    responder.ack(request).await;
+                }
+                Err(NotHandedOn::Expired) => {
+                    meter.hashes.add(count);
+                    responder.drop_expired(request, &meter.expired);
+                }
+                // Given back: it will be hashed again when it comes back, and counted then.
+                Err(NotHandedOn::NoConsumer(why)) => responder.turn_away(request, why).await,
             }
-            drop(slot);
         });
     }
-    // Wait for the batches being hashed, then for the workers' acknowledgements.
-    let _all = slots
-        .acquire_many(concurrency as u32)
-        .await
-        .expect("never closed");
+    // Wait for the batches taken, then for the workers' acknowledgements.
+    batches.close();
+    batches.wait().await;
     sender.close().await;
     responder.close();
     let stats = sender.stats();
@@ -212,6 +232,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         acked: stats.acked.total(),
         lost: stats.lost.total(),
         rejected: rejected.total(),
+        waits: stats.waits.total(),
     };
     runtime.finish(reporter).await;
     Ok(report)
@@ -240,35 +261,35 @@ async fn hash(numbers: &Numbers<'_>, delay: Duration) -> (Vec<u8>, Duration) {
     (digests, started.elapsed())
 }
 
-/// A hashed batch on its way to the workers.
-struct Handing<'a> {
+/// A hashed batch, to be handed on to the workers.
+struct Hashed<'a> {
     numbers: Numbers<'a>,
     digests: &'a [u8],
     origin: Option<String>,
 }
 
-enum HandedOn {
-    Yes,
+/// Why a hashed batch was not handed on.
+enum NotHandedOn {
     /// rng gave up on it while it waited for room: sending it would count it twice.
     Expired,
+    /// No worker takes batches now: rng gets it back and resends it later.
+    NoConsumer(NoConsumer),
 }
 
-/// Sends numbers and digests to the workers. If shutdown comes while no worker is listening,
-/// the batch cannot go anywhere: it is counted as lost.
+/// Sends numbers and digests to the workers, once the window has room.
 async fn hand_on(
     sender: &Sender,
     instance: &str,
-    batch: Handing<'_>,
+    batch: Hashed<'_>,
     request: &Incoming,
-    shutdown: &Shutdown,
-) -> HandedOn {
-    let count = batch.numbers.count() as u64;
-    let Ok(slot) = sender.reserve_to_hand_on(shutdown).await else {
-        sender.count_lost(1, count, "stopping while no worker is listening");
-        return HandedOn::Yes;
-    };
+) -> Result<(), NotHandedOn> {
+    let count = batch.numbers.count();
+    let slot = sender
+        .reserve_unless_waiting()
+        .await
+        .map_err(NotHandedOn::NoConsumer)?;
     if request.expired() {
-        return HandedOn::Expired;
+        return Err(NotHandedOn::Expired);
     }
     let body = DigestBatch {
         seq: slot.seq(),
@@ -276,8 +297,8 @@ async fn hand_on(
         digests: batch.digests,
     }
     .encode();
-    let mut headers = BatchHeaders::new(instance, slot.seq(), count as usize);
+    let mut headers = BatchHeaders::new(instance, slot.seq(), count);
     headers.origin = batch.origin;
-    slot.send(headers.to_header_map(), body, count).await;
-    HandedOn::Yes
+    slot.send(headers.to_header_map(), body, count as u64).await;
+    Ok(())
 }

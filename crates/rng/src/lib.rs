@@ -2,7 +2,8 @@
 //!
 //! It is the head of the pipeline: paced by `RNG_RATE` (numbers per second per instance), it
 //! publishes batches on `<prefix>.numbers` as requests and keeps at most `RNG_IN_FLIGHT` of them
-//! unacknowledged, so when the hashers fall behind it slows down instead of piling up work.
+//! unacknowledged, so when the hashers fall behind it slows down instead of piling up work. When
+//! no hasher takes its batches (none running, or their workers gone) it holds them and waits.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +26,7 @@ pub struct Config {
     /// Numbers per second made by this instance; 0 = unlimited [default: demo 100, full 0].
     #[arg(long, env = "RNG_RATE")]
     pub rate: Option<f64>,
-    /// Numbers per batch, capped by the server's max payload [default: demo 1, full 8192].
+    /// Numbers per batch, capped by the server's max payload [default: demo 1, full 32000].
     #[arg(long, env = "RNG_BATCH", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch: Option<u64>,
     /// How numbers travel: raw (32 bytes each) or seeded (a ChaCha8 seed per batch whose
@@ -50,6 +51,8 @@ pub struct Report {
     /// Numbers whose batch was lost (no acknowledgement, refused, or no hasher).
     pub lost: u64,
     pub lost_batches: u64,
+    /// Times it waited for a hasher to come back (each logged once).
+    pub waits: u64,
 }
 
 struct RngMeter {
@@ -70,6 +73,7 @@ impl Meter for RngMeter {
             ("in_flight", Field::count(self.sender.in_flight() as u64)),
             ("window", Field::count(self.sender.window() as u64)),
             ("rate_limit", Field::Float(self.rate_limit)),
+            ("waiting", Field::count(self.sender.held() as u64)),
         ]
     }
 }
@@ -167,6 +171,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         acked: stats.acked.total(),
         lost: stats.lost.total(),
         lost_batches: stats.lost_batches.total(),
+        waits: stats.waits.total(),
     };
     runtime.finish(reporter).await;
     Ok(report)

@@ -107,4 +107,17 @@ impl NatsServer {
     pub fn monitor_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.monitor_port)
     }
+
+    /// Messages the server has received from clients so far (`in_msgs` of `/varz`): a way to
+    /// see publications that no subscriber may take (a subscriber would be a responder).
+    pub async fn messages_in(&self) -> u64 {
+        let varz = http_client()
+            .get(format!("{}/varz", self.monitor_url()))
+            .send()
+            .await
+            .expect("nats-server /varz answers");
+        let text = varz.text().await.expect("read /varz");
+        let varz: serde_json::Value = serde_json::from_str(&text).expect("/varz is JSON");
+        varz["in_msgs"].as_u64().expect("/varz has in_msgs")
+    }
 }
