@@ -4,6 +4,7 @@
 //! knobs. Every flag also reads an environment variable, so containers configure services
 //! with `environment:` alone.
 
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -102,6 +103,91 @@ impl CommonArgs {
     }
 }
 
+/// Parses the command line and the environment into `C`, as `C::parse()` does (`--help`,
+/// `--version`, exit code 2 on an error), except that an invalid value read from an
+/// environment variable names that variable: `RNG_RATE=abc` gives "invalid value 'abc' for
+/// RNG_RATE (--rate <RATE>)", not only the flag the user never typed. Every binary parses
+/// its configuration with this.
+pub fn parse<C: clap::Parser>() -> C {
+    C::try_parse().unwrap_or_else(|error| {
+        let args: Vec<OsString> = std::env::args_os().collect();
+        name_the_variable(error, C::command(), &args, |var| std::env::var_os(var)).exit()
+    })
+}
+
+/// `error` with the environment variable named, when it is an invalid value that came from
+/// one: the argument has a variable, the variable is set (`env`) to that very value, and
+/// its flag is not among `args`. Any other error is returned as it is.
+fn name_the_variable(
+    error: clap::Error,
+    mut cmd: clap::Command,
+    args: &[OsString],
+    env: impl Fn(&OsStr) -> Option<OsString>,
+) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        error.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return error;
+    }
+    let (Some(ContextValue::String(shown)), Some(ContextValue::String(value))) = (
+        error.get(ContextKind::InvalidArg),
+        error.get(ContextKind::InvalidValue),
+    ) else {
+        return error;
+    };
+    // The error names the argument as `--rate <RATE>`: find it in the command or one of its
+    // subcommands, with the variable it reads. (An argument shows that way once built.)
+    cmd.build();
+    let var = all_args(&cmd)
+        .filter(|arg| arg.to_string() == *shown && !given(arg, args))
+        .filter_map(|arg| arg.get_env())
+        .find(|var| env(var).is_some_and(|set| set.to_string_lossy() == value.as_str()));
+    let Some(var) = var else {
+        return error;
+    };
+    // Clap's own message, with "for '--rate <RATE>'" turned into "for RNG_RATE (--rate <RATE>)".
+    let text = error.render().to_string();
+    let quoted = format!("for '{shown}'");
+    let Some(message) = text
+        .strip_prefix("error: ")
+        .filter(|message| message.contains(&quoted))
+    else {
+        return error;
+    };
+    let message = message.replacen(
+        &quoted,
+        &format!("for {} ({shown})", var.to_string_lossy()),
+        1,
+    );
+    clap::Error::raw(error.kind(), message).with_cmd(&cmd)
+}
+
+/// The arguments of `cmd` and of all its subcommands.
+fn all_args(cmd: &clap::Command) -> Box<dyn Iterator<Item = &clap::Arg> + '_> {
+    Box::new(
+        cmd.get_arguments()
+            .chain(cmd.get_subcommands().flat_map(all_args)),
+    )
+}
+
+/// Whether `arg`'s flag is on the command line (`--rate 5`, `--rate=5`, `-r5`).
+fn given(arg: &clap::Arg, args: &[OsString]) -> bool {
+    args.iter().skip(1).filter_map(|a| a.to_str()).any(|a| {
+        let long = arg.get_long().is_some_and(|long| {
+            a.strip_prefix("--")
+                .and_then(|rest| rest.strip_prefix(long))
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('='))
+        });
+        let short = arg.get_short().is_some_and(|short| {
+            a.strip_prefix('-')
+                .is_some_and(|rest| !rest.starts_with('-') && rest.starts_with(short))
+        });
+        long || short
+    })
+}
+
 fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -114,12 +200,117 @@ fn host_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
+    use clap::{CommandFactory, Parser};
 
     #[derive(Parser)]
     struct Cli {
         #[command(flatten)]
         common: CommonArgs,
+    }
+
+    /// A command like a stage's: a float, an enum, and a subcommand with its own variable.
+    #[derive(Parser)]
+    struct Stage {
+        #[arg(long, short, env = "TEST_RATE")]
+        rate: Option<f64>,
+        #[command(flatten)]
+        common: CommonArgs,
+        #[command(subcommand)]
+        sub: Option<Sub>,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum Sub {
+        Watch {
+            #[arg(long, env = "TEST_EVERY")]
+            every: Option<u64>,
+        },
+    }
+
+    /// The error `args` give, retold as if the environment held `vars`, the command line
+    /// being `typed`.
+    fn retold(args: &[&str], typed: &[&str], vars: &[(&str, &str)]) -> clap::Error {
+        let error = match Stage::try_parse_from(args) {
+            Ok(_) => panic!("{args:?} parse"),
+            Err(error) => error,
+        };
+        let typed: Vec<OsString> = typed.iter().map(OsString::from).collect();
+        name_the_variable(error, Stage::command(), &typed, |var| {
+            vars.iter()
+                .find(|(name, _)| OsStr::new(name) == var)
+                .map(|(_, value)| value.into())
+        })
+    }
+
+    #[test]
+    fn an_invalid_value_from_the_environment_names_the_variable() {
+        let error = retold(&["x", "--rate", "abc"], &["x"], &[("TEST_RATE", "abc")]);
+        let text = error.to_string();
+        assert!(
+            text.starts_with(
+                "error: invalid value 'abc' for TEST_RATE (--rate <RATE>): invalid float literal"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("--help"), "{text}");
+        assert_eq!(error.exit_code(), 2);
+
+        // A value clap chooses from a list keeps the list.
+        let error = retold(
+            &["x", "--profile", "fast"],
+            &["x"],
+            &[("CHOCOMINER_PROFILE", "fast")],
+        );
+        let text = error.to_string();
+        assert!(
+            text.starts_with(
+                "error: invalid value 'fast' for CHOCOMINER_PROFILE (--profile <PROFILE>)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("[possible values: demo, full]"), "{text}");
+
+        // A subcommand's argument is found too.
+        let error = retold(
+            &["x", "watch", "--every", "abc"],
+            &["x", "watch"],
+            &[("TEST_EVERY", "abc")],
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with("error: invalid value 'abc' for TEST_EVERY (--every <EVERY>)"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_value_typed_on_the_command_line_names_only_the_flag() {
+        let clap_says = "error: invalid value 'abc' for '--rate <RATE>'";
+        for typed in [
+            &["x", "--rate", "abc"][..],
+            &["x", "--rate=abc"],
+            &["x", "-r", "abc"],
+            &["x", "-rabc"],
+        ] {
+            let error = retold(&["x", "--rate", "abc"], typed, &[("TEST_RATE", "abc")]);
+            assert!(
+                error.to_string().starts_with(clap_says),
+                "{typed:?}: {error}"
+            );
+        }
+        // The variable holds something else, or nothing: it is not what clap refused.
+        for vars in [&[("TEST_RATE", "12")][..], &[]] {
+            let error = retold(&["x", "--rate", "abc"], &["x"], vars);
+            assert!(
+                error.to_string().starts_with(clap_says),
+                "{vars:?}: {error}"
+            );
+        }
+        // Other errors are clap's, unchanged.
+        let error = retold(&["x", "--rat", "1"], &["x"], &[("TEST_RATE", "1")]);
+        assert_eq!(error.kind(), clap::error::ErrorKind::UnknownArgument);
+        assert!(error.to_string().contains("'--rat'"), "{error}");
     }
 
     #[test]

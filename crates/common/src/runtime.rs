@@ -31,7 +31,7 @@ where
     Fut: Future<Output = anyhow::Result<R>>,
 {
     crate::telemetry::init();
-    let config = C::parse();
+    let config: C = crate::config::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
