@@ -9,6 +9,7 @@
 
 mod census;
 mod clock;
+mod human;
 mod nats;
 mod output;
 mod paint;

@@ -23,9 +23,9 @@ pub async fn connect(
     match tokio::time::timeout(CONNECT_WITHIN, connection::connect(args, name, shutdown)).await {
         Ok(connected) => connected,
         Err(_) => anyhow::bail!(
-            "cannot reach NATS at {urls} (no connection within {} s): is nats-server running? \
-             (set --nats-url or NATS_URL)",
-            CONNECT_WITHIN.as_secs()
+            "cannot reach NATS at {urls} (no connection within {} s): {}",
+            CONNECT_WITHIN.as_secs(),
+            crate::stack_down_hint("nats-server", "--nats-url", "NATS_URL")
         ),
     }
 }

@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::census;
 use crate::clock;
+use crate::human;
 use crate::output;
 use crate::paint::Paint;
 
@@ -213,7 +214,8 @@ fn render(status: &Status, reader: &InfluxQuery, paint: Paint) -> String {
     text + &format!("\n{summary}\n")
 }
 
-/// One row of the table; `-` where a figure does not apply to the stage.
+/// One row of the table; `-` where a figure does not apply to the stage. Rates in the
+/// dashboard's units (`13.0 M/s`); `--json` keeps the raw numbers.
 fn cells(stage: Stage, f: &StageFigures) -> [String; 8] {
     let dash = || "-".to_owned();
     let alive = match f.nats_replicas {
@@ -221,7 +223,7 @@ fn cells(stage: Stage, f: &StageFigures) -> [String; 8] {
         _ => f.alive.to_string(),
     };
     let limit = match f.rate_limit {
-        Some(limit) if limit > 0.0 => format!("{limit}/s"),
+        Some(limit) if limit > 0.0 => format!("{}/s", human::rate(limit)),
         Some(_) => "none".to_owned(),
         None => dash(),
     };
@@ -229,15 +231,52 @@ fn cells(stage: Stage, f: &StageFigures) -> [String; 8] {
         (Some(in_flight), Some(window)) => format!("{in_flight:.0}/{window:.0}"),
         _ => dash(),
     };
-    let per_second = |v: Option<f64>| v.map_or_else(dash, |v| format!("{v:.1}"));
+    let per_second = |v: Option<f64>| v.map_or_else(dash, human::rate);
     [
         stage.name().to_owned(),
         alive,
-        format!("{:.1}/s", f.rate),
+        format!("{}/s", human::rate(f.rate)),
         limit,
         f.busy.map_or_else(dash, |b| format!("{:.0} %", b * 100.0)),
         in_flight,
         per_second(f.lost),
         per_second(f.nuggets),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_speed_row_reads_in_the_dashboards_units() {
+        let rng = StageFigures {
+            alive: 1,
+            rate: 13_043_200.0,
+            rate_limit: Some(0.0),
+            in_flight: Some(16.0),
+            window: Some(16.0),
+            lost: Some(32_000.0),
+            ..StageFigures::default()
+        };
+        assert_eq!(
+            cells(Stage::Rng, &rng),
+            ["rng", "1", "13.0 M/s", "none", "-", "16/16", "32.0 k", "-"].map(str::to_owned)
+        );
+        let worker = StageFigures {
+            alive: 1,
+            rate: 9.8,
+            nuggets: Some(0.2),
+            ..StageFigures::default()
+        };
+        assert_eq!(
+            cells(Stage::Worker, &worker),
+            ["worker", "1", "9.8/s", "-", "-", "-", "-", "0.2"].map(str::to_owned)
+        );
+        let capped = StageFigures {
+            rate_limit: Some(100.0),
+            ..rng
+        };
+        assert_eq!(cells(Stage::Rng, &capped)[3], "100/s");
+    }
 }

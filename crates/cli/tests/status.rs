@@ -104,7 +104,8 @@ async fn status_names_the_bottleneck_and_it_moves_when_hashers_scale() {
     );
 }
 
-/// Exit code 1 and one line on stderr when InfluxDB or NATS cannot be reached.
+/// Exit code 1 and one line on stderr when InfluxDB or NATS cannot be reached, pointing at
+/// `just up`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_servers_are_one_line_errors() {
     let stack = Stack::start().await;
@@ -125,6 +126,8 @@ async fn unreachable_servers_are_one_line_errors() {
         stderr.starts_with(&format!("chocominer: cannot reach InfluxDB at {nowhere}")),
         "{stderr}"
     );
+    // The stack may simply not be up: say how to start it.
+    assert!(stderr.contains("Start it with `just up`"), "{stderr}");
 
     // Both wait out the connection deadline: at once.
     let nowhere = format!("nats://127.0.0.1:{}", testkit::free_port());
@@ -140,6 +143,10 @@ async fn unreachable_servers_are_one_line_errors() {
         assert_eq!(stderr.lines().count(), 1, "{command}: {stderr}");
         assert!(
             stderr.starts_with(&format!("chocominer: cannot reach NATS at {nowhere}")),
+            "{command}: {stderr}"
+        );
+        assert!(
+            stderr.contains("Start it with `just up`"),
             "{command}: {stderr}"
         );
     }
