@@ -52,10 +52,18 @@ enum Command {
     Status(status::StatusArgs),
 }
 
+/// What to do when a server is out of reach: the local stack (`just up`) serves the default
+/// addresses; anywhere else, the flag or its variable points at the right server.
+fn stack_down_hint(server: &str, flag: &str, var: &str) -> String {
+    format!(
+        "is the stack up? Start it with `just up`, or point {flag} / {var} at a running {server}"
+    )
+}
+
 fn main() -> ExitCode {
     // Reads the local UTC offset while the process still has one thread (see `clock`).
     clock::init();
-    let cli = Cli::parse();
+    let cli: Cli = chocominer_common::config::parse();
     if std::env::var_os("RUST_LOG").is_some() {
         chocominer_common::telemetry::init();
     }
