@@ -122,14 +122,15 @@ pub async fn run(args: StatusArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The stages' recent stats points; an unreachable InfluxDB says how to point at one.
+/// The stages' recent stats points; an unreachable InfluxDB says how to start the local stack
+/// or point at another one.
 async fn recent(reader: &InfluxQuery) -> anyhow::Result<Vec<StatsPoint>> {
     pipeline_status::read_recent(reader, LOOKBACK)
         .await
         .map_err(|e| match e {
             QueryError::Unreachable { url, reason } => anyhow::anyhow!(
-                "cannot reach InfluxDB at {url} ({reason}): is influxd running? (set \
-                 --influx-url or INFLUX_URL)"
+                "cannot reach InfluxDB at {url} ({reason}): {}",
+                crate::stack_down_hint("influxd", "--influx-url", "INFLUX_URL")
             ),
             other => other.into(),
         })
