@@ -16,11 +16,13 @@ pub const SATURATED: f64 = 0.9;
 pub const RULE: &str = "\
 The bottleneck is named by the first of these rules that holds (90 % = saturated):
   0. a stage has no instance alive while another has → that stage
-  1. hasher busy ≥ 90 % of the time → hasher
-  2. rng makes ≥ 90 % of its rate limit (summed over its instances; none
+  1. the hashers hold batches no worker takes → worker (waiting, not losing)
+  2. rng holds batches no hasher takes → hasher (waiting, not losing)
+  3. hasher busy ≥ 90 % of the time → hasher
+  4. rng makes ≥ 90 % of its rate limit (summed over its instances; none
      unlimited) → rng
-  3. hasher in flight ≥ 90 % of its window → worker (slow to acknowledge)
-  4. rng in flight ≥ 90 % of its window → hasher (slow to acknowledge)
+  5. hasher in flight ≥ 90 % of its window → worker (slow to acknowledge)
+  6. rng in flight ≥ 90 % of its window → hasher (slow to acknowledge)
 Otherwise no stage is saturated and none is named.";
 
 /// The rule's answer.
@@ -59,6 +61,14 @@ impl Verdict {
     }
 }
 
+fn batches(n: f64) -> String {
+    if n == 1.0 {
+        "1 batch".into()
+    } else {
+        format!("{n} batches")
+    }
+}
+
 fn percent(share: f64) -> String {
     format!("{:.0} %", share * 100.0)
 }
@@ -77,6 +87,26 @@ pub fn find(snapshot: &Snapshot) -> Verdict {
         return bottleneck(missing, reason);
     }
     let (rng, hasher) = (&snapshot.rng, &snapshot.hasher);
+    // A stage scaled to zero a moment ago still has fresh points; the stage before it says
+    // at once that it waits for it.
+    if let Some(held) = hasher.waiting.filter(|&w| w > 0.0) {
+        return bottleneck(
+            Stage::Worker,
+            format!(
+                "no worker takes the digests: the hashers hold {} and wait (nothing is lost)",
+                batches(held)
+            ),
+        );
+    }
+    if let Some(held) = rng.waiting.filter(|&w| w > 0.0) {
+        return bottleneck(
+            Stage::Hasher,
+            format!(
+                "no hasher takes the numbers: rng holds {} and waits (nothing is lost)",
+                batches(held)
+            ),
+        );
+    }
     if let Some(busy) = hasher.busy.filter(|&b| b >= SATURATED) {
         return bottleneck(
             Stage::Hasher,
@@ -161,6 +191,24 @@ mod tests {
         assert_eq!(
             find(&pipeline(&unlimited, &HASHER_IDLE)),
             Verdict::NoneSaturated
+        );
+    }
+
+    #[test]
+    fn a_waiting_stage_names_the_stage_it_waits_for() {
+        let held = [("waiting", 3.0), ("busy", 0.0), ("window", 8.0)];
+        let verdict = find(&pipeline(&RNG_CAPPED, &held));
+        assert_eq!(verdict.stage(), Some(Stage::Worker), "{verdict:?}");
+        assert!(
+            verdict.sentence().contains("hold 3 batches and wait"),
+            "{verdict:?}"
+        );
+        let rng_held = [("numbers", 0.0), ("window", 32.0), ("waiting", 1.0)];
+        let verdict = find(&pipeline(&rng_held, &HASHER_IDLE));
+        assert_eq!(verdict.stage(), Some(Stage::Hasher), "{verdict:?}");
+        assert!(
+            verdict.sentence().contains("rng holds 1 batch and waits"),
+            "{verdict:?}"
         );
     }
 

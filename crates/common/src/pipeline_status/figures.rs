@@ -11,7 +11,8 @@
 //!   window, whichever instance wrote it, and divided by the seconds of the window in which the
 //!   stage wrote any point: per-second rates, right from a stage's first seconds;
 //! - gauges (busy, in flight, window, rate limit) are averaged over each alive instance's
-//!   points in the window; then busy is averaged over the hashers, the others summed.
+//!   points in the window; then busy is averaged over the hashers, the others summed;
+//!   `waiting` is taken as it is now (each alive instance's newest point), summed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -54,6 +55,11 @@ pub struct StageFigures {
     /// ...and the most they may have out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<f64>,
+    /// rng and hasher: batches held because no instance of the next stage takes them (it is
+    /// scaled to zero, or cannot hand on), in each instance's newest point, summed. More than
+    /// 0: the stage waits, and loses nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<f64>,
     /// rng and hasher: numbers lost per second (batches not acknowledged).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lost: Option<f64>,
@@ -193,6 +199,10 @@ impl Window {
             let means = instance_means(field);
             (!means.is_empty()).then(|| round(means.iter().sum()))
         };
+        // A gauge as it is now: each alive instance's newest point, summed.
+        let newest_summed = |field: &str| {
+            (!alive.is_empty()).then(|| round(alive.iter().map(|p| p.get(field)).sum()))
+        };
         let names: BTreeSet<&str> = alive.iter().map(|p| p.instance.as_str()).collect();
         let mut instances: Vec<String> = names.into_iter().map(str::to_owned).collect();
         instances.sort_by_key(|name| natural_key(name));
@@ -211,6 +221,7 @@ impl Window {
                 };
                 figures.in_flight = summed("in_flight");
                 figures.window = summed("window");
+                figures.waiting = newest_summed("waiting");
                 figures.lost = per_second("lost");
             }
             Stage::Hasher => {
@@ -220,6 +231,7 @@ impl Window {
                     (!busy.is_empty()).then(|| round(busy.iter().sum::<f64>() / busy.len() as f64));
                 figures.in_flight = summed("in_flight");
                 figures.window = summed("window");
+                figures.waiting = newest_summed("waiting");
                 figures.lost = per_second("lost");
                 figures.rejected = per_second("rejected");
             }
