@@ -577,7 +577,7 @@ impl Progress {
             .iter()
             .map(|(k, sum)| match *k {
                 // Gauges are averaged per period; counts become rates.
-                "busy" | "in_flight" | "window" | "rate_limit" | "waiting" => {
+                "busy" | "in_flight" | "window" | "rate_limit" | "waiting" | "difficulty" => {
                     format!("{k}={:.2}", sum / periods)
                 }
                 _ => format!("{k}={:.1}/s", sum / secs),
