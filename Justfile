@@ -42,7 +42,7 @@ test:
     cargo fmt --all --check
     cargo test --workspace
 
-# Build the release binaries into target/release
+# Build the release binaries into target/release (as `up`, `status` and `sub` do)
 build:
     cargo build --release --bins
 
@@ -55,12 +55,15 @@ lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
 
+# `sub` and `status` run target/release/chocominer, built the way `up` builds it (scripts/lib.sh
+# build_release), so there is nothing to compile after `up`.
+
 # Print the messages flowing between the stages, decoded, e.g. `just sub nuggets` (Ctrl-C stops)
 [no-exit-message]
 sub *ARGS:
-    @cargo run --quiet --release -p chocominer-cli -- sub {{ ARGS }}
+    @scripts/chocominer.sh sub "$@"
 
 # Each stage's instances, rate, busy share and batches in flight, and the bottleneck (`--watch`)
 [no-exit-message]
 status *ARGS:
-    @cargo run --quiet --release -p chocominer-cli -- status {{ ARGS }}
+    @scripts/chocominer.sh status "$@"

@@ -290,7 +290,14 @@ load_settings() {
   return 0
 }
 
-# Starts instance number N of STAGE (the binary from `cargo build --release`).
+# --- binaries ---------------------------------------------------------------------------
+
+# Builds the release binaries into $BIN_DIR, the one way every script does (`up`, `status`,
+# `sub`) and `just build` too: the whole workspace at once. Building one package (`cargo run
+# -p ...`) would resolve features differently and compile the dependencies a second time.
+build_release() { (cd "$ROOT" && cargo build --release --bins); }
+
+# Starts instance number N of STAGE (the binary from build_release).
 spawn_stage() {
   local stage=$1 n=$2
   spawn "$stage-$n" "INSTANCE=$stage-$n" -- "$BIN_DIR/$stage"

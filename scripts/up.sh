@@ -40,7 +40,7 @@ case "$("$INFLUXD_BIN" version 2>&1)" in
   *) die "$INFLUXD_BIN is not InfluxDB 1.x ($("$INFLUXD_BIN" version 2>&1 | head -n 1)); ChocoMiner needs 1.x (Debian package influxdb)" ;;
 esac
 say "==> cargo build --release --bins"
-(cd "$ROOT" && cargo build --release --bins)
+build_release
 
 # From here on, a failure (or Ctrl-C) stops what this run started.
 started=0
