@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# `just logs [STAGE]`: follows the local stack's logs with tail -F, all of them or those of one
-# stage (rng, hasher, worker) or service (nats, influxd, webui). The files are the ones there when it starts:
-# after `just scale` adds instances, run it again to see theirs.
+# `just logs [STAGE]`: the last LOG_LINES lines (default 3) of each log of the local stack, all
+# of them or those of one stage (rng, hasher, worker) or service (nats, influxd, webui), in
+# natural order (hasher-2 before hasher-10), then follows them all with tail -F. The files are
+# the ones there when it starts: after `just scale` adds instances, run it again to see theirs.
+#   LOG_LINES=20 just logs hasher     more of each log first
+#   LOG_LINES=0 just logs             only what comes from now on
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+lines="${LOG_LINES:-3}"
+[[ "$lines" =~ ^[0-9]+$ ]] || die "LOG_LINES must be a number of lines, not '$lines'"
 
 filter="${1:-}"
 case "$filter" in
@@ -18,4 +24,6 @@ shopt -s nullglob
 # shellcheck disable=SC2206  # $pattern is a glob on purpose
 files=("$LOG_DIR"/$pattern.log)
 [ "${#files[@]}" -gt 0 ] || die "no logs in $LOG_DIR${filter:+ for $filter}: start the stack with \`just up\`"
-exec tail -n 20 -F "${files[@]}"
+# A glob sorts hasher-10 before hasher-2; sort -V puts the numbers in order.
+mapfile -t files < <(printf '%s\n' "${files[@]}" | sort -V)
+exec tail -n "$lines" -F "${files[@]}"
