@@ -37,10 +37,11 @@ logs STAGE="":
 ps:
     @scripts/ps.sh
 
-# What CI runs: the whole test suite (needs nats-server and influxd, see scripts/install-deps.sh)
+# What CI runs: the whole test suite (needs nats-server and influxd, see scripts/install-deps.sh).
+# --no-fail-fast: every test binary runs even when one fails, and cargo lists all that failed.
 test:
     cargo fmt --all --check
-    cargo test --workspace
+    cargo test --workspace --no-fail-fast
 
 # Build the release binaries into target/release (as `up`, `status` and `sub` do)
 build:
