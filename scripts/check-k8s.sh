@@ -10,6 +10,10 @@
 #    - every namespaced object is in the namespace chocominer (an overlay that forgot its
 #      `namespace:` would put a component's objects elsewhere);
 #    - every container image names a tag other than `latest`;
+#    - every pod meets the "restricted" Pod Security Standard that the namespace enforces
+#      (non-root, RuntimeDefault seccomp, no privilege escalation, all capabilities dropped,
+#      only the volume types it allows, no host namespaces or ports), which no schema checks
+#      and a cluster would only tell by refusing the pods;
 #    - every environment variable given to a ChocoMiner container (image chocominer/*: rng,
 #      hasher, worker, webui, cli), by `env` or through `envFrom` a ConfigMap or Secret of the
 #      build, is a variable of README.md's Configuration table, or one of the families the
@@ -78,6 +82,8 @@ CLUSTER_SCOPED = {"Namespace"}
 KNOWN = {"HEALTH_LISTEN", "INSTANCE", "SUBJECT_PREFIX", "DIFFICULTY", "ACK_TIMEOUT_MS",
          "RUST_LOG", "WEBUI_LISTEN"}
 KNOWN_PREFIXES = ("CHOCOMINER_", "RNG_", "HASHER_", "NATS_", "INFLUX_")
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                      "persistentVolumeClaim", "projected", "secret"}
 
 
 def readme_variables(path):
@@ -107,6 +113,42 @@ def pod_specs(doc):
         yield spec["template"]["spec"]
 
 
+def restricted(pod):
+    """What keeps a pod spec from the "restricted" Pod Security Standard."""
+    problems = []
+    psc = pod.get("securityContext") or {}
+    containers = pod.get("initContainers", []) + pod.get("containers", [])
+    for host in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(host):
+            problems.append(f"{host} is set")
+    for v in pod.get("volumes", []):
+        kinds = set(v) - {"name"}
+        if not kinds <= RESTRICTED_VOLUMES:
+            problems.append(f"volume {v['name']} is of a type it refuses: {sorted(kinds)}")
+    for c in containers:
+        csc = c.get("securityContext") or {}
+        name = f"container {c['name']}"
+        if not (csc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True):
+            problems.append(f"{name}: runAsNonRoot is not true")
+        if csc.get("runAsUser", psc.get("runAsUser")) == 0:
+            problems.append(f"{name}: runAsUser is 0")
+        seccomp = (csc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{name}: seccompProfile is {seccomp or 'not set'}")
+        if csc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: allowPrivilegeEscalation is not false")
+        if csc.get("privileged"):
+            problems.append(f"{name}: privileged")
+        caps = csc.get("capabilities") or {}
+        if "ALL" not in caps.get("drop", []):
+            problems.append(f"{name}: capabilities do not drop ALL")
+        if set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{name}: adds capabilities {caps['add']}")
+        if any(p.get("hostPort") for p in c.get("ports", [])):
+            problems.append(f"{name}: uses a hostPort")
+    return problems
+
+
 def check(build, path, documented):
     docs = [d for d in yaml.safe_load_all(open(path, encoding="utf-8")) if d]
     data = {}  # (kind, name) -> keys, for envFrom
@@ -122,6 +164,7 @@ def check(build, path, documented):
             where = f"in namespace {namespace}" if namespace else "in no namespace"
             problems.append(f"{what} is {where}, not in {NAMESPACE}")
         for pod in pod_specs(d):
+            problems += [f"{what}: not restricted: {p}" for p in restricted(pod)]
             for c in pod.get("initContainers", []) + pod.get("containers", []):
                 where = f"{what} container {c['name']}"
                 image = c.get("image", "")
@@ -156,7 +199,7 @@ for build, path in zip(pairs[::2], pairs[1::2]):
     if problems:
         failed = True
     else:
-        print(f"[check-k8s] namespace, image tags and ChocoMiner variables ok: {build}")
+        print(f"[check-k8s] namespace, image tags, restricted pods, variables ok: {build}")
 if failed:
     sys.exit("[check-k8s] error: the static rules failed (above)")
 PY
