@@ -56,6 +56,12 @@ lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
 
+# kubectl and kubernetes-validate (`scripts/install-deps.sh --with-k8s`) are needed; no cluster.
+# Build k8s/ and its overlays with kustomize and check them against the Kubernetes API schemas
+[no-exit-message]
+check-k8s:
+    @scripts/check-k8s.sh
+
 # `sub` and `status` run target/release/chocominer, built the way `up` builds it (scripts/lib.sh
 # build_release), so there is nothing to compile after `up`.
 

