@@ -69,6 +69,12 @@ fi
 # The TLS test makes a throwaway CA with the openssl command.
 command -v openssl >/dev/null 2>&1 || apt_install openssl
 
+# kubectl (for `kubectl kustomize`) comes with this machine's image; where it is missing, the
+# package of the same name is tried (it needs Kubernetes' or Google Cloud's apt source).
+if [ "$with_k8s" -eq 1 ] && ! command -v kubectl >/dev/null 2>&1; then
+  apt_install kubectl || { say "kubectl is needed for --with-k8s: install it (https://kubernetes.io/docs/tasks/tools/)"; exit 1; }
+fi
+
 if [ "$with_browser" -eq 1 ] && ! command -v chromium >/dev/null 2>&1; then
   apt_install chromium fonts-dejavu-core
 fi
