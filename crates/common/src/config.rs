@@ -70,7 +70,8 @@ pub struct CommonArgs {
     pub nats: NatsArgs,
     #[command(flatten)]
     pub influx: InfluxArgs,
-    /// Name of this instance in stats and headers [default: <host name>-<pid>].
+    /// Name of this instance in stats and headers [default: <host name>-<pid>, or the host
+    /// name alone in a container (pid 1), i.e. the container or pod name].
     #[arg(long, env = "INSTANCE")]
     pub instance: Option<String>,
     /// Pacing profile: demo (slow, for the scaling lesson) or full (flat out). Sets the default
@@ -84,11 +85,11 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
-    /// The instance name: as configured, or `<host name>-<pid>` (the pod name in Kubernetes).
+    /// The instance name: as configured, or [`default_instance`] for this host and process.
     pub fn instance_name(&self) -> String {
         match &self.instance {
             Some(name) if !name.trim().is_empty() => name.trim().to_owned(),
-            _ => format!("{}-{}", host_name(), std::process::id()),
+            _ => default_instance(&host_name(), std::process::id()),
         }
     }
 
@@ -186,6 +187,18 @@ fn given(arg: &clap::Arg, args: &[OsString]) -> bool {
         });
         long || short
     })
+}
+
+/// The instance name when none is configured: `<host>-<pid>`, which tells apart several
+/// instances on one host; but in a container the service is pid 1 and the host name is already
+/// the container's (`chocominer-hasher-2` under Compose, the pod name in Kubernetes), so there
+/// it is the host name alone rather than a name that always ends in `-1`.
+pub fn default_instance(host: &str, pid: u32) -> String {
+    if pid == 1 {
+        host.to_owned()
+    } else {
+        format!("{host}-{pid}")
+    }
 }
 
 fn host_name() -> String {
@@ -314,6 +327,19 @@ mod tests {
     }
 
     #[test]
+    fn the_default_instance_is_the_host_name_alone_in_a_container() {
+        assert_eq!(default_instance("laptop", 4242), "laptop-4242");
+        assert_eq!(
+            default_instance("chocominer-hasher-2", 1),
+            "chocominer-hasher-2"
+        );
+        assert_eq!(
+            default_instance("hasher-7d9f8b6c5-x2x4q", 1),
+            "hasher-7d9f8b6c5-x2x4q"
+        );
+    }
+
+    #[test]
     fn instance_defaults_to_host_and_pid() {
         let cli = Cli::parse_from(["x", "--instance", " "]);
         let name = cli.common.instance_name();
@@ -321,6 +347,7 @@ mod tests {
             name.ends_with(&format!("-{}", std::process::id())),
             "{name}"
         );
+        assert_eq!(name, default_instance(&host_name(), std::process::id()));
         let cli = Cli::parse_from(["x", "--instance", "w1", "--profile", "full"]);
         assert_eq!(cli.common.instance_name(), "w1");
         assert_eq!(
