@@ -5,7 +5,9 @@
 //! with `environment:` alone.
 
 use std::ffi::{OsStr, OsString};
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use crate::profile::Profile;
@@ -63,6 +65,50 @@ pub struct InfluxArgs {
     pub influx_password: Option<String>,
 }
 
+/// The health endpoints and their probe, for containers ([`crate::health`]). Every
+/// long-running binary has them: the stages through [`CommonArgs`], the dashboard directly.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct HealthArgs {
+    /// Address to serve GET /healthz (alive) and GET /readyz (ready for work) on, e.g.
+    /// 0.0.0.0:8081 in a container [default: none, no health server].
+    #[arg(long, env = "HEALTH_LISTEN", value_name = "ADDRESS")]
+    pub health_listen: Option<OptionalAddr>,
+    /// Ask the instance running here whether it is ready (GET /readyz on HEALTH_LISTEN, 0.0.0.0
+    /// read as 127.0.0.1), print one line and exit: 0 ready, 1 not ready, 2 no HEALTH_LISTEN.
+    /// For container health checks. A flag only: the service shares the container's
+    /// environment, so a variable would make it a probe too.
+    #[arg(long)]
+    pub health_check: bool,
+}
+
+impl HealthArgs {
+    /// Where the health server listens, if anywhere.
+    pub fn listen(&self) -> Option<SocketAddr> {
+        self.health_listen.and_then(|address| address.0)
+    }
+}
+
+/// An address like `0.0.0.0:8081`, or none when given empty (`HEALTH_LISTEN=` is "off", as if
+/// unset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+impl FromStr for OptionalAddr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<OptionalAddr, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(OptionalAddr(None));
+        }
+        text.parse()
+            .map(|address| OptionalAddr(Some(address)))
+            .map_err(|_| {
+                "expected an IP address and port, like 0.0.0.0:8081 or [::]:8081, or nothing".into()
+            })
+    }
+}
+
 /// Options every stage has.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
@@ -70,6 +116,8 @@ pub struct CommonArgs {
     pub nats: NatsArgs,
     #[command(flatten)]
     pub influx: InfluxArgs,
+    #[command(flatten)]
+    pub health: HealthArgs,
     /// Name of this instance in stats and headers [default: <host name>-<pid>, or the host
     /// name alone in a container (pid 1), i.e. the container or pod name].
     #[arg(long, env = "INSTANCE")]
@@ -324,6 +372,33 @@ mod tests {
         let error = retold(&["x", "--rat", "1"], &["x"], &[("TEST_RATE", "1")]);
         assert_eq!(error.kind(), clap::error::ErrorKind::UnknownArgument);
         assert!(error.to_string().contains("'--rat'"), "{error}");
+    }
+
+    #[test]
+    fn the_health_address_is_optional_and_empty_means_none() {
+        let cli = Cli::parse_from(["x"]);
+        assert_eq!(cli.common.health.listen(), None);
+        assert!(!cli.common.health.health_check);
+        let cli = Cli::parse_from(["x", "--health-listen", ""]);
+        assert_eq!(cli.common.health.listen(), None);
+        let cli = Cli::parse_from(["x", "--health-listen", "0.0.0.0:8081", "--health-check"]);
+        assert_eq!(
+            cli.common.health.listen(),
+            Some("0.0.0.0:8081".parse().unwrap())
+        );
+        assert!(cli.common.health.health_check);
+        let error = retold(
+            &["x", "--health-listen", "localhost"],
+            &["x"],
+            &[("HEALTH_LISTEN", "localhost")],
+        );
+        assert!(
+            error.to_string().starts_with(
+                "error: invalid value 'localhost' for HEALTH_LISTEN (--health-listen <ADDRESS>): \
+                 expected an IP address and port"
+            ),
+            "{error}"
+        );
     }
 
     #[test]
