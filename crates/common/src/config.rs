@@ -5,7 +5,9 @@
 //! with `environment:` alone.
 
 use std::ffi::{OsStr, OsString};
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use crate::profile::Profile;
@@ -63,6 +65,50 @@ pub struct InfluxArgs {
     pub influx_password: Option<String>,
 }
 
+/// The health endpoints and their probe, for containers ([`crate::health`]). Every
+/// long-running binary has them: the stages through [`CommonArgs`], the dashboard directly.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct HealthArgs {
+    /// Address to serve GET /healthz (alive) and GET /readyz (ready for work) on, e.g.
+    /// 0.0.0.0:8081 in a container [default: none, no health server].
+    #[arg(long, env = "HEALTH_LISTEN", value_name = "ADDRESS")]
+    pub health_listen: Option<OptionalAddr>,
+    /// Ask the instance running here whether it is ready (GET /readyz on HEALTH_LISTEN, 0.0.0.0
+    /// read as 127.0.0.1), print one line and exit: 0 ready, 1 not ready, 2 no HEALTH_LISTEN.
+    /// For container health checks. A flag only: the service shares the container's
+    /// environment, so a variable would make it a probe too.
+    #[arg(long)]
+    pub health_check: bool,
+}
+
+impl HealthArgs {
+    /// Where the health server listens, if anywhere.
+    pub fn listen(&self) -> Option<SocketAddr> {
+        self.health_listen.and_then(|address| address.0)
+    }
+}
+
+/// An address like `0.0.0.0:8081`, or none when given empty (`HEALTH_LISTEN=` is "off", as if
+/// unset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+impl FromStr for OptionalAddr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<OptionalAddr, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(OptionalAddr(None));
+        }
+        text.parse()
+            .map(|address| OptionalAddr(Some(address)))
+            .map_err(|_| {
+                "expected an IP address and port, like 0.0.0.0:8081 or [::]:8081, or nothing".into()
+            })
+    }
+}
+
 /// Options every stage has.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
@@ -70,7 +116,10 @@ pub struct CommonArgs {
     pub nats: NatsArgs,
     #[command(flatten)]
     pub influx: InfluxArgs,
-    /// Name of this instance in stats and headers [default: <host name>-<pid>].
+    #[command(flatten)]
+    pub health: HealthArgs,
+    /// Name of this instance in stats and headers [default: <host name>-<pid>, or the host
+    /// name alone in a container (pid 1), i.e. the container or pod name].
     #[arg(long, env = "INSTANCE")]
     pub instance: Option<String>,
     /// Pacing profile: demo (slow, for the scaling lesson) or full (flat out). Sets the default
@@ -84,11 +133,11 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
-    /// The instance name: as configured, or `<host name>-<pid>` (the pod name in Kubernetes).
+    /// The instance name: as configured, or [`default_instance`] for this host and process.
     pub fn instance_name(&self) -> String {
         match &self.instance {
             Some(name) if !name.trim().is_empty() => name.trim().to_owned(),
-            _ => format!("{}-{}", host_name(), std::process::id()),
+            _ => default_instance(&host_name(), std::process::id()),
         }
     }
 
@@ -186,6 +235,18 @@ fn given(arg: &clap::Arg, args: &[OsString]) -> bool {
         });
         long || short
     })
+}
+
+/// The instance name when none is configured: `<host>-<pid>`, which tells apart several
+/// instances on one host; but in a container the service is pid 1 and the host name is already
+/// the container's (`chocominer-hasher-2` under Compose, the pod name in Kubernetes), so there
+/// it is the host name alone rather than a name that always ends in `-1`.
+pub fn default_instance(host: &str, pid: u32) -> String {
+    if pid == 1 {
+        host.to_owned()
+    } else {
+        format!("{host}-{pid}")
+    }
 }
 
 fn host_name() -> String {
@@ -314,6 +375,46 @@ mod tests {
     }
 
     #[test]
+    fn the_health_address_is_optional_and_empty_means_none() {
+        let cli = Cli::parse_from(["x"]);
+        assert_eq!(cli.common.health.listen(), None);
+        assert!(!cli.common.health.health_check);
+        let cli = Cli::parse_from(["x", "--health-listen", ""]);
+        assert_eq!(cli.common.health.listen(), None);
+        let cli = Cli::parse_from(["x", "--health-listen", "0.0.0.0:8081", "--health-check"]);
+        assert_eq!(
+            cli.common.health.listen(),
+            Some("0.0.0.0:8081".parse().unwrap())
+        );
+        assert!(cli.common.health.health_check);
+        let error = retold(
+            &["x", "--health-listen", "localhost"],
+            &["x"],
+            &[("HEALTH_LISTEN", "localhost")],
+        );
+        assert!(
+            error.to_string().starts_with(
+                "error: invalid value 'localhost' for HEALTH_LISTEN (--health-listen <ADDRESS>): \
+                 expected an IP address and port"
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_default_instance_is_the_host_name_alone_in_a_container() {
+        assert_eq!(default_instance("laptop", 4242), "laptop-4242");
+        assert_eq!(
+            default_instance("chocominer-hasher-2", 1),
+            "chocominer-hasher-2"
+        );
+        assert_eq!(
+            default_instance("hasher-7d9f8b6c5-x2x4q", 1),
+            "hasher-7d9f8b6c5-x2x4q"
+        );
+    }
+
+    #[test]
     fn instance_defaults_to_host_and_pid() {
         let cli = Cli::parse_from(["x", "--instance", " "]);
         let name = cli.common.instance_name();
@@ -321,6 +422,7 @@ mod tests {
             name.ends_with(&format!("-{}", std::process::id())),
             "{name}"
         );
+        assert_eq!(name, default_instance(&host_name(), std::process::id()));
         let cli = Cli::parse_from(["x", "--instance", "w1", "--profile", "full"]);
         assert_eq!(cli.common.instance_name(), "w1");
         assert_eq!(

@@ -8,10 +8,13 @@
 //! [`profile`], the nugget rule) lives here once, so the services only hold their own logic.
 //! The front ends read the stats back the same way: [`influx_query`] queries InfluxDB and
 //! [`pipeline_status`] turns the points into per-stage figures and names the bottleneck.
+//! Every long-running binary tells orchestrators whether it is alive and ready through
+//! [`health`].
 
 pub mod codec;
 pub mod config;
 pub mod connection;
+pub mod health;
 pub mod influx_query;
 pub mod intake;
 pub mod nugget;

@@ -1,9 +1,10 @@
 //! What every stage process does around its own work: start-up, stats plumbing, the end.
 //!
-//! [`main`] is the whole `main` of a stage binary: logging, one `Config` parsed once, signals
-//! turned into a [`Shutdown`], then the stage's `run(config, shutdown)`. [`StageRuntime`] holds
-//! what `run` needs from the outside world (NATS client, subjects, stats sink) and closes it
-//! in the right order.
+//! [`main`] is the whole `main` of a stage binary (and of the dashboard): logging, one `Config`
+//! parsed once, signals turned into a [`Shutdown`], then the stage's `run(config, shutdown)` —
+//! or, with `--health-check`, only the probe ([`health::check`]). [`StageRuntime`] holds what
+//! `run` needs from the outside world (NATS client, subjects, stats sink, health endpoints) and
+//! closes it in the right order.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -13,8 +14,9 @@ use std::time::Duration;
 
 use async_nats::Client;
 
-use crate::config::CommonArgs;
+use crate::config::{CommonArgs, HealthArgs};
 use crate::connection;
+use crate::health::{self, Health, HealthServer};
 use crate::shutdown::Shutdown;
 use crate::stats::{Meter, Reporter, StatsSink, StatsWriter, WriteReport};
 use crate::subjects::{Stage, Subjects};
@@ -25,7 +27,7 @@ const STATS_GRACE: Duration = Duration::from_secs(10);
 /// Runs a stage binary: `main() { runtime::main(stage::run) }`.
 pub fn main<C, R, F, Fut>(run: F) -> ExitCode
 where
-    C: clap::Parser,
+    C: clap::Parser + AsRef<HealthArgs>,
     R: Debug,
     F: FnOnce(C, Shutdown) -> Fut,
     Fut: Future<Output = anyhow::Result<R>>,
@@ -39,6 +41,9 @@ where
             return ExitCode::FAILURE;
         }
     };
+    if config.as_ref().health_check {
+        return runtime.block_on(health::check(config.as_ref()));
+    }
     runtime.block_on(async move {
         match run(config, Shutdown::on_signals()).await {
             Ok(report) => {
@@ -53,17 +58,23 @@ where
     })
 }
 
-/// A running stage's connections to NATS and InfluxDB.
+/// A running stage's connections to NATS and InfluxDB, and its health endpoints.
 pub struct StageRuntime {
     pub stage: Stage,
     pub instance: String,
     pub subjects: Subjects,
     pub client: Client,
+    /// Not ready until the stage calls [`Health::set_ready`] once it takes its input (rng: once
+    /// its sender runs); not ready while NATS is unreachable, and from the moment shutdown is
+    /// triggered.
+    pub health: Health,
+    health_server: Option<HealthServer>,
     writer: StatsWriter,
 }
 
 impl StageRuntime {
-    /// Starts stats and connects to NATS (waiting for it). `None` if shutdown came first.
+    /// Serves the health endpoints (if `HEALTH_LISTEN` is set), starts stats and connects to
+    /// NATS (waiting for it). `None` if shutdown came first.
     pub async fn start(
         stage: Stage,
         common: &CommonArgs,
@@ -71,17 +82,30 @@ impl StageRuntime {
     ) -> anyhow::Result<Option<StageRuntime>> {
         let instance = common.instance_name();
         tracing::info!(%stage, %instance, profile = ?common.profile, "starting");
+        let health = Health::new(shutdown);
+        let health_server = HealthServer::start(&common.health, &health).await?;
         let writer = StatsWriter::start(&common.influx, &instance)?;
         let name = format!("{stage} {instance}");
+        health.set_not_ready("connecting to NATS");
         let Some(client) = connection::connect(&common.nats, &name, shutdown).await? else {
             writer.close(Duration::ZERO).await;
+            if let Some(server) = health_server {
+                server.stop().await;
+            }
             return Ok(None);
         };
+        health.follow_nats(&client);
+        health.set_not_ready(match stage {
+            Stage::Rng => "starting to send",
+            Stage::Hasher | Stage::Worker => "subscribing to its input",
+        });
         Ok(Some(StageRuntime {
             stage,
             instance,
             subjects: common.subjects(),
             client,
+            health,
+            health_server,
             writer,
         }))
     }
@@ -100,7 +124,8 @@ impl StageRuntime {
         Reporter::start(meter, self.sink())
     }
 
-    /// Emits the last stats point, writes what is held, flushes NATS.
+    /// Emits the last stats point, writes what is held, flushes NATS; then closes the health
+    /// endpoints, which said "alive, not ready" all along the stop.
     pub async fn finish(self, reporter: Reporter) -> WriteReport {
         reporter.stop().await;
         if let Err(e) = self.client.flush().await {
@@ -108,6 +133,9 @@ impl StageRuntime {
         }
         let report = self.writer.close(STATS_GRACE).await;
         tracing::info!(?report, "stats points to InfluxDB");
+        if let Some(server) = self.health_server {
+            server.stop().await;
+        }
         report
     }
 }

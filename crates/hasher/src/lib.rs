@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chocominer_common::codec::{self, BatchHeaders, DigestBatch, NumberBatch, Numbers};
+use chocominer_common::config::HealthArgs;
 use chocominer_common::intake::{Incoming, Intake};
 use chocominer_common::runtime::StageRuntime;
 use chocominer_common::sender::{NoConsumer, Sender, SenderConfig, SenderStats};
@@ -37,6 +38,13 @@ pub struct Config {
     /// Digest batches that may wait for a worker's acknowledgement at once [default: 8].
     #[arg(long, env = "HASHER_IN_FLIGHT", value_parser = clap::value_parser!(u64).range(1..))]
     pub in_flight: Option<u64>,
+}
+
+/// The health options, for `runtime::main` (`--health-check`).
+impl AsRef<HealthArgs> for Config {
+    fn as_ref(&self) -> &HealthArgs {
+        &self.common.health
+    }
 }
 
 /// Totals of a run, in numbers.
@@ -159,6 +167,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         Box::new(move || stats_meter.stats_data()),
     )
     .await?;
+    runtime.health.set_ready();
     let reporter = runtime.report(meter.clone());
     tracing::info!(?delay, concurrency, "hashing");
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chocominer_common::codec::{self, BatchHeaders, NumberBatch, Numbers};
+use chocominer_common::config::HealthArgs;
 use chocominer_common::profile::NumberEncoding;
 use chocominer_common::rate::RateLimiter;
 use chocominer_common::runtime::StageRuntime;
@@ -39,6 +40,13 @@ pub struct Config {
     /// Batches that may wait for an acknowledgement at once [default: demo 32, full 16].
     #[arg(long, env = "RNG_IN_FLIGHT", value_parser = clap::value_parser!(u64).range(1..))]
     pub in_flight: Option<u64>,
+}
+
+/// The health options, for `runtime::main` (`--health-check`).
+impl AsRef<HealthArgs> for Config {
+    fn as_ref(&self) -> &HealthArgs {
+        &self.common.health
+    }
 }
 
 /// Totals of a run, in numbers.
@@ -108,6 +116,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         },
     )
     .await?;
+    runtime.health.set_ready();
     let stats = sender.stats();
     let reporter = runtime.report(Arc::new(RngMeter {
         sender: stats.clone(),

@@ -16,9 +16,12 @@
 //!   unreachable or answers with an error, `{"ok": false, "error": "InfluxDB unreachable at
 //!   …: …"}` with status 503 (502 for an error or an answer not from InfluxDB 1.x), which the
 //!   page shows until InfluxDB is back;
-//! - `GET /healthz`: `ok`.
+//! - `GET /healthz`: `ok`; `GET /readyz`: `ready`, or 503 `not ready: stopping` once it stops
+//!   (see `chocominer_common::health`), also on `HEALTH_LISTEN` when that is set.
 //!
-//! The dashboard only reads InfluxDB: it needs no NATS and changes nothing.
+//! The dashboard only reads InfluxDB: it needs no NATS and changes nothing. It is ready as soon
+//! as it serves, whether InfluxDB answers or not: the page itself says when InfluxDB is
+//! unreachable, and restarting the dashboard would not bring InfluxDB back.
 
 pub mod server;
 pub mod summary;
@@ -28,7 +31,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use chocominer_common::Shutdown;
-use chocominer_common::config::InfluxArgs;
+use chocominer_common::config::{HealthArgs, InfluxArgs};
+use chocominer_common::health::{self, Health, HealthServer};
 use chocominer_common::influx_query::InfluxQuery;
 use tokio::net::TcpListener;
 
@@ -44,6 +48,15 @@ pub struct Config {
     pub listen: SocketAddr,
     #[command(flatten)]
     pub influx: InfluxArgs,
+    #[command(flatten)]
+    pub health: HealthArgs,
+}
+
+/// The health options, for `runtime::main` (`--health-check`).
+impl AsRef<HealthArgs> for Config {
+    fn as_ref(&self) -> &HealthArgs {
+        &self.health
+    }
 }
 
 /// What a run served.
@@ -64,7 +77,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
 }
 
 /// Serves on `listener` (tests bind port 0 themselves) until `shutdown`, then finishes the
-/// requests in progress and returns.
+/// requests in progress and returns. The health endpoints are served on the dashboard's
+/// address, and on `HEALTH_LISTEN` too when it is set, until then.
 pub async fn serve(
     listener: TcpListener,
     config: Config,
@@ -78,10 +92,18 @@ pub async fn serve(
         "dashboard on http://{address}"
     );
     let state = Arc::new(AppState::new(influx));
-    axum::serve(listener, server::router(state.clone()))
+    let health = Health::new(&shutdown);
+    let health_server = HealthServer::start(&config.health, &health).await?;
+    let app = server::router(state.clone()).merge(health::routes(health.clone()));
+    health.set_ready();
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.triggered().await })
         .await
-        .context("HTTP server")?;
+        .context("HTTP server");
+    if let Some(server) = health_server {
+        server.stop().await;
+    }
+    served?;
     let (summaries, influx_failures) = state.counts();
     Ok(Report {
         summaries,

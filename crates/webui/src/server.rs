@@ -1,4 +1,5 @@
-//! The HTTP side: the page and its assets (embedded in the binary), `/api/summary`, `/healthz`.
+//! The HTTP side: the page and its assets (embedded in the binary), `/api/summary`. (The health
+//! endpoints are `chocominer_common::health`'s, merged in by `serve`.)
 //!
 //! Every open page polls `/api/summary` once a second. Summaries are shared: one made less
 //! than [`SUMMARY_MAX_AGE`] ago is served again, and requests arriving while one is being made
@@ -158,7 +159,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/app.js", get(app_js))
         .route("/app.css", get(app_css))
         .route("/api/summary", get(api_summary))
-        .route("/healthz", get(healthz))
         .fallback(not_found)
         .with_state(state)
 }
@@ -200,10 +200,6 @@ async fn api_summary(State(state): State<Arc<AppState>>) -> Response {
         reply.body,
     )
         .into_response()
-}
-
-async fn healthz() -> &'static str {
-    "ok"
 }
 
 async fn not_found() -> (StatusCode, &'static str) {

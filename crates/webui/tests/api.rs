@@ -1,6 +1,7 @@
 //! The webui over plain HTTP against a real influxd: the page and its assets, `/healthz`, and
 //! `/api/summary` on points written by the test (so every figure is known exactly), on an
-//! empty or missing database, with InfluxDB stopped, and after it is back.
+//! empty or missing database, with InfluxDB stopped, and after it is back. Also its health
+//! endpoints on `HEALTH_LISTEN` and its `--health-check` probe.
 
 mod common;
 
@@ -76,6 +77,67 @@ async fn serves_the_page_its_assets_and_health() {
     let (status, _, _) = get(&format!("{}/no/such/page", webui.url)).await;
     assert_eq!(status, 404);
     webui.stop().await;
+}
+
+#[tokio::test]
+async fn serves_health_on_health_listen_and_answers_the_probe() {
+    testkit::init_tracing();
+    let bin = tokio::task::spawn_blocking(|| testkit::cargo_bin("webui"))
+        .await
+        .expect("build the webui binary");
+    let page = format!("127.0.0.1:{}", testkit::free_port());
+    let listen = format!("127.0.0.1:{}", testkit::free_port());
+    // No InfluxDB at all: the dashboard is ready once it serves (its page says InfluxDB is
+    // out of reach; restarting the dashboard would not bring it back).
+    let nowhere = format!("http://127.0.0.1:{}", testkit::free_port());
+    let config: webui::Config = common::parse(
+        &[
+            "webui",
+            "--listen",
+            &page,
+            "--influx-url",
+            &nowhere,
+            "--health-listen",
+            &listen,
+        ]
+        .map(String::from),
+    );
+    let shutdown = chocominer_common::Shutdown::new();
+    let webui = common::Service::spawn("webui", webui::run(config, shutdown.clone()));
+
+    let readyz = format!("http://{listen}/readyz");
+    eventually("the webui's /readyz answers", SOON, POLL, || async {
+        let response = common::http().get(&readyz).send().await.ok()?;
+        Some((response.status().as_u16(), response.text().await.ok()?))
+    })
+    .await;
+    let (status, _, body) = get(&readyz).await;
+    assert_eq!((status, body.as_str()), (200, "ready"));
+    let (status, _, body) = get(&format!("http://{listen}/healthz")).await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let (status, _, _) = get(&format!("http://{listen}/")).await;
+    assert_eq!(status, 404, "the health address serves no page");
+    let (status, _, body) = get(&format!("http://{page}/readyz")).await;
+    assert_eq!((status, body.as_str()), (200, "ready"));
+
+    let probe = tokio::process::Command::new(&bin)
+        .args(["--health-check", "--health-listen", &listen])
+        .env_remove("HEALTH_LISTEN")
+        .output()
+        .await
+        .expect("run webui --health-check");
+    assert_eq!(probe.status.code(), Some(0), "{probe:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&probe.stdout),
+        format!("ready ({readyz})\n")
+    );
+
+    shutdown.trigger();
+    webui.report().await;
+    assert!(
+        common::http().get(&readyz).send().await.is_err(),
+        "the health server outlived the webui"
+    );
 }
 
 /// Line protocol for every second from `from` to `to` (seconds since the epoch): two workers

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chocominer_common::codec::{BatchHeaders, DigestBatch};
+use chocominer_common::config::HealthArgs;
 use chocominer_common::intake::Intake;
 use chocominer_common::nugget::{self, Nugget};
 use chocominer_common::runtime::StageRuntime;
@@ -26,6 +27,13 @@ pub struct Config {
     /// Leading zero bits that make a digest a nugget [default: demo 4, full 23].
     #[arg(long, env = "DIFFICULTY", value_parser = clap::value_parser!(u32).range(0..=256))]
     pub difficulty: Option<u32>,
+}
+
+/// The health options, for `runtime::main` (`--health-check`).
+impl AsRef<HealthArgs> for Config {
+    fn as_ref(&self) -> &HealthArgs {
+        &self.common.health
+    }
 }
 
 /// Totals of a run.
@@ -103,6 +111,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         }),
     )
     .await?;
+    runtime.health.set_ready();
     let reporter = runtime.report(meter.clone());
     let sink = runtime.sink();
     let responder = intake.responder();
