@@ -4,7 +4,8 @@
 //! NATS hands each batch to one replica of the queue group, so scaling a stage is starting
 //! replicas. Each replica also answers the NATS service protocol (`$SRV.PING|INFO|STATS`, for
 //! all services, by name, and by id), so `nats micro ls|info|stats hasher` shows every replica
-//! with its request count and processing time, and senders can probe `$SRV.PING.<stage>`.
+//! with its request count and processing time, and `chocominer status` counts them by
+//! `$SRV.PING.<stage>`.
 //!
 //! Stopping without losing batches on their way to the replica: async-nats's endpoint can only
 //! unsubscribe, and its `drain` (0.51) forgets the subscription before the server has
