@@ -62,6 +62,12 @@ lint:
 check-k8s:
     @scripts/check-k8s.sh
 
+# Needs root (or a running engine), apt's docker.io and docker-compose; pulls nothing (stand-ins).
+# Build the images and test docker-compose.yml for real: up, scale hashers, kill one, down -v
+[no-exit-message]
+test-containers:
+    @scripts/test-containers.sh
+
 # `sub` and `status` run target/release/chocominer, built the way `up` builds it (scripts/lib.sh
 # build_release), so there is nothing to compile after `up`.
 

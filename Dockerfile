@@ -1,0 +1,91 @@
+# ChocoMiner images: one per binary, all from this file, each a target:
+#
+#   target   image                    entrypoint
+#   rng      chocominer/rng:0.1.0     /usr/local/bin/rng
+#   hasher   chocominer/hasher:0.1.0  /usr/local/bin/hasher
+#   worker   chocominer/worker:0.1.0  /usr/local/bin/worker
+#   webui    chocominer/webui:0.1.0   /usr/local/bin/webui
+#   cli      chocominer/cli:0.1.0     /usr/local/bin/chocominer
+#
+# With a registry (BuildKit; the Rust stage compiles everything once, its cache mounts keep the
+# crates and target/ between builds):
+#
+#   DOCKER_BUILDKIT=1 docker build --target hasher -t chocominer/hasher:0.1.0 .
+#   docker buildx build --platform linux/amd64,linux/arm64 --target hasher \
+#     -t <registry>/chocominer/hasher:0.1.0 --push .
+#
+# Without one (scripts/test-containers.sh): binaries built on the host with
+# `cargo build --release --bins`, stripped into target/docker-bin/, and
+#
+#   DOCKER_BUILDKIT=1 docker build --build-arg BINARIES=prebuilt --target hasher ...
+#
+# BuildKit builds only the stages the target needs, so with BINARIES=prebuilt the Rust stage
+# (and its base image) is never touched. The runtime stages are the same either way.
+#
+# No `# syntax=` line on purpose: it makes BuildKit pull the Dockerfile frontend image; the
+# frontend built into Docker ≥ 20.10 already knows RUN --mount=type=cache.
+
+# source (default): compile in the rust stage. prebuilt: take target/docker-bin/ from the context.
+ARG BINARIES=source
+
+# --- binaries, compiled here -----------------------------------------------------------------
+# Debian bookworm, the same glibc generation as the runtime base (distroless cc-debian12).
+FROM rust:1.89-bookworm AS binaries-source
+WORKDIR /src
+COPY . .
+# The registry, git checkouts and target/ live in cache mounts: a rebuild after a code change
+# recompiles only our crates. target/ is a cache, not part of the image, so the binaries are
+# copied out (stripped: the release profile keeps line tables for backtraces, ~3x the size).
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/usr/local/cargo/git \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bins \
+ && mkdir -p /out \
+ && for bin in rng hasher worker webui chocominer; do \
+      strip -o "/out/$bin" "target/release/$bin"; \
+    done
+
+# --- binaries, built on the host -------------------------------------------------------------
+# target/docker-bin/ holds the stripped binaries (.dockerignore lets only that part of target/
+# into the context).
+FROM scratch AS binaries-prebuilt
+COPY target/docker-bin/ /out/
+
+FROM binaries-${BINARIES} AS binaries
+
+# --- runtime ---------------------------------------------------------------------------------
+# glibc, libgcc_s, CA certificates, /etc/passwd with user nonroot (65532), no shell, no package
+# manager. Pinned by tag; pin by digest too where you pull it (`...:nonroot@sha256:...`).
+FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
+USER 65532:65532
+
+# The services (not the CLI) serve /healthz and /readyz on HEALTH_LISTEN and check themselves
+# with `<bin> --health-check` (there is no curl to do it). Every other setting comes from the
+# environment (README, Configuration); the binaries' defaults are the demo profile.
+FROM runtime AS service
+ENV HEALTH_LISTEN=0.0.0.0:8081
+EXPOSE 8081
+
+FROM service AS rng
+COPY --from=binaries /out/rng /usr/local/bin/rng
+ENTRYPOINT ["/usr/local/bin/rng"]
+
+FROM service AS hasher
+COPY --from=binaries /out/hasher /usr/local/bin/hasher
+ENTRYPOINT ["/usr/local/bin/hasher"]
+
+FROM service AS worker
+COPY --from=binaries /out/worker /usr/local/bin/worker
+ENTRYPOINT ["/usr/local/bin/worker"]
+
+FROM service AS webui
+COPY --from=binaries /out/webui /usr/local/bin/webui
+# Its own default is loopback only; in a container it serves the container's address.
+ENV WEBUI_LISTEN=0.0.0.0:8000
+EXPOSE 8000
+ENTRYPOINT ["/usr/local/bin/webui"]
+
+# The CLI: `docker run --rm --network <net> -e NATS_URL=nats://nats:4222 chocominer/cli:0.1.0 sub nuggets`
+FROM runtime AS cli
+COPY --from=binaries /out/chocominer /usr/local/bin/chocominer
+ENTRYPOINT ["/usr/local/bin/chocominer"]

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""InfluxDB look-ups for scripts/test-containers.sh (standard library only).
+
+Each subcommand prints one line and exits 0, or exits 1 with the reason on stderr:
+
+  ready                      the database answers and has `worker` points and a `nugget` point
+  verify-nuggets             every nugget so far: sha256(number) == digest, zero_bits leading
+                             zero bits, at least the workers' difficulty; prints how many
+  rate SECONDS               hashes/s summed over all workers, over the last SECONDS whole
+                             seconds ending 2 s ago (a point comes up to a second late)
+  instances STAGE SECONDS    distinct `instance` tags of STAGE that wrote in the last SECONDS
+  losses SINCE_EPOCH_S       rng's lost numbers and the hashers'/workers' expired ones since then
+"""
+
+import hashlib
+import json
+import os
+import sys
+import urllib.parse
+import urllib.request
+
+URL = os.environ.get("INFLUX_URL", "http://127.0.0.1:8086")
+DB = os.environ.get("INFLUX_DB", "chocominer")
+
+
+def query(q):
+    params = urllib.parse.urlencode({"db": DB, "q": q, "epoch": "s"})
+    with urllib.request.urlopen(f"{URL}/query?{params}", timeout=5) as response:
+        body = json.load(response)
+    result = body["results"][0]
+    if "error" in result:
+        raise RuntimeError(f"{q}: {result['error']}")
+    return result.get("series", [])
+
+
+def rows(q):
+    """Every row of every series as a dict (column -> value), tags included."""
+    out = []
+    for series in query(q):
+        for values in series["values"]:
+            row = dict(zip(series["columns"], values))
+            row.update(series.get("tags", {}))
+            out.append(row)
+    return out
+
+
+def scalar(q, default=0):
+    found = rows(q)
+    value = found[0][list(found[0])[1]] if found else None
+    return default if value is None else value
+
+
+def leading_zero_bits(digest):
+    bits = 0
+    for byte in digest:
+        if byte == 0:
+            bits += 8
+            continue
+        bits += 8 - byte.bit_length()
+        break
+    return bits
+
+
+def ready():
+    hashes = scalar("SELECT count(hashes) FROM worker")
+    nuggets = scalar("SELECT count(zero_bits) FROM nugget")
+    if not hashes or not nuggets:
+        raise RuntimeError(f"{hashes} worker points, {nuggets} nugget points so far")
+    return f"{hashes} worker points, {nuggets} nugget points"
+
+
+def verify_nuggets():
+    difficulty = scalar("SELECT max(difficulty) FROM worker")
+    nuggets = rows("SELECT number, digest, zero_bits FROM nugget")
+    if not nuggets:
+        raise RuntimeError("no nugget point")
+    for n in nuggets:
+        digest = hashlib.sha256(bytes.fromhex(n["number"])).digest()
+        if digest.hex() != n["digest"]:
+            raise RuntimeError(f"nugget {n['number']}: sha256 is {digest.hex()}, not {n['digest']}")
+        zeros = leading_zero_bits(digest)
+        if zeros != n["zero_bits"] or zeros < difficulty:
+            raise RuntimeError(
+                f"nugget {n['digest']}: {zeros} leading zero bits, point says "
+                f"{n['zero_bits']}, difficulty {difficulty}"
+            )
+    first = nuggets[0]
+    return (
+        f"{len(nuggets)} nuggets verified (difficulty {difficulty}), e.g. sha256({first['number']})"
+        f" = {first['digest']}, {first['zero_bits']} zero bits"
+    )
+
+
+def rate(seconds):
+    total = scalar(f"SELECT sum(hashes) FROM worker WHERE time > now() - {seconds + 2}s AND time <= now() - 2s")
+    return f"{total / seconds:.1f}"
+
+
+def instances(stage, seconds):
+    found = rows(f"SELECT count(*) FROM {stage} WHERE time > now() - {seconds}s GROUP BY instance")
+    return str(len({r["instance"] for r in found}))
+
+
+def losses(since):
+    since_ns = int(since) * 10**9
+    lost = scalar(f"SELECT sum(lost) FROM rng WHERE time >= {since_ns}")
+    hasher_lost = scalar(f"SELECT sum(lost) FROM hasher WHERE time >= {since_ns}")
+    expired = scalar(f"SELECT sum(expired) FROM hasher WHERE time >= {since_ns}") + scalar(
+        f"SELECT sum(expired) FROM worker WHERE time >= {since_ns}"
+    )
+    return f"{lost} {hasher_lost} {expired}"
+
+
+def main(argv):
+    commands = {
+        "ready": lambda: ready(),
+        "verify-nuggets": lambda: verify_nuggets(),
+        "rate": lambda: rate(int(argv[2])),
+        "instances": lambda: instances(argv[2], int(argv[3])),
+        "losses": lambda: losses(argv[2]),
+    }
+    if len(argv) < 2 or argv[1] not in commands:
+        print(__doc__, file=sys.stderr)
+        return 2
+    try:
+        print(commands[argv[1]]())
+    except Exception as e:  # noqa: BLE001 - one line for the shell, whatever went wrong
+        print(f"{argv[1]}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
