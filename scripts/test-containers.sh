@@ -348,8 +348,13 @@ fi
 victim=$("$DOCKER" ps -q --filter "label=com.docker.compose.project=$PROJECT" \
   --filter "label=com.docker.compose.service=hasher" | head -n 1)
 [ -n "$victim" ] || fail "no hasher container to kill"
+# A hasher that happens to be idle at the kill (its share of rng's window empty: the hashers
+# are ~90 % busy) would lose nothing. So it hangs first (SIGSTOP, which a container's pid 1
+# cannot ignore) while NATS keeps handing it batches, as a stuck replica would, then dies.
+say "docker kill --signal STOP, then SIGKILL 2 s later: $("$DOCKER" inspect --format '{{.Name}}' "$victim")"
+"$DOCKER" kill --signal STOP "$victim" >/dev/null
+sleep 2
 killed_at=$(date +%s)
-say "docker kill $("$DOCKER" inspect --format '{{.Name}}' "$victim")"
 "$DOCKER" kill "$victim" >/dev/null
 # rng counts a batch lost when it is not acknowledged within ACK_TIMEOUT_MS (10 s in demo).
 losses_counted() {
