@@ -297,6 +297,41 @@ load_settings() {
 # -p ...`) would resolve features differently and compile the dependencies a second time.
 build_release() { (cd "$ROOT" && cargo build --release --bins); }
 
+# Prints an InfluxDB 1.x config for `influxd run -config`: data under DIR, HTTP API on
+# HTTP_ADDR, the backup/RPC service on RPC_ADDR; quiet, no reporting, no _internal database
+# (nobody reads it and it costs CPU and disk on a small machine). Used by `up` and by the
+# container test's influxdb stand-in.
+influx_conf() {
+  local dir=$1 http_addr=$2 rpc_addr=$3
+  cat <<EOF
+reporting-disabled = true
+bind-address = "$rpc_addr"
+
+[meta]
+  dir = "$dir/meta"
+  logging-enabled = false
+
+[data]
+  dir = "$dir/data"
+  wal-dir = "$dir/wal"
+  query-log-enabled = false
+
+[monitor]
+  store-enabled = false
+
+[http]
+  bind-address = "$http_addr"
+  log-enabled = false
+
+[continuous_queries]
+  log-enabled = false
+
+[logging]
+  level = "warn"
+  suppress-logo = true
+EOF
+}
+
 # Starts instance number N of STAGE (the binary from build_release).
 spawn_stage() {
   local stage=$1 n=$2

@@ -30,7 +30,8 @@
 # Bounded: every wait has a deadline; about 3 minutes once the binaries are built.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ROOT="$PWD"
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh # ROOT, build_release, influx_conf (its say and die are redefined below)
 
 DOCKER=/usr/bin/docker # Debian's 20.10 CLI: it builds with BuildKit without buildx
 export DOCKER_BUILDKIT=1
@@ -137,7 +138,7 @@ done
 
 # --- 2. binaries -------------------------------------------------------------------------------
 say "cargo build --release --bins"
-cargo build --release --bins
+build_release
 rm -rf target/docker-bin && mkdir -p target/docker-bin
 for bin in "${BINS[@]}"; do
   strip -o "target/docker-bin/$bin" "target/release/$bin"
@@ -250,28 +251,10 @@ if needs_stand_in "$INFLUX_IMAGE"; then
   copy_with_libs "$WORK/influxdb" "$influxd_bin"
   [ "$influxd_bin" = /usr/bin/influxd ] || mv "$WORK/influxdb$influxd_bin" "$WORK/influxdb/usr/bin/influxd"
   mkdir -p "$WORK/influxdb/etc/influxdb" "$WORK/influxdb/var/lib/influxdb"
-  cat >"$WORK/influxdb/etc/influxdb/influxdb.conf" <<'EOF'
-# Stand-in for influxdb:1.8.10, made by scripts/test-containers.sh.
-reporting-disabled = true
-bind-address = "127.0.0.1:8088"
-[meta]
-  dir = "/var/lib/influxdb/meta"
-  logging-enabled = false
-[data]
-  dir = "/var/lib/influxdb/data"
-  wal-dir = "/var/lib/influxdb/wal"
-  query-log-enabled = false
-[monitor]
-  store-enabled = false
-[http]
-  bind-address = ":8086"
-  log-enabled = false
-[continuous_queries]
-  log-enabled = false
-[logging]
-  level = "warn"
-  suppress-logo = true
-EOF
+  {
+    echo "# Stand-in for $INFLUX_IMAGE, made by scripts/test-containers.sh."
+    influx_conf /var/lib/influxdb ":8086" "127.0.0.1:8088"
+  } >"$WORK/influxdb/etc/influxdb/influxdb.conf"
   # Runs as root, as the official image does (the volume is root's).
   import_rootfs "$WORK/influxdb" "$INFLUX_IMAGE" \
     'ENTRYPOINT ["/usr/bin/influxd"]' 'CMD ["run", "-config", "/etc/influxdb/influxdb.conf"]' \
