@@ -6,8 +6,9 @@
 #   - InfluxDB 1.x (`influxd`) from the Debian package `influxdb`.
 # Idempotent: anything already present is left alone. `--with-browser` also installs chromium
 # (used by the dashboard tests); `--with-k8s` also installs kubernetes-validate (PyPI) into the
-# venv, which scripts/check-k8s.sh uses to check k8s/ against the Kubernetes API schemas
-# (kubectl itself is not installed here: the check needs it on PATH).
+# venv, which scripts/check-k8s.sh uses to check k8s/ against the Kubernetes API schemas (and
+# kubectl, if missing, from apt); `--with-containers` also installs Debian's docker.io and
+# docker-compose for scripts/test-containers.sh.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.tools/venv"
@@ -15,11 +16,13 @@ say() { printf '[install-deps] %s\n' "$*"; }
 
 with_browser=0
 with_k8s=0
+with_containers=0
 for arg in "$@"; do
   case "$arg" in
     --with-browser) with_browser=1 ;;
     --with-k8s) with_k8s=1 ;;
-    *) echo "usage: $0 [--with-browser] [--with-k8s]" >&2; exit 2 ;;
+    --with-containers) with_containers=1 ;;
+    *) echo "usage: $0 [--with-browser] [--with-k8s] [--with-containers]" >&2; exit 2 ;;
   esac
 done
 
@@ -71,6 +74,12 @@ command -v openssl >/dev/null 2>&1 || apt_install openssl
 
 # kubectl (for `kubectl kustomize`) comes with this machine's image; where it is missing, the
 # package of the same name is tried (it needs Kubernetes' or Google Cloud's apt source).
+# The container test (scripts/test-containers.sh): Debian's Docker engine and CLI 20.10 (which
+# builds with BuildKit without buildx) and docker-compose 1.29. The script starts dockerd.
+if [ "$with_containers" -eq 1 ] && { [ ! -x /usr/sbin/dockerd ] || [ ! -x /usr/bin/docker ] || ! command -v docker-compose >/dev/null 2>&1; }; then
+  apt_install docker.io docker-compose
+fi
+
 if [ "$with_k8s" -eq 1 ] && ! command -v kubectl >/dev/null 2>&1; then
   apt_install kubectl || { say "kubectl is needed for --with-k8s: install it (https://kubernetes.io/docs/tasks/tools/)"; exit 1; }
 fi
