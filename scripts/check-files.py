@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""Keeps docker-compose.yml, k8s/ and the Dockerfile true to the binaries, by asking the binaries.
+
+For every ChocoMiner container that `docker-compose config` or `kubectl kustomize` (the overlay
+with every component) produces:
+  - its image `chocominer/<name>:<tag>` is a target the Dockerfile builds, with the workspace's
+    version as the tag;
+  - every environment variable set on it (directly, or through envFrom of a ConfigMap or Secret)
+    is one its binary reads: the `[env: NAME]` of its `--help` (and its subcommands'), plus
+    RUST_LOG, which the log filter reads;
+  - its health checks match what the binary serves: compose runs `<bin> --health-check`, which
+    the binary must list, with HEALTH_LISTEN set; Kubernetes probes GET /healthz or /readyz on
+    the port of HEALTH_LISTEN (or of WEBUI_LISTEN for the dashboard's own port).
+Before the real check it checks itself: a compose service given a variable no binary reads must
+be refused. Exit 1 with one line per problem.
+
+Usage: scripts/check-files.py BIN_DIR   (BIN_DIR holds the release binaries)
+"""
+
+import copy
+import pathlib
+import re
+import subprocess
+import sys
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+# Read by tracing's log filter (crates/common/src/telemetry.rs), not by a command-line flag.
+NOT_FLAGS = {"RUST_LOG"}
+PROBE_PATHS = {"/healthz", "/readyz"}
+
+
+def run(*cmd):
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        sys.exit(f"check-files: {' '.join(cmd)} failed: {last}")
+    return done.stdout
+
+
+def binary_of(image_name):
+    return "chocominer" if image_name == "cli" else image_name
+
+
+class Binaries:
+    """What each binary says of itself in its --help, asked once."""
+
+    def __init__(self, bin_dir):
+        self.bin_dir = pathlib.Path(bin_dir)
+        self.helps = {}
+
+    def help(self, binary):
+        if binary not in self.helps:
+            path = self.bin_dir / binary
+            if not path.is_file():
+                sys.exit(f"check-files: {path} is missing: build the release binaries first")
+            text = run(str(path), "--help")
+            commands = re.search(r"^Commands:\n((?:  \S.*\n)+)", text, re.M)
+            for line in commands.group(1).splitlines() if commands else []:
+                sub = line.split()[0]
+                if sub != "help":
+                    text += run(str(path), sub, "--help")
+            self.helps[binary] = text
+        return self.helps[binary]
+
+    def variables(self, binary):
+        return set(re.findall(r"\[env: ([A-Z0-9_]+)", self.help(binary))) | NOT_FLAGS
+
+
+def workspace_version():
+    cargo = (ROOT / "Cargo.toml").read_text()
+    return re.search(r'^\[workspace\.package\][^\[]*?^version = "([^"]+)"', cargo, re.M | re.S).group(1)
+
+
+def dockerfile_targets():
+    text = (ROOT / "Dockerfile").read_text()
+    return set(re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", text, re.M | re.I))
+
+
+def ours(image):
+    """`chocominer/<name>:<tag>` → (name, tag), or None for someone else's image."""
+    m = re.fullmatch(r"chocominer/([a-z0-9-]+):(\S+)", image or "")
+    return (m.group(1), m.group(2)) if m else None
+
+
+def check_image(where, image, errors):
+    """The binary of an image of ours; None (and an error) when the Dockerfile does not build it."""
+    name, tag = ours(image)
+    if tag != VERSION:
+        errors.append(f"{where}: image {image}: tag is not the workspace version {VERSION}")
+    if name not in TARGETS:
+        errors.append(f"{where}: image {image}: the Dockerfile has no target {name!r}")
+        return None
+    return binary_of(name)
+
+
+def check_variables(where, binary, names, binaries, errors):
+    unknown = sorted(set(names) - binaries.variables(binary))
+    for name in unknown:
+        errors.append(f"{where}: sets {name}, which {binary} does not read (not in its --help)")
+
+
+def check_compose(services, binaries):
+    errors = []
+    for name, service in sorted(services.items()):
+        if not ours(service.get("image")):
+            continue
+        where = f"docker-compose.yml service {name}"
+        binary = check_image(where, service["image"], errors)
+        if binary is None:
+            continue
+        env = service.get("environment") or {}
+        if isinstance(env, list):
+            env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+        check_variables(where, binary, env, binaries, errors)
+        test = (service.get("healthcheck") or {}).get("test") or []
+        if "--health-check" in test:
+            if "--health-check" not in binaries.help(binary):
+                errors.append(f"{where}: healthcheck runs --health-check, which {binary} lacks")
+            if not env.get("HEALTH_LISTEN"):
+                errors.append(f"{where}: healthcheck runs --health-check without HEALTH_LISTEN")
+        elif test:
+            errors.append(f"{where}: healthcheck {test} is not `{binary} --health-check`")
+    return errors
+
+
+def port_of(address):
+    return int(address.rsplit(":", 1)[1]) if address and ":" in address else None
+
+
+def check_k8s(documents, binaries, checked):
+    errors = []
+    maps = {
+        (d["kind"], d["metadata"]["name"]): {**d.get("data", {}), **d.get("stringData", {})}
+        for d in documents
+        if d and d.get("kind") in ("ConfigMap", "Secret")
+    }
+    for doc in documents:
+        if not doc or doc.get("kind") not in ("Deployment", "StatefulSet", "Job", "DaemonSet"):
+            continue
+        pod = doc["spec"]["template"]["spec"]
+        for container in pod.get("containers", []) + pod.get("initContainers", []):
+            if not ours(container.get("image")):
+                continue
+            where = f"k8s {doc['kind']}/{doc['metadata']['name']} container {container['name']}"
+            checked.append(where)
+            binary = check_image(where, container["image"], errors)
+            if binary is None:
+                continue
+            env = {e["name"]: e.get("value") for e in container.get("env", [])}
+            for source in container.get("envFrom", []):
+                for kind, key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+                    if key in source:
+                        ref = source[key]["name"]
+                        if (kind, ref) not in maps:
+                            errors.append(f"{where}: envFrom {kind} {ref} is not in the build")
+                        for name, value in maps.get((kind, ref), {}).items():
+                            env.setdefault(name, value)
+            check_variables(where, binary, env, binaries, errors)
+            ports = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
+            served = {port_of(env.get("HEALTH_LISTEN")), port_of(env.get("WEBUI_LISTEN"))} - {None}
+            for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+                probe = (container.get(kind) or {}).get("httpGet")
+                if not probe:
+                    continue
+                port = probe["port"]
+                port = ports.get(port) if isinstance(port, str) else port
+                if probe.get("path") not in PROBE_PATHS:
+                    errors.append(f"{where}: {kind} GETs {probe.get('path')}, not /healthz or /readyz")
+                if port not in served:
+                    errors.append(
+                        f"{where}: {kind} on port {probe['port']} ({port}), which it does not "
+                        f"serve (HEALTH_LISTEN/WEBUI_LISTEN ports: {sorted(served) or 'none'})"
+                    )
+    return errors
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit(__doc__.strip().splitlines()[-1])
+    binaries = Binaries(sys.argv[1])
+    services = yaml.safe_load(run("docker-compose", "-f", "docker-compose.yml", "config"))["services"]
+    documents = list(yaml.safe_load_all(run("kubectl", "kustomize", "k8s/overlays/all")))
+
+    # The check must be able to fail: a variable no binary reads is refused.
+    doctored = copy.deepcopy(services)
+    victim = next(name for name, s in sorted(doctored.items()) if ours(s.get("image")))
+    doctored[victim].setdefault("environment", {})["NOT_A_CHOCOMINER_SETTING"] = "1"
+    if not any("NOT_A_CHOCOMINER_SETTING" in e for e in check_compose(doctored, binaries)):
+        sys.exit("check-files: self-test failed: an unknown variable went unnoticed")
+    print(f"[check-files] self-test: NOT_A_CHOCOMINER_SETTING on {victim} is refused")
+
+    containers = []
+    errors = check_compose(services, binaries) + check_k8s(documents, binaries, containers)
+    for error in errors:
+        print(f"[check-files] {error}", file=sys.stderr)
+    if errors:
+        sys.exit(1)
+    counted = sum(1 for s in services.values() if ours(s.get("image")))
+    print(
+        f"[check-files] docker-compose.yml ({counted} ChocoMiner services) and k8s/overlays/all "
+        f"({len(containers)} ChocoMiner containers): images, variables and health checks agree "
+        f"with the Dockerfile and the binaries"
+    )
+
+
+VERSION = workspace_version()
+TARGETS = dockerfile_targets()
+
+if __name__ == "__main__":
+    main()
