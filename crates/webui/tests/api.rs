@@ -293,29 +293,7 @@ async fn summary_shows_the_difficulty_its_change_and_no_data_as_null() {
     let old = (now - 280, now - 261);
     let demo = (now - 200, now - 151);
     let full = (now - 100, now + 10);
-    let mut lines = String::new();
-    for t in old.0..=old.1 {
-        lines += &format!(
-            "worker,instance=worker-1 hashes=10i,nuggets=1i {}\n",
-            t * SECOND_NS
-        );
-    }
-    for t in demo.0..=demo.1 {
-        lines += &format!(
-            "worker,instance=worker-1 hashes=10i,nuggets=1i,difficulty=4i {}\n",
-            t * SECOND_NS
-        );
-    }
-    for t in full.0..=full.1 {
-        // A nugget every ten seconds; rng holds two batches: no hasher listens.
-        let nuggets = i64::from(t % 10 == 0);
-        lines += &format!(
-            "worker,instance=worker-1 hashes=1000i,nuggets={nuggets}i,difficulty=23i {t}\n\
-             rng,instance=rng-1 numbers=1000i,lost=0i,in_flight=16i,window=16i,rate_limit=0,waiting=2i {t}\n\
-             hasher,instance=hasher-1 hashes=1000i,busy=0.5,in_flight=3i,window=8i,waiting=0i {t}\n",
-            t = t * SECOND_NS
-        );
-    }
+    let lines = common::three_runs(old, demo, full, 1);
     influx.write(DB, &lines).await;
     let webui = WebUi::start(&influx).await;
     let (status, s) = get_json(&format!("{}/api/summary", webui.url)).await;

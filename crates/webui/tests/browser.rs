@@ -301,28 +301,7 @@ async fn page_shows_a_change_of_difficulty_no_data_and_the_zero_bits() {
         (now - 200, now - 151),
         (now - 100, now + 90),
     );
-    let mut lines = String::new();
-    for t in old.0..=old.1 {
-        lines += &format!(
-            "worker,instance=worker-1 hashes=10i,nuggets=1i {}\n",
-            t * SECOND_NS
-        );
-    }
-    for t in demo.0..=demo.1 {
-        lines += &format!(
-            "worker,instance=worker-1 hashes=10i,nuggets=2i,difficulty=4i {}\n",
-            t * SECOND_NS
-        );
-    }
-    for t in full.0..=full.1 {
-        lines += &format!(
-            "worker,instance=worker-1 hashes=1000i,nuggets={}i,difficulty=23i {t}\n\
-             rng,instance=rng-1 numbers=1000i,lost=0i,in_flight=16i,window=16i,rate_limit=0,waiting=2i {t}\n\
-             hasher,instance=hasher-1 hashes=1000i,busy=0.5,in_flight=3i,window=8i,waiting=0i {t}\n",
-            i64::from(t % 10 == 0),
-            t = t * SECOND_NS
-        );
-    }
+    let mut lines = common::three_runs(old, demo, full, 2);
     let ten_bits = format!("003f{}", "a".repeat(60));
     let twenty_three_bits = format!("000001{}", "b".repeat(58));
     for (digest, ago) in [(&twenty_three_bits, 3), (&ten_bits, 2)] {

@@ -390,3 +390,38 @@ fn unescape(s: &str) -> String {
         .replace("&nbsp;", "\u{a0}")
         .replace("&amp;", "&")
 }
+
+/// Seconds `(first, last)` of one run, in seconds since the epoch.
+pub type Run = (i64, i64);
+
+/// Line protocol for three runs of one worker: `old`, written before workers reported a
+/// difficulty (10 hashes/s, a nugget a second); `demo` at difficulty 4 (10 hashes/s,
+/// `demo_nuggets` a second); `full` at difficulty 23 (1000 hashes/s, a nugget every ten
+/// seconds) beside an rng holding two batches (no hasher listens) and a hasher with 3 of its 8
+/// digest batches out. Nothing between the runs: those seconds have no data.
+pub fn three_runs(old: Run, demo: Run, full: Run, demo_nuggets: i64) -> String {
+    const SECOND_NS: i64 = 1_000_000_000;
+    let mut lines = String::new();
+    for t in old.0..=old.1 {
+        lines += &format!(
+            "worker,instance=worker-1 hashes=10i,nuggets=1i {}\n",
+            t * SECOND_NS
+        );
+    }
+    for t in demo.0..=demo.1 {
+        lines += &format!(
+            "worker,instance=worker-1 hashes=10i,nuggets={demo_nuggets}i,difficulty=4i {}\n",
+            t * SECOND_NS
+        );
+    }
+    for t in full.0..=full.1 {
+        lines += &format!(
+            "worker,instance=worker-1 hashes=1000i,nuggets={}i,difficulty=23i {t}\n\
+             rng,instance=rng-1 numbers=1000i,lost=0i,in_flight=16i,window=16i,rate_limit=0,waiting=2i {t}\n\
+             hasher,instance=hasher-1 hashes=1000i,busy=0.5,in_flight=3i,window=8i,waiting=0i {t}\n",
+            i64::from(t % 10 == 0),
+            t = t * SECOND_NS
+        );
+    }
+    lines
+}
