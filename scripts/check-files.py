@@ -11,8 +11,10 @@ with every component) produces:
   - its health checks match what the binary serves: compose runs `<bin> --health-check`, which
     the binary must list, with HEALTH_LISTEN set; Kubernetes probes GET /healthz or /readyz on
     the port of HEALTH_LISTEN (or of WEBUI_LISTEN for the dashboard's own port).
-Before the real check it checks itself: a compose service given a variable no binary reads must
-be refused. Exit 1 with one line per problem.
+And for every compose service that runs by default (not under a profile, like nats-box): it has
+a healthcheck, and whatever it depends on it waits for with `condition: service_healthy`.
+Before the real check it checks itself: a compose service given a variable no binary reads, and
+one that waits for a dependency only to start, must be refused. Exit 1 with one line per problem.
 
 Usage: scripts/check-files.py BIN_DIR   (BIN_DIR holds the release binaries)
 """
@@ -125,6 +127,24 @@ def check_compose(services, binaries):
     return errors
 
 
+def check_compose_order(services):
+    """Every service that `up` starts has a healthcheck; every dependency is waited for healthy."""
+    errors = []
+    for name, service in sorted(services.items()):
+        where = f"docker-compose.yml service {name}"
+        if not service.get("profiles") and not (service.get("healthcheck") or {}).get("test"):
+            errors.append(f"{where}: no healthcheck")
+        depends = service.get("depends_on") or {}
+        if isinstance(depends, list):
+            depends = {dep: {} for dep in depends}
+        for dep, how in sorted(depends.items()):
+            if (how or {}).get("condition") != "service_healthy":
+                errors.append(f"{where}: depends on {dep} without condition: service_healthy")
+            elif not (services.get(dep, {}).get("healthcheck") or {}).get("test"):
+                errors.append(f"{where}: waits for {dep} to be healthy, which has no healthcheck")
+    return errors
+
+
 def port_of(address):
     return int(address.rsplit(":", 1)[1]) if address and ":" in address else None
 
@@ -190,9 +210,21 @@ def main():
     if not any("NOT_A_CHOCOMINER_SETTING" in e for e in check_compose(doctored, binaries)):
         sys.exit("check-files: self-test failed: an unknown variable went unnoticed")
     print(f"[check-files] self-test: NOT_A_CHOCOMINER_SETTING on {victim} is refused")
+    # ... and so is a dependency only waited for to be started.
+    doctored = copy.deepcopy(services)
+    waiter = next(name for name, s in sorted(doctored.items()) if s.get("depends_on"))
+    dep = sorted(doctored[waiter]["depends_on"])[0]
+    doctored[waiter]["depends_on"] = {dep: {"condition": "service_started"}}
+    if not check_compose_order(doctored):
+        sys.exit("check-files: self-test failed: a dependency not waited for went unnoticed")
+    print(f"[check-files] self-test: {waiter} waiting for {dep} only to start is refused")
 
     containers = []
-    errors = check_compose(services, binaries) + check_k8s(documents, binaries, containers)
+    errors = (
+        check_compose(services, binaries)
+        + check_compose_order(services)
+        + check_k8s(documents, binaries, containers)
+    )
     for error in errors:
         print(f"[check-files] {error}", file=sys.stderr)
     if errors:
@@ -201,7 +233,8 @@ def main():
     print(
         f"[check-files] docker-compose.yml ({counted} ChocoMiner services) and k8s/overlays/all "
         f"({len(containers)} ChocoMiner containers): images, variables and health checks agree "
-        f"with the Dockerfile and the binaries"
+        f"with the Dockerfile and the binaries; every compose service that `up` starts has a "
+        f"healthcheck and waits for its dependencies to be healthy"
     )
 
 

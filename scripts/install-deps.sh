@@ -8,7 +8,8 @@
 # (used by the dashboard tests); `--with-k8s` also installs kubernetes-validate (PyPI) into the
 # venv, which scripts/check-k8s.sh uses to check k8s/ against the Kubernetes API schemas (and
 # kubectl, if missing, from apt); `--with-containers` also installs Debian's docker.io and
-# docker-compose for scripts/test-containers.sh.
+# docker-compose for scripts/test-containers.sh, and busybox-static and curl for the stand-ins
+# of the nats and influxdb images it makes.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.tools/venv"
@@ -78,6 +79,10 @@ command -v openssl >/dev/null 2>&1 || apt_install openssl
 # builds with BuildKit without buildx) and docker-compose 1.29. The script starts dockerd.
 if [ "$with_containers" -eq 1 ] && { [ ! -x /usr/sbin/dockerd ] || [ ! -x /usr/bin/docker ] || ! command -v docker-compose >/dev/null 2>&1; }; then
   apt_install docker.io docker-compose
+fi
+# The stand-in images' healthcheck tools: busybox's wget in nats's (alpine), curl in influxdb's.
+if [ "$with_containers" -eq 1 ] && { [ ! -x /bin/busybox ] || [ ! -x /usr/bin/curl ]; }; then
+  apt_install busybox-static curl
 fi
 
 if [ "$with_k8s" -eq 1 ] && ! command -v kubectl >/dev/null 2>&1; then

@@ -3,11 +3,12 @@
 #
 #   1. a Docker engine: the running one, or /usr/sbin/dockerd started here (root only) and
 #      stopped again at the end; no engine = failure, never a skip;
-#   2. release binaries (`cargo build --release --bins`), stripped into target/docker-bin/;
+#   2. static release binaries (the Dockerfile's Rust stage builds the same way), stripped into
+#      target/docker-bin/;
 #   3. images without pulling anything: the base and server images the Dockerfile and the
 #      compose file name are made here as stand-ins when they are not present (see below), then
 #      chocominer/{rng,hasher,worker,webui,cli}:0.1.0 with BINARIES=prebuilt (the Dockerfile's
-#      runtime stages as they are, its Rust stage skipped);
+#      runtime stages as they are, its Rust stage skipped), each at most 30 MB;
 #   4. `docker-compose -p chocominer-test up -d` of nats, influxdb, webui, rng, hasher, worker
 #      (not chronograf: no stand-in for it, see below): `worker` and `nugget` points in
 #      InfluxDB within 30 s, every nugget verified (sha256, leading zero bits);
@@ -17,21 +18,23 @@
 #
 # Stand-ins (this machine reaches no registry). Only built when the tag is missing, and
 # labelled org.chocominer.stand-in=true; a real image under the tag is used as it is:
-#   gcr.io/distroless/cc-debian12:nonroot  this host's glibc, libm, libgcc_s, ld-linux, CA
-#                                          certificates, passwd/group with nonroot (65532)
-#   nats:2.10.29                           a static nats-server (NATS_SERVER_BIN, default the one
-#                                          on PATH: .tools/venv's) alone on scratch, like the real one
-#   influxdb:1.8.10                        Debian's influxd (1.x) on the stand-in base, listening on
-#                                          8086; it ignores INFLUXDB_* (the stages create the database)
+#   gcr.io/distroless/static-debian12:nonroot  CA certificates, time zones, passwd/group with
+#                                          nonroot (65532), nsswitch.conf, /tmp; no libc
+#   nats:2.10.29-alpine                    a static nats-server (NATS_SERVER_BIN, default the one
+#                                          on PATH: .tools/venv's) with busybox (sh, wget: the
+#                                          healthcheck) and an entrypoint that behaves like theirs
+#   influxdb:1.8.10                        Debian's influxd (1.x) and curl (the healthcheck) with
+#                                          their libraries, listening on 8086; it ignores
+#                                          INFLUXDB_* (the stages create the database)
 # Chronograf (chronograf:1.10.9) cannot be stood in: it is not started here.
 #
-# Needs: root or a running engine, docker.io (/usr/bin/docker, BuildKit) and docker-compose
-# (1.29) from apt, python3, and host ports 127.0.0.1:4222, 8222, 8086 and 8000 free (`just down`).
+# Needs: root or a running engine, docker.io (/usr/bin/docker, BuildKit), docker-compose (1.29),
+# busybox-static and curl from apt, python3, and host ports 127.0.0.1:4222, 8222, 8086 and 8000 free (`just down`).
 # Bounded: every wait has a deadline; about 3 minutes once the binaries are built.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib.sh
-. scripts/lib.sh # ROOT, build_release, influx_conf (its say and die are redefined below)
+. scripts/lib.sh # ROOT, influx_conf (its say and die are redefined below)
 
 DOCKER=/usr/bin/docker # Debian's 20.10 CLI: it builds with BuildKit without buildx
 export DOCKER_BUILDKIT=1
@@ -52,6 +55,8 @@ say() { printf '==> %s\n' "$*"; }
 fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 compose() { timeout 120 docker-compose -p "$PROJECT" "$@"; }
 elapsed() { echo $(($(date +%s) - STARTED)); }
+# is_static FILE: an executable that needs no shared library.
+is_static() { ! readelf -d "$1" 2>/dev/null | grep -q '(NEEDED)'; }
 
 # wait_for SECONDS WHAT COMMAND...: runs COMMAND every second until it succeeds; fails with
 # the command's last complaint after SECONDS.
@@ -137,11 +142,17 @@ for port in 4222 8222 8086 8000; do
 done
 
 # --- 2. binaries -------------------------------------------------------------------------------
-say "cargo build --release --bins"
-build_release
+# The Dockerfile's way (its Rust stage): glibc linked in, for a base without a C library.
+# --target keeps RUSTFLAGS off the build scripts and proc-macros (they cannot be static); the
+# binaries land in target/$TRIPLE/release/, apart from `just up`'s.
+TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
+STATIC_BIN="$ROOT/target/$TRIPLE/release"
+say "cargo build --release --bins --target $TRIPLE, statically linked"
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --bins --target "$TRIPLE"
 rm -rf target/docker-bin && mkdir -p target/docker-bin
 for bin in "${BINS[@]}"; do
-  strip -o "target/docker-bin/$bin" "target/release/$bin"
+  strip -o "target/docker-bin/$bin" "$STATIC_BIN/$bin"
+  is_static "target/docker-bin/$bin" || fail "$bin is not statically linked"
 done
 
 # --- 3. images ---------------------------------------------------------------------------------
@@ -168,38 +179,28 @@ copy_with_libs() {
   done
 }
 
-# The distroless cc-debian12 layout: glibc and libgcc_s, CA certificates, root and nonroot
-# (65532) users, /tmp, /home/nonroot. No shell. (Built for this host's architecture only.)
+# The distroless static-debian12 layout: CA certificates, time zones, root and nonroot (65532)
+# users, nsswitch.conf, /tmp, /home/nonroot. No C library, no shell.
 make_base_rootfs() {
   local rootfs=$1
-  rm -rf "$rootfs" && mkdir -p "$rootfs"/{etc/ssl/certs,tmp,home/nonroot,root}
-  copy_with_libs "$rootfs" "$ROOT/target/docker-bin/rng" "$ROOT/target/docker-bin/webui"
-  rm -rf "$rootfs$ROOT" # the binaries were only copied to bring their libraries along
-  # What else the real image holds (libssl3, libstdc++6, libgomp1, tzdata), so that the image
-  # sizes measured here are close to the real ones; nothing of ours needs them.
-  for lib in libssl.so.3 libcrypto.so.3 libstdc++.so.6 libgomp.so.1; do
-    if [ -e "/lib/x86_64-linux-gnu/$lib" ]; then
-      cp -L "/lib/x86_64-linux-gnu/$lib" "$rootfs/lib/x86_64-linux-gnu/"
-    fi
-  done
+  rm -rf "$rootfs" && mkdir -p "$rootfs"/{etc/ssl/certs,tmp,home/nonroot,root,usr/share}
+  cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/" \
+    || fail "no /etc/ssl/certs/ca-certificates.crt (apt-get install ca-certificates)"
+  # The zones, not the leap-second ("right/") copies: the real image has about 1.5 MB of them.
   if [ -d /usr/share/zoneinfo ]; then
-    mkdir -p "$rootfs/usr/share" && cp -rL /usr/share/zoneinfo "$rootfs/usr/share/"
+    cp -rL /usr/share/zoneinfo "$rootfs/usr/share/" && rm -rf "$rootfs/usr/share/zoneinfo/right"
   fi
-  [ -e "$rootfs/lib64/ld-linux-x86-64.so.2" ] || fail "ldd named no /lib64/ld-linux-x86-64.so.2"
-  cat >"$rootfs/etc/passwd" <<'EOF'
+  cat >"$rootfs/etc/passwd" <<'EOF2'
 root:x:0:0:root:/root:/sbin/nologin
 nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin
 nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin
-EOF
-  cat >"$rootfs/etc/group" <<'EOF'
+EOF2
+  cat >"$rootfs/etc/group" <<'EOF2'
 root:x:0:
 nobody:x:65534:
 nonroot:x:65532:
-EOF
+EOF2
   printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$rootfs/etc/nsswitch.conf"
-  if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
-    cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/"
-  fi
   chmod 1777 "$rootfs/tmp"
   chmod 700 "$rootfs/root"
   chown -R 65532:65532 "$rootfs/home/nonroot"
@@ -215,9 +216,9 @@ import_rootfs() {
   rm -f "$rootfs.tar"
 }
 
-BASE=gcr.io/distroless/cc-debian12:nonroot
+BASE=gcr.io/distroless/static-debian12:nonroot
 if needs_stand_in "$BASE"; then
-  say "stand-in $BASE: this host's glibc, libgcc_s, CA certificates, user nonroot (65532)"
+  say "stand-in $BASE: CA certificates, time zones, user nonroot (65532), no libc"
   make_base_rootfs "$WORK/base"
   import_rootfs "$WORK/base" "$BASE" \
     'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
@@ -227,17 +228,38 @@ else
   say "using the real $BASE"
 fi
 
-NATS_IMAGE=nats:2.10.29
+# The official image: alpine, nats-server in /usr/local/bin, an entrypoint script that puts
+# `nats-server` in front of arguments that start with a dash, busybox's sh and wget.
+NATS_IMAGE=nats:2.10.29-alpine
 if needs_stand_in "$NATS_IMAGE"; then
   nats_bin="${NATS_SERVER_BIN:-$(command -v nats-server || true)}"
   [ -n "$nats_bin" ] || fail "no nats-server for the $NATS_IMAGE stand-in (scripts/install-deps.sh, or NATS_SERVER_BIN)"
-  if ldd "$nats_bin" >/dev/null 2>&1; then fail "$nats_bin is not static: it cannot run on scratch"; fi
-  say "stand-in $NATS_IMAGE: $nats_bin ($("$nats_bin" --version)) on scratch"
-  rm -rf "$WORK/nats" && mkdir -p "$WORK/nats"
-  cp "$nats_bin" "$WORK/nats/nats-server"
-  cp nats/nats-server.conf "$WORK/nats/nats-server.conf"
-  import_rootfs "$WORK/nats" "$NATS_IMAGE" \
-    'ENTRYPOINT ["/nats-server"]' 'CMD ["--config", "nats-server.conf"]' 'EXPOSE 4222 6222 8222'
+  is_static "$nats_bin" || fail "$nats_bin is not static: it cannot run without its libraries"
+  if ! { [ -x /bin/busybox ] && is_static /bin/busybox; }; then
+    fail "no static /bin/busybox for the $NATS_IMAGE stand-in (apt-get install busybox-static)"
+  fi
+  say "stand-in $NATS_IMAGE: $nats_bin ($("$nats_bin" --version)) with busybox"
+  rootfs="$WORK/nats"
+  make_base_rootfs "$rootfs"
+  mkdir -p "$rootfs"/{bin,usr/bin,usr/local/bin,etc/nats}
+  cp /bin/busybox "$rootfs/bin/busybox"
+  for applet in sh wget; do ln -s /bin/busybox "$rootfs/bin/$applet"; done
+  ln -s /bin/busybox "$rootfs/usr/bin/wget"
+  cp "$nats_bin" "$rootfs/usr/local/bin/nats-server"
+  cp nats/nats-server.conf "$rootfs/etc/nats/nats-server.conf"
+  cat >"$rootfs/usr/local/bin/docker-entrypoint.sh" <<'EOF2'
+#!/bin/sh
+# Stand-in entrypoint (scripts/test-containers.sh): flags alone mean nats-server's flags.
+set -e
+case "${1:-}" in "" | -*) set -- nats-server "$@" ;; esac
+exec "$@"
+EOF2
+  chmod 755 "$rootfs/usr/local/bin/docker-entrypoint.sh"
+  # Runs as root, as the official image does.
+  import_rootfs "$rootfs" "$NATS_IMAGE" 'USER 0' 'WORKDIR /' \
+    'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    'ENTRYPOINT ["docker-entrypoint.sh"]' \
+    'CMD ["nats-server", "--config", "/etc/nats/nats-server.conf"]' 'EXPOSE 4222 6222 8222'
 else
   say "using the real $NATS_IMAGE"
 fi
@@ -246,17 +268,20 @@ INFLUX_IMAGE=influxdb:1.8.10
 if needs_stand_in "$INFLUX_IMAGE"; then
   influxd_bin="$(command -v influxd || true)"
   [ -n "$influxd_bin" ] || fail "no influxd for the $INFLUX_IMAGE stand-in (apt-get install influxdb)"
-  say "stand-in $INFLUX_IMAGE: $influxd_bin ($("$influxd_bin" version)) on the base above"
-  make_base_rootfs "$WORK/influxdb"
-  copy_with_libs "$WORK/influxdb" "$influxd_bin"
-  [ "$influxd_bin" = /usr/bin/influxd ] || mv "$WORK/influxdb$influxd_bin" "$WORK/influxdb/usr/bin/influxd"
-  mkdir -p "$WORK/influxdb/etc/influxdb" "$WORK/influxdb/var/lib/influxdb"
+  [ -x /usr/bin/curl ] || fail "no /usr/bin/curl for the $INFLUX_IMAGE stand-in (apt-get install curl)"
+  say "stand-in $INFLUX_IMAGE: $influxd_bin ($("$influxd_bin" version)) and curl with their libraries"
+  rootfs="$WORK/influxdb"
+  make_base_rootfs "$rootfs"
+  copy_with_libs "$rootfs" "$influxd_bin" /usr/bin/curl
+  [ "$influxd_bin" = /usr/bin/influxd ] || mv "$rootfs$influxd_bin" "$rootfs/usr/bin/influxd"
+  mkdir -p "$rootfs/etc/influxdb" "$rootfs/var/lib/influxdb"
   {
     echo "# Stand-in for $INFLUX_IMAGE, made by scripts/test-containers.sh."
     influx_conf /var/lib/influxdb ":8086" "127.0.0.1:8088"
-  } >"$WORK/influxdb/etc/influxdb/influxdb.conf"
+  } >"$rootfs/etc/influxdb/influxdb.conf"
   # Runs as root, as the official image does (the volume is root's).
-  import_rootfs "$WORK/influxdb" "$INFLUX_IMAGE" \
+  import_rootfs "$rootfs" "$INFLUX_IMAGE" \
+    'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     'ENTRYPOINT ["/usr/bin/influxd"]' 'CMD ["run", "-config", "/etc/influxdb/influxdb.conf"]' \
     'USER 0' 'WORKDIR /' 'EXPOSE 8086' 'VOLUME /var/lib/influxdb'
 else
@@ -269,7 +294,11 @@ for target in "${targets[@]}"; do
   "$DOCKER" build --quiet --build-arg BINARIES=prebuilt --target "$target" -t "chocominer/$target:$TAG" . >/dev/null \
     || fail "building chocominer/$target:$TAG"
 done
-say "image sizes"
+# Each rebuild under a tag leaves the previous image dangling: drop those of ours (images on a
+# stand-in base carry its label).
+"$DOCKER" image prune -f --filter label=org.chocominer.stand-in=true >/dev/null
+base_bytes=$("$DOCKER" image inspect --format '{{.Size}}' "$BASE")
+say "image sizes (the base, $BASE, is $(awk -v b="$base_bytes" 'BEGIN { printf "%.1f", b / 1e6 }') MB of each)"
 sizes=""
 for target in "${targets[@]}"; do
   bytes=$("$DOCKER" image inspect --format '{{.Size}}' "chocominer/$target:$TAG")
@@ -291,16 +320,17 @@ say "waiting for worker and nugget points in InfluxDB (≤ 30 s)"
 wait_for 30 "worker and nugget points in InfluxDB" "${LOOKUP[@]}" ready
 echo "  after $(($(date +%s) - up_at)) s"
 "${LOOKUP[@]}" verify-nuggets | sed 's/^/  /'
-# all_healthy: every container of the project with a healthcheck says healthy (else names them).
+# all_healthy: every container of the project has a healthcheck and says healthy (else names
+# those that do not).
 all_healthy() {
   local ids bad
   mapfile -t ids < <("$DOCKER" ps -q --filter "label=com.docker.compose.project=$PROJECT")
-  bad=$("$DOCKER" inspect --format '{{.Name}} {{if .State.Health}}{{.State.Health.Status}}{{else}}no-check{{end}}' \
-    "${ids[@]}" | grep -v -e ' healthy$' -e ' no-check$') || true
+  bad=$("$DOCKER" inspect --format '{{.Name}} {{if .State.Health}}{{.State.Health.Status}}{{else}}no-healthcheck{{end}}' \
+    "${ids[@]}" | grep -v ' healthy$') || true
   [ -z "$bad" ] || { echo "$bad" | tr '\n' ' '; return 1; }
 }
 wait_for 60 "all services healthy" all_healthy >/dev/null
-say "every service with a healthcheck is healthy"
+say "every service has a healthcheck and is healthy (${SERVICES[*]})"
 
 # The rate with one hasher, once steady (the first seconds include the start).
 sleep $((up_at + 15 - $(date +%s) > 0 ? up_at + 15 - $(date +%s) : 0))
@@ -323,8 +353,8 @@ rate3=$("${LOOKUP[@]}" rate 10)
 ratio=$(awk -v a="$rate3" -v b="$rate1" 'BEGIN { print (b > 0 ? a / b : 0) }')
 say "3 hashers: $rate3 hashes/s, $(printf '%.2f' "$ratio")× the rate of one"
 awk -v r="$ratio" 'BEGIN { exit !(r >= 2.2) }' || fail "3 hashers give $rate3 hashes/s, less than 2.2 × $rate1"
-if [ -x target/release/chocominer ]; then
-  timeout 20 target/release/chocominer status | sed 's/^/  /' || echo "  (chocominer status failed)"
+if [ -x "$STATIC_BIN/chocominer" ]; then
+  timeout 20 "$STATIC_BIN/chocominer" status | sed 's/^/  /' || echo "  (chocominer status failed)"
 fi
 
 # --- 6. one hasher killed -----------------------------------------------------------------------
@@ -360,10 +390,10 @@ say "the other hashers go on: $rate_after hashes/s (the killed container is $sta
 say "docker-compose down -v"
 compose down -v --remove-orphans >/dev/null 2>&1
 STACK_UP=""
-left=$("$DOCKER" ps -aq --filter "label=com.docker.compose.project=$PROJECT")
-left+=$("$DOCKER" network ls -q --filter "label=com.docker.compose.project=$PROJECT")
-left+=$("$DOCKER" volume ls -q --filter "label=com.docker.compose.project=$PROJECT")
-[ -z "$left" ] || fail "left after down -v: $left"
+leftovers=$("$DOCKER" ps -aq --filter "label=com.docker.compose.project=$PROJECT")
+leftovers+=$("$DOCKER" network ls -q --filter "label=com.docker.compose.project=$PROJECT")
+leftovers+=$("$DOCKER" volume ls -q --filter "label=com.docker.compose.project=$PROJECT")
+[ -z "$leftovers" ] || fail "left after down -v: $leftovers"
 say "no container, network or volume of $PROJECT left"
 
 cat <<EOF
