@@ -1,11 +1,17 @@
-//! Taking batches in: a stage's input subject, consumed in the stage's queue group, and the
-//! stage announced as a NATS service.
+//! Taking batches in: the input side of a stage, as [`sender`](crate::sender) is its output
+//! side. A stage's input subject is consumed in the stage's queue group, and the stage is
+//! announced as a NATS service.
 //!
 //! NATS hands each batch to one replica of the queue group, so scaling a stage is starting
 //! replicas. Each replica also answers the NATS service protocol (`$SRV.PING|INFO|STATS`, for
 //! all services, by name, and by id), so `nats micro ls|info|stats hasher` shows every replica
 //! with its request count and processing time, and `chocominer status` counts them by
 //! `$SRV.PING.<stage>`.
+//!
+//! Every batch taken in is answered exactly once, through its [`Incoming`]: acknowledged,
+//! refused as malformed, turned away (the stage cannot hand it on now), or dropped unanswered
+//! because its sender has already counted it as lost. The intake reads the batch's headers
+//! and counts what it refused or dropped in [`IntakeStats`], which the stage's meter reads.
 //!
 //! Stopping without losing batches on their way to the replica: async-nats's endpoint can only
 //! unsubscribe, and its `drain` (0.51) forgets the subscription before the server has
@@ -16,8 +22,8 @@
 //! most that many new batches after the stop (and finishes them); if traffic has stopped
 //! instead, it ends after a quiet spell, once a round trip to the server has flushed the wire.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_nats::service::{Info, PingResponse, Stats, endpoint};
@@ -26,6 +32,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
+use crate::codec::{BatchHeaders, HEADER_TTL_MS};
+use crate::sender::TURNED_AWAY;
 use crate::shutdown::Shutdown;
 use crate::stats::Counter;
 use crate::subjects::Stage;
@@ -34,8 +42,36 @@ use crate::throttle::Throttle;
 /// Header naming a service error, as the NATS service protocol does.
 pub use async_nats::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 
+/// Batches a stopping replica may still take after the stop: more than can be in transit to
+/// it, few enough to finish quickly (32 demo hashes take about 3 s).
+pub const STOP_FENCE: u64 = 32;
+/// Most of the margin by which a receiver gives up on a batch before its sender does.
+const EXPIRY_MARGIN: Duration = Duration::from_millis(500);
+/// With no batch for this long after the fence, traffic has stopped: the intake ends.
+const QUIET: Duration = Duration::from_millis(250);
+
+/// Where a stage takes its batches from.
+#[derive(Debug, Clone)]
+pub struct IntakeConfig {
+    /// The stage taking the batches: its queue group and service name.
+    pub stage: Stage,
+    /// Subject the batches come on.
+    pub subject: String,
+    /// This instance, in the service's metadata.
+    pub instance: String,
+}
+
+/// Batches taken in and not worked on, counted in batches.
+#[derive(Debug, Default)]
+pub struct IntakeStats {
+    /// Malformed messages refused.
+    pub rejected: Counter,
+    /// Batches dropped because their sender had already counted them as lost.
+    pub expired: Counter,
+}
+
 /// Custom data for the service's `$SRV.STATS` answer (e.g. lost, busy, in flight).
-pub type StatsData = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
+type StatsData = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
 
 /// Request count, errors and processing time of the endpoint, as `$SRV.STATS` reports them.
 #[derive(Default)]
@@ -54,27 +90,18 @@ struct Identity {
     metadata: HashMap<String, String>,
     started: async_nats::datetime::DateTime,
     tally: Mutex<EndpointTally>,
-    stats_data: StatsData,
+    stats_data: OnceLock<StatsData>,
 }
-
-/// Batches a stopping replica may still take after the stop: more than can be in transit to
-/// it, few enough to finish quickly (32 demo hashes take about 3 s).
-pub const STOP_FENCE: u64 = 32;
-/// Most of the margin by which a receiver gives up on a batch before its sender does.
-const EXPIRY_MARGIN: Duration = Duration::from_millis(500);
-/// With no batch for this long after the fence, traffic has stopped: the intake ends.
-const QUIET: Duration = Duration::from_millis(250);
 
 /// Receives the batches; see the module docs.
 pub struct Intake {
-    client: Client,
     batches: Subscriber,
     /// Batches received from the subscription so far (what the server counts too).
     received: u64,
     state: IntakeState,
     /// Batches taken off the subscription while stopping, not yet handed out.
-    held: std::collections::VecDeque<Message>,
-    responder: Arc<Responder>,
+    held: VecDeque<Message>,
+    shared: Arc<Shared>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,30 +111,34 @@ enum IntakeState {
     Done,
 }
 
-/// Answers batches (from any task) and the service protocol.
-pub struct Responder {
+/// What answering a batch needs; shared with every [`Incoming`], which may be answered from
+/// any task.
+struct Shared {
     client: Client,
     identity: Arc<Identity>,
+    stats: Arc<IntakeStats>,
+    /// The task answering the service protocol.
     verbs: JoinHandle<()>,
-    rejected: Arc<Counter>,
+    /// For refused and dropped batches alike.
     reject_log: Throttle,
 }
 
-/// One batch taken in; answer it with [`Responder::ack`] or [`Responder::refuse`].
+/// One batch taken in. Answer it once: [`ack`](Self::ack), [`refuse`](Self::refuse),
+/// [`turn_away`](Self::turn_away) or [`drop_expired`](Self::drop_expired).
 pub struct Incoming {
-    pub message: Message,
+    message: Message,
     received: Instant,
+    shared: Arc<Shared>,
 }
 
 impl Intake {
-    pub async fn start(
-        client: &Client,
-        stage: Stage,
-        subject: &str,
-        instance: &str,
-        rejected: Arc<Counter>,
-        stats_data: StatsData,
-    ) -> anyhow::Result<Intake> {
+    /// Joins the stage's queue group on `subject` and starts answering the service protocol.
+    pub async fn start(client: Client, config: IntakeConfig) -> anyhow::Result<Intake> {
+        let IntakeConfig {
+            stage,
+            subject,
+            instance,
+        } = config;
         let id = client
             .new_inbox()
             .rsplit('.')
@@ -118,15 +149,15 @@ impl Intake {
             stage,
             id: id.clone(),
             endpoint: endpoint::Info {
-                name: subject.rsplit('.').next().unwrap_or(subject).to_owned(),
-                subject: subject.to_owned(),
+                name: subject.rsplit('.').next().unwrap_or(&subject).to_owned(),
+                subject: subject.clone(),
                 queue_group: stage.queue_group().to_owned(),
                 metadata: HashMap::new(),
             },
-            metadata: [("instance".to_owned(), instance.to_owned())].into(),
+            metadata: [("instance".to_owned(), instance)].into(),
             started: async_nats::datetime::now(),
             tally: Mutex::default(),
-            stats_data,
+            stats_data: OnceLock::new(),
         });
         // `$SRV.<verb>`, `$SRV.<verb>.<name>`, `$SRV.<verb>.<name>.<id>` for every verb.
         let mut verb_subs = Vec::new();
@@ -138,31 +169,37 @@ impl Intake {
             verb_subs.push(client.subscribe(pattern).await?);
         }
         let batches = client
-            .queue_subscribe(subject.to_owned(), stage.queue_group().to_owned())
+            .queue_subscribe(subject.clone(), stage.queue_group().to_owned())
             .await?;
         // Make sure the server has the subscriptions before anyone is told we are here.
         client.flush().await?;
         let verbs = tokio::spawn(answer_verbs(client.clone(), identity.clone(), verb_subs));
         tracing::info!(%subject, queue_group = stage.queue_group(), service_id = %id, "taking batches");
-        let responder = Responder {
-            client: client.clone(),
-            identity,
-            verbs,
-            rejected,
-            reject_log: Throttle::default(),
-        };
         Ok(Intake {
-            client: client.clone(),
             batches,
             received: 0,
             state: IntakeState::Running,
-            held: Default::default(),
-            responder: Arc::new(responder),
+            held: VecDeque::new(),
+            shared: Arc::new(Shared {
+                client,
+                identity,
+                stats: Arc::default(),
+                verbs,
+                reject_log: Throttle::default(),
+            }),
         })
     }
 
-    pub fn responder(&self) -> Arc<Responder> {
-        self.responder.clone()
+    /// The batches refused or dropped, for the stage's meter and report.
+    pub fn stats(&self) -> Arc<IntakeStats> {
+        self.shared.stats.clone()
+    }
+
+    /// Sets the stage's own figures in this replica's `$SRV.STATS` answer (none until then).
+    /// Set after the start because they come from the stage's meter, which reads the intake's
+    /// [`stats`](Self::stats); only the first call counts.
+    pub fn set_stats_data(&self, data: impl Fn() -> serde_json::Value + Send + Sync + 'static) {
+        let _ = self.shared.identity.stats_data.set(Box::new(data));
     }
 
     /// The next batch. Once `stop` fires, stops taking new ones and returns those already
@@ -172,13 +209,13 @@ impl Intake {
             tokio::select! {
                 message = self.batches.next() => {
                     self.received += u64::from(message.is_some());
-                    return message.map(Incoming::new);
+                    return message.map(|m| self.incoming(m));
                 }
                 _ = stop.triggered() => self.begin_stop().await,
             }
         }
         if let Some(message) = self.held.pop_front() {
-            return Some(Incoming::new(message));
+            return Some(self.incoming(message));
         }
         if self.state == IntakeState::Done {
             return None;
@@ -186,7 +223,7 @@ impl Intake {
         match tokio::time::timeout(QUIET, self.batches.next()).await {
             Ok(Some(message)) => {
                 self.received += 1;
-                Some(Incoming::new(message))
+                Some(self.incoming(message))
             }
             // The subscription reached its fence and ended.
             Ok(None) => {
@@ -199,6 +236,14 @@ impl Intake {
                 let _ = self.batches.unsubscribe().await;
                 None
             }
+        }
+    }
+
+    fn incoming(&self, message: Message) -> Incoming {
+        Incoming {
+            message,
+            received: Instant::now(),
+            shared: self.shared.clone(),
         }
     }
 
@@ -215,7 +260,7 @@ impl Intake {
             tracing::warn!("could not leave the queue group: {e}");
         }
         // A round trip: every batch the server sent before it saw the fence is now here.
-        if let Err(e) = self.client.flush().await {
+        if let Err(e) = self.shared.client.flush().await {
             tracing::warn!("could not flush NATS while stopping: {e}");
         }
         tracing::info!(
@@ -223,26 +268,66 @@ impl Intake {
             "stopped taking batches; finishing those delivered"
         );
     }
+
+    /// Stops answering the service protocol: this replica is gone from `nats micro ls`.
+    pub fn close(&self) {
+        self.shared.verbs.abort();
+    }
 }
 
-impl Responder {
-    /// Acknowledges a batch: it has been handed on or recorded.
-    pub async fn ack(&self, incoming: Incoming) {
-        self.answer(&incoming, Bytes::new(), HeaderMap::new(), None)
-            .await;
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.verbs.abort();
+    }
+}
+
+impl Incoming {
+    /// The encoded batch.
+    pub fn body(&self) -> &[u8] {
+        &self.message.payload
     }
 
-    /// Refuses a malformed message: counts it (in the counter given at start), logs it
-    /// (rate-limited) and answers the sender with a service error, if it asked for an answer.
-    pub async fn refuse(&self, incoming: Incoming, why: impl std::fmt::Display) {
-        self.rejected.add(1);
-        let message = &incoming.message;
-        if let Some(left_out) = self.reject_log.admit() {
+    /// The id of the rng batch whose numbers these are, from the headers: the origin a hasher
+    /// names, or, for a batch straight from rng, its own id. `None` without the headers (they
+    /// are informative; the body alone is authoritative).
+    pub fn origin(&self) -> Option<String> {
+        let headers = BatchHeaders::from_header_map(self.message.headers.as_ref()?)?;
+        Some(headers.origin.unwrap_or(headers.batch))
+    }
+
+    /// Whether the sender has (about) given up on this batch: it counts a batch as lost once
+    /// its `Chocominer-Ttl-Ms` has passed, so finishing it now would count it twice (lost and
+    /// done). Judged from when the batch arrived here, with a margin for the time on the wire.
+    pub fn expired(&self) -> bool {
+        let ttl = self
+            .message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(HEADER_TTL_MS))
+            .and_then(|v| v.as_str().parse::<u64>().ok())
+            .map(Duration::from_millis);
+        match ttl {
+            Some(ttl) => self.received.elapsed() + (ttl / 10).min(EXPIRY_MARGIN) >= ttl,
+            None => false,
+        }
+    }
+
+    /// Acknowledges the batch: it has been handed on or recorded.
+    pub async fn ack(self) {
+        self.answer(HeaderMap::new(), None).await;
+    }
+
+    /// Refuses a malformed message: counts it as rejected, logs it (rate-limited) and answers
+    /// the sender with a service error, if it asked for an answer.
+    pub async fn refuse(self, why: impl std::fmt::Display) {
+        let shared = &self.shared;
+        shared.stats.rejected.add(1);
+        if let Some(left_out) = shared.reject_log.admit() {
             tracing::warn!(
-                stage = %self.identity.stage,
-                subject = %message.subject,
-                bytes = message.payload.len(),
-                rejected_total = self.rejected.total(),
+                stage = %shared.identity.stage,
+                subject = %self.message.subject,
+                bytes = self.message.payload.len(),
+                rejected_total = shared.stats.rejected.total(),
                 similar_left_out = left_out,
                 "refused a malformed message: {why}"
             );
@@ -254,102 +339,60 @@ impl Responder {
         let mut headers = HeaderMap::new();
         headers.insert(NATS_SERVICE_ERROR, error.status.as_str());
         headers.insert(NATS_SERVICE_ERROR_CODE, "400");
-        self.answer(&incoming, Bytes::new(), headers, Some(error))
-            .await;
+        self.answer(headers, Some(error)).await;
     }
 
-    /// Gives a batch back to its sender unprocessed, because this stage cannot hand it on now
-    /// (its own next stage is gone): a service error with code
-    /// [`TURNED_AWAY`](crate::sender::TURNED_AWAY), on which the sender holds the batch and
-    /// waits, as for "no responders". Not a malformed message: not counted as rejected.
-    pub async fn turn_away(&self, incoming: Incoming, why: impl std::fmt::Display) {
+    /// Gives the batch back to its sender unprocessed, because this stage cannot hand it on
+    /// now (its own next stage is gone): a service error with the code the sender reads as
+    /// "turned away", on which it holds the batch and waits, as for "no responders". Not a
+    /// malformed message: not counted as rejected.
+    pub async fn turn_away(self, why: impl std::fmt::Display) {
         let mut headers = HeaderMap::new();
         headers.insert(NATS_SERVICE_ERROR, why.to_string().as_str());
-        headers.insert(
-            NATS_SERVICE_ERROR_CODE,
-            crate::sender::TURNED_AWAY.to_string().as_str(),
-        );
-        self.answer(&incoming, Bytes::new(), headers, None).await;
+        headers.insert(NATS_SERVICE_ERROR_CODE, TURNED_AWAY.to_string().as_str());
+        self.answer(headers, None).await;
     }
 
-    async fn answer(
-        &self,
-        incoming: &Incoming,
-        body: Bytes,
-        headers: HeaderMap,
-        error: Option<async_nats::service::error::Error>,
-    ) {
-        {
-            let mut tally = self.identity.tally.lock().unwrap();
-            tally.requests += 1;
-            tally.processing_time += incoming.received.elapsed();
-            if let Some(error) = error {
-                tally.errors += 1;
-                tally.last_error = Some(error);
-            }
-        }
-        let Some(reply) = incoming.message.reply.clone() else {
-            return;
-        };
-        let sent = if headers.is_empty() {
-            self.client.publish(reply, body).await
-        } else {
-            self.client.publish_with_headers(reply, headers, body).await
-        };
-        if let Err(e) = sent {
-            tracing::warn!("could not answer a batch: {e}");
-        }
-    }
-
-    /// Drops a batch its sender has already counted as lost (see [`Incoming::expired`]):
-    /// counted in `expired`, logged (rate-limited), not answered.
-    pub fn drop_expired(&self, incoming: Incoming, expired: &Counter) {
-        expired.add(1);
-        if let Some(left_out) = self.reject_log.admit() {
+    /// Drops a batch its sender has already counted as lost (see [`expired`](Self::expired)):
+    /// counted as expired, logged (rate-limited), not answered.
+    pub fn drop_expired(self) {
+        let shared = &self.shared;
+        shared.stats.expired.add(1);
+        if let Some(left_out) = shared.reject_log.admit() {
             tracing::warn!(
-                stage = %self.identity.stage,
-                waited = ?incoming.received.elapsed(),
-                expired_total = expired.total(),
+                stage = %shared.identity.stage,
+                waited = ?self.received.elapsed(),
+                expired_total = shared.stats.expired.total(),
                 similar_left_out = left_out,
                 "dropped a batch its sender has already counted as lost (it waited too long here)"
             );
         }
     }
 
-    /// Stops answering the service protocol: this replica is gone from `nats micro ls`.
-    pub fn close(&self) {
-        self.verbs.abort();
-    }
-}
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        self.verbs.abort();
-    }
-}
-
-impl Incoming {
-    fn new(message: Message) -> Self {
-        Incoming {
-            message,
-            received: Instant::now(),
+    /// Tallies the batch for `$SRV.STATS` and answers it, if its sender asked for an answer.
+    async fn answer(self, headers: HeaderMap, error: Option<async_nats::service::error::Error>) {
+        {
+            let mut tally = self.shared.identity.tally.lock().unwrap();
+            tally.requests += 1;
+            tally.processing_time += self.received.elapsed();
+            if let Some(error) = error {
+                tally.errors += 1;
+                tally.last_error = Some(error);
+            }
         }
-    }
-
-    /// Whether the sender has (about) given up on this batch: it counts a batch as lost once
-    /// its `Chocominer-Ttl-Ms` has passed, so finishing it now would count it twice (lost and
-    /// done). Judged from when the batch arrived here, with a margin for the time on the wire.
-    pub fn expired(&self) -> bool {
-        let ttl = self
-            .message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(crate::codec::HEADER_TTL_MS))
-            .and_then(|v| v.as_str().parse::<u64>().ok())
-            .map(Duration::from_millis);
-        match ttl {
-            Some(ttl) => self.received.elapsed() + (ttl / 10).min(EXPIRY_MARGIN) >= ttl,
-            None => false,
+        let Some(reply) = self.message.reply else {
+            return;
+        };
+        let client = &self.shared.client;
+        let sent = if headers.is_empty() {
+            client.publish(reply, Bytes::new()).await
+        } else {
+            client
+                .publish_with_headers(reply, headers, Bytes::new())
+                .await
+        };
+        if let Err(e) = sent {
+            tracing::warn!("could not answer a batch: {e}");
         }
     }
 }
@@ -391,7 +434,7 @@ async fn answer_verbs(client: Client, me: Arc<Identity>, subs: Vec<Subscriber>) 
                             .checked_div(tally.requests.max(1) as u32)
                             .unwrap_or_default(),
                         last_error: tally.last_error.clone(),
-                        data: Some((me.stats_data)()),
+                        data: me.stats_data.get().map(|data| data()),
                     }
                 };
                 serde_json::to_vec(&Stats {

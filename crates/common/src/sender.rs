@@ -1,22 +1,26 @@
-//! Sending batches downstream as requests, with a bounded window of unacknowledged ones.
+//! Sending batches to the next stage as requests, with a bounded window of unacknowledged ones:
+//! the output side of a stage, as [`intake`](crate::intake) is its input side.
 //!
 //! Each batch is published with a reply subject `<inbox>.<seq>` on the sender's own inbox
 //! subscription (not `Client::request`, whose entries stay in the client's reply map when no
-//! reply comes). A sender keeps at most `max_in_flight` batches unacknowledged, so a slow
-//! stage slows the stages before it and nobody buffers without bound.
+//! reply comes), with its headers ([`BatchHeaders`] and its time to live) written here. A
+//! sender keeps at most `max_in_flight` batches unacknowledged, so a slow stage slows the
+//! stages before it and nobody buffers without bound. What became of the batches is counted
+//! in [`SenderStats`], which the stage's meter reads.
 //!
 //! A batch that nobody could take — NATS answered "no responders", or the receiver turned it
-//! away because its own next stage is gone ([`TURNED_AWAY`]) — was not delivered, so it is
-//! not lost: the sender holds it (in its window) and waits. While it waits it takes no new
-//! batch, says so once, and resends its oldest held batch every [`PROBE_EVERY`]; the first
-//! acknowledgement ends the wait (said once) and every held batch goes out again. Scaling a
-//! stage to zero and back, or starting the stages in any order, therefore loses nothing.
-//! Lost are only the batches that reached a receiver and then came to no good: refused as
-//! malformed, or unacknowledged within `ack_timeout` (the receiver died); they are counted in
-//! numbers and batches, and logged (rate-limited).
+//! away because its own next stage is gone — was not delivered, so it is not lost: the sender
+//! holds it (in its window) and waits. While it waits it takes no new batch, says so once, and
+//! resends its oldest held batch every `PROBE_EVERY`; the first acknowledgement of a batch
+//! sent since the wait began ends the wait (said once) and every held batch goes out again.
+//! Scaling a stage to zero and back, or starting the stages in any order, therefore loses
+//! nothing. Lost, counted in numbers and batches and logged (rate-limited), are the batches
+//! that reached a receiver and came to no good — refused as malformed, or unacknowledged
+//! within `ack_timeout` (the receiver died) — and those that could not be published, or were
+//! still held when the sender closed.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +31,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::codec::{BatchHeaders, HEADER_TTL_MS};
 use crate::intake::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 use crate::shutdown::Shutdown;
 use crate::stats::Counter;
@@ -34,19 +39,25 @@ use crate::subjects::Stage;
 use crate::throttle::Throttle;
 
 /// How often a waiting sender resends its oldest held batch to see whether a consumer is back.
-pub const PROBE_EVERY: Duration = Duration::from_millis(500);
+const PROBE_EVERY: Duration = Duration::from_millis(500);
 
 /// The service error code of a receiver that cannot take a batch now but may later (its own
 /// next stage is gone): the sender holds the batch and waits, as for "no responders".
-pub const TURNED_AWAY: u16 = 503;
+pub(crate) const TURNED_AWAY: u16 = 503;
 
+/// Where a stage sends its batches, and how many may be unacknowledged.
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
     /// Subject the batches go to.
     pub subject: String,
     /// The stage that consumes it (for messages).
     pub target: Stage,
+    /// This instance, named in every batch's headers (batch id and sender).
+    pub instance: String,
+    /// The most batches unacknowledged at once: the window.
     pub max_in_flight: usize,
+    /// How long a batch may wait for its acknowledgement before it counts as lost; sent
+    /// along as its time to live, so a receiver can drop it rather than finish it too late.
     pub ack_timeout: Duration,
 }
 
@@ -92,7 +103,7 @@ pub struct Stopped;
 /// Nobody downstream can take a batch now; the reason is fit for a log line or a reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct NoConsumer(pub String);
+pub struct NoConsumer(String);
 
 /// A batch sent and not yet settled.
 struct Pending {
@@ -264,11 +275,12 @@ impl Shared {
 pub struct Sender {
     window: Arc<Semaphore>,
     shared: Arc<Shared>,
-    next_seq: std::sync::atomic::AtomicU64,
+    next_seq: AtomicU64,
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// Room for one batch in the window, with its sequence number.
+/// Room for one batch in the window, with its sequence number: the batch's `seq` in its body
+/// and its id in the headers.
 pub struct Slot<'a> {
     sender: &'a Sender,
     seq: u64,
@@ -276,6 +288,7 @@ pub struct Slot<'a> {
 }
 
 impl Sender {
+    /// Listens for the replies and starts tending the window (timeouts, held batches).
     pub async fn start(client: Client, config: SenderConfig) -> anyhow::Result<Sender> {
         let inbox = client.new_inbox();
         let replies = client.subscribe(format!("{inbox}.*")).await?;
@@ -301,11 +314,12 @@ impl Sender {
         Ok(Sender {
             window: Arc::new(Semaphore::new(window)),
             shared,
-            next_seq: std::sync::atomic::AtomicU64::new(1),
+            next_seq: AtomicU64::new(1),
             tasks,
         })
     }
 
+    /// What became of the batches sent, for the stage's meter and report.
     pub fn stats(&self) -> Arc<SenderStats> {
         self.shared.stats.clone()
     }
@@ -320,8 +334,8 @@ impl Sender {
         NoConsumer(self.shared.absence.lock().unwrap().why.clone())
     }
 
-    /// Waits until a consumer is there and the window has room, for a new batch. Gives up
-    /// with [`Stopped`] when `stop` fires.
+    /// For a new batch (rng's): waits until a consumer is there and the window has room.
+    /// Gives up with [`Stopped`] when `stop` fires.
     pub async fn reserve(&self, stop: &Shutdown) -> Result<Slot<'_>, Stopped> {
         loop {
             let changed = self.shared.changed.notified();
@@ -340,10 +354,11 @@ impl Sender {
         Ok(self.slot(permit))
     }
 
-    /// For a batch already taken from upstream, which must be handed on or given back: waits
-    /// for room in the window (which comes as acknowledgements arrive or time out, stopping
-    /// or not), unless nobody downstream takes batches now — then [`NoConsumer`] at once, so
-    /// the caller can turn its batch away instead of sitting on it.
+    /// For a batch already taken from upstream (the hasher's), which must be handed on or given
+    /// back: unlike [`reserve`](Self::reserve), does not wait for a consumer — while nobody
+    /// downstream takes batches, [`NoConsumer`] at once, so the caller can turn its batch away
+    /// instead of sitting on it. Otherwise waits for room in the window, which comes as
+    /// acknowledgements arrive or time out, so it needs no stop signal.
     pub async fn reserve_unless_waiting(&self) -> Result<Slot<'_>, NoConsumer> {
         loop {
             let changed = self.shared.changed.notified();
@@ -422,25 +437,33 @@ impl Drop for Sender {
 }
 
 impl Slot<'_> {
+    /// The batch's sequence number, unique for this sender.
     pub fn seq(&self) -> u64 {
         self.seq
     }
 
-    /// Publishes the batch of `count` numbers; its fate is tracked from here on.
-    pub async fn send(self, mut headers: HeaderMap, body: Bytes, count: u64) {
+    /// Publishes `body`, a batch of `count` numbers, with its headers; its fate is tracked
+    /// from here on. `origin`: for a batch made from another (the hasher's digests), the rng
+    /// batch its numbers came from.
+    pub async fn send(self, body: Bytes, count: usize, origin: Option<String>) {
         let Slot {
             sender,
             seq,
             permit,
         } = self;
         let shared = &sender.shared;
-        let ttl_ms = shared.config.ack_timeout.as_millis().to_string();
-        headers.insert(crate::codec::HEADER_TTL_MS, ttl_ms.as_str());
+        let config = &shared.config;
+        let mut headers = BatchHeaders::new(&config.instance, seq, count);
+        headers.origin = origin;
+        let mut headers = headers.to_header_map();
+        let ttl_ms = config.ack_timeout.as_millis().to_string();
+        headers.insert(HEADER_TTL_MS, ttl_ms.as_str());
+        let count = count as u64;
         shared.pending.lock().unwrap().insert(
             seq,
             Pending {
                 count,
-                deadline: Some(Instant::now() + shared.config.ack_timeout),
+                deadline: Some(Instant::now() + config.ack_timeout),
                 sent_at: Instant::now(),
                 headers: headers.clone(),
                 body: body.clone(),

@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use async_nats::HeaderMap;
 use async_nats::service::{Info, PingResponse, Stats};
 use bytes::Bytes;
-use chocominer_common::intake::{Intake, NATS_SERVICE_ERROR, STOP_FENCE};
+use chocominer_common::intake::{Intake, IntakeConfig, NATS_SERVICE_ERROR, STOP_FENCE};
 use chocominer_common::sender::{Sender, SenderConfig};
 use chocominer_common::{Shutdown, Stage};
 use futures::StreamExt;
@@ -16,23 +15,25 @@ const WAIT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(20);
 
 async fn intake(client: &async_nats::Client, subject: &str) -> Intake {
-    let data = Box::new(|| serde_json::json!({ "custom": 7 }));
-    Intake::start(
-        client,
-        Stage::Hasher,
-        subject,
-        "replica-1",
-        Default::default(),
-        data,
+    let intake = Intake::start(
+        client.clone(),
+        IntakeConfig {
+            stage: Stage::Hasher,
+            subject: subject.into(),
+            instance: "replica-1".into(),
+        },
     )
     .await
-    .unwrap()
+    .unwrap();
+    intake.set_stats_data(|| serde_json::json!({ "custom": 7 }));
+    intake
 }
 
 fn sender_config(subject: &str, max_in_flight: usize, ack_timeout: Duration) -> SenderConfig {
     SenderConfig {
         subject: subject.into(),
         target: Stage::Hasher,
+        instance: "sender-1".into(),
         max_in_flight,
         ack_timeout,
     }
@@ -52,17 +53,16 @@ async fn intake_speaks_the_service_protocol() {
     let nats = NatsServer::start().await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut intake = intake(&client, "t.numbers").await;
-    let responder = intake.responder();
     let stop = Shutdown::new();
     let served = tokio::spawn({
         let stop = stop.clone();
         async move {
             let mut n = 0;
             while let Some(incoming) = intake.next(&stop).await {
-                if incoming.message.payload.is_empty() {
-                    responder.refuse(incoming, "empty").await;
+                if incoming.body().is_empty() {
+                    incoming.refuse("empty").await;
                 } else {
-                    responder.ack(incoming).await;
+                    incoming.ack().await;
                 }
                 n += 1;
             }
@@ -124,12 +124,11 @@ async fn stopping_intake_finishes_what_was_delivered() {
     client.flush().await.unwrap();
     let stop = Shutdown::new();
     stop.trigger();
-    let responder = intake.responder();
     let first = tokio::time::timeout(WAIT, intake.next(&stop))
         .await
         .unwrap()
         .unwrap();
-    responder.ack(first).await;
+    first.ack().await;
     // Traffic goes on after the stop: the replica takes at most the fence's worth of it.
     for i in 0..burst * 2 {
         client
@@ -146,7 +145,7 @@ async fn stopping_intake_finishes_what_was_delivered() {
         .await
         .unwrap()
     {
-        responder.ack(incoming).await;
+        incoming.ack().await;
         taken += 1;
     }
     assert!(
@@ -185,11 +184,10 @@ async fn stopping_intake_finishes_what_was_delivered() {
 /// Serves `subject` in queue group `hasher`: acknowledges every batch, until `stop`.
 fn serve(mut intake: Intake, stop: &Shutdown) -> tokio::task::JoinHandle<u64> {
     let stop = stop.clone();
-    let responder = intake.responder();
     tokio::spawn(async move {
         let mut served = 0;
         while let Some(incoming) = intake.next(&stop).await {
-            responder.ack(incoming).await;
+            incoming.ack().await;
             served += 1;
         }
         served
@@ -212,7 +210,7 @@ async fn sender_holds_batches_nobody_took_and_resumes() {
         .reserve(&stop)
         .await
         .unwrap()
-        .send(HeaderMap::new(), Bytes::from_static(b"b"), 10)
+        .send(Bytes::from_static(b"b"), 10, None)
         .await;
     eventually("the batch nobody took is held", WAIT, POLL, || async {
         (stats.held() == 1 && sender.is_waiting()).then_some(())
@@ -224,8 +222,7 @@ async fn sender_holds_batches_nobody_took_and_resumes() {
         let stop = stop.clone();
         async move {
             let slot = sender.reserve(&stop).await.unwrap();
-            slot.send(HeaderMap::new(), Bytes::from_static(b"b"), 5)
-                .await;
+            slot.send(Bytes::from_static(b"b"), 5, None).await;
             sender
         }
     });
@@ -267,7 +264,6 @@ async fn turned_away_batches_are_held_then_sent_again() {
     let nats = NatsServer::start().await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut intake = intake(&client, "t.away").await;
-    let responder = intake.responder();
     let sender = Sender::start(client.clone(), sender_config("t.away", 4, WAIT))
         .await
         .unwrap();
@@ -278,7 +274,7 @@ async fn turned_away_batches_are_held_then_sent_again() {
             .reserve(&stop)
             .await
             .unwrap()
-            .send(HeaderMap::new(), Bytes::from_static(b"b"), 2)
+            .send(Bytes::from_static(b"b"), 2, None)
             .await;
     }
     // Turn away the three batches and the first two probes.
@@ -287,9 +283,7 @@ async fn turned_away_batches_are_held_then_sent_again() {
             .await
             .unwrap()
             .unwrap();
-        responder
-            .turn_away(incoming, "no worker is listening")
-            .await;
+        incoming.turn_away("no worker is listening").await;
     }
     assert!(sender.is_waiting());
     assert_eq!((stats.lost.total(), stats.waits.total()), (0, 1));
@@ -309,7 +303,7 @@ async fn turned_away_batches_are_held_then_sent_again() {
         .reserve(&Shutdown::new())
         .await
         .unwrap()
-        .send(HeaderMap::new(), Bytes::from_static(b"b"), 7)
+        .send(Bytes::from_static(b"b"), 7, None)
         .await;
     eventually("the last batch is held", WAIT, POLL, || async {
         (stats.held() == 1).then_some(())
@@ -340,7 +334,7 @@ async fn sender_window_is_bounded_and_timeouts_are_lost() {
             .reserve(&stop)
             .await
             .unwrap()
-            .send(HeaderMap::new(), Bytes::from_static(b"b"), 3)
+            .send(Bytes::from_static(b"b"), 3, None)
             .await;
     }
     assert_eq!(stats.in_flight(), 2);
@@ -356,8 +350,7 @@ async fn sender_window_is_bounded_and_timeouts_are_lost() {
         started.elapsed()
     );
     assert_eq!((stats.lost.total(), stats.lost_batches.total()), (6, 2));
-    slot.send(HeaderMap::new(), Bytes::from_static(b"b"), 3)
-        .await;
+    slot.send(Bytes::from_static(b"b"), 3, None).await;
     sender.close().await;
     assert_eq!(
         (stats.sent.total(), stats.lost.total(), stats.acked.total()),
@@ -370,7 +363,7 @@ async fn sender_window_is_bounded_and_timeouts_are_lost() {
     full.reserve(&stop)
         .await
         .unwrap()
-        .send(HeaderMap::new(), Bytes::from_static(b"b"), 1)
+        .send(Bytes::from_static(b"b"), 1, None)
         .await;
     let stop_now = Shutdown::new();
     stop_now.trigger();
@@ -482,7 +475,7 @@ async fn a_batch_outliving_its_ttl_is_expired() {
             .reserve(&stop)
             .await
             .unwrap()
-            .send(HeaderMap::new(), Bytes::from_static(b"b"), 1)
+            .send(Bytes::from_static(b"b"), 1, None)
             .await;
     }
     let fresh = intake.next(&stop).await.unwrap();
@@ -491,9 +484,9 @@ async fn a_batch_outliving_its_ttl_is_expired() {
     // The receiver is busy for longer than the sender waits.
     tokio::time::sleep(ack_timeout).await;
     assert!(stale.expired());
-    let expired = chocominer_common::stats::Counter::default();
-    intake.responder().drop_expired(stale, &expired);
-    assert_eq!(expired.total(), 1);
+    let stats = intake.stats();
+    stale.drop_expired();
+    assert_eq!(stats.expired.total(), 1);
     // Without the header (e.g. a hand-made request) nothing expires.
     client
         .publish_with_reply("t.ttl", "nobody", Bytes::from_static(b"x"))

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chocominer_common::codec::{self, BatchHeaders, DigestBatch, NumberBatch, Numbers};
+use chocominer_common::codec::{self, DigestBatch, NumberBatch, Numbers};
 use chocominer_common::config::HealthArgs;
-use chocominer_common::intake::{Incoming, Intake};
+use chocominer_common::intake::{Incoming, Intake, IntakeConfig, IntakeStats};
 use chocominer_common::runtime::StageRuntime;
 use chocominer_common::sender::{NoConsumer, Sender, SenderConfig, SenderStats};
 use chocominer_common::stats::{Counter, Field, Meter};
@@ -67,9 +67,9 @@ struct HasherMeter {
     busy_ns: Counter,
     concurrency: usize,
     sender: Arc<SenderStats>,
-    rejected: Arc<Counter>,
-    /// Batches dropped because rng had already given up on them.
-    expired: Counter,
+    /// Malformed messages refused, and batches dropped because rng had already given up on
+    /// them.
+    intake: Arc<IntakeStats>,
     /// Last second's busy share, as f64 bits, for `$SRV.STATS`.
     last_busy: AtomicU64,
 }
@@ -87,8 +87,8 @@ impl Meter for HasherMeter {
             ("hashes", Field::count(self.hashes.take_delta())),
             ("busy", Field::Float((busy * 1000.0).round() / 1000.0)),
             ("lost", Field::count(self.sender.lost.take_delta())),
-            ("rejected", Field::count(self.rejected.take_delta())),
-            ("expired", Field::count(self.expired.take_delta())),
+            ("rejected", Field::count(self.intake.rejected.take_delta())),
+            ("expired", Field::count(self.intake.expired.take_delta())),
             ("in_flight", Field::count(self.sender.in_flight() as u64)),
             ("window", Field::count(self.sender.window() as u64)),
             ("waiting", Field::count(self.sender.held() as u64)),
@@ -103,8 +103,8 @@ impl HasherMeter {
             "busy": f64::from_bits(self.last_busy.load(Ordering::Relaxed)),
             "in_flight": self.sender.in_flight(),
             "lost": self.sender.lost.total(),
-            "rejected": self.rejected.total(),
-            "expired": self.expired.total(),
+            "rejected": self.intake.rejected.total(),
+            "expired": self.intake.expired.total(),
             "waiting": self.sender.held(),
         })
     }
@@ -139,6 +139,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
             SenderConfig {
                 subject: runtime.subjects.digests.clone(),
                 target: Stage::Worker,
+                instance: runtime.instance.clone(),
                 max_in_flight: config
                     .in_flight
                     .map_or(defaults.hasher_in_flight, |n| n as usize),
@@ -147,86 +148,71 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         )
         .await?,
     );
-    let rejected = Arc::new(Counter::default());
+    let mut intake = Intake::start(
+        runtime.client.clone(),
+        IntakeConfig {
+            stage: Stage::Hasher,
+            subject: runtime.subjects.numbers.clone(),
+            instance: runtime.instance.clone(),
+        },
+    )
+    .await?;
     let meter = Arc::new(HasherMeter {
         hashes: Counter::default(),
         busy_ns: Counter::default(),
         concurrency,
         sender: sender.stats(),
-        rejected: rejected.clone(),
-        expired: Counter::default(),
+        intake: intake.stats(),
         last_busy: AtomicU64::new(0),
     });
-    let stats_meter = meter.clone();
-    let mut intake = Intake::start(
-        &runtime.client,
-        Stage::Hasher,
-        &runtime.subjects.numbers,
-        &runtime.instance,
-        rejected.clone(),
-        Box::new(move || stats_meter.stats_data()),
-    )
-    .await?;
+    intake.set_stats_data({
+        let meter = meter.clone();
+        move || meter.stats_data()
+    });
     runtime.health.set_ready();
     let reporter = runtime.report(meter.clone());
     tracing::info!(?delay, concurrency, "hashing");
 
-    let responder = intake.responder();
     let slots = Arc::new(Semaphore::new(concurrency));
-    let instance: Arc<str> = runtime.instance.as_str().into();
     // Every batch is taken off the subscription at once and waits for a hashing slot in its
     // own task: its time here then counts from its arrival, so a batch rng has given up on is
     // recognised as expired (a batch left in the client's buffer would look fresh).
     let batches = TaskTracker::new();
     while let Some(request) = intake.next(&shutdown).await {
-        let (sender, meter, instance, responder, slots) = (
-            sender.clone(),
-            meter.clone(),
-            instance.clone(),
-            responder.clone(),
-            slots.clone(),
-        );
+        let (sender, meter, slots) = (sender.clone(), meter.clone(), slots.clone());
         batches.spawn(async move {
             let _slot = slots.acquire_owned().await.expect("never closed");
-            let payload = request.message.payload.clone();
-            let batch = match NumberBatch::decode(&payload, max_payload) {
+            let batch = match NumberBatch::decode(request.body(), max_payload) {
                 Ok(batch) => batch,
-                Err(e) => return responder.refuse(request, e).await,
+                Err(e) => return request.refuse(e).await,
             };
             if request.expired() {
-                return responder.drop_expired(request, &meter.expired);
+                return request.drop_expired();
             }
             // Nobody downstream takes digests now: give the batch back unhashed; rng holds
             // it and waits, so nothing is lost while the workers are gone.
             if sender.is_waiting() {
-                return responder.turn_away(request, "no worker is listening").await;
+                return request.turn_away("no worker is listening").await;
             }
-            let origin = request
-                .message
-                .headers
-                .as_ref()
-                .and_then(BatchHeaders::from_header_map)
-                .map(|h| h.batch);
             let (digests, spent) = hash(&batch.numbers, delay).await;
             let count = batch.count() as u64;
             meter.busy_ns.add(spent.as_nanos() as u64);
             let batch = Hashed {
                 numbers: batch.numbers,
                 digests: &digests,
-                origin,
             };
-            match hand_on(&sender, &instance, batch, &request).await {
+            match hand_on(&sender, batch, &request).await {
                 // The batch is with the workers now: acknowledge it to rng.
                 Ok(()) => {
                     meter.hashes.add(count);
-                    responder.ack(request).await;
+                    request.ack().await;
                 }
                 Err(NotHandedOn::Expired) => {
                     meter.hashes.add(count);
-                    responder.drop_expired(request, &meter.expired);
+                    request.drop_expired();
                 }
                 // Given back: it will be hashed again when it comes back, and counted then.
-                Err(NotHandedOn::NoConsumer(why)) => responder.turn_away(request, why).await,
+                Err(NotHandedOn::NoConsumer(why)) => request.turn_away(why).await,
             }
         });
     }
@@ -234,13 +220,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     batches.close();
     batches.wait().await;
     sender.close().await;
-    responder.close();
+    intake.close();
     let stats = sender.stats();
     let report = Report {
         hashed: meter.hashes.total(),
         acked: stats.acked.total(),
         lost: stats.lost.total(),
-        rejected: rejected.total(),
+        rejected: meter.intake.rejected.total(),
         waits: stats.waits.total(),
     };
     runtime.finish(reporter).await;
@@ -274,7 +260,6 @@ async fn hash(numbers: &Numbers<'_>, delay: Duration) -> (Vec<u8>, Duration) {
 struct Hashed<'a> {
     numbers: Numbers<'a>,
     digests: &'a [u8],
-    origin: Option<String>,
 }
 
 /// Why a hashed batch was not handed on.
@@ -288,7 +273,6 @@ enum NotHandedOn {
 /// Sends numbers and digests to the workers, once the window has room.
 async fn hand_on(
     sender: &Sender,
-    instance: &str,
     batch: Hashed<'_>,
     request: &Incoming,
 ) -> Result<(), NotHandedOn> {
@@ -306,8 +290,6 @@ async fn hand_on(
         digests: batch.digests,
     }
     .encode();
-    let mut headers = BatchHeaders::new(instance, slot.seq(), count);
-    headers.origin = batch.origin;
-    slot.send(headers.to_header_map(), body, count as u64).await;
+    slot.send(body, count, request.origin()).await;
     Ok(())
 }

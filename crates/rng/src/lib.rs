@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chocominer_common::codec::{self, BatchHeaders, NumberBatch, Numbers};
+use chocominer_common::codec::{self, NumberBatch, Numbers};
 use chocominer_common::config::HealthArgs;
 use chocominer_common::profile::NumberEncoding;
 use chocominer_common::rate::RateLimiter;
@@ -109,6 +109,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         SenderConfig {
             subject: runtime.subjects.numbers.clone(),
             target: Stage::Hasher,
+            instance: runtime.instance.clone(),
             max_in_flight: config
                 .in_flight
                 .map_or(defaults.rng_in_flight, |n| n as usize),
@@ -170,8 +171,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
             numbers,
         }
         .encode();
-        let headers = BatchHeaders::new(&runtime.instance, slot.seq(), batch).to_header_map();
-        slot.send(headers, body, batch as u64).await;
+        slot.send(body, batch, None).await;
     }
 
     sender.close().await;

@@ -11,9 +11,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chocominer_common::codec::{BatchHeaders, DigestBatch};
+use chocominer_common::codec::DigestBatch;
 use chocominer_common::config::HealthArgs;
-use chocominer_common::intake::Intake;
+use chocominer_common::intake::{Intake, IntakeConfig, IntakeStats};
 use chocominer_common::nugget::{self, Nugget};
 use chocominer_common::runtime::StageRuntime;
 use chocominer_common::stats::{Counter, Field, Meter, Point, StatsSink};
@@ -49,22 +49,31 @@ pub struct Report {
 struct WorkerMeter {
     hashes: Counter,
     nuggets: Counter,
-    rejected: Arc<Counter>,
-    /// Batches dropped because their hasher had already given up on them.
-    expired: Counter,
+    /// Malformed messages refused, and batches dropped because their hasher had already
+    /// given up on them.
+    intake: Arc<IntakeStats>,
     /// Leading zero bits that make a nugget here: a gauge, written every second.
     difficulty: u32,
 }
 
 impl WorkerMeter {
-    fn new(difficulty: u32) -> WorkerMeter {
+    fn new(difficulty: u32, intake: Arc<IntakeStats>) -> WorkerMeter {
         WorkerMeter {
             hashes: Counter::default(),
             nuggets: Counter::default(),
-            rejected: Arc::default(),
-            expired: Counter::default(),
+            intake,
             difficulty,
         }
+    }
+
+    fn stats_data(&self) -> serde_json::Value {
+        serde_json::json!({
+            "hashes": self.hashes.total(),
+            "nuggets": self.nuggets.total(),
+            "rejected": self.intake.rejected.total(),
+            "expired": self.intake.expired.total(),
+            "difficulty": self.difficulty,
+        })
     }
 }
 
@@ -77,8 +86,8 @@ impl Meter for WorkerMeter {
         vec![
             ("hashes", Field::count(self.hashes.take_delta())),
             ("nuggets", Field::count(self.nuggets.take_delta())),
-            ("rejected", Field::count(self.rejected.take_delta())),
-            ("expired", Field::count(self.expired.take_delta())),
+            ("rejected", Field::count(self.intake.rejected.take_delta())),
+            ("expired", Field::count(self.intake.expired.take_delta())),
             ("difficulty", Field::Int(i64::from(self.difficulty))),
         ]
     }
@@ -92,49 +101,38 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         return Ok(Report::default());
     };
     let max_payload = runtime.max_payload();
-    let meter = Arc::new(WorkerMeter::new(difficulty));
-    let stats_meter = meter.clone();
     let mut intake = Intake::start(
-        &runtime.client,
-        Stage::Worker,
-        &runtime.subjects.digests,
-        &runtime.instance,
-        meter.rejected.clone(),
-        Box::new(move || {
-            serde_json::json!({
-                "hashes": stats_meter.hashes.total(),
-                "nuggets": stats_meter.nuggets.total(),
-                "rejected": stats_meter.rejected.total(),
-                "expired": stats_meter.expired.total(),
-                "difficulty": difficulty,
-            })
-        }),
+        runtime.client.clone(),
+        IntakeConfig {
+            stage: Stage::Worker,
+            subject: runtime.subjects.digests.clone(),
+            instance: runtime.instance.clone(),
+        },
     )
     .await?;
+    let meter = Arc::new(WorkerMeter::new(difficulty, intake.stats()));
+    intake.set_stats_data({
+        let meter = meter.clone();
+        move || meter.stats_data()
+    });
     runtime.health.set_ready();
     let reporter = runtime.report(meter.clone());
     let sink = runtime.sink();
-    let responder = intake.responder();
     tracing::info!(difficulty, nuggets = %runtime.subjects.nuggets, "judging digests");
 
     while let Some(request) = intake.next(&shutdown).await {
-        let batch = match DigestBatch::decode(&request.message.payload, max_payload) {
+        let batch = match DigestBatch::decode(request.body(), max_payload) {
             Ok(batch) => batch,
             Err(e) => {
-                responder.refuse(request, e).await;
+                request.refuse(e).await;
                 continue;
             }
         };
         if request.expired() {
-            responder.drop_expired(request, &meter.expired);
+            request.drop_expired();
             continue;
         }
-        let origin = request
-            .message
-            .headers
-            .as_ref()
-            .and_then(BatchHeaders::from_header_map)
-            .map(|h| h.origin.unwrap_or(h.batch));
+        let origin = request.origin();
         for (index, digest) in batch.digests().enumerate() {
             if nugget::is_nugget(digest, difficulty) {
                 let number = batch.numbers.number(index);
@@ -145,14 +143,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         }
         meter.hashes.add(batch.count() as u64);
         // Judged and recorded: acknowledge to the hasher.
-        responder.ack(request).await;
+        request.ack().await;
     }
 
-    responder.close();
+    intake.close();
     let report = Report {
         judged: meter.hashes.total(),
         nuggets: meter.nuggets.total(),
-        rejected: meter.rejected.total(),
+        rejected: meter.intake.rejected.total(),
     };
     runtime.finish(reporter).await;
     Ok(report)
@@ -208,7 +206,7 @@ mod tests {
 
     #[test]
     fn the_point_carries_counts_since_the_last_one_and_the_difficulty() {
-        let meter = WorkerMeter::new(23);
+        let meter = WorkerMeter::new(23, Arc::default());
         meter.hashes.add(1000);
         meter.nuggets.add(2);
         let period = Duration::from_secs(1);
