@@ -8,6 +8,9 @@
 //! waits, so stopping every worker loses nothing.
 //! `HASHER_DELAY_MS` simulates a costly hash (the demo's bottleneck); with no delay the
 //! hashing runs on a blocking thread per batch, on every core.
+//!
+//! One batch's path: [`run`] takes it from the intake and gives it a task of its own, where
+//! `Hashing::take` decodes it, hashes it, hands it on through the sender and answers rng.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,6 +53,7 @@ impl AsRef<HealthArgs> for Config {
 /// Totals of a run, in numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Report {
+    /// Numbers hashed and handed on.
     pub hashed: u64,
     /// Numbers handed on and acknowledged by a worker.
     pub acked: u64,
@@ -97,6 +101,17 @@ impl Meter for HasherMeter {
 }
 
 impl HasherMeter {
+    fn new(concurrency: usize, sender: Arc<SenderStats>, intake: Arc<IntakeStats>) -> Self {
+        HasherMeter {
+            hashes: Counter::default(),
+            busy_ns: Counter::default(),
+            concurrency,
+            sender,
+            intake,
+            last_busy: AtomicU64::new(0),
+        }
+    }
+
     fn stats_data(&self) -> serde_json::Value {
         serde_json::json!({
             "hashes": self.hashes.total(),
@@ -111,7 +126,7 @@ impl HasherMeter {
 }
 
 /// SHA-256 of each number, concatenated.
-pub fn digest_all(numbers: &Numbers) -> Vec<u8> {
+fn digest_all(numbers: &Numbers) -> Vec<u8> {
     let mut digests = Vec::with_capacity(numbers.count() * codec::DIGEST_LEN);
     numbers.for_each_run(|run| {
         for number in run.chunks_exact(codec::NUMBER_LEN) {
@@ -132,22 +147,19 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     let concurrency = config
         .concurrency
         .map_or(defaults.hasher_concurrency, |n| n as usize);
-    let max_payload = runtime.max_payload();
-    let sender = Arc::new(
-        Sender::start(
-            runtime.client.clone(),
-            SenderConfig {
-                subject: runtime.subjects.digests.clone(),
-                target: Stage::Worker,
-                instance: runtime.instance.clone(),
-                max_in_flight: config
-                    .in_flight
-                    .map_or(defaults.hasher_in_flight, |n| n as usize),
-                ack_timeout: config.common.ack_timeout(),
-            },
-        )
-        .await?,
-    );
+    let sender = Sender::start(
+        runtime.client.clone(),
+        SenderConfig {
+            subject: runtime.subjects.digests.clone(),
+            target: Stage::Worker,
+            instance: runtime.instance.clone(),
+            max_in_flight: config
+                .in_flight
+                .map_or(defaults.hasher_in_flight, |n| n as usize),
+            ack_timeout: config.common.ack_timeout(),
+        },
+    )
+    .await?;
     let mut intake = Intake::start(
         runtime.client.clone(),
         IntakeConfig {
@@ -157,14 +169,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         },
     )
     .await?;
-    let meter = Arc::new(HasherMeter {
-        hashes: Counter::default(),
-        busy_ns: Counter::default(),
+    let meter = Arc::new(HasherMeter::new(
         concurrency,
-        sender: sender.stats(),
-        intake: intake.stats(),
-        last_busy: AtomicU64::new(0),
-    });
+        sender.stats(),
+        intake.stats(),
+    ));
     intake.set_stats_data({
         let meter = meter.clone();
         move || meter.stats_data()
@@ -173,93 +182,41 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     let reporter = runtime.report(meter.clone());
     tracing::info!(?delay, concurrency, "hashing");
 
-    let slots = Arc::new(Semaphore::new(concurrency));
+    let hashing = Arc::new(Hashing {
+        sender,
+        meter,
+        delay,
+        max_payload: runtime.max_payload(),
+        slots: Semaphore::new(concurrency),
+    });
     // Every batch is taken off the subscription at once and waits for a hashing slot in its
     // own task: its time here then counts from its arrival, so a batch rng has given up on is
     // recognised as expired (a batch left in the client's buffer would look fresh).
     let batches = TaskTracker::new();
-    while let Some(request) = intake.next(&shutdown).await {
-        let (sender, meter, slots) = (sender.clone(), meter.clone(), slots.clone());
-        batches.spawn(async move {
-            let _slot = slots.acquire_owned().await.expect("never closed");
-            let batch = match NumberBatch::decode(request.body(), max_payload) {
-                Ok(batch) => batch,
-                Err(e) => return request.refuse(e).await,
-            };
-            if request.expired() {
-                return request.drop_expired();
-            }
-            // Nobody downstream takes digests now: give the batch back unhashed; rng holds
-            // it and waits, so nothing is lost while the workers are gone.
-            if sender.is_waiting() {
-                return request.turn_away("no worker is listening").await;
-            }
-            let (digests, spent) = hash(&batch.numbers, delay).await;
-            let count = batch.count() as u64;
-            meter.busy_ns.add(spent.as_nanos() as u64);
-            let batch = Hashed {
-                numbers: batch.numbers,
-                digests: &digests,
-            };
-            match hand_on(&sender, batch, &request).await {
-                // The batch is with the workers now: acknowledge it to rng.
-                Ok(()) => {
-                    meter.hashes.add(count);
-                    request.ack().await;
-                }
-                Err(NotHandedOn::Expired) => {
-                    meter.hashes.add(count);
-                    request.drop_expired();
-                }
-                // Given back: it will be hashed again when it comes back, and counted then.
-                Err(NotHandedOn::NoConsumer(why)) => request.turn_away(why).await,
-            }
-        });
+    while let Some(incoming) = intake.next(&shutdown).await {
+        let hashing = hashing.clone();
+        batches.spawn(async move { hashing.take(incoming).await });
     }
     // Wait for the batches taken, then for the workers' acknowledgements.
     batches.close();
     batches.wait().await;
-    sender.close().await;
+    hashing.sender.close().await;
     intake.close();
-    let stats = sender.stats();
-    let report = Report {
-        hashed: meter.hashes.total(),
-        acked: stats.acked.total(),
-        lost: stats.lost.total(),
-        rejected: meter.intake.rejected.total(),
-        waits: stats.waits.total(),
-    };
+    let report = hashing.report();
     runtime.finish(reporter).await;
     Ok(report)
 }
 
-/// Hashes a batch; returns the digests and the time spent.
-async fn hash(numbers: &Numbers<'_>, delay: Duration) -> (Vec<u8>, Duration) {
-    let started = Instant::now();
-    let digests = if delay.is_zero() {
-        // A large batch takes a fraction of a millisecond: tell the scheduler, so other tasks
-        // move to another thread meanwhile (possible on the multi-threaded runtime only).
-        use tokio::runtime::{Handle, RuntimeFlavor};
-        match Handle::current().runtime_flavor() {
-            RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| digest_all(numbers)),
-            _ => digest_all(numbers),
-        }
-    } else {
-        // The demo's costly hash: one at a time, `delay` each.
-        let mut digests = Vec::with_capacity(numbers.count() * codec::DIGEST_LEN);
-        for number in numbers.to_vec().chunks_exact(codec::NUMBER_LEN) {
-            tokio::time::sleep(delay).await;
-            digests.extend_from_slice(&Sha256::digest(number));
-        }
-        digests
-    };
-    (digests, started.elapsed())
-}
-
-/// A hashed batch, to be handed on to the workers.
-struct Hashed<'a> {
-    numbers: Numbers<'a>,
-    digests: &'a [u8],
+/// What hashing a batch needs, shared by the batches' tasks.
+struct Hashing {
+    /// To the workers.
+    sender: Sender,
+    meter: Arc<HasherMeter>,
+    /// Simulated cost of one hash.
+    delay: Duration,
+    max_payload: usize,
+    /// One per batch hashed at once.
+    slots: Semaphore,
 }
 
 /// Why a hashed batch was not handed on.
@@ -270,26 +227,101 @@ enum NotHandedOn {
     NoConsumer(NoConsumer),
 }
 
-/// Sends numbers and digests to the workers, once the window has room.
-async fn hand_on(
-    sender: &Sender,
-    batch: Hashed<'_>,
-    request: &Incoming,
-) -> Result<(), NotHandedOn> {
-    let count = batch.numbers.count();
-    let slot = sender
-        .reserve_unless_waiting()
-        .await
-        .map_err(NotHandedOn::NoConsumer)?;
-    if request.expired() {
-        return Err(NotHandedOn::Expired);
+impl Hashing {
+    /// One batch, from its arrival to its answer to rng: wait for a slot, decode, hash, hand
+    /// on to the workers, acknowledge.
+    async fn take(&self, incoming: Incoming) {
+        let _slot = self.slots.acquire().await.expect("never closed");
+        let numbers = match NumberBatch::decode(incoming.body(), self.max_payload) {
+            Ok(batch) => batch.numbers,
+            Err(e) => return incoming.refuse(e).await,
+        };
+        if incoming.expired() {
+            return incoming.drop_expired();
+        }
+        // Nobody downstream takes digests now: give the batch back unhashed; rng holds it and
+        // waits, so nothing is lost while the workers are gone.
+        if self.sender.is_waiting() {
+            return incoming.turn_away("no worker is listening").await;
+        }
+        let digests = self.hash(&numbers).await;
+        let count = numbers.count() as u64;
+        match self.hand_on(numbers, &digests, &incoming).await {
+            // The batch is with the workers now (its fate theirs and the sender's to count):
+            // acknowledge it to rng.
+            Ok(()) => {
+                self.meter.hashes.add(count);
+                incoming.ack().await;
+            }
+            Err(NotHandedOn::Expired) => {
+                self.meter.hashes.add(count);
+                incoming.drop_expired();
+            }
+            // Given back: it will be hashed again when it comes back, and counted then.
+            Err(NotHandedOn::NoConsumer(why)) => incoming.turn_away(why).await,
+        }
     }
-    let body = DigestBatch {
-        seq: slot.seq(),
-        numbers: batch.numbers,
-        digests: batch.digests,
+
+    /// Hashes a batch and counts the time spent.
+    async fn hash(&self, numbers: &Numbers<'_>) -> Vec<u8> {
+        let started = Instant::now();
+        let digests = if self.delay.is_zero() {
+            // A large batch takes a fraction of a millisecond: tell the scheduler, so other
+            // tasks move to another thread meanwhile (possible on the multi-threaded runtime
+            // only).
+            use tokio::runtime::{Handle, RuntimeFlavor};
+            match Handle::current().runtime_flavor() {
+                RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| digest_all(numbers)),
+                _ => digest_all(numbers),
+            }
+        } else {
+            // The demo's costly hash: one at a time, `delay` each.
+            let mut digests = Vec::with_capacity(numbers.count() * codec::DIGEST_LEN);
+            for number in numbers.to_vec().chunks_exact(codec::NUMBER_LEN) {
+                tokio::time::sleep(self.delay).await;
+                digests.extend_from_slice(&Sha256::digest(number));
+            }
+            digests
+        };
+        self.meter.busy_ns.add(started.elapsed().as_nanos() as u64);
+        digests
     }
-    .encode();
-    slot.send(body, count, request.origin()).await;
-    Ok(())
+
+    /// Sends numbers and digests to the workers, once the window has room.
+    async fn hand_on(
+        &self,
+        numbers: Numbers<'_>,
+        digests: &[u8],
+        incoming: &Incoming,
+    ) -> Result<(), NotHandedOn> {
+        let slot = self
+            .sender
+            .reserve_unless_waiting()
+            .await
+            .map_err(NotHandedOn::NoConsumer)?;
+        if incoming.expired() {
+            return Err(NotHandedOn::Expired);
+        }
+        let count = numbers.count();
+        let body = DigestBatch {
+            seq: slot.seq(),
+            numbers,
+            digests,
+        }
+        .encode();
+        slot.send(body, count, incoming.origin()).await;
+        Ok(())
+    }
+
+    /// The totals, once every batch is settled.
+    fn report(&self) -> Report {
+        let sent = self.sender.stats();
+        Report {
+            hashed: self.meter.hashes.total(),
+            acked: sent.acked.total(),
+            lost: sent.lost.total(),
+            rejected: self.meter.intake.rejected.total(),
+            waits: sent.waits.total(),
+        }
+    }
 }
