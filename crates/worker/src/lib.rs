@@ -7,13 +7,17 @@
 //! figures the dashboards graph — and the difficulty in force, so that a dashboard can tell
 //! nuggets found at different difficulties apart. A batch is acknowledged once judged and
 //! recorded.
+//!
+//! One batch's path: [`run`] takes it from the intake and `Judging::take` decodes it, judges
+//! every digest, records and publishes the nuggets, and acknowledges it to the hasher.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::Client;
 use chocominer_common::codec::DigestBatch;
 use chocominer_common::config::HealthArgs;
-use chocominer_common::intake::{Intake, IntakeConfig, IntakeStats};
+use chocominer_common::intake::{Incoming, Intake, IntakeConfig, IntakeStats};
 use chocominer_common::nugget::{self, Nugget};
 use chocominer_common::runtime::StageRuntime;
 use chocominer_common::stats::{Counter, Field, Meter, Point, StatsSink};
@@ -100,7 +104,6 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     let Some(runtime) = StageRuntime::start(Stage::Worker, &config.common, &shutdown).await? else {
         return Ok(Report::default());
     };
-    let max_payload = runtime.max_payload();
     let mut intake = Intake::start(
         runtime.client.clone(),
         IntakeConfig {
@@ -117,43 +120,73 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     });
     runtime.health.set_ready();
     let reporter = runtime.report(meter.clone());
-    let sink = runtime.sink();
     tracing::info!(difficulty, nuggets = %runtime.subjects.nuggets, "judging digests");
 
-    while let Some(request) = intake.next(&shutdown).await {
-        let batch = match DigestBatch::decode(request.body(), max_payload) {
-            Ok(batch) => batch,
-            Err(e) => {
-                request.refuse(e).await;
-                continue;
-            }
-        };
-        if request.expired() {
-            request.drop_expired();
-            continue;
-        }
-        let origin = request.origin();
-        for (index, digest) in batch.digests().enumerate() {
-            if nugget::is_nugget(digest, difficulty) {
-                let number = batch.numbers.number(index);
-                let found = record_nugget(&sink, &number, digest, difficulty, origin.clone());
-                publish_nugget(&runtime, &found).await;
-                meter.nuggets.add(1);
-            }
-        }
-        meter.hashes.add(batch.count() as u64);
-        // Judged and recorded: acknowledge to the hasher.
-        request.ack().await;
+    let judging = Judging {
+        meter,
+        max_payload: runtime.max_payload(),
+        sink: runtime.sink(),
+        client: runtime.client.clone(),
+        nuggets: runtime.subjects.nuggets.clone(),
+    };
+    while let Some(incoming) = intake.next(&shutdown).await {
+        judging.take(incoming).await;
     }
-
     intake.close();
     let report = Report {
-        judged: meter.hashes.total(),
-        nuggets: meter.nuggets.total(),
-        rejected: meter.intake.rejected.total(),
+        judged: judging.meter.hashes.total(),
+        nuggets: judging.meter.nuggets.total(),
+        rejected: judging.meter.intake.rejected.total(),
     };
     runtime.finish(reporter).await;
     Ok(report)
+}
+
+/// What judging a batch needs.
+struct Judging {
+    meter: Arc<WorkerMeter>,
+    max_payload: usize,
+    /// Where nuggets are stored.
+    sink: StatsSink,
+    client: Client,
+    /// Subject of the live feed of nuggets.
+    nuggets: String,
+}
+
+impl Judging {
+    /// One batch, from its arrival to its answer to the hasher: decode, judge every digest,
+    /// record the nuggets, acknowledge.
+    async fn take(&self, incoming: Incoming) {
+        let batch = match DigestBatch::decode(incoming.body(), self.max_payload) {
+            Ok(batch) => batch,
+            Err(e) => return incoming.refuse(e).await,
+        };
+        if incoming.expired() {
+            return incoming.drop_expired();
+        }
+        let origin = incoming.origin();
+        let difficulty = self.meter.difficulty;
+        for (index, digest) in batch.digests().enumerate() {
+            if nugget::is_nugget(digest, difficulty) {
+                let number = batch.numbers.number(index);
+                let found = record_nugget(&self.sink, &number, digest, difficulty, origin.clone());
+                self.publish(&found).await;
+                self.meter.nuggets.add(1);
+            }
+        }
+        self.meter.hashes.add(batch.count() as u64);
+        // Judged and recorded: acknowledge to the hasher.
+        incoming.ack().await;
+    }
+
+    /// Publishes a nugget on the live feed.
+    async fn publish(&self, found: &Nugget) {
+        let json = serde_json::to_vec(found).expect("a nugget always serializes");
+        if let Err(e) = self.client.publish(self.nuggets.clone(), json.into()).await {
+            // The nugget is in InfluxDB regardless; only the live feed missed it.
+            tracing::warn!("could not publish a nugget on {}: {e}", self.nuggets);
+        }
+    }
 }
 
 fn record_nugget(
@@ -183,21 +216,6 @@ fn record_nugget(
     });
     tracing::debug!(digest = %found.digest, "nugget");
     found
-}
-
-async fn publish_nugget(runtime: &StageRuntime, found: &Nugget) {
-    let json = serde_json::to_vec(found).expect("a nugget always serializes");
-    if let Err(e) = runtime
-        .client
-        .publish(runtime.subjects.nuggets.clone(), json.into())
-        .await
-    {
-        // The nugget is in InfluxDB regardless; only the live feed missed it.
-        tracing::warn!(
-            "could not publish a nugget on {}: {e}",
-            runtime.subjects.nuggets
-        );
-    }
 }
 
 #[cfg(test)]
