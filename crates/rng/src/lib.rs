@@ -4,6 +4,9 @@
 //! publishes batches on `<prefix>.numbers` as requests and keeps at most `RNG_IN_FLIGHT` of them
 //! unacknowledged, so when the hashers fall behind it slows down instead of piling up work. When
 //! no hasher takes its batches (none running, or their workers gone) it holds them and waits.
+//!
+//! One batch's path: [`run`] waits for the pace and for room in the sender's window, has
+//! `NumberMaker::make` make the numbers, encodes them and sends them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -118,15 +121,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     )
     .await?;
     runtime.health.set_ready();
-    let stats = sender.stats();
     let reporter = runtime.report(Arc::new(RngMeter {
-        sender: stats.clone(),
+        sender: sender.stats(),
         rate_limit: rate.max(0.0),
     }));
-    let mut numbers_rng = match config.seed {
-        Some(seed) => ChaCha8Rng::seed_from_u64(seed),
-        None => ChaCha8Rng::from_rng(&mut rand::rng()),
-    };
+    let mut maker = NumberMaker::new(config.seed, encoding, batch);
     tracing::info!(
         rate = if rate > 0.0 { format!("{rate}/s") } else { "unlimited".into() },
         batch,
@@ -136,14 +135,6 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     );
 
     let mut limiter = RateLimiter::new(rate);
-    let mut raw = vec![
-        0u8;
-        if encoding == NumberEncoding::Raw {
-            batch * codec::NUMBER_LEN
-        } else {
-            0
-        }
-    ];
     loop {
         tokio::select! {
             _ = limiter.acquire(batch) => {}
@@ -152,36 +143,71 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         let Ok(slot) = sender.reserve(&shutdown).await else {
             break;
         };
-        let numbers = match encoding {
-            NumberEncoding::Raw => {
-                numbers_rng.fill_bytes(&mut raw);
-                Numbers::Raw(&raw)
-            }
-            NumberEncoding::Seeded => {
-                let mut seed = [0u8; 32];
-                numbers_rng.fill_bytes(&mut seed);
-                Numbers::Seeded {
-                    seed,
-                    count: batch as u32,
-                }
-            }
-        };
         let body = NumberBatch {
             seq: slot.seq(),
-            numbers,
+            numbers: maker.make(),
         }
         .encode();
         slot.send(body, batch, None).await;
     }
 
     sender.close().await;
+    let sent = sender.stats();
     let report = Report {
-        generated: stats.sent.total(),
-        acked: stats.acked.total(),
-        lost: stats.lost.total(),
-        lost_batches: stats.lost_batches.total(),
-        waits: stats.waits.total(),
+        generated: sent.sent.total(),
+        acked: sent.acked.total(),
+        lost: sent.lost.total(),
+        lost_batches: sent.lost_batches.total(),
+        waits: sent.waits.total(),
     };
     runtime.finish(reporter).await;
     Ok(report)
+}
+
+/// Makes the numbers of one batch after another, from one stream of random bytes.
+struct NumberMaker {
+    rng: ChaCha8Rng,
+    encoding: NumberEncoding,
+    /// Numbers per batch.
+    batch: usize,
+    /// The last raw batch (reused; empty when seeded).
+    raw: Vec<u8>,
+}
+
+impl NumberMaker {
+    /// Seeded with `seed` for a reproducible stream, else at random.
+    fn new(seed: Option<u64>, encoding: NumberEncoding, batch: usize) -> Self {
+        let rng = match seed {
+            Some(seed) => ChaCha8Rng::seed_from_u64(seed),
+            None => ChaCha8Rng::from_rng(&mut rand::rng()),
+        };
+        let raw_len = match encoding {
+            NumberEncoding::Raw => batch * codec::NUMBER_LEN,
+            NumberEncoding::Seeded => 0,
+        };
+        NumberMaker {
+            rng,
+            encoding,
+            batch,
+            raw: vec![0; raw_len],
+        }
+    }
+
+    /// The next batch: the numbers themselves, or a seed whose keystream they are.
+    fn make(&mut self) -> Numbers<'_> {
+        match self.encoding {
+            NumberEncoding::Raw => {
+                self.rng.fill_bytes(&mut self.raw);
+                Numbers::Raw(&self.raw)
+            }
+            NumberEncoding::Seeded => {
+                let mut seed = [0u8; 32];
+                self.rng.fill_bytes(&mut seed);
+                Numbers::Seeded {
+                    seed,
+                    count: self.batch as u32,
+                }
+            }
+        }
+    }
 }
