@@ -6,8 +6,8 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use chocominer_common::Shutdown;
-use chocominer_common::nugget::{Nugget, leading_zero_bits};
+use chocominer_pipeline::Shutdown;
+use chocominer_pipeline::nugget::{Nugget, leading_zero_bits};
 use common::{DigestFlow, NUGGETS, POLL, SOON, Stack, check_nugget_point};
 use futures::StreamExt;
 use testkit::eventually;

@@ -13,19 +13,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chocominer_common::codec::{self, BatchHeaders, DigestBatch, NumberBatch, Numbers};
-use chocominer_common::config::HealthArgs;
-use chocominer_common::intake::{Incoming, Intake};
-use chocominer_common::runtime::StageRuntime;
-use chocominer_common::sender::{NoConsumer, Sender, SenderConfig, SenderStats};
-use chocominer_common::stats::{Counter, Field, Meter};
-use chocominer_common::{CommonArgs, Shutdown, Stage};
+use chocominer_pipeline::codec::{self, BatchHeaders, DigestBatch, NumberBatch, Numbers};
+use chocominer_pipeline::config::HealthArgs;
+use chocominer_pipeline::intake::{Incoming, Intake};
+use chocominer_pipeline::runtime::StageRuntime;
+use chocominer_pipeline::sender::{NoConsumer, Sender, SenderConfig, SenderStats};
+use chocominer_pipeline::stats::{Counter, Field, Meter};
+use chocominer_pipeline::{CommonArgs, Shutdown, Stage};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "hasher", version, about = "ChocoMiner hasher: SHA-256 of every number, handed on to the workers", after_help = chocominer_common::config::ENV_HELP)]
+#[command(name = "hasher", version, about = "ChocoMiner hasher: SHA-256 of every number, handed on to the workers", after_help = chocominer_pipeline::config::ENV_HELP)]
 pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,

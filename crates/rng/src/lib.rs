@@ -8,19 +8,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chocominer_common::codec::{self, BatchHeaders, NumberBatch, Numbers};
-use chocominer_common::config::HealthArgs;
-use chocominer_common::profile::NumberEncoding;
-use chocominer_common::rate::RateLimiter;
-use chocominer_common::runtime::StageRuntime;
-use chocominer_common::sender::{Sender, SenderConfig, SenderStats};
-use chocominer_common::stats::{Field, Meter};
-use chocominer_common::{CommonArgs, Shutdown, Stage};
+use chocominer_pipeline::codec::{self, BatchHeaders, NumberBatch, Numbers};
+use chocominer_pipeline::config::HealthArgs;
+use chocominer_pipeline::profile::NumberEncoding;
+use chocominer_pipeline::rate::RateLimiter;
+use chocominer_pipeline::runtime::StageRuntime;
+use chocominer_pipeline::sender::{Sender, SenderConfig, SenderStats};
+use chocominer_pipeline::stats::{Field, Meter};
+use chocominer_pipeline::{CommonArgs, Shutdown, Stage};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "rng", version, about = "ChocoMiner rng: makes random 32-byte numbers for the hashers", after_help = chocominer_common::config::ENV_HELP)]
+#[command(name = "rng", version, about = "ChocoMiner rng: makes random 32-byte numbers for the hashers", after_help = chocominer_pipeline::config::ENV_HELP)]
 pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,

@@ -1,7 +1,7 @@
 //! What the page shows, computed from InfluxDB in two requests of a few InfluxQL statements.
 //!
 //! The stages' figures (rate over the last complete seconds, instances alive, busy, window
-//! fill, rate limit) and the bottleneck are `chocominer_common::pipeline_status`'s, the same
+//! fill, rate limit) and the bottleneck are `chocominer_status`'s, the same
 //! definition and rule as `chocominer status`: the page and the command agree. Only what the
 //! page alone shows is read here:
 //! - the charts ([`SERIES_SECS`] seconds, one value a second, ending [`LAG_SECS`] seconds ago,
@@ -19,11 +19,9 @@
 
 use std::collections::BTreeSet;
 
-use chocominer_common::Stage;
-use chocominer_common::influx_query::Row;
-use chocominer_common::pipeline_status::{
-    self, LOOKBACK, Snapshot, StageFigures, StatsPoint, WINDOW_SECONDS,
-};
+use chocominer_influx::Row;
+use chocominer_pipeline::Stage;
+use chocominer_status::{self, LOOKBACK, Snapshot, StageFigures, StatsPoint, WINDOW_SECONDS};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -100,7 +98,7 @@ pub fn statements(spans: &Spans) -> Vec<String> {
     ];
     // 7-9: the stages' recent points, for their figures.
     debug_assert_eq!(statements.len(), STAGES_AT);
-    statements.extend(pipeline_status::statements(LOOKBACK));
+    statements.extend(chocominer_status::statements(LOOKBACK));
     statements
 }
 
@@ -371,9 +369,9 @@ impl Summary {
         let first = |i: usize| result(i).first();
 
         let points =
-            pipeline_status::points_from_results(results.get(STAGES_AT..).unwrap_or_default());
+            chocominer_status::points_from_results(results.get(STAGES_AT..).unwrap_or_default());
         let snapshot = Snapshot::from_points(&points, now_ns);
-        let verdict = pipeline_status::bottleneck::find(&snapshot);
+        let verdict = chocominer_status::bottleneck::find(&snapshot);
         let newest = |stage: Stage| newest_points(&points, stage, &snapshot.stage(stage).instances);
         // Missing in points of stages that do not write it yet: nothing held.
         let waiting = |stage: Stage| {

@@ -11,16 +11,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chocominer_common::codec::{BatchHeaders, DigestBatch};
-use chocominer_common::config::HealthArgs;
-use chocominer_common::intake::Intake;
-use chocominer_common::nugget::{self, Nugget};
-use chocominer_common::runtime::StageRuntime;
-use chocominer_common::stats::{Counter, Field, Meter, Point, StatsSink};
-use chocominer_common::{CommonArgs, Shutdown, Stage};
+use chocominer_pipeline::codec::{BatchHeaders, DigestBatch};
+use chocominer_pipeline::config::HealthArgs;
+use chocominer_pipeline::intake::Intake;
+use chocominer_pipeline::nugget::{self, Nugget};
+use chocominer_pipeline::runtime::StageRuntime;
+use chocominer_pipeline::stats::{Counter, Field, Meter, Point, StatsSink};
+use chocominer_pipeline::{CommonArgs, Shutdown, Stage};
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "worker", version, about = "ChocoMiner worker: finds the nuggets among the digests and counts them", after_help = chocominer_common::config::ENV_HELP)]
+#[command(name = "worker", version, about = "ChocoMiner worker: finds the nuggets among the digests and counts them", after_help = chocominer_pipeline::config::ENV_HELP)]
 pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,

@@ -10,12 +10,12 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use chocominer_influx::InfluxArgs;
+
 use crate::profile::Profile;
 use crate::subjects::{DEFAULT_PREFIX, Subjects};
 
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
-pub const DEFAULT_INFLUX_URL: &str = "http://127.0.0.1:8086";
-pub const DEFAULT_INFLUX_DB: &str = "chocominer";
 
 /// Text appended to every binary's `--help`.
 pub const ENV_HELP: &str = "Every option can also be set by the environment variable shown \
@@ -46,23 +46,6 @@ pub struct NatsArgs {
     /// Prefix of the pipeline's subjects: <prefix>.numbers, <prefix>.digests, <prefix>.nuggets.
     #[arg(long, env = "SUBJECT_PREFIX", default_value = DEFAULT_PREFIX)]
     pub subject_prefix: String,
-}
-
-/// Where the per-second stats go.
-#[derive(Debug, Clone, clap::Args)]
-pub struct InfluxArgs {
-    /// InfluxDB 1.x URL for stats; empty disables stats.
-    #[arg(long, env = "INFLUX_URL", default_value = DEFAULT_INFLUX_URL)]
-    pub influx_url: String,
-    /// InfluxDB database, created if missing.
-    #[arg(long, env = "INFLUX_DB", default_value = DEFAULT_INFLUX_DB)]
-    pub influx_db: String,
-    /// InfluxDB user name.
-    #[arg(long, env = "INFLUX_USER")]
-    pub influx_user: Option<String>,
-    /// InfluxDB password.
-    #[arg(long, env = "INFLUX_PASSWORD", hide_env_values = true)]
-    pub influx_password: Option<String>,
 }
 
 /// The health endpoints and their probe, for containers ([`crate::health`]). Every

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::StatsPoint;
-use crate::Stage;
+use crate::StatsPoint;
+use chocominer_pipeline::Stage;
 
 /// Seconds the figures cover.
 pub const WINDOW_SECONDS: i64 = 5;

@@ -17,7 +17,8 @@ use influxdb_line_protocol::LineProtocolBuilder;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::config::InfluxArgs;
+use chocominer_influx::{Client, InfluxArgs, WriteError};
+
 use crate::shutdown::Shutdown;
 use crate::throttle::Throttle;
 
@@ -269,8 +270,7 @@ pub struct StatsWriter {
 impl StatsWriter {
     /// Starts the writer; with an empty URL, stats are disabled and nothing is written.
     pub fn start(args: &InfluxArgs, instance: &str) -> anyhow::Result<StatsWriter> {
-        let url = args.influx_url.trim().trim_end_matches('/').to_owned();
-        if url.is_empty() {
+        if args.url().is_empty() {
             tracing::info!("INFLUX_URL is empty: stats are not written");
             return Ok(StatsWriter {
                 sink: StatsSink::disabled(instance),
@@ -279,7 +279,7 @@ impl StatsWriter {
             });
         }
         let sink = StatsSink::new(instance, true, HELD_POINTS);
-        let influx = Influx::new(&url, args)?;
+        let influx = Client::new(args)?;
         let stop = Shutdown::new();
         let task = tokio::spawn(write_loop(influx, sink.clone(), stop.clone()));
         Ok(StatsWriter {
@@ -319,103 +319,8 @@ impl StatsWriter {
     }
 }
 
-struct Influx {
-    http: reqwest::Client,
-    url: String,
-    db: String,
-    user: Option<(String, Option<String>)>,
-}
-
-#[derive(Debug)]
-enum WriteError {
-    /// Worth retrying later (unreachable, 5xx, missing database).
-    Retry(String),
-    /// The points themselves were refused: retrying cannot help.
-    Refused(String),
-}
-
-impl Influx {
-    fn new(url: &str, args: &InfluxArgs) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .connect_timeout(Duration::from_secs(2))
-            .build()?;
-        Ok(Influx {
-            http,
-            url: url.to_owned(),
-            db: args.influx_db.clone(),
-            user: args
-                .influx_user
-                .clone()
-                .map(|u| (u, args.influx_password.clone())),
-        })
-    }
-
-    fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.user {
-            Some((user, password)) => req.basic_auth(user, password.as_ref()),
-            None => req,
-        }
-    }
-
-    async fn create_database(&self) -> Result<(), WriteError> {
-        let q = format!("CREATE DATABASE \"{}\"", self.db.replace('"', "\\\""));
-        let req = self
-            .http
-            .post(format!("{}/query", self.url))
-            .query(&[("q", q)]);
-        let resp = self
-            .auth(req)
-            .send()
-            .await
-            .map_err(|e| WriteError::Retry(e.to_string()))?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(WriteError::Retry(format!(
-                "creating database {}: HTTP {}",
-                self.db,
-                resp.status()
-            )))
-        }
-    }
-
-    async fn write(&self, lines: &[String]) -> Result<(), WriteError> {
-        let body = lines.join("\n");
-        let req = self
-            .http
-            .post(format!("{}/write", self.url))
-            .query(&[("db", self.db.as_str()), ("precision", "ns")])
-            .body(body);
-        let resp = self
-            .auth(req)
-            .send()
-            .await
-            .map_err(|e| WriteError::Retry(e.to_string()))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let text = resp.text().await.unwrap_or_default();
-        if status == reqwest::StatusCode::NOT_FOUND && text.contains("database not found") {
-            self.create_database().await?;
-            return Err(WriteError::Retry(format!(
-                "database {} was missing: created it",
-                self.db
-            )));
-        }
-        if status.is_client_error() && status != reqwest::StatusCode::UNAUTHORIZED {
-            return Err(WriteError::Refused(format!(
-                "HTTP {status}: {}",
-                text.trim()
-            )));
-        }
-        Err(WriteError::Retry(format!("HTTP {status}: {}", text.trim())))
-    }
-}
-
 /// Drains the sink to InfluxDB until stopped, then writes what is left.
-async fn write_loop(influx: Influx, sink: StatsSink, stop: Shutdown) {
+async fn write_loop(influx: Client, sink: StatsSink, stop: Shutdown) {
     let mut failing_since: Option<tokio::time::Instant> = None;
     if let Err(WriteError::Retry(e)) = influx.create_database().await {
         tracing::debug!("could not create database yet: {e}");
@@ -435,7 +340,7 @@ async fn write_loop(influx: Influx, sink: StatsSink, stop: Shutdown) {
                         .fetch_add(lines.len() as u64, Ordering::Relaxed);
                     if let Some(since) = failing_since.take() {
                         tracing::info!(
-                            url = %influx.url,
+                            url = %influx.url(),
                             after = ?since.elapsed(),
                             held = sink.held() + lines.len(),
                             "InfluxDB is reachable again: writing the held stats points"
@@ -454,7 +359,7 @@ async fn write_loop(influx: Influx, sink: StatsSink, stop: Shutdown) {
                     if failing_since.is_none() {
                         failing_since = Some(tokio::time::Instant::now());
                         tracing::warn!(
-                            url = %influx.url,
+                            url = %influx.url(),
                             held,
                             "cannot write stats to InfluxDB ({e}); holding them and retrying, \
                              mining goes on"

@@ -19,8 +19,8 @@ use serde_json::Value;
 pub use bottleneck::{RULE, SATURATED, Verdict};
 pub use figures::{ALIVE_WITHIN_NS, LOOKBACK, Snapshot, StageFigures, WINDOW_SECONDS};
 
-use crate::Stage;
-use crate::influx_query::{InfluxQuery, QueryError, Row};
+use chocominer_influx::{Client, QueryError, Row};
+use chocominer_pipeline::Stage;
 
 /// One stats point of one instance: numeric fields by name.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,7 +54,7 @@ pub fn statements(lookback: Duration) -> Vec<String> {
 }
 
 /// The points in the results of [`statements`] (times in milliseconds, as
-/// [`InfluxQuery::query`] gives them).
+/// [`Client::query`] gives them).
 pub fn points_from_results(results: &[Vec<Row>]) -> Vec<StatsPoint> {
     let mut points = Vec::new();
     for (stage, rows) in Stage::ALL.into_iter().zip(results) {
@@ -89,7 +89,7 @@ pub fn points_from_results(results: &[Vec<Row>]) -> Vec<StatsPoint> {
 /// Every stage's points of the last `lookback`, in one request. A database that does not
 /// exist yet holds no points.
 pub async fn read_recent(
-    influx: &InfluxQuery,
+    influx: &Client,
     lookback: Duration,
 ) -> Result<Vec<StatsPoint>, QueryError> {
     match influx.query(&statements(lookback)).await {
