@@ -14,7 +14,8 @@ use chocominer_pipeline::profile::NumberEncoding;
 use chocominer_pipeline::rate::RateLimiter;
 use chocominer_pipeline::runtime::StageRuntime;
 use chocominer_pipeline::sender::{Sender, SenderConfig, SenderStats};
-use chocominer_pipeline::stats::{Field, Meter};
+use chocominer_pipeline::stats::Meter;
+use chocominer_pipeline::stats::schema::{self, FieldValue, Measurement, rng};
 use chocominer_pipeline::{CommonArgs, Shutdown, Stage};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -70,18 +71,18 @@ struct RngMeter {
 }
 
 impl Meter for RngMeter {
-    fn measurement(&self) -> &'static str {
-        "rng"
+    fn measurement(&self) -> &'static Measurement {
+        &schema::RNG
     }
 
-    fn fields(&self, _period: Duration) -> Vec<(&'static str, Field)> {
+    fn fields(&self, _period: Duration) -> Vec<FieldValue> {
         vec![
-            ("numbers", Field::count(self.sender.sent.take_delta())),
-            ("lost", Field::count(self.sender.lost.take_delta())),
-            ("in_flight", Field::count(self.sender.in_flight() as u64)),
-            ("window", Field::count(self.sender.window() as u64)),
-            ("rate_limit", Field::Float(self.rate_limit)),
-            ("waiting", Field::count(self.sender.held() as u64)),
+            rng::NUMBERS.of(self.sender.sent.take_delta()),
+            rng::LOST.of(self.sender.lost.take_delta()),
+            rng::IN_FLIGHT.at(self.sender.in_flight()),
+            rng::WINDOW.at(self.sender.window()),
+            rng::RATE_LIMIT.at(self.rate_limit),
+            rng::WAITING.at(self.sender.held()),
         ]
     }
 }
