@@ -456,54 +456,81 @@ pub fn measurement(name: &str) -> Option<&'static Measurement> {
     MEASUREMENTS.iter().copied().find(|m| m.name == name)
 }
 
-/// What `statement` (one InfluxQL statement) names that the schema does not have: measurements
-/// after `FROM` (the last part of `"db"."rp"."measurement"`), and fields or tags of those
-/// measurements anywhere else. Names the statement defines itself (`AS alias`) and `time` are
-/// fine, as are functions, keywords, strings, numbers and Chronograf's `:variables:`.
+/// What `statement` (InfluxQL) names that the schema does not have: measurements after `FROM`
+/// (the last part of `"db"."rp"."measurement"`), and fields of those measurements anywhere
+/// else in the same query. A query may also name `time`, the [`INSTANCE`] tag and the columns
+/// of the subquery it reads from, not its own aliases (`sum("x") AS "x"` still needs a field
+/// `x`). Functions, keywords, strings, numbers and Chronograf's `:variables:` are not names.
 pub fn unknown_names(statement: &str) -> Vec<String> {
     let tokens = tokenize(statement);
+    let mut unknown = Vec::new();
+    let mut at = 0;
+    while at < tokens.len() {
+        read_query(&tokens, &mut at, &mut unknown);
+        // Past the `;` between statements (or a stray `)`).
+        at += 1;
+    }
+    unknown
+}
+
+/// Reads one query from `tokens[*at]` to the `)` that closes it, the `;` that ends it or the
+/// end, notes what it names that is unknown, and returns the columns it gives to a query that
+/// reads from it: its aliases and the names it reads (a superset, which is enough here).
+fn read_query(tokens: &[Token], at: &mut usize, unknown: &mut Vec<String>) -> BTreeSet<String> {
     let mut measurements = Vec::new();
-    let mut aliases = BTreeSet::new();
+    let mut subquery_columns = BTreeSet::new();
+    let mut columns = BTreeSet::new();
     let mut references = Vec::new();
-    let mut i = 0;
-    while i < tokens.len() {
-        match &tokens[i] {
+    let mut depth = 0;
+    while let Some(token) = tokens.get(*at) {
+        let next = tokens.get(*at + 1);
+        match token {
+            Token::Punct(')' | ';') if depth == 0 => break,
+            Token::Punct('(') => depth += 1,
+            Token::Punct(')') => depth -= 1,
             Token::Word(w) if w.eq_ignore_ascii_case("from") => {
-                // `FROM a, "db"."rp"."b"`: the last part of each dotted path. A `(` starts a
-                // subquery, whose names the loop reads in turn.
-                i += 1;
-                while let Some(Token::Name(_) | Token::Word(_)) = tokens.get(i) {
-                    let mut last = i;
-                    while tokens.get(last + 1) == Some(&Token::Punct('.')) {
-                        last += 2;
+                // `FROM a, "db"."rp"."b"` or `FROM (SELECT ...)`.
+                *at += 1;
+                loop {
+                    match tokens.get(*at) {
+                        Some(Token::Punct('(')) => {
+                            *at += 1;
+                            subquery_columns.extend(read_query(tokens, at, unknown));
+                            *at += 1;
+                        }
+                        Some(Token::Name(_) | Token::Word(_)) => {
+                            while tokens.get(*at + 1) == Some(&Token::Punct('.')) {
+                                *at += 2;
+                            }
+                            if let Some(Token::Name(n) | Token::Word(n)) = tokens.get(*at) {
+                                measurements.push(n.clone());
+                            }
+                            *at += 1;
+                        }
+                        _ => break,
                     }
-                    if let Some(Token::Name(n) | Token::Word(n)) = tokens.get(last) {
-                        measurements.push(n.clone());
-                    }
-                    i = last + 1;
-                    if tokens.get(i) != Some(&Token::Punct(',')) {
+                    if tokens.get(*at) != Some(&Token::Punct(',')) {
                         break;
                     }
-                    i += 1;
+                    *at += 1;
                 }
                 continue;
             }
             Token::Word(w) if w.eq_ignore_ascii_case("as") => {
-                if let Some(Token::Name(n) | Token::Word(n)) = tokens.get(i + 1) {
-                    aliases.insert(n.clone());
+                if let Some(Token::Name(n) | Token::Word(n)) = next {
+                    columns.insert(n.clone());
                 }
-                i += 2;
+                *at += 2;
                 continue;
             }
             // A function (`sum(`, `time(`, `fill(`): its arguments are read in turn.
-            Token::Word(_) if tokens.get(i + 1) == Some(&Token::Punct('(')) => {}
+            Token::Word(_) if next == Some(&Token::Punct('(')) => {}
             Token::Word(w) if is_keyword(w) => {}
             Token::Name(n) | Token::Word(n) => references.push(n.clone()),
             _ => {}
         }
-        i += 1;
+        *at += 1;
     }
-    let mut unknown = Vec::new();
     let mut known: Vec<&Measurement> = Vec::new();
     for name in &measurements {
         match measurement(name) {
@@ -514,14 +541,19 @@ pub fn unknown_names(statement: &str) -> Vec<String> {
     for name in references {
         let fine = name == "time"
             || name == INSTANCE
-            || aliases.contains(&name)
+            || subquery_columns.contains(&name)
             || known.iter().any(|m| m.field(&name).is_some());
         if !fine {
             let of: Vec<&str> = known.iter().map(|m| m.name).collect();
-            unknown.push(format!("field {name:?} (not in {})", of.join(", ")));
+            let of = match of.is_empty() {
+                true => "any measurement".to_owned(),
+                false => of.join(", "),
+            };
+            unknown.push(format!("field {name:?} (not in {of})"));
         }
+        columns.insert(name);
     }
-    unknown
+    columns
 }
 
 /// InfluxQL's words that are not names, as ChocoMiner's queries use them.
@@ -741,7 +773,10 @@ mod tests {
         }
         assert_eq!(
             unknown_names(r#"SELECT sum("hashes") FROM "workers""#),
-            ["measurement \"workers\"", "field \"hashes\" (not in )"]
+            [
+                "measurement \"workers\"",
+                "field \"hashes\" (not in any measurement)"
+            ]
         );
         assert_eq!(
             unknown_names(r#"SELECT mean(busy) FROM "chocominer"."autogen"."worker""#),
@@ -750,6 +785,21 @@ mod tests {
         assert_eq!(
             unknown_names(r#"SELECT last("zero_bits") FROM "worker" WHERE "instance" = 'x'"#),
             ["field \"zero_bits\" (not in worker)"]
+        );
+        // An alias names a column for the query around it, not a field for its own.
+        assert_eq!(
+            unknown_names(r#"SELECT sum("nugget") AS "nugget" FROM "worker""#),
+            ["field \"nugget\" (not in worker)"]
+        );
+        assert_eq!(
+            unknown_names(
+                r#"SELECT mean("n") FROM (SELECT sum("nugget") AS "n" FROM "worker") WHERE "n" > 0"#
+            ),
+            ["field \"nugget\" (not in worker)"]
+        );
+        assert_eq!(
+            unknown_names(r#"SELECT mean("m") FROM (SELECT sum("nuggets") AS "n" FROM "worker")"#),
+            ["field \"m\" (not in any measurement)"]
         );
     }
 
