@@ -152,28 +152,26 @@ async fn end_to_end_with(rng_args: &[&str]) {
 /// What the stages really wrote is the schema the readers read by: its measurements, each with
 /// exactly its fields, of their types, and the one tag.
 async fn assert_wrote_the_schema(stack: &Stack) {
-    let column = |rows: Vec<serde_json::Map<String, serde_json::Value>>, key: &str| {
+    let column = |rows: &[serde_json::Map<String, serde_json::Value>], key: &str| {
         let values = rows.iter().map(|row| row[key].as_str().unwrap().to_owned());
-        values.collect::<BTreeSet<String>>()
+        values.collect::<Vec<String>>()
     };
+    let measurements = column(&stack.rows("SHOW MEASUREMENTS").await, "name");
     let all = schema::MEASUREMENTS.map(|m| m.name().to_owned());
-    let measurements = column(stack.rows("SHOW MEASUREMENTS").await, "name");
-    assert_eq!(measurements, BTreeSet::from(all));
+    assert_eq!(BTreeSet::from_iter(measurements), BTreeSet::from(all));
     for m in schema::MEASUREMENTS {
         let q = |what: &str| format!(r#"SHOW {what} KEYS FROM "{}""#, m.name());
-        let fields = stack.rows(&q("FIELD")).await;
-        let written: BTreeSet<String> = fields
-            .iter()
-            .map(|row| format!("{} {}", row["fieldKey"], row["fieldType"]))
+        let rows = stack.rows(&q("FIELD")).await;
+        let written: BTreeSet<(String, String)> = column(&rows, "fieldKey")
+            .into_iter()
+            .zip(column(&rows, "fieldType"))
             .collect();
-        let declared: BTreeSet<String> = m
-            .fields()
-            .iter()
-            .map(|f| format!("\"{}\" \"{}\"", f.name(), f.ty().name()))
+        let declared = (m.fields().iter())
+            .map(|f| (f.name().to_owned(), f.ty().name().to_owned()))
             .collect();
         assert_eq!(written, declared, "fields of {}", m.name());
-        let tags = column(stack.rows(&q("TAG")).await, "tagKey");
-        assert_eq!(tags, BTreeSet::from([schema::INSTANCE.to_owned()]));
+        let tags = column(&stack.rows(&q("TAG")).await, "tagKey");
+        assert_eq!(tags, [schema::INSTANCE], "tags of {}", m.name());
     }
 }
 
