@@ -11,7 +11,7 @@
 //!   that second, an [`Event`] or [`Text`] describes the one event of the point. Only these
 //!   make the [`FieldValue`]s of a point, each with the type InfluxDB holds for the field.
 //! - [`unknown_names`]: what an InfluxQL statement names that is not here, for the tests of
-//!   every query; [`markdown`]: the schema as the README's tables.
+//!   every query; [`markdown`]: the schema as the README's table.
 
 use std::collections::BTreeSet;
 
@@ -31,7 +31,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Kind::Count => "count",
             Kind::Gauge => "gauge",
@@ -66,6 +66,7 @@ pub struct Field {
     name: &'static str,
     kind: Kind,
     ty: Type,
+    /// What it holds, in a few words (the README's table).
     meaning: &'static str,
 }
 
@@ -89,11 +90,6 @@ impl Field {
 
     pub fn ty(&self) -> Type {
         self.ty
-    }
-
-    /// What it holds, in a few words (the README's table).
-    pub fn meaning(&self) -> &'static str {
-        self.meaning
     }
 
     fn value(self, value: Value) -> FieldValue {
@@ -136,7 +132,7 @@ impl Gauge {
     }
 }
 
-/// A number that describes one event: an integer or a float, as the schema declares it.
+/// A number that describes one event, written as the type the schema declares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Event(Field);
 
@@ -186,12 +182,6 @@ macro_rules! describes_a_field {
     )*};
 }
 describes_a_field!(Count, Gauge, Event, Text);
-
-impl AsRef<Field> for Field {
-    fn as_ref(&self) -> &Field {
-        self
-    }
-}
 
 /// A number handed to a [`Gauge`] or an [`Event`], before it takes the field's type.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -284,6 +274,7 @@ impl FieldValue {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Measurement {
     name: &'static str,
+    /// Which process writes its points, and how often (the README's table).
     written_by: &'static str,
     fields: &'static [Field],
 }
@@ -293,16 +284,11 @@ impl Measurement {
         self.name
     }
 
-    /// Which process writes its points, and how often.
-    pub fn written_by(&self) -> &'static str {
-        self.written_by
-    }
-
     pub fn fields(&self) -> &'static [Field] {
         self.fields
     }
 
-    pub fn field(&self, name: &str) -> Option<&'static Field> {
+    fn field(&self, name: &str) -> Option<&'static Field> {
         self.fields.iter().find(|f| f.name == name)
     }
 
@@ -353,7 +339,7 @@ mod receiving {
     );
 }
 
-/// The fields of [`RNG`](super::RNG).
+/// The fields of [`RNG`].
 pub mod rng {
     use super::*;
 
@@ -365,7 +351,7 @@ pub mod rng {
     );
 }
 
-/// The fields of [`HASHER`](super::HASHER).
+/// The fields of [`HASHER`].
 pub mod hasher {
     use super::*;
 
@@ -375,7 +361,7 @@ pub mod hasher {
     pub use super::sending::{IN_FLIGHT, LOST, WAITING, WINDOW};
 }
 
-/// The fields of [`WORKER`](super::WORKER).
+/// The fields of [`WORKER`].
 pub mod worker {
     use super::*;
 
@@ -388,7 +374,7 @@ pub mod worker {
     );
 }
 
-/// The fields of [`NUGGET`](super::NUGGET).
+/// The fields of [`NUGGET`].
 pub mod nugget {
     use super::*;
 
@@ -452,7 +438,7 @@ pub static NUGGET: Measurement = Measurement {
 pub static MEASUREMENTS: [&Measurement; 4] = [&RNG, &HASHER, &WORKER, &NUGGET];
 
 /// The measurement named `name`.
-pub fn measurement(name: &str) -> Option<&'static Measurement> {
+fn measurement(name: &str) -> Option<&'static Measurement> {
     MEASUREMENTS.iter().copied().find(|m| m.name == name)
 }
 
