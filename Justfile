@@ -56,6 +56,10 @@ lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
 
+# Build the API documentation of every crate (warnings are errors): target/doc/
+doc:
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
 # kubectl and kubernetes-validate (`scripts/install-deps.sh --with-k8s`) are needed; no cluster.
 # Build k8s/ and its overlays with kustomize and check them against the Kubernetes API schemas
 [no-exit-message]
