@@ -67,10 +67,9 @@ check-k8s:
     @scripts/check-k8s.sh
 
 # Check that docker-compose.yml and k8s/ name only images the Dockerfile builds, variables the
-# binaries read (asked of their --help) and health checks they serve (needs the release build)
+# binaries read (asked of their --help) and health checks they serve (the images' static build)
 check-files:
-    cargo build --release --bins
-    python3 scripts/check-files.py "${CARGO_TARGET_DIR:-target}/release"
+    python3 scripts/check-files.py "$(scripts/static-bins.sh)"
 
 # Needs root (or a running engine), apt's docker.io and docker-compose; pulls nothing (stand-ins).
 # Build the images and test docker-compose.yml for real: up, scale hashers, kill one, down -v
