@@ -22,6 +22,8 @@ pub const ENV_HELP: &str = "Every option can also be set by the environment vari
 with it. Logging is set with RUST_LOG (default: info), e.g. RUST_LOG=debug.";
 
 /// How to reach NATS.
+// The field comments are clap's `--help` text, written for a terminal: `<prefix>` is not HTML.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, Clone, clap::Args)]
 pub struct NatsArgs {
     /// NATS server URL(s), comma-separated. Credentials in the URL (user:pass@ or token@) are
@@ -93,6 +95,8 @@ impl FromStr for OptionalAddr {
 }
 
 /// Options every stage has.
+// The field comments are clap's `--help` text (see NatsArgs).
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
     #[command(flatten)]
@@ -138,7 +142,7 @@ impl CommonArgs {
 /// Parses the command line and the environment into `C`, as `C::parse()` does (`--help`,
 /// `--version`, exit code 2 on an error), except that an invalid value read from an
 /// environment variable names that variable: `RNG_RATE=abc` gives "invalid value 'abc' for
-/// RNG_RATE (--rate <RATE>)", not only the flag the user never typed. Every binary parses
+/// RNG_RATE (--rate \<RATE\>)", not only the flag the user never typed. Every binary parses
 /// its configuration with this.
 pub fn parse<C: clap::Parser>() -> C {
     C::try_parse().unwrap_or_else(|error| {
