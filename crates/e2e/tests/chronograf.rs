@@ -8,7 +8,7 @@ mod common;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use chocominer_common::Shutdown;
+use chocominer_pipeline::Shutdown;
 use common::{POLL, SOON, Stack};
 use serde_json::{Map, Value};
 use tokio::time::{Instant, sleep};

@@ -4,7 +4,7 @@
 
 mod common;
 
-use chocominer_common::Shutdown;
+use chocominer_pipeline::Shutdown;
 use common::{POLL, SOON, Stack};
 use testkit::eventually;
 

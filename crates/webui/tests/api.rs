@@ -102,7 +102,7 @@ async fn serves_health_on_health_listen_and_answers_the_probe() {
         ]
         .map(String::from),
     );
-    let shutdown = chocominer_common::Shutdown::new();
+    let shutdown = chocominer_pipeline::Shutdown::new();
     let webui = common::Service::spawn("webui", webui::run(config, shutdown.clone()));
 
     let readyz = format!("http://{listen}/readyz");
@@ -160,7 +160,7 @@ fn stage_points(from: i64, to: i64) -> String {
 }
 
 fn now_s() -> i64 {
-    chocominer_common::stats::now_ns() / SECOND_NS
+    chocominer_pipeline::stats::now_ns() / SECOND_NS
 }
 
 fn f(v: &Value) -> f64 {

@@ -8,7 +8,7 @@
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use chocominer_common::Shutdown;
+use chocominer_pipeline::Shutdown;
 use clap::Parser;
 use testkit::{Influx, NatsServer};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use async_nats::Client;
 use bytes::Bytes;
-use chocominer_common::Shutdown;
-use chocominer_common::codec::{DigestBatch, HEADER_INSTANCE};
-use chocominer_common::nugget::{Nugget, leading_zero_bits};
+use chocominer_pipeline::Shutdown;
+use chocominer_pipeline::codec::{DigestBatch, HEADER_INSTANCE};
+use chocominer_pipeline::nugget::{Nugget, leading_zero_bits};
 use clap::Parser;
 use futures::StreamExt;
 use serde_json::{Map, Value};

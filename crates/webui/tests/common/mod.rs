@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use chocominer_common::Shutdown;
+use chocominer_pipeline::Shutdown;
 use clap::Parser;
 use serde_json::{Map, Value};
 use testkit::{Influx, NatsServer};
