@@ -184,6 +184,31 @@ impl Shared {
         }
     }
 
+    /// Settles the batches `seqs` that are still pending as lost: counted and logged once,
+    /// for all of them.
+    fn lose(&self, seqs: Vec<u64>, why: impl FnOnce() -> String) {
+        let (mut batches, mut numbers) = (0, 0);
+        for seq in seqs {
+            if let Some(count) = self.settle(seq) {
+                batches += 1;
+                numbers += count;
+            }
+        }
+        if batches > 0 {
+            self.count_lost(batches, numbers, &why());
+        }
+    }
+
+    /// The pending batches that match `filter`, oldest first.
+    fn seqs_where(&self, filter: impl Fn(&Pending) -> bool) -> Vec<u64> {
+        let pending = self.pending.lock().unwrap();
+        pending
+            .iter()
+            .filter(|(_, batch)| filter(batch))
+            .map(|(seq, _)| *seq)
+            .collect()
+    }
+
     fn is_waiting(&self) -> bool {
         self.absence.lock().unwrap().waiting.is_some()
     }
@@ -403,25 +428,10 @@ impl Sender {
             }
             let _ = tokio::time::timeout_at(deadline, changed).await;
         }
-        let held: Vec<u64> = {
-            let pending = shared.pending.lock().unwrap();
-            pending
-                .iter()
-                .filter(|(_, p)| p.deadline.is_none())
-                .map(|(seq, _)| *seq)
-                .collect()
-        };
-        let (mut batches, mut numbers) = (0, 0);
-        for seq in held {
-            if let Some(count) = shared.settle(seq) {
-                batches += 1;
-                numbers += count;
-            }
-        }
-        if batches > 0 {
-            let why = format!("stopping while no {} takes them", shared.config.target);
-            shared.count_lost(batches, numbers, &why);
-        }
+        let held = shared.seqs_where(|batch| batch.deadline.is_none());
+        shared.lose(held, || {
+            format!("stopping while no {} takes them", shared.config.target)
+        });
         for task in &self.tasks {
             task.abort();
         }
@@ -537,34 +547,14 @@ async fn tend(shared: Arc<Shared>) {
             _ = shared.tend_now.notified() => {}
         }
         let now = Instant::now();
-        let (expired, held): (Vec<u64>, Vec<u64>) = {
-            let pending = shared.pending.lock().unwrap();
-            let expired = pending
-                .iter()
-                .filter(|(_, p)| p.deadline.is_some_and(|d| d <= now))
-                .map(|(seq, _)| *seq)
-                .collect();
-            let held = pending
-                .iter()
-                .filter(|(_, p)| p.deadline.is_none())
-                .map(|(seq, _)| *seq)
-                .collect();
-            (expired, held)
-        };
-        let (mut batches, mut numbers) = (0, 0);
-        for seq in expired {
-            if let Some(count) = shared.settle(seq) {
-                batches += 1;
-                numbers += count;
-            }
-        }
-        if batches > 0 {
-            let why = format!(
+        let expired = shared.seqs_where(|batch| batch.deadline.is_some_and(|d| d <= now));
+        shared.lose(expired, || {
+            format!(
                 "no acknowledgement from {} within {:?}",
                 shared.config.target, shared.config.ack_timeout
-            );
-            shared.count_lost(batches, numbers, &why);
-        }
+            )
+        });
+        let held = shared.seqs_where(|batch| batch.deadline.is_none());
         let resend: Vec<u64> = {
             let mut absence = shared.absence.lock().unwrap();
             if absence.waiting.is_none() {
