@@ -8,8 +8,8 @@
 //! with its request count and processing time, and `chocominer status` counts them by
 //! `$SRV.PING.<stage>`.
 //!
-//! Every batch taken in is answered exactly once, through its [`Incoming`]: acknowledged,
-//! refused as malformed, turned away (the stage cannot hand it on now), or dropped unanswered
+//! Every batch taken in is settled once, through its [`Incoming`]: acknowledged, refused as
+//! malformed, turned away (the stage cannot hand it on now), or dropped without an answer
 //! because its sender has already counted it as lost. The intake reads the batch's headers
 //! and counts what it refused or dropped in [`IntakeStats`], which the stage's meter reads.
 //!
@@ -123,8 +123,9 @@ struct Shared {
     reject_log: Throttle,
 }
 
-/// One batch taken in. Answer it once: [`ack`](Self::ack), [`refuse`](Self::refuse),
-/// [`turn_away`](Self::turn_away) or [`drop_expired`](Self::drop_expired).
+/// One batch taken in. Settle it once (each way takes it): [`ack`](Self::ack),
+/// [`refuse`](Self::refuse), [`turn_away`](Self::turn_away) or
+/// [`drop_expired`](Self::drop_expired).
 pub struct Incoming {
     message: Message,
     received: Instant,
