@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chocominer_pipeline::codec::{self, DigestBatch, NumberBatch, Numbers};
-use chocominer_pipeline::config::HealthArgs;
 use chocominer_pipeline::intake::{Incoming, Intake, IntakeConfig, IntakeStats};
 use chocominer_pipeline::runtime::StageRuntime;
 use chocominer_pipeline::sender::{NoConsumer, Sender, SenderConfig, SenderStats};
@@ -42,13 +41,6 @@ pub struct Config {
     /// Digest batches that may wait for a worker's acknowledgement at once [default: 8].
     #[arg(long, env = "HASHER_IN_FLIGHT", value_parser = clap::value_parser!(u64).range(1..))]
     pub in_flight: Option<u64>,
-}
-
-/// The health options, for `runtime::main` (`--health-check`).
-impl AsRef<HealthArgs> for Config {
-    fn as_ref(&self) -> &HealthArgs {
-        &self.common.health
-    }
 }
 
 /// Totals of a run, in numbers.

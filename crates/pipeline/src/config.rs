@@ -145,10 +145,24 @@ impl CommonArgs {
 /// RNG_RATE (--rate \<RATE\>)", not only the flag the user never typed. Every binary parses
 /// its configuration with this.
 pub fn parse<C: clap::Parser>() -> C {
-    C::try_parse().unwrap_or_else(|error| {
-        let args: Vec<OsString> = std::env::args_os().collect();
-        name_the_variable(error, C::command(), &args, |var| std::env::var_os(var)).exit()
-    })
+    C::try_parse().unwrap_or_else(|error| exit_on::<C>(error))
+}
+
+/// [`parse`], and also `A`, a group of options flattened into `C`, read from the same command
+/// line: how [`crate::runtime::main`] finds `--health-check` in any binary's `Config`.
+pub fn parse_with<C: clap::Parser, A: clap::FromArgMatches>() -> (C, A) {
+    let matches = C::command()
+        .try_get_matches()
+        .unwrap_or_else(|error| exit_on::<C>(error));
+    let config = C::from_arg_matches(&matches).unwrap_or_else(|error| exit_on::<C>(error));
+    let part = A::from_arg_matches(&matches).unwrap_or_else(|error| exit_on::<C>(error));
+    (config, part)
+}
+
+/// Prints `error` (its variable named, see [`name_the_variable`]) and exits as clap does.
+fn exit_on<C: clap::Parser>(error: clap::Error) -> ! {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    name_the_variable(error, C::command(), &args, |var| std::env::var_os(var)).exit()
 }
 
 /// `error` with the environment variable named, when it is an invalid value that came from

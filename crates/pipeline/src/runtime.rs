@@ -27,13 +27,14 @@ const STATS_GRACE: Duration = Duration::from_secs(10);
 /// Runs a stage binary: `main() { runtime::main(stage::run) }`.
 pub fn main<C, R, F, Fut>(run: F) -> ExitCode
 where
-    C: clap::Parser + AsRef<HealthArgs>,
+    C: clap::Parser,
     R: Debug,
     F: FnOnce(C, Shutdown) -> Fut,
     Fut: Future<Output = anyhow::Result<R>>,
 {
     crate::telemetry::init();
-    let config: C = crate::config::parse();
+    // Every binary's Config flattens HealthArgs somewhere: read it from the same command line.
+    let (config, health): (C, HealthArgs) = crate::config::parse_with();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -41,8 +42,8 @@ where
             return ExitCode::FAILURE;
         }
     };
-    if config.as_ref().health_check {
-        return runtime.block_on(health::check(config.as_ref()));
+    if health.health_check {
+        return runtime.block_on(health::check(&health));
     }
     runtime.block_on(async move {
         match run(config, Shutdown::on_signals()).await {

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chocominer_pipeline::codec::{self, NumberBatch, Numbers};
-use chocominer_pipeline::config::HealthArgs;
 use chocominer_pipeline::profile::NumberEncoding;
 use chocominer_pipeline::rate::RateLimiter;
 use chocominer_pipeline::runtime::StageRuntime;
@@ -44,13 +43,6 @@ pub struct Config {
     /// Batches that may wait for an acknowledgement at once [default: demo 32, full 16].
     #[arg(long, env = "RNG_IN_FLIGHT", value_parser = clap::value_parser!(u64).range(1..))]
     pub in_flight: Option<u64>,
-}
-
-/// The health options, for `runtime::main` (`--health-check`).
-impl AsRef<HealthArgs> for Config {
-    fn as_ref(&self) -> &HealthArgs {
-        &self.common.health
-    }
 }
 
 /// Totals of a run, in numbers.

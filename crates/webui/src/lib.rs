@@ -52,13 +52,6 @@ pub struct Config {
     pub health: HealthArgs,
 }
 
-/// The health options, for `runtime::main` (`--health-check`).
-impl AsRef<HealthArgs> for Config {
-    fn as_ref(&self) -> &HealthArgs {
-        &self.health
-    }
-}
-
 /// What a run served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Report {

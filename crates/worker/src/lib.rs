@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use async_nats::Client;
 use chocominer_pipeline::codec::DigestBatch;
-use chocominer_pipeline::config::HealthArgs;
 use chocominer_pipeline::intake::{Incoming, Intake, IntakeConfig, IntakeStats};
 use chocominer_pipeline::nugget::{self, Nugget};
 use chocominer_pipeline::runtime::StageRuntime;
@@ -32,13 +31,6 @@ pub struct Config {
     /// Leading zero bits that make a digest a nugget [default: demo 4, full 23].
     #[arg(long, env = "DIFFICULTY", value_parser = clap::value_parser!(u32).range(0..=256))]
     pub difficulty: Option<u32>,
-}
-
-/// The health options, for `runtime::main` (`--health-check`).
-impl AsRef<HealthArgs> for Config {
-    fn as_ref(&self) -> &HealthArgs {
-        &self.common.health
-    }
 }
 
 /// Totals of a run.
