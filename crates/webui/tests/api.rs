@@ -103,7 +103,7 @@ async fn serves_health_on_health_listen_and_answers_the_probe() {
         .map(String::from),
     );
     let shutdown = chocominer_common::Shutdown::new();
-    let webui = common::Service::spawn("webui", webui::run(config, shutdown.clone()));
+    let webui = common::Service::spawn("webui", &shutdown, |shutdown| webui::run(config, shutdown));
 
     let readyz = format!("http://{listen}/readyz");
     eventually("the webui's /readyz answers", SOON, POLL, || async {

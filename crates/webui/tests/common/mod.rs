@@ -54,7 +54,9 @@ impl WebUi {
         let url = format!("http://{}", listener.local_addr().expect("local address"));
         let config: webui::Config = parse(&strings(&["webui", "--influx-url", &influx.url()]));
         let shutdown = Shutdown::new();
-        let service = Service::spawn("webui", webui::serve(listener, config, shutdown.clone()));
+        let service = Service::spawn("webui", &shutdown, |shutdown| {
+            webui::serve(listener, config, shutdown)
+        });
         WebUi {
             url,
             shutdown,
@@ -97,27 +99,18 @@ impl Pipeline {
             args.extend(strings(extra));
             args
         };
-        let worker = Service::spawn(
-            "worker-1",
-            worker::run(
-                parse(&args("worker", &["--difficulty", "4"])),
-                shutdown.clone(),
-            ),
-        );
-        let hasher = Service::spawn(
-            "hasher-1",
-            hasher::run(
-                parse(&args("hasher", &["--delay-ms", "20", "--concurrency", "1"])),
-                shutdown.clone(),
-            ),
-        );
-        let rng = Service::spawn(
-            "rng-1",
-            rng::run(
-                parse(&args("rng", &["--rate", "400", "--batch", "1"])),
-                shutdown.clone(),
-            ),
-        );
+        let worker_config = parse(&args("worker", &["--difficulty", "4"]));
+        let worker = Service::spawn("worker-1", &shutdown, |shutdown| {
+            worker::run(worker_config, shutdown)
+        });
+        let hasher_config = parse(&args("hasher", &["--delay-ms", "20", "--concurrency", "1"]));
+        let hasher = Service::spawn("hasher-1", &shutdown, |shutdown| {
+            hasher::run(hasher_config, shutdown)
+        });
+        let rng_config = parse(&args("rng", &["--rate", "400", "--batch", "1"]));
+        let rng = Service::spawn("rng-1", &shutdown, |shutdown| {
+            rng::run(rng_config, shutdown)
+        });
         Pipeline {
             nats,
             shutdown,
