@@ -56,6 +56,10 @@ lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
 
+# Build the API documentation of every crate (warnings are errors): target/doc/
+doc:
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
+
 # kubectl and kubernetes-validate (`scripts/install-deps.sh --with-k8s`) are needed; no cluster.
 # Build k8s/ and its overlays with kustomize and check them against the Kubernetes API schemas
 [no-exit-message]
@@ -63,10 +67,9 @@ check-k8s:
     @scripts/check-k8s.sh
 
 # Check that docker-compose.yml and k8s/ name only images the Dockerfile builds, variables the
-# binaries read (asked of their --help) and health checks they serve (needs the release build)
+# binaries read (asked of their --help) and health checks they serve (the images' static build)
 check-files:
-    cargo build --release --bins
-    python3 scripts/check-files.py "${CARGO_TARGET_DIR:-target}/release"
+    python3 scripts/check-files.py "$(scripts/static-bins.sh)"
 
 # Needs root (or a running engine), apt's docker.io and docker-compose; pulls nothing (stand-ins).
 # Build the images and test docker-compose.yml for real: up, scale hashers, kill one, down -v

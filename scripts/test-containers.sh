@@ -142,13 +142,8 @@ for port in 4222 8222 8086 8000; do
 done
 
 # --- 2. binaries -------------------------------------------------------------------------------
-# The Dockerfile's way (its Rust stage): glibc linked in, for a base without a C library.
-# --target keeps RUSTFLAGS off the build scripts and proc-macros (they cannot be static); the
-# binaries land in target/$TRIPLE/release/, apart from `just up`'s.
-TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
-STATIC_BIN="$ROOT/target/$TRIPLE/release"
-say "cargo build --release --bins --target $TRIPLE, statically linked"
-RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --bins --target "$TRIPLE"
+say "static release binaries (scripts/static-bins.sh)"
+STATIC_BIN=$(scripts/static-bins.sh)
 rm -rf target/docker-bin && mkdir -p target/docker-bin
 for bin in "${BINS[@]}"; do
   strip -o "target/docker-bin/$bin" "$STATIC_BIN/$bin"

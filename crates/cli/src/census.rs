@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_nats::Client;
 use async_nats::service::PingResponse;
-use chocominer_common::Stage;
+use chocominer_pipeline::Stage;
 use futures::StreamExt;
 use tokio::time::{Instant, timeout_at};
 

@@ -19,7 +19,7 @@ mod sub;
 
 use std::process::ExitCode;
 
-use chocominer_common::Shutdown;
+use chocominer_pipeline::Shutdown;
 use clap::Parser;
 
 /// Text at the end of `--help`.
@@ -63,9 +63,9 @@ fn stack_down_hint(server: &str, flag: &str, var: &str) -> String {
 fn main() -> ExitCode {
     // Reads the local UTC offset while the process still has one thread (see `clock`).
     clock::init();
-    let cli: Cli = chocominer_common::config::parse();
+    let cli: Cli = chocominer_pipeline::config::parse();
     if std::env::var_os("RUST_LOG").is_some() {
-        chocominer_common::telemetry::init();
+        chocominer_pipeline::telemetry::init();
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use async_nats::Client;
-use chocominer_common::Shutdown;
-use chocominer_common::config::NatsArgs;
-use chocominer_common::connection;
+use chocominer_pipeline::Shutdown;
+use chocominer_pipeline::config::NatsArgs;
+use chocominer_pipeline::connection;
 
 /// How long a command waits for NATS before giving up.
 pub const CONNECT_WITHIN: Duration = Duration::from_secs(5);

@@ -7,9 +7,9 @@
 //! watching goes on.
 
 use async_nats::Message;
-use chocominer_common::Subjects;
-use chocominer_common::codec::{BatchHeaders, DigestBatch, NumberBatch, Numbers};
-use chocominer_common::nugget::Nugget;
+use chocominer_pipeline::Subjects;
+use chocominer_pipeline::codec::{BatchHeaders, DigestBatch, NumberBatch, Numbers};
+use chocominer_pipeline::nugget::Nugget;
 use serde::Serialize;
 
 use crate::clock;
@@ -104,7 +104,7 @@ impl Sighting {
             Err("not a subject of this pipeline".to_owned())
         };
         Sighting {
-            received_ns: chocominer_common::stats::now_ns(),
+            received_ns: chocominer_pipeline::stats::now_ns(),
             subject: subject.to_owned(),
             content: decoded.unwrap_or_else(|reason| Content::Undecodable {
                 reason,

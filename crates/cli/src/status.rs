@@ -1,7 +1,7 @@
 //! `chocominer status`: one table of the stages from their last seconds of stats, the NATS
 //! replicas counted alongside, and the bottleneck named.
 //!
-//! The figures and the bottleneck rule are `chocominer_common::pipeline_status`'s (the dashboard
+//! The figures and the bottleneck rule are `chocominer_status`'s (the dashboard
 //! shows the same), read from InfluxDB because every instance of every stage
 //! writes there, rng included; `$SRV.PING` answers cross-check the count of hashers and
 //! workers, which tells a replica that stopped writing stats from one that is gone.
@@ -9,12 +9,12 @@
 use std::time::Duration;
 
 use async_nats::Client;
-use chocominer_common::config::{InfluxArgs, NatsArgs};
-use chocominer_common::influx_query::{InfluxQuery, QueryError};
-use chocominer_common::pipeline_status::{
+use chocominer_influx::{self as influx, QueryError};
+use chocominer_pipeline::config::{InfluxArgs, NatsArgs};
+use chocominer_pipeline::{Shutdown, Stage};
+use chocominer_status::{
     self, LOOKBACK, Snapshot, StageFigures, StatsPoint, Verdict, WINDOW_SECONDS, bottleneck,
 };
-use chocominer_common::{Shutdown, Stage};
 use serde::Serialize;
 
 use crate::census;
@@ -76,7 +76,7 @@ struct Status {
 }
 
 pub async fn run(args: StatusArgs, shutdown: Shutdown) -> anyhow::Result<()> {
-    let reader = InfluxQuery::new(&args.influx)?;
+    let reader = influx::Client::new(&args.influx)?;
     // Both at once, so whichever is unreachable is reported without waiting for the other.
     let (client, _) = tokio::try_join!(
         crate::nats::connect(&args.nats, "chocominer status", &shutdown),
@@ -124,8 +124,8 @@ pub async fn run(args: StatusArgs, shutdown: Shutdown) -> anyhow::Result<()> {
 
 /// The stages' recent stats points; an unreachable InfluxDB says how to start the local stack
 /// or point at another one.
-async fn recent(reader: &InfluxQuery) -> anyhow::Result<Vec<StatsPoint>> {
-    pipeline_status::read_recent(reader, LOOKBACK)
+async fn recent(reader: &influx::Client) -> anyhow::Result<Vec<StatsPoint>> {
+    chocominer_status::read_recent(reader, LOOKBACK)
         .await
         .map_err(|e| match e {
             QueryError::Unreachable { url, reason } => anyhow::anyhow!(
@@ -137,13 +137,13 @@ async fn recent(reader: &InfluxQuery) -> anyhow::Result<Vec<StatsPoint>> {
 }
 
 /// Reads the stats and pings the services, all at once.
-async fn look(client: &Client, reader: &InfluxQuery) -> anyhow::Result<Status> {
+async fn look(client: &Client, reader: &influx::Client) -> anyhow::Result<Status> {
     let (points, hashers, workers) = tokio::join!(
         recent(reader),
         census::replicas(client, Stage::Hasher),
         census::replicas(client, Stage::Worker),
     );
-    let now = chocominer_common::stats::now_ns();
+    let now = chocominer_pipeline::stats::now_ns();
     let mut stages = Snapshot::from_points(&points?, now);
     stages.hasher.nats_replicas = Some(hashers?.len());
     stages.worker.nats_replicas = Some(workers?.len());
@@ -173,7 +173,7 @@ const HEADINGS: [&str; 8] = [
 ];
 
 /// The table, then the verdict.
-fn render(status: &Status, reader: &InfluxQuery, paint: Paint) -> String {
+fn render(status: &Status, reader: &influx::Client, paint: Paint) -> String {
     let stages = &status.stages;
     let nats_sees_some = [&stages.hasher, &stages.worker]
         .iter()

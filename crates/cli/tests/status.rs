@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use chocominer_common::Shutdown;
+use chocominer_pipeline::Shutdown;
 use common::{SOON, run, status};
 use serde_json::Value;
 use testkit::{Stack, eventually};

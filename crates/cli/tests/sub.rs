@@ -4,8 +4,8 @@
 
 mod common;
 
-use chocominer_common::codec::{BatchHeaders, NumberBatch, Numbers};
-use chocominer_common::nugget::Nugget;
+use chocominer_pipeline::codec::{BatchHeaders, NumberBatch, Numbers};
+use chocominer_pipeline::nugget::Nugget;
 use common::{Running, chocominer_on, run};
 use serde_json::Value;
 use testkit::Stack;

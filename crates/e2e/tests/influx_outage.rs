@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chocominer_common::Shutdown;
+use chocominer_pipeline::Shutdown;
 use common::{DigestFlow, assert_one_per_second};
 use testkit::{POLL, SOON, Stack, as_i64, eventually};
 use tokio::time::sleep;

@@ -3,11 +3,12 @@
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
-use chocominer_common::Shutdown;
-use chocominer_common::nugget::{Nugget, leading_zero_bits};
+use chocominer_pipeline::Shutdown;
+use chocominer_pipeline::nugget::{Nugget, leading_zero_bits};
+use chocominer_pipeline::stats::schema;
 use common::{DigestFlow, NUGGETS, check_nugget_point};
 use futures::StreamExt;
 use testkit::{POLL, SOON, Stack, eventually};
@@ -107,6 +108,7 @@ async fn end_to_end_with(rng_args: &[&str]) {
         worker.nuggets,
         "duplicate nugget points"
     );
+    assert_wrote_the_schema(&stack).await;
 
     // Every nugget of the run was on the feed too, each verifiable and stored.
     for _ in 0..worker.nuggets {
@@ -142,6 +144,32 @@ async fn end_to_end_with(rng_args: &[&str]) {
             stored.contains(nugget.digest.as_str()),
             "{nugget:?} not in InfluxDB"
         );
+    }
+}
+
+/// What the stages really wrote is the schema the readers read by: its measurements, each with
+/// exactly its fields, of their types, and the one tag.
+async fn assert_wrote_the_schema(stack: &Stack) {
+    let column = |rows: &[serde_json::Map<String, serde_json::Value>], key: &str| {
+        let values = rows.iter().map(|row| row[key].as_str().unwrap().to_owned());
+        values.collect::<Vec<String>>()
+    };
+    let measurements = column(&stack.rows("SHOW MEASUREMENTS").await, "name");
+    let all = schema::MEASUREMENTS.map(|m| m.name().to_owned());
+    assert_eq!(BTreeSet::from_iter(measurements), BTreeSet::from(all));
+    for m in schema::MEASUREMENTS {
+        let q = |what: &str| format!(r#"SHOW {what} KEYS FROM "{}""#, m.name());
+        let rows = stack.rows(&q("FIELD")).await;
+        let written: BTreeSet<(String, String)> = column(&rows, "fieldKey")
+            .into_iter()
+            .zip(column(&rows, "fieldType"))
+            .collect();
+        let declared = (m.fields().iter())
+            .map(|f| (f.name().to_owned(), f.ty().name().to_owned()))
+            .collect();
+        assert_eq!(written, declared, "fields of {}", m.name());
+        let tags = column(&stack.rows(&q("TAG")).await, "tagKey");
+        assert_eq!(tags, [schema::INSTANCE], "tags of {}", m.name());
     }
 }
 

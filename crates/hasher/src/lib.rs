@@ -13,19 +13,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chocominer_common::codec::{self, BatchHeaders, DigestBatch, NumberBatch, Numbers};
-use chocominer_common::config::HealthArgs;
-use chocominer_common::intake::{Incoming, Intake};
-use chocominer_common::runtime::StageRuntime;
-use chocominer_common::sender::{NoConsumer, Sender, SenderConfig, SenderStats};
-use chocominer_common::stats::{Counter, Field, Meter};
-use chocominer_common::{CommonArgs, Shutdown, Stage};
+use chocominer_pipeline::codec::{self, BatchHeaders, DigestBatch, NumberBatch, Numbers};
+use chocominer_pipeline::config::HealthArgs;
+use chocominer_pipeline::intake::{Incoming, Intake};
+use chocominer_pipeline::runtime::StageRuntime;
+use chocominer_pipeline::sender::{NoConsumer, Sender, SenderConfig, SenderStats};
+use chocominer_pipeline::stats::schema::{self, FieldValue, Measurement, hasher};
+use chocominer_pipeline::stats::{Counter, Meter};
+use chocominer_pipeline::{CommonArgs, Shutdown, Stage};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "hasher", version, about = "ChocoMiner hasher: SHA-256 of every number, handed on to the workers", after_help = chocominer_common::config::ENV_HELP)]
+#[command(name = "hasher", version, about = "ChocoMiner hasher: SHA-256 of every number, handed on to the workers", after_help = chocominer_pipeline::config::ENV_HELP)]
 pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,
@@ -75,23 +76,23 @@ struct HasherMeter {
 }
 
 impl Meter for HasherMeter {
-    fn measurement(&self) -> &'static str {
-        "hasher"
+    fn measurement(&self) -> &'static Measurement {
+        &schema::HASHER
     }
 
-    fn fields(&self, period: Duration) -> Vec<(&'static str, Field)> {
+    fn fields(&self, period: Duration) -> Vec<FieldValue> {
         let capacity = period.as_nanos() as f64 * self.concurrency as f64;
         let busy = (self.busy_ns.take_delta() as f64 / capacity.max(1.0)).min(1.0);
         self.last_busy.store(busy.to_bits(), Ordering::Relaxed);
         vec![
-            ("hashes", Field::count(self.hashes.take_delta())),
-            ("busy", Field::Float((busy * 1000.0).round() / 1000.0)),
-            ("lost", Field::count(self.sender.lost.take_delta())),
-            ("rejected", Field::count(self.rejected.take_delta())),
-            ("expired", Field::count(self.expired.take_delta())),
-            ("in_flight", Field::count(self.sender.in_flight() as u64)),
-            ("window", Field::count(self.sender.window() as u64)),
-            ("waiting", Field::count(self.sender.held() as u64)),
+            hasher::HASHES.of(self.hashes.take_delta()),
+            hasher::BUSY.at((busy * 1000.0).round() / 1000.0),
+            hasher::LOST.of(self.sender.lost.take_delta()),
+            hasher::REJECTED.of(self.rejected.take_delta()),
+            hasher::EXPIRED.of(self.expired.take_delta()),
+            hasher::IN_FLIGHT.at(self.sender.in_flight()),
+            hasher::WINDOW.at(self.sender.window()),
+            hasher::WAITING.at(self.sender.held()),
         ]
     }
 }

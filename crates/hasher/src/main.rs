@@ -1,4 +1,4 @@
 //! The `hasher` binary; see the library for what it does.
 fn main() -> std::process::ExitCode {
-    chocominer_common::runtime::main(hasher::run)
+    chocominer_pipeline::runtime::main(hasher::run)
 }

@@ -8,19 +8,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chocominer_common::codec::{self, BatchHeaders, NumberBatch, Numbers};
-use chocominer_common::config::HealthArgs;
-use chocominer_common::profile::NumberEncoding;
-use chocominer_common::rate::RateLimiter;
-use chocominer_common::runtime::StageRuntime;
-use chocominer_common::sender::{Sender, SenderConfig, SenderStats};
-use chocominer_common::stats::{Field, Meter};
-use chocominer_common::{CommonArgs, Shutdown, Stage};
+use chocominer_pipeline::codec::{self, BatchHeaders, NumberBatch, Numbers};
+use chocominer_pipeline::config::HealthArgs;
+use chocominer_pipeline::profile::NumberEncoding;
+use chocominer_pipeline::rate::RateLimiter;
+use chocominer_pipeline::runtime::StageRuntime;
+use chocominer_pipeline::sender::{Sender, SenderConfig, SenderStats};
+use chocominer_pipeline::stats::Meter;
+use chocominer_pipeline::stats::schema::{self, FieldValue, Measurement, rng};
+use chocominer_pipeline::{CommonArgs, Shutdown, Stage};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "rng", version, about = "ChocoMiner rng: makes random 32-byte numbers for the hashers", after_help = chocominer_common::config::ENV_HELP)]
+#[command(name = "rng", version, about = "ChocoMiner rng: makes random 32-byte numbers for the hashers", after_help = chocominer_pipeline::config::ENV_HELP)]
 pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,
@@ -70,18 +71,18 @@ struct RngMeter {
 }
 
 impl Meter for RngMeter {
-    fn measurement(&self) -> &'static str {
-        "rng"
+    fn measurement(&self) -> &'static Measurement {
+        &schema::RNG
     }
 
-    fn fields(&self, _period: Duration) -> Vec<(&'static str, Field)> {
+    fn fields(&self, _period: Duration) -> Vec<FieldValue> {
         vec![
-            ("numbers", Field::count(self.sender.sent.take_delta())),
-            ("lost", Field::count(self.sender.lost.take_delta())),
-            ("in_flight", Field::count(self.sender.in_flight() as u64)),
-            ("window", Field::count(self.sender.window() as u64)),
-            ("rate_limit", Field::Float(self.rate_limit)),
-            ("waiting", Field::count(self.sender.held() as u64)),
+            rng::NUMBERS.of(self.sender.sent.take_delta()),
+            rng::LOST.of(self.sender.lost.take_delta()),
+            rng::IN_FLIGHT.at(self.sender.in_flight()),
+            rng::WINDOW.at(self.sender.window()),
+            rng::RATE_LIMIT.at(self.rate_limit),
+            rng::WAITING.at(self.sender.held()),
         ]
     }
 }

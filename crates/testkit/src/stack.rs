@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_nats::Client;
 use bytes::Bytes;
-use chocominer_common::Shutdown;
+use chocominer_pipeline::Shutdown;
 use clap::Parser;
 use futures::StreamExt;
 use serde_json::{Map, Value};

@@ -5,7 +5,7 @@
 //! where the difficulty changed), the difficulty in force, each stage side by side (rate,
 //! instances alive, how busy, how full its window of unacknowledged batches is, whether it
 //! waits for the next stage to come back), the stage that holds the others back (figures and
-//! rule shared with `chocominer status` through `chocominer_common::pipeline_status`), the
+//! rule shared with `chocominer status` through `chocominer_status`), the
 //! latest nuggets with their leading zero bits, and the totals: of every run, since the
 //! first, and at the difficulty in force.
 //! The page (HTML, CSS and a little JavaScript that draws its own SVG charts) is embedded in
@@ -17,7 +17,7 @@
 //!   …: …"}` with status 503 (502 for an error or an answer not from InfluxDB 1.x), which the
 //!   page shows until InfluxDB is back;
 //! - `GET /healthz`: `ok`; `GET /readyz`: `ready`, or 503 `not ready: stopping` once it stops
-//!   (see `chocominer_common::health`), also on `HEALTH_LISTEN` when that is set.
+//!   (see `chocominer_pipeline::health`), also on `HEALTH_LISTEN` when that is set.
 //!
 //! The dashboard only reads InfluxDB: it needs no NATS and changes nothing. It is ready as soon
 //! as it serves, whether InfluxDB answers or not: the page itself says when InfluxDB is
@@ -30,10 +30,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use chocominer_common::Shutdown;
-use chocominer_common::config::{HealthArgs, InfluxArgs};
-use chocominer_common::health::{self, Health, HealthServer};
-use chocominer_common::influx_query::InfluxQuery;
+use chocominer_influx as influx;
+use chocominer_pipeline::Shutdown;
+use chocominer_pipeline::config::{HealthArgs, InfluxArgs};
+use chocominer_pipeline::health::{self, Health, HealthServer};
 use tokio::net::TcpListener;
 
 use crate::server::AppState;
@@ -41,7 +41,7 @@ use crate::server::AppState;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "webui", version, about = "ChocoMiner dashboard: the pipeline's rates, stages and nuggets in a web page", after_help = chocominer_common::config::ENV_HELP)]
+#[command(name = "webui", version, about = "ChocoMiner dashboard: the pipeline's rates, stages and nuggets in a web page", after_help = chocominer_pipeline::config::ENV_HELP)]
 pub struct Config {
     /// Address and port the dashboard listens on.
     #[arg(long, env = "WEBUI_LISTEN", default_value = DEFAULT_LISTEN)]
@@ -84,7 +84,7 @@ pub async fn serve(
     config: Config,
     shutdown: Shutdown,
 ) -> anyhow::Result<Report> {
-    let influx = InfluxQuery::new(&config.influx)?;
+    let influx = influx::Client::new(&config.influx)?;
     let address = listener.local_addr()?;
     tracing::info!(
         influx = influx.url(),

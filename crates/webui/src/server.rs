@@ -1,5 +1,5 @@
 //! The HTTP side: the page and its assets (embedded in the binary), `/api/summary`. (The health
-//! endpoints are `chocominer_common::health`'s, merged in by `serve`.)
+//! endpoints are `chocominer_pipeline::health`'s, merged in by `serve`.)
 //!
 //! Every open page polls `/api/summary` once a second. Summaries are shared: one made less
 //! than [`SUMMARY_MAX_AGE`] ago is served again, and requests arriving while one is being made
@@ -16,7 +16,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use chocominer_common::influx_query::{InfluxQuery, QueryError};
+use chocominer_influx::{self as influx, QueryError};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -35,7 +35,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 
 /// What the handlers share.
 pub struct AppState {
-    influx: InfluxQuery,
+    influx: influx::Client,
     cache: Mutex<Option<(Instant, Reply)>>,
     /// Whether the last query failed, to log a failure and a recovery once each.
     failing: AtomicBool,
@@ -61,7 +61,7 @@ impl Reply {
 }
 
 impl AppState {
-    pub fn new(influx: InfluxQuery) -> AppState {
+    pub fn new(influx: influx::Client) -> AppState {
         AppState {
             influx,
             cache: Mutex::new(None),
@@ -108,7 +108,7 @@ impl AppState {
 
     async fn make_summary(&self) -> Reply {
         self.summaries.fetch_add(1, Ordering::Relaxed);
-        let now_ns = chocominer_common::stats::now_ns();
+        let now_ns = chocominer_pipeline::stats::now_ns();
         let spans = Spans::at(now_ns / 1_000_000);
         match self.read_summary(spans, now_ns).await {
             Ok(summary) => {

@@ -1,7 +1,7 @@
 //! What the page shows, computed from InfluxDB in two requests of a few InfluxQL statements.
 //!
 //! The stages' figures (rate over the last complete seconds, instances alive, busy, window
-//! fill, rate limit) and the bottleneck are `chocominer_common::pipeline_status`'s, the same
+//! fill, rate limit) and the bottleneck are `chocominer_status`'s, the same
 //! definition and rule as `chocominer status`: the page and the command agree. Only what the
 //! page alone shows is read here:
 //! - the charts ([`SERIES_SECS`] seconds, one value a second, ending [`LAG_SECS`] seconds ago,
@@ -16,14 +16,18 @@
 //!   totals are a second request ([`difficulty_statements`]);
 //! - what the stages wait for: their `waiting` gauge (batches held while no instance of the
 //!   next stage listens), from each alive instance's newest point, missing counted as 0.
+//!
+//! Measurements and fields are named from `chocominer_influx::schema`; the column aliases
+//! (`AS hashes`) are this module's own.
 
 use std::collections::BTreeSet;
 
-use chocominer_common::Stage;
-use chocominer_common::influx_query::Row;
-use chocominer_common::pipeline_status::{
-    self, LOOKBACK, Snapshot, StageFigures, StatsPoint, WINDOW_SECONDS,
+use chocominer_influx::Row;
+use chocominer_influx::schema::{
+    HASHER, INSTANCE, NUGGET, RNG, WORKER, hasher, nugget, rng, worker,
 };
+use chocominer_pipeline::Stage;
+use chocominer_status::{self, LOOKBACK, Snapshot, StageFigures, StatsPoint, WINDOW_SECONDS};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -79,28 +83,42 @@ const STAGES_AT: usize = 7;
 
 /// The statements of the first request, in the order [`Summary::from_results`] reads them.
 pub fn statements(spans: &Spans) -> Vec<String> {
+    let (w, hashes, nuggets, difficulty) = (
+        WORKER.name(),
+        worker::HASHES.name(),
+        worker::NUGGETS.name(),
+        worker::DIFFICULTY.name(),
+    );
+    let (n, number, digest, zero_bits) = (
+        NUGGET.name(),
+        nugget::NUMBER.name(),
+        nugget::DIGEST.name(),
+        nugget::ZERO_BITS.name(),
+    );
+    let (r, numbers, rng_lost) = (RNG.name(), rng::NUMBERS.name(), rng::LOST.name());
+    let (h, hasher_lost) = (HASHER.name(), hasher::LOST.name());
     let mut statements = vec![
         // 0: the charts; fill(none): a second without points is no data, not zero.
         format!(
-            r#"SELECT sum("hashes") AS hashes, sum("nuggets") AS nuggets, min("difficulty") AS difficulty_min, max("difficulty") AS difficulty_max FROM "worker" WHERE time >= {}ms AND time <= {}ms GROUP BY time(1s) fill(none)"#,
+            r#"SELECT sum("{hashes}") AS hashes, sum("{nuggets}") AS nuggets, min("{difficulty}") AS difficulty_min, max("{difficulty}") AS difficulty_max FROM "{w}" WHERE time >= {}ms AND time <= {}ms GROUP BY time(1s) fill(none)"#,
             spans.series_start_ms, spans.series_end_ms
         ),
         // 1: the latest nuggets.
         format!(
-            r#"SELECT "number", "digest", "zero_bits", "instance" FROM "nugget" ORDER BY time DESC LIMIT {NUGGETS_LISTED}"#
+            r#"SELECT "{number}", "{digest}", "{zero_bits}", "{INSTANCE}" FROM "{n}" ORDER BY time DESC LIMIT {NUGGETS_LISTED}"#
         ),
         // 2-4: totals since the database began...
-        r#"SELECT sum("hashes") AS hashes, sum("nuggets") AS nuggets FROM "worker""#.to_owned(),
-        r#"SELECT sum("numbers") AS numbers, sum("lost") AS lost FROM "rng""#.to_owned(),
-        r#"SELECT sum("lost") AS lost FROM "hasher""#.to_owned(),
+        format!(r#"SELECT sum("{hashes}") AS hashes, sum("{nuggets}") AS nuggets FROM "{w}""#),
+        format!(r#"SELECT sum("{numbers}") AS numbers, sum("{rng_lost}") AS lost FROM "{r}""#),
+        format!(r#"SELECT sum("{hasher_lost}") AS lost FROM "{h}""#),
         // 5: ...which is when the first worker point was written;
-        r#"SELECT first("hashes") AS hashes FROM "worker""#.to_owned(),
+        format!(r#"SELECT first("{hashes}") AS hashes FROM "{w}""#),
         // 6: the newest difficulty written, for when no worker runs.
-        r#"SELECT last("difficulty") AS difficulty FROM "worker""#.to_owned(),
+        format!(r#"SELECT last("{difficulty}") AS difficulty FROM "{w}""#),
     ];
     // 7-9: the stages' recent points, for their figures.
     debug_assert_eq!(statements.len(), STAGES_AT);
-    statements.extend(pipeline_status::statements(LOOKBACK));
+    statements.extend(chocominer_status::statements(LOOKBACK));
     statements
 }
 
@@ -108,14 +126,22 @@ pub fn statements(spans: &Spans) -> Vec<String> {
 /// at that difficulty and when the first point at it was written, as
 /// [`DifficultyNow::read_totals`] reads them.
 pub fn difficulty_statements(difficulties: &[i64]) -> Vec<String> {
+    let (w, hashes, nuggets, difficulty) = (
+        WORKER.name(),
+        worker::HASHES.name(),
+        worker::NUGGETS.name(),
+        worker::DIFFICULTY.name(),
+    );
     difficulties
         .iter()
         .flat_map(|d| {
             [
                 format!(
-                    r#"SELECT sum("hashes") AS hashes, sum("nuggets") AS nuggets FROM "worker" WHERE "difficulty" = {d}"#
+                    r#"SELECT sum("{hashes}") AS hashes, sum("{nuggets}") AS nuggets FROM "{w}" WHERE "{difficulty}" = {d}"#
                 ),
-                format!(r#"SELECT first("hashes") AS hashes FROM "worker" WHERE "difficulty" = {d}"#),
+                format!(
+                    r#"SELECT first("{hashes}") AS hashes FROM "{w}" WHERE "{difficulty}" = {d}"#
+                ),
             ]
         })
         .collect()
@@ -371,14 +397,14 @@ impl Summary {
         let first = |i: usize| result(i).first();
 
         let points =
-            pipeline_status::points_from_results(results.get(STAGES_AT..).unwrap_or_default());
+            chocominer_status::points_from_results(results.get(STAGES_AT..).unwrap_or_default());
         let snapshot = Snapshot::from_points(&points, now_ns);
-        let verdict = pipeline_status::bottleneck::find(&snapshot);
+        let verdict = chocominer_status::bottleneck::find(&snapshot);
         let newest = |stage: Stage| newest_points(&points, stage, &snapshot.stage(stage).instances);
         // Missing in points of stages that do not write it yet: nothing held.
         let waiting = |stage: Stage| {
             let newest = newest(stage);
-            (!newest.is_empty()).then(|| newest.iter().map(|p| p.get("waiting")).sum())
+            (!newest.is_empty()).then(|| newest.iter().map(|p| p.get(rng::WAITING)).sum())
         };
         let stages = Stages {
             rng: StageNow::new(&snapshot.rng, waiting(Stage::Rng)),
@@ -387,8 +413,8 @@ impl Summary {
         };
         let in_force: BTreeSet<i64> = newest(Stage::Worker)
             .iter()
-            .filter_map(|p| p.fields.get("difficulty"))
-            .map(|&d| d as i64)
+            .filter_map(|p| p.value(worker::DIFFICULTY))
+            .map(|d| d as i64)
             .collect();
         let difficulty = DifficultyNow {
             in_force: in_force.into_iter().collect(),
@@ -400,10 +426,13 @@ impl Summary {
             .iter()
             .map(|row| NuggetRow {
                 time_ms: row.get("time").and_then(Value::as_i64).unwrap_or(0),
-                number: text(row, "number"),
-                digest: text(row, "digest"),
-                zero_bits: row.get("zero_bits").and_then(Value::as_i64).unwrap_or(0),
-                instance: text(row, "instance"),
+                number: text(row, nugget::NUMBER.name()),
+                digest: text(row, nugget::DIGEST.name()),
+                zero_bits: row
+                    .get(nugget::ZERO_BITS.name())
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0),
+                instance: text(row, INSTANCE),
             })
             .collect();
 
@@ -465,6 +494,19 @@ mod tests {
 
     fn row(value: Value) -> Row {
         value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn statements_name_only_the_schema() {
+        let spans = Spans::at(1_000_000_000);
+        let all = [statements(&spans), difficulty_statements(&[4, 23])].concat();
+        for statement in all {
+            assert_eq!(
+                chocominer_influx::schema::unknown_names(&statement),
+                Vec::<String>::new(),
+                "{statement}"
+            );
+        }
     }
 
     #[test]

@@ -100,7 +100,7 @@ async fn serves_health_on_health_listen_and_answers_the_probe() {
         ]
         .map(String::from),
     );
-    let shutdown = chocominer_common::Shutdown::new();
+    let shutdown = chocominer_pipeline::Shutdown::new();
     let webui = Service::spawn("webui", &shutdown, |shutdown| webui::run(config, shutdown));
 
     let readyz = format!("http://{listen}/readyz");
@@ -158,7 +158,7 @@ fn stage_points(from: i64, to: i64) -> String {
 }
 
 fn now_s() -> i64 {
-    chocominer_common::stats::now_ns() / SECOND_NS
+    chocominer_pipeline::stats::now_ns() / SECOND_NS
 }
 
 fn f(v: &Value) -> f64 {

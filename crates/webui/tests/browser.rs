@@ -291,7 +291,7 @@ async fn page_shows_a_change_of_difficulty_no_data_and_the_zero_bits() {
     testkit::init_tracing();
     let influx = Influx::start().await;
     influx.create_database(DB).await;
-    let now = chocominer_common::stats::now_ns() / SECOND_NS;
+    let now = chocominer_pipeline::stats::now_ns() / SECOND_NS;
     // Far enough ahead that the runs are still going when Chromium reads the page.
     let (old, demo, full) = (
         (now - 250, now - 231),

@@ -11,16 +11,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chocominer_common::codec::{BatchHeaders, DigestBatch};
-use chocominer_common::config::HealthArgs;
-use chocominer_common::intake::Intake;
-use chocominer_common::nugget::{self, Nugget};
-use chocominer_common::runtime::StageRuntime;
-use chocominer_common::stats::{Counter, Field, Meter, Point, StatsSink};
-use chocominer_common::{CommonArgs, Shutdown, Stage};
+use chocominer_pipeline::codec::{BatchHeaders, DigestBatch};
+use chocominer_pipeline::config::HealthArgs;
+use chocominer_pipeline::intake::Intake;
+use chocominer_pipeline::nugget::{self, Nugget};
+use chocominer_pipeline::runtime::StageRuntime;
+use chocominer_pipeline::stats::schema::{self, FieldValue, Measurement, worker};
+use chocominer_pipeline::stats::{Counter, Meter, Point, StatsSink};
+use chocominer_pipeline::{CommonArgs, Shutdown, Stage};
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "worker", version, about = "ChocoMiner worker: finds the nuggets among the digests and counts them", after_help = chocominer_common::config::ENV_HELP)]
+#[command(name = "worker", version, about = "ChocoMiner worker: finds the nuggets among the digests and counts them", after_help = chocominer_pipeline::config::ENV_HELP)]
 pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,
@@ -69,17 +70,17 @@ impl WorkerMeter {
 }
 
 impl Meter for WorkerMeter {
-    fn measurement(&self) -> &'static str {
-        "worker"
+    fn measurement(&self) -> &'static Measurement {
+        &schema::WORKER
     }
 
-    fn fields(&self, _period: Duration) -> Vec<(&'static str, Field)> {
+    fn fields(&self, _period: Duration) -> Vec<FieldValue> {
         vec![
-            ("hashes", Field::count(self.hashes.take_delta())),
-            ("nuggets", Field::count(self.nuggets.take_delta())),
-            ("rejected", Field::count(self.rejected.take_delta())),
-            ("expired", Field::count(self.expired.take_delta())),
-            ("difficulty", Field::Int(i64::from(self.difficulty))),
+            worker::HASHES.of(self.hashes.take_delta()),
+            worker::NUGGETS.of(self.nuggets.take_delta()),
+            worker::REJECTED.of(self.rejected.take_delta()),
+            worker::EXPIRED.of(self.expired.take_delta()),
+            worker::DIFFICULTY.at(self.difficulty),
         ]
     }
 }
@@ -175,11 +176,11 @@ fn record_nugget(
         found_at_ns: sink.event_time_ns(),
     };
     sink.push(Point {
-        measurement: "nugget",
+        measurement: &schema::NUGGET,
         fields: vec![
-            ("number", Field::Str(found.number.clone())),
-            ("digest", Field::Str(found.digest.clone())),
-            ("zero_bits", Field::Int(i64::from(found.zero_bits))),
+            schema::nugget::NUMBER.of(found.number.clone()),
+            schema::nugget::DIGEST.of(found.digest.clone()),
+            schema::nugget::ZERO_BITS.of(found.zero_bits),
         ],
         time_ns: found.found_at_ns,
     });
@@ -212,20 +213,22 @@ mod tests {
         meter.hashes.add(1000);
         meter.nuggets.add(2);
         let period = Duration::from_secs(1);
-        assert_eq!(meter.measurement(), "worker");
+        assert_eq!(meter.measurement(), &schema::WORKER);
+        let fields = meter.fields(period);
         assert_eq!(
-            meter.fields(period),
+            fields,
             [
-                ("hashes", Field::Int(1000)),
-                ("nuggets", Field::Int(2)),
-                ("rejected", Field::Int(0)),
-                ("expired", Field::Int(0)),
-                ("difficulty", Field::Int(23)),
+                worker::HASHES.of(1000),
+                worker::NUGGETS.of(2),
+                worker::REJECTED.of(0),
+                worker::EXPIRED.of(0),
+                worker::DIFFICULTY.at(23u32),
             ]
         );
+        assert_eq!(schema::WORKER.check(&fields), Ok(()));
         // Counts restart from zero each second; the difficulty is a gauge and stays.
         let next = meter.fields(period);
-        assert_eq!(next[0], ("hashes", Field::Int(0)));
-        assert_eq!(next[4], ("difficulty", Field::Int(23)));
+        assert_eq!(next[0], worker::HASHES.of(0));
+        assert_eq!(next[4], worker::DIFFICULTY.at(23u32));
     }
 }

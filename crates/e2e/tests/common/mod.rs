@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::Client;
-use chocominer_common::codec::{DigestBatch, HEADER_INSTANCE};
-use chocominer_common::nugget::{Nugget, leading_zero_bits};
+use chocominer_pipeline::codec::{DigestBatch, HEADER_INSTANCE};
+use chocominer_pipeline::nugget::{Nugget, leading_zero_bits};
 use futures::StreamExt;
 use serde_json::{Map, Value};
 use testkit::{as_i64, eventually};

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use chocominer_common::Shutdown;
+use chocominer_pipeline::Shutdown;
 use serde_json::{Map, Value};
 use testkit::{DB, Influx, Service, parse};
 use tokio::net::TcpListener;

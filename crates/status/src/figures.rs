@@ -1,5 +1,6 @@
 //! What each stage did over the last few seconds, from its instances' per-second stats points:
-//! the one definition of the figures `chocominer status` and the dashboard show.
+//! the one definition of the figures `chocominer status` and the dashboard show. Fields are
+//! read by their kind in the schema: only a [`Count`] makes a rate, only a [`Gauge`] an average.
 //!
 //! Every instance writes one point per second, stamped on the whole second, and the point
 //! reaches InfluxDB a second or two later (a stage writes once a second). So:
@@ -19,8 +20,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::StatsPoint;
-use crate::Stage;
+use crate::StatsPoint;
+use chocominer_influx::schema::{Count, Gauge, hasher, rng, worker};
+use chocominer_pipeline::Stage;
 
 /// Seconds the figures cover.
 pub const WINDOW_SECONDS: i64 = 5;
@@ -171,13 +173,13 @@ impl Window {
             .collect();
         let seconds: BTreeSet<i64> = in_window.iter().map(|p| p.time_ns).collect();
         let seconds = seconds.len().max(1) as f64;
-        let per_second = |field: &str| {
+        let per_second = |field: Count| {
             let sum: f64 = in_window.iter().map(|p| p.get(field)).sum();
             Some(round(sum / seconds))
         };
         // Each alive instance's mean of a gauge over its points in the window (its newest point
         // when it started after the window's end).
-        let instance_means = |field: &str| -> Vec<f64> {
+        let instance_means = |field: Gauge| -> Vec<f64> {
             alive
                 .iter()
                 .map(|newest| {
@@ -195,12 +197,12 @@ impl Window {
                 .collect()
         };
         // A gauge of a stage with no instance alive is unknown, not 0.
-        let summed = |field: &str| {
+        let summed = |field: Gauge| {
             let means = instance_means(field);
             (!means.is_empty()).then(|| round(means.iter().sum()))
         };
         // A gauge as it is now: each alive instance's newest point, summed.
-        let newest_summed = |field: &str| {
+        let newest_summed = |field: Gauge| {
             (!alive.is_empty()).then(|| round(alive.iter().map(|p| p.get(field)).sum()))
         };
         let names: BTreeSet<&str> = alive.iter().map(|p| p.instance.as_str()).collect();
@@ -213,32 +215,32 @@ impl Window {
         };
         match stage {
             Stage::Rng => {
-                figures.rate = per_second("numbers").unwrap_or_default();
-                let limits = instance_means("rate_limit");
+                figures.rate = per_second(rng::NUMBERS).unwrap_or_default();
+                let limits = instance_means(rng::RATE_LIMIT);
                 figures.rate_limit = match limits.iter().any(|&l| l <= 0.0) {
                     true => Some(0.0),
-                    false => summed("rate_limit"),
+                    false => summed(rng::RATE_LIMIT),
                 };
-                figures.in_flight = summed("in_flight");
-                figures.window = summed("window");
-                figures.waiting = newest_summed("waiting");
-                figures.lost = per_second("lost");
+                figures.in_flight = summed(rng::IN_FLIGHT);
+                figures.window = summed(rng::WINDOW);
+                figures.waiting = newest_summed(rng::WAITING);
+                figures.lost = per_second(rng::LOST);
             }
             Stage::Hasher => {
-                figures.rate = per_second("hashes").unwrap_or_default();
-                let busy = instance_means("busy");
+                figures.rate = per_second(hasher::HASHES).unwrap_or_default();
+                let busy = instance_means(hasher::BUSY);
                 figures.busy =
                     (!busy.is_empty()).then(|| round(busy.iter().sum::<f64>() / busy.len() as f64));
-                figures.in_flight = summed("in_flight");
-                figures.window = summed("window");
-                figures.waiting = newest_summed("waiting");
-                figures.lost = per_second("lost");
-                figures.rejected = per_second("rejected");
+                figures.in_flight = summed(hasher::IN_FLIGHT);
+                figures.window = summed(hasher::WINDOW);
+                figures.waiting = newest_summed(hasher::WAITING);
+                figures.lost = per_second(hasher::LOST);
+                figures.rejected = per_second(hasher::REJECTED);
             }
             Stage::Worker => {
-                figures.rate = per_second("hashes").unwrap_or_default();
-                figures.nuggets = per_second("nuggets");
-                figures.rejected = per_second("rejected");
+                figures.rate = per_second(worker::HASHES).unwrap_or_default();
+                figures.nuggets = per_second(worker::NUGGETS);
+                figures.rejected = per_second(worker::REJECTED);
             }
         }
         figures

@@ -1,7 +1,8 @@
 //! Stats: counters in the stages, one point per second per process, written to InfluxDB 1.x.
 //!
-//! A stage keeps [`Counter`]s and implements [`Meter`]; a [`Reporter`] turns the meter into one
-//! point per second (timestamps on whole seconds) and logs a progress line every ten seconds.
+//! A stage keeps [`Counter`]s and implements [`Meter`], naming its measurement and fields from
+//! `chocominer_influx::schema`; a [`Reporter`] turns the meter into one point per second
+//! (timestamps on whole seconds) and logs a progress line every ten seconds.
 //! Points go to a [`StatsSink`], a bounded in-memory queue that a [`StatsWriter`] task drains to
 //! InfluxDB's `/write` in line protocol. Mining never waits for InfluxDB: when it is down the
 //! points are held (up to [`HELD_POINTS`], over an hour of a busy process) and written when it
@@ -17,7 +18,12 @@ use influxdb_line_protocol::LineProtocolBuilder;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::config::InfluxArgs;
+use chocominer_influx::schema::{FieldValue, INSTANCE, Kind, Measurement, Value};
+use chocominer_influx::{Client, InfluxArgs, WriteError};
+
+/// What the points are made of: the stages' meters name their fields from it.
+pub use chocominer_influx::schema;
+
 use crate::shutdown::Shutdown;
 use crate::throttle::Throttle;
 
@@ -55,42 +61,22 @@ impl Counter {
     }
 }
 
-/// A field value of a point.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Field {
-    Int(i64),
-    Float(f64),
-    Str(String),
-}
-
-impl Field {
-    pub fn count(n: u64) -> Field {
-        Field::Int(i64::try_from(n).unwrap_or(i64::MAX))
-    }
-
-    fn as_f64(&self) -> Option<f64> {
-        match self {
-            Field::Int(v) => Some(*v as f64),
-            Field::Float(v) => Some(*v),
-            Field::Str(_) => None,
-        }
-    }
-}
-
-/// One InfluxDB point; the writer adds the `instance` tag.
+/// One InfluxDB point; the writer adds the `instance` tag. Measurements and field values come
+/// only from the schema, so a point cannot name what the readers do not know.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
-    pub measurement: &'static str,
-    pub fields: Vec<(&'static str, Field)>,
+    pub measurement: &'static Measurement,
+    pub fields: Vec<FieldValue>,
     pub time_ns: i64,
 }
 
 /// What a stage reports every second.
 pub trait Meter: Send + Sync + 'static {
-    /// The measurement of the per-second point (`rng`, `hasher`, `worker`).
-    fn measurement(&self) -> &'static str;
-    /// Field values for the period just ended: counts since the last call, gauges now.
-    fn fields(&self, period: Duration) -> Vec<(&'static str, Field)>;
+    /// The measurement of the per-second point (`schema::RNG`, `HASHER`, `WORKER`).
+    fn measurement(&self) -> &'static Measurement;
+    /// Field values for the period just ended: counts since the last call, gauges now; every
+    /// field of the measurement, once.
+    fn fields(&self, period: Duration) -> Vec<FieldValue>;
 }
 
 /// Nanoseconds since the Unix epoch.
@@ -106,18 +92,18 @@ const SECOND_NS: i64 = 1_000_000_000;
 fn render(point: &Point, instance: &str) -> Option<String> {
     let (first, rest) = point.fields.split_first()?;
     let b = LineProtocolBuilder::new()
-        .measurement(point.measurement)
-        .tag("instance", instance);
-    let mut b = match &first.1 {
-        Field::Int(v) => b.field(first.0, *v),
-        Field::Float(v) => b.field(first.0, *v),
-        Field::Str(v) => b.field(first.0, v.as_str()),
+        .measurement(point.measurement.name())
+        .tag(INSTANCE, instance);
+    let mut b = match first.value() {
+        Value::Integer(v) => b.field(first.name(), *v),
+        Value::Float(v) => b.field(first.name(), *v),
+        Value::String(v) => b.field(first.name(), v.as_str()),
     };
-    for (key, value) in rest {
-        b = match value {
-            Field::Int(v) => b.field(key, *v),
-            Field::Float(v) => b.field(key, *v),
-            Field::Str(v) => b.field(key, v.as_str()),
+    for field in rest {
+        b = match field.value() {
+            Value::Integer(v) => b.field(field.name(), *v),
+            Value::Float(v) => b.field(field.name(), *v),
+            Value::String(v) => b.field(field.name(), v.as_str()),
         };
     }
     let line = b.timestamp(point.time_ns).close_line().build();
@@ -188,6 +174,9 @@ impl StatsSink {
     /// Queues a point. Never waits; when the queue is full the oldest point is dropped, counted
     /// and logged.
     pub fn push(&self, point: Point) {
+        // Debug builds (the tests) catch a stage writing another measurement's fields, or
+        // leaving one out, even with stats disabled.
+        debug_assert_eq!(point.measurement.check(&point.fields), Ok(()));
         if !self.inner.enabled {
             return;
         }
@@ -269,8 +258,7 @@ pub struct StatsWriter {
 impl StatsWriter {
     /// Starts the writer; with an empty URL, stats are disabled and nothing is written.
     pub fn start(args: &InfluxArgs, instance: &str) -> anyhow::Result<StatsWriter> {
-        let url = args.influx_url.trim().trim_end_matches('/').to_owned();
-        if url.is_empty() {
+        if args.url().is_empty() {
             tracing::info!("INFLUX_URL is empty: stats are not written");
             return Ok(StatsWriter {
                 sink: StatsSink::disabled(instance),
@@ -279,7 +267,7 @@ impl StatsWriter {
             });
         }
         let sink = StatsSink::new(instance, true, HELD_POINTS);
-        let influx = Influx::new(&url, args)?;
+        let influx = Client::new(args)?;
         let stop = Shutdown::new();
         let task = tokio::spawn(write_loop(influx, sink.clone(), stop.clone()));
         Ok(StatsWriter {
@@ -319,103 +307,8 @@ impl StatsWriter {
     }
 }
 
-struct Influx {
-    http: reqwest::Client,
-    url: String,
-    db: String,
-    user: Option<(String, Option<String>)>,
-}
-
-#[derive(Debug)]
-enum WriteError {
-    /// Worth retrying later (unreachable, 5xx, missing database).
-    Retry(String),
-    /// The points themselves were refused: retrying cannot help.
-    Refused(String),
-}
-
-impl Influx {
-    fn new(url: &str, args: &InfluxArgs) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .connect_timeout(Duration::from_secs(2))
-            .build()?;
-        Ok(Influx {
-            http,
-            url: url.to_owned(),
-            db: args.influx_db.clone(),
-            user: args
-                .influx_user
-                .clone()
-                .map(|u| (u, args.influx_password.clone())),
-        })
-    }
-
-    fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.user {
-            Some((user, password)) => req.basic_auth(user, password.as_ref()),
-            None => req,
-        }
-    }
-
-    async fn create_database(&self) -> Result<(), WriteError> {
-        let q = format!("CREATE DATABASE \"{}\"", self.db.replace('"', "\\\""));
-        let req = self
-            .http
-            .post(format!("{}/query", self.url))
-            .query(&[("q", q)]);
-        let resp = self
-            .auth(req)
-            .send()
-            .await
-            .map_err(|e| WriteError::Retry(e.to_string()))?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(WriteError::Retry(format!(
-                "creating database {}: HTTP {}",
-                self.db,
-                resp.status()
-            )))
-        }
-    }
-
-    async fn write(&self, lines: &[String]) -> Result<(), WriteError> {
-        let body = lines.join("\n");
-        let req = self
-            .http
-            .post(format!("{}/write", self.url))
-            .query(&[("db", self.db.as_str()), ("precision", "ns")])
-            .body(body);
-        let resp = self
-            .auth(req)
-            .send()
-            .await
-            .map_err(|e| WriteError::Retry(e.to_string()))?;
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let text = resp.text().await.unwrap_or_default();
-        if status == reqwest::StatusCode::NOT_FOUND && text.contains("database not found") {
-            self.create_database().await?;
-            return Err(WriteError::Retry(format!(
-                "database {} was missing: created it",
-                self.db
-            )));
-        }
-        if status.is_client_error() && status != reqwest::StatusCode::UNAUTHORIZED {
-            return Err(WriteError::Refused(format!(
-                "HTTP {status}: {}",
-                text.trim()
-            )));
-        }
-        Err(WriteError::Retry(format!("HTTP {status}: {}", text.trim())))
-    }
-}
-
 /// Drains the sink to InfluxDB until stopped, then writes what is left.
-async fn write_loop(influx: Influx, sink: StatsSink, stop: Shutdown) {
+async fn write_loop(influx: Client, sink: StatsSink, stop: Shutdown) {
     let mut failing_since: Option<tokio::time::Instant> = None;
     if let Err(WriteError::Retry(e)) = influx.create_database().await {
         tracing::debug!("could not create database yet: {e}");
@@ -435,7 +328,7 @@ async fn write_loop(influx: Influx, sink: StatsSink, stop: Shutdown) {
                         .fetch_add(lines.len() as u64, Ordering::Relaxed);
                     if let Some(since) = failing_since.take() {
                         tracing::info!(
-                            url = %influx.url,
+                            url = %influx.url(),
                             after = ?since.elapsed(),
                             held = sink.held() + lines.len(),
                             "InfluxDB is reachable again: writing the held stats points"
@@ -454,7 +347,7 @@ async fn write_loop(influx: Influx, sink: StatsSink, stop: Shutdown) {
                     if failing_since.is_none() {
                         failing_since = Some(tokio::time::Instant::now());
                         tracing::warn!(
-                            url = %influx.url,
+                            url = %influx.url(),
                             held,
                             "cannot write stats to InfluxDB ({e}); holding them and retrying, \
                              mining goes on"
@@ -535,7 +428,7 @@ async fn report_loop(meter: Arc<dyn Meter>, sink: StatsSink, stop: Shutdown) {
         last_time_ns = time_ns;
         progress.add(&fields, period);
         if progress.periods >= PROGRESS_EVERY || stopping {
-            progress.log(meter.measurement(), stopping);
+            progress.log(meter.measurement().name(), stopping);
         }
         sink.push(Point {
             measurement: meter.measurement(),
@@ -553,18 +446,20 @@ async fn report_loop(meter: Arc<dyn Meter>, sink: StatsSink, stop: Shutdown) {
 struct Progress {
     periods: u32,
     seconds: f64,
-    sums: Vec<(&'static str, f64)>,
+    sums: Vec<(&'static str, Kind, f64)>,
 }
 
 impl Progress {
-    fn add(&mut self, fields: &[(&'static str, Field)], period: Duration) {
+    fn add(&mut self, fields: &[FieldValue], period: Duration) {
         self.periods += 1;
         self.seconds += period.as_secs_f64();
-        for (key, value) in fields {
-            let Some(v) = value.as_f64() else { continue };
-            match self.sums.iter_mut().find(|(k, _)| k == key) {
-                Some((_, sum)) => *sum += v,
-                None => self.sums.push((key, v)),
+        for field in fields {
+            let Some(v) = field.value().as_f64() else {
+                continue;
+            };
+            match self.sums.iter_mut().find(|(k, _, _)| *k == field.name()) {
+                Some((_, _, sum)) => *sum += v,
+                None => self.sums.push((field.name(), field.field().kind(), v)),
             }
         }
     }
@@ -575,12 +470,10 @@ impl Progress {
         let summary: Vec<String> = self
             .sums
             .iter()
-            .map(|(k, sum)| match *k {
-                // Gauges are averaged per period; counts become rates.
-                "busy" | "in_flight" | "window" | "rate_limit" | "waiting" | "difficulty" => {
-                    format!("{k}={:.2}", sum / periods)
-                }
-                _ => format!("{k}={:.1}/s", sum / secs),
+            .map(|(k, kind, sum)| match kind {
+                // Counts become rates; gauges (and any event field) are averaged per period.
+                Kind::Count => format!("{k}={:.1}/s", sum / secs),
+                Kind::Gauge | Kind::Event => format!("{k}={:.2}", sum / periods),
             })
             .collect();
         let what = if last { "last period" } else { "last 10 s" };
@@ -593,22 +486,34 @@ impl Progress {
 mod tests {
     use super::*;
 
+    use chocominer_influx::schema::{self, nugget, rng};
+
     #[test]
     fn renders_line_protocol_with_instance_tag() {
         let point = Point {
-            measurement: "nugget",
+            measurement: &schema::NUGGET,
             fields: vec![
-                ("number", Field::Str("ab".into())),
-                ("zero_bits", Field::Int(5)),
+                nugget::NUMBER.of("ab"),
+                nugget::DIGEST.of("0f"),
+                nugget::ZERO_BITS.of(5u32),
             ],
             time_ns: 7,
         };
         assert_eq!(
             render(&point, "w 1").unwrap(),
-            "nugget,instance=w\\ 1 number=\"ab\",zero_bits=5i 7\n"
+            "nugget,instance=w\\ 1 number=\"ab\",digest=\"0f\",zero_bits=5i 7\n"
+        );
+        let gauges = Point {
+            measurement: &schema::RNG,
+            fields: vec![rng::RATE_LIMIT.at(100u64), rng::WINDOW.at(8usize)],
+            time_ns: 1,
+        };
+        assert_eq!(
+            render(&gauges, "r").unwrap(),
+            "rng,instance=r rate_limit=100,window=8i 1\n"
         );
         let empty = Point {
-            measurement: "x",
+            measurement: &schema::RNG,
             fields: vec![],
             time_ns: 1,
         };
@@ -629,16 +534,20 @@ mod tests {
     #[test]
     fn full_queue_drops_oldest_and_counts() {
         let sink = StatsSink::new("i", true, 3);
-        for t in 0..5 {
+        for t in 0..5u32 {
             sink.push(Point {
-                measurement: "m",
-                fields: vec![("v", Field::Int(t))],
-                time_ns: t,
+                measurement: &schema::NUGGET,
+                fields: vec![
+                    nugget::NUMBER.of("ab"),
+                    nugget::DIGEST.of("0f"),
+                    nugget::ZERO_BITS.of(t),
+                ],
+                time_ns: i64::from(t),
             });
         }
         assert_eq!((sink.held(), sink.dropped()), (3, 2));
         let lines = sink.take(10);
-        assert!(lines[0].contains("v=2i"), "{lines:?}");
+        assert!(lines[0].contains("zero_bits=2i"), "{lines:?}");
         sink.put_back(lines);
         assert_eq!(sink.held(), 3);
     }

@@ -1,20 +1,21 @@
-//! Reading InfluxDB 1.x: InfluxQL over `GET /query` (`db`, `q`, `epoch=ms`, basic auth from
-//! [`InfluxArgs`]), several statements in one request; the read side of what [`crate::stats`]
-//! writes. Both the `chocominer status` command and the dashboard read through it.
+//! The one HTTP client of InfluxDB 1.x: `POST /write` of line protocol for the stages' stats,
+//! `GET /query` of InfluxQL (`epoch=ms`, several statements in one request) for the front ends
+//! and the tests, basic auth from [`InfluxArgs`], one timeout for every request.
 //!
-//! Errors are one line each and come in three kinds: InfluxDB cannot be reached at all
+//! Errors are one line each. Reading: InfluxDB cannot be reached at all
 //! ([`QueryError::Unreachable`]), it answered with an error ([`QueryError::Failed`]: an HTTP
 //! error, refused credentials, a statement error such as a missing database), or what answered
-//! is not InfluxDB 1.x ([`QueryError::NotInflux`]: a body that is not its JSON).
+//! is not InfluxDB 1.x ([`QueryError::NotInflux`]). Writing: worth retrying later
+//! ([`WriteError::Retry`]) or refused for good ([`WriteError::Refused`]).
 
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::config::InfluxArgs;
+use crate::InfluxArgs;
 
-/// How long one query request may take, connection included.
-pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one request may take, connection included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a query gave no rows.
@@ -29,10 +30,21 @@ pub enum QueryError {
 }
 
 impl QueryError {
-    /// Whether InfluxDB answered that the database does not exist (yet): no stage wrote to it.
+    /// Whether InfluxDB answered that the database does not exist (yet): nobody wrote to it.
     pub fn is_database_not_found(&self) -> bool {
         matches!(self, QueryError::Failed { reason, .. } if reason.contains("database not found"))
     }
+}
+
+/// Why points were not written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// Worth retrying later: unreachable, a 5xx, refused credentials, a database just created.
+    #[error("{0}")]
+    Retry(String),
+    /// The points themselves were refused: retrying cannot help.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// The error InfluxDB gives for statements it skipped.
@@ -41,28 +53,28 @@ const NOT_EXECUTED: &str = "not executed";
 /// One row of a result: column name -> value, plus the tags of its series (`GROUP BY` tags).
 pub type Row = Map<String, Value>;
 
-/// A read-only client for one database of one InfluxDB.
+/// The client of one database of one InfluxDB: writes, queries, creates it. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct InfluxQuery {
+pub struct Client {
     http: reqwest::Client,
     url: String,
     db: String,
     user: Option<(String, Option<String>)>,
 }
 
-impl InfluxQuery {
+impl Client {
     /// A client for `args`; an empty URL is an error (set `--influx-url` or `INFLUX_URL`).
-    pub fn new(args: &InfluxArgs) -> anyhow::Result<InfluxQuery> {
-        let url = args.influx_url.trim().trim_end_matches('/').to_owned();
+    pub fn new(args: &InfluxArgs) -> anyhow::Result<Client> {
+        let url = args.url();
         anyhow::ensure!(
             !url.is_empty(),
-            "no InfluxDB to read the stats from: set --influx-url or INFLUX_URL"
+            "no InfluxDB URL: set --influx-url or INFLUX_URL"
         );
         let http = reqwest::Client::builder()
-            .timeout(QUERY_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .build()?;
-        Ok(InfluxQuery {
+        Ok(Client {
             http,
             url,
             db: args.influx_db.clone(),
@@ -97,17 +109,82 @@ impl InfluxQuery {
         }
     }
 
+    /// Writes `lines` of line protocol (nanosecond timestamps). A missing database is created
+    /// and the write is to be retried.
+    pub async fn write(&self, lines: &[String]) -> Result<(), WriteError> {
+        let request = self
+            .http
+            .post(format!("{}/write", self.url))
+            .query(&[("db", self.db.as_str()), ("precision", "ns")])
+            .body(lines.join("\n"));
+        let response = self
+            .auth(request)
+            .send()
+            .await
+            .map_err(|e| WriteError::Retry(error_chain(&e.without_url())))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let text = response.text().await.unwrap_or_default();
+        if status == reqwest::StatusCode::NOT_FOUND && text.contains("database not found") {
+            self.create_database().await?;
+            return Err(WriteError::Retry(format!(
+                "database {} was missing: created it",
+                self.db
+            )));
+        }
+        if status.is_client_error() && status != reqwest::StatusCode::UNAUTHORIZED {
+            return Err(WriteError::Refused(format!(
+                "HTTP {status}: {}",
+                text.trim()
+            )));
+        }
+        Err(WriteError::Retry(format!("HTTP {status}: {}", text.trim())))
+    }
+
+    /// Creates the database (nothing happens if it exists).
+    pub async fn create_database(&self) -> Result<(), WriteError> {
+        let q = format!("CREATE DATABASE \"{}\"", self.db.replace('"', "\\\""));
+        let request = self
+            .http
+            .post(format!("{}/query", self.url))
+            .query(&[("q", q)]);
+        let response = self
+            .auth(request)
+            .send()
+            .await
+            .map_err(|e| WriteError::Retry(error_chain(&e.without_url())))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(WriteError::Retry(format!(
+                "creating database {}: HTTP {}",
+                self.db,
+                response.status()
+            )))
+        }
+    }
+
+    fn auth(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.user {
+            Some((user, password)) => request.basic_auth(user, password.as_ref()),
+            None => request,
+        }
+    }
+
     async fn send(&self, statements: &[String]) -> Result<Vec<Vec<Row>>, QueryError> {
         let q = statements.join(";\n");
-        let mut req = self.http.get(format!("{}/query", self.url)).query(&[
+        let request = self.http.get(format!("{}/query", self.url)).query(&[
             ("db", self.db.as_str()),
             ("q", &q),
             ("epoch", "ms"),
         ]);
-        if let Some((user, password)) = &self.user {
-            req = req.basic_auth(user, password.as_ref());
-        }
-        let response = req.send().await.map_err(|e| self.unreachable(e))?;
+        let response = self
+            .auth(request)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
         let status = response.status();
         let body = response.text().await.map_err(|e| self.unreachable(e))?;
         let credentials = if status == reqwest::StatusCode::UNAUTHORIZED

@@ -7,8 +7,10 @@
 //! Numbers come in two encodings ([`Numbers`]): `Raw`, the bytes themselves, or `Seeded`, a
 //! 32-byte ChaCha8 seed whose keystream, cut in 32-byte pieces, *is* the batch. Both describe
 //! the same thing — a batch of random numbers anyone can expand and check — but a seeded batch
-//! crosses NATS in 40 bytes instead of 32 per number, which is what lets the `full` profile go
-//! past the cost of copying every number through the server twice.
+//! reaches the hasher as 32 bytes whatever its size, and the worker as its digests alone: 32
+//! bytes per number through NATS in all, instead of 96 raw (the number to the hasher, number
+//! and digest to the worker). That is what lets the `full` profile go past the cost of copying
+//! every number through the server twice.
 //! Readable metadata (batch id, count, sending instance) goes in NATS headers, for people
 //! watching with `nats sub`; the body alone is authoritative.
 
@@ -174,7 +176,7 @@ pub enum DecodeError {
 pub enum NumberEncoding {
     /// The 32 bytes of every number: what `nats sub` shows as is.
     Raw,
-    /// A 32-byte ChaCha8 seed whose keystream is the batch: ~1 byte per number on the wire.
+    /// A 32-byte ChaCha8 seed whose keystream is the batch: 32 bytes per batch on the wire.
     Seeded,
 }
 

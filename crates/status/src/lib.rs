@@ -6,7 +6,8 @@
 //!
 //! The points are read with [`statements`] (one InfluxQL statement per stage, all its points
 //! of the last [`LOOKBACK`]) and turned into [`StatsPoint`]s by [`points_from_results`];
-//! [`read_recent`] does both in one request.
+//! [`read_recent`] does both in one request. Measurements and fields are named from
+//! `chocominer_influx::schema`, the stages' own spelling.
 
 pub mod bottleneck;
 pub mod figures;
@@ -19,8 +20,9 @@ use serde_json::Value;
 pub use bottleneck::{RULE, SATURATED, Verdict};
 pub use figures::{ALIVE_WITHIN_NS, LOOKBACK, Snapshot, StageFigures, WINDOW_SECONDS};
 
-use crate::Stage;
-use crate::influx_query::{InfluxQuery, QueryError, Row};
+use chocominer_influx::schema::{self, Field, INSTANCE, Measurement};
+use chocominer_influx::{Client, QueryError, Row};
+use chocominer_pipeline::Stage;
 
 /// One stats point of one instance: numeric fields by name.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,8 +36,22 @@ pub struct StatsPoint {
 
 impl StatsPoint {
     /// The field's value, 0 when the point lacks it.
-    pub fn get(&self, field: &str) -> f64 {
-        self.fields.get(field).copied().unwrap_or(0.0)
+    pub fn get(&self, field: impl AsRef<Field>) -> f64 {
+        self.value(field).unwrap_or(0.0)
+    }
+
+    /// The field's value, if the point has it.
+    pub fn value(&self, field: impl AsRef<Field>) -> Option<f64> {
+        self.fields.get(field.as_ref().name()).copied()
+    }
+}
+
+/// The measurement `stage` writes its per-second points to.
+pub fn measurement(stage: Stage) -> &'static Measurement {
+    match stage {
+        Stage::Rng => &schema::RNG,
+        Stage::Hasher => &schema::HASHER,
+        Stage::Worker => &schema::WORKER,
     }
 }
 
@@ -44,9 +60,10 @@ impl StatsPoint {
 pub fn statements(lookback: Duration) -> Vec<String> {
     Stage::ALL
         .iter()
-        .map(|stage| {
+        .map(|&stage| {
             format!(
-                r#"SELECT * FROM "{stage}" WHERE time > now() - {}s GROUP BY "instance""#,
+                r#"SELECT * FROM "{}" WHERE time > now() - {}s GROUP BY "{INSTANCE}""#,
+                measurement(stage).name(),
                 lookback.as_secs().max(1)
             )
         })
@@ -54,7 +71,7 @@ pub fn statements(lookback: Duration) -> Vec<String> {
 }
 
 /// The points in the results of [`statements`] (times in milliseconds, as
-/// [`InfluxQuery::query`] gives them).
+/// [`Client::query`] gives them).
 pub fn points_from_results(results: &[Vec<Row>]) -> Vec<StatsPoint> {
     let mut points = Vec::new();
     for (stage, rows) in Stage::ALL.into_iter().zip(results) {
@@ -62,7 +79,7 @@ pub fn points_from_results(results: &[Vec<Row>]) -> Vec<StatsPoint> {
             let mut point = StatsPoint {
                 stage,
                 instance: row
-                    .get("instance")
+                    .get(INSTANCE)
                     .and_then(Value::as_str)
                     .unwrap_or("?")
                     .to_owned(),
@@ -89,7 +106,7 @@ pub fn points_from_results(results: &[Vec<Row>]) -> Vec<StatsPoint> {
 /// Every stage's points of the last `lookback`, in one request. A database that does not
 /// exist yet holds no points.
 pub async fn read_recent(
-    influx: &InfluxQuery,
+    influx: &Client,
     lookback: Duration,
 ) -> Result<Vec<StatsPoint>, QueryError> {
     match influx.query(&statements(lookback)).await {
@@ -102,6 +119,7 @@ pub async fn read_recent(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chocominer_influx::schema::{hasher, worker};
     use serde_json::json;
 
     fn row(value: Value) -> Row {
@@ -123,18 +141,29 @@ mod tests {
         assert_eq!(points[0].stage, Stage::Hasher);
         assert_eq!(points[0].instance, "h1");
         assert_eq!(
-            (points[0].time_ns, points[0].get("busy")),
+            (points[0].time_ns, points[0].get(hasher::BUSY)),
             (1_000_000_000, 0.5)
         );
         assert_eq!(
-            (points[1].get("busy"), points[1].get("hashes")),
+            (points[1].get(hasher::BUSY), points[1].get(hasher::HASHES)),
             (0.0, 12.0)
         );
         assert_eq!(
-            (points[2].stage, points[2].get("hashes")),
+            (points[2].stage, points[2].get(worker::HASHES)),
             (Stage::Worker, 7.0)
         );
         assert_eq!(statements(LOOKBACK).len(), Stage::ALL.len());
         assert!(statements(LOOKBACK)[0].starts_with(r#"SELECT * FROM "rng" WHERE"#));
+    }
+
+    #[test]
+    fn statements_name_only_the_schema() {
+        for statement in statements(LOOKBACK) {
+            assert_eq!(
+                schema::unknown_names(&statement),
+                Vec::<String>::new(),
+                "{statement}"
+            );
+        }
     }
 }

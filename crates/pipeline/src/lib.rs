@@ -6,8 +6,8 @@
 //! writes one [`stats`] point per second to InfluxDB and stops through one [`shutdown`] token.
 //! Everything that is a fact of the pipeline (subject names, message layout, defaults per
 //! [`profile`], the nugget rule) lives here once, so the services only hold their own logic.
-//! The front ends read the stats back the same way: [`influx_query`] queries InfluxDB and
-//! [`pipeline_status`] turns the points into per-stage figures and names the bottleneck.
+//! The stats go to InfluxDB through `chocominer-influx`; the front ends read them back with
+//! `chocominer-status`.
 //! Every long-running binary tells orchestrators whether it is alive and ready through
 //! [`health`].
 
@@ -15,10 +15,8 @@ pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod health;
-pub mod influx_query;
 pub mod intake;
 pub mod nugget;
-pub mod pipeline_status;
 pub mod profile;
 pub mod rate;
 pub mod runtime;

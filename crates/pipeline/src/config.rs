@@ -10,18 +10,20 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use chocominer_influx::InfluxArgs;
+
 use crate::profile::Profile;
 use crate::subjects::{DEFAULT_PREFIX, Subjects};
 
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
-pub const DEFAULT_INFLUX_URL: &str = "http://127.0.0.1:8086";
-pub const DEFAULT_INFLUX_DB: &str = "chocominer";
 
 /// Text appended to every binary's `--help`.
 pub const ENV_HELP: &str = "Every option can also be set by the environment variable shown \
 with it. Logging is set with RUST_LOG (default: info), e.g. RUST_LOG=debug.";
 
 /// How to reach NATS.
+// The field comments are clap's `--help` text, written for a terminal: `<prefix>` is not HTML.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, Clone, clap::Args)]
 pub struct NatsArgs {
     /// NATS server URL(s), comma-separated. Credentials in the URL (user:pass@ or token@) are
@@ -46,23 +48,6 @@ pub struct NatsArgs {
     /// Prefix of the pipeline's subjects: <prefix>.numbers, <prefix>.digests, <prefix>.nuggets.
     #[arg(long, env = "SUBJECT_PREFIX", default_value = DEFAULT_PREFIX)]
     pub subject_prefix: String,
-}
-
-/// Where the per-second stats go.
-#[derive(Debug, Clone, clap::Args)]
-pub struct InfluxArgs {
-    /// InfluxDB 1.x URL for stats; empty disables stats.
-    #[arg(long, env = "INFLUX_URL", default_value = DEFAULT_INFLUX_URL)]
-    pub influx_url: String,
-    /// InfluxDB database, created if missing.
-    #[arg(long, env = "INFLUX_DB", default_value = DEFAULT_INFLUX_DB)]
-    pub influx_db: String,
-    /// InfluxDB user name.
-    #[arg(long, env = "INFLUX_USER")]
-    pub influx_user: Option<String>,
-    /// InfluxDB password.
-    #[arg(long, env = "INFLUX_PASSWORD", hide_env_values = true)]
-    pub influx_password: Option<String>,
 }
 
 /// The health endpoints and their probe, for containers ([`crate::health`]). Every
@@ -110,6 +95,8 @@ impl FromStr for OptionalAddr {
 }
 
 /// Options every stage has.
+// The field comments are clap's `--help` text (see NatsArgs).
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
     #[command(flatten)]
@@ -155,7 +142,7 @@ impl CommonArgs {
 /// Parses the command line and the environment into `C`, as `C::parse()` does (`--help`,
 /// `--version`, exit code 2 on an error), except that an invalid value read from an
 /// environment variable names that variable: `RNG_RATE=abc` gives "invalid value 'abc' for
-/// RNG_RATE (--rate <RATE>)", not only the flag the user never typed. Every binary parses
+/// RNG_RATE (--rate \<RATE\>)", not only the flag the user never typed. Every binary parses
 /// its configuration with this.
 pub fn parse<C: clap::Parser>() -> C {
     C::try_parse().unwrap_or_else(|error| {

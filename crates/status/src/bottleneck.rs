@@ -6,8 +6,8 @@
 //! The rule itself is [`RULE`], which `chocominer status --help` shows as it is and the
 //! dashboard applies too.
 
-use super::Snapshot;
-use crate::Stage;
+use crate::Snapshot;
+use chocominer_pipeline::Stage;
 
 /// The share from which a stage counts as saturated.
 pub const SATURATED: f64 = 0.9;
@@ -148,7 +148,7 @@ pub fn find(snapshot: &Snapshot) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline_status::figures::tests::{NOW, point};
+    use crate::figures::tests::{NOW, point};
 
     /// One rng, hasher and worker, each with the given fields for the last 6 seconds.
     fn pipeline(rng: &[(&str, f64)], hasher: &[(&str, f64)]) -> Snapshot {

@@ -6,9 +6,9 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::service::{Info, PingResponse, Stats};
 use bytes::Bytes;
-use chocominer_common::intake::{Intake, NATS_SERVICE_ERROR, STOP_FENCE};
-use chocominer_common::sender::{Sender, SenderConfig};
-use chocominer_common::{Shutdown, Stage};
+use chocominer_pipeline::intake::{Intake, NATS_SERVICE_ERROR, STOP_FENCE};
+use chocominer_pipeline::sender::{Sender, SenderConfig};
+use chocominer_pipeline::{Shutdown, Stage};
 use futures::StreamExt;
 use testkit::{NatsServer, eventually};
 
@@ -381,7 +381,7 @@ async fn sender_window_is_bounded_and_timeouts_are_lost() {
 /// two rustls crypto back ends are in the build).
 #[tokio::test]
 async fn connects_over_tls_with_a_ca_file() {
-    use chocominer_common::config::NatsArgs;
+    use chocominer_pipeline::config::NatsArgs;
     let dir = std::env::temp_dir().join(format!("chocominer-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let openssl = |args: &[&str]| {
@@ -456,7 +456,7 @@ async fn connects_over_tls_with_a_ca_file() {
         nats_ca: Some(dir.join("ca.pem")),
         subject_prefix: "t".into(),
     };
-    let client = chocominer_common::connection::connect(&args, "tls-test", &Shutdown::new())
+    let client = chocominer_pipeline::connection::connect(&args, "tls-test", &Shutdown::new())
         .await
         .unwrap()
         .expect("connected");
@@ -491,7 +491,7 @@ async fn a_batch_outliving_its_ttl_is_expired() {
     // The receiver is busy for longer than the sender waits.
     tokio::time::sleep(ack_timeout).await;
     assert!(stale.expired());
-    let expired = chocominer_common::stats::Counter::default();
+    let expired = chocominer_pipeline::stats::Counter::default();
     intake.responder().drop_expired(stale, &expired);
     assert_eq!(expired.total(), 1);
     // Without the header (e.g. a hand-made request) nothing expires.

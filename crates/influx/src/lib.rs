@@ -1,0 +1,18 @@
+//! InfluxDB 1.x as ChocoMiner uses it: the stages write one stats point per second, the front
+//! ends (`chocominer status`, the dashboard) and the tests read them back.
+//!
+//! - [`InfluxArgs`]: where InfluxDB is and who we are to it (`INFLUX_URL`, `INFLUX_DB`, ...),
+//!   flattened into every binary's configuration.
+//! - [`Client`]: the one HTTP client of one database: [`Client::write`] line protocol,
+//!   [`Client::query`] InfluxQL, [`Client::create_database`]. Its errors say in one line whether
+//!   InfluxDB could not be reached, refused, or is not InfluxDB 1.x.
+//! - [`schema`]: every measurement and field the stages write, each field with its kind
+//!   (count per second, gauge, event): the one spelling of the stats contract for the writers,
+//!   the readers and the tests of every query.
+
+mod args;
+mod client;
+pub mod schema;
+
+pub use args::{DEFAULT_INFLUX_DB, DEFAULT_INFLUX_URL, InfluxArgs};
+pub use client::{Client, QueryError, REQUEST_TIMEOUT, Row, WriteError};

@@ -1,0 +1,857 @@
+//! The stats contract: every measurement ChocoMiner writes to InfluxDB, its fields, and what
+//! kind of figure each field is. The stages write through these names, the read side and the
+//! dashboard read through them, and tests hold the Chronograf dashboard, the README and what a
+//! real run writes against them: a renamed field breaks the build or a test, not a chart.
+//!
+//! - Measurements: [`RNG`], [`HASHER`], [`WORKER`] (one point per second per instance) and
+//!   [`NUGGET`] (one point per nugget), all in [`MEASUREMENTS`]. Every point has one tag,
+//!   [`INSTANCE`].
+//! - Their fields, in the modules [`rng`], [`hasher`], [`worker`] and [`nugget`], each typed by
+//!   its [`Kind`]: a [`Count`] is what happened in the point's second, a [`Gauge`] the value at
+//!   that second, an [`Event`] or [`Text`] describes the one event of the point. Only these
+//!   make the [`FieldValue`]s of a point, each with the type InfluxDB holds for the field.
+//! - [`unknown_names`]: what an InfluxQL statement names that is not here, for the tests of
+//!   every query; [`markdown`]: the schema as the README's table.
+
+use std::collections::BTreeSet;
+
+/// The tag of every point: the instance that wrote it.
+pub const INSTANCE: &str = "instance";
+
+/// What a field's value is, and so how a reader may combine values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// How many things happened in the point's period (one second; the last, partial second
+    /// before a stop is shorter): summed over points, and over seconds into rates.
+    Count,
+    /// The value at the point's time: averaged over time, never summed over seconds.
+    Gauge,
+    /// Part of the record of one event (a nugget): read as it is.
+    Event,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Count => "count",
+            Kind::Gauge => "gauge",
+            Kind::Event => "event",
+        }
+    }
+}
+
+/// A field's type in InfluxDB. A series keeps the type it was first written with and refuses
+/// points of another, so a field never changes type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Type {
+    Integer,
+    Float,
+    String,
+}
+
+impl Type {
+    /// The name `SHOW FIELD KEYS` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Type::Integer => "integer",
+            Type::Float => "float",
+            Type::String => "string",
+        }
+    }
+}
+
+/// One field of a measurement, whatever its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    name: &'static str,
+    kind: Kind,
+    ty: Type,
+    /// What it holds, in a few words (the README's table).
+    meaning: &'static str,
+}
+
+impl Field {
+    const fn new(name: &'static str, kind: Kind, ty: Type, meaning: &'static str) -> Field {
+        Field {
+            name,
+            kind,
+            ty,
+            meaning,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    pub fn ty(&self) -> Type {
+        self.ty
+    }
+
+    fn value(self, value: Value) -> FieldValue {
+        FieldValue { field: self, value }
+    }
+}
+
+/// A count per period: always an integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count(Field);
+
+impl Count {
+    const fn new(name: &'static str, meaning: &'static str) -> Count {
+        Count(Field::new(name, Kind::Count, Type::Integer, meaning))
+    }
+
+    /// The field with `n` things in the period.
+    pub fn of(&self, n: u64) -> FieldValue {
+        self.0
+            .value(Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)))
+    }
+}
+
+/// A gauge: an integer or a float, as the schema declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gauge(Field);
+
+impl Gauge {
+    const fn integer(name: &'static str, meaning: &'static str) -> Gauge {
+        Gauge(Field::new(name, Kind::Gauge, Type::Integer, meaning))
+    }
+
+    const fn float(name: &'static str, meaning: &'static str) -> Gauge {
+        Gauge(Field::new(name, Kind::Gauge, Type::Float, meaning))
+    }
+
+    /// The field at `value`, written as the gauge's type.
+    pub fn at(&self, value: impl Into<Number>) -> FieldValue {
+        self.0.value(value.into().as_type(self.0.ty))
+    }
+}
+
+/// A number that describes one event, written as the type the schema declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event(Field);
+
+impl Event {
+    const fn integer(name: &'static str, meaning: &'static str) -> Event {
+        Event(Field::new(name, Kind::Event, Type::Integer, meaning))
+    }
+
+    pub fn of(&self, value: impl Into<Number>) -> FieldValue {
+        self.0.value(value.into().as_type(self.0.ty))
+    }
+}
+
+/// A string that describes one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Text(Field);
+
+impl Text {
+    const fn new(name: &'static str, meaning: &'static str) -> Text {
+        Text(Field::new(name, Kind::Event, Type::String, meaning))
+    }
+
+    pub fn of(&self, text: impl Into<String>) -> FieldValue {
+        self.0.value(Value::String(text.into()))
+    }
+}
+
+// Readers take any field by its description (`StatsPoint::get(hasher::BUSY)`), writers only
+// through the typed constructors above.
+macro_rules! describes_a_field {
+    ($($typed:ty),*) => {$(
+        impl $typed {
+            pub const fn field(&self) -> Field {
+                self.0
+            }
+
+            pub fn name(&self) -> &'static str {
+                self.0.name
+            }
+        }
+
+        impl AsRef<Field> for $typed {
+            fn as_ref(&self) -> &Field {
+                &self.0
+            }
+        }
+    )*};
+}
+describes_a_field!(Count, Gauge, Event, Text);
+
+/// A number handed to a [`Gauge`] or an [`Event`], before it takes the field's type.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Number {
+    Integer(i64),
+    Float(f64),
+}
+
+impl Number {
+    fn as_type(self, ty: Type) -> Value {
+        match (self, ty) {
+            (Number::Integer(v), Type::Float) => Value::Float(v as f64),
+            (Number::Float(v), Type::Integer) => Value::Integer(v.round() as i64),
+            (Number::Integer(v), _) => Value::Integer(v),
+            (Number::Float(v), _) => Value::Float(v),
+        }
+    }
+}
+
+impl From<f64> for Number {
+    fn from(v: f64) -> Number {
+        Number::Float(v)
+    }
+}
+
+impl From<i64> for Number {
+    fn from(v: i64) -> Number {
+        Number::Integer(v)
+    }
+}
+
+impl From<u32> for Number {
+    fn from(v: u32) -> Number {
+        Number::Integer(i64::from(v))
+    }
+}
+
+impl From<u64> for Number {
+    fn from(v: u64) -> Number {
+        Number::Integer(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+
+impl From<usize> for Number {
+    fn from(v: usize) -> Number {
+        Number::Integer(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+
+/// A value as InfluxDB stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Integer(i64),
+    Float(f64),
+    String(String),
+}
+
+impl Value {
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Integer(v) => Some(*v as f64),
+            Value::Float(v) => Some(*v),
+            Value::String(_) => None,
+        }
+    }
+}
+
+/// One field of a point with its value; made only by the typed fields of this module.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldValue {
+    field: Field,
+    value: Value,
+}
+
+impl FieldValue {
+    pub fn field(&self) -> &Field {
+        &self.field
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.field.name
+    }
+
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+}
+
+/// A measurement: its name, who writes its points, and its fields.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Measurement {
+    name: &'static str,
+    /// Which process writes its points, and how often (the README's table).
+    written_by: &'static str,
+    fields: &'static [Field],
+}
+
+impl Measurement {
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub fn fields(&self) -> &'static [Field] {
+        self.fields
+    }
+
+    fn field(&self, name: &str) -> Option<&'static Field> {
+        self.fields.iter().find(|f| f.name == name)
+    }
+
+    /// Whether `values` make a point of this measurement: each of its fields once, each as
+    /// declared, and nothing else.
+    pub fn check(&self, values: &[FieldValue]) -> Result<(), String> {
+        let mut seen = BTreeSet::new();
+        for value in values {
+            let name = value.name();
+            if self.field(name) != Some(&value.field) {
+                return Err(format!("{}: {name} is not its field", self.name));
+            }
+            if !seen.insert(name) {
+                return Err(format!("{}: {name} twice", self.name));
+            }
+        }
+        match self.fields.iter().find(|f| !seen.contains(f.name)) {
+            Some(missing) => Err(format!("{}: {} missing", self.name, missing.name)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Fields of a stage that hands batches on (rng, hasher): its `Sender`'s.
+mod sending {
+    use super::*;
+
+    pub const LOST: Count = Count::new(
+        "lost",
+        "numbers in batches the next stage took and did not acknowledge (timeout, refusal)",
+    );
+    pub const IN_FLIGHT: Gauge = Gauge::integer("in_flight", "batches sent, not yet acknowledged");
+    pub const WINDOW: Gauge = Gauge::integer("window", "the most batches it may have in flight");
+    pub const WAITING: Gauge = Gauge::integer(
+        "waiting",
+        "batches held because no instance of the next stage takes them",
+    );
+}
+
+/// Fields of a stage that takes batches (hasher, worker): its `Intake`'s.
+mod receiving {
+    use super::*;
+
+    pub const REJECTED: Count = Count::new("rejected", "malformed messages refused");
+    pub const EXPIRED: Count = Count::new(
+        "expired",
+        "batches dropped because they waited here past their sender's acknowledgement timeout",
+    );
+}
+
+/// The fields of [`RNG`].
+pub mod rng {
+    use super::*;
+
+    pub const NUMBERS: Count = Count::new("numbers", "numbers made and sent");
+    pub use super::sending::{IN_FLIGHT, LOST, WAITING, WINDOW};
+    pub const RATE_LIMIT: Gauge = Gauge::float(
+        "rate_limit",
+        "numbers/s it may make (`RNG_RATE`), 0 = no limit",
+    );
+}
+
+/// The fields of [`HASHER`].
+pub mod hasher {
+    use super::*;
+
+    pub const HASHES: Count = Count::new("hashes", "numbers hashed");
+    pub const BUSY: Gauge = Gauge::float("busy", "share of the second spent hashing, 0..1");
+    pub use super::receiving::{EXPIRED, REJECTED};
+    pub use super::sending::{IN_FLIGHT, LOST, WAITING, WINDOW};
+}
+
+/// The fields of [`WORKER`].
+pub mod worker {
+    use super::*;
+
+    pub const HASHES: Count = Count::new("hashes", "digests judged");
+    pub const NUGGETS: Count = Count::new("nuggets", "nuggets found");
+    pub use super::receiving::{EXPIRED, REJECTED};
+    pub const DIFFICULTY: Gauge = Gauge::integer(
+        "difficulty",
+        "leading zero bits that make a nugget here (`DIFFICULTY`)",
+    );
+}
+
+/// The fields of [`NUGGET`].
+pub mod nugget {
+    use super::*;
+
+    pub const NUMBER: Text = Text::new("number", "the number, lowercase hex");
+    pub const DIGEST: Text = Text::new("digest", "its SHA-256, lowercase hex");
+    pub const ZERO_BITS: Event = Event::integer("zero_bits", "leading zero bits of the digest");
+}
+
+/// Field order is the order a point lists them in, as the stages have always written them.
+pub static RNG: Measurement = Measurement {
+    name: "rng",
+    written_by: "each rng, every second",
+    fields: &[
+        rng::NUMBERS.field(),
+        rng::LOST.field(),
+        rng::IN_FLIGHT.field(),
+        rng::WINDOW.field(),
+        rng::RATE_LIMIT.field(),
+        rng::WAITING.field(),
+    ],
+};
+
+pub static HASHER: Measurement = Measurement {
+    name: "hasher",
+    written_by: "each hasher, every second",
+    fields: &[
+        hasher::HASHES.field(),
+        hasher::BUSY.field(),
+        hasher::LOST.field(),
+        hasher::REJECTED.field(),
+        hasher::EXPIRED.field(),
+        hasher::IN_FLIGHT.field(),
+        hasher::WINDOW.field(),
+        hasher::WAITING.field(),
+    ],
+};
+
+pub static WORKER: Measurement = Measurement {
+    name: "worker",
+    written_by: "each worker, every second",
+    fields: &[
+        worker::HASHES.field(),
+        worker::NUGGETS.field(),
+        worker::REJECTED.field(),
+        worker::EXPIRED.field(),
+        worker::DIFFICULTY.field(),
+    ],
+};
+
+pub static NUGGET: Measurement = Measurement {
+    name: "nugget",
+    written_by: "a worker, one point per nugget",
+    fields: &[
+        nugget::NUMBER.field(),
+        nugget::DIGEST.field(),
+        nugget::ZERO_BITS.field(),
+    ],
+};
+
+/// Every measurement, in the README's order.
+pub static MEASUREMENTS: [&Measurement; 4] = [&RNG, &HASHER, &WORKER, &NUGGET];
+
+/// The measurement named `name`.
+fn measurement(name: &str) -> Option<&'static Measurement> {
+    MEASUREMENTS.iter().copied().find(|m| m.name == name)
+}
+
+/// What `statement` (InfluxQL) names that the schema does not have: measurements after `FROM`
+/// (the last part of `"db"."rp"."measurement"`), and fields of those measurements anywhere
+/// else in the same query. A query may also name `time`, the [`INSTANCE`] tag and the columns
+/// of the subquery it reads from, not its own aliases (`sum("x") AS "x"` still needs a field
+/// `x`). Functions, keywords, strings, numbers and Chronograf's `:variables:` are not names.
+pub fn unknown_names(statement: &str) -> Vec<String> {
+    let tokens = tokenize(statement);
+    let mut unknown = Vec::new();
+    let mut at = 0;
+    while at < tokens.len() {
+        read_query(&tokens, &mut at, &mut unknown);
+        // Past the `;` between statements (or a stray `)`).
+        at += 1;
+    }
+    unknown
+}
+
+/// Reads one query from `tokens[*at]` to the `)` that closes it, the `;` that ends it or the
+/// end, notes what it names that is unknown, and returns the columns it gives to a query that
+/// reads from it: its aliases and the names it reads (a superset, which is enough here).
+fn read_query(tokens: &[Token], at: &mut usize, unknown: &mut Vec<String>) -> BTreeSet<String> {
+    let mut measurements = Vec::new();
+    let mut subquery_columns = BTreeSet::new();
+    let mut columns = BTreeSet::new();
+    let mut references = Vec::new();
+    let mut depth = 0;
+    while let Some(token) = tokens.get(*at) {
+        let next = tokens.get(*at + 1);
+        match token {
+            Token::Punct(')' | ';') if depth == 0 => break,
+            Token::Punct('(') => depth += 1,
+            Token::Punct(')') => depth -= 1,
+            Token::Word(w) if w.eq_ignore_ascii_case("from") => {
+                // `FROM a, "db"."rp"."b"` or `FROM (SELECT ...)`.
+                *at += 1;
+                loop {
+                    match tokens.get(*at) {
+                        Some(Token::Punct('(')) => {
+                            *at += 1;
+                            subquery_columns.extend(read_query(tokens, at, unknown));
+                            *at += 1;
+                        }
+                        Some(Token::Name(_) | Token::Word(_)) => {
+                            while tokens.get(*at + 1) == Some(&Token::Punct('.')) {
+                                *at += 2;
+                            }
+                            if let Some(Token::Name(n) | Token::Word(n)) = tokens.get(*at) {
+                                measurements.push(n.clone());
+                            }
+                            *at += 1;
+                        }
+                        _ => break,
+                    }
+                    if tokens.get(*at) != Some(&Token::Punct(',')) {
+                        break;
+                    }
+                    *at += 1;
+                }
+                continue;
+            }
+            Token::Word(w) if w.eq_ignore_ascii_case("as") => {
+                if let Some(Token::Name(n) | Token::Word(n)) = next {
+                    columns.insert(n.clone());
+                }
+                *at += 2;
+                continue;
+            }
+            // A function (`sum(`, `time(`, `fill(`): its arguments are read in turn.
+            Token::Word(_) if next == Some(&Token::Punct('(')) => {}
+            Token::Word(w) if is_keyword(w) => {}
+            Token::Name(n) | Token::Word(n) => references.push(n.clone()),
+            _ => {}
+        }
+        *at += 1;
+    }
+    let mut known: Vec<&Measurement> = Vec::new();
+    for name in &measurements {
+        match measurement(name) {
+            Some(m) => known.push(m),
+            None => unknown.push(format!("measurement {name:?}")),
+        }
+    }
+    for name in references {
+        let fine = name == "time"
+            || name == INSTANCE
+            || subquery_columns.contains(&name)
+            || known.iter().any(|m| m.field(&name).is_some());
+        if !fine {
+            let of: Vec<&str> = known.iter().map(|m| m.name).collect();
+            let of = match of.is_empty() {
+                true => "any measurement".to_owned(),
+                false => of.join(", "),
+            };
+            unknown.push(format!("field {name:?} (not in {of})"));
+        }
+        columns.insert(name);
+    }
+    columns
+}
+
+/// InfluxQL's words that are not names, as ChocoMiner's queries use them.
+fn is_keyword(word: &str) -> bool {
+    const KEYWORDS: &[&str] = &[
+        "select",
+        "from",
+        "where",
+        "and",
+        "or",
+        "not",
+        "group",
+        "by",
+        "order",
+        "asc",
+        "desc",
+        "limit",
+        "offset",
+        "slimit",
+        "soffset",
+        "fill",
+        "as",
+        "time",
+        "now",
+        "none",
+        "null",
+        "previous",
+        "linear",
+        "tz",
+        "show",
+        "field",
+        "tag",
+        "keys",
+        "measurements",
+        "on",
+        "with",
+        "key",
+        "in",
+        "integer",
+        "float",
+        "string",
+        "boolean",
+    ];
+    KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(word))
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    /// A double-quoted identifier.
+    Name(String),
+    /// An unquoted word: a keyword, a function or an identifier.
+    Word(String),
+    Punct(char),
+    /// A string, a number, a duration or a Chronograf variable: never a name.
+    Literal,
+}
+
+fn tokenize(statement: &str) -> Vec<Token> {
+    let mut tokens = Vec::new();
+    let mut chars = statement.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' | '\'' => {
+                let mut text = String::new();
+                while let Some(next) = chars.next() {
+                    match next {
+                        '\\' => text.extend(chars.next()),
+                        _ if next == c => break,
+                        _ => text.push(next),
+                    }
+                }
+                tokens.push(match c {
+                    '"' => Token::Name(text),
+                    _ => Token::Literal,
+                });
+            }
+            // Chronograf's `:dashboardTime:` (or the `::` of a cast, whose type is a keyword).
+            ':' => {
+                for next in chars.by_ref() {
+                    if next == ':' {
+                        break;
+                    }
+                }
+                tokens.push(Token::Literal);
+            }
+            _ if c.is_ascii_alphabetic() || c == '_' => {
+                let mut word = String::from(c);
+                while let Some(&next) = chars.peek() {
+                    if !(next.is_ascii_alphanumeric() || next == '_') {
+                        break;
+                    }
+                    word.push(next);
+                    chars.next();
+                }
+                tokens.push(Token::Word(word));
+            }
+            // Numbers and durations: 100, 0.5, 1e6, 2s, 1000ms.
+            _ if c.is_ascii_digit() => {
+                while chars
+                    .next_if(|next| next.is_ascii_alphanumeric() || *next == '.')
+                    .is_some()
+                {}
+                tokens.push(Token::Literal);
+            }
+            _ if c.is_whitespace() => {}
+            _ => tokens.push(Token::Punct(c)),
+        }
+    }
+    tokens
+}
+
+/// The schema as the README shows it: one table, a row per field.
+pub fn markdown() -> String {
+    let mut text = String::from(
+        "| measurement: written by | field | type | kind | what it holds |\n\
+         | --- | --- | --- | --- | --- |\n",
+    );
+    for m in MEASUREMENTS {
+        for (i, f) in m.fields.iter().enumerate() {
+            let measurement = match i {
+                0 => format!("`{}`: {}", m.name, m.written_by),
+                _ => String::new(),
+            };
+            text.push_str(&format!(
+                "| {measurement} | `{}` | {} | {} | {} |\n",
+                f.name,
+                f.ty.name(),
+                f.kind.name(),
+                f.meaning
+            ));
+        }
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+
+    fn repository() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    }
+
+    #[test]
+    fn every_field_once_counts_as_integers() {
+        for m in MEASUREMENTS {
+            let names: BTreeSet<&str> = m.fields.iter().map(|f| f.name).collect();
+            assert_eq!(names.len(), m.fields.len(), "{}: a field twice", m.name);
+            // InfluxDB's own column and the tag cannot be fields too.
+            assert!(
+                !names.contains("time") && !names.contains(INSTANCE),
+                "{m:?}"
+            );
+            for f in m.fields {
+                assert!(f.kind != Kind::Count || f.ty == Type::Integer, "{f:?}");
+                assert_eq!(f.kind == Kind::Event, m.name == NUGGET.name, "{f:?}");
+            }
+        }
+        assert_eq!(measurement("hasher"), Some(&HASHER));
+        assert_eq!(measurement("hashes"), None);
+    }
+
+    #[test]
+    fn typed_fields_write_the_type_influxdb_holds() {
+        assert_eq!(rng::NUMBERS.of(7).value(), &Value::Integer(7));
+        assert_eq!(rng::NUMBERS.of(u64::MAX).value(), &Value::Integer(i64::MAX));
+        assert_eq!(rng::IN_FLIGHT.at(3usize).value(), &Value::Integer(3));
+        assert_eq!(rng::RATE_LIMIT.at(100u64).value(), &Value::Float(100.0));
+        assert_eq!(hasher::BUSY.at(0.25).value(), &Value::Float(0.25));
+        assert_eq!(worker::DIFFICULTY.at(23u32).value(), &Value::Integer(23));
+        assert_eq!(nugget::ZERO_BITS.of(5u32).value(), &Value::Integer(5));
+        assert_eq!(nugget::NUMBER.of("ab").value(), &Value::String("ab".into()));
+        assert_eq!(nugget::DIGEST.of("0f").field().kind(), Kind::Event);
+    }
+
+    #[test]
+    fn a_point_has_each_field_of_its_measurement_once() {
+        let point = [
+            nugget::NUMBER.of("ab"),
+            nugget::ZERO_BITS.of(5u32),
+            nugget::DIGEST.of("0f"),
+        ];
+        assert_eq!(NUGGET.check(&point), Ok(()));
+        assert_eq!(
+            NUGGET.check(&point[..2]),
+            Err("nugget: digest missing".into())
+        );
+        let twice = [point.as_slice(), &point[..1]].concat();
+        assert_eq!(NUGGET.check(&twice), Err("nugget: number twice".into()));
+        let foreign = [point.as_slice(), &[worker::NUGGETS.of(1)]].concat();
+        assert_eq!(
+            NUGGET.check(&foreign),
+            Err("nugget: nuggets is not its field".into())
+        );
+        // Same name, another measurement's field: rng's `lost` is hasher's too, not worker's.
+        assert_eq!(HASHER.field("lost"), Some(&rng::LOST.field()));
+        assert_eq!(WORKER.field("lost"), None);
+    }
+
+    #[test]
+    fn finds_what_a_statement_names_outside_the_schema() {
+        let fine = [
+            r#"SELECT sum("hashes") AS hashes, max("difficulty") AS d FROM "worker" WHERE time >= 5ms GROUP BY time(1s) fill(none)"#,
+            r#"SELECT "number", "digest", "zero_bits", "instance" FROM "nugget" ORDER BY time DESC LIMIT 10"#,
+            r#"SELECT * FROM rng WHERE "instance" = 'r 1' GROUP BY "instance""#,
+            r#"SELECT mean("hashes") AS "hashes/s" FROM (SELECT sum("hashes") AS "hashes" FROM "chocominer"."autogen"."hasher" WHERE time > :dashboardTime: GROUP BY time(1s) FILL(0)) GROUP BY time(:interval:)"#,
+            r#"SELECT sum("in_flight") * 100 / sum("window") AS "window used %" FROM "rng", "hasher""#,
+            r#"SELECT "busy"::float FROM "hasher" WHERE "busy" > 0.5"#,
+        ];
+        for statement in fine {
+            assert_eq!(
+                unknown_names(statement),
+                Vec::<String>::new(),
+                "{statement}"
+            );
+        }
+        assert_eq!(
+            unknown_names(r#"SELECT sum("hashes") FROM "workers""#),
+            [
+                "measurement \"workers\"",
+                "field \"hashes\" (not in any measurement)"
+            ]
+        );
+        assert_eq!(
+            unknown_names(r#"SELECT mean(busy) FROM "chocominer"."autogen"."worker""#),
+            ["field \"busy\" (not in worker)"]
+        );
+        assert_eq!(
+            unknown_names(r#"SELECT last("zero_bits") FROM "worker" WHERE "instance" = 'x'"#),
+            ["field \"zero_bits\" (not in worker)"]
+        );
+        // An alias names a column for the query around it, not a field for its own.
+        assert_eq!(
+            unknown_names(r#"SELECT sum("nugget") AS "nugget" FROM "worker""#),
+            ["field \"nugget\" (not in worker)"]
+        );
+        assert_eq!(
+            unknown_names(
+                r#"SELECT mean("n") FROM (SELECT sum("nugget") AS "n" FROM "worker") WHERE "n" > 0"#
+            ),
+            ["field \"nugget\" (not in worker)"]
+        );
+        assert_eq!(
+            unknown_names(r#"SELECT mean("m") FROM (SELECT sum("nuggets") AS "n" FROM "worker")"#),
+            ["field \"m\" (not in any measurement)"]
+        );
+    }
+
+    /// Every query of every Chronograf file (the dashboard's cells and their raw text).
+    fn chronograf_queries() -> Vec<(String, String)> {
+        fn collect(value: &serde_json::Value, file: &str, out: &mut Vec<(String, String)>) {
+            match value {
+                serde_json::Value::Object(map) => {
+                    for (key, value) in map {
+                        match (key.as_str(), value.as_str()) {
+                            ("query" | "rawText", Some(query)) => {
+                                out.push((file.to_owned(), query.to_owned()));
+                            }
+                            _ => collect(value, file, out),
+                        }
+                    }
+                }
+                serde_json::Value::Array(items) => {
+                    items.iter().for_each(|item| collect(item, file, out));
+                }
+                _ => {}
+            }
+        }
+        let dir = repository().join("chronograf");
+        let mut queries = Vec::new();
+        for entry in std::fs::read_dir(&dir).expect("the chronograf folder") {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            // The resources are JSON whatever their extension; the README and kustomization not.
+            if let Ok(json) = serde_json::from_str(&text) {
+                let file = path.file_name().unwrap().to_string_lossy();
+                collect(&json, &file, &mut queries);
+            }
+        }
+        queries
+    }
+
+    #[test]
+    fn chronograf_queries_name_only_the_schema() {
+        let queries = chronograf_queries();
+        assert!(queries.len() >= 20, "too few queries found: {queries:?}");
+        for (file, query) in queries {
+            assert_eq!(
+                unknown_names(&query),
+                Vec::<String>::new(),
+                "{file}: {query}"
+            );
+        }
+    }
+
+    #[test]
+    fn readme_shows_this_schema() {
+        const BEGIN: &str = "<!-- schema: begin";
+        const END: &str = "<!-- schema: end -->";
+        let readme = std::fs::read_to_string(repository().join("README.md")).unwrap();
+        let start = readme
+            .find(BEGIN)
+            .expect("README has the schema's begin marker");
+        let start = start + readme[start..].find('\n').unwrap() + 1;
+        let end = readme
+            .find(END)
+            .expect("README has the schema's end marker");
+        assert!(
+            readme[start..end] == markdown(),
+            "README's schema table differs from crates/influx/src/schema.rs; it should be:\n{}",
+            markdown()
+        );
+    }
+}
