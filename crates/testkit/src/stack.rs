@@ -3,6 +3,7 @@
 //! [`Pipeline`]) or as processes, and the stats they write to InfluxDB, read back.
 
 use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
 
@@ -97,8 +98,7 @@ impl Stack {
         extra: &[&str],
         shutdown: &Shutdown,
     ) -> Service<rng::Report> {
-        let config: rng::Config = self.config("rng", instance, extra);
-        Service::spawn(instance, shutdown, |shutdown| rng::run(config, shutdown))
+        self.spawn_stage("rng", instance, extra, shutdown, rng::run)
     }
 
     /// A hasher `instance` in-process with `extra` arguments, stopping on `shutdown`.
@@ -108,8 +108,7 @@ impl Stack {
         extra: &[&str],
         shutdown: &Shutdown,
     ) -> Service<hasher::Report> {
-        let config: hasher::Config = self.config("hasher", instance, extra);
-        Service::spawn(instance, shutdown, |shutdown| hasher::run(config, shutdown))
+        self.spawn_stage("hasher", instance, extra, shutdown, hasher::run)
     }
 
     /// A worker `instance` in-process with `extra` arguments, stopping on `shutdown`.
@@ -119,8 +118,7 @@ impl Stack {
         extra: &[&str],
         shutdown: &Shutdown,
     ) -> Service<worker::Report> {
-        let config: worker::Config = self.config("worker", instance, extra);
-        Service::spawn(instance, shutdown, |shutdown| worker::run(config, shutdown))
+        self.spawn_stage("worker", instance, extra, shutdown, worker::run)
     }
 
     /// A stage `instance` as a process of `bin` (a stage binary from [`crate::cargo_bin`]) with
@@ -140,10 +138,25 @@ impl Stack {
         }
     }
 
-    fn config<C: Parser>(&self, stage: &str, instance: &str, extra: &[&str]) -> C {
+    /// `run(config, shutdown)` on a task, `config` parsed from the arguments of `stage`.
+    fn spawn_stage<C, F, Fut, R>(
+        &self,
+        stage: &str,
+        instance: &str,
+        extra: &[&str],
+        shutdown: &Shutdown,
+        run: F,
+    ) -> Service<R>
+    where
+        C: Parser,
+        F: FnOnce(C, Shutdown) -> Fut,
+        Fut: Future<Output = anyhow::Result<R>> + Send + 'static,
+        R: Send + 'static,
+    {
         let mut args = vec![stage.to_owned()];
         args.extend(self.stage_args(instance, extra));
-        crate::parse(&args)
+        let config: C = crate::parse(&args);
+        Service::spawn(instance, shutdown, |shutdown| run(config, shutdown))
     }
 
     /// Waits until every one of `instances` answers `$SRV.INFO.<stage>` with its endpoint
