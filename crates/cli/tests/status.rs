@@ -6,9 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{SOON, Stack};
+use chocominer_pipeline::Shutdown;
+use common::{SOON, run, status};
 use serde_json::Value;
-use testkit::eventually;
+use testkit::{Stack, eventually};
 
 /// How often `status` is polled while waiting for the pipeline to settle.
 const POLL: Duration = Duration::from_millis(500);
@@ -24,19 +25,20 @@ fn figure(status: &Value, stage: &str, name: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_names_the_bottleneck_and_it_moves_when_hashers_scale() {
     let stack = Stack::start().await;
-    let idle = stack.status().await;
+    let idle = status(&stack).await;
     assert_eq!(
         (&idle["running"], &idle["bottleneck"]),
         (&Value::Bool(false), &Value::Null),
         "{idle}"
     );
-    let text = stack.run(&["status"]).await;
+    let text = run(&stack, &["status"]).await;
     assert!(text.starts_with("nothing runs"), "{text}");
 
     let hasher_args = ["--delay-ms", "50", "--concurrency", "1"];
-    let _worker = stack.spawn_worker("w1", &[]);
-    let _h1 = stack.spawn_hasher("h1", &hasher_args);
-    let r1 = stack.spawn_rng("r1", &["--rate", "200"]);
+    // Each stage stops on its own: only r1 is stopped, the rest run to the test's end.
+    let _worker = stack.spawn_worker("w1", &[], &Shutdown::new());
+    let _h1 = stack.spawn_hasher("h1", &hasher_args, &Shutdown::new());
+    let r1 = stack.spawn_rng("r1", &["--rate", "200"], &Shutdown::new());
 
     let stack_ref = &stack;
     let before = eventually(
@@ -44,7 +46,7 @@ async fn status_names_the_bottleneck_and_it_moves_when_hashers_scale() {
         SOON,
         POLL,
         || async move {
-            let status = stack_ref.status().await;
+            let status = status(stack_ref).await;
             let stages = &status["stages"];
             let steady = status["bottleneck"] == "hasher"
                 && figure(&status, "hasher", "busy").is_some_and(|busy| busy >= 0.9)
@@ -58,7 +60,7 @@ async fn status_names_the_bottleneck_and_it_moves_when_hashers_scale() {
     .await;
     let rate_before = figure(&before, "worker", "rate").expect("a rate");
     assert!(rate_before > 5.0, "a hasher hashes: {before}");
-    let text = stack.run(&["status"]).await;
+    let text = run(&stack, &["status"]).await;
     println!("one hasher:\n{text}");
     assert!(
         text.lines()
@@ -69,9 +71,9 @@ async fn status_names_the_bottleneck_and_it_moves_when_hashers_scale() {
     // Three more hashers, and an rng capped at 50/s instead.
     let _more: Vec<_> = ["h2", "h3", "h4"]
         .iter()
-        .map(|name| stack.spawn_hasher(name, &hasher_args))
+        .map(|name| stack.spawn_hasher(name, &hasher_args, &Shutdown::new()))
         .collect();
-    let _r2 = stack.spawn_rng("r2", &["--rate", "50"]);
+    let _r2 = stack.spawn_rng("r2", &["--rate", "50"], &Shutdown::new());
     r1.stop().await;
 
     let after = eventually(
@@ -79,7 +81,7 @@ async fn status_names_the_bottleneck_and_it_moves_when_hashers_scale() {
         SOON,
         POLL,
         || async move {
-            let status = stack_ref.status().await;
+            let status = status(stack_ref).await;
             let stages = &status["stages"];
             let steady = status["bottleneck"] == "rng"
                 && stages["rng"]["instances"] == serde_json::json!(["r2"])
@@ -95,7 +97,7 @@ async fn status_names_the_bottleneck_and_it_moves_when_hashers_scale() {
         "{after}"
     );
     assert_eq!(figure(&after, "rng", "rate_limit"), Some(50.0), "{after}");
-    let text = stack.run(&["status"]).await;
+    let text = run(&stack, &["status"]).await;
     println!("four hashers:\n{text}");
     assert!(
         text.lines()
@@ -109,7 +111,7 @@ async fn status_names_the_bottleneck_and_it_moves_when_hashers_scale() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_servers_are_one_line_errors() {
     let stack = Stack::start().await;
-    let influx = stack.influx.as_ref().expect("an influxd").url();
+    let influx = stack.influx().url();
     let nowhere = format!("http://127.0.0.1:{}", testkit::free_port());
     let args = [
         "status",

@@ -6,8 +6,9 @@ mod common;
 
 use chocominer_pipeline::codec::{BatchHeaders, NumberBatch, Numbers};
 use chocominer_pipeline::nugget::Nugget;
-use common::{Running, Stack};
+use common::{Running, chocominer_on, run};
 use serde_json::Value;
+use testkit::Stack;
 
 const DIFFICULTY: u32 = 4;
 
@@ -30,14 +31,16 @@ fn strings(value: &Value) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sub_shows_nuggets_batches_and_digests() {
     let stack = Stack::start().await;
-    let _worker = stack.spawn_worker("w1", &["--difficulty", "4"]);
-    let _hasher = stack.spawn_hasher("h1", &["--delay-ms", "0"]);
-    let _raw = stack.spawn_rng("r1", &["--rate", "500", "--batch", "5"]);
+    let _pipeline = stack
+        .pipeline()
+        .worker("w1", &["--difficulty", "4"])
+        .hasher("h1", &["--delay-ms", "0"])
+        .rng("r1", &["--rate", "500", "--batch", "5"])
+        .start()
+        .await;
 
     // Nuggets, as JSON: each one verifies.
-    let out = stack
-        .run(&["sub", "nuggets", "--json", "--count", "3"])
-        .await;
+    let out = run(&stack, &["sub", "nuggets", "--json", "--count", "3"]).await;
     let nuggets = objects(&out);
     assert_eq!(nuggets.len(), 3, "{out}");
     for json in nuggets {
@@ -54,7 +57,7 @@ async fn sub_shows_nuggets_batches_and_digests() {
     }
 
     // Number batches, as text: batch id, count, sender, then numbers in hex.
-    let out = stack.run(&["sub", "numbers", "--count", "2"]).await;
+    let out = run(&stack, &["sub", "numbers", "--count", "2"]).await;
     let headlines: Vec<&str> = out.lines().filter(|l| !l.starts_with(' ')).collect();
     assert_eq!(headlines.len(), 2, "{out}");
     for headline in headlines {
@@ -79,9 +82,11 @@ async fn sub_shows_nuggets_batches_and_digests() {
     assert_eq!(out.matches("… and 2 more").count(), 2, "{out}");
 
     // Digest batches, as JSON: each digest shown is SHA-256 of its number.
-    let out = stack
-        .run(&["sub", "digests", "--json", "--count", "2", "--show", "5"])
-        .await;
+    let out = run(
+        &stack,
+        &["sub", "digests", "--json", "--count", "2", "--show", "5"],
+    )
+    .await;
     for json in objects(&out) {
         assert_eq!(json["kind"], "digests", "{json}");
         assert_eq!(json["instance"], "h1", "{json}");
@@ -102,15 +107,20 @@ async fn sub_shows_nuggets_batches_and_digests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sub_expands_seeded_batches() {
     let stack = Stack::start().await;
-    let _worker = stack.spawn_worker("w1", &[]);
-    let _hasher = stack.spawn_hasher("h1", &["--delay-ms", "0"]);
-    let _seeded = stack.spawn_rng(
-        "r1",
-        &["--rate", "1000", "--batch", "100", "--numbers", "seeded"],
-    );
-    let out = stack
-        .run(&["sub", "numbers", "--json", "--count", "2", "--show", "4"])
+    let _pipeline = stack
+        .pipeline()
+        .hasher("h1", &["--delay-ms", "0"])
+        .rng(
+            "r1",
+            &["--rate", "1000", "--batch", "100", "--numbers", "seeded"],
+        )
+        .start()
         .await;
+    let out = run(
+        &stack,
+        &["sub", "numbers", "--json", "--count", "2", "--show", "4"],
+    )
+    .await;
     for json in objects(&out) {
         assert_eq!(
             (&json["encoding"], &json["count"]),
@@ -128,7 +138,7 @@ async fn sub_expands_seeded_batches() {
             assert_eq!(*number, hex::encode(expanded.number(i)), "{json}");
         }
     }
-    let text = stack.run(&["sub", "numbers", "--count", "1"]).await;
+    let text = run(&stack, &["sub", "numbers", "--count", "1"]).await;
     assert!(text.contains("100 numbers (seeded, seed "), "{text}");
 }
 
@@ -136,8 +146,8 @@ async fn sub_expands_seeded_batches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sub_shows_garbage_as_undecodable_and_goes_on() {
     let stack = Stack::nats_only().await;
-    let client = stack.client().await;
-    let mut sub = Running::spawn(stack.chocominer(&["sub", "--count", "5"]));
+    let client = &stack.client;
+    let mut sub = Running::spawn(chocominer_on(&stack, &["sub", "--count", "5"]));
     sub.subscribed().await;
 
     let numbers = [7u8; 64];

@@ -4,4 +4,7 @@
 //! This library is empty on purpose; the tests live in `tests/` (`pipeline.rs`: the happy path,
 //! conservation of numbers, queue groups and scaling; `faults.rs`: a hasher killed with SIGKILL
 //! and garbage on every subject; `influx_outage.rs`: stats across an InfluxDB outage and at
-//! shutdown) and share the helpers in `tests/common/mod.rs`. Run them with `cargo test -p e2e`.
+//! shutdown; `scale_to_zero.rs`: a stage scaled to zero and back; `health.rs`: the health
+//! endpoints and probe; `chronograf.rs`: the Chronograf dashboard's files and queries). They
+//! start the pipeline with `testkit::Stack`; what only they need (a digest counter, checks of
+//! the worker's points) is in `tests/common/mod.rs`. Run them with `cargo test -p e2e`.

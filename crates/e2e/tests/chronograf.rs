@@ -3,15 +3,11 @@
 //! the dashboard's cells tile a 12-column grid, and every query of every cell runs on a real
 //! InfluxDB holding the stats of a real pipeline run, the main cells showing its work.
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use chocominer_pipeline::Shutdown;
-use common::{POLL, SOON, Stack};
 use serde_json::{Map, Value};
-use tokio::time::{Instant, sleep};
+use testkit::{POLL, SOON, Stack, eventually_ok};
 
 /// Cell types Chronograf's dashboards draw.
 const CELL_TYPES: &[&str] = &[
@@ -348,7 +344,7 @@ async fn busy_query_without_data(stack: &Stack, dashboard: &Value) -> Option<Str
     for id in BUSY_CELLS {
         for q in queries(cell(dashboard, id)) {
             let rendered = render(q);
-            if !has_positive(&stack.influx.query("", &rendered).await) {
+            if !has_positive(&stack.influx().query("", &rendered).await) {
                 return Some(format!("cell {id}: {rendered}"));
             }
         }
@@ -363,29 +359,30 @@ async fn busy_query_without_data(stack: &Stack, dashboard: &Value) -> Option<Str
 async fn every_query_runs_on_a_real_pipelines_stats() {
     let dashboard = dashboard();
     let stack = Stack::start().await;
-    let shutdown = Shutdown::new();
-    let worker = stack.spawn_worker("w1", &["--difficulty", "4"], &shutdown);
-    let hasher = stack.spawn_hasher("h1", &["--delay-ms", "0"], &shutdown);
-    stack.wait_for_service("worker", &["w1"]).await;
-    stack.wait_for_service("hasher", &["h1"]).await;
-    let rng = stack.spawn_rng("r1", &["--rate", "2000", "--batch", "10"], &shutdown);
+    let pipeline = stack
+        .pipeline()
+        .worker("w1", &["--difficulty", "4"])
+        .hasher("h1", &["--delay-ms", "0"])
+        .rng("r1", &["--rate", "2000", "--batch", "10"])
+        .start()
+        .await;
 
     // The totals leave out the last 2 s: wait until the busy cells show the run.
-    let deadline = Instant::now() + SOON;
-    loop {
-        let missing = busy_query_without_data(&stack, &dashboard).await;
-        let Some(missing) = missing else { break };
-        assert!(
-            Instant::now() < deadline,
-            "after {SOON:?}, still no positive value from {missing}"
-        );
-        sleep(POLL).await;
-    }
+    let (stack_ref, dashboard_ref) = (&stack, &dashboard);
+    eventually_ok(
+        "a positive value from every busy cell's query",
+        SOON,
+        POLL,
+        || async move {
+            match busy_query_without_data(stack_ref, dashboard_ref).await {
+                Some(missing) => Err(format!("no positive value from {missing}")),
+                None => Ok(()),
+            }
+        },
+    )
+    .await;
 
-    shutdown.trigger();
-    let rng = rng.report().await;
-    let hasher = hasher.report().await;
-    let worker = worker.report().await;
+    let (rng, hasher, worker) = pipeline.stop().await;
     assert!(rng.generated > 0 && hasher.hashed > 0, "{rng:?} {hasher:?}");
     assert!(worker.nuggets > 0, "{worker:?}");
 
@@ -395,7 +392,7 @@ async fn every_query_runs_on_a_real_pipelines_stats() {
         let id = cell["i"].as_str().unwrap();
         for q in queries(cell) {
             let rendered = render(q);
-            let response = stack.influx.query("", &rendered).await;
+            let response = stack.influx().query("", &rendered).await;
             ran += 1;
             if BUSY_CELLS.contains(&id) {
                 assert!(

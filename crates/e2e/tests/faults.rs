@@ -10,37 +10,27 @@ use bytes::Bytes;
 use chocominer_pipeline::Shutdown;
 use chocominer_pipeline::codec::{DigestBatch, FORMAT_VERSION, NUMBER_LEN, NumberBatch, Numbers};
 use chocominer_pipeline::intake::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
-use common::{ChildService, DIGESTS, DigestFlow, NUGGETS, NUMBERS, POLL, SOON, Stack};
-use testkit::eventually;
+use common::{DIGESTS, DigestFlow, NUGGETS, NUMBERS};
+use testkit::{POLL, SOON, Stack, eventually};
 use tokio::time::timeout;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hasher_killed_with_sigkill() {
-    let bin = tokio::task::spawn_blocking(|| testkit::cargo_bin("hasher"))
-        .await
-        .expect("build the hasher binary");
+    let bin = testkit::cargo_bin_async("hasher").await;
     let stack = Stack::start().await;
     let shutdown = Shutdown::new();
     let flow = DigestFlow::watch(&stack.client).await;
     let worker = stack.spawn_worker("w1", &[], &shutdown);
-    let hasher_args = |instance: &str| {
-        // Without the program name: these are the process's arguments.
-        stack.args(
-            "hasher",
-            instance,
-            &[
-                "--delay-ms",
-                "20",
-                "--concurrency",
-                "1",
-                "--ack-timeout-ms",
-                "1000",
-            ],
-        )[1..]
-            .to_vec()
-    };
-    let mut victim = ChildService::spawn(&bin, "hk", &hasher_args("hk"));
-    let mut survivor = ChildService::spawn(&bin, "hs", &hasher_args("hs"));
+    let hasher_args = [
+        "--delay-ms",
+        "20",
+        "--concurrency",
+        "1",
+        "--ack-timeout-ms",
+        "1000",
+    ];
+    let mut victim = stack.spawn_process(&bin, "hk", &hasher_args);
+    let mut survivor = stack.spawn_process(&bin, "hs", &hasher_args);
     stack.wait_for_service("worker", &["w1"]).await;
     stack.wait_for_service("hasher", &["hk", "hs"]).await;
     // 400/s offered to two 50/s hashers with 32 batches in flight: each has a queue.
@@ -310,13 +300,13 @@ async fn send_garbage(stack: &Stack, subject: &str, garbage: &[(&str, Bytes)]) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_is_counted_not_fatal() {
     let stack = Stack::start().await;
-    let shutdown = Shutdown::new();
     let flow = DigestFlow::watch(&stack.client).await;
-    let worker = stack.spawn_worker("w1", &[], &shutdown);
-    let hasher = stack.spawn_hasher("h1", &["--delay-ms", "0"], &shutdown);
-    stack.wait_for_service("worker", &["w1"]).await;
-    stack.wait_for_service("hasher", &["h1"]).await;
-    let rng = stack.spawn_rng("r1", &["--rate", "200", "--batch", "10"], &shutdown);
+    let pipeline = stack
+        .pipeline()
+        .hasher("h1", &["--delay-ms", "0"])
+        .rng("r1", &["--rate", "200", "--batch", "10"])
+        .start()
+        .await;
     flow.wait_until("digests flowing", SOON, |f| f.total() > 0)
         .await;
 
@@ -344,12 +334,11 @@ async fn garbage_is_counted_not_fatal() {
         f.total() >= before + 100
     })
     .await;
-    assert!(rng.is_running() && hasher.is_running() && worker.is_running());
+    assert!(pipeline.is_running());
 
     // Without the observer, a hasher sending to the stopped worker hears "no responders".
     flow.stop(&stack.client).await;
-    shutdown.trigger();
-    let (rng, hasher, worker) = tokio::join!(rng.report(), hasher.report(), worker.report());
+    let (rng, hasher, worker) = pipeline.stop().await;
     assert_eq!(hasher.rejected, to_hashers, "{hasher:?}");
     assert_eq!(worker.rejected, to_workers, "{worker:?}");
     assert_eq!(

@@ -3,16 +3,15 @@
 //! told to stop while it still finishes its batch, not ready while NATS is out of reach; the
 //! probe's exit codes from the real binary.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use async_nats::Client;
 use chocominer_pipeline::Shutdown;
 use chocominer_pipeline::codec::{BatchHeaders, NUMBER_LEN, NumberBatch, Numbers};
-use clap::Parser;
 use futures::StreamExt;
-use testkit::{NatsServer, Service, eventually, free_port};
+use testkit::{NatsServer, Service, cargo_bin_async, eventually, free_port, parse};
 use tokio::time::timeout;
 
 const NUMBERS: &str = "chocominer.numbers";
@@ -23,12 +22,7 @@ const SLOW_BATCH: usize = 50;
 
 /// `GET http://127.0.0.1:<port><path>`: status and body, or `None` when nothing answers.
 async fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("build reqwest client");
-    let response = http
+    let response = testkit::http_client()
         .get(format!("http://127.0.0.1:{port}{path}"))
         .send()
         .await
@@ -66,10 +60,6 @@ fn args(bin: &str, nats_url: &str, port: u16, extra: &[&str]) -> Vec<String> {
     args
 }
 
-fn parse<C: Parser>(args: Vec<String>) -> C {
-    C::try_parse_from(&args).unwrap_or_else(|e| panic!("bad test arguments {args:?}: {e}"))
-}
-
 /// What `<bin> --health-check <args>` did: its exit code, stdout and stderr.
 struct Probe {
     code: Option<i32>,
@@ -92,12 +82,6 @@ async fn probe(bin: &Path, args: &[&str]) -> Probe {
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
-}
-
-async fn build(name: &'static str) -> PathBuf {
-    tokio::task::spawn_blocking(move || testkit::cargo_bin(name))
-        .await
-        .expect("build a binary")
 }
 
 /// Sends one raw batch of `count` numbers to the hashers as rng would; returns the
@@ -125,23 +109,23 @@ async fn send_batch(client: &Client, count: usize) -> async_nats::Subscriber {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopping_stage_is_not_ready_at_once_and_alive_until_it_exits() {
     testkit::init_tracing();
-    let bin = build("hasher").await;
+    let bin = cargo_bin_async("hasher").await;
     let nats = NatsServer::start().await;
     let client = async_nats::connect(nats.url()).await.expect("connect");
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
 
     let worker_stop = Shutdown::new();
-    let worker_config: worker::Config = parse(args("worker", &nats.url(), free_port(), &[]));
-    let worker = Service::spawn("worker", worker::run(worker_config, worker_stop.clone()));
+    let worker_config: worker::Config = parse(&args("worker", &nats.url(), free_port(), &[]));
+    let worker = Service::spawn("worker", &worker_stop, |s| worker::run(worker_config, s));
     let hasher_stop = Shutdown::new();
-    let hasher_config: hasher::Config = parse(args(
+    let hasher_config: hasher::Config = parse(&args(
         "hasher",
         &nats.url(),
         port,
         &["--delay-ms", "100", "--concurrency", "1"],
     ));
-    let hasher = Service::spawn("hasher", hasher::run(hasher_config, hasher_stop.clone()));
+    let hasher = Service::spawn("hasher", &hasher_stop, |s| hasher::run(hasher_config, s));
 
     eventually_readyz(port, 200, "ready").await;
     assert_eq!(get(port, "/healthz").await, Some((200, "ok".into())));
@@ -208,7 +192,7 @@ async fn a_stopping_stage_is_not_ready_at_once_and_alive_until_it_exits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_probe_needs_the_address_and_reads_0_0_0_0_as_loopback() {
-    let bin = build("hasher").await;
+    let bin = cargo_bin_async("hasher").await;
     let unset = probe(&bin, &[]).await;
     assert_eq!(unset.code, Some(2), "{}{}", unset.stdout, unset.stderr);
     assert_eq!(unset.stdout, "");
@@ -244,8 +228,8 @@ async fn a_stage_is_not_ready_while_nats_is_out_of_reach() {
     let port = free_port();
     let nowhere = format!("nats://127.0.0.1:{}", free_port());
     let stop = Shutdown::new();
-    let config: worker::Config = parse(args("worker", &nowhere, port, &[]));
-    let waiting = Service::spawn("worker", worker::run(config, stop.clone()));
+    let config: worker::Config = parse(&args("worker", &nowhere, port, &[]));
+    let waiting = Service::spawn("worker", &stop, |s| worker::run(config, s));
     eventually_readyz(port, 503, "not ready: connecting to NATS").await;
     assert_eq!(get(port, "/healthz").await, Some((200, "ok".into())));
     stop.trigger();
@@ -259,9 +243,9 @@ async fn a_stage_is_not_ready_while_nats_is_out_of_reach() {
     // Connected, then NATS goes away: not ready while the client reconnects.
     let nats = NatsServer::start().await;
     let port = free_port();
-    let config: worker::Config = parse(args("worker", &nats.url(), port, &[]));
+    let config: worker::Config = parse(&args("worker", &nats.url(), port, &[]));
     // Left running when the test ends: it would wait for NATS to flush its last stats.
-    let _worker = Service::spawn("worker", worker::run(config, Shutdown::new()));
+    let _worker = Service::spawn("worker", &Shutdown::new(), |s| worker::run(config, s));
     eventually_readyz(port, 200, "ready").await;
     drop(nats);
     eventually_readyz(port, 503, "not ready: NATS connection lost, reconnecting").await;
@@ -274,8 +258,8 @@ async fn rng_is_ready_once_it_sends_even_with_no_hasher() {
     let nats = NatsServer::start().await;
     let port = free_port();
     let stop = Shutdown::new();
-    let config: rng::Config = parse(args("rng", &nats.url(), port, &[]));
-    let rng = Service::spawn("rng", rng::run(config, stop.clone()));
+    let config: rng::Config = parse(&args("rng", &nats.url(), port, &[]));
+    let rng = Service::spawn("rng", &stop, |s| rng::run(config, s));
     // It holds its batches until a hasher comes: waiting is no reason to restart it.
     eventually_readyz(port, 200, "ready").await;
     stop.trigger();

@@ -5,8 +5,8 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chocominer_pipeline::Shutdown;
-use common::{DigestFlow, POLL, SOON, Stack, as_i64, assert_one_per_second};
-use testkit::eventually;
+use common::{DigestFlow, assert_one_per_second};
+use testkit::{POLL, SOON, Stack, as_i64, eventually};
 use tokio::time::sleep;
 
 fn now_ns() -> i64 {
@@ -24,13 +24,13 @@ fn times(points: &[serde_json::Map<String, serde_json::Value>]) -> Vec<i64> {
 async fn influx_outage_loses_no_stats() {
     const OUTAGE: Duration = Duration::from_secs(4);
     let mut stack = Stack::start().await;
-    let shutdown = Shutdown::new();
     let flow = DigestFlow::watch(&stack.client).await;
-    let worker = stack.spawn_worker("w1", &[], &shutdown);
-    let hasher = stack.spawn_hasher("h1", &["--delay-ms", "0"], &shutdown);
-    stack.wait_for_service("worker", &["w1"]).await;
-    stack.wait_for_service("hasher", &["h1"]).await;
-    let rng = stack.spawn_rng("r1", &["--rate", "200", "--batch", "10"], &shutdown);
+    let pipeline = stack
+        .pipeline()
+        .hasher("h1", &["--delay-ms", "0"])
+        .rng("r1", &["--rate", "200", "--batch", "10"])
+        .start()
+        .await;
 
     let s = &stack;
     eventually(
@@ -44,13 +44,13 @@ async fn influx_outage_loses_no_stats() {
     )
     .await;
 
-    stack.influx.stop().await;
+    stack.influx_mut().stop().await;
     let outage_start = now_ns();
     let before_outage = flow.total();
     // The outage itself.
     sleep(OUTAGE).await;
     let during_outage = flow.total() - before_outage;
-    stack.influx.restart().await;
+    stack.influx_mut().restart().await;
     let outage_end = now_ns();
     assert!(during_outage > 0, "mining stopped while InfluxDB was down");
 
@@ -69,8 +69,7 @@ async fn influx_outage_loses_no_stats() {
     .await;
 
     flow.stop(&stack.client).await;
-    shutdown.trigger();
-    let (rng, hasher, worker) = tokio::join!(rng.report(), hasher.report(), worker.report());
+    let (rng, hasher, worker) = pipeline.stop().await;
     assert!(worker.judged > 0, "{worker:?}");
 
     // Nothing missing: the sums match the reports...

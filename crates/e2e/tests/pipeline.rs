@@ -9,9 +9,9 @@ use std::time::Duration;
 use chocominer_pipeline::Shutdown;
 use chocominer_pipeline::nugget::{Nugget, leading_zero_bits};
 use chocominer_pipeline::stats::schema;
-use common::{DigestFlow, NUGGETS, POLL, SOON, Stack, check_nugget_point};
+use common::{DigestFlow, NUGGETS, check_nugget_point};
 use futures::StreamExt;
-use testkit::eventually;
+use testkit::{POLL, SOON, Stack, eventually};
 use tokio::time::{sleep, timeout};
 
 const DIFFICULTY: u32 = 4;
@@ -32,17 +32,18 @@ async fn end_to_end_seeded_numbers() {
 /// and stats reach InfluxDB and the live feed, every nugget verifies, the reports agree.
 async fn end_to_end_with(rng_args: &[&str]) {
     let stack = Stack::start().await;
-    let shutdown = Shutdown::new();
     let mut nuggets_feed = stack.client.subscribe(NUGGETS).await.unwrap();
     stack.client.flush().await.unwrap();
 
-    let worker = stack.spawn_worker("w1", &["--difficulty", "4"], &shutdown);
-    let hasher = stack.spawn_hasher("h1", &["--delay-ms", "0", "--concurrency", "2"], &shutdown);
-    stack.wait_for_service("worker", &["w1"]).await;
-    stack.wait_for_service("hasher", &["h1"]).await;
     let mut args = vec!["--rate", "2000", "--batch", "10"];
     args.extend_from_slice(rng_args);
-    let rng = stack.spawn_rng("r1", &args, &shutdown);
+    let pipeline = stack
+        .pipeline()
+        .worker("w1", &["--difficulty", "4"])
+        .hasher("h1", &["--delay-ms", "0", "--concurrency", "2"])
+        .rng("r1", &args)
+        .start()
+        .await;
 
     // Stats and nuggets reach InfluxDB while the pipeline runs.
     let stack_ref = &stack;
@@ -72,10 +73,7 @@ async fn end_to_end_with(rng_args: &[&str]) {
         feed.push(serde_json::from_slice(&message.payload).expect("nugget JSON"));
     }
 
-    shutdown.trigger();
-    let rng = rng.report().await;
-    let hasher = hasher.report().await;
-    let worker = worker.report().await;
+    let (rng, hasher, worker) = pipeline.stop().await;
 
     // Reports agree with each other: nothing refused, every number settled, each hashed
     // number judged (one hasher, one worker, generous ack timeout).
@@ -178,35 +176,34 @@ async fn assert_wrote_the_schema(stack: &Stack) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conservation() {
     let stack = Stack::start().await;
-    let shutdown = Shutdown::new();
     let flow = DigestFlow::watch(&stack.client).await;
-    let worker = stack.spawn_worker("w1", &["--difficulty", "4"], &shutdown);
-    let hasher = stack.spawn_hasher(
-        "h1",
-        &[
-            "--delay-ms",
-            "0",
-            "--concurrency",
-            "2",
-            "--ack-timeout-ms",
-            "3000",
-        ],
-        &shutdown,
-    );
-    stack.wait_for_service("worker", &["w1"]).await;
-    stack.wait_for_service("hasher", &["h1"]).await;
-    let rng = stack.spawn_rng(
-        "r1",
-        &[
-            "--rate",
-            "2000",
-            "--batch",
-            "10",
-            "--ack-timeout-ms",
-            "3000",
-        ],
-        &shutdown,
-    );
+    let pipeline = stack
+        .pipeline()
+        .worker("w1", &["--difficulty", "4"])
+        .hasher(
+            "h1",
+            &[
+                "--delay-ms",
+                "0",
+                "--concurrency",
+                "2",
+                "--ack-timeout-ms",
+                "3000",
+            ],
+        )
+        .rng(
+            "r1",
+            &[
+                "--rate",
+                "2000",
+                "--batch",
+                "10",
+                "--ack-timeout-ms",
+                "3000",
+            ],
+        )
+        .start()
+        .await;
     flow.wait_until("digests flowing", SOON, |f| f.total() > 0)
         .await;
     // The run itself: numbers in every stage of the pipeline when it stops.
@@ -214,8 +211,7 @@ async fn conservation() {
 
     // Without the observer, a hasher sending to the stopped worker hears "no responders".
     flow.stop(&stack.client).await;
-    shutdown.trigger();
-    let (rng, hasher, worker) = tokio::join!(rng.report(), hasher.report(), worker.report());
+    let (rng, hasher, worker) = pipeline.stop().await;
 
     assert!(rng.generated > 0 && worker.judged > 0, "{rng:?} {worker:?}");
     assert_eq!(

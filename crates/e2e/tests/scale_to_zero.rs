@@ -2,11 +2,8 @@
 //! the stage before it holds its batches, says once that it waits, and resumes when a
 //! replica is back; its stats show it waiting (`waiting` > 0), not losing.
 
-mod common;
-
 use chocominer_pipeline::Shutdown;
-use common::{POLL, SOON, Stack};
-use testkit::eventually;
+use testkit::{POLL, SOON, Stack, as_i64, eventually};
 
 /// Whether the newest point of `measurement` shows batches held for a missing consumer.
 async fn shows_waiting(stack: &Stack, measurement: &str) -> bool {
@@ -15,8 +12,7 @@ async fn shows_waiting(stack: &Stack, measurement: &str) -> bool {
             r#"SELECT last("waiting") FROM "{measurement}" WHERE time > now() - 3s"#
         ))
         .await;
-    rows.first()
-        .is_some_and(|row| common::as_i64(&row["last"]) > 0)
+    rows.first().is_some_and(|row| as_i64(&row["last"]) > 0)
 }
 
 /// Waits until the workers have judged `more` numbers than they had.

@@ -30,8 +30,8 @@ static BUILT: Mutex<Option<HashMap<String, PathBuf>>> = Mutex::new(None);
 /// process and returns the path of the executable (normally `<workspace>/target/debug/<name>`;
 /// the path cargo reports, so `CARGO_TARGET_DIR` is honoured).
 ///
-/// Blocks while cargo runs: call it from `tokio::task::spawn_blocking` in async tests. Callers
-/// asking at the same time wait for the one build. Panics with cargo's output if the build
+/// Blocks while cargo runs: async tests call [`cargo_bin_async`]. Callers asking at the same
+/// time wait for the one build. Panics with cargo's output if the build
 /// fails.
 pub fn cargo_bin(name: &str) -> PathBuf {
     let mut built = BUILT.lock().unwrap_or_else(PoisonError::into_inner);
@@ -42,6 +42,14 @@ pub fn cargo_bin(name: &str) -> PathBuf {
     let path = build(name);
     built.insert(name.to_owned(), path.clone());
     path
+}
+
+/// [`cargo_bin`] on a blocking thread, for async tests.
+pub async fn cargo_bin_async(name: &str) -> PathBuf {
+    let name = name.to_owned();
+    tokio::task::spawn_blocking(move || cargo_bin(&name))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 fn build(name: &str) -> PathBuf {

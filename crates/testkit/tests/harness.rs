@@ -1,10 +1,16 @@
 //! Proves the harness itself: the servers it starts are real, reachable, configurable, and
-//! (for InfluxDB) keep their data across stop/restart.
+//! (for InfluxDB) keep their data across stop/restart; a pipeline started on a stack hashes,
+//! writes its stats and stops gracefully; a stage process obeys SIGTERM and SIGKILL; the waits
+//! say what they waited for.
 
+use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
+use chocominer_pipeline::Shutdown;
 use serde_json::json;
-use testkit::{Influx, NatsServer, eventually, init_tracing};
+use testkit::{
+    Influx, NatsServer, SOON, Stack, eventually, eventually_eq, eventually_ok, init_tracing,
+};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
@@ -26,8 +32,7 @@ async fn info_line(server: &NatsServer) -> String {
 }
 
 async fn get_status(url: &str) -> Option<reqwest::StatusCode> {
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    client
+    testkit::http_client()
         .get(url)
         .send()
         .await
@@ -197,4 +202,106 @@ fn cargo_bin_builds_a_workspace_binary() {
 #[should_panic(expected = "cargo_bin(\"no-such-binary\")")]
 fn cargo_bin_panics_on_an_unknown_binary() {
     testkit::cargo_bin("no-such-binary");
+}
+
+#[tokio::test]
+#[should_panic(expected = "timed out after 50ms waiting for: the answer = 42; last: 41")]
+async fn eventually_eq_panics_with_the_last_value_seen() {
+    eventually_eq(
+        "the answer",
+        Duration::from_millis(50),
+        Duration::from_millis(10),
+        42,
+        || async { 41 },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn eventually_ok_returns_the_first_ok() {
+    let mut calls = 0;
+    let value = eventually_ok(
+        "second call",
+        Duration::from_secs(5),
+        Duration::from_millis(1),
+        || {
+            calls += 1;
+            let answer = if calls >= 2 { Ok(calls) } else { Err("first") };
+            async move { answer }
+        },
+    )
+    .await;
+    assert_eq!(value, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_on_a_stack_hashes_writes_its_stats_and_stops_gracefully() {
+    let stack = Stack::start().await;
+    let pipeline = stack
+        .pipeline()
+        .rng("r1", &["--rate", "500", "--batch", "10"])
+        .hasher("h1", &["--delay-ms", "0"])
+        .start()
+        .await;
+    let s = &stack;
+    eventually("worker hashes in InfluxDB", SOON, testkit::POLL, || async {
+        (s.sum("worker", "hashes").await > 0).then_some(())
+    })
+    .await;
+    assert!(pipeline.is_running());
+
+    let (rng, hasher, worker) = pipeline.stop().await;
+    assert!(worker.judged > 0, "{worker:?}");
+    assert_eq!(
+        rng.generated,
+        worker.judged + rng.lost + hasher.lost,
+        "{rng:?} {hasher:?} {worker:?}"
+    );
+    stack
+        .eventually_sum("worker", "hashes", worker.judged)
+        .await;
+    stack.eventually_sum("rng", "numbers", rng.generated).await;
+    let hashers = stack.sums_by_instance("hasher", "hashes").await;
+    assert_eq!(hashers.keys().collect::<Vec<_>>(), ["h1"], "{hashers:?}");
+    assert!(!stack.points("worker", "w1").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_process_stops_on_sigterm_and_dies_on_sigkill() {
+    let bin = testkit::cargo_bin_async("worker").await;
+    let stack = Stack::nats_only().await;
+    let mut graceful = stack.spawn_process(&bin, "w-term", &[]);
+    let mut killed = stack.spawn_process(&bin, "w-kill", &[]);
+    stack
+        .wait_for_service("worker", &["w-term", "w-kill"])
+        .await;
+    assert!(!graceful.has_exited(), "{}", graceful.log_tail());
+
+    let status = killed.kill().await;
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    assert!(killed.has_exited());
+    let status = graceful.terminate(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status:?}: {}", graceful.log_tail());
+}
+
+#[tokio::test]
+async fn a_service_stops_on_its_own_shutdown() {
+    let nats = NatsServer::start().await;
+    let args = [
+        "worker",
+        "--nats-url",
+        &nats.url(),
+        "--influx-url",
+        "",
+        "--instance",
+        "w1",
+    ]
+    .map(String::from);
+    let config: worker::Config = testkit::parse(&args);
+    let service = testkit::Service::spawn("w1", &Shutdown::new(), |shutdown| {
+        worker::run(config, shutdown)
+    });
+    assert!(service.is_running());
+    let report = service.stop().await;
+    assert_eq!(report.judged, 0, "{report:?}");
 }

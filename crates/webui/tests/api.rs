@@ -7,9 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{DB, POLL, WebUi, get, get_json};
+use common::{POLL, WebUi, get, get_json};
 use serde_json::Value;
-use testkit::{Influx, eventually};
+use testkit::{DB, Influx, Service, eventually, http_client, parse};
 
 const SECOND_NS: i64 = 1_000_000_000;
 /// How long the webui may take to see a change in InfluxDB (it serves a summary for 0.5 s).
@@ -24,7 +24,7 @@ async fn serves_the_page_its_assets_and_health() {
     let (status, _, body) = get(&format!("{}/healthz", webui.url)).await;
     assert_eq!((status, body.as_str()), (200, "ok"));
 
-    let response = common::http()
+    let response = http_client()
         .get(format!("{}/", webui.url))
         .send()
         .await
@@ -82,15 +82,13 @@ async fn serves_the_page_its_assets_and_health() {
 #[tokio::test]
 async fn serves_health_on_health_listen_and_answers_the_probe() {
     testkit::init_tracing();
-    let bin = tokio::task::spawn_blocking(|| testkit::cargo_bin("webui"))
-        .await
-        .expect("build the webui binary");
+    let bin = testkit::cargo_bin_async("webui").await;
     let page = format!("127.0.0.1:{}", testkit::free_port());
     let listen = format!("127.0.0.1:{}", testkit::free_port());
     // No InfluxDB at all: the dashboard is ready once it serves (its page says InfluxDB is
     // out of reach; restarting the dashboard would not bring it back).
     let nowhere = format!("http://127.0.0.1:{}", testkit::free_port());
-    let config: webui::Config = common::parse(
+    let config: webui::Config = parse(
         &[
             "webui",
             "--listen",
@@ -103,11 +101,11 @@ async fn serves_health_on_health_listen_and_answers_the_probe() {
         .map(String::from),
     );
     let shutdown = chocominer_pipeline::Shutdown::new();
-    let webui = common::Service::spawn("webui", webui::run(config, shutdown.clone()));
+    let webui = Service::spawn("webui", &shutdown, |shutdown| webui::run(config, shutdown));
 
     let readyz = format!("http://{listen}/readyz");
     eventually("the webui's /readyz answers", SOON, POLL, || async {
-        let response = common::http().get(&readyz).send().await.ok()?;
+        let response = http_client().get(&readyz).send().await.ok()?;
         Some((response.status().as_u16(), response.text().await.ok()?))
     })
     .await;
@@ -135,7 +133,7 @@ async fn serves_health_on_health_listen_and_answers_the_probe() {
     shutdown.trigger();
     webui.report().await;
     assert!(
-        common::http().get(&readyz).send().await.is_err(),
+        http_client().get(&readyz).send().await.is_err(),
         "the health server outlived the webui"
     );
 }

@@ -5,34 +5,24 @@
 //! data, the zero bits of a nugget and what the stages wait for are shown as they are. A
 //! screenshot of each page is kept in `target/test-artifacts/`.
 //!
-//! They fail when there is no Chromium: a browser test that passes without a browser would
-//! claim what nobody checked (`scripts/install-deps.sh --with-browser` installs it, CI does;
-//! `cargo test -p webui --test api` runs the rest without one).
+//! They fail when there is no Chromium (`common::chromium`): a browser test that passes without
+//! a browser would claim what nobody checked (`scripts/install-deps.sh --with-browser` installs
+//! it, CI does; `cargo test -p webui --test api` runs the rest without one).
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    DB, Element, Pipeline, Shot, WebUi, by_id, chromium, elements, number, rows, run_chromium,
+    Element, Shot, WebUi, by_id, chromium, chromium_in, elements, number, rows, run_chromium,
 };
-use testkit::{Influx, eventually};
+use testkit::{DB, Influx, Stack, eventually};
 
 /// How long the pipeline may take to fill InfluxDB with what the page needs.
 const FILL_WITHIN: Duration = Duration::from_secs(60);
 
 const SECOND_NS: i64 = 1_000_000_000;
-
-fn need_chromium() -> PathBuf {
-    chromium().unwrap_or_else(|| {
-        panic!(
-            "chromium not found: these tests need it (install it with `bash \
-             scripts/install-deps.sh --with-browser`, or set CHROMIUM to its path; \
-             `cargo test -p webui --test api` runs the tests that need no browser)"
-        )
-    })
-}
 
 /// Leading zero bits of a lowercase hex digest.
 fn leading_zero_bits(hex: &str) -> u32 {
@@ -60,12 +50,19 @@ fn check_png(path: &Path) {
 
 #[tokio::test]
 async fn page_shows_what_influxdb_holds_about_the_live_pipeline() {
-    let chromium = need_chromium();
-    testkit::init_tracing();
-    let influx = Influx::start().await;
-    influx.create_database(DB).await;
-    let pipeline = Pipeline::start(&influx).await;
-    let webui = WebUi::start(&influx).await;
+    let chromium = chromium();
+    // rng `--rate 400 --batch 1`, hasher `--delay-ms 20 --concurrency 1` (about 50 hashes/s,
+    // the bottleneck), worker `--difficulty 4` (a nugget every 16 hashes on average).
+    let stack = Stack::start().await;
+    let pipeline = stack
+        .pipeline()
+        .worker("worker-1", &["--difficulty", "4"])
+        .hasher("hasher-1", &["--delay-ms", "20", "--concurrency", "1"])
+        .rng("rng-1", &["--rate", "400", "--batch", "1"])
+        .start()
+        .await;
+    let influx = stack.influx();
+    let webui = WebUi::start(influx).await;
 
     // Enough for every part of the page: ten seconds of worker points (the window ends two
     // seconds back and spans five) and a few nuggets.
@@ -75,8 +72,8 @@ async fn page_shows_what_influxdb_holds_about_the_live_pipeline() {
         common::POLL,
         || async {
             assert!(pipeline.is_running(), "a service of the pipeline stopped");
-            let seconds = rows(&influx, r#"SELECT count("hashes") FROM "worker""#).await;
-            let nuggets = rows(&influx, r#"SELECT count("digest") FROM "nugget""#).await;
+            let seconds = rows(influx, r#"SELECT count("hashes") FROM "worker""#).await;
+            let nuggets = rows(influx, r#"SELECT count("digest") FROM "nugget""#).await;
             (number(seconds.first(), "count") >= 10.0 && number(nuggets.first(), "count") >= 3.0)
                 .then_some(())
         },
@@ -104,7 +101,7 @@ async fn page_shows_what_influxdb_holds_about_the_live_pipeline() {
     );
     let window = format!("time >= {start}ms AND time <= {end}ms");
     let stored = rows(
-        &influx,
+        influx,
         &format!(r#"SELECT sum("hashes") AS hashes FROM "worker" WHERE {window}"#),
     )
     .await;
@@ -122,7 +119,7 @@ async fn page_shows_what_influxdb_holds_about_the_live_pipeline() {
 
     // Instances: one worker, the one InfluxDB has points from in that window.
     let workers = rows(
-        &influx,
+        influx,
         &format!(r#"SELECT count("hashes") FROM "worker" WHERE {window} GROUP BY "instance""#),
     )
     .await;
@@ -137,12 +134,12 @@ async fn page_shows_what_influxdb_holds_about_the_live_pipeline() {
     // busy nearly all the time, with rng's whole window waiting for it. Which of the two rules
     // names it depends on how busy this machine lets it be; either is read from InfluxDB.
     let hasher = rows(
-        &influx,
+        influx,
         &format!(r#"SELECT mean("busy") AS busy FROM "hasher" WHERE {window}"#),
     )
     .await;
     let rng = rows(
-        &influx,
+        influx,
         &format!(
             r#"SELECT sum("in_flight") AS in_flight, sum("window") AS window FROM "rng" WHERE {window}"#
         ),
@@ -186,7 +183,7 @@ async fn page_shows_what_influxdb_holds_about_the_live_pipeline() {
 
     // The difficulty shown is the one the worker wrote.
     let written = rows(
-        &influx,
+        influx,
         r#"SELECT last("difficulty") AS difficulty FROM "worker""#,
     )
     .await;
@@ -230,7 +227,7 @@ async fn page_shows_what_influxdb_holds_about_the_live_pipeline() {
     for digest in &digests {
         assert_eq!(digest.len(), 64, "{digest:?}");
         let found = rows(
-            &influx,
+            influx,
             &format!(r#"SELECT "digest", "instance" FROM "nugget" WHERE "digest" = '{digest}'"#),
         )
         .await;
@@ -242,14 +239,14 @@ async fn page_shows_what_influxdb_holds_about_the_live_pipeline() {
     assert_eq!(total.attr("data-difficulty"), "4");
     let total = total.value();
     let until_window = rows(
-        &influx,
+        influx,
         &format!(
             r#"SELECT sum("nuggets") AS n FROM "worker" WHERE "difficulty" = 4 AND time <= {end}ms"#
         ),
     )
     .await;
     let until_now = rows(
-        &influx,
+        influx,
         r#"SELECT sum("nuggets") AS n FROM "worker" WHERE "difficulty" = 4"#,
     )
     .await;
@@ -290,7 +287,7 @@ fn fmt_batches(value: &str) -> String {
 /// listens; a 10-bit and a 23-bit nugget.
 #[tokio::test]
 async fn page_shows_a_change_of_difficulty_no_data_and_the_zero_bits() {
-    let chromium = need_chromium();
+    let chromium = chromium();
     testkit::init_tracing();
     let influx = Influx::start().await;
     influx.create_database(DB).await;
@@ -406,7 +403,7 @@ async fn page_shows_a_change_of_difficulty_no_data_and_the_zero_bits() {
 
 #[tokio::test]
 async fn page_says_when_influxdb_is_unreachable_and_recovers() {
-    let chromium = need_chromium();
+    let chromium = chromium();
     testkit::init_tracing();
     let mut influx = Influx::start().await;
     influx.create_database(DB).await;
@@ -448,6 +445,18 @@ async fn page_says_when_influxdb_is_unreachable_and_recovers() {
     assert_eq!(by_id(&dom, "hashes-rate").value(), 0.0);
     webui.stop().await;
 }
+/// What the browser tests do on a machine without Chromium: fail, saying how to install it.
+#[test]
+#[should_panic(expected = "chromium not found: these tests need it")]
+fn a_missing_chromium_fails_the_browser_tests() {
+    let empty = tempfile::tempdir().expect("an empty directory");
+    chromium_in(
+        None,
+        Some(empty.path().as_os_str().to_owned()),
+        &empty.path().join("chromium"),
+    );
+}
+
 #[test]
 fn reads_chromium_dom() {
     let dom = r#"<html><body><span id="a" data-value="1.5" title="x &amp; y">1.5 <b>k</b></span>

@@ -1,24 +1,22 @@
-//! What the webui tests share: a real influxd (and nats-server with the three services
-//! in-process, for a live pipeline), the webui in-process on a port of its own, an HTTP
-//! client, headless Chromium, and a little reading of the DOM Chromium dumps.
+//! What the webui tests share beyond `testkit`'s pipeline on real servers: the webui
+//! in-process on a port of its own, HTTP requests, the points of three runs written by the
+//! tests, headless Chromium, and a little reading of the DOM Chromium dumps.
 
 // Each test file uses its own part of these helpers.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use chocominer_pipeline::Shutdown;
-use clap::Parser;
 use serde_json::{Map, Value};
-use testkit::{Influx, NatsServer};
+use testkit::{DB, Influx, Service, parse};
 use tokio::net::TcpListener;
 use tokio::time::timeout;
 
-/// The services' default database; every test has an influxd of its own.
-pub const DB: &str = "chocominer";
 /// How often conditions are polled.
 pub const POLL: Duration = Duration::from_millis(200);
 /// How long one Chromium run may take (a loaded 2-core machine, other builds running).
@@ -29,20 +27,9 @@ const VIRTUAL_TIME_MS: u32 = 5000;
 /// One Chromium at a time: each takes most of a core while it starts.
 static CHROMIUM: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-pub use testkit::Service;
-
-pub fn parse<C: Parser>(args: &[String]) -> C {
-    C::try_parse_from(args).unwrap_or_else(|e| panic!("bad test arguments {args:?}: {e}"))
-}
-
-fn strings(args: &[&str]) -> Vec<String> {
-    args.iter().map(|a| a.to_string()).collect()
-}
-
 /// The webui in-process, listening on a port of its own on 127.0.0.1.
 pub struct WebUi {
     pub url: String,
-    shutdown: Shutdown,
     service: Service<webui::Report>,
 }
 
@@ -52,105 +39,23 @@ impl WebUi {
             .await
             .expect("bind 127.0.0.1:0 for the webui");
         let url = format!("http://{}", listener.local_addr().expect("local address"));
-        let config: webui::Config = parse(&strings(&["webui", "--influx-url", &influx.url()]));
-        let shutdown = Shutdown::new();
-        let service = Service::spawn("webui", webui::serve(listener, config, shutdown.clone()));
-        WebUi {
-            url,
-            shutdown,
-            service,
-        }
+        let args = ["webui", "--influx-url", &influx.url()].map(String::from);
+        let config: webui::Config = parse(&args);
+        let service = Service::spawn("webui", &Shutdown::new(), |shutdown| {
+            webui::serve(listener, config, shutdown)
+        });
+        WebUi { url, service }
     }
 
     /// Stops the server gracefully and returns its report.
     pub async fn stop(self) -> webui::Report {
-        self.shutdown.trigger();
-        self.service.report().await
+        self.service.stop().await
     }
-}
-
-/// rng, hasher and worker in-process against a nats-server of their own and `influx`.
-pub struct Pipeline {
-    pub nats: NatsServer,
-    shutdown: Shutdown,
-    rng: Service<rng::Report>,
-    hasher: Service<hasher::Report>,
-    worker: Service<worker::Report>,
-}
-
-impl Pipeline {
-    /// rng `--rate 400 --batch 1`, hasher `--delay-ms 20 --concurrency 1` (about 50 hashes/s,
-    /// the bottleneck), worker `--difficulty 4` (a nugget every 16 hashes on average).
-    pub async fn start(influx: &Influx) -> Pipeline {
-        let nats = NatsServer::start().await;
-        let shutdown = Shutdown::new();
-        let args = |bin: &str, extra: &[&str]| {
-            let mut args = strings(&[
-                bin,
-                "--nats-url",
-                &nats.url(),
-                "--influx-url",
-                &influx.url(),
-                "--instance",
-                &format!("{bin}-1"),
-            ]);
-            args.extend(strings(extra));
-            args
-        };
-        let worker = Service::spawn(
-            "worker-1",
-            worker::run(
-                parse(&args("worker", &["--difficulty", "4"])),
-                shutdown.clone(),
-            ),
-        );
-        let hasher = Service::spawn(
-            "hasher-1",
-            hasher::run(
-                parse(&args("hasher", &["--delay-ms", "20", "--concurrency", "1"])),
-                shutdown.clone(),
-            ),
-        );
-        let rng = Service::spawn(
-            "rng-1",
-            rng::run(
-                parse(&args("rng", &["--rate", "400", "--batch", "1"])),
-                shutdown.clone(),
-            ),
-        );
-        Pipeline {
-            nats,
-            shutdown,
-            rng,
-            hasher,
-            worker,
-        }
-    }
-
-    pub fn is_running(&self) -> bool {
-        self.rng.is_running() && self.hasher.is_running() && self.worker.is_running()
-    }
-
-    pub async fn stop(self) {
-        self.shutdown.trigger();
-        self.rng.report().await;
-        self.hasher.report().await;
-        self.worker.report().await;
-    }
-}
-
-/// An HTTP client for the local servers: no proxy, no request hanging a test.
-pub fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("build reqwest client")
 }
 
 /// `GET url`: status, content type and body.
 pub async fn get(url: &str) -> (u16, String, String) {
-    let response = http()
+    let response = testkit::http_client()
         .get(url)
         .send()
         .await
@@ -200,23 +105,40 @@ pub fn artifacts_dir() -> PathBuf {
     dir
 }
 
-/// Chromium: `$CHROMIUM`, else `chromium` on `PATH`, else `/usr/bin/chromium`. `None` when
-/// there is none: the browser tests then fail, saying so (CI installs it with
-/// `scripts/install-deps.sh --with-browser`).
-pub fn chromium() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("CHROMIUM") {
+/// Chromium for the browser tests: `$CHROMIUM`, else `chromium` on `PATH`, else
+/// `/usr/bin/chromium`. Panics when there is none: a browser test that passed without a browser
+/// would claim what nobody checked (CI installs it with `scripts/install-deps.sh
+/// --with-browser`; `cargo test -p webui --test api` runs the tests that need no browser).
+pub fn chromium() -> PathBuf {
+    chromium_in(
+        std::env::var_os("CHROMIUM"),
+        std::env::var_os("PATH"),
+        Path::new("/usr/bin/chromium"),
+    )
+}
+
+/// [`chromium`] with `$CHROMIUM`, `$PATH` and the last resort given.
+pub fn chromium_in(var: Option<OsString>, path: Option<OsString>, last_resort: &Path) -> PathBuf {
+    if let Some(path) = var {
         let path = PathBuf::from(path);
         assert!(path.is_file(), "CHROMIUM={} is not a file", path.display());
-        return Some(path);
+        return path;
     }
-    let on_path = std::env::var_os("PATH")
+    let on_path = path
         .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
         .map(|dir| dir.join("chromium"));
     on_path
-        .chain([PathBuf::from("/usr/bin/chromium")])
+        .chain([last_resort.to_path_buf()])
         .find(|path| path.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "chromium not found: these tests need it (install it with `bash \
+                 scripts/install-deps.sh --with-browser`, or set CHROMIUM to its path; \
+                 `cargo test -p webui --test api` runs the tests that need no browser)"
+            )
+        })
 }
 
 /// What a headless Chromium run should produce.

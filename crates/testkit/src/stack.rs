@@ -1,0 +1,354 @@
+//! A pipeline on real servers: a nats-server and an influxd of the test's own ([`Stack`]), the
+//! stages run in-process against them (one at a time, or rng → hasher → worker at once as a
+//! [`Pipeline`]) or as processes, and the stats they write to InfluxDB, read back.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use async_nats::Client;
+use bytes::Bytes;
+use chocominer_pipeline::Shutdown;
+use clap::Parser;
+use futures::StreamExt;
+use serde_json::{Map, Value};
+use tokio::time::{Instant, timeout_at};
+
+use crate::{Influx, NatsServer, Service, StageProcess, eventually, eventually_eq};
+
+/// The stages' default database, created by [`Stack::start`]; every test has an influxd of its
+/// own.
+pub const DB: &str = "chocominer";
+/// How often [`Stack`]'s waits poll.
+pub const POLL: Duration = Duration::from_millis(100);
+/// How long [`Stack`]'s waits wait for what takes a second or two on an idle machine.
+pub const SOON: Duration = Duration::from_secs(30);
+
+/// A nats-server and (unless [`Stack::nats_only`]) an influxd of the test's own, and a NATS
+/// client for the test. Dropping it kills both servers.
+pub struct Stack {
+    pub nats: NatsServer,
+    influx: Option<Influx>,
+    pub client: Client,
+}
+
+impl Stack {
+    /// nats-server and influxd, started side by side, with the stats database [`DB`] created up
+    /// front (so that queries never race the stages' own `CREATE DATABASE`).
+    pub async fn start() -> Stack {
+        crate::init_tracing();
+        let (nats, influx) = tokio::join!(NatsServer::start(), Influx::start());
+        influx.create_database(DB).await;
+        Stack::with(nats, Some(influx)).await
+    }
+
+    /// nats-server only: stages started on it write no stats.
+    pub async fn nats_only() -> Stack {
+        crate::init_tracing();
+        Stack::with(NatsServer::start().await, None).await
+    }
+
+    async fn with(nats: NatsServer, influx: Option<Influx>) -> Stack {
+        let client = async_nats::connect(nats.url())
+            .await
+            .expect("the test's NATS client connects");
+        Stack {
+            nats,
+            influx,
+            client,
+        }
+    }
+
+    /// The influxd; panics on a [`Stack::nats_only`].
+    pub fn influx(&self) -> &Influx {
+        self.influx
+            .as_ref()
+            .expect("this stack has no influxd (Stack::nats_only)")
+    }
+
+    /// The influxd, to stop and restart it; panics on a [`Stack::nats_only`].
+    pub fn influx_mut(&mut self) -> &mut Influx {
+        self.influx
+            .as_mut()
+            .expect("this stack has no influxd (Stack::nats_only)")
+    }
+
+    /// Command-line arguments of a stage of this stack, without the program name: its NATS
+    /// and InfluxDB URLs (empty, so no stats, on a [`Stack::nats_only`]), its instance name,
+    /// then `extra`.
+    pub fn stage_args(&self, instance: &str, extra: &[&str]) -> Vec<String> {
+        let influx_url = self.influx.as_ref().map_or_else(String::new, Influx::url);
+        let mut args: Vec<String> = vec![
+            "--nats-url".into(),
+            self.nats.url(),
+            "--influx-url".into(),
+            influx_url,
+            "--instance".into(),
+            instance.into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    }
+
+    /// rng `instance` in-process with `extra` arguments, stopping on `shutdown`.
+    pub fn spawn_rng(
+        &self,
+        instance: &str,
+        extra: &[&str],
+        shutdown: &Shutdown,
+    ) -> Service<rng::Report> {
+        self.spawn_stage("rng", instance, extra, shutdown, rng::run)
+    }
+
+    /// A hasher `instance` in-process with `extra` arguments, stopping on `shutdown`.
+    pub fn spawn_hasher(
+        &self,
+        instance: &str,
+        extra: &[&str],
+        shutdown: &Shutdown,
+    ) -> Service<hasher::Report> {
+        self.spawn_stage("hasher", instance, extra, shutdown, hasher::run)
+    }
+
+    /// A worker `instance` in-process with `extra` arguments, stopping on `shutdown`.
+    pub fn spawn_worker(
+        &self,
+        instance: &str,
+        extra: &[&str],
+        shutdown: &Shutdown,
+    ) -> Service<worker::Report> {
+        self.spawn_stage("worker", instance, extra, shutdown, worker::run)
+    }
+
+    /// A stage `instance` as a process of `bin` (a stage binary from [`crate::cargo_bin`]) with
+    /// `extra` arguments.
+    pub fn spawn_process(&self, bin: &Path, instance: &str, extra: &[&str]) -> StageProcess {
+        StageProcess::spawn(bin, instance, &self.stage_args(instance, extra))
+    }
+
+    /// The usual pipeline of a test: one worker `w1`, one hasher `h1` and one rng `r1`, with no
+    /// extra arguments until the [`PipelineBuilder`] is told otherwise.
+    pub fn pipeline(&self) -> PipelineBuilder<'_> {
+        PipelineBuilder {
+            stack: self,
+            rng: Planned::new("r1", &[]),
+            hasher: Planned::new("h1", &[]),
+            worker: Planned::new("w1", &[]),
+        }
+    }
+
+    /// `run(config, shutdown)` on a task, `config` parsed from the arguments of `stage`.
+    fn spawn_stage<C, F, Fut, R>(
+        &self,
+        stage: &str,
+        instance: &str,
+        extra: &[&str],
+        shutdown: &Shutdown,
+        run: F,
+    ) -> Service<R>
+    where
+        C: Parser,
+        F: FnOnce(C, Shutdown) -> Fut,
+        Fut: Future<Output = anyhow::Result<R>> + Send + 'static,
+        R: Send + 'static,
+    {
+        let mut args = vec![stage.to_owned()];
+        args.extend(self.stage_args(instance, extra));
+        let config: C = crate::parse(&args);
+        Service::spawn(instance, shutdown, |shutdown| run(config, shutdown))
+    }
+
+    /// Waits until every one of `instances` answers `$SRV.INFO.<stage>` with its endpoint
+    /// registered, i.e. is subscribed to its input subject.
+    pub async fn wait_for_service(&self, stage: &str, instances: &[&str]) {
+        let client = &self.client;
+        eventually(
+            &format!("{stage} instances {instances:?} registered as NATS services"),
+            SOON,
+            POLL,
+            || async move {
+                let seen = service_instances(client, stage, instances).await;
+                instances.iter().all(|i| seen.contains(*i)).then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// The rows of an InfluxQL query on [`DB`] (see [`Influx::rows`]).
+    pub async fn rows(&self, q: &str) -> Vec<Map<String, Value>> {
+        self.influx().rows(DB, q).await
+    }
+
+    /// `sum(field)` over every point of `measurement` (0 when there are none).
+    pub async fn sum(&self, measurement: &str, field: &str) -> i64 {
+        let rows = self
+            .rows(&format!(r#"SELECT sum("{field}") FROM "{measurement}""#))
+            .await;
+        rows.first().map_or(0, |row| as_i64(&row["sum"]))
+    }
+
+    /// Waits until `sum(field)` over `measurement` is `expected` (the last points of a stopping
+    /// stage arrive a moment after its report).
+    pub async fn eventually_sum(&self, measurement: &str, field: &str, expected: u64) {
+        let what = format!("sum({measurement}.{field})");
+        let expected = i64::try_from(expected).expect("a sum that fits in i64");
+        eventually_eq(&what, SOON, POLL, expected, || self.sum(measurement, field)).await;
+    }
+
+    /// `sum(field)` of `measurement` per `instance` tag.
+    pub async fn sums_by_instance(&self, measurement: &str, field: &str) -> BTreeMap<String, i64> {
+        let rows = self
+            .rows(&format!(
+                r#"SELECT sum("{field}") FROM "{measurement}" GROUP BY "instance""#
+            ))
+            .await;
+        rows.iter()
+            .map(|row| {
+                let instance = row["instance"].as_str().expect("instance tag").to_owned();
+                (instance, as_i64(&row["sum"]))
+            })
+            .collect()
+    }
+
+    /// Every point of `measurement` from `instance`, oldest first.
+    pub async fn points(&self, measurement: &str, instance: &str) -> Vec<Map<String, Value>> {
+        self.rows(&format!(
+            r#"SELECT * FROM "{measurement}" WHERE "instance" = '{instance}' ORDER BY time ASC"#
+        ))
+        .await
+    }
+}
+
+/// A JSON number from InfluxDB as an integer (floats rounded); panics on anything else.
+pub fn as_i64(value: &Value) -> i64 {
+    value
+        .as_i64()
+        .or_else(|| value.as_f64().map(|f| f.round() as i64))
+        .unwrap_or_else(|| panic!("not a number: {value}"))
+}
+
+/// The `instance` metadata of the `stage` services that answer `$SRV.INFO.<stage>` with at
+/// least one endpoint, collected for up to half a second (less once all `wanted` answered).
+async fn service_instances(client: &Client, stage: &str, wanted: &[&str]) -> HashSet<String> {
+    let mut seen = HashSet::new();
+    let inbox = client.new_inbox();
+    let Ok(mut replies) = client.subscribe(inbox.clone()).await else {
+        return seen;
+    };
+    if client
+        .publish_with_reply(format!("$SRV.INFO.{stage}"), inbox, Bytes::new())
+        .await
+        .is_err()
+    {
+        return seen;
+    }
+    let deadline = Instant::now() + Duration::from_millis(500);
+    for _ in 0..100 {
+        let Ok(Some(reply)) = timeout_at(deadline, replies.next()).await else {
+            break;
+        };
+        let Ok(info) = serde_json::from_slice::<Value>(&reply.payload) else {
+            continue;
+        };
+        let has_endpoint = info["endpoints"].as_array().is_some_and(|e| !e.is_empty());
+        if let (true, Some(instance)) = (has_endpoint, info["metadata"]["instance"].as_str()) {
+            seen.insert(instance.to_owned());
+        }
+        if wanted.iter().all(|w| seen.contains(*w)) {
+            break;
+        }
+    }
+    seen
+}
+
+/// Names and arguments of the three stages of a [`Pipeline`], from [`Stack::pipeline`].
+pub struct PipelineBuilder<'a> {
+    stack: &'a Stack,
+    rng: Planned,
+    hasher: Planned,
+    worker: Planned,
+}
+
+/// A stage instance to start: its name and extra arguments.
+struct Planned {
+    instance: String,
+    extra: Vec<String>,
+}
+
+impl Planned {
+    fn new(instance: &str, extra: &[&str]) -> Planned {
+        Planned {
+            instance: instance.to_owned(),
+            extra: extra.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    fn extra(&self) -> Vec<&str> {
+        self.extra.iter().map(String::as_str).collect()
+    }
+}
+
+impl PipelineBuilder<'_> {
+    /// rng's instance name and extra arguments.
+    pub fn rng(mut self, instance: &str, extra: &[&str]) -> Self {
+        self.rng = Planned::new(instance, extra);
+        self
+    }
+
+    /// The hasher's instance name and extra arguments.
+    pub fn hasher(mut self, instance: &str, extra: &[&str]) -> Self {
+        self.hasher = Planned::new(instance, extra);
+        self
+    }
+
+    /// The worker's instance name and extra arguments.
+    pub fn worker(mut self, instance: &str, extra: &[&str]) -> Self {
+        self.worker = Planned::new(instance, extra);
+        self
+    }
+
+    /// Starts the worker and the hasher, waits until both take batches (registered as NATS
+    /// services), then starts rng: no batch of the run meets an empty queue group.
+    pub async fn start(self) -> Pipeline {
+        let (stack, shutdown) = (self.stack, Shutdown::new());
+        let (w, h, r) = (&self.worker, &self.hasher, &self.rng);
+        let worker = stack.spawn_worker(&w.instance, &w.extra(), &shutdown);
+        let hasher = stack.spawn_hasher(&h.instance, &h.extra(), &shutdown);
+        stack.wait_for_service("worker", &[&w.instance]).await;
+        stack.wait_for_service("hasher", &[&h.instance]).await;
+        let rng = stack.spawn_rng(&r.instance, &r.extra(), &shutdown);
+        Pipeline {
+            shutdown,
+            rng,
+            hasher,
+            worker,
+        }
+    }
+}
+
+/// rng → hasher → worker in-process on one [`Shutdown`], from [`Stack::pipeline`].
+pub struct Pipeline {
+    shutdown: Shutdown,
+    pub rng: Service<rng::Report>,
+    pub hasher: Service<hasher::Report>,
+    pub worker: Service<worker::Report>,
+}
+
+impl Pipeline {
+    /// Whether all three stages still run.
+    pub fn is_running(&self) -> bool {
+        self.rng.is_running() && self.hasher.is_running() && self.worker.is_running()
+    }
+
+    /// Stops the three at once (one shutdown: each finishes the batches it holds) and returns
+    /// their reports.
+    pub async fn stop(self) -> (rng::Report, hasher::Report, worker::Report) {
+        self.shutdown.trigger();
+        tokio::join!(
+            self.rng.report(),
+            self.hasher.report(),
+            self.worker.report()
+        )
+    }
+}

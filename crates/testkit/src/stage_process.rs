@@ -1,0 +1,71 @@
+//! A stage run as a real process from its built binary (see [`crate::cargo_bin`]), for tests
+//! that signal it: SIGKILL to see what dies with it, SIGTERM for a graceful stop.
+
+use std::path::Path;
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::process::Process;
+
+/// How long a SIGKILLed process may take to be reaped.
+const KILLED_WITHIN: Duration = Duration::from_secs(10);
+
+/// A stage process, its output in a log file of its own. Killed (SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct StageProcess {
+    // Declared before `_dir`, so the process is gone before its log is removed.
+    process: Process,
+    _dir: TempDir,
+}
+
+impl StageProcess {
+    /// Runs `bin args` (no program name in `args`) with `NO_COLOR=1`, stdin closed and its
+    /// output in `<temp dir>/<name>.log`. [`crate::Stack::spawn_process`] builds the arguments
+    /// of a stage of a stack.
+    pub fn spawn(bin: &Path, name: &str, args: &[String]) -> StageProcess {
+        let dir = tempfile::Builder::new()
+            .prefix("testkit-stage-")
+            .tempdir()
+            .expect("temp dir for a stage's log");
+        let mut cmd = Command::new(bin);
+        cmd.args(args).env("NO_COLOR", "1");
+        let process = Process::spawn(name, cmd, dir.path().join(format!("{name}.log")));
+        StageProcess { process, _dir: dir }
+    }
+
+    /// SIGKILLs the process and reaps it.
+    pub async fn kill(&mut self) -> ExitStatus {
+        self.process.signal(libc::SIGKILL);
+        self.exit_within(KILLED_WITHIN).await
+    }
+
+    /// SIGTERMs the process (a graceful stop) and waits up to `within` for it to exit; panics
+    /// with its log tail if it does not.
+    pub async fn terminate(&mut self, within: Duration) -> ExitStatus {
+        self.process.signal(libc::SIGTERM);
+        self.exit_within(within).await
+    }
+
+    /// Whether the process has exited (reaping it if so).
+    pub fn has_exited(&mut self) -> bool {
+        self.process.try_status().is_some()
+    }
+
+    /// The last lines the process logged.
+    pub fn log_tail(&self) -> String {
+        self.process.log_tail()
+    }
+
+    async fn exit_within(&mut self, within: Duration) -> ExitStatus {
+        match self.process.wait_exit(within).await {
+            Some(status) => status,
+            None => panic!(
+                "{} did not exit within {within:?}; log tail:\n{}",
+                self.process.name(),
+                self.log_tail()
+            ),
+        }
+    }
+}
