@@ -60,6 +60,8 @@ pub struct Client {
     url: String,
     db: String,
     user: Option<(String, Option<String>)>,
+    /// The unit of the times queries return: `ms`, or `ns` for [`Client::times_in_ns`].
+    epoch: &'static str,
 }
 
 impl Client {
@@ -78,6 +80,7 @@ impl Client {
             http,
             url,
             db: args.influx_db.clone(),
+            epoch: "ms",
             user: args
                 .influx_user
                 .clone()
@@ -89,12 +92,27 @@ impl Client {
         &self.url
     }
 
+    /// The same client for another database of the same server.
+    pub fn for_database(&self, db: &str) -> Client {
+        Client {
+            db: db.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// Queries give times in nanoseconds instead of milliseconds: the precision the points
+    /// are written with, for tests that compare them exactly.
+    pub fn times_in_ns(mut self) -> Client {
+        self.epoch = "ns";
+        self
+    }
+
     pub fn db(&self) -> &str {
         &self.db
     }
 
     /// Runs `statements` (joined with `;`, one request) and returns the rows of each, in order.
-    /// Times are in milliseconds since the Unix epoch.
+    /// Times are in milliseconds since the Unix epoch (see [`Client::times_in_ns`]).
     pub async fn query(&self, statements: &[String]) -> Result<Vec<Vec<Row>>, QueryError> {
         match self.send(statements).await {
             // InfluxDB 1.6 answers a request of several statements on a missing database with
@@ -143,6 +161,15 @@ impl Client {
         Err(WriteError::Retry(format!("HTTP {status}: {}", text.trim())))
     }
 
+    /// Whether InfluxDB answers `GET /ping` with 204: it is up and takes requests.
+    pub async fn ping(&self) -> bool {
+        self.http
+            .get(format!("{}/ping", self.url))
+            .send()
+            .await
+            .is_ok_and(|response| response.status() == reqwest::StatusCode::NO_CONTENT)
+    }
+
     /// Creates the database (nothing happens if it exists).
     pub async fn create_database(&self) -> Result<(), WriteError> {
         let q = format!("CREATE DATABASE \"{}\"", self.db.replace('"', "\\\""));
@@ -178,7 +205,7 @@ impl Client {
         let request = self.http.get(format!("{}/query", self.url)).query(&[
             ("db", self.db.as_str()),
             ("q", &q),
-            ("epoch", "ms"),
+            ("epoch", self.epoch),
         ]);
         let response = self
             .auth(request)

@@ -1,5 +1,5 @@
 //! A real InfluxDB 1.x (`influxd`) on free local ports with its data in a temp dir, plus
-//! helpers to query it over the 1.x HTTP API. It can be stopped and restarted on the same port
+//! helpers to query and write it through the project's own client (`chocominer-influx`). It can be stopped and restarted on the same port
 //! and data, to test clients that must survive an InfluxDB outage.
 
 use std::fs;
@@ -7,12 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode, Url};
-use serde_json::{Map, Value};
+use chocominer_influx::{Client, InfluxArgs, Row};
 use tempfile::TempDir;
 
+use crate::free_port;
 use crate::process::{self, Process, START_ATTEMPTS, StartError};
-use crate::{free_port, http_client};
 
 /// How long influxd may take to answer `/ping`.
 const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -28,7 +27,6 @@ pub struct Influx {
     dir: TempDir,
     bin: PathBuf,
     port: u16,
-    client: reqwest::Client,
 }
 
 impl Influx {
@@ -48,7 +46,6 @@ impl Influx {
                 dir,
                 bin: bin.clone(),
                 port,
-                client: http_client(),
             };
             match influx.launch().await {
                 Ok(()) => return influx,
@@ -85,78 +82,45 @@ impl Influx {
         }
     }
 
-    /// Runs a read query (`GET /query?db=..&q=..&epoch=ns`) and returns the JSON response.
-    /// Panics on an HTTP error or an `"error"` in the response or any of its results.
-    pub async fn query(&self, db: &str, q: &str) -> Value {
-        self.send_query(Method::GET, db, q).await
+    /// The project's InfluxDB client ([`chocominer_influx::Client`]) for database `db` of this
+    /// server, with times in nanoseconds, the precision the stages write.
+    pub fn client(&self, db: &str) -> Client {
+        Client::new(&InfluxArgs {
+            influx_url: self.url(),
+            influx_db: db.to_owned(),
+            influx_user: None,
+            influx_password: None,
+        })
+        .expect("a client for the test influxd")
+        .times_in_ns()
     }
 
-    /// Runs a statement that changes state (`POST /query`), e.g. `CREATE DATABASE "x"` or
-    /// `DROP MEASUREMENT m` (`db` may be empty). Panics like [`Influx::query`].
-    pub async fn exec(&self, db: &str, q: &str) -> Value {
-        self.send_query(Method::POST, db, q).await
+    /// The rows of one InfluxQL statement `q` on `db`, times in nanoseconds. Panics with the
+    /// client's one-line error when InfluxDB refuses it (an HTTP error, a statement error, a
+    /// missing database).
+    pub async fn rows(&self, db: &str, q: &str) -> Vec<Row> {
+        let mut results = self
+            .client(db)
+            .query(&[q.to_owned()])
+            .await
+            .unwrap_or_else(|e| panic!("influx query {q:?}: {e}"));
+        results.pop().unwrap_or_default()
     }
 
-    /// Creates database `db` (a no-op if it exists).
+    /// Creates database `db`.
     pub async fn create_database(&self, db: &str) {
-        self.exec("", &format!("CREATE DATABASE \"{db}\"")).await;
+        self.client(db)
+            .create_database()
+            .await
+            .unwrap_or_else(|e| panic!("influx create database {db}: {e}"));
     }
 
-    /// Writes line protocol with nanosecond timestamps (`POST /write?db=..`); panics unless
-    /// the server answers 204.
+    /// Writes line protocol (nanosecond timestamps) to `db`; panics unless InfluxDB takes it.
     pub async fn write(&self, db: &str, lines: &str) {
-        let url = self.endpoint("/write", &[("db", db)]);
-        let response = self
-            .client
-            .post(url)
-            .body(lines.to_owned())
-            .send()
+        self.client(db)
+            .write(&[lines.to_owned()])
             .await
             .unwrap_or_else(|e| panic!("influx write to {db}: {e}"));
-        let status = response.status();
-        if status != StatusCode::NO_CONTENT {
-            let body = response.text().await.unwrap_or_default();
-            panic!("influx write to {db}: HTTP {status}: {body}");
-        }
-    }
-
-    /// Runs `q` with [`Influx::query`] and flattens `results[0].series[*]` into one map per row
-    /// (column name -> value), each also holding its series' tags (`GROUP BY` tags). Empty when
-    /// there are no series.
-    pub async fn rows(&self, db: &str, q: &str) -> Vec<Map<String, Value>> {
-        let response = self.query(db, q).await;
-        let Some(series) = response
-            .pointer("/results/0/series")
-            .and_then(Value::as_array)
-        else {
-            return Vec::new();
-        };
-        let mut rows = Vec::new();
-        for series in series {
-            let columns: Vec<&str> = series["columns"]
-                .as_array()
-                .unwrap_or_else(|| panic!("series without columns in {response}"))
-                .iter()
-                .map(|column| column.as_str().expect("column names are strings"))
-                .collect();
-            let empty = Vec::new();
-            let values = series["values"].as_array().unwrap_or(&empty);
-            for value in values {
-                let value = value.as_array().expect("a row is an array of values");
-                let mut row: Map<String, Value> = columns
-                    .iter()
-                    .map(|c| c.to_string())
-                    .zip(value.iter().cloned())
-                    .collect();
-                if let Some(tags) = series["tags"].as_object() {
-                    for (tag, tag_value) in tags {
-                        row.entry(tag.clone()).or_insert_with(|| tag_value.clone());
-                    }
-                }
-                rows.push(row);
-            }
-        }
-        rows
     }
 
     /// Spawns influxd on the config in the temp dir and waits until `/ping` answers 204.
@@ -172,55 +136,11 @@ impl Influx {
             }
         }
         let process = Process::spawn("influxd", cmd, self.dir.path().join("influxd.log"));
-        let ping = self.endpoint("/ping", &[]);
-        let process = process
-            .wait_ready(READY_WITHIN, || async {
-                self.client
-                    .get(ping.clone())
-                    .send()
-                    .await
-                    .is_ok_and(|response| response.status() == StatusCode::NO_CONTENT)
-            })
-            .await?;
+        let client = self.client("");
+        let process = process.wait_ready(READY_WITHIN, || client.ping()).await?;
         tracing::debug!(port = self.port, "influxd ready");
         self.process = Some(process);
         Ok(())
-    }
-
-    async fn send_query(&self, method: Method, db: &str, q: &str) -> Value {
-        let url = self.endpoint("/query", &[("db", db), ("q", q), ("epoch", "ns")]);
-        let response = self
-            .client
-            .request(method, url)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("influx query {q:?}: {e}"));
-        let status = response.status();
-        let body = response
-            .text()
-            .await
-            .unwrap_or_else(|e| panic!("influx query {q:?}: {e}"));
-        assert!(
-            status.is_success(),
-            "influx query {q:?}: HTTP {status}: {body}"
-        );
-        let json: Value = serde_json::from_str(&body)
-            .unwrap_or_else(|e| panic!("influx query {q:?}: {e} in response {body}"));
-        let results = json["results"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let error = std::iter::once(&json)
-            .chain(results)
-            .find_map(|r| r.get("error"));
-        if let Some(error) = error {
-            panic!("influx query {q:?}: {error}");
-        }
-        json
-    }
-
-    fn endpoint(&self, path: &str, params: &[(&str, &str)]) -> Url {
-        Url::parse_with_params(&format!("{}{path}", self.url()), params).expect("valid influx URL")
     }
 }
 

@@ -108,7 +108,7 @@ async fn influx_round_trip_survives_restart() {
 #[should_panic(expected = "error parsing query")]
 async fn influx_query_panics_on_influxql_error() {
     let influx = Influx::start().await;
-    influx.query("t", "SELEC nothing").await;
+    influx.rows("t", "SELEC nothing").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -177,7 +177,7 @@ async fn eventually_panics_with_what_on_timeout() {
 #[should_panic(expected = "database not found")]
 async fn influx_query_panics_on_statement_error() {
     let influx = Influx::start().await;
-    influx.query("absent", "SELECT * FROM m").await;
+    influx.rows("absent", "SELECT * FROM m").await;
 }
 
 #[test]
