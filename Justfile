@@ -42,6 +42,12 @@ ps:
 test:
     cargo fmt --all --check
     cargo test --workspace --no-fail-fast
+    scripts/test-local-stack.sh
+
+# Test up/ps/scale/logs/down for real on a stack of its own (other ports, a temporary .run)
+[no-exit-message]
+test-local-stack:
+    @scripts/test-local-stack.sh
 
 # Build the release binaries into target/release (as `up`, `status` and `sub` do)
 build:

@@ -13,7 +13,9 @@
 
 # shellcheck disable=SC2034  # the variables below are used by the scripts that source this
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-RUN_DIR="$ROOT/.run"
+# CHOCOMINER_RUN_DIR and the CHOCOMINER_*_PORT variables below let a second stack (the test,
+# scripts/test-local-stack.sh) run beside the one `just up` started with the defaults.
+RUN_DIR="${CHOCOMINER_RUN_DIR:-$ROOT/.run}"
 LOG_DIR="$RUN_DIR/logs"
 PID_DIR="$RUN_DIR/pids"
 INFLUX_DIR="$RUN_DIR/influxdb"
@@ -27,11 +29,11 @@ PATH="$ROOT/.tools/venv/bin:$PATH"
 STAGES=(rng hasher worker)       # in pipeline order: stopping goes this way too
 INFRA=(nats influxd)             # started before and stopped after the stages
 UI=(webui)                       # the dashboard: started after and stopped before the stages
-NATS_PORT=4222
-NATS_MONITOR_PORT=8222
-INFLUX_PORT=8086
-INFLUX_RPC_PORT=8088
-WEBUI_PORT=8000
+NATS_PORT="${CHOCOMINER_NATS_PORT:-4222}"
+NATS_MONITOR_PORT="${CHOCOMINER_NATS_MONITOR_PORT:-8222}"
+INFLUX_PORT="${CHOCOMINER_INFLUX_PORT:-8086}"
+INFLUX_RPC_PORT="${CHOCOMINER_INFLUX_RPC_PORT:-8088}"
+WEBUI_PORT="${CHOCOMINER_WEBUI_PORT:-8000}"
 READY_TIMEOUT="${READY_TIMEOUT:-30}"   # seconds to wait for a server to answer
 STOP_TIMEOUT="${STOP_TIMEOUT:-15}"     # seconds between SIGTERM and SIGKILL
 

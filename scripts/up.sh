@@ -57,6 +57,9 @@ trap 'INTERRUPTED=1' INT TERM   # acted on at checkpoints (see lib.sh)
 
 mkdir -p "$LOG_DIR" "$PID_DIR" "$INFLUX_DIR"
 rm -f "$LOG_DIR"/*.log
+# The services' default URLs are the default ports; these follow CHOCOMINER_*_PORT (an empty
+# INFLUX_URL, "no stats", stays empty).
+export NATS_URL="${NATS_URL-nats://127.0.0.1:$NATS_PORT}" INFLUX_URL="${INFLUX_URL-http://127.0.0.1:$INFLUX_PORT}"
 save_settings
 
 # 4. InfluxDB 1.x config: everything under .run/influxdb, loopback only, quiet. Regenerated on
@@ -69,7 +72,7 @@ save_settings
 # 5. Servers, started together, then waited for.
 say "==> starting nats-server and influxd"
 started=1
-spawn nats -- "$NATS_BIN" -c "$ROOT/nats/nats-server.conf" -a 127.0.0.1
+spawn nats -- "$NATS_BIN" -c "$ROOT/nats/nats-server.conf" -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MONITOR_PORT"
 spawn influxd -- "$INFLUXD_BIN" run -config "$INFLUX_DIR/influxdb.conf"
 wait_http nats "http://127.0.0.1:$NATS_MONITOR_PORT/healthz" 200
 wait_http influxd "http://127.0.0.1:$INFLUX_PORT/ping" 204
@@ -106,7 +109,7 @@ cat <<EOF
 ChocoMiner is up (profile ${CHOCOMINER_PROFILE:-demo}): 1 rng, 1 hasher, 1 worker.
   dashboard     http://127.0.0.1:$WEBUI_PORT   (open it in a browser)
   NATS          nats://127.0.0.1:$NATS_PORT   (monitoring http://127.0.0.1:$NATS_MONITOR_PORT)
-  InfluxDB      http://127.0.0.1:$INFLUX_PORT   (database ${INFLUX_DB:-chocominer}, data in .run/influxdb)
+  InfluxDB      http://127.0.0.1:$INFLUX_PORT   (database ${INFLUX_DB:-chocominer}, data in $INFLUX_DIR)
   logs          $LOG_DIR
   processes     pid files in $PID_DIR
 
