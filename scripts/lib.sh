@@ -20,7 +20,9 @@ LOG_DIR="$RUN_DIR/logs"
 PID_DIR="$RUN_DIR/pids"
 INFLUX_DIR="$RUN_DIR/influxdb"
 ENV_FILE="$RUN_DIR/env"
-BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+# CHOCOMINER_BIN_DIR: run the binaries found there, as they are, instead of building the release
+# ones (the local-stack test runs the dev build that `just test` has made anyway).
+BIN_DIR="${CHOCOMINER_BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}"
 case "$BIN_DIR" in /*) ;; *) BIN_DIR="$ROOT/$BIN_DIR" ;; esac
 
 # nats-server and just live in the project venv (scripts/install-deps.sh); influxd comes from apt.
@@ -297,7 +299,7 @@ load_settings() {
 # Builds the release binaries into $BIN_DIR, the one way every script does (`up`, `status`,
 # `sub`) and `just build` too: the whole workspace at once. Building one package (`cargo run
 # -p ...`) would resolve features differently and compile the dependencies a second time.
-build_release() { (cd "$ROOT" && cargo build --release --bins); }
+build_release() { [ -n "${CHOCOMINER_BIN_DIR:-}" ] || (cd "$ROOT" && cargo build --release --bins); }
 
 # Prints an InfluxDB 1.x config for `influxd run -config`: data under DIR, HTTP API on
 # HTTP_ADDR, the backup/RPC service on RPC_ADDR; quiet, no reporting, no _internal database

@@ -4,8 +4,8 @@
 # the command line winning), scale hasher 1 (newest first, gracefully), bad arguments, logs,
 # down (nothing left running), down again, and an up that fails half-way (all or nothing).
 # It runs a stack of its own (a temporary run directory, ports 24222/28222/28086/28088/28000),
-# so it can run beside one `just up` started. Run by `just test`; fails, never skips, when a
-# tool is missing. About 30 s once the release binaries are built (it builds them first).
+# so it can run beside one `just up` started, on the dev build (it builds it first). Run by
+# `just test`; fails, never skips, when a tool is missing. About 30 s once the binaries are built.
 # shellcheck disable=SC2015  # `A && B || fail ...` is meant: fail unless both hold
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -81,8 +81,11 @@ for port in "${PORTS[@]}"; do
   ! port_open "$port" || fail "port $port is taken: this test runs its stack on ${PORTS[*]}"
 done
 
-say "cargo build --release --bins (what \`just up\` builds)"
-cargo build --release --bins
+# The dev build: after `cargo test` only the binaries themselves are left to build, where the
+# release build `just up` makes would compile everything again (minutes on 2 cores).
+say "cargo build --bins (the dev build, run by \`just up\` through CHOCOMINER_BIN_DIR)"
+cargo build --bins
+export CHOCOMINER_BIN_DIR="${CARGO_TARGET_DIR:-target}/debug"
 t0=$SECONDS
 
 say "just up with port ${PORTS[4]} taken"

@@ -39,7 +39,8 @@ case "$("$INFLUXD_BIN" version 2>&1)" in
   "InfluxDB v1."*) ;;
   *) die "$INFLUXD_BIN is not InfluxDB 1.x ($("$INFLUXD_BIN" version 2>&1 | head -n 1)); ChocoMiner needs 1.x (Debian package influxdb)" ;;
 esac
-say "==> cargo build --release --bins"
+if [ -n "${CHOCOMINER_BIN_DIR:-}" ]; then say "==> the binaries in $BIN_DIR (CHOCOMINER_BIN_DIR), not built"; else
+  say "==> cargo build --release --bins"; fi
 build_release
 
 # From here on, a failure (or Ctrl-C) stops what this run started.
