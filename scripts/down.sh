@@ -9,11 +9,7 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-mapfile -t names < <(tracked_names)
-if [ "${#names[@]}" -eq 0 ]; then
-  say "nothing to stop: the stack is not up"
-  exit 0
-fi
+tracked_or_exit "nothing to stop: the stack is not up"
 
 say "stopping ChocoMiner"
 stop_names "${UI[@]}"

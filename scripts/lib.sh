@@ -103,6 +103,16 @@ alive() {
   [ "$P_ARGV0" = "$EXE" ]
 }
 
+# tracked_or_exit MESSAGE: sets TRACKED to the names tracked_names gives; when there are none,
+# says MESSAGE and exits 0 (for `down` and `ps`, where an empty stack is not an error).
+tracked_or_exit() {
+  mapfile -t TRACKED < <(tracked_names)
+  if [ "${#TRACKED[@]}" -eq 0 ]; then
+    say "$1"
+    exit 0
+  fi
+}
+
 # Names with a pid file, in stop order: the dashboard, stages upstream first, then
 # infrastructure, then any stray name. Instances of a stage are ordered by number.
 tracked_names() {
@@ -301,39 +311,13 @@ load_settings() {
 # -p ...`) would resolve features differently and compile the dependencies a second time.
 build_release() { [ -n "${CHOCOMINER_BIN_DIR:-}" ] || (cd "$ROOT" && cargo build --release --bins); }
 
-# Prints an InfluxDB 1.x config for `influxd run -config`: data under DIR, HTTP API on
-# HTTP_ADDR, the backup/RPC service on RPC_ADDR; quiet, no reporting, no _internal database
-# (nobody reads it and it costs CPU and disk on a small machine). Used by `up` and by the
-# container test's influxdb stand-in.
+# Prints an InfluxDB 1.x config for `influxd run -config` from influxdb/influxdb.conf (the
+# template the tests' influxd uses too): data under DIR, HTTP API on HTTP_ADDR, the backup/RPC
+# service on RPC_ADDR. Used by `up` and by the container test's influxdb stand-in.
 influx_conf() {
   local dir=$1 http_addr=$2 rpc_addr=$3
-  cat <<EOF
-reporting-disabled = true
-bind-address = "$rpc_addr"
-
-[meta]
-  dir = "$dir/meta"
-  logging-enabled = false
-
-[data]
-  dir = "$dir/data"
-  wal-dir = "$dir/wal"
-  query-log-enabled = false
-
-[monitor]
-  store-enabled = false
-
-[http]
-  bind-address = "$http_addr"
-  log-enabled = false
-
-[continuous_queries]
-  log-enabled = false
-
-[logging]
-  level = "warn"
-  suppress-logo = true
-EOF
+  sed -e "s|@DIR@|$dir|g" -e "s|@HTTP_ADDR@|$http_addr|g" -e "s|@RPC_ADDR@|$rpc_addr|g" \
+    "$ROOT/influxdb/influxdb.conf"
 }
 
 # Starts instance number N of STAGE (the binary from build_release).

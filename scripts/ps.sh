@@ -5,16 +5,12 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-mapfile -t names < <(tracked_names)
-if [ "${#names[@]}" -eq 0 ]; then
-  say "nothing runs: the stack is not up (\`just up\`)"
-  exit 0
-fi
+tracked_or_exit "nothing runs: the stack is not up (\`just up\`)"
 
 # Servers first, then the dashboard, then the stages in pipeline order.
 ordered=()
 for n in "${INFRA[@]}" "${UI[@]}"; do [ -f "$(pidfile "$n")" ] && ordered+=("$n"); done
-for n in "${names[@]}"; do case " ${INFRA[*]} ${UI[*]} " in *" $n "*) ;; *) ordered+=("$n") ;; esac; done
+for n in "${TRACKED[@]}"; do case " ${INFRA[*]} ${UI[*]} " in *" $n "*) ;; *) ordered+=("$n") ;; esac; done
 
 declare -A count=([rng]=0 [hasher]=0 [worker]=0)
 printf '%-12s %8s %9s %9s  %s\n' NAME PID UPTIME RSS STATE

@@ -144,45 +144,15 @@ impl Influx {
     }
 }
 
-/// Writes `influxdb.conf` into `dir`: everything local to `dir`, HTTP on `http_port`, the
-/// backup/RPC service on `rpc_port`, and everything not needed by tests off.
+/// The project's InfluxDB config template, also `just up`'s (scripts/lib.sh influx_conf).
+const CONFIG_TEMPLATE: &str = include_str!("../../../influxdb/influxdb.conf");
+
+/// Writes `influxdb.conf` into `dir` from the template: data in `dir`, HTTP on `http_port`, the
+/// backup/RPC service on `rpc_port`, all on loopback.
 fn write_config(dir: &Path, http_port: u16, rpc_port: u16) {
-    let path = dir.join("influxdb.conf");
-    let dir = dir.display();
-    // Upstream spells the usage-reporting switch `reporting-disabled`; Debian's build renamed
-    // it `reporting-enabled` (default off). Unknown keys are ignored, so set both.
-    let conf = format!(
-        r#"reporting-disabled = true
-reporting-enabled = false
-bind-address = "127.0.0.1:{rpc_port}"
-
-[meta]
-  dir = "{dir}/meta"
-  logging-enabled = false
-
-[data]
-  dir = "{dir}/data"
-  wal-dir = "{dir}/wal"
-  query-log-enabled = false
-
-[http]
-  bind-address = "127.0.0.1:{http_port}"
-  log-enabled = false
-  pprof-enabled = false
-
-[monitor]
-  store-enabled = false
-
-[subscriber]
-  enabled = false
-
-[continuous_queries]
-  enabled = false
-
-[logging]
-  level = "warn"
-  suppress-logo = true
-"#
-    );
-    fs::write(path, conf).expect("write influxd config");
+    let conf = CONFIG_TEMPLATE
+        .replace("@DIR@", &dir.display().to_string())
+        .replace("@HTTP_ADDR@", &format!("127.0.0.1:{http_port}"))
+        .replace("@RPC_ADDR@", &format!("127.0.0.1:{rpc_port}"));
+    fs::write(dir.join("influxdb.conf"), conf).expect("write influxd config");
 }
