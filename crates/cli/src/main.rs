@@ -63,9 +63,9 @@ fn stack_down_hint(server: &str, flag: &str, var: &str) -> String {
 fn main() -> ExitCode {
     // Reads the local UTC offset while the process still has one thread (see `clock`).
     clock::init();
-    let cli: Cli = chocominer_pipeline::config::parse();
+    let cli: Cli = chocominer_pipeline::parse();
     if std::env::var_os("RUST_LOG").is_some() {
-        chocominer_pipeline::telemetry::init();
+        chocominer_pipeline::init_telemetry();
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -5,9 +5,8 @@
 use std::time::Duration;
 
 use async_nats::Client;
+use chocominer_pipeline::NatsArgs;
 use chocominer_pipeline::Shutdown;
-use chocominer_pipeline::config::NatsArgs;
-use chocominer_pipeline::connection;
 
 /// How long a command waits for NATS before giving up.
 pub const CONNECT_WITHIN: Duration = Duration::from_secs(5);
@@ -19,8 +18,13 @@ pub async fn connect(
     shutdown: &Shutdown,
 ) -> anyhow::Result<Option<Client>> {
     // The URLs without any credentials written in them, fit to print.
-    let (urls, _) = connection::split_url_auth(&args.nats_url);
-    match tokio::time::timeout(CONNECT_WITHIN, connection::connect(args, name, shutdown)).await {
+    let (urls, _) = chocominer_pipeline::split_url_auth(&args.nats_url);
+    match tokio::time::timeout(
+        CONNECT_WITHIN,
+        chocominer_pipeline::connect(args, name, shutdown),
+    )
+    .await
+    {
         Ok(connected) => connected,
         Err(_) => anyhow::bail!(
             "cannot reach NATS at {urls} (no connection within {} s): {}",

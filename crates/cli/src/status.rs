@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_nats::Client;
 use chocominer_influx::{self as influx, QueryError};
-use chocominer_pipeline::config::{InfluxArgs, NatsArgs};
+use chocominer_pipeline::{InfluxArgs, NatsArgs};
 use chocominer_pipeline::{Shutdown, Stage};
 use chocominer_status::{
     self, LOOKBACK, Snapshot, StageFigures, StatsPoint, Verdict, WINDOW_SECONDS, bottleneck,

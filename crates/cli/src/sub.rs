@@ -6,9 +6,9 @@
 //! shown. One side effect: while it watches a subject, a sender to a stage with no replica left
 //! finds a subscriber there, so it waits for its ack timeout instead of getting "no responders".
 
+use chocominer_pipeline::NatsArgs;
 use chocominer_pipeline::Shutdown;
 use chocominer_pipeline::Subjects;
-use chocominer_pipeline::config::NatsArgs;
 use futures::StreamExt;
 
 use crate::output;

@@ -9,7 +9,7 @@ use async_nats::Message;
 use bytes::Bytes;
 use chocominer_pipeline::Shutdown;
 use chocominer_pipeline::codec::{DigestBatch, FORMAT_VERSION, NUMBER_LEN, NumberBatch, Numbers};
-use chocominer_pipeline::intake::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
+use chocominer_pipeline::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 use common::{DIGESTS, DigestFlow, NUGGETS, NUMBERS};
 use testkit::{POLL, SOON, Stack, eventually};
 use tokio::time::timeout;

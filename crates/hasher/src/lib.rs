@@ -17,18 +17,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chocominer_pipeline::codec::{self, DigestBatch, NumberBatch, Numbers};
-use chocominer_pipeline::intake::{Incoming, Intake, IntakeConfig, IntakeStats};
 use chocominer_pipeline::runtime::StageRuntime;
-use chocominer_pipeline::sender::{NoConsumer, Sender, SenderConfig, SenderStats};
 use chocominer_pipeline::stats::schema::{self, FieldValue, Measurement, hasher};
 use chocominer_pipeline::stats::{Counter, Meter};
 use chocominer_pipeline::{CommonArgs, Shutdown, Stage};
+use chocominer_pipeline::{Incoming, Intake, IntakeConfig, IntakeStats};
+use chocominer_pipeline::{NoConsumer, Sender, SenderConfig, SenderStats};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "hasher", version, about = "ChocoMiner hasher: SHA-256 of every number, handed on to the workers", after_help = chocominer_pipeline::config::ENV_HELP)]
+#[command(name = "hasher", version, about = "ChocoMiner hasher: SHA-256 of every number, handed on to the workers", after_help = chocominer_pipeline::ENV_HELP)]
 pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,

@@ -92,14 +92,6 @@ impl Client {
         &self.url
     }
 
-    /// The same client for another database of the same server.
-    pub fn for_database(&self, db: &str) -> Client {
-        Client {
-            db: db.to_owned(),
-            ..self.clone()
-        }
-    }
-
     /// Queries give times in nanoseconds instead of milliseconds: the precision the points
     /// are written with, for tests that compare them exactly.
     pub fn times_in_ns(mut self) -> Client {

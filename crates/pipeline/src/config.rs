@@ -120,7 +120,7 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
-    /// The instance name: as configured, or [`default_instance`] for this host and process.
+    /// The instance name: as configured, or the default for this host and process (`default_instance`).
     pub fn instance_name(&self) -> String {
         match &self.instance {
             Some(name) if !name.trim().is_empty() => name.trim().to_owned(),

@@ -1,33 +1,55 @@
-//! What the three ChocoMiner stages share.
+//! What the three ChocoMiner stages share: the pipeline's runtime.
 //!
-//! The pipeline is `rng` → `hasher` → `worker` over NATS. Each stage is a small binary that
-//! parses one [`config`], connects once ([`connection`]), moves [`codec`]-encoded batches
-//! between [`subjects`] with a bounded window of unacknowledged requests ([`sender`], [`intake`]),
-//! writes one [`stats`] point per second to InfluxDB and stops through one [`shutdown`] token.
-//! Everything that is a fact of the pipeline (subject names, message layout, defaults per
-//! [`profile`], the nugget rule) lives here once, so the services only hold their own logic.
-//! The stats go to InfluxDB through `chocominer-influx`; the front ends read them back with
-//! `chocominer-status`.
-//! Every long-running binary tells orchestrators whether it is alive and ready through
-//! [`health`].
+//! The pipeline is `rng` → `hasher` → `worker` over NATS. Each stage is a small binary whose
+//! `main` is [`runtime::main`]: one configuration ([`CommonArgs`] flattened into the stage's own
+//! `Config`) parsed once, one NATS connection, one [`Shutdown`]. A stage moves batches
+//! between the [`Subjects`] of its [`Stage`]: it takes them in with an [`Intake`] and hands them on
+//! with a [`Sender`], which keeps a bounded window of unacknowledged requests; it counts what it
+//! does in a [`stats::Meter`], written once a second to InfluxDB (through `chocominer-influx`;
+//! the front ends read it back with `chocominer-status`).
+//!
+//! Modules, in the order a batch meets them:
+//! - `config`: [`CommonArgs`], [`NatsArgs`], [`HealthArgs`], [`InfluxArgs`], [`parse`];
+//!   `profile`: the defaults of every knob per [`Profile`];
+//! - `connection`: [`connect`] to NATS (credentials, TLS, waiting for the server);
+//! - `subjects`: the subject and queue group of each [`Stage`];
+//! - [`codec`]: the wire format, every byte that crosses NATS;
+//! - `sender`: [`Sender`], the window of batches handed on and their acknowledgements;
+//!   `rate`: [`RateLimiter`], rng's pacing;
+//! - `intake`: [`Intake`], the batches taken in from a queue group, each [`Incoming`] answering
+//!   itself, and the NATS service protocol (`$SRV.PING|INFO|STATS`);
+//! - [`nugget`]: the difficulty rule and the nugget record;
+//! - [`stats`]: counters, one point per second, the writer to InfluxDB;
+//! - [`health`]: `/healthz` and `/readyz` for orchestrators, and `--health-check`;
+//! - [`runtime`]: everything around a stage's own `run`; `shutdown`: [`Shutdown`], the one stop
+//!   signal; `telemetry`: logging set up once ([`init_telemetry`]); `throttle`: log lines that
+//!   would repeat, counted instead.
 
 pub mod codec;
-pub mod config;
-pub mod connection;
+mod config;
+mod connection;
 pub mod health;
-pub mod intake;
+mod intake;
 pub mod nugget;
-pub mod profile;
-pub mod rate;
+mod profile;
+mod rate;
 pub mod runtime;
-pub mod sender;
-pub mod shutdown;
+mod sender;
+mod shutdown;
 pub mod stats;
-pub mod subjects;
-pub mod telemetry;
-pub mod throttle;
+mod subjects;
+mod telemetry;
+mod throttle;
 
-pub use config::CommonArgs;
-pub use profile::Profile;
+pub use config::{CommonArgs, ENV_HELP, HealthArgs, InfluxArgs, NatsArgs, parse, parse_with};
+pub use connection::{connect, split_url_auth};
+pub use intake::{
+    Incoming, Intake, IntakeConfig, IntakeStats, NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE,
+    STOP_FENCE,
+};
+pub use profile::{NumberEncoding, Profile};
+pub use rate::RateLimiter;
+pub use sender::{NoConsumer, Sender, SenderConfig, SenderStats, Slot, Stopped};
 pub use shutdown::Shutdown;
 pub use subjects::{Stage, Subjects};
+pub use telemetry::init as init_telemetry;

@@ -5,9 +5,6 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Highest meaningful difficulty: a SHA-256 digest has 256 bits.
-pub const MAX_DIFFICULTY: u32 = 256;
-
 /// Number of leading zero bits of a digest.
 pub fn leading_zero_bits(digest: &[u8]) -> u32 {
     let mut bits = 0;

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use async_nats::service::{Info, PingResponse, Stats};
 use bytes::Bytes;
-use chocominer_pipeline::intake::{Intake, IntakeConfig, NATS_SERVICE_ERROR, STOP_FENCE};
-use chocominer_pipeline::sender::{Sender, SenderConfig};
+use chocominer_pipeline::{Intake, IntakeConfig, NATS_SERVICE_ERROR, STOP_FENCE};
+use chocominer_pipeline::{Sender, SenderConfig};
 use chocominer_pipeline::{Shutdown, Stage};
 use futures::StreamExt;
 use testkit::{NatsServer, eventually};
@@ -374,7 +374,7 @@ async fn sender_window_is_bounded_and_timeouts_are_lost() {
 /// two rustls crypto back ends are in the build).
 #[tokio::test]
 async fn connects_over_tls_with_a_ca_file() {
-    use chocominer_pipeline::config::NatsArgs;
+    use chocominer_pipeline::NatsArgs;
     let dir = std::env::temp_dir().join(format!("chocominer-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let openssl = |args: &[&str]| {
@@ -449,7 +449,7 @@ async fn connects_over_tls_with_a_ca_file() {
         nats_ca: Some(dir.join("ca.pem")),
         subject_prefix: "t".into(),
     };
-    let client = chocominer_pipeline::connection::connect(&args, "tls-test", &Shutdown::new())
+    let client = chocominer_pipeline::connect(&args, "tls-test", &Shutdown::new())
         .await
         .unwrap()
         .expect("connected");

@@ -11,19 +11,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chocominer_pipeline::NumberEncoding;
+use chocominer_pipeline::RateLimiter;
 use chocominer_pipeline::codec::{self, NumberBatch, Numbers};
-use chocominer_pipeline::profile::NumberEncoding;
-use chocominer_pipeline::rate::RateLimiter;
 use chocominer_pipeline::runtime::StageRuntime;
-use chocominer_pipeline::sender::{Sender, SenderConfig, SenderStats};
 use chocominer_pipeline::stats::Meter;
 use chocominer_pipeline::stats::schema::{self, FieldValue, Measurement, rng};
 use chocominer_pipeline::{CommonArgs, Shutdown, Stage};
+use chocominer_pipeline::{Sender, SenderConfig, SenderStats};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "rng", version, about = "ChocoMiner rng: makes random 32-byte numbers for the hashers", after_help = chocominer_pipeline::config::ENV_HELP)]
+#[command(name = "rng", version, about = "ChocoMiner rng: makes random 32-byte numbers for the hashers", after_help = chocominer_pipeline::ENV_HELP)]
 pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,

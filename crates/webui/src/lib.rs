@@ -32,8 +32,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use chocominer_influx as influx;
 use chocominer_pipeline::Shutdown;
-use chocominer_pipeline::config::{HealthArgs, InfluxArgs};
 use chocominer_pipeline::health::{self, Health, HealthServer};
+use chocominer_pipeline::{HealthArgs, InfluxArgs};
 use tokio::net::TcpListener;
 
 use crate::server::AppState;
@@ -41,7 +41,7 @@ use crate::server::AppState;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "webui", version, about = "ChocoMiner dashboard: the pipeline's rates, stages and nuggets in a web page", after_help = chocominer_pipeline::config::ENV_HELP)]
+#[command(name = "webui", version, about = "ChocoMiner dashboard: the pipeline's rates, stages and nuggets in a web page", after_help = chocominer_pipeline::ENV_HELP)]
 pub struct Config {
     /// Address and port the dashboard listens on.
     #[arg(long, env = "WEBUI_LISTEN", default_value = DEFAULT_LISTEN)]

@@ -16,15 +16,15 @@ use std::time::Duration;
 
 use async_nats::Client;
 use chocominer_pipeline::codec::DigestBatch;
-use chocominer_pipeline::intake::{Incoming, Intake, IntakeConfig, IntakeStats};
 use chocominer_pipeline::nugget::{self, Nugget};
 use chocominer_pipeline::runtime::StageRuntime;
 use chocominer_pipeline::stats::schema::{self, FieldValue, Measurement, worker};
 use chocominer_pipeline::stats::{Counter, Meter, Point, StatsSink};
 use chocominer_pipeline::{CommonArgs, Shutdown, Stage};
+use chocominer_pipeline::{Incoming, Intake, IntakeConfig, IntakeStats};
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "worker", version, about = "ChocoMiner worker: finds the nuggets among the digests and counts them", after_help = chocominer_pipeline::config::ENV_HELP)]
+#[command(name = "worker", version, about = "ChocoMiner worker: finds the nuggets among the digests and counts them", after_help = chocominer_pipeline::ENV_HELP)]
 pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,
