@@ -4,6 +4,11 @@
 //! sums up what each stage did over the last seconds and names the one holding the others
 //! back. Both only watch: they join no queue group and change nothing.
 //!
+//! Modules: `sub` prints what flows, each message a `sighting`; `status` renders the figures
+//! and bottleneck of `chocominer-status`, cross-checked with the `census` of replicas answering
+//! `$SRV.PING`; `nats` connects the way the services do; `human`, `clock`, `paint` and `output`
+//! put figures, times and colours on the terminal.
+//!
 //! The command's own messages go to stderr, one line each; the services' library logs stay off
 //! unless `RUST_LOG` is set, so that stderr is not cluttered with connection chatter.
 

@@ -19,6 +19,9 @@
 //! - `GET /healthz`: `ok`; `GET /readyz`: `ready`, or 503 `not ready: stopping` once it stops
 //!   (see `chocominer_pipeline::health`), also on `HEALTH_LISTEN` when that is set.
 //!
+//! Modules: [`server`] (the routes and the page's assets), [`summary`] (the InfluxQL and what
+//! the page gets back); the figures and the bottleneck rule come from `chocominer-status`.
+//!
 //! The dashboard only reads InfluxDB: it needs no NATS and changes nothing. It is ready as soon
 //! as it serves, whether InfluxDB answers or not: the page itself says when InfluxDB is
 //! unreachable, and restarting the dashboard would not bring InfluxDB back.
