@@ -52,7 +52,8 @@ pub struct Report {
     pub generated: u64,
     /// Numbers whose batch a hasher acknowledged.
     pub acked: u64,
-    /// Numbers whose batch was lost (no acknowledgement, refused, or no hasher).
+    /// Numbers whose batch was lost: not acknowledged in time, refused, or still held (no
+    /// hasher there) when rng stopped.
     pub lost: u64,
     pub lost_batches: u64,
     /// Times it waited for a hasher to come back (each logged once).

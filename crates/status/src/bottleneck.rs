@@ -6,7 +6,7 @@
 //! The rule itself is [`RULE`], which `chocominer status --help` shows as it is and the
 //! dashboard applies too.
 
-use crate::Snapshot;
+use crate::{ALIVE_WITHIN_SECONDS, Snapshot};
 use chocominer_pipeline::Stage;
 
 /// The share from which a stage counts as saturated.
@@ -54,7 +54,9 @@ impl Verdict {
     /// One sentence for the screen.
     pub fn sentence(&self) -> String {
         match self {
-            Verdict::NothingRuns => "nothing runs: no instance wrote stats in the last 3 s".into(),
+            Verdict::NothingRuns => format!(
+                "nothing runs: no instance wrote stats in the last {ALIVE_WITHIN_SECONDS} s"
+            ),
             Verdict::Bottleneck { stage, reason } => format!("bottleneck: {stage}, {reason}"),
             Verdict::NoneSaturated => "no bottleneck: no stage is saturated".into(),
         }

@@ -26,8 +26,10 @@ use chocominer_pipeline::Stage;
 
 /// Seconds the figures cover.
 pub const WINDOW_SECONDS: i64 = 5;
-/// An instance with no point this recent is taken for gone.
-pub const ALIVE_WITHIN_NS: i64 = 3 * SECOND_NS;
+/// Seconds within which an instance must have written a point to count as alive.
+pub const ALIVE_WITHIN_SECONDS: i64 = 3;
+/// [`ALIVE_WITHIN_SECONDS`] in nanoseconds, the unit of the points' times.
+pub const ALIVE_WITHIN_NS: i64 = ALIVE_WITHIN_SECONDS * SECOND_NS;
 /// How far back points are read: the window, plus how old its end may be, plus margin.
 pub const LOOKBACK: Duration = Duration::from_secs(15);
 const SECOND_NS: i64 = 1_000_000_000;
@@ -35,7 +37,7 @@ const SECOND_NS: i64 = 1_000_000_000;
 /// One stage's figures. Fields that do not apply to the stage are left out of the JSON.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct StageFigures {
-    /// How many instances wrote a point in the last 3 s.
+    /// How many instances wrote a point in the last [`ALIVE_WITHIN_SECONDS`].
     pub alive: usize,
     /// Their names (`instance` tags), in natural order (hasher-2 before hasher-10).
     pub instances: Vec<String>,

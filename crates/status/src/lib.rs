@@ -18,7 +18,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use bottleneck::{RULE, SATURATED, Verdict};
-pub use figures::{ALIVE_WITHIN_NS, LOOKBACK, Snapshot, StageFigures, WINDOW_SECONDS};
+pub use figures::{
+    ALIVE_WITHIN_NS, ALIVE_WITHIN_SECONDS, LOOKBACK, Snapshot, StageFigures, WINDOW_SECONDS,
+};
 
 use chocominer_influx::schema::{self, Field, INSTANCE, Measurement};
 use chocominer_influx::{Client, QueryError, Row};
