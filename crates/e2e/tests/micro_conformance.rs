@@ -12,7 +12,11 @@ use testkit::Stack;
 /// The venv's Python (where install-deps puts nats-py), else `python3` on PATH.
 fn python() -> PathBuf {
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/venv/bin/python");
-    if venv.exists() { venv } else { PathBuf::from("python3") }
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
 }
 
 #[tokio::test]
@@ -42,7 +46,10 @@ async fn hasher_and_worker_answer_as_nats_micro_expects() {
         output.status.success(),
         "nats.micro disagrees with our service answers:\n{stdout}{stderr}"
     );
-    assert!(stdout.contains("6 responses parsed by nats.micro, 0 problems"), "{stdout}");
+    assert!(
+        stdout.contains("6 responses parsed by nats.micro, 0 problems"),
+        "{stdout}"
+    );
 
     hasher.stop().await;
     worker.stop().await;
