@@ -468,7 +468,7 @@ fn started_now() -> async_nats::datetime::DateTime {
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    let millis = if millis % 1_000 == 0 {
+    let millis = if millis.is_multiple_of(1_000) {
         millis + 1
     } else {
         millis
