@@ -8,7 +8,8 @@
 //! - [`Service`] (`service.rs`): a service's `run` on a task of its own with the `Shutdown` it
 //!   watches; [`Service::stop`] stops it gracefully and returns its report.
 //! - [`StageProcess`] (`stage_process.rs`): a stage binary run as a process, to SIGKILL or
-//!   SIGTERM; [`cargo_bin`] and [`cargo_bin_async`] (`cargo.rs`) build it.
+//!   SIGTERM, and its [`Memory`] read from `/proc`; [`cargo_bin`] and [`cargo_bin_async`]
+//!   (`cargo.rs`) build it.
 //! - [`NatsServer`] (`nats.rs`) and [`Influx`] (`influx.rs`): the real servers, on free ports
 //!   on 127.0.0.1, each in its own temporary directory, killed when dropped; `process.rs` is
 //!   the child-process plumbing they share.
@@ -41,7 +42,7 @@ pub use nats::NatsServer;
 pub use poll::{eventually, eventually_eq, eventually_ok};
 pub use service::{STOP_WITHIN, Service};
 pub use stack::{DB, POLL, Pipeline, PipelineBuilder, SOON, Stack, as_i64};
-pub use stage_process::StageProcess;
+pub use stage_process::{Memory, StageProcess};
 
 /// Returns a port that was free on 127.0.0.1 a moment ago (bind to port 0, read it, drop).
 ///

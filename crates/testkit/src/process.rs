@@ -179,6 +179,14 @@ impl Process {
         unsafe { libc::kill(pid, signal) };
     }
 
+    /// Its pid while it runs; `None` once it has exited (the pid may be another's then).
+    pub(crate) fn pid(&mut self) -> Option<u32> {
+        match self.try_status() {
+            Some(_) => None,
+            None => Some(self.child.id()),
+        }
+    }
+
     /// Polls every [`POLL_EVERY`] until the process has exited; `None` if it still runs after
     /// `within`.
     pub(crate) async fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {

@@ -1,5 +1,6 @@
 //! A stage run as a real process from its built binary (see [`crate::cargo_bin`]), for tests
-//! that signal it: SIGKILL to see what dies with it, SIGTERM for a graceful stop.
+//! that signal it: SIGKILL to see what dies with it, SIGTERM for a graceful stop; and for
+//! tests that measure its memory.
 
 use std::path::Path;
 use std::process::{Command, ExitStatus};
@@ -11,6 +12,15 @@ use crate::process::Process;
 
 /// How long a SIGKILLed process may take to be reaped.
 const KILLED_WITHIN: Duration = Duration::from_secs(10);
+
+/// Resident memory of a process, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    /// Resident now (`VmRSS`).
+    pub rss: u64,
+    /// The most it has been resident at any time (`VmHWM`).
+    pub peak_rss: u64,
+}
 
 /// A stage process, its output in a log file of its own. Killed (SIGKILL) when dropped.
 #[derive(Debug)]
@@ -51,6 +61,27 @@ impl StageProcess {
     /// Whether the process has exited (reaping it if so).
     pub fn has_exited(&mut self) -> bool {
         self.process.try_status().is_some()
+    }
+
+    /// How much memory the process holds now and has held at most, from the kernel
+    /// (`/proc/<pid>/status`); `None` once it has exited.
+    pub fn memory(&mut self) -> Option<Memory> {
+        let pid = self.process.pid()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        // Lines like `VmRSS:     12345 kB`.
+        let kib = |key: &str| -> Option<u64> {
+            let line = status.lines().find(|line| line.starts_with(key))?;
+            line[key.len()..]
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()
+        };
+        Some(Memory {
+            rss: kib("VmRSS:")? * 1024,
+            peak_rss: kib("VmHWM:")? * 1024,
+        })
     }
 
     /// The last lines the process logged.

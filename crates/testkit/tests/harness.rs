@@ -267,7 +267,7 @@ async fn a_pipeline_on_a_stack_hashes_writes_its_stats_and_stops_gracefully() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stage_process_stops_on_sigterm_and_dies_on_sigkill() {
+async fn a_stage_process_has_a_memory_stops_on_sigterm_and_dies_on_sigkill() {
     let bin = testkit::cargo_bin_async("worker").await;
     let stack = Stack::nats_only().await;
     let mut graceful = stack.spawn_process(&bin, "w-term", &[]);
@@ -276,10 +276,15 @@ async fn a_stage_process_stops_on_sigterm_and_dies_on_sigkill() {
         .wait_for_service("worker", &["w-term", "w-kill"])
         .await;
     assert!(!graceful.has_exited(), "{}", graceful.log_tail());
+    // Its memory, as the kernel counts it: a few MB resident, never more than at its peak.
+    let memory = graceful.memory().expect("a running process has a memory");
+    assert!(memory.rss > 1 << 20, "{memory:?}");
+    assert!(memory.peak_rss >= memory.rss, "{memory:?}");
 
     let status = killed.kill().await;
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
     assert!(killed.has_exited());
+    assert_eq!(killed.memory(), None, "an exited process has no memory");
     let status = graceful.terminate(Duration::from_secs(30)).await;
     assert!(status.success(), "{status:?}: {}", graceful.log_tail());
 }
