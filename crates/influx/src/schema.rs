@@ -367,6 +367,10 @@ pub mod worker {
 
     pub const HASHES: Count = Count::new("hashes", "digests judged");
     pub const NUGGETS: Count = Count::new("nuggets", "nuggets found");
+    pub const FORGED: Count = Count::new(
+        "forged",
+        "nugget candidates whose digest is not SHA-256 of their number: not recorded",
+    );
     pub use super::receiving::{EXPIRED, REJECTED};
     pub const DIFFICULTY: Gauge = Gauge::integer(
         "difficulty",
@@ -418,6 +422,7 @@ pub static WORKER: Measurement = Measurement {
     fields: &[
         worker::HASHES.field(),
         worker::NUGGETS.field(),
+        worker::FORGED.field(),
         worker::REJECTED.field(),
         worker::EXPIRED.field(),
         worker::DIFFICULTY.field(),

@@ -32,7 +32,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
-use crate::codec::{BatchHeaders, HEADER_TTL_MS};
+use crate::codec::{BatchHeaders, HEADER_INSTANCE, HEADER_TTL_MS};
 use crate::sender::TURNED_AWAY;
 use crate::shutdown::Shutdown;
 use crate::stats::Counter;
@@ -294,6 +294,13 @@ impl Incoming {
     pub fn origin(&self) -> Option<String> {
         let headers = BatchHeaders::from_header_map(self.message.headers.as_ref()?)?;
         Some(headers.origin.unwrap_or(headers.batch))
+    }
+
+    /// The instance that says it sent this batch (`Chocominer-Instance`), if it says: for log
+    /// lines, not to be trusted.
+    pub fn sender(&self) -> Option<String> {
+        let headers = self.message.headers.as_ref()?;
+        Some(headers.get(HEADER_INSTANCE)?.as_str().to_owned())
     }
 
     /// Whether the sender has (about) given up on this batch: it counts a batch as lost once

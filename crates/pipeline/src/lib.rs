@@ -23,7 +23,7 @@
 //! - [`health`]: `/healthz` and `/readyz` for orchestrators, and `--health-check`;
 //! - [`runtime`]: everything around a stage's own `run`; `shutdown`: [`Shutdown`], the one stop
 //!   signal; `telemetry`: logging set up once ([`init_telemetry`]); `throttle`: log lines that
-//!   would repeat, counted instead.
+//!   would repeat, counted instead ([`Throttle`]).
 
 pub mod codec;
 mod config;
@@ -53,3 +53,4 @@ pub use sender::{NoConsumer, Sender, SenderConfig, SenderStats, Slot, Stopped};
 pub use shutdown::Shutdown;
 pub use subjects::{Stage, Subjects};
 pub use telemetry::init as init_telemetry;
+pub use throttle::Throttle;

@@ -2,6 +2,7 @@
 //!
 //! A digest is a nugget when it starts with at least `difficulty` zero bits. Difficulty 4 is the
 //! classic demo's rule (the hex digest starts with `0`); every extra bit halves the nugget rate.
+//! A nugget is only one if its digest really is SHA-256 of its number ([`is_digest_of`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +29,14 @@ pub fn is_nugget(digest: &[u8], difficulty: u32) -> bool {
     leading_zero_bits(digest) >= difficulty
 }
 
+/// Whether `digest` is SHA-256 of `number`. A worker checks this of every nugget candidate
+/// before recording it: anyone who may publish on `<prefix>.digests` could send any digest
+/// beside any number, and candidates are rare enough that one hash each costs nothing.
+pub fn is_digest_of(number: &[u8], digest: &[u8]) -> bool {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(number).as_slice() == digest
+}
+
 /// One nugget, as published on `<prefix>.nuggets` (JSON) and stored in InfluxDB.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Nugget {
@@ -51,13 +60,12 @@ impl Nugget {
     /// Checks the record on its own terms: the digest is SHA-256 of the number and meets the
     /// difficulty. Tools and tests use it to verify any nugget they read.
     pub fn verify(number_hex: &str, digest_hex: &str, difficulty: u32) -> Result<(), String> {
-        use sha2::{Digest, Sha256};
         let number = hex::decode(number_hex).map_err(|e| format!("number is not hex: {e}"))?;
         let digest = hex::decode(digest_hex).map_err(|e| format!("digest is not hex: {e}"))?;
         if number.len() != crate::codec::NUMBER_LEN {
             return Err(format!("number has {} bytes, not 32", number.len()));
         }
-        if Sha256::digest(&number).as_slice() != digest.as_slice() {
+        if !is_digest_of(&number, &digest) {
             return Err("digest is not SHA-256 of number".into());
         }
         if !is_nugget(&digest, difficulty) {
@@ -123,5 +131,16 @@ mod tests {
         wrong[63] = if wrong[63] == b'0' { b'1' } else { b'0' };
         assert!(Nugget::verify(&number, std::str::from_utf8(&wrong).unwrap(), 4).is_err());
         assert!(Nugget::verify("zz", &digest, 4).is_err());
+    }
+
+    #[test]
+    fn a_digest_is_checked_against_its_number() {
+        let number = [7u8; 32];
+        let digest = Sha256::digest(number);
+        assert!(is_digest_of(&number, &digest));
+        // What a forger sends: a digest with every bit a nugget could want.
+        assert!(!is_digest_of(&number, &[0; 32]));
+        assert!(!is_digest_of(&[8u8; 32], &digest));
+        assert!(!is_digest_of(&number, &digest[..31]));
     }
 }

@@ -6,6 +6,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// One kind of log line: let through at once, then at most once per period.
 #[derive(Debug)]
 pub struct Throttle {
     period: Duration,

@@ -8,6 +8,12 @@
 //! nuggets found at different difficulties apart. A batch is acknowledged once judged and
 //! recorded.
 //!
+//! A digest batch may come from anyone who can publish on `<prefix>.digests`, so a digest is
+//! not taken on trust: every nugget candidate is hashed again (one SHA-256 each; they are
+//! rare), its number expanded from the seed for a seeded batch, and a candidate whose digest
+//! is not its number's SHA-256 is counted as `forged` and logged (rate-limited), never
+//! recorded or published.
+//!
 //! One batch's path: [`run`] takes it from the intake and `Judging::take` decodes it, judges
 //! every digest, records and publishes the nuggets, and acknowledges it to the hasher.
 
@@ -20,7 +26,7 @@ use chocominer_pipeline::nugget::{self, Nugget};
 use chocominer_pipeline::runtime::StageRuntime;
 use chocominer_pipeline::stats::schema::{self, FieldValue, Measurement, worker};
 use chocominer_pipeline::stats::{Counter, Meter, Point, StatsSink};
-use chocominer_pipeline::{CommonArgs, Shutdown, Stage};
+use chocominer_pipeline::{CommonArgs, Shutdown, Stage, Throttle};
 use chocominer_pipeline::{Incoming, Intake, IntakeConfig, IntakeStats};
 
 #[derive(Debug, Clone, clap::Parser)]
@@ -39,6 +45,8 @@ pub struct Report {
     /// Digests judged.
     pub judged: u64,
     pub nuggets: u64,
+    /// Nugget candidates whose digest was not SHA-256 of their number: not recorded.
+    pub forged: u64,
     /// Malformed messages refused.
     pub rejected: u64,
 }
@@ -46,6 +54,7 @@ pub struct Report {
 struct WorkerMeter {
     hashes: Counter,
     nuggets: Counter,
+    forged: Counter,
     /// Malformed messages refused, and batches dropped because their hasher had already
     /// given up on them.
     intake: Arc<IntakeStats>,
@@ -58,6 +67,7 @@ impl WorkerMeter {
         WorkerMeter {
             hashes: Counter::default(),
             nuggets: Counter::default(),
+            forged: Counter::default(),
             intake,
             difficulty,
         }
@@ -67,6 +77,7 @@ impl WorkerMeter {
         serde_json::json!({
             "hashes": self.hashes.total(),
             "nuggets": self.nuggets.total(),
+            "forged": self.forged.total(),
             "rejected": self.intake.rejected.total(),
             "expired": self.intake.expired.total(),
             "difficulty": self.difficulty,
@@ -83,6 +94,7 @@ impl Meter for WorkerMeter {
         vec![
             worker::HASHES.of(self.hashes.take_delta()),
             worker::NUGGETS.of(self.nuggets.take_delta()),
+            worker::FORGED.of(self.forged.take_delta()),
             worker::REJECTED.of(self.intake.rejected.take_delta()),
             worker::EXPIRED.of(self.intake.expired.take_delta()),
             worker::DIFFICULTY.at(self.difficulty),
@@ -121,6 +133,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         sink: runtime.sink(),
         client: runtime.client.clone(),
         nuggets: runtime.subjects.nuggets.clone(),
+        forgery_log: Throttle::default(),
     };
     while let Some(incoming) = intake.next(&shutdown).await {
         judging.take(incoming).await;
@@ -129,6 +142,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     let report = Report {
         judged: judging.meter.hashes.total(),
         nuggets: judging.meter.nuggets.total(),
+        forged: judging.meter.forged.total(),
         rejected: judging.meter.intake.rejected.total(),
     };
     runtime.finish(reporter).await;
@@ -144,11 +158,13 @@ struct Judging {
     client: Client,
     /// Subject of the live feed of nuggets.
     nuggets: String,
+    /// For forged nugget candidates: one warning, then at most one per period.
+    forgery_log: Throttle,
 }
 
 impl Judging {
     /// One batch, from its arrival to its answer to the hasher: decode, judge every digest,
-    /// record the nuggets, acknowledge.
+    /// check and record the nuggets, acknowledge.
     async fn take(&self, incoming: Incoming) {
         let batch = match DigestBatch::decode(incoming.body(), self.max_payload) {
             Ok(batch) => batch,
@@ -160,16 +176,38 @@ impl Judging {
         let origin = incoming.origin();
         let difficulty = self.meter.difficulty;
         for (index, digest) in batch.digests().enumerate() {
-            if nugget::is_nugget(digest, difficulty) {
-                let number = batch.numbers.number(index);
-                let found = record_nugget(&self.sink, &number, digest, difficulty, origin.clone());
-                self.publish(&found).await;
-                self.meter.nuggets.add(1);
+            if !nugget::is_nugget(digest, difficulty) {
+                continue;
             }
+            let number = batch.numbers.number(index);
+            if !nugget::is_digest_of(&number, digest) {
+                self.forged(&incoming, &number, digest);
+                continue;
+            }
+            let found = record_nugget(&self.sink, &number, digest, difficulty, origin.clone());
+            self.publish(&found).await;
+            self.meter.nuggets.add(1);
         }
         self.meter.hashes.add(batch.count() as u64);
         // Judged and recorded: acknowledge to the hasher.
         incoming.ack().await;
+    }
+
+    /// Counts a nugget candidate whose digest is not its number's, and says so (rate-limited).
+    fn forged(&self, incoming: &Incoming, number: &[u8], digest: &[u8]) {
+        self.meter.forged.add(1);
+        if let Some(left_out) = self.forgery_log.admit() {
+            // The sender's name comes from the message: Debug-quoted, it cannot forge log lines.
+            tracing::warn!(
+                sender = ?incoming.sender(),
+                batch = ?incoming.origin(),
+                number = %hex::encode(number),
+                digest = %hex::encode(digest),
+                forged_total = self.meter.forged.total(),
+                similar_left_out = left_out,
+                "refused a forged nugget: its digest is not SHA-256 of its number (not recorded)"
+            );
+        }
     }
 
     /// Publishes a nugget on the live feed.
@@ -220,6 +258,7 @@ mod tests {
         let meter = WorkerMeter::new(23, Arc::default());
         meter.hashes.add(1000);
         meter.nuggets.add(2);
+        meter.forged.add(3);
         let period = Duration::from_secs(1);
         assert_eq!(meter.measurement(), &schema::WORKER);
         let fields = meter.fields(period);
@@ -228,6 +267,7 @@ mod tests {
             [
                 worker::HASHES.of(1000),
                 worker::NUGGETS.of(2),
+                worker::FORGED.of(3),
                 worker::REJECTED.of(0),
                 worker::EXPIRED.of(0),
                 worker::DIFFICULTY.at(23u32),
@@ -237,6 +277,7 @@ mod tests {
         // Counts restart from zero each second; the difficulty is a gauge and stays.
         let next = meter.fields(period);
         assert_eq!(next[0], worker::HASHES.of(0));
-        assert_eq!(next[4], worker::DIFFICULTY.at(23u32));
+        assert_eq!(next[2], worker::FORGED.of(0));
+        assert_eq!(next[5], worker::DIFFICULTY.at(23u32));
     }
 }
