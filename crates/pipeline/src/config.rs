@@ -17,6 +17,12 @@ use crate::subjects::{DEFAULT_PREFIX, Subjects};
 
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
+/// Messages the NATS client holds per subscription by default: room for the windows of 32
+/// hashers sending to one worker (8 each), or of 8 demo rngs sending to one hasher (32 each).
+pub const DEFAULT_SUBSCRIPTION_CAPACITY: u64 = 256;
+/// More would only let a flood take more memory (async-nats's own default is 65536).
+const MAX_SUBSCRIPTION_CAPACITY: u64 = 1 << 20;
+
 /// Text appended to every binary's `--help`.
 pub const ENV_HELP: &str = "Every option can also be set by the environment variable shown \
 with it. Logging is set with RUST_LOG (default: info), e.g. RUST_LOG=debug.";
@@ -48,6 +54,11 @@ pub struct NatsArgs {
     /// Prefix of the pipeline's subjects: <prefix>.numbers, <prefix>.digests, <prefix>.nuggets.
     #[arg(long, env = "SUBJECT_PREFIX", default_value = DEFAULT_PREFIX)]
     pub subject_prefix: String,
+    /// Messages the NATS client holds for each subscription until they are taken; more are
+    /// dropped (a slow consumer, logged) and their senders count them as lost. With the
+    /// server's max payload, this bounds the memory a flood of messages can take.
+    #[arg(long, env = "NATS_SUBSCRIPTION_CAPACITY", default_value_t = DEFAULT_SUBSCRIPTION_CAPACITY, value_parser = clap::value_parser!(u64).range(1..=MAX_SUBSCRIPTION_CAPACITY))]
+    pub nats_subscription_capacity: u64,
 }
 
 impl NatsArgs {
@@ -430,6 +441,25 @@ mod tests {
             ),
             "{error}"
         );
+    }
+
+    #[test]
+    fn the_subscription_capacity_has_a_default_and_bounds() {
+        let cli = Cli::parse_from(["x"]);
+        assert_eq!(
+            cli.common.nats.nats_subscription_capacity,
+            DEFAULT_SUBSCRIPTION_CAPACITY
+        );
+        let cli = Cli::parse_from(["x", "--nats-subscription-capacity", "16"]);
+        assert_eq!(cli.common.nats.nats_subscription_capacity, 16);
+        // None would hold nothing (and async-nats cannot make such a channel); a million is
+        // more than any window needs and a flood's free pass.
+        for bad in ["0", "-1", "2000000", "many"] {
+            assert!(
+                Cli::try_parse_from(["x", "--nats-subscription-capacity", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! At start a stage waits for NATS (saying so once, not in a loop); after that the client
 //! reconnects by itself and connection events are logged. Credentials are always passed as
 //! options: the client ignores credentials written inside the URL, so they are taken out of
-//! it here.
+//! it here. Each subscription holds at most `NATS_SUBSCRIPTION_CAPACITY` messages not yet
+//! taken (the client drops more, a "slow consumer"): what bounds the memory a flood takes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,6 +14,7 @@ use async_nats::{Client, ConnectOptions, Event};
 
 use crate::config::NatsArgs;
 use crate::shutdown::Shutdown;
+use crate::throttle::Throttle;
 
 /// How often to retry the first connection, and how often to repeat the waiting notice.
 const RETRY_EVERY: Duration = Duration::from_millis(500);
@@ -88,20 +91,36 @@ async fn options(args: &NatsArgs, name: &str) -> anyhow::Result<ConnectOptions> 
     if let Some(ca) = &args.nats_ca {
         opts = opts.add_root_certificates(ca.clone()).require_tls(true);
     }
+    let capacity = usize::try_from(args.nats_subscription_capacity).unwrap_or(usize::MAX);
+    // One event per message dropped: a flood must not become a flood of log lines.
+    let slow_log = Arc::new(Throttle::default());
     Ok(opts
         .name(name)
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5))
-        .event_callback(|event| async move {
-            match event {
-                Event::Connected => tracing::info!("connected to NATS"),
-                Event::Disconnected => tracing::warn!("disconnected from NATS; reconnecting"),
-                Event::SlowConsumer(sid) => tracing::warn!(
-                    sid,
-                    "NATS dropped messages for a slow subscription; their senders will count \
-                     them as lost"
-                ),
-                other => tracing::info!("NATS: {other}"),
+        .subscription_capacity(capacity)
+        .event_callback(move |event| {
+            let slow_log = slow_log.clone();
+            async move {
+                match event {
+                    Event::Connected => tracing::info!("connected to NATS"),
+                    Event::Disconnected => {
+                        tracing::warn!("disconnected from NATS; reconnecting")
+                    }
+                    Event::SlowConsumer(sid) => {
+                        if let Some(left_out) = slow_log.admit() {
+                            tracing::warn!(
+                                sid,
+                                capacity,
+                                similar_left_out = left_out,
+                                "NATS dropped messages for a subscription holding \
+                                 NATS_SUBSCRIPTION_CAPACITY messages not yet taken; their \
+                                 senders will count them as lost"
+                            )
+                        }
+                    }
+                    other => tracing::info!("NATS: {other}"),
+                }
             }
         }))
 }

@@ -15,6 +15,7 @@ fn args(nats_url: String) -> NatsArgs {
         nats_creds: None,
         nats_ca: None,
         subject_prefix: "t".into(),
+        nats_subscription_capacity: 16,
     }
 }
 

@@ -448,6 +448,7 @@ async fn connects_over_tls_with_a_ca_file() {
         nats_creds: None,
         nats_ca: Some(dir.join("ca.pem")),
         subject_prefix: "t".into(),
+        nats_subscription_capacity: 16,
     };
     let client = chocominer_pipeline::connect(&args, "tls-test", &Shutdown::new())
         .await
