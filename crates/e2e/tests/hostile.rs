@@ -1,22 +1,26 @@
 //! What a publisher on the pipeline's subjects cannot do, against a real nats-server: plant
-//! nuggets with forged digests.
+//! nuggets with forged digests, stall a demo hasher with one small costly batch (or keep it
+//! from stopping), or make its memory grow with a flood of junk.
 
 mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::{Client, HeaderMap, Message};
+use async_nats::{Client, HeaderMap, Message, Subscriber};
 use bytes::Bytes;
-use chocominer_pipeline::codec::{BatchHeaders, DigestBatch, NUMBER_LEN, Numbers};
+use chocominer_pipeline::Shutdown;
+use chocominer_pipeline::codec::{
+    BatchHeaders, DigestBatch, FORMAT_VERSION, HEADER_TTL_MS, NUMBER_LEN, NumberBatch, Numbers,
+};
 use chocominer_pipeline::nugget::{Nugget, is_nugget};
 use chocominer_pipeline::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
-use common::{DIGESTS, NUGGETS, check_nugget_point};
+use common::{DIGESTS, NUGGETS, NUMBERS, check_nugget_point};
 use futures::StreamExt;
 use serde_json::Value;
 use testkit::{POLL, SOON, Stack, eventually, eventually_eq};
 use tokio::task::JoinHandle;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 
 /// The worker's difficulty in these tests (the demo's): one digest in 16 is a nugget.
 const DIFFICULTY: u32 = 4;
@@ -286,4 +290,256 @@ async fn forged_nuggets_are_counted_and_never_recorded() {
         }
         assert!(!forged_hex.contains(&nugget.digest), "{nugget:?}");
     }
+}
+
+/// A batch of `count` numbers to the hashers, as rng sends it: with its headers and, if
+/// given, a time to live. Returns the subscription its answer comes on.
+async fn send_numbers(
+    client: &Client,
+    numbers: Numbers<'_>,
+    ttl: Option<Duration>,
+) -> (Subscriber, Instant) {
+    let inbox = client.new_inbox();
+    let answers = client.subscribe(inbox.clone()).await.expect("subscribe");
+    let mut headers = BatchHeaders::new("test", 1, numbers.count()).to_header_map();
+    if let Some(ttl) = ttl {
+        headers.insert(HEADER_TTL_MS, ttl.as_millis().to_string().as_str());
+    }
+    let body = NumberBatch { seq: 1, numbers }.encode();
+    client
+        .publish_with_reply_and_headers(NUMBERS, inbox, headers, body)
+        .await
+        .expect("publish a batch");
+    client.flush().await.expect("flush");
+    (answers, Instant::now())
+}
+
+/// The answer on `answers`, within `within`.
+async fn answer(answers: &mut Subscriber, within: Duration, what: &str) -> Message {
+    timeout(within, answers.next())
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within {within:?}"))
+        .expect("an answer")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_costly_batch_cannot_stall_a_demo_hasher_nor_its_stop() {
+    let bin = testkit::cargo_bin_async("hasher").await;
+    let stack = Stack::start().await;
+    let shutdown = Shutdown::new();
+    let worker = stack.spawn_worker("w1", &[], &shutdown);
+    // Demo-paced, allowed batches of up to 10 minutes (the default is the ack timeout).
+    let mut hasher = stack.spawn_process(
+        &bin,
+        "h1",
+        &[
+            "--delay-ms",
+            "100",
+            "--concurrency",
+            "1",
+            "--max-batch-ms",
+            "600000",
+        ],
+    );
+    stack.wait_for_service("worker", &["w1"]).await;
+    stack.wait_for_service("hasher", &["h1"]).await;
+    let client = &stack.client;
+
+    // The attack: 38 bytes asking for 32,736 numbers, 55 minutes of demo hashing. Refused on
+    // arrival, over the limit and over its time to live alike.
+    let huge = Numbers::Seeded {
+        seed: [3; 32],
+        count: 32_736,
+    };
+    let body = NumberBatch {
+        seq: 1,
+        numbers: huge,
+    }
+    .encode();
+    assert!(body.len() <= 40, "{} bytes", body.len());
+    for (ttl, named) in [
+        (None, "HASHER_MAX_BATCH_MS"),
+        (Some(Duration::from_secs(10)), "its time to live"),
+    ] {
+        let (mut answers, sent) = send_numbers(client, huge, ttl).await;
+        let refused = answer(&mut answers, Duration::from_secs(5), "the huge batch").await;
+        let (code, text) = service_error(&refused).expect("refused with a service error");
+        assert_eq!(code, "400", "{text}");
+        assert!(
+            text.contains("would take") && text.contains(named),
+            "{text}"
+        );
+        assert!(
+            sent.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            sent.elapsed()
+        );
+    }
+
+    // A batch that could be done in its time to live when it came, but waits behind a slow
+    // one: let go as soon as it could no longer be done in time, within its time to live.
+    let slow_numbers = [5u8; 60 * NUMBER_LEN];
+    let (mut slow, _) = send_numbers(client, Numbers::Raw(&slow_numbers), None).await;
+    let ttl = Duration::from_secs(3);
+    let behind = Numbers::Seeded {
+        seed: [4; 32],
+        count: 10,
+    };
+    let (mut late, sent) = send_numbers(client, behind, Some(ttl)).await;
+    eventually_eq("the hasher's expired count", SOON, POLL, 1, || {
+        stat(client, "hasher", "expired")
+    })
+    .await;
+    assert!(sent.elapsed() < ttl, "let go after {:?}", sent.elapsed());
+    // The slow batch is finished and acknowledged; the late one never answered.
+    let done = answer(&mut slow, SOON, "the slow batch").await;
+    assert_eq!(service_error(&done), None);
+    assert!(
+        timeout(Duration::ZERO, late.next()).await.is_err(),
+        "an expired batch was answered"
+    );
+
+    // A batch of 5 minutes in hand, then SIGTERM: the hasher gives it back to its sender at
+    // once (rng would resend it to another hasher) and exits.
+    let long = Numbers::Seeded {
+        seed: [6; 32],
+        count: 3000,
+    };
+    let (mut long_answers, _) = send_numbers(client, long, None).await;
+    eventually(
+        "the hasher busy with the long batch",
+        SOON,
+        POLL,
+        || async {
+            let busy = stats_data(client, "hasher").await["busy"].as_f64()?;
+            (busy > 0.5).then_some(())
+        },
+    )
+    .await;
+    let stopping = Instant::now();
+    let status = hasher.terminate(Duration::from_secs(5)).await;
+    assert!(status.success(), "{status:?}\n{}", hasher.log_tail());
+    // Answered before the hasher exited: on its way to the test's client, if not here yet.
+    let given_back = answer(&mut long_answers, Duration::from_secs(5), "the long batch").await;
+    let (code, text) = service_error(&given_back).expect("given back with a service error");
+    assert_eq!(
+        (code.as_str(), text.as_str()),
+        ("503", "the hasher is stopping")
+    );
+    tracing::info!(stopped_in = ?stopping.elapsed(), "hasher stopped on SIGTERM");
+
+    stack.eventually_sum("hasher", "rejected", 2).await;
+    stack.eventually_sum("hasher", "expired", 1).await;
+    stack.eventually_sum("hasher", "hashes", 60).await;
+    shutdown.trigger();
+    worker.report().await;
+}
+
+/// 1 MB that is no batch.
+fn junk(salt: u32) -> Bytes {
+    let mut x = 0x9E37_79B9u32 ^ salt;
+    let mut bytes: Vec<u8> = (0..1_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    bytes[0] = FORMAT_VERSION.wrapping_add(0x55);
+    Bytes::from(bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_junk_leaves_a_hashers_memory_bounded() {
+    const MB: u64 = 1 << 20;
+    /// Messages flooded: 1.5 GB, more than the bound by far.
+    const FLOOD: u64 = 1500;
+    /// What the hasher may grow by: its 16 queued messages and 16 taken in, 1 MB each, and
+    /// room for the allocator and the client's read buffer.
+    const BOUND: u64 = 200 * MB;
+    let bin = testkit::cargo_bin_async("hasher").await;
+    let stack = Stack::nats_only().await;
+    let shutdown = Shutdown::new();
+    let worker = stack.spawn_worker("w1", &[], &shutdown);
+    let mut hasher = stack.spawn_process(
+        &bin,
+        "h1",
+        &[
+            "--delay-ms",
+            "100",
+            "--concurrency",
+            "1",
+            "--nats-subscription-capacity",
+            "16",
+            "--queue",
+            "16",
+        ],
+    );
+    stack.wait_for_service("worker", &["w1"]).await;
+    stack.wait_for_service("hasher", &["h1"]).await;
+    let client = &stack.client;
+    // The hasher busy for 9 s, as it was in the attack.
+    let slow_numbers = [5u8; 90 * NUMBER_LEN];
+    let (mut slow, _) = send_numbers(client, Numbers::Raw(&slow_numbers), None).await;
+    let before = hasher.memory().expect("the hasher runs");
+
+    let junk: Vec<Bytes> = (0..4).map(junk).collect();
+    let flooding = Instant::now();
+    let mut sent = 0;
+    for i in 0..FLOOD {
+        if flooding.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        client
+            .publish(NUMBERS, junk[i as usize % 4].clone())
+            .await
+            .unwrap();
+        sent += 1;
+        // Now and then a round trip, so the test's own client does not buffer the flood.
+        if i % 16 == 15 {
+            client.flush().await.unwrap();
+        }
+    }
+    client.flush().await.unwrap();
+    let flooded_in = flooding.elapsed();
+    // Answered on the same connection after the flood: the hasher has read all of it.
+    let rejected = stat(client, "hasher", "rejected").await;
+    let after = hasher.memory().expect("the hasher runs");
+    let grew = after.peak_rss.saturating_sub(before.rss);
+    tracing::info!(
+        sent,
+        ?flooded_in,
+        rss_before_mb = before.rss / MB,
+        peak_rss_mb = after.peak_rss / MB,
+        rss_after_mb = after.rss / MB,
+        rejected,
+        "flood of 1 MB junk"
+    );
+    assert!(
+        sent >= FLOOD / 2,
+        "only {sent} messages sent in {flooded_in:?}"
+    );
+    assert!(
+        grew <= BOUND,
+        "the hasher grew by {} MB under {sent} MB of junk (bound {} MB): {before:?} -> {after:?}",
+        grew / MB,
+        BOUND / MB
+    );
+    assert!(
+        rejected > 0 && rejected <= sent,
+        "{rejected} rejected of {sent}"
+    );
+
+    // It still works: the slow batch is finished, and a new one hashed.
+    let done = answer(&mut slow, SOON, "the slow batch").await;
+    assert_eq!(service_error(&done), None);
+    let one = [1u8; NUMBER_LEN];
+    let (mut fresh, _) = send_numbers(client, Numbers::Raw(&one), None).await;
+    let done = answer(&mut fresh, SOON, "a batch after the flood").await;
+    assert_eq!(service_error(&done), None);
+    let status = hasher.terminate(Duration::from_secs(15)).await;
+    assert!(status.success(), "{status:?}\n{}", hasher.log_tail());
+    shutdown.trigger();
+    worker.report().await;
 }

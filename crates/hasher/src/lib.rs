@@ -9,23 +9,42 @@
 //! `HASHER_DELAY_MS` simulates a costly hash (the demo's bottleneck); with no delay the
 //! hashing runs on a blocking thread per batch, on every core.
 //!
-//! One batch's path: [`run`] takes it from the intake and gives it a task of its own, where
-//! `Hashing::take` decodes it, hashes it, hands it on through the sender and answers rng.
+//! What one batch may cost is bounded, whoever sent it (a 38-byte seeded batch may ask for
+//! 32,736 numbers: 55 minutes at the demo's 100 ms each). A batch whose hashing would take
+//! longer than `HASHER_MAX_BATCH_MS` (by default the ack timeout) or than its own time to
+//! live is refused on arrival, counted as rejected. A batch is let go as soon as it could no
+//! longer be finished in time, checked while it waits for a slot and before every number:
+//! dropped as expired when its sender would give up on it first, and, once the hasher is
+//! told to stop, given back to rng unhashed when it cannot be finished within [`STOP_GRACE`]
+//! (rng resends it to another hasher). At most `HASHER_QUEUE` batches wait for a slot; more
+//! are given back to rng, which holds them until a hasher has room: a flood cannot make a
+//! hasher hold more than that.
+//!
+//! One batch's path: [`run`] takes it from the intake, refuses it there if it is malformed or
+//! too costly, and gives it a task of its own if the queue has room, where `Hashing::take`
+//! waits for a slot, hashes it, hands it on through the sender and answers rng.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use chocominer_pipeline::codec::{self, DigestBatch, NumberBatch, Numbers};
 use chocominer_pipeline::runtime::StageRuntime;
 use chocominer_pipeline::stats::schema::{self, FieldValue, Measurement, hasher};
 use chocominer_pipeline::stats::{Counter, Meter};
-use chocominer_pipeline::{CommonArgs, Shutdown, Stage};
+use chocominer_pipeline::{CommonArgs, Shutdown, Stage, Throttle};
 use chocominer_pipeline::{Incoming, Intake, IntakeConfig, IntakeStats};
 use chocominer_pipeline::{NoConsumer, Sender, SenderConfig, SenderStats};
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use tokio_util::task::TaskTracker;
+
+/// How long a stopping hasher goes on hashing the batches it has: one it cannot finish within
+/// this of the stop is given back to rng unhashed. Room for the demo's [`STOP_FENCE`] batches
+/// (about 3 s) and for a slow batch in hand.
+///
+/// [`STOP_FENCE`]: chocominer_pipeline::STOP_FENCE
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "hasher", version, about = "ChocoMiner hasher: SHA-256 of every number, handed on to the workers", after_help = chocominer_pipeline::ENV_HELP)]
@@ -41,6 +60,15 @@ pub struct Config {
     /// Digest batches that may wait for a worker's acknowledgement at once [default: 8].
     #[arg(long, env = "HASHER_IN_FLIGHT", value_parser = clap::value_parser!(u64).range(1..))]
     pub in_flight: Option<u64>,
+    /// The most simulated hashing time one batch may cost (its numbers × HASHER_DELAY_MS), in
+    /// milliseconds: a batch over it, or over its own time to live, is refused on arrival
+    /// [default: ACK_TIMEOUT_MS].
+    #[arg(long, env = "HASHER_MAX_BATCH_MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_batch_ms: Option<u64>,
+    /// Batches taken in that may wait for a hashing slot; more are given back to rng, which
+    /// holds them until a hasher has room [default: 128].
+    #[arg(long, env = "HASHER_QUEUE", value_parser = clap::value_parser!(u64).range(1..))]
+    pub queue: Option<u64>,
 }
 
 /// Totals of a run, in numbers.
@@ -52,8 +80,12 @@ pub struct Report {
     pub acked: u64,
     /// Numbers handed on whose batch was lost on the way to the workers.
     pub lost: u64,
-    /// Malformed messages refused.
+    /// Messages refused: malformed, or batches too costly to hash.
     pub rejected: u64,
+    /// Batches dropped unfinished because their sender gave up on them, or would have first.
+    pub expired: u64,
+    /// Batches given back to rng because `HASHER_QUEUE` batches were already waiting.
+    pub queue_full: u64,
     /// Times it waited for a worker to come back (each logged once).
     pub waits: u64,
 }
@@ -64,9 +96,10 @@ struct HasherMeter {
     busy_ns: Counter,
     concurrency: usize,
     sender: Arc<SenderStats>,
-    /// Malformed messages refused, and batches dropped because rng had already given up on
-    /// them.
+    /// Messages refused, and batches dropped because rng had given up on them.
     intake: Arc<IntakeStats>,
+    /// Batches given back because the queue was full.
+    queue_full: Counter,
     /// Last second's busy share, as f64 bits, for `$SRV.STATS`.
     last_busy: AtomicU64,
 }
@@ -101,6 +134,7 @@ impl HasherMeter {
             concurrency,
             sender,
             intake,
+            queue_full: Counter::default(),
             last_busy: AtomicU64::new(0),
         }
     }
@@ -113,8 +147,26 @@ impl HasherMeter {
             "lost": self.sender.lost.total(),
             "rejected": self.intake.rejected.total(),
             "expired": self.intake.expired.total(),
+            "queue_full": self.queue_full.total(),
             "waiting": self.sender.held(),
         })
+    }
+}
+
+/// The simulated hashing time of `count` numbers at `delay` each, saturating: the count is the
+/// sender's and the delay the operator's, neither to be trusted with an overflow.
+fn cost(delay: Duration, count: usize) -> Duration {
+    u32::try_from(count)
+        .ok()
+        .and_then(|count| delay.checked_mul(count))
+        .unwrap_or(Duration::MAX)
+}
+
+/// Sleeps until `at`; for ever without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -140,6 +192,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     let concurrency = config
         .concurrency
         .map_or(defaults.hasher_concurrency, |n| n as usize);
+    let max_cost = config
+        .max_batch_ms
+        .map_or_else(|| config.common.ack_timeout(), Duration::from_millis);
+    let queue = config.queue.map_or(defaults.hasher_queue, |n| n as usize);
     let sender = Sender::start(
         runtime.client.clone(),
         SenderConfig {
@@ -173,26 +229,51 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     });
     runtime.health.set_ready();
     let reporter = runtime.report(meter.clone());
-    tracing::info!(?delay, concurrency, "hashing");
+    tracing::info!(?delay, concurrency, ?max_cost, queue, "hashing");
 
     let hashing = Arc::new(Hashing {
         sender,
         meter,
         delay,
+        max_cost,
         max_payload: runtime.max_payload(),
         slots: Semaphore::new(concurrency),
+        stop: shutdown.clone(),
+        stop_by: OnceLock::new(),
+        let_go_log: Throttle::default(),
+        queue_log: Throttle::default(),
     });
+    // The stop grace counts from the stop itself, not from the first batch to notice it.
+    let stop_watch = tokio::spawn({
+        let (hashing, shutdown) = (hashing.clone(), shutdown.clone());
+        async move {
+            shutdown.triggered().await;
+            hashing.stop_by();
+        }
+    });
+    // A place for each batch taken in and not yet answered: those hashed and those waiting.
+    let places = Arc::new(Semaphore::new(concurrency + queue));
     // Every batch is taken off the subscription at once and waits for a hashing slot in its
     // own task: its time here then counts from its arrival, so a batch rng has given up on is
     // recognised as expired (a batch left in the client's buffer would look fresh).
     let batches = TaskTracker::new();
     while let Some(incoming) = intake.next(&shutdown).await {
+        // Malformed or too costly: refused on arrival, before it takes a place or waits.
+        if let Err(why) = hashing.admit(&incoming) {
+            incoming.refuse(why).await;
+            continue;
+        }
+        let Ok(place) = places.clone().try_acquire_owned() else {
+            hashing.queue_full(incoming, queue).await;
+            continue;
+        };
         let hashing = hashing.clone();
-        batches.spawn(async move { hashing.take(incoming).await });
+        batches.spawn(async move { hashing.take(incoming, place).await });
     }
     // Wait for the batches taken, then for the workers' acknowledgements.
     batches.close();
     batches.wait().await;
+    stop_watch.abort();
     hashing.sender.close().await;
     intake.close();
     let report = hashing.report();
@@ -207,9 +288,28 @@ struct Hashing {
     meter: Arc<HasherMeter>,
     /// Simulated cost of one hash.
     delay: Duration,
+    /// The most simulated hashing time one batch may cost.
+    max_cost: Duration,
     max_payload: usize,
     /// One per batch hashed at once.
     slots: Semaphore,
+    stop: Shutdown,
+    /// Once stopping: when the hashing must be done ([`STOP_GRACE`] after the stop).
+    stop_by: OnceLock<Instant>,
+    /// Batches given back because the hasher is stopping.
+    let_go_log: Throttle,
+    /// Batches given back because the queue is full.
+    queue_log: Throttle,
+}
+
+/// Why a batch is let go unfinished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LetGo {
+    /// It would not be done before its sender gives up on it: dropped, counted as expired.
+    Expired,
+    /// The hasher is stopping and would not be done with it within [`STOP_GRACE`]: given back
+    /// to rng, which resends it.
+    Stopping,
 }
 
 /// Why a hashed batch was not handed on.
@@ -221,23 +321,76 @@ enum NotHandedOn {
 }
 
 impl Hashing {
-    /// One batch, from its arrival to its answer to rng: wait for a slot, decode, hash, hand
-    /// on to the workers, acknowledge.
-    async fn take(&self, incoming: Incoming) {
-        let _slot = self.slots.acquire().await.expect("never closed");
+    /// Whether a batch may be taken in: it decodes, and hashing it would cost no more than a
+    /// batch may (`HASHER_MAX_BATCH_MS`) nor than its time to live (it could never be
+    /// acknowledged in time). Cheap, so it is checked on arrival, in the order batches come.
+    fn admit(&self, incoming: &Incoming) -> Result<(), String> {
+        let count = NumberBatch::decode(incoming.body(), self.max_payload)
+            .map_err(|e| e.to_string())?
+            .count();
+        let cost = self.cost(count);
+        let (limit, what) = match incoming.ttl() {
+            Some(ttl) if ttl < self.max_cost => (ttl, "its time to live"),
+            _ => (self.max_cost, "one batch may cost (HASHER_MAX_BATCH_MS)"),
+        };
+        if cost > limit {
+            return Err(format!(
+                "hashing its {count} numbers would take {cost:.1?}, more than {what}, {limit:.1?}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The simulated hashing time of `count` numbers.
+    fn cost(&self, count: usize) -> Duration {
+        cost(self.delay, count)
+    }
+
+    /// Once stopping: when the hashing must be done. Set the first time it is asked after the
+    /// stop, which `run` does at once.
+    fn stop_by(&self) -> Option<Instant> {
+        self.stop
+            .is_triggered()
+            .then(|| *self.stop_by.get_or_init(|| Instant::now() + STOP_GRACE))
+    }
+
+    /// Why a batch that still needs `remaining` hashing time must be let go now, if it must:
+    /// it would not be done before its sender gives up on it, or, once the hasher is stopping,
+    /// before the stop grace ends.
+    fn must_let_go(&self, incoming: &Incoming, remaining: Duration) -> Option<LetGo> {
+        // `None`: so far ahead that it is never in time.
+        let done = Instant::now().checked_add(remaining);
+        let too_late = |by: Instant| done.is_none_or(|done| done >= by);
+        if incoming.deadline().is_some_and(too_late) {
+            return Some(LetGo::Expired);
+        }
+        if self.stop_by().is_some_and(too_late) {
+            return Some(LetGo::Stopping);
+        }
+        None
+    }
+
+    /// One batch, from its arrival to its answer to rng: wait for a slot, hash, hand on to the
+    /// workers, acknowledge. `_place` is its place among the batches taken in.
+    async fn take(&self, incoming: Incoming, _place: OwnedSemaphorePermit) {
+        // Decoded on arrival already (`admit`): this does not fail.
         let numbers = match NumberBatch::decode(incoming.body(), self.max_payload) {
             Ok(batch) => batch.numbers,
             Err(e) => return incoming.refuse(e).await,
         };
-        if incoming.expired() {
-            return incoming.drop_expired();
-        }
+        let _slot = match self.slot(&incoming, self.cost(numbers.count())).await {
+            Ok(slot) => slot,
+            Err(why) => return self.let_go(incoming, why).await,
+        };
         // Nobody downstream takes digests now: give the batch back unhashed; rng holds it and
         // waits, so nothing is lost while the workers are gone.
         if self.sender.is_waiting() {
             return incoming.turn_away("no worker is listening").await;
         }
-        let digests = self.hash(&numbers).await;
+        let digests = match self.hash(&numbers, &incoming).await {
+            Ok(digests) => digests,
+            Err(why) => return self.let_go(incoming, why).await,
+        };
         let count = numbers.count() as u64;
         match self.hand_on(numbers, &digests, &incoming).await {
             // The batch is with the workers now (its fate theirs and the sender's to count):
@@ -255,31 +408,117 @@ impl Hashing {
         }
     }
 
-    /// Hashes a batch and counts the time spent.
-    async fn hash(&self, numbers: &Numbers<'_>) -> Vec<u8> {
+    /// Waits for a hashing slot for a batch that takes `cost` to hash, unless it must be let
+    /// go first: checked on arrival, at the stop, and once it could no longer be finished in
+    /// time (before its sender gives up on it, or within the stop grace).
+    async fn slot(
+        &self,
+        incoming: &Incoming,
+        cost: Duration,
+    ) -> Result<SemaphorePermit<'_>, LetGo> {
+        // Each wake-up but the slot's comes once (the stop, the latest start), and the check
+        // after the latest start lets the batch go: three rounds at most.
+        for _ in 0..4 {
+            if let Some(why) = self.must_let_go(incoming, cost) {
+                return Err(why);
+            }
+            // The last moment it can start and still be done in time (`None`: no such moment
+            // that matters).
+            let latest_start = [incoming.deadline(), self.stop_by()]
+                .into_iter()
+                .flatten()
+                .min()
+                .and_then(|by| by.checked_sub(cost))
+                .map(tokio::time::Instant::from_std);
+            tokio::select! {
+                slot = self.slots.acquire() => return Ok(slot.expect("never closed")),
+                _ = sleep_until(latest_start) => {}
+                _ = self.stop.triggered(), if !self.stop.is_triggered() => {}
+            }
+        }
+        Err(self.must_let_go(incoming, cost).unwrap_or(LetGo::Expired))
+    }
+
+    /// Lets a batch go unfinished (see [`LetGo`]).
+    async fn let_go(&self, incoming: Incoming, why: LetGo) {
+        match why {
+            LetGo::Expired => incoming.drop_expired(),
+            LetGo::Stopping => {
+                if let Some(left_out) = self.let_go_log.admit() {
+                    tracing::info!(
+                        similar_left_out = left_out,
+                        "stopping: gave back to its sender a batch it could not finish within \
+                         {STOP_GRACE:?} of the stop"
+                    );
+                }
+                incoming.turn_away("the hasher is stopping").await;
+            }
+        }
+    }
+
+    /// Gives a batch back to its sender because `queue` batches already wait here: rng holds
+    /// it and sends it again, to whichever hasher has room. Not lost, and not held here.
+    async fn queue_full(&self, incoming: Incoming, queue: usize) {
+        self.meter.queue_full.add(1);
+        if let Some(left_out) = self.queue_log.admit() {
+            tracing::warn!(
+                queue,
+                queue_full_total = self.meter.queue_full.total(),
+                similar_left_out = left_out,
+                "{queue} batches already wait for a hashing slot (HASHER_QUEUE): gave one back \
+                 to its sender"
+            );
+        }
+        incoming.turn_away("the hasher's queue is full").await;
+    }
+
+    /// Hashes a batch and counts the time spent; a batch that must be let go on the way is.
+    async fn hash(&self, numbers: &Numbers<'_>, incoming: &Incoming) -> Result<Vec<u8>, LetGo> {
         let started = Instant::now();
         let digests = if self.delay.is_zero() {
-            // A large batch takes a fraction of a millisecond: tell the scheduler, so other
-            // tasks move to another thread meanwhile (possible on the multi-threaded runtime
-            // only).
+            // The largest batch takes a few milliseconds: nothing to stop for. Tell the
+            // scheduler, so other tasks move to another thread meanwhile (possible on the
+            // multi-threaded runtime only).
             use tokio::runtime::{Handle, RuntimeFlavor};
-            match Handle::current().runtime_flavor() {
+            Ok(match Handle::current().runtime_flavor() {
                 RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| digest_all(numbers)),
                 _ => digest_all(numbers),
-            }
+            })
         } else {
-            // The demo's costly hash: one at a time, `delay` each.
-            let mut digests = Vec::with_capacity(numbers.count() * codec::DIGEST_LEN);
-            for number in numbers.to_vec().chunks_exact(codec::NUMBER_LEN) {
-                tokio::time::sleep(self.delay).await;
-                digests.extend_from_slice(&Sha256::digest(number));
-            }
-            digests
+            self.hash_slowly(numbers, incoming).await
         };
         self.meter.busy_ns.add(started.elapsed().as_nanos() as u64);
         digests
     }
 
+    /// The demo's costly hash: one number at a time, `delay` each. Before each number, and at
+    /// once when the stop comes, it checks whether the batch must be let go.
+    async fn hash_slowly(
+        &self,
+        numbers: &Numbers<'_>,
+        incoming: &Incoming,
+    ) -> Result<Vec<u8>, LetGo> {
+        let count = numbers.count();
+        let mut digests = Vec::with_capacity(count * codec::DIGEST_LEN);
+        for index in 0..count {
+            let hashed_at = tokio::time::Instant::now() + self.delay;
+            let remaining = self.cost(count - index);
+            if let Some(why) = self.must_let_go(incoming, remaining) {
+                return Err(why);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(hashed_at) => {}
+                _ = self.stop.triggered(), if !self.stop.is_triggered() => {
+                    if let Some(why) = self.must_let_go(incoming, remaining) {
+                        return Err(why);
+                    }
+                    tokio::time::sleep_until(hashed_at).await;
+                }
+            }
+            digests.extend_from_slice(&Sha256::digest(numbers.number(index)));
+        }
+        Ok(digests)
+    }
     /// Sends numbers and digests to the workers, once the window has room.
     async fn hand_on(
         &self,
@@ -314,7 +553,25 @@ impl Hashing {
             acked: sent.acked.total(),
             lost: sent.lost.total(),
             rejected: self.meter.intake.rejected.total(),
+            expired: self.meter.intake.expired.total(),
+            queue_full: self.meter.queue_full.total(),
             waits: sent.waits.total(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_costs_its_numbers_times_the_delay_and_never_overflows() {
+        let demo = Duration::from_millis(100);
+        // The attack: a 38-byte seeded batch of the most numbers 1 MB allows.
+        assert_eq!(cost(demo, 32_736), Duration::from_millis(3_273_600));
+        assert_eq!(cost(Duration::ZERO, 32_736), Duration::ZERO);
+        assert_eq!(cost(Duration::MAX, 2), Duration::MAX);
+        assert_eq!(cost(demo, usize::MAX), Duration::MAX);
+        assert_eq!(cost(demo, 0), Duration::ZERO);
     }
 }

@@ -335,7 +335,8 @@ mod receiving {
     pub const REJECTED: Count = Count::new("rejected", "malformed messages refused");
     pub const EXPIRED: Count = Count::new(
         "expired",
-        "batches dropped because they waited here past their sender's acknowledgement timeout",
+        "batches dropped unfinished: their sender's acknowledgement timeout had passed, or would \
+         pass before they were done",
     );
 }
 
@@ -357,7 +358,12 @@ pub mod hasher {
 
     pub const HASHES: Count = Count::new("hashes", "numbers hashed");
     pub const BUSY: Gauge = Gauge::float("busy", "share of the second spent hashing, 0..1");
-    pub use super::receiving::{EXPIRED, REJECTED};
+    pub const REJECTED: Count = Count::new(
+        "rejected",
+        "messages refused: malformed, or batches that would take longer to hash than \
+         `HASHER_MAX_BATCH_MS` or their time to live",
+    );
+    pub use super::receiving::EXPIRED;
     pub use super::sending::{IN_FLIGHT, LOST, WAITING, WINDOW};
 }
 

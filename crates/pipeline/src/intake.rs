@@ -64,9 +64,10 @@ pub struct IntakeConfig {
 /// Batches taken in and not worked on, counted in batches.
 #[derive(Debug, Default)]
 pub struct IntakeStats {
-    /// Malformed messages refused.
+    /// Messages refused: malformed, or unfit to take (a batch too costly to hash).
     pub rejected: Counter,
-    /// Batches dropped because their sender had already counted them as lost.
+    /// Batches dropped because their sender had counted them as lost, or would have before
+    /// they could be finished.
     pub expired: Counter,
 }
 
@@ -303,21 +304,29 @@ impl Incoming {
         Some(headers.get(HEADER_INSTANCE)?.as_str().to_owned())
     }
 
+    /// How long its sender waits for the answer before counting the batch as lost
+    /// (`Chocominer-Ttl-Ms`); `None` without the header (e.g. a hand-made request).
+    pub fn ttl(&self) -> Option<Duration> {
+        let ttl = self.message.headers.as_ref()?.get(HEADER_TTL_MS)?;
+        ttl.as_str().parse::<u64>().ok().map(Duration::from_millis)
+    }
+
+    /// When the sender (about) gives up on this batch: its time to live from its arrival
+    /// here, less a margin for the time on the wire. From then on it is
+    /// [`expired`](Self::expired); work that cannot be done by then is wasted. `None` without
+    /// a time to live, or with one too long for the clock (it comes from the message).
+    pub fn deadline(&self) -> Option<Instant> {
+        let ttl = self.ttl()?;
+        self.received
+            .checked_add(ttl - (ttl / 10).min(EXPIRY_MARGIN))
+    }
+
     /// Whether the sender has (about) given up on this batch: it counts a batch as lost once
     /// its `Chocominer-Ttl-Ms` has passed, so finishing it now would count it twice (lost and
-    /// done). Judged from when the batch arrived here, with a margin for the time on the wire.
+    /// done). Judged from when the batch arrived here (see [`deadline`](Self::deadline)).
     pub fn expired(&self) -> bool {
-        let ttl = self
-            .message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(HEADER_TTL_MS))
-            .and_then(|v| v.as_str().parse::<u64>().ok())
-            .map(Duration::from_millis);
-        match ttl {
-            Some(ttl) => self.received.elapsed() + (ttl / 10).min(EXPIRY_MARGIN) >= ttl,
-            None => false,
-        }
+        self.deadline()
+            .is_some_and(|deadline| Instant::now() >= deadline)
     }
 
     /// Acknowledges the batch: it has been handed on or recorded.
@@ -325,8 +334,9 @@ impl Incoming {
         self.answer(HeaderMap::new(), None).await;
     }
 
-    /// Refuses a malformed message: counts it as rejected, logs it (rate-limited) and answers
-    /// the sender with a service error, if it asked for an answer.
+    /// Refuses a message, malformed or otherwise unfit to take (a batch too costly to hash):
+    /// counts it as rejected, logs it (rate-limited) and answers the sender with a service
+    /// error, if it asked for an answer.
     pub async fn refuse(self, why: impl std::fmt::Display) {
         let shared = &self.shared;
         shared.stats.rejected.add(1);
@@ -337,7 +347,7 @@ impl Incoming {
                 bytes = self.message.payload.len(),
                 rejected_total = shared.stats.rejected.total(),
                 similar_left_out = left_out,
-                "refused a malformed message: {why}"
+                "refused a message: {why}"
             );
         }
         let error = async_nats::service::error::Error {
@@ -361,8 +371,9 @@ impl Incoming {
         self.answer(headers, None).await;
     }
 
-    /// Drops a batch its sender has already counted as lost (see [`expired`](Self::expired)):
-    /// counted as expired, logged (rate-limited), not answered.
+    /// Drops a batch its sender has counted as lost (see [`expired`](Self::expired)), or will
+    /// have before the batch could be finished: counted as expired, logged (rate-limited), not
+    /// answered.
     pub fn drop_expired(self) {
         let shared = &self.shared;
         shared.stats.expired.add(1);
@@ -372,7 +383,7 @@ impl Incoming {
                 waited = ?self.received.elapsed(),
                 expired_total = shared.stats.expired.total(),
                 similar_left_out = left_out,
-                "dropped a batch its sender has already counted as lost (it waited too long here)"
+                "dropped a batch its sender counts as lost (it could not be finished here in time)"
             );
         }
     }

@@ -36,6 +36,8 @@ pub struct Defaults {
     pub hasher_concurrency: usize,
     /// Unacknowledged digest batches a hasher may have out.
     pub hasher_in_flight: usize,
+    /// Batches a hasher takes in to wait for a hashing slot.
+    pub hasher_queue: usize,
     /// Leading zero bits that make a nugget.
     pub difficulty: u32,
     /// How long a sender waits for an acknowledgement before counting the batch as lost.
@@ -54,6 +56,8 @@ impl Profile {
                 hasher_delay: Duration::from_millis(100),
                 hasher_concurrency: 1,
                 hasher_in_flight: 8,
+                // Four demo rngs' windows (32 each) on one hasher.
+                hasher_queue: 128,
                 difficulty: 4,
                 // 32 batches queued at a lone 10/s hasher wait 3.2 s: stay well above that.
                 ack_timeout: Duration::from_secs(10),
@@ -68,6 +72,8 @@ impl Profile {
                 hasher_delay: Duration::ZERO,
                 hasher_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
                 hasher_in_flight: 8,
+                // Eight full rngs' windows (16 each) on one hasher.
+                hasher_queue: 128,
                 // About one nugget per second at ~8 M hashes/s.
                 difficulty: 23,
                 ack_timeout: Duration::from_secs(5),

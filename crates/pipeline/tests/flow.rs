@@ -495,4 +495,18 @@ async fn a_batch_outliving_its_ttl_is_expired() {
         .unwrap();
     let plain = intake.next(&stop).await.unwrap();
     assert!(!plain.expired());
+    assert_eq!((plain.ttl(), plain.deadline()), (None, None));
+    // The header comes from the message: one that does not read means no deadline, one of
+    // 585 million years a deadline that never comes (and no panic).
+    for ttl in ["abc", "-5", "18446744073709551615"] {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(chocominer_pipeline::codec::HEADER_TTL_MS, ttl);
+        client
+            .publish_with_reply_and_headers("t.ttl", "nobody", headers, Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        let odd = intake.next(&stop).await.unwrap();
+        assert!(!odd.expired(), "{ttl}");
+        assert_eq!(odd.deadline().is_none(), odd.ttl().is_none(), "{ttl}");
+    }
 }
