@@ -314,6 +314,16 @@ async fn send_numbers(
     (answers, Instant::now())
 }
 
+/// Waits until the one hasher spent most of its last second hashing (its `busy` share, which
+/// it works out every second).
+async fn wait_until_busy(client: &Client) {
+    eventually("the hasher busy hashing", SOON, POLL, || async {
+        let busy = stats_data(client, "hasher").await["busy"].as_f64()?;
+        (busy > 0.5).then_some(())
+    })
+    .await;
+}
+
 /// The answer on `answers`, within `within`.
 async fn answer(answers: &mut Subscriber, within: Duration, what: &str) -> Message {
     timeout(within, answers.next())
@@ -380,6 +390,9 @@ async fn a_costly_batch_cannot_stall_a_demo_hasher_nor_its_stop() {
     // one: let go as soon as it could no longer be done in time, within its time to live.
     let slow_numbers = [5u8; 60 * NUMBER_LEN];
     let (mut slow, _) = send_numbers(client, Numbers::Raw(&slow_numbers), None).await;
+    // Two batches taken in at once may start in either order (the runtime runs the task
+    // spawned last first): the slow one must be in hand before the other comes.
+    wait_until_busy(client).await;
     let ttl = Duration::from_secs(3);
     let behind = Numbers::Seeded {
         seed: [4; 32],
@@ -406,16 +419,7 @@ async fn a_costly_batch_cannot_stall_a_demo_hasher_nor_its_stop() {
         count: 3000,
     };
     let (mut long_answers, _) = send_numbers(client, long, None).await;
-    eventually(
-        "the hasher busy with the long batch",
-        SOON,
-        POLL,
-        || async {
-            let busy = stats_data(client, "hasher").await["busy"].as_f64()?;
-            (busy > 0.5).then_some(())
-        },
-    )
-    .await;
+    wait_until_busy(client).await;
     let stopping = Instant::now();
     let status = hasher.terminate(Duration::from_secs(5)).await;
     assert!(status.success(), "{status:?}\n{}", hasher.log_tail());
