@@ -7,8 +7,10 @@ pub const DEFAULT_INFLUX_DB: &str = "chocominer";
 /// How to reach InfluxDB.
 #[derive(Debug, Clone, clap::Args)]
 pub struct InfluxArgs {
-    /// InfluxDB 1.x URL for stats; empty disables stats.
-    #[arg(long, env = "INFLUX_URL", default_value = DEFAULT_INFLUX_URL)]
+    /// InfluxDB 1.x URL for stats; empty disables stats. Credentials written in it
+    /// (http://user:pass@host:8086) are used, and hidden wherever the URL is shown.
+    // --help would show the variable's value, credentials included: hidden.
+    #[arg(long, env = "INFLUX_URL", default_value = DEFAULT_INFLUX_URL, hide_env_values = true)]
     pub influx_url: String,
     /// InfluxDB database, created if missing.
     #[arg(long, env = "INFLUX_DB", default_value = DEFAULT_INFLUX_DB)]

@@ -27,8 +27,9 @@ with it. Logging is set with RUST_LOG (default: info), e.g. RUST_LOG=debug.";
 #[derive(Debug, Clone, clap::Args)]
 pub struct NatsArgs {
     /// NATS server URL(s), comma-separated. Credentials in the URL (user:pass@ or token@) are
-    /// taken out and passed as options.
-    #[arg(long, env = "NATS_URL", default_value = DEFAULT_NATS_URL)]
+    /// taken out and passed as options, and hidden wherever the URL is shown.
+    // --help would show the variable's value, credentials included: hidden.
+    #[arg(long, env = "NATS_URL", default_value = DEFAULT_NATS_URL, hide_env_values = true)]
     pub nats_url: String,
     /// NATS user name (with --nats-password).
     #[arg(long, env = "NATS_USER")]
