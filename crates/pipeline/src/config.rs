@@ -29,7 +29,13 @@ pub struct NatsArgs {
     /// NATS server URL(s), comma-separated. Credentials in the URL (user:pass@ or token@) are
     /// taken out and passed as options, and hidden wherever the URL is shown.
     // --help would show the variable's value, credentials included: hidden.
-    #[arg(long, env = "NATS_URL", default_value = DEFAULT_NATS_URL, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "NATS_URL",
+        default_value = DEFAULT_NATS_URL,
+        hide_env_values = true,
+        value_parser = nats_urls
+    )]
     pub nats_url: String,
     /// NATS user name (with --nats-password).
     #[arg(long, env = "NATS_USER")]
@@ -41,14 +47,44 @@ pub struct NatsArgs {
     #[arg(long, env = "NATS_TOKEN", hide_env_values = true)]
     pub nats_token: Option<String>,
     /// NATS credentials file (JWT + NKey seed).
-    #[arg(long, env = "NATS_CREDS")]
+    #[arg(long, env = "NATS_CREDS", value_parser = readable_file)]
     pub nats_creds: Option<PathBuf>,
     /// CA certificate (PEM) to verify the NATS server's TLS certificate; implies TLS.
-    #[arg(long, env = "NATS_CA")]
+    #[arg(long, env = "NATS_CA", value_parser = readable_file)]
     pub nats_ca: Option<PathBuf>,
     /// Prefix of the pipeline's subjects: <prefix>.numbers, <prefix>.digests, <prefix>.nuggets.
     #[arg(long, env = "SUBJECT_PREFIX", default_value = DEFAULT_PREFIX)]
     pub subject_prefix: String,
+}
+
+impl NatsArgs {
+    /// The server URLs of `NATS_URL`, credentials taken out, one per server: async-nats reads a
+    /// single string as a single address, so a list must be handed over as a list.
+    pub fn server_urls(&self) -> Vec<String> {
+        let (clean, _) = crate::connection::split_url_auth(&self.nats_url);
+        clean.split(',').map(|url| url.trim().to_owned()).collect()
+    }
+}
+
+/// `NATS_URL`'s value parser: every comma-separated URL must be one async-nats can use, so a
+/// typo is a configuration error at start (exit 2), not a wait for a server that cannot be.
+/// The message shows the URLs without their credentials.
+fn nats_urls(text: &str) -> Result<String, String> {
+    let (clean, _) = crate::connection::split_url_auth(text);
+    for url in clean.split(',').map(str::trim) {
+        url.parse::<async_nats::ServerAddr>()
+            .map_err(|e| format!("{url}: {e}"))?;
+    }
+    Ok(text.to_owned())
+}
+
+/// A file that must be readable at start (credentials, CA certificate): better a clear
+/// configuration error (exit 2) than a failure once connecting.
+fn readable_file(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    std::fs::File::open(&path)
+        .map(|_| path)
+        .map_err(|e| format!("cannot read {text}: {e}"))
 }
 
 /// The health endpoints and their probe, for containers ([`crate::health`]). Every

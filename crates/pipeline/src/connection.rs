@@ -107,11 +107,11 @@ pub async fn connect(
     name: &str,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Option<Client>> {
-    let (urls, _) = split_url_auth(&args.nats_url);
+    let servers = args.server_urls();
     let shown = shown_urls(args);
     let mut last_notice: Option<tokio::time::Instant> = None;
     loop {
-        match options(args, name).await?.connect(urls.as_str()).await {
+        match options(args, name).await?.connect(&servers).await {
             Ok(client) => {
                 if last_notice.is_some() {
                     tracing::info!(url = %shown, "NATS is up");

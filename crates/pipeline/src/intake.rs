@@ -156,7 +156,7 @@ impl Intake {
                 metadata: HashMap::new(),
             },
             metadata: [("instance".to_owned(), instance)].into(),
-            started: async_nats::datetime::now(),
+            started: started_now(),
             tally: Mutex::default(),
             stats_data: OnceLock::new(),
         });
@@ -438,13 +438,19 @@ async fn answer_verbs(client: Client, me: Arc<Identity>, subs: Vec<Subscriber>) 
                         data: me.stats_data.get().map(|data| data()),
                     }
                 };
-                serde_json::to_vec(&Stats {
+                // async-nats's `Stats` lacks the service's `metadata`, which the service API
+                // (ADR-32) puts in every response, and which nats-py's `ServiceStats` requires.
+                serde_json::to_value(Stats {
                     kind: "io.nats.micro.v1.stats_response".into(),
                     name: me.stage.name().into(),
                     id: me.id.clone(),
                     version: env!("CARGO_PKG_VERSION").into(),
                     started: me.started,
                     endpoints: vec![endpoint],
+                })
+                .and_then(|mut stats| {
+                    stats["metadata"] = serde_json::to_value(&me.metadata)?;
+                    serde_json::to_vec(&stats)
                 })
             }
             _ => continue,
@@ -453,4 +459,20 @@ async fn answer_verbs(client: Client, me: Arc<Identity>, subs: Vec<Subscriber>) 
             let _ = client.publish(reply, body.into()).await;
         }
     }
+}
+
+/// Now, to the millisecond, for the service protocol's `started`. RFC 3339 allows any number of
+/// fraction digits and Go's and Rust's clients read any; nats-py's `nats.micro` reads one to six
+/// and writes three. Milliseconds, never a whole second, survive all three unchanged.
+fn started_now() -> async_nats::datetime::DateTime {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let millis = if millis.is_multiple_of(1_000) {
+        millis + 1
+    } else {
+        millis
+    };
+    async_nats::datetime::from_nanos(millis as i128 * 1_000_000)
+        .unwrap_or_else(|_| async_nats::datetime::now())
 }

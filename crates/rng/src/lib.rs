@@ -28,7 +28,7 @@ pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,
     /// Numbers per second made by this instance; 0 = unlimited [default: demo 100, full 0].
-    #[arg(long, env = "RNG_RATE")]
+    #[arg(long, env = "RNG_RATE", value_parser = numbers_per_second)]
     pub rate: Option<f64>,
     /// Numbers per batch, capped by the server's max payload [default: demo 1, full 32000].
     #[arg(long, env = "RNG_BATCH", value_parser = clap::value_parser!(u64).range(1..))]
@@ -43,6 +43,15 @@ pub struct Config {
     /// Batches that may wait for an acknowledgement at once [default: demo 32, full 16].
     #[arg(long, env = "RNG_IN_FLIGHT", value_parser = clap::value_parser!(u64).range(1..))]
     pub in_flight: Option<u64>,
+}
+
+/// `RNG_RATE`'s value parser: a finite number of numbers per second, 0 or more (0 = no limit).
+fn numbers_per_second(text: &str) -> Result<f64, String> {
+    let rate: f64 = text.trim().parse().map_err(|e| format!("{e}"))?;
+    if !rate.is_finite() || rate < 0.0 {
+        return Err("expected numbers per second, 0 or more (0 = unlimited)".into());
+    }
+    Ok(rate)
 }
 
 /// Totals of a run, in numbers.

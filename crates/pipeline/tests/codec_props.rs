@@ -1,0 +1,100 @@
+//! Properties of the wire format's decoders, over generated inputs: whatever bytes arrive, a
+//! decoder answers with a batch or a `DecodeError`, never a panic; a batch it accepts holds what
+//! its sender meant, and no more numbers than the payload limit allows; every batch an encoder
+//! makes decodes to itself.
+
+use chocominer_pipeline::NumberEncoding;
+use chocominer_pipeline::codec::{
+    DIGEST_LEN, DecodeError, DigestBatch, NUMBER_LEN, NumberBatch, Numbers, max_batch_for_payload,
+};
+use proptest::prelude::*;
+
+/// The server default max payload: what the stages are given in practice.
+const MAX_PAYLOAD: usize = 1024 * 1024;
+
+fn raw_numbers() -> impl Strategy<Value = Vec<u8>> {
+    (1usize..64).prop_flat_map(|n| proptest::collection::vec(any::<u8>(), n * NUMBER_LEN))
+}
+
+/// A decoded batch is consistent: its count is within the limit, and a digest batch has one
+/// digest per number.
+fn check_numbers(numbers: &Numbers) {
+    let max = max_batch_for_payload(MAX_PAYLOAD, numbers.encoding());
+    assert!(
+        numbers.count() >= 1 && numbers.count() <= max,
+        "{numbers:?}"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+        if let Ok(batch) = NumberBatch::decode(&body, MAX_PAYLOAD) {
+            check_numbers(&batch.numbers);
+        }
+        if let Ok(batch) = DigestBatch::decode(&body, MAX_PAYLOAD) {
+            check_numbers(&batch.numbers);
+            prop_assert_eq!(batch.digests().len(), batch.count());
+        }
+    }
+
+    #[test]
+    fn raw_batches_round_trip(seq in any::<u64>(), numbers in raw_numbers()) {
+        let batch = NumberBatch { seq, numbers: Numbers::Raw(&numbers) };
+        let body = batch.encode();
+        prop_assert_eq!(NumberBatch::decode(&body, MAX_PAYLOAD), Ok(batch));
+        let digests = vec![7u8; numbers.len() / NUMBER_LEN * DIGEST_LEN];
+        let batch = DigestBatch { seq, numbers: Numbers::Raw(&numbers), digests: &digests };
+        let body = batch.encode();
+        prop_assert_eq!(DigestBatch::decode(&body, MAX_PAYLOAD), Ok(batch));
+    }
+
+    #[test]
+    fn seeded_counts_are_held_to_the_limit(seed in any::<[u8; 32]>(), count in any::<u32>()) {
+        let batch = NumberBatch { seq: 1, numbers: Numbers::Seeded { seed, count } };
+        let body = batch.encode();
+        let max = max_batch_for_payload(MAX_PAYLOAD, NumberEncoding::Seeded);
+        match NumberBatch::decode(&body, MAX_PAYLOAD) {
+            Ok(decoded) => {
+                prop_assert_eq!(decoded, batch);
+                prop_assert!(count >= 1 && count as usize <= max);
+            }
+            Err(DecodeError::NoItems) => prop_assert_eq!(count, 0),
+            Err(DecodeError::TooLarge { count: c, max: m }) => {
+                prop_assert_eq!((c, m), (count as usize, max));
+                prop_assert!(c > m);
+            }
+            Err(other) => prop_assert!(false, "{other}"),
+        }
+    }
+
+    #[test]
+    fn damaged_batches_never_panic(
+        numbers in raw_numbers(),
+        cut in any::<prop::sample::Index>(),
+        flip in any::<prop::sample::Index>(),
+        bits in 1u8..=255,
+    ) {
+        let digests = vec![0u8; numbers.len() / NUMBER_LEN * DIGEST_LEN];
+        let body = DigestBatch { seq: 9, numbers: Numbers::Raw(&numbers), digests: &digests }
+            .encode()
+            .to_vec();
+        // Truncated anywhere: refused (every byte of a valid body counts).
+        let truncated = &body[..cut.index(body.len())];
+        prop_assert!(DigestBatch::decode(truncated, MAX_PAYLOAD).is_err());
+        // A byte changed anywhere: refused, or a batch that is still consistent.
+        let mut flipped = body.clone();
+        let at = flip.index(flipped.len());
+        flipped[at] ^= bits;
+        if let Ok(batch) = DigestBatch::decode(&flipped, MAX_PAYLOAD) {
+            check_numbers(&batch.numbers);
+            prop_assert_eq!(batch.digests().len(), batch.count());
+        }
+        // A digest too many or too few: a mismatch.
+        let short = &digests[DIGEST_LEN..];
+        let body = DigestBatch { seq: 9, numbers: Numbers::Raw(&numbers), digests: short }.encode();
+        prop_assert!(DigestBatch::decode(&body, MAX_PAYLOAD).is_err());
+    }
+}
