@@ -177,3 +177,35 @@ async fn chocominer_names_unreachable_servers_without_their_credentials() {
         "{said}"
     );
 }
+
+/// A URL refused at start is named without its credentials too.
+#[test]
+fn an_invalid_url_is_refused_without_showing_its_credentials() {
+    let rng = testkit::cargo_bin("rng");
+    for (var, value, shown) in [
+        (
+            "NATS_URL",
+            format!("nats://alice:{NATS_PASSWORD}@127.0.0.1:99999"),
+            "'nats://***@127.0.0.1:99999' for NATS_URL (--nats-url <NATS_URL>)",
+        ),
+        (
+            "INFLUX_URL",
+            format!("ftp://bob:{INFLUX_PASSWORD}@127.0.0.1:8086"),
+            "'ftp://***@127.0.0.1:8086' for INFLUX_URL (--influx-url <INFLUX_URL>)",
+        ),
+    ] {
+        let output = std::process::Command::new(&rng)
+            .env(var, &value)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{said}");
+        assert_hidden(&said);
+        assert!(
+            said.starts_with(&format!("error: invalid value {shown}: ")),
+            "{said}"
+        );
+    }
+}

@@ -246,8 +246,8 @@ fn exit_on<C: clap::Parser>(error: clap::Error) -> ! {
 /// `error` with the environment variable named, when it is an invalid value that came from
 /// one: the argument has a variable, the variable is set (`env`) to that very value, and
 /// its flag is not among `args`. An invalid value holding control characters (a line break in
-/// `INSTANCE`) is shown with them escaped, so that the error stays on one line. Any other error
-/// is returned as it is.
+/// `INSTANCE`) is shown with them escaped, so that the error stays on one line; an invalid URL
+/// without the credentials written in it. Any other error is returned as it is.
 fn name_the_variable(
     error: clap::Error,
     mut cmd: clap::Command,
@@ -270,11 +270,21 @@ fn name_the_variable(
     // The error names the argument as `--rate <RATE>`: find it in the command or one of its
     // subcommands, with the variable it reads. (An argument shows that way once built.)
     cmd.build();
-    let var = all_args(&cmd)
-        .filter(|arg| arg.to_string() == *shown && !given(arg, args))
+    let refused: Vec<&clap::Arg> = all_args(&cmd)
+        .filter(|arg| arg.to_string() == *shown)
+        .collect();
+    let var = refused
+        .iter()
+        .filter(|arg| !given(arg, args))
         .filter_map(|arg| arg.get_env())
         .find(|var| env(var).is_some_and(|set| set.to_string_lossy() == value.as_str()));
-    let escaped = escape_controls(value);
+    // A value --help does not show (NATS_URL, INFLUX_URL) is shown without the credentials it
+    // may hold.
+    let escaped = if refused.iter().any(|arg| arg.is_hide_env_values_set()) {
+        escape_controls(&chocominer_influx::redact_url(value))
+    } else {
+        escape_controls(value)
+    };
     if var.is_none() && escaped == *value {
         return error;
     }
