@@ -17,8 +17,8 @@ pub async fn connect(
     name: &str,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Option<Client>> {
-    // The URLs without any credentials written in them, fit to print.
-    let (urls, _) = chocominer_pipeline::split_url_auth(&args.nats_url);
+    // Credentials written in the URLs hidden, fit to print.
+    let urls = chocominer_pipeline::shown_urls(args);
     match tokio::time::timeout(
         CONNECT_WITHIN,
         chocominer_pipeline::connect(args, name, shutdown),

@@ -52,4 +52,17 @@ impl Paint {
     pub fn is_terminal(self) -> bool {
         self.terminal
     }
+
+    /// Colour on, as on a terminal: for tests of what the colours wrap.
+    #[cfg(test)]
+    pub fn colour() -> Paint {
+        Paint {
+            terminal: true,
+            colour: true,
+        }
+    }
+
+    /// The escape sequences this module writes, and no other.
+    #[cfg(test)]
+    pub const SEQUENCES: [&str; 5] = ["\x1b[1;33m", "\x1b[1;31m", "\x1b[1m", "\x1b[2m", "\x1b[0m"];
 }

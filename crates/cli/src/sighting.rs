@@ -5,6 +5,10 @@
 //! would take; the headers only add names (batch id, sender), as the body alone is
 //! authoritative. A message that does not decode is a sighting too: the reason is shown and
 //! watching goes on.
+//!
+//! Every string of a sighting (subject, header values, a nugget's fields, the reason) is kept as
+//! received, for `--json`; [`Sighting::render`] escapes each one (`output::escape`), as anyone
+//! who may publish chooses them.
 
 use async_nats::Message;
 use chocominer_pipeline::Subjects;
@@ -13,6 +17,7 @@ use chocominer_pipeline::nugget::Nugget;
 use serde::Serialize;
 
 use crate::clock;
+use crate::output::escape;
 use crate::paint::Paint;
 
 /// A decoded message and when it arrived.
@@ -113,10 +118,12 @@ impl Sighting {
         }
     }
 
-    /// The sighting as text: one headline, then one indented line per item shown.
+    /// The sighting as text: one headline, then one indented line per item shown. Each string
+    /// that came with the message is escaped: the only control characters in the text are the
+    /// line ends and the colours (`paint`) written here.
     pub fn render(&self, paint: Paint) -> String {
         let time = paint.dim(&clock::time_of_day(self.received_ns));
-        let subject = &self.subject;
+        let subject = escape(&self.subject);
         match &self.content {
             Content::Numbers(batch) => {
                 let mut text = format!("{time}  {subject}  {}\n", batch.headline("number"));
@@ -139,25 +146,27 @@ impl Sighting {
                     "NUGGET  {} zero bits (difficulty {})",
                     n.zero_bits, n.difficulty
                 ));
-                let from = n.batch.as_deref().unwrap_or("?");
+                let from = escape(n.batch.as_deref().unwrap_or("?"));
                 let verdict = match &find.invalid {
                     None => String::new(),
-                    Some(why) => {
-                        format!("    {}\n", paint.alarm(&format!("does not verify: {why}")))
-                    }
+                    Some(why) => format!(
+                        "    {}\n",
+                        paint.alarm(&format!("does not verify: {}", escape(why)))
+                    ),
                 };
                 format!(
                     "{time}  {subject}  {headline}  by {}  from batch {from}\n    number {}\n    \
                      digest {}\n{verdict}",
-                    n.instance,
-                    n.number,
-                    paint.gold(&n.digest),
+                    escape(&n.instance),
+                    escape(&n.number),
+                    paint.gold(&escape(&n.digest)),
                 )
             }
             Content::Undecodable { reason, bytes } => format!(
                 "{time}  {}\n",
                 paint.alarm(&format!(
-                    "undecodable on {subject}: {reason}, {bytes} bytes"
+                    "undecodable on {subject}: {}, {bytes} bytes",
+                    escape(reason)
                 ))
             ),
         }
@@ -205,13 +214,14 @@ impl Batch {
     /// `batch rng-1/17 from rng-1  1 number (raw)`; on digests, `… 1 digest of rng-1/17 (raw)`.
     fn headline(&self, noun: &str) -> String {
         let plural = if self.count == 1 { "" } else { "s" };
-        let from = self.instance.as_deref().unwrap_or("?");
+        let from = escape(self.instance.as_deref().unwrap_or("?"));
         let mut line = format!(
             "batch {} from {from}  {} {noun}{plural}",
-            self.batch, self.count
+            escape(&self.batch),
+            self.count
         );
         if let Some(origin) = &self.origin {
-            line += &format!(" of {origin}");
+            line += &format!(" of {}", escape(origin));
         }
         match &self.seed {
             Some(seed) => line += &format!(" (seeded, seed {}…)", &seed[..16]),
@@ -227,6 +237,74 @@ impl Batch {
             format!("    … and {} more\n", self.count - shown)
         } else {
             String::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A line of every kind, each string of it holding escape sequences and controls.
+    fn hostile() -> Vec<Sighting> {
+        let evil = "\x1b]0;pwned\x07\x1b[2J\x1b[1;32m(verified)\x1b[0m\r\u{9b}\u{202e}\x7f";
+        let batch = || Batch {
+            batch: format!("r1/1{evil}"),
+            seq: 1,
+            count: 4,
+            instance: Some(evil.to_owned()),
+            origin: Some(evil.to_owned()),
+            encoding: "raw",
+            seed: None,
+            numbers: vec!["00".repeat(32)],
+            digests: vec!["11".repeat(32)],
+        };
+        let nugget = Nugget {
+            number: evil.to_owned(),
+            digest: evil.to_owned(),
+            zero_bits: 5,
+            difficulty: 4,
+            instance: evil.to_owned(),
+            batch: Some(evil.to_owned()),
+            found_at_ns: 0,
+        };
+        [
+            Content::Numbers(batch()),
+            Content::Digests(batch()),
+            Content::Nugget(Find {
+                nugget,
+                invalid: Some(evil.to_owned()),
+            }),
+            Content::Undecodable {
+                reason: evil.to_owned(),
+                bytes: 3,
+            },
+        ]
+        .into_iter()
+        .map(|content| Sighting {
+            received_ns: 0,
+            subject: format!("chocominer.{evil}"),
+            content,
+        })
+        .collect()
+    }
+
+    #[test]
+    fn text_holds_no_control_character_but_line_ends_and_its_own_colours() {
+        for sighting in hostile() {
+            let text = sighting.render(Paint::colour());
+            assert!(text.contains(Paint::SEQUENCES[3]), "coloured: {text:?}");
+            let mut bare = text.clone();
+            for ours in Paint::SEQUENCES {
+                bare = bare.replace(ours, "");
+            }
+            assert!(
+                !bare
+                    .chars()
+                    .any(|c| c != '\n' && crate::output::is_unsafe(c)),
+                "{text:?}"
+            );
+            assert!(bare.contains("\\x1b]0;pwned\\x07"), "{text:?}");
         }
     }
 }

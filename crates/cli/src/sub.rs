@@ -5,6 +5,10 @@
 //! watching never takes work away. Acknowledgements travel on `_INBOX` subjects and are not
 //! shown. One side effect: while it watches a subject, a sender to a stage with no replica left
 //! finds a subscriber there, so it waits for its ack timeout instead of getting "no responders".
+//!
+//! What it prints comes from whoever published it: the text output escapes every control
+//! character of it and the JSON output writes them as `\uXXXX` (see `output`), so a message
+//! cannot drive the terminal.
 
 use chocominer_pipeline::NatsArgs;
 use chocominer_pipeline::Shutdown;
@@ -87,7 +91,7 @@ pub async fn run(args: SubArgs, shutdown: Shutdown) -> anyhow::Result<()> {
         };
         let sighting = Sighting::read(&message, &subjects, max_payload, args.show);
         let text = if args.json {
-            serde_json::to_string(&sighting)? + "\n"
+            output::json_line(&sighting)?
         } else {
             sighting.render(paint)
         };

@@ -68,6 +68,57 @@ fn a_stage_names_the_variable_that_holds_an_invalid_value() {
     );
 }
 
+/// `INSTANCE=$'w1\nnugget'` would plant `nugget` points in InfluxDB (the line protocol library
+/// leaves a line break in a tag raw): a stage refuses such a name at start, with one line that
+/// names the setting and exit code 2, before it connects to anything.
+#[test]
+fn a_stage_refuses_an_instance_name_that_would_break_the_line_protocol() {
+    use std::net::TcpListener;
+    let listen = || {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        (listener, port)
+    };
+    let (nats, nats_port) = listen();
+    let (influx, influx_port) = listen();
+    let nats_url = format!("nats://127.0.0.1:{nats_port}");
+    let influx_url = format!("http://127.0.0.1:{influx_port}");
+    let servers = [("NATS_URL", nats_url.as_str()), ("INFLUX_URL", &influx_url)];
+    let bin = testkit::cargo_bin("worker");
+
+    let mut vars = servers.to_vec();
+    vars.push(("INSTANCE", "w1\nnugget"));
+    let output = run(&bin, &[], &vars);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(
+            "error: invalid value 'w1\\nnugget' for INSTANCE (--instance <INSTANCE>): an \
+             instance name is 1 to 80 letters, digits, '.', '_' or '-'"
+        ) && first.ends_with("this one holds a control character, '\\n'"),
+        "{text}"
+    );
+
+    let output = run(&bin, &["--instance", "w1\x1b]0;x\x07"], &servers);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(
+        text.starts_with(
+            "error: invalid value 'w1\\u{1b}]0;x\\u{7}' for '--instance <INSTANCE>': "
+        ),
+        "{text}"
+    );
+
+    for (listener, what) in [(nats, "NATS"), (influx, "InfluxDB")] {
+        match listener.accept() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            other => panic!("the stage connected to {what} before refusing: {other:?}"),
+        }
+    }
+}
+
 /// Runs `bin` with `vars`, but gives up (and fails) after 15 s: a setting that is not refused
 /// at start would have the stage wait for servers that are not there.
 fn run_bounded(bin: &std::path::Path, vars: &[(&str, &str)]) -> Output {

@@ -207,3 +207,210 @@ async fn sub_shows_garbage_as_undecodable_and_goes_on() {
         "sub exits cleanly after --count messages"
     );
 }
+
+/// What anyone who may publish can put in front of `sub`: escape sequences (window title, clear
+/// screen, colour, a fake "(verified)"), carriage returns, C1 and bidirectional controls, in
+/// the batch headers, in a subject's last token and in a nugget's JSON fields. (No carriage
+/// return in a header: async-nats 0.51 panics on one, in its connection task, and the client
+/// loses its connection before `sub` sees the message.)
+mod hostile {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpStream;
+
+    pub const TITLE: &str = "\x1b]0;pwned\x07";
+    pub const CLEAR: &str = "\x1b[2J\x1b[H";
+    pub const FAKE_OK: &str = "\x1b[1;32m(verified)\x1b[0m";
+
+    /// A message as a publisher writes it on the wire: subject, headers, body.
+    pub type Message = (String, Vec<(&'static str, String)>, Vec<u8>);
+
+    /// The messages.
+    pub fn messages() -> Vec<Message> {
+        let numbers = [7u8; 64];
+        let batch = |seq| {
+            NumberBatch {
+                seq,
+                numbers: Numbers::Raw(&numbers),
+            }
+            .encode()
+            .to_vec()
+        };
+        let digests = {
+            use chocominer_pipeline::codec::DigestBatch;
+            DigestBatch {
+                seq: 2,
+                numbers: Numbers::Raw(&numbers),
+                digests: &[0u8; 64],
+            }
+            .encode()
+            .to_vec()
+        };
+        let headers = |origin: Option<String>| {
+            let mut h = vec![
+                ("Chocominer-Batch", format!("r1/1{TITLE}")),
+                ("Chocominer-Count", "2".to_owned()),
+                ("Chocominer-Instance", format!("{CLEAR}r1{FAKE_OK}")),
+            ];
+            h.extend(origin.map(|o| ("Chocominer-Origin", o)));
+            h
+        };
+        let nugget = serde_json::json!({
+            "number": format!("{TITLE}ab"),
+            "digest": format!("{FAKE_OK}\r0000"),
+            "zero_bits": 30,
+            "difficulty": 4,
+            "instance": format!("w1{CLEAR}\u{9b}31m\u{202e}"),
+            "batch": format!("r1/1\x7f{TITLE}"),
+            "found_at_ns": 1,
+        });
+        // serde's error quotes the string it could not take as a number.
+        let ill_typed = serde_json::json!({
+            "number": "ab", "digest": "cd", "zero_bits": format!("{CLEAR}{TITLE}"),
+            "difficulty": 4, "instance": "w1", "batch": null, "found_at_ns": 1,
+        });
+        vec![
+            ("chocominer.numbers".into(), headers(None), batch(1)),
+            (
+                "chocominer.digests".into(),
+                headers(Some(format!("r1/0{FAKE_OK}\u{9b}2J"))),
+                digests,
+            ),
+            (
+                "chocominer.nuggets".into(),
+                vec![],
+                nugget.to_string().into_bytes(),
+            ),
+            (
+                "chocominer.nuggets".into(),
+                vec![],
+                ill_typed.to_string().into_bytes(),
+            ),
+            (
+                format!("chocominer.x{TITLE}{CLEAR}"),
+                vec![],
+                b"hello".to_vec(),
+            ),
+        ]
+    }
+
+    /// Publishes `messages` byte for byte over a plain socket, as any NATS publisher may (a
+    /// client library would refuse some of them before sending), then waits for the server's
+    /// PONG: it has routed them.
+    pub async fn publish(port: u16, messages: &[Message]) {
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut stream = BufReader::new(stream);
+        let mut info = String::new();
+        stream.read_line(&mut info).await.unwrap();
+        assert!(info.starts_with("INFO "), "{info}");
+        let mut wire =
+            b"CONNECT {\"verbose\":false,\"pedantic\":false,\"headers\":true}\r\n".to_vec();
+        for (subject, headers, body) in messages {
+            if headers.is_empty() {
+                wire.extend(format!("PUB {subject} {}\r\n", body.len()).as_bytes());
+            } else {
+                let mut block = b"NATS/1.0\r\n".to_vec();
+                for (name, value) in headers {
+                    block.extend(format!("{name}: {value}\r\n").as_bytes());
+                }
+                block.extend(b"\r\n");
+                let total = block.len() + body.len();
+                wire.extend(format!("HPUB {subject} {} {total}\r\n", block.len()).as_bytes());
+                wire.extend(block);
+            }
+            wire.extend(body);
+            wire.extend(b"\r\n");
+        }
+        wire.extend(b"PING\r\n");
+        stream.get_mut().write_all(&wire).await.unwrap();
+        let mut answer = String::new();
+        while !answer.contains("PONG") {
+            let mut chunk = [0u8; 256];
+            let n = tokio::time::timeout(common::SOON, stream.read(&mut chunk))
+                .await
+                .expect("the server answers PING")
+                .unwrap();
+            assert!(n > 0, "the server closed the connection: {answer}");
+            answer += &String::from_utf8_lossy(&chunk[..n]);
+            assert!(!answer.contains("-ERR"), "the server refused: {answer}");
+        }
+    }
+
+    /// Runs `sub <args>` until it has printed `count` messages published meanwhile: its stdout,
+    /// byte for byte.
+    pub async fn watched(stack: &Stack, args: &[&str]) -> Vec<u8> {
+        let messages = messages();
+        let count = messages.len().to_string();
+        let mut all = vec!["sub", "--count", &count];
+        all.extend(args.iter().copied());
+        let mut sub = Running::spawn(chocominer_on(stack, &all));
+        sub.subscribed().await;
+        publish(stack.nats.port(), &messages).await;
+        let mut out = Vec::new();
+        tokio::time::timeout(common::SOON, sub.stdout.get_mut().read_to_end(&mut out))
+            .await
+            .expect("sub prints them within a minute")
+            .unwrap();
+        assert!(
+            sub.success().await,
+            "sub exits cleanly after --count messages"
+        );
+        out
+    }
+
+    /// The characters of `out` a terminal would act on, other than line ends.
+    pub fn controls(out: &str) -> Vec<char> {
+        out.chars()
+            .filter(|&c| {
+                c != '\n'
+                    && (c.is_control()
+                        || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'))
+            })
+            .collect()
+    }
+}
+
+/// No control character from the bus reaches the terminal: the text shows each one escaped,
+/// and `--json` gives the very strings received, as valid JSON with no raw control in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sub_escapes_control_characters_from_the_bus() {
+    use hostile::{CLEAR, FAKE_OK, TITLE};
+    let stack = Stack::nats_only().await;
+
+    let out = hostile::watched(&stack, &[]).await;
+    let text = String::from_utf8(out).expect("UTF-8");
+    assert_eq!(hostile::controls(&text), [] as [char; 0], "{text:?}");
+    let headlines: Vec<&str> = text.lines().filter(|l| !l.starts_with(' ')).collect();
+    assert_eq!(headlines.len(), 5, "one headline per message: {text}");
+    for shown in [
+        // The headers of a batch.
+        "batch r1/1\\x1b]0;pwned\\x07 from \\x1b[2J\\x1b[Hr1\\x1b[1;32m(verified)\\x1b[0m  2 numbers",
+        " of r1/0\\x1b[1;32m(verified)\\x1b[0m\\u{9b}2J (raw)",
+        // A nugget's fields, and why it does not verify.
+        "by w1\\x1b[2J\\x1b[H\\u{9b}31m\\u{202e}  from batch r1/1\\x7f\\x1b]0;pwned\\x07",
+        "    number \\x1b]0;pwned\\x07ab",
+        "    digest \\x1b[1;32m(verified)\\x1b[0m\\r0000",
+        "does not verify: number is not hex",
+        // serde's reason quotes the string (escaped by serde already).
+        "undecodable on chocominer.nuggets: not a nugget as JSON: invalid type: string \"",
+        // A subject's token.
+        "undecodable on chocominer.x\\x1b]0;pwned\\x07\\x1b[2J\\x1b[H: not a subject of this pipeline",
+    ] {
+        assert!(text.contains(shown), "{shown:?} not in:\n{text}");
+    }
+
+    let out = hostile::watched(&stack, &["--json"]).await;
+    let json = String::from_utf8(out).expect("UTF-8");
+    assert_eq!(hostile::controls(&json), [] as [char; 0], "{json:?}");
+    let seen = objects(&json);
+    assert_eq!(seen.len(), 5, "{json}");
+    // Parsed back, the strings are exactly what was sent.
+    assert_eq!(seen[0]["batch"], format!("r1/1{TITLE}"));
+    assert_eq!(seen[0]["instance"], format!("{CLEAR}r1{FAKE_OK}"));
+    assert_eq!(seen[1]["origin"], format!("r1/0{FAKE_OK}\u{9b}2J"));
+    assert_eq!(seen[2]["kind"], "nugget");
+    assert_eq!(seen[2]["instance"], format!("w1{CLEAR}\u{9b}31m\u{202e}"));
+    assert_eq!(seen[2]["digest"], format!("{FAKE_OK}\r0000"));
+    assert_eq!(seen[3]["kind"], "undecodable");
+    assert_eq!(seen[4]["subject"], format!("chocominer.x{TITLE}{CLEAR}"));
+}

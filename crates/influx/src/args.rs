@@ -7,8 +7,16 @@ pub const DEFAULT_INFLUX_DB: &str = "chocominer";
 /// How to reach InfluxDB.
 #[derive(Debug, Clone, clap::Args)]
 pub struct InfluxArgs {
-    /// InfluxDB 1.x URL for stats; empty disables stats.
-    #[arg(long, env = "INFLUX_URL", default_value = DEFAULT_INFLUX_URL, value_parser = influx_url)]
+    /// InfluxDB 1.x URL for stats; empty disables stats. Credentials written in it
+    /// (http://user:pass@host:8086) are used, and hidden wherever the URL is shown.
+    // --help would show the variable's value, credentials included: hidden.
+    #[arg(
+        long,
+        env = "INFLUX_URL",
+        default_value = DEFAULT_INFLUX_URL,
+        hide_env_values = true,
+        value_parser = influx_url
+    )]
     pub influx_url: String,
     /// InfluxDB database, created if missing.
     #[arg(long, env = "INFLUX_DB", default_value = DEFAULT_INFLUX_DB)]

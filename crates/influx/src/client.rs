@@ -57,6 +57,10 @@ pub type Row = Map<String, Value>;
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// The URL requests go to, credentials written in it included (reqwest sends them as basic
+    /// auth): never shown.
+    target: String,
+    /// The URL as it is shown, in [`Client::url`] and every error: credentials hidden.
     url: String,
     db: String,
     user: Option<(String, Option<String>)>,
@@ -78,7 +82,8 @@ impl Client {
             .build()?;
         Ok(Client {
             http,
-            url,
+            url: crate::redact_url(&url),
+            target: url,
             db: args.influx_db.clone(),
             epoch: "ms",
             user: args
@@ -88,6 +93,7 @@ impl Client {
         })
     }
 
+    /// The URL, fit to show: credentials written in it are hidden (`http://***@host:8086`).
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -124,7 +130,7 @@ impl Client {
     pub async fn write(&self, lines: &[String]) -> Result<(), WriteError> {
         let request = self
             .http
-            .post(format!("{}/write", self.url))
+            .post(format!("{}/write", self.target))
             .query(&[("db", self.db.as_str()), ("precision", "ns")])
             .body(lines.join("\n"));
         let response = self
@@ -156,7 +162,7 @@ impl Client {
     /// Whether InfluxDB answers `GET /ping` with 204: it is up and takes requests.
     pub async fn ping(&self) -> bool {
         self.http
-            .get(format!("{}/ping", self.url))
+            .get(format!("{}/ping", self.target))
             .send()
             .await
             .is_ok_and(|response| response.status() == reqwest::StatusCode::NO_CONTENT)
@@ -167,7 +173,7 @@ impl Client {
         let q = format!("CREATE DATABASE \"{}\"", self.db.replace('"', "\\\""));
         let request = self
             .http
-            .post(format!("{}/query", self.url))
+            .post(format!("{}/query", self.target))
             .query(&[("q", q)]);
         let response = self
             .auth(request)
@@ -194,7 +200,7 @@ impl Client {
 
     async fn send(&self, statements: &[String]) -> Result<Vec<Vec<Row>>, QueryError> {
         let q = statements.join(";\n");
-        let request = self.http.get(format!("{}/query", self.url)).query(&[
+        let request = self.http.get(format!("{}/query", self.target)).query(&[
             ("db", self.db.as_str()),
             ("q", &q),
             ("epoch", self.epoch),

@@ -9,10 +9,14 @@
 //! - [`schema`]: every measurement and field the stages write, each field with its kind
 //!   (count per second, gauge, event): the one spelling of the stats contract for the writers,
 //!   the readers and the tests of every query.
+//! - [`credentials`]: credentials written in a URL, split out of it to connect and hidden
+//!   wherever it is shown ([`redact_url`]); the NATS URLs go through it too.
 
 mod args;
 mod client;
+pub mod credentials;
 pub mod schema;
 
 pub use args::{DEFAULT_INFLUX_DB, DEFAULT_INFLUX_URL, InfluxArgs};
 pub use client::{Client, QueryError, REQUEST_TIMEOUT, Row, WriteError};
+pub use credentials::redact as redact_url;

@@ -33,8 +33,15 @@ with it. Logging is set with RUST_LOG (default: info), e.g. RUST_LOG=debug.";
 #[derive(Debug, Clone, clap::Args)]
 pub struct NatsArgs {
     /// NATS server URL(s), comma-separated. Credentials in the URL (user:pass@ or token@) are
-    /// taken out and passed as options.
-    #[arg(long, env = "NATS_URL", default_value = DEFAULT_NATS_URL, value_parser = nats_urls)]
+    /// taken out and passed as options, and hidden wherever the URL is shown.
+    // --help would show the variable's value, credentials included: hidden.
+    #[arg(
+        long,
+        env = "NATS_URL",
+        default_value = DEFAULT_NATS_URL,
+        hide_env_values = true,
+        value_parser = nats_urls
+    )]
     pub nats_url: String,
     /// NATS user name (with --nats-password).
     #[arg(long, env = "NATS_USER")]
@@ -146,9 +153,10 @@ pub struct CommonArgs {
     pub influx: InfluxArgs,
     #[command(flatten)]
     pub health: HealthArgs,
-    /// Name of this instance in stats and headers [default: <host name>-<pid>, or the host
-    /// name alone in a container (pid 1), i.e. the container or pod name].
-    #[arg(long, env = "INSTANCE")]
+    /// Name of this instance in stats and headers: 1 to 80 letters, digits, '.', '_' or '-'
+    /// [default: <host name>-<pid>, or the host name alone in a container (pid 1), i.e. the
+    /// container or pod name].
+    #[arg(long, env = "INSTANCE", value_parser = parse_instance)]
     pub instance: Option<String>,
     /// Pacing profile: demo (slow, for the scaling lesson) or full (flat out). Sets the default
     /// of every knob that is not given.
@@ -160,8 +168,48 @@ pub struct CommonArgs {
     pub ack_timeout_ms: Option<u64>,
 }
 
+/// The longest instance name: a host name of 64 characters (the kernel's limit), a dash and a
+/// pid fit.
+pub const MAX_INSTANCE_LEN: usize = 80;
+
+/// Whether `c` may be part of an instance name: what host, container and pod names are made of.
+fn instance_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
+/// Checks an instance name as given (`--instance`, `INSTANCE`); blank means "the default".
+///
+/// The name is the `instance` tag of every point written to InfluxDB and names the sender in
+/// message headers. InfluxDB's line protocol cannot escape a line break in a tag (the library
+/// writing it leaves it raw), so `INSTANCE=$'w1\nnugget'` would write points of its own: the
+/// name is refused here, at start, before anything connects anywhere. Letters, digits, `.`,
+/// `_` and `-` (every host, container and pod name), at most [`MAX_INSTANCE_LEN`].
+pub fn parse_instance(text: &str) -> Result<String, String> {
+    let name = text.trim();
+    let rule = format!(
+        "an instance name is 1 to {MAX_INSTANCE_LEN} letters, digits, '.', '_' or '-' (it tags \
+         the stats in InfluxDB and the batches' headers)"
+    );
+    if let Some(bad) = name.chars().find(|&c| !instance_char(c)) {
+        let what = if bad.is_control() {
+            "a control character"
+        } else {
+            "another character"
+        };
+        return Err(format!("{rule}; this one holds {what}, {:?}", bad));
+    }
+    if name.chars().count() > MAX_INSTANCE_LEN {
+        return Err(format!(
+            "{rule}; this one has {} characters",
+            name.chars().count()
+        ));
+    }
+    Ok(name.to_owned())
+}
+
 impl CommonArgs {
-    /// The instance name: as configured, or the default for this host and process (`default_instance`).
+    /// The instance name: as configured (checked by `parse_instance`), or the default for this
+    /// host and process (`default_instance`).
     pub fn instance_name(&self) -> String {
         match &self.instance {
             Some(name) if !name.trim().is_empty() => name.trim().to_owned(),
@@ -208,7 +256,9 @@ fn exit_on<C: clap::Parser>(error: clap::Error) -> ! {
 
 /// `error` with the environment variable named, when it is an invalid value that came from
 /// one: the argument has a variable, the variable is set (`env`) to that very value, and
-/// its flag is not among `args`. Any other error is returned as it is.
+/// its flag is not among `args`. An invalid value holding control characters (a line break in
+/// `INSTANCE`) is shown with them escaped, so that the error stays on one line; an invalid URL
+/// without the credentials written in it. Any other error is returned as it is.
 fn name_the_variable(
     error: clap::Error,
     mut cmd: clap::Command,
@@ -231,28 +281,54 @@ fn name_the_variable(
     // The error names the argument as `--rate <RATE>`: find it in the command or one of its
     // subcommands, with the variable it reads. (An argument shows that way once built.)
     cmd.build();
-    let var = all_args(&cmd)
-        .filter(|arg| arg.to_string() == *shown && !given(arg, args))
+    let refused: Vec<&clap::Arg> = all_args(&cmd)
+        .filter(|arg| arg.to_string() == *shown)
+        .collect();
+    let var = refused
+        .iter()
+        .filter(|arg| !given(arg, args))
         .filter_map(|arg| arg.get_env())
         .find(|var| env(var).is_some_and(|set| set.to_string_lossy() == value.as_str()));
-    let Some(var) = var else {
-        return error;
+    // A value --help does not show (NATS_URL, INFLUX_URL) is shown without the credentials it
+    // may hold.
+    let escaped = if refused.iter().any(|arg| arg.is_hide_env_values_set()) {
+        escape_controls(&chocominer_influx::redact_url(value))
+    } else {
+        escape_controls(value)
     };
-    // Clap's own message, with "for '--rate <RATE>'" turned into "for RNG_RATE (--rate <RATE>)".
+    if var.is_none() && escaped == *value {
+        return error;
+    }
+    // Clap's own message, with "for '--rate <RATE>'" turned into "for RNG_RATE (--rate <RATE>)"
+    // and the value escaped. (Its rendering strips escape sequences, not other control
+    // characters: the value is written anew rather than looked for in it.)
     let text = error.render().to_string();
     let quoted = format!("for '{shown}'");
-    let Some(message) = text
-        .strip_prefix("error: ")
-        .filter(|message| message.contains(&quoted))
+    let Some((_, tail)) = text
+        .strip_prefix("error: invalid value '")
+        .and_then(|message| message.split_once(&quoted))
     else {
         return error;
     };
-    let message = message.replacen(
-        &quoted,
-        &format!("for {} ({shown})", var.to_string_lossy()),
-        1,
-    );
+    let named = match var {
+        Some(var) => format!("for {} ({shown})", var.to_string_lossy()),
+        None => quoted,
+    };
+    let message = format!("invalid value '{escaped}' {named}{tail}");
     clap::Error::raw(error.kind(), message).with_cmd(&cmd)
+}
+
+/// `text` with its control characters escaped (`\n`, `\u{1b}`), the rest as it is.
+fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The arguments of `cmd` and of all its subcommands.
@@ -283,9 +359,18 @@ fn given(arg: &clap::Arg, args: &[OsString]) -> bool {
 /// instances on one host; but in a container the service is pid 1 and the host name is already
 /// the container's (`chocominer-hasher-2` under Compose, the pod name in Kubernetes), so there
 /// it is the host name alone rather than a name that always ends in `-1`.
+///
+/// A host name is made of what an instance name allows; anything else in it (it comes from the
+/// system, not from us) is replaced by `-`, and it is cut to 64 characters, so that the default
+/// always passes [`parse_instance`].
 pub fn default_instance(host: &str, pid: u32) -> String {
+    let host: String = host
+        .chars()
+        .map(|c| if instance_char(c) { c } else { '-' })
+        .take(64)
+        .collect();
     if pid == 1 {
-        host.to_owned()
+        host
     } else {
         format!("{host}-{pid}")
     }
@@ -473,6 +558,79 @@ mod tests {
             default_instance("hasher-7d9f8b6c5-x2x4q", 1),
             "hasher-7d9f8b6c5-x2x4q"
         );
+    }
+
+    #[test]
+    fn instance_names_that_could_break_a_line_of_line_protocol_are_refused() {
+        let longest = "x".repeat(MAX_INSTANCE_LEN);
+        for good in [
+            "w1",
+            "chocominer-hasher-2",
+            "hasher-7d9f8b6c5-x2x4q",
+            "laptop.local-4242",
+            "a_b",
+            "3f2a9c1d0b7e",
+            &longest,
+        ] {
+            assert_eq!(parse_instance(good).as_deref(), Ok(good));
+        }
+        // Blanks around it are no part of it (a line end included): what is left is safe.
+        assert_eq!(parse_instance(" w1\n").as_deref(), Ok("w1"));
+        assert_eq!(parse_instance("  ").as_deref(), Ok(""));
+        let too_long = "x".repeat(MAX_INSTANCE_LEN + 1);
+        for bad in [
+            "w1\nnugget",
+            "w1\rw2",
+            "w1\x1b[2J",
+            "w 1",
+            "w1,instance=x",
+            "w1=x",
+            "crème",
+            &too_long,
+        ] {
+            assert!(parse_instance(bad).is_err(), "{bad:?}");
+        }
+
+        // From the environment or typed, the error is one line that names the setting and
+        // shows the value escaped.
+        let rule = "an instance name is 1 to 80 letters, digits, '.', '_' or '-' (it tags the \
+                    stats in InfluxDB and the batches' headers); this one holds a control \
+                    character, '\\n'";
+        let error = retold(
+            &["x", "--instance", "w1\nnugget"],
+            &["x"],
+            &[("INSTANCE", "w1\nnugget")],
+        );
+        let text = error.to_string();
+        assert_eq!(
+            text.lines().next(),
+            Some(
+                format!(
+                    "error: invalid value 'w1\\nnugget' for INSTANCE (--instance <INSTANCE>): \
+                     {rule}"
+                )
+                .as_str()
+            ),
+            "{text}"
+        );
+        assert_eq!(error.exit_code(), 2);
+        let typed = ["x", "--instance", "w1\nnugget"];
+        let error = retold(&typed, &typed, &[]);
+        assert!(
+            error
+                .to_string()
+                .starts_with("error: invalid value 'w1\\nnugget' for '--instance <INSTANCE>': "),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_default_instance_is_always_a_valid_name() {
+        assert_eq!(default_instance("odd host\n", 7), "odd-host--7");
+        let long = "h".repeat(100);
+        let name = default_instance(&long, 4_194_304);
+        assert_eq!(name, format!("{}-4194304", "h".repeat(64)));
+        assert_eq!(parse_instance(&name).as_deref(), Ok(name.as_str()));
     }
 
     #[test]

@@ -3,14 +3,16 @@
 //! At start a stage waits for NATS (saying so once, not in a loop); after that the client
 //! reconnects by itself and connection events are logged. Credentials are always passed as
 //! options: the client ignores credentials written inside the URL, so they are taken out of
-//! it here. Each subscription holds at most `NATS_SUBSCRIPTION_CAPACITY` messages not yet
-//! taken (the client drops more, a "slow consumer"): what bounds the memory a flood takes.
+//! it here (`chocominer_influx::credentials`), and every URL shown is redacted with
+//! [`shown_urls`]. Each subscription holds at most `NATS_SUBSCRIPTION_CAPACITY` messages not
+//! yet taken (the client drops more, a "slow consumer"): what bounds the memory a flood takes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::{Client, ConnectOptions, Event};
+use chocominer_influx::credentials;
 
 use crate::config::NatsArgs;
 use crate::shutdown::Shutdown;
@@ -22,44 +24,36 @@ const REMIND_EVERY: Duration = Duration::from_secs(30);
 
 /// Credentials found inside a URL (`nats://user:pass@host`, `nats://token@host`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UrlAuth {
+pub(crate) enum UrlAuth {
     UserPassword(String, String),
     Token(String),
 }
 
 /// Splits credentials out of each comma-separated URL; returns the clean URL list and the
 /// credentials of the first URL that had some.
-pub fn split_url_auth(urls: &str) -> (String, Option<UrlAuth>) {
+pub(crate) fn split_url_auth(urls: &str) -> (String, Option<UrlAuth>) {
     let mut auth = None;
     let clean: Vec<String> = urls
         .split(',')
         .map(str::trim)
         .filter(|u| !u.is_empty())
         .map(|url| {
-            let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-            let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-            let Some((userinfo, host)) = authority.rsplit_once('@') else {
-                return url.to_owned();
-            };
-            let found = match userinfo.split_once(':') {
-                Some((user, pass)) => UrlAuth::UserPassword(user.to_owned(), pass.to_owned()),
-                None => UrlAuth::Token(userinfo.to_owned()),
-            };
-            auth.get_or_insert(found);
-            let scheme = if scheme.is_empty() {
-                String::new()
-            } else {
-                format!("{scheme}://")
-            };
-            let path = if path.is_empty() {
-                String::new()
-            } else {
-                format!("/{path}")
-            };
-            format!("{scheme}{host}{path}")
+            let (clean, userinfo) = credentials::split_userinfo(url);
+            if let Some(userinfo) = userinfo {
+                auth.get_or_insert(match userinfo.split_once(':') {
+                    Some((user, pass)) => UrlAuth::UserPassword(user.to_owned(), pass.to_owned()),
+                    None => UrlAuth::Token(userinfo.to_owned()),
+                });
+            }
+            clean
         })
         .collect();
     (clean.join(","), auth)
+}
+
+/// The NATS URLs as they may be shown in logs and messages: credentials written in them hidden.
+pub fn shown_urls(args: &NatsArgs) -> String {
+    credentials::redact(&args.nats_url)
 }
 
 async fn options(args: &NatsArgs, name: &str) -> anyhow::Result<ConnectOptions> {
@@ -132,14 +126,14 @@ pub async fn connect(
     name: &str,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Option<Client>> {
-    let (urls, _) = split_url_auth(&args.nats_url);
     let servers = args.server_urls();
+    let shown = shown_urls(args);
     let mut last_notice: Option<tokio::time::Instant> = None;
     loop {
         match options(args, name).await?.connect(&servers).await {
             Ok(client) => {
                 if last_notice.is_some() {
-                    tracing::info!(url = %urls, "NATS is up");
+                    tracing::info!(url = %shown, "NATS is up");
                 }
                 return Ok(Some(client));
             }
@@ -150,10 +144,10 @@ pub async fn connect(
                     err.kind(),
                     K::AuthorizationViolation | K::Tls | K::Authentication
                 ) {
-                    anyhow::bail!("cannot connect to NATS at {urls}: {err}");
+                    anyhow::bail!("cannot connect to NATS at {shown}: {err}");
                 }
                 if last_notice.is_none_or(|t| t.elapsed() >= REMIND_EVERY) {
-                    tracing::warn!(url = %urls, "waiting for NATS: {err}");
+                    tracing::warn!(url = %shown, "waiting for NATS: {err}");
                     last_notice = Some(tokio::time::Instant::now());
                 }
             }
@@ -185,6 +179,14 @@ mod tests {
         assert_eq!(
             split_url_auth("tls://tok@host:4443"),
             ("tls://host:4443".into(), Some(UrlAuth::Token("tok".into())))
+        );
+        // A password may hold '@': the credentials end at the last one.
+        assert_eq!(
+            split_url_auth("nats://alice:p@ss@nats:4222"),
+            (
+                "nats://nats:4222".into(),
+                Some(UrlAuth::UserPassword("alice".into(), "p@ss".into()))
+            )
         );
     }
 }

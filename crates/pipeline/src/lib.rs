@@ -11,7 +11,8 @@
 //! Modules, in the order a batch meets them:
 //! - `config`: [`CommonArgs`], [`NatsArgs`], [`HealthArgs`], [`InfluxArgs`], [`parse`];
 //!   `profile`: the defaults of every knob per [`Profile`];
-//! - `connection`: [`connect`] to NATS (credentials, TLS, waiting for the server);
+//! - `connection`: [`connect`] to NATS (credentials, TLS, waiting for the server), the URLs
+//!   [`shown_urls`] with their credentials hidden;
 //! - `subjects`: the subject and queue group of each [`Stage`];
 //! - [`codec`]: the wire format, every byte that crosses NATS;
 //! - `sender`: [`Sender`], the window of batches handed on and their acknowledgements;
@@ -42,7 +43,7 @@ mod telemetry;
 mod throttle;
 
 pub use config::{CommonArgs, ENV_HELP, HealthArgs, InfluxArgs, NatsArgs, parse, parse_with};
-pub use connection::{connect, split_url_auth};
+pub use connection::{connect, shown_urls};
 pub use intake::{
     Incoming, Intake, IntakeConfig, IntakeStats, NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE,
     STOP_FENCE,

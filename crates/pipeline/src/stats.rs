@@ -8,6 +8,11 @@
 //! points are held (up to [`HELD_POINTS`], over an hour of a busy process) and written when it
 //! is back, with one warning when it goes and one notice when it returns. Points are stamped
 //! when they are made, so late writes land at the right time.
+//!
+//! A tag or string value holding a control character is never written: the line protocol
+//! library leaves a line break in a tag raw, which would end the line and start a point of the
+//! sender's choosing. The instance name is checked at start (`config::parse_instance`); here,
+//! as a second line of defence, such a point is withheld, counted and logged.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -110,6 +115,17 @@ fn render(point: &Point, instance: &str) -> Option<String> {
     String::from_utf8(line).ok()
 }
 
+/// The first tag or string field value of `point` (the `instance` tag included) that holds a
+/// control character, which the line protocol could not carry safely.
+fn unsafe_value<'a>(point: &'a Point, instance: &'a str) -> Option<(&'static str, &'a str)> {
+    std::iter::once((INSTANCE, instance))
+        .chain(point.fields.iter().filter_map(|field| match field.value() {
+            Value::String(text) => Some((field.name(), text.as_str())),
+            _ => None,
+        }))
+        .find(|(_, text)| text.chars().any(char::is_control))
+}
+
 /// Where points go: a bounded queue shared by the stage and the writer. Cheap to clone.
 #[derive(Clone)]
 pub struct StatsSink {
@@ -125,7 +141,10 @@ struct SinkInner {
     /// Lines InfluxDB took, and lines it refused as malformed (retrying cannot help those).
     written: AtomicU64,
     refused: AtomicU64,
+    /// Points never queued because a tag or string value holds a control character.
+    withheld: AtomicU64,
     drop_log: Throttle,
+    withheld_log: Throttle,
     /// Last nugget timestamp, so two nuggets never share one (they would overwrite).
     last_event_ns: AtomicI64,
     wake: Notify,
@@ -142,7 +161,9 @@ impl StatsSink {
                 dropped: AtomicU64::new(0),
                 written: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
+                withheld: AtomicU64::new(0),
                 drop_log: Throttle::new(Duration::from_secs(30)),
+                withheld_log: Throttle::new(Duration::from_secs(30)),
                 last_event_ns: AtomicI64::new(0),
                 wake: Notify::new(),
             }),
@@ -172,12 +193,26 @@ impl StatsSink {
     }
 
     /// Queues a point. Never waits; when the queue is full the oldest point is dropped, counted
-    /// and logged.
+    /// and logged. A point with a control character in a tag or string value is withheld,
+    /// counted and logged instead: it could write lines of its own.
     pub fn push(&self, point: Point) {
         // Debug builds (the tests) catch a stage writing another measurement's fields, or
         // leaving one out, even with stats disabled.
         debug_assert_eq!(point.measurement.check(&point.fields), Ok(()));
         if !self.inner.enabled {
+            return;
+        }
+        if let Some((name, value)) = unsafe_value(&point, &self.inner.instance) {
+            let total = self.inner.withheld.fetch_add(1, Ordering::Relaxed) + 1;
+            if let Some(left_out) = self.inner.withheld_log.admit() {
+                tracing::error!(
+                    measurement = point.measurement.name(),
+                    withheld_total = total,
+                    left_out,
+                    "stats point not written: its {name} {:?} holds a control character",
+                    value
+                );
+            }
             return;
         }
         let Some(line) = render(&point, &self.inner.instance) else {
@@ -214,6 +249,11 @@ impl StatsSink {
         self.inner.dropped.load(Ordering::Relaxed)
     }
 
+    /// Points withheld because a tag or string value holds a control character.
+    pub fn withheld(&self) -> u64 {
+        self.inner.withheld.load(Ordering::Relaxed)
+    }
+
     /// Points waiting to be written.
     pub fn held(&self) -> usize {
         self.inner.queue.lock().unwrap().len()
@@ -246,6 +286,8 @@ pub struct WriteReport {
     pub refused: u64,
     pub dropped: u64,
     pub unwritten: u64,
+    /// Never sent: a tag or string value held a control character.
+    pub withheld: u64,
 }
 
 /// Writes the sink's points to InfluxDB in the background.
@@ -303,6 +345,7 @@ impl StatsWriter {
             refused: inner.refused.load(Ordering::Relaxed),
             dropped: self.sink.dropped(),
             unwritten,
+            withheld: self.sink.withheld(),
         }
     }
 }
@@ -518,6 +561,32 @@ mod tests {
             time_ns: 1,
         };
         assert_eq!(render(&empty, "a"), None);
+    }
+
+    fn nugget_point(number: &str) -> Point {
+        Point {
+            measurement: &schema::NUGGET,
+            fields: vec![
+                nugget::NUMBER.of(number),
+                nugget::DIGEST.of("0f"),
+                nugget::ZERO_BITS.of(5u32),
+            ],
+            time_ns: 7,
+        }
+    }
+
+    #[test]
+    fn points_with_a_control_character_in_a_tag_or_string_are_withheld() {
+        let sink = StatsSink::new("w1", true, 10);
+        sink.push(nugget_point("ab"));
+        sink.push(nugget_point("ab\nnugget number=\"x\" 1"));
+        sink.push(nugget_point("ab\x1b"));
+        assert_eq!((sink.held(), sink.withheld()), (1, 2));
+        for instance in ["w1\nnugget", "w1\r", "w1\t"] {
+            let sink = StatsSink::new(instance, true, 10);
+            sink.push(nugget_point("ab"));
+            assert_eq!((sink.held(), sink.withheld()), (0, 1), "{instance:?}");
+        }
     }
 
     #[test]

@@ -19,13 +19,19 @@
 //! - `GET /healthz`: `ok`; `GET /readyz`: `ready`, or 503 `not ready: stopping` once it stops
 //!   (see `chocominer_pipeline::health`), also on `HEALTH_LISTEN` when that is set.
 //!
+//! Each request must name in its `Host` an IP address, localhost or a name allowed by
+//! `WEBUI_ALLOWED_HOSTS`, or gets 421 ([`hosts`]: DNS rebinding). The InfluxDB URL is shown
+//! with its credentials hidden.
+//!
 //! Modules: [`server`] (the routes and the page's assets), [`summary`] (the InfluxQL and what
-//! the page gets back); the figures and the bottleneck rule come from `chocominer-status`.
+//! the page gets back), [`hosts`] (the `Host` check); the figures and the bottleneck rule come
+//! from `chocominer-status`.
 //!
 //! The dashboard only reads InfluxDB: it needs no NATS and changes nothing. It is ready as soon
 //! as it serves, whether InfluxDB answers or not: the page itself says when InfluxDB is
 //! unreachable, and restarting the dashboard would not bring InfluxDB back.
 
+pub mod hosts;
 pub mod server;
 pub mod summary;
 
@@ -33,12 +39,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::middleware;
 use chocominer_influx as influx;
 use chocominer_pipeline::Shutdown;
 use chocominer_pipeline::health::{self, Health, HealthServer};
 use chocominer_pipeline::{HealthArgs, InfluxArgs};
 use tokio::net::TcpListener;
 
+use crate::hosts::AllowedHosts;
 use crate::server::AppState;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
@@ -49,6 +57,18 @@ pub struct Config {
     /// Address and port the dashboard listens on.
     #[arg(long, env = "WEBUI_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
+    /// Host names the dashboard answers to besides IP addresses and localhost, comma-separated
+    /// (e.g. the name of an Ingress in front of it; .example.org allows every name under
+    /// example.org). A request naming another host in its Host header is refused (421): a
+    /// page of another site could otherwise read the dashboard by DNS rebinding.
+    #[arg(
+        long,
+        env = "WEBUI_ALLOWED_HOSTS",
+        value_name = "NAMES",
+        value_delimiter = ',',
+        value_parser = hosts::parse_allowed_host
+    )]
+    pub allowed_hosts: Vec<String>,
     #[command(flatten)]
     pub influx: InfluxArgs,
     #[command(flatten)]
@@ -90,7 +110,11 @@ pub async fn serve(
     let state = Arc::new(AppState::new(influx));
     let health = Health::new(&shutdown);
     let health_server = HealthServer::start(&config.health, &health).await?;
-    let app = server::router(state.clone()).merge(health::routes(health.clone()));
+    let allowed = Arc::new(AllowedHosts::new(&config.allowed_hosts));
+    // Every route, the health endpoints too: an orchestrator's probe names the pod's address.
+    let app = server::router(state.clone())
+        .merge(health::routes(health.clone()))
+        .layer(middleware::from_fn_with_state(allowed, hosts::check));
     health.set_ready();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.triggered().await })

@@ -1,7 +1,8 @@
 //! The webui over plain HTTP against a real influxd: the page and its assets, `/healthz`, and
 //! `/api/summary` on points written by the test (so every figure is known exactly), on an
 //! empty or missing database, with InfluxDB stopped, and after it is back. Also its health
-//! endpoints on `HEALTH_LISTEN` and its `--health-check` probe.
+//! endpoints on `HEALTH_LISTEN` and its `--health-check` probe, the `Host` it answers to (DNS
+//! rebinding) and the InfluxDB credentials it never shows.
 
 mod common;
 
@@ -450,4 +451,117 @@ async fn summary_says_what_is_wrong_with_influxdb_and_recovers() {
     assert_eq!(f(&s["hashes_per_s"]), 50.0, "{s}");
     let report = webui.stop().await;
     assert!(report.influx_failures >= 2, "{report:?}");
+}
+
+/// A webui of the test's own on 127.0.0.1, started with `args` after its program name.
+async fn webui_with(args: &[&str]) -> (String, Service<webui::Report>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut all = vec!["webui".to_owned()];
+    all.extend(args.iter().map(|a| a.to_string()));
+    let config: webui::Config = parse(&all);
+    let service = Service::spawn("webui", &chocominer_pipeline::Shutdown::new(), |shutdown| {
+        webui::serve(listener, config, shutdown)
+    });
+    (format!("http://{address}"), service)
+}
+
+/// `GET url` naming `host` in the `Host` header: status and body.
+async fn get_naming(url: &str, host: &str) -> (u16, String) {
+    let response = http_client()
+        .get(url)
+        .header("host", host)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url} as {host}: {e}"));
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// A page of another site whose name resolves to the dashboard (DNS rebinding) names that site
+/// in `Host`: refused, on every route, with one line. Addresses, localhost and the names allowed
+/// are answered, whatever the port.
+#[tokio::test]
+async fn answers_only_requests_naming_an_address_localhost_or_an_allowed_name() {
+    testkit::init_tracing();
+    let nowhere = format!("http://127.0.0.1:{}", testkit::free_port());
+    let (url, webui) = webui_with(&[
+        "--influx-url",
+        &nowhere,
+        "--allowed-hosts",
+        "dashboard.example.org,.class.test",
+    ])
+    .await;
+    let port = url.rsplit(':').next().unwrap().to_owned();
+    for path in ["/", "/api/summary", "/app.js", "/healthz"] {
+        let target = format!("{url}{path}");
+        for host in [
+            format!("rebind.attacker.example:{port}"),
+            "rebind.attacker.example".to_owned(),
+            format!("localhost.attacker.example:{port}"),
+            format!("example.org:{port}"),
+        ] {
+            let (status, body) = get_naming(&target, &host).await;
+            assert_eq!(status, 421, "{path} as {host}: {body}");
+            assert!(
+                body.starts_with("this dashboard does not answer to host ")
+                    && body.contains("WEBUI_ALLOWED_HOSTS")
+                    && body.ends_with('\n')
+                    && body.lines().count() == 1,
+                "{body:?}"
+            );
+        }
+        for host in [
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            "localhost:9999".to_owned(),
+            format!("[::1]:{port}"),
+            format!("192.0.2.7:{port}"),
+            "dashboard.example.org".to_owned(),
+            format!("webui.class.test:{port}"),
+        ] {
+            let (status, body) = get_naming(&target, &host).await;
+            // The summary says InfluxDB is out of reach (503): answered all the same.
+            let expected = if path == "/api/summary" { 503 } else { 200 };
+            assert_eq!(status, expected, "{path} as {host}: {body}");
+        }
+    }
+    webui.stop().await;
+}
+
+/// Credentials written in INFLUX_URL are used and never shown: not in `/api/summary` (which
+/// any client of the dashboard reads), whether InfluxDB answers or not.
+#[tokio::test]
+async fn summary_never_shows_the_credentials_in_the_influxdb_url() {
+    testkit::init_tracing();
+    let influx = Influx::start().await;
+    influx.create_database(DB).await;
+    let with_secret = |url: &str| url.replacen("http://", "http://alice:s3cret@", 1);
+    let shown = |url: &str| url.replacen("http://", "http://***@", 1);
+
+    let (url, webui) = webui_with(&["--influx-url", &with_secret(&influx.url())]).await;
+    let (status, _, body) = get(&format!("{url}/api/summary")).await;
+    let s: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(s["influx_url"], shown(&influx.url()), "{s}");
+    assert!(
+        !body.contains("s3cret") && !body.contains("alice"),
+        "{body}"
+    );
+    webui.stop().await;
+
+    let nowhere = format!("http://127.0.0.1:{}", testkit::free_port());
+    let (url, webui) = webui_with(&["--influx-url", &with_secret(&nowhere)]).await;
+    let (_, _, body) = get(&format!("{url}/api/summary")).await;
+    let s: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(s["influx_url"], shown(&nowhere), "{s}");
+    let error = s["error"].as_str().unwrap();
+    assert!(
+        error.starts_with(&format!("InfluxDB unreachable at {}: ", shown(&nowhere))),
+        "{error}"
+    );
+    assert!(
+        !body.contains("s3cret") && !body.contains("alice"),
+        "{body}"
+    );
+    webui.stop().await;
 }
