@@ -32,7 +32,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
-use crate::codec::{BatchHeaders, HEADER_INSTANCE, HEADER_TTL_MS};
+use crate::codec::{BatchHeaders, HEADER_INSTANCE, HEADER_TTL_MS, parse_ttl};
 use crate::sender::TURNED_AWAY;
 use crate::shutdown::Shutdown;
 use crate::stats::Counter;
@@ -308,7 +308,7 @@ impl Incoming {
     /// (`Chocominer-Ttl-Ms`); `None` without the header (e.g. a hand-made request).
     pub fn ttl(&self) -> Option<Duration> {
         let ttl = self.message.headers.as_ref()?.get(HEADER_TTL_MS)?;
-        ttl.as_str().parse::<u64>().ok().map(Duration::from_millis)
+        parse_ttl(ttl.as_str())
     }
 
     /// When the sender (about) gives up on this batch: its time to live from its arrival

@@ -14,7 +14,7 @@
 //! - `connection`: [`connect`] to NATS (credentials, TLS, waiting for the server), the URLs
 //!   [`shown_urls`] with their credentials hidden;
 //! - `subjects`: the subject and queue group of each [`Stage`];
-//! - [`codec`]: the wire format, every byte that crosses NATS;
+//! - [`codec`]: the wire format, every byte that crosses NATS (the `chocominer-codec` crate);
 //! - `sender`: [`Sender`], the window of batches handed on and their acknowledgements;
 //!   `rate`: [`RateLimiter`], rng's pacing;
 //! - `intake`: [`Intake`], the batches taken in from a queue group, each [`Incoming`] answering
@@ -26,7 +26,8 @@
 //!   signal; `telemetry`: logging set up once ([`init_telemetry`]); `throttle`: log lines that
 //!   would repeat, counted instead ([`Throttle`]).
 
-pub mod codec;
+/// The wire format; a crate of its own so that it can be fuzzed without building the rest.
+pub use chocominer_codec as codec;
 mod config;
 mod connection;
 pub mod health;

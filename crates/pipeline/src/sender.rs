@@ -31,7 +31,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::codec::{BatchHeaders, HEADER_TTL_MS};
+use crate::codec::{BatchHeaders, HEADER_TTL_MS, format_ttl};
 use crate::intake::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 use crate::shutdown::Shutdown;
 use crate::stats::Counter;
@@ -466,7 +466,7 @@ impl Slot<'_> {
         let mut headers = BatchHeaders::new(&config.instance, seq, count);
         headers.origin = origin;
         let mut headers = headers.to_header_map();
-        let ttl_ms = config.ack_timeout.as_millis().to_string();
+        let ttl_ms = format_ttl(config.ack_timeout);
         headers.insert(HEADER_TTL_MS, ttl_ms.as_str());
         let count = count as u64;
         shared.pending.lock().unwrap().insert(

@@ -12,13 +12,22 @@
 //! and digest to the worker). That is what lets the `full` profile go past the cost of copying
 //! every number through the server twice.
 //! Readable metadata (batch id, count, sending instance) goes in NATS headers, for people
-//! watching with `nats sub`; the body alone is authoritative.
+//! watching with `nats sub`; the body alone is authoritative. Their values are read here too
+//! ([`BatchHeaders::from_lookup`], [`parse_ttl`]); the `nats` feature adds the glue to
+//! async-nats's `HeaderMap`.
+//!
+//! Every decoder takes untrusted bytes: it answers with a value or a [`DecodeError`], never a
+//! panic, and whatever a message claims (a count, a length prefix) nothing it accepts costs
+//! more memory than the payload limit it is decoded under. `fuzz/` checks both with
+//! coverage-guided fuzzing.
 
-use async_nats::HeaderMap;
+use std::fmt;
+use std::time::Duration;
+
 use bincode::{BorrowDecode, Encode};
 use bytes::Bytes;
-use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
 
 /// Bumped whenever the body layout changes; a receiver rejects versions it does not know.
 pub const FORMAT_VERSION: u8 = 1;
@@ -28,6 +37,10 @@ pub const NUMBER_LEN: usize = 32;
 pub const DIGEST_LEN: usize = 32;
 /// Room kept in a message for headers and framing when sizing batches to the server's limit.
 const HEADROOM: usize = 1024;
+/// The max payload ChocoMiner's nats-server is configured with (`max_payload` in
+/// `nats/nats-server.conf`, nats-server's default too). The stages decode under what the server
+/// announces; tests and fuzz targets under this.
+pub const CONFIGURED_MAX_PAYLOAD: usize = 1024 * 1024;
 
 /// Header: `<instance>/<seq>` of the batch, unique in a pipeline.
 pub const HEADER_BATCH: &str = "Chocominer-Batch";
@@ -151,28 +164,57 @@ pub struct DigestBatch<'a> {
 }
 
 /// Why a body was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DecodeError {
-    #[error("empty body")]
     Empty,
-    #[error("unknown format version {0} (this build reads {FORMAT_VERSION})")]
     UnknownVersion(u8),
-    #[error("malformed body: {0}")]
     Malformed(String),
-    #[error("{0} trailing bytes after the batch")]
     Trailing(usize),
-    #[error("a run of {len} bytes is not a whole number of 32-byte items")]
     Ragged { len: usize },
-    #[error("{numbers} numbers but {digests} digests")]
     Mismatch { numbers: usize, digests: usize },
-    #[error("batch of {count} items is larger than the limit of {max}")]
     TooLarge { count: usize, max: usize },
-    #[error("empty batch")]
     NoItems,
 }
 
+// Written out rather than derived with thiserror: a proc-macro (and syn) less to build in the
+// fuzz targets' sanitizer build.
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Empty => write!(f, "empty body"),
+            DecodeError::UnknownVersion(v) => {
+                write!(
+                    f,
+                    "unknown format version {v} (this build reads {FORMAT_VERSION})"
+                )
+            }
+            DecodeError::Malformed(why) => write!(f, "malformed body: {why}"),
+            DecodeError::Trailing(n) => write!(f, "{n} trailing bytes after the batch"),
+            DecodeError::Ragged { len } => {
+                write!(
+                    f,
+                    "a run of {len} bytes is not a whole number of 32-byte items"
+                )
+            }
+            DecodeError::Mismatch { numbers, digests } => {
+                write!(f, "{numbers} numbers but {digests} digests")
+            }
+            DecodeError::TooLarge { count, max } => {
+                write!(
+                    f,
+                    "batch of {count} items is larger than the limit of {max}"
+                )
+            }
+            DecodeError::NoItems => write!(f, "empty batch"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
 /// How rng encodes the numbers of a batch on the wire (see [`Numbers`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum NumberEncoding {
     /// The 32 bytes of every number: what `nats sub` shows as is.
     Raw,
@@ -296,27 +338,62 @@ impl BatchHeaders {
         }
     }
 
-    pub fn to_header_map(&self) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(HEADER_BATCH, self.batch.as_str());
-        headers.insert(HEADER_COUNT, self.count.to_string().as_str());
-        headers.insert(HEADER_INSTANCE, self.instance.as_str());
+    /// The headers to write, name and value, in order.
+    pub fn fields(&self) -> Vec<(&'static str, String)> {
+        let mut fields = vec![
+            (HEADER_BATCH, self.batch.clone()),
+            (HEADER_COUNT, self.count.to_string()),
+            (HEADER_INSTANCE, self.instance.clone()),
+        ];
         if let Some(origin) = &self.origin {
-            headers.insert(HEADER_ORIGIN, origin.as_str());
+            fields.push((HEADER_ORIGIN, origin.clone()));
+        }
+        fields
+    }
+
+    /// Reads the headers `get` finds by name; a missing or unreadable one yields `None`
+    /// (they are informative). The values are copied as they are, whatever they hold: a
+    /// reader shows them escaped.
+    pub fn from_lookup<'v>(get: impl Fn(&str) -> Option<&'v str>) -> Option<Self> {
+        Some(BatchHeaders {
+            batch: get(HEADER_BATCH)?.to_owned(),
+            count: get(HEADER_COUNT)?.parse().ok()?,
+            instance: get(HEADER_INSTANCE)?.to_owned(),
+            origin: get(HEADER_ORIGIN).map(str::to_owned),
+        })
+    }
+}
+
+#[cfg(feature = "nats")]
+impl BatchHeaders {
+    pub fn to_header_map(&self) -> async_nats::HeaderMap {
+        let mut headers = async_nats::HeaderMap::new();
+        for (name, value) in self.fields() {
+            headers.insert(name, value.as_str());
         }
         headers
     }
 
-    /// Reads what is there; missing or unreadable headers yield `None` (they are informative).
-    pub fn from_header_map(headers: &HeaderMap) -> Option<Self> {
-        let get = |name: &str| headers.get(name).map(|v| v.as_str().to_owned());
-        Some(BatchHeaders {
-            batch: get(HEADER_BATCH)?,
-            count: get(HEADER_COUNT)?.parse().ok()?,
-            instance: get(HEADER_INSTANCE)?,
-            origin: get(HEADER_ORIGIN),
-        })
+    /// Reads what is there (see [`from_lookup`](Self::from_lookup)).
+    pub fn from_header_map(headers: &async_nats::HeaderMap) -> Option<Self> {
+        Self::from_lookup(|name| headers.get(name).map(|v| v.as_str()))
     }
+}
+
+/// The value of `Chocominer-Ttl-Ms` for a time to live, in whole milliseconds.
+pub fn format_ttl(ttl: Duration) -> String {
+    ttl.as_millis().to_string()
+}
+
+/// A `Chocominer-Ttl-Ms` value: whole milliseconds, decimal digits only. `None` for anything
+/// else, a value past `u64::MAX` included (the receiver then treats the batch as having no
+/// time to live, as without the header).
+pub fn parse_ttl(value: &str) -> Option<Duration> {
+    // `u64::from_str` also takes a leading `+`, which no sender writes.
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse::<u64>().ok().map(Duration::from_millis)
 }
 
 /// The id of a batch: the sending instance and its sequence number.
@@ -522,8 +599,58 @@ mod tests {
         let mut h = BatchHeaders::new("rng-1", 5, 8192);
         h.origin = Some("rng-0/4".into());
         assert_eq!(h.batch, "rng-1/5");
-        assert_eq!(BatchHeaders::from_header_map(&h.to_header_map()), Some(h));
-        assert_eq!(BatchHeaders::from_header_map(&HeaderMap::new()), None);
+        let fields = h.fields();
+        let get = |name: &str| {
+            fields
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(BatchHeaders::from_lookup(get), Some(h.clone()));
+        assert_eq!(BatchHeaders::from_lookup(|_| None), None);
+        // A count that is not a count: the metadata is unreadable, not a panic.
+        let forged = |name: &str| Some(if name == HEADER_COUNT { "-1" } else { "x" });
+        assert_eq!(BatchHeaders::from_lookup(forged), None);
+        #[cfg(feature = "nats")]
+        {
+            assert_eq!(BatchHeaders::from_header_map(&h.to_header_map()), Some(h));
+            let empty = async_nats::HeaderMap::new();
+            assert_eq!(BatchHeaders::from_header_map(&empty), None);
+        }
+    }
+
+    #[test]
+    fn ttl_values_are_whole_milliseconds() {
+        let ttl = Duration::from_millis(5_000);
+        assert_eq!(parse_ttl(&format_ttl(ttl)), Some(ttl));
+        assert_eq!(parse_ttl("0"), Some(Duration::ZERO));
+        let max = u64::MAX.to_string();
+        assert_eq!(parse_ttl(&max), Some(Duration::from_millis(u64::MAX)));
+        for forged in [
+            "",
+            "+5",
+            "-5",
+            " 5",
+            "5 ",
+            "5.0",
+            "1e3",
+            "18446744073709551616",
+            "٣",
+        ] {
+            assert_eq!(parse_ttl(forged), None, "{forged:?}");
+        }
+    }
+
+    #[test]
+    fn the_configured_max_payload_is_the_servers() {
+        let conf = include_str!("../../../nats/nats-server.conf");
+        let line = conf
+            .lines()
+            .find(|l| l.trim_start().starts_with("max_payload:"))
+            .expect("nats-server.conf sets max_payload");
+        assert_eq!(line.trim(), "max_payload: 1MB");
+        // nats-server reads `MB` as 2^20 bytes.
+        assert_eq!(CONFIGURED_MAX_PAYLOAD, 1 << 20);
     }
 
     #[test]

@@ -3,14 +3,11 @@
 //! its sender meant, and no more numbers than the payload limit allows; every batch an encoder
 //! makes decodes to itself.
 
-use chocominer_pipeline::NumberEncoding;
-use chocominer_pipeline::codec::{
-    DIGEST_LEN, DecodeError, DigestBatch, NUMBER_LEN, NumberBatch, Numbers, max_batch_for_payload,
+use chocominer_codec::{
+    CONFIGURED_MAX_PAYLOAD as MAX_PAYLOAD, DIGEST_LEN, DecodeError, DigestBatch, NUMBER_LEN,
+    NumberBatch, NumberEncoding, Numbers, max_batch_for_payload,
 };
 use proptest::prelude::*;
-
-/// The server default max payload: what the stages are given in practice.
-const MAX_PAYLOAD: usize = 1024 * 1024;
 
 fn raw_numbers() -> impl Strategy<Value = Vec<u8>> {
     (1usize..64).prop_flat_map(|n| proptest::collection::vec(any::<u8>(), n * NUMBER_LEN))
