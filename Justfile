@@ -44,6 +44,12 @@ test:
     cargo test --workspace --no-fail-fast
     scripts/test-local-stack.sh
 
+# Needs nightly and cargo-fuzz (`scripts/install-deps.sh --with-fuzz`); FUZZ_SECONDS=600 for longer.
+# Run every fuzz target of fuzz/ for FUZZ_SECONDS each (default 30); fails if one crashes
+[no-exit-message]
+fuzz:
+    @scripts/fuzz.sh
+
 # Test up/ps/scale/logs/down for real on a stack of its own (other ports, a temporary .run)
 [no-exit-message]
 test-local-stack:
@@ -56,10 +62,12 @@ build:
 # Format the code
 fmt:
     cargo fmt --all
+    cargo fmt --all --manifest-path fuzz/Cargo.toml
 
 # Check formatting and clippy lints (warnings are errors)
 lint:
     cargo fmt --all --check
+    cargo fmt --all --check --manifest-path fuzz/Cargo.toml
     cargo clippy --workspace --all-targets -- -D warnings
 
 # Build the API documentation of every crate (warnings are errors): target/doc/
