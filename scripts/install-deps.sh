@@ -11,7 +11,8 @@
 # venv, which scripts/check-k8s.sh uses to check k8s/ against the Kubernetes API schemas (and
 # kubectl, if missing, from apt); `--with-containers` also installs Debian's docker.io and
 # docker-compose for scripts/test-containers.sh, and busybox-static and curl for the stand-ins
-# of the nats and influxdb images it makes.
+# of the nats and influxdb images it makes; `--with-fuzz` also installs cargo-fuzz (compiled by
+# `cargo install`, about 1.5 min) for `just fuzz`, which also needs a nightly toolchain.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.tools/venv"
@@ -20,12 +21,14 @@ say() { printf '[install-deps] %s\n' "$*"; }
 with_browser=0
 with_k8s=0
 with_containers=0
+with_fuzz=0
 for arg in "$@"; do
   case "$arg" in
     --with-browser) with_browser=1 ;;
     --with-k8s) with_k8s=1 ;;
     --with-containers) with_containers=1 ;;
-    *) echo "usage: $0 [--with-browser] [--with-k8s] [--with-containers]" >&2; exit 2 ;;
+    --with-fuzz) with_fuzz=1 ;;
+    *) echo "usage: $0 [--with-browser] [--with-k8s] [--with-containers] [--with-fuzz]" >&2; exit 2 ;;
   esac
 done
 
@@ -98,6 +101,17 @@ if [ "$with_browser" -eq 1 ] && ! command -v chromium >/dev/null 2>&1; then
   apt_install chromium fonts-dejavu-core
 fi
 
+# Pinned, and built from its lockfile, so that every machine fuzzes with the same tool.
+cargo_fuzz_version=0.13.2
+if [ "$with_fuzz" -eq 1 ]; then
+  cargo +nightly --version >/dev/null 2>&1 ||
+    { say "a nightly toolchain is needed for --with-fuzz: rustup toolchain install nightly"; exit 1; }
+  if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $cargo_fuzz_version" ]; then
+    say "cargo install --locked cargo-fuzz@$cargo_fuzz_version"
+    cargo install --quiet --locked cargo-fuzz --version "$cargo_fuzz_version"
+  fi
+fi
+
 say "nats-server: $("$venv/bin/nats-server" --version 2>&1 | head -1)"
 say "influxd:     $(influxd version 2>&1 | head -1)"
 just_bin="$venv/bin/just"
@@ -105,4 +119,7 @@ just_bin="$venv/bin/just"
 say "just:        $("$just_bin" --version) ($just_bin)"
 if [ "$with_k8s" -eq 1 ]; then
   say "kubernetes-validate: $("$venv/bin/kubernetes-validate" --version 2>&1 | head -1)"
+fi
+if [ "$with_fuzz" -eq 1 ]; then
+  say "cargo-fuzz:  $(cargo fuzz --version) ($(cargo +nightly --version))"
 fi
