@@ -53,7 +53,12 @@ where
             }
             Err(e) => {
                 tracing::error!("{e:#}");
-                ExitCode::FAILURE
+                // An unworkable setting is a usage error, as clap's are.
+                if e.is::<crate::config::SettingError>() {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::FAILURE
+                }
             }
         }
     })
