@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use chocominer_pipeline::NumberEncoding;
 use chocominer_pipeline::RateLimiter;
+use chocominer_pipeline::SenderStats;
 use chocominer_pipeline::codec::{self, NumberBatch, Numbers};
 use chocominer_pipeline::runtime::StageRuntime;
 use chocominer_pipeline::stats::Meter;
 use chocominer_pipeline::stats::schema::{self, FieldValue, Measurement, rng};
 use chocominer_pipeline::{CommonArgs, SettingError, Shutdown, Stage};
-use chocominer_pipeline::{Sender, SenderConfig, SenderStats};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -129,19 +129,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     }
     // The profile's default is only lowered: a server with a small max payload still works.
     let batch = wanted.min(max_batch);
-    let sender = Sender::start(
-        runtime.client.clone(),
-        SenderConfig {
-            subject: runtime.subjects.numbers.clone(),
-            target: Stage::Hasher,
-            instance: runtime.instance.clone(),
-            max_in_flight: config
+    let sender = runtime
+        .sender(
+            config
                 .in_flight
                 .map_or(defaults.rng_in_flight, |n| n as usize),
-            ack_timeout: config.common.ack_timeout(),
-        },
-    )
-    .await?;
+        )
+        .await?;
     runtime.health.set_ready();
     let reporter = runtime.report(Arc::new(RngMeter {
         sender: sender.stats(),
