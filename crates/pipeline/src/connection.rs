@@ -7,12 +7,14 @@
 //! [`shown_urls`]. Each subscription holds at most `NATS_SUBSCRIPTION_CAPACITY` messages not
 //! yet taken (the client drops more, a "slow consumer"): what bounds the memory a flood takes.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::{Client, ConnectOptions, Event};
 use chocominer_influx::credentials;
+use futures::future::BoxFuture;
 
 use crate::config::NatsArgs;
 use crate::shutdown::Shutdown;
@@ -83,27 +85,37 @@ async fn options(args: &NatsArgs, name: &str) -> anyhow::Result<ConnectOptions> 
         opts = opts.token(token.clone());
     }
     if let Some(ca) = &args.nats_ca {
-        opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+        opts = opts.add_root_certificates(ca.clone());
+    }
+    if let (Some(cert), Some(key)) = (&args.nats_cert, &args.nats_key) {
+        opts = opts.add_client_certificate(cert.clone(), key.clone());
+    }
+    // Asked for, TLS is required: a server that offers none is refused, never used in plain.
+    if args.tls_wanted() {
+        opts = opts.require_tls(true);
     }
     let capacity = usize::try_from(args.nats_subscription_capacity).unwrap_or(usize::MAX);
     // One event per message dropped: a flood must not become a flood of log lines.
     let slow_log = Arc::new(Throttle::default());
+    // A stage has two connections (batches, service protocol): say which one an event is on.
+    let connection: Arc<str> = name.into();
     Ok(opts
         .name(name)
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5))
         .subscription_capacity(capacity)
         .event_callback(move |event| {
-            let slow_log = slow_log.clone();
+            let (slow_log, connection) = (slow_log.clone(), connection.clone());
             async move {
                 match event {
-                    Event::Connected => tracing::info!("connected to NATS"),
+                    Event::Connected => tracing::info!(%connection, "connected to NATS"),
                     Event::Disconnected => {
-                        tracing::warn!("disconnected from NATS; reconnecting")
+                        tracing::warn!(%connection, "disconnected from NATS; reconnecting")
                     }
                     Event::SlowConsumer(sid) => {
                         if let Some(left_out) = slow_log.admit() {
                             tracing::warn!(
+                                %connection,
                                 sid,
                                 capacity,
                                 similar_left_out = left_out,
@@ -113,7 +125,7 @@ async fn options(args: &NatsArgs, name: &str) -> anyhow::Result<ConnectOptions> 
                             )
                         }
                     }
-                    other => tracing::info!("NATS: {other}"),
+                    other => tracing::info!(%connection, "NATS: {other}"),
                 }
             }
         }))
@@ -138,13 +150,9 @@ pub async fn connect(
                 return Ok(Some(client));
             }
             Err(err) => {
-                use async_nats::ConnectErrorKind as K;
                 // Wrong credentials or TLS set-up will not fix themselves: say so and stop.
-                if matches!(
-                    err.kind(),
-                    K::AuthorizationViolation | K::Tls | K::Authentication
-                ) {
-                    anyhow::bail!("cannot connect to NATS at {shown}: {err}");
+                if will_not_mend(&err) {
+                    anyhow::bail!("cannot connect to NATS at {shown}: {}", chain(&err));
                 }
                 if last_notice.is_none_or(|t| t.elapsed() >= REMIND_EVERY) {
                     tracing::warn!(url = %shown, "waiting for NATS: {err}");
@@ -156,6 +164,100 @@ pub async fn connect(
             _ = shutdown.triggered() => return Ok(None),
             _ = tokio::time::sleep(RETRY_EVERY) => {}
         }
+    }
+}
+
+/// Whether a failed attempt is one that waiting will not mend: credentials refused, or a TLS
+/// set-up that does not match the server's (a certificate from an unknown CA, no client
+/// certificate where the server asks for one, TLS asked of a server without it).
+fn will_not_mend(err: &async_nats::ConnectError) -> bool {
+    use async_nats::ConnectErrorKind as K;
+    if matches!(
+        err.kind(),
+        K::AuthorizationViolation | K::Tls | K::Authentication
+    ) {
+        return true;
+    }
+    // A failed TLS handshake comes as an I/O error carrying rustls's error.
+    let mut source = std::error::Error::source(err);
+    while let Some(error) = source {
+        let tls = error.is::<async_nats::rustls::Error>()
+            || error
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.is::<async_nats::rustls::Error>());
+        if tls {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
+/// An error and its causes on one line (async-nats's own message leaves out the TLS cause).
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// How to open a NATS connection, for a part that may need to open its own again: the
+/// service protocol's connection (module `service`) replaces one that died.
+#[derive(Clone)]
+pub struct Connector {
+    name: String,
+    open: Arc<dyn Fn() -> BoxFuture<'static, anyhow::Result<Option<Client>>> + Send + Sync>,
+}
+
+impl Connector {
+    /// Connects as [`connect`] does (waiting for NATS until `shutdown`), with these settings,
+    /// under this connection name.
+    pub fn new(args: &NatsArgs, name: impl Into<String>, shutdown: &Shutdown) -> Connector {
+        let name = name.into();
+        let (args, shutdown) = (args.clone(), shutdown.clone());
+        let open_name = name.clone();
+        Connector::from_fn(name, move || {
+            let (args, name, shutdown) = (args.clone(), open_name.clone(), shutdown.clone());
+            Box::pin(async move { connect(&args, &name, &shutdown).await })
+        })
+    }
+
+    /// Connects by calling `open` (for tests: a plain `async_nats::connect`); `Ok(None)` means
+    /// shutdown came first.
+    pub fn from_fn(
+        name: impl Into<String>,
+        open: impl Fn() -> BoxFuture<'static, anyhow::Result<Option<Client>>> + Send + Sync + 'static,
+    ) -> Connector {
+        Connector {
+            name: name.into(),
+            open: Arc::new(open),
+        }
+    }
+
+    /// Opens a connection; `Ok(None)` if shutdown came first.
+    pub async fn open(&self) -> anyhow::Result<Option<Client>> {
+        (self.open)().await
+    }
+
+    /// The connection's name, as nats-server shows it (`/connz`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+// Settings hold credentials: shown by name only.
+impl fmt::Debug for Connector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connector")
+            .field("name", &self.name)
+            .finish()
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_nats::service::{Info, PingResponse, Stats};
 use bytes::Bytes;
-use chocominer_pipeline::{Intake, IntakeConfig, NATS_SERVICE_ERROR, STOP_FENCE};
+use chocominer_pipeline::{Connector, Intake, IntakeConfig, NATS_SERVICE_ERROR, STOP_FENCE};
 use chocominer_pipeline::{Sender, SenderConfig};
 use chocominer_pipeline::{Shutdown, Stage};
 use futures::StreamExt;
@@ -14,13 +14,20 @@ use testkit::{NatsServer, eventually};
 const WAIT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(20);
 
-async fn intake(client: &async_nats::Client, subject: &str) -> Intake {
+async fn intake(client: &async_nats::Client, url: &str, subject: &str) -> Intake {
     let intake = Intake::start(
         client.clone(),
         IntakeConfig {
             stage: Stage::Hasher,
             subject: subject.into(),
             instance: "replica-1".into(),
+            service: Connector::from_fn("replica-1 service", {
+                let url = url.to_owned();
+                move || {
+                    let url = url.clone();
+                    Box::pin(async move { Ok(Some(async_nats::connect(url).await?)) })
+                }
+            }),
         },
     )
     .await
@@ -52,7 +59,7 @@ async fn intake_speaks_the_service_protocol() {
     testkit::init_tracing();
     let nats = NatsServer::start().await;
     let client = async_nats::connect(nats.url()).await.unwrap();
-    let mut intake = intake(&client, "t.numbers").await;
+    let mut intake = intake(&client, &nats.url(), "t.numbers").await;
     let stop = Shutdown::new();
     let served = tokio::spawn({
         let stop = stop.clone();
@@ -110,7 +117,7 @@ async fn stopping_intake_finishes_what_was_delivered() {
     testkit::init_tracing();
     let nats = NatsServer::start().await;
     let client = async_nats::connect(nats.url()).await.unwrap();
-    let mut intake = intake(&client, "t.drain").await;
+    let mut intake = intake(&client, &nats.url(), "t.drain").await;
     let inbox = client.new_inbox();
     let mut replies = client.subscribe(format!("{inbox}.*")).await.unwrap();
     // A burst reaches the replica as it is told to stop, much of it still on the wire.
@@ -240,7 +247,7 @@ async fn sender_holds_batches_nobody_took_and_resumes() {
         (0, 1, 1, 10)
     );
 
-    let served = serve(intake(&client, "t.absent").await, &stop);
+    let served = serve(intake(&client, &nats.url(), "t.absent").await, &stop);
     let sender = tokio::time::timeout(WAIT, waiting).await.unwrap().unwrap();
     eventually("both batches acknowledged", WAIT, POLL, || async {
         (stats.acked.total() == 15).then_some(())
@@ -263,7 +270,7 @@ async fn turned_away_batches_are_held_then_sent_again() {
     testkit::init_tracing();
     let nats = NatsServer::start().await;
     let client = async_nats::connect(nats.url()).await.unwrap();
-    let mut intake = intake(&client, "t.away").await;
+    let mut intake = intake(&client, &nats.url(), "t.away").await;
     let sender = Sender::start(client.clone(), sender_config("t.away", 4, WAIT))
         .await
         .unwrap();
@@ -370,102 +377,13 @@ async fn sender_window_is_bounded_and_timeouts_are_lost() {
     assert!(full.reserve(&stop_now).await.is_err());
 }
 
-/// `NATS_CA` connects over TLS, verifying the server against that CA (and does not panic:
-/// two rustls crypto back ends are in the build).
-#[tokio::test]
-async fn connects_over_tls_with_a_ca_file() {
-    use chocominer_pipeline::NatsArgs;
-    let dir = std::env::temp_dir().join(format!("chocominer-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=test-ca",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ]);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "san.ext",
-        "-out",
-        "server.pem",
-    ]);
-    let conf = format!(
-        "tls {{ cert_file: \"{}\", key_file: \"{}\" }}",
-        dir.join("server.pem").display(),
-        dir.join("server.key").display()
-    );
-    let nats = NatsServer::start_with_config(&conf).await;
-    let args = NatsArgs {
-        nats_url: format!("tls://127.0.0.1:{}", nats.port()),
-        nats_user: None,
-        nats_password: None,
-        nats_token: None,
-        nats_creds: None,
-        nats_ca: Some(dir.join("ca.pem")),
-        subject_prefix: "t".into(),
-        nats_subscription_capacity: 16,
-    };
-    let client = chocominer_pipeline::connect(&args, "tls-test", &Shutdown::new())
-        .await
-        .unwrap()
-        .expect("connected");
-    client.flush().await.unwrap();
-    assert!(client.server_info().tls_required);
-    std::fs::remove_dir_all(&dir).ok();
-}
-
 /// A batch that waited at the receiver past its sender's acknowledgement timeout is known to
 /// be counted as lost already: the receiver can drop it instead of counting it twice.
 #[tokio::test]
 async fn a_batch_outliving_its_ttl_is_expired() {
     let nats = NatsServer::start().await;
     let client = async_nats::connect(nats.url()).await.unwrap();
-    let mut intake = intake(&client, "t.ttl").await;
+    let mut intake = intake(&client, &nats.url(), "t.ttl").await;
     let ack_timeout = Duration::from_millis(300);
     let sender = Sender::start(client.clone(), sender_config("t.ttl", 4, ack_timeout))
         .await

@@ -108,6 +108,20 @@ impl NatsServer {
         format!("http://127.0.0.1:{}", self.monitor_port)
     }
 
+    /// The clients connected now, as `/connz` describes each one: `name` (none if it gave
+    /// none), `cid` (a client that lost its connection and opened it again has a new one),
+    /// `tls_version` (empty for a plain connection), ...
+    pub async fn connections(&self) -> Vec<serde_json::Value> {
+        let connz = http_client()
+            .get(format!("{}/connz?limit=4096", self.monitor_url()))
+            .send()
+            .await
+            .expect("nats-server /connz answers");
+        let text = connz.text().await.expect("read /connz");
+        let connz: serde_json::Value = serde_json::from_str(&text).expect("/connz is JSON");
+        connz["connections"].as_array().cloned().unwrap_or_default()
+    }
+
     /// Messages the server has received from clients so far (`in_msgs` of `/varz`): a way to
     /// see publications that no subscriber may take (a subscriber would be a responder).
     pub async fn messages_in(&self) -> u64 {
