@@ -15,8 +15,9 @@ use chocominer_codec::{
     max_batch_for_payload,
 };
 
-/// The limits bodies are decoded under: the configured max payload, what the stages get, and
-/// a small one, under which inputs of a few KB (all libFuzzer makes) can be too large.
+/// The limits bodies are decoded under, large first: the configured max payload, what the
+/// stages get, and a small one, under which inputs of a few KB (all libFuzzer makes) can be
+/// too large.
 pub const PAYLOAD_LIMITS: [usize; 2] = [CONFIGURED_MAX_PAYLOAD, 2048];
 
 /// The largest single allocation allowed: one max payload. The largest a decoder may ask for
