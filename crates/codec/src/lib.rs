@@ -51,7 +51,8 @@ pub const HEADER_INSTANCE: &str = "Chocominer-Instance";
 /// Header: on digest batches, the rng batch the numbers came from.
 pub const HEADER_ORIGIN: &str = "Chocominer-Origin";
 /// Header: milliseconds the sender waits for the acknowledgement before counting the batch
-/// as lost; a receiver drops a batch it could not finish in that time (see `intake`).
+/// as lost; a receiver drops a batch it could not finish in that time (see the pipeline's
+/// `intake`).
 pub const HEADER_TTL_MS: &str = "Chocominer-Ttl-Ms";
 
 fn config() -> impl bincode::config::Config {
