@@ -20,6 +20,9 @@ LOG_DIR="$RUN_DIR/logs"
 PID_DIR="$RUN_DIR/pids"
 INFLUX_DIR="$RUN_DIR/influxdb"
 ENV_FILE="$RUN_DIR/env"
+# Passwords of the local stack, made on the first `up`: nats-<role>.password (and the InfluxDB
+# ones beside them). The directory is 0700, each file 0600.
+SECRETS_DIR="$RUN_DIR/secrets"
 # CHOCOMINER_BIN_DIR: run the binaries found there, as they are, instead of building the release
 # ones (the local-stack test runs the dev build that `just test` has made anyway).
 BIN_DIR="${CHOCOMINER_BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}"
@@ -320,8 +323,62 @@ influx_conf() {
     "$ROOT/influxdb/influxdb.conf"
 }
 
-# Starts instance number N of STAGE (the binary from build_release).
+# --- NATS users and their passwords -------------------------------------------------------
+
+# The NATS users (roles) of nats/nats-server.conf, lower case, one a line: read from its
+# password variables $CHOCOMINER_NATS_<ROLE>_PASSWORD, so the config stays the one list.
+nats_roles() {
+  grep -o '\$CHOCOMINER_NATS_[A-Z0-9_]*_PASSWORD' "$ROOT/nats/nats-server.conf" |
+    sed -e 's/^\$CHOCOMINER_NATS_//' -e 's/_PASSWORD$//' | tr '[:upper:]' '[:lower:]' | sort -u
+}
+
+nats_password_file() { printf '%s/nats-%s.password\n' "$SECRETS_DIR" "$1"; }
+
+# Makes a random password for every NATS role that has none yet (kept across `down`/`up`, so
+# a stage started by `scale` later still gets in). Refuses an empty one: nats-server would let
+# that role in without a password.
+ensure_nats_secrets() {
+  local role f
+  (umask 077 && mkdir -p "$SECRETS_DIR")
+  chmod 700 "$SECRETS_DIR"
+  for role in $(nats_roles); do
+    f="$(nats_password_file "$role")"
+    if [ ! -e "$f" ]; then
+      (umask 077 && head -c 18 /dev/urandom | base64 | tr '+/' '-_' >"$f")
+    fi
+    [ -s "$f" ] && [ -n "$(tr -d '[:space:]' <"$f")" ] || die "$f is empty: delete it and run \`just up\` again for a new one"
+  done
+}
+
+# Exports CHOCOMINER_NATS_<ROLE>_PASSWORD for every role, for nats-server's config to read:
+# through the environment, never on a command line (which anyone on the machine may read).
+# unexport_nats_secrets takes them away again once nats-server is started.
+export_nats_secrets() {
+  local role var
+  for role in $(nats_roles); do
+    var="CHOCOMINER_NATS_$(tr '[:lower:]' '[:upper:]' <<<"$role")_PASSWORD"
+    IFS= read -r "${var?}" <"$(nats_password_file "$role")"
+    export "${var?}"
+  done
+}
+unexport_nats_secrets() {
+  local v
+  for v in $(compgen -e | grep -E '^CHOCOMINER_NATS_[A-Z0-9_]+_PASSWORD$' || true); do unset "$v"; done
+}
+
+# nats_client_env ROLE: the VAR=VALUE settings a client of the local nats-server needs to get
+# in as ROLE (NATS_USER and NATS_PASSWORD_FILE), one a line; none when the environment already
+# gives NATS credentials of its own (another server, other users: those win).
+nats_client_env() {
+  if [ -n "${NATS_USER:-}${NATS_PASSWORD:-}${NATS_PASSWORD_FILE:-}${NATS_TOKEN:-}${NATS_CREDS:-}" ]; then
+    return 0
+  fi
+  printf 'NATS_USER=%s\nNATS_PASSWORD_FILE=%s\n' "$1" "$(nats_password_file "$1")"
+}
+
+# Starts instance number N of STAGE (the binary from build_release), as NATS user STAGE.
 spawn_stage() {
-  local stage=$1 n=$2
-  spawn "$stage-$n" "INSTANCE=$stage-$n" -- "$BIN_DIR/$stage"
+  local stage=$1 n=$2 auth
+  mapfile -t auth < <(nats_client_env "$stage")
+  spawn "$stage-$n" "INSTANCE=$stage-$n" "${auth[@]}" -- "$BIN_DIR/$stage"
 }
