@@ -146,7 +146,16 @@ async fn sub_expands_seeded_batches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sub_shows_garbage_as_undecodable_and_goes_on() {
     let stack = Stack::nats_only().await;
-    let client = &stack.client;
+    // Each subject from the role that may publish on it, one message through at a time so
+    // that they arrive in order.
+    let rng = stack.connect_as("rng").await;
+    let hasher = stack.connect_as("hasher").await;
+    let worker = stack.connect_as("worker").await;
+    let client_for = |subject: &str| match subject {
+        "chocominer.numbers" => &rng,
+        "chocominer.digests" => &hasher,
+        _ => &worker,
+    };
     let mut sub = Running::spawn(chocominer_on(&stack, &["sub", "--count", "5"]));
     sub.subscribed().await;
 
@@ -163,16 +172,17 @@ async fn sub_shows_garbage_as_undecodable_and_goes_on() {
         ("chocominer.digests", &good.encode()),
     ];
     for (subject, body) in garbage {
+        let client = client_for(subject);
         client
             .publish(subject, bytes::Bytes::copy_from_slice(body))
             .await
             .unwrap();
+        client.flush().await.unwrap();
     }
-    client
-        .publish_with_headers("chocominer.numbers", headers, good.encode())
+    rng.publish_with_headers("chocominer.numbers", headers, good.encode())
         .await
         .unwrap();
-    client.flush().await.unwrap();
+    rng.flush().await.unwrap();
 
     let mut lines = Vec::new();
     // 4 undecodable lines, then the good batch: a headline and 2 numbers.

@@ -602,7 +602,10 @@ mod tests {
         std::fs::write(&file, "s3cret\r\n").unwrap();
         let path = file.to_str().unwrap();
         let cli = Cli::parse_from(["x", "--nats-user", "rng", "--nats-password-file", path]);
-        assert_eq!(cli.common.nats.password().unwrap().as_deref(), Some("s3cret"));
+        assert_eq!(
+            cli.common.nats.password().unwrap().as_deref(),
+            Some("s3cret")
+        );
         // Both at once: which one is meant?
         let both = ["x", "--nats-password", "a", "--nats-password-file", path];
         assert!(Cli::try_parse_from(both).is_err());

@@ -164,7 +164,10 @@ mod tests {
 
     #[test]
     fn urls_are_split_at_commas() {
-        assert_eq!(split_urls("nats://127.0.0.1:4222"), ["nats://127.0.0.1:4222"]);
+        assert_eq!(
+            split_urls("nats://127.0.0.1:4222"),
+            ["nats://127.0.0.1:4222"]
+        );
         assert_eq!(
             split_urls("nats://nats:4222, nats://other:4222,"),
             ["nats://nats:4222", "nats://other:4222"]

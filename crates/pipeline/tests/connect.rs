@@ -6,11 +6,12 @@ use std::time::Duration;
 use chocominer_pipeline::{NatsArgs, Shutdown};
 use testkit::NatsServer;
 
-fn args(nats_url: String) -> NatsArgs {
+fn args(nats: &NatsServer, nats_url: String) -> NatsArgs {
     NatsArgs {
         nats_url,
-        nats_user: None,
-        nats_password: None,
+        nats_user: Some("debug".into()),
+        nats_password: Some(nats.password("debug").into()),
+        nats_password_file: None,
         nats_token: None,
         nats_creds: None,
         nats_ca: None,
@@ -24,10 +25,13 @@ async fn a_list_of_urls_connects_through_the_server_that_answers() {
     let nats = NatsServer::start().await;
     // Nothing listens on the first one: the client must go on to the second.
     let nobody = testkit::free_port();
-    let args = args(format!(
-        "nats://127.0.0.1:{nobody}, nats://127.0.0.1:{}",
-        nats.port()
-    ));
+    let args = args(
+        &nats,
+        format!(
+            "nats://127.0.0.1:{nobody}, nats://127.0.0.1:{}",
+            nats.port()
+        ),
+    );
     assert_eq!(args.server_urls().len(), 2);
     let connected = tokio::time::timeout(
         Duration::from_secs(20),
