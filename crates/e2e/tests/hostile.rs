@@ -501,6 +501,7 @@ async fn a_flood_of_junk_leaves_a_hashers_memory_bounded() {
     let before = hasher.memory().expect("the hasher runs");
 
     let junk: Vec<Bytes> = (0..4).map(junk).collect();
+    let read_before = stack.nats.messages_in_from("rng").await;
     let flooding = Instant::now();
     let mut sent = 0;
     for i in 0..FLOOD {
@@ -518,8 +519,16 @@ async fn a_flood_of_junk_leaves_a_hashers_memory_bounded() {
     }
     rng.flush().await.unwrap();
     let flooded_in = flooding.elapsed();
-    // Flushed, the flood is in the server's queue to the hasher, ahead of the stats request
-    // asked next: answered, the hasher has read all of it.
+    // Once the server has read the whole flood, it is in the server's queue to the hasher (or
+    // dropped there), ahead of the stats request asked next: answered, the hasher has read it.
+    eventually_eq(
+        "the server reading the flood",
+        SOON,
+        POLL,
+        read_before + sent,
+        || stack.nats.messages_in_from("rng"),
+    )
+    .await;
     let rejected = stat(client, "hasher", "rejected").await;
     let after = hasher.memory().expect("the hasher runs");
     let grew = after.peak_rss.saturating_sub(before.rss);

@@ -583,9 +583,9 @@ mod tests {
             let error = retold(&["x", "--nats-url", url], &["x"], &[("NATS_URL", url)]);
             let text = error.to_string();
             assert_eq!(error.exit_code(), 2);
-            assert_eq!(text.lines().count(), 1, "{text}");
-            assert!(text.contains("for NATS_URL"), "{text}");
-            assert!(text.contains("give them as NATS_USER"), "{text}");
+            let first = text.lines().next().unwrap_or_default();
+            assert!(first.contains("for NATS_URL"), "{text}");
+            assert!(first.contains("give them as NATS_USER"), "{text}");
             assert!(!text.contains("s3cret"), "{text}");
         }
         let cli = Cli::parse_from(["x", "--nats-url", "nats://a:4222, nats://b:4222"]);

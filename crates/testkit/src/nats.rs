@@ -136,6 +136,25 @@ impl NatsServer {
         })
     }
 
+    /// Messages the server has read from the connections of NATS user `user` so far (`in_msgs`
+    /// of `/connz`): a sign that it has handled all a client sent, which the client's `flush`
+    /// is not (it waits for no answer).
+    pub async fn messages_in_from(&self, user: &str) -> u64 {
+        let connz = http_client()
+            .get(format!(
+                "{}/connz?auth=true&user={user}",
+                self.monitor_url()
+            ))
+            .send()
+            .await
+            .expect("nats-server /connz answers");
+        let text = connz.text().await.expect("read /connz");
+        let connz: serde_json::Value = serde_json::from_str(&text).expect("/connz is JSON");
+        connz["connections"].as_array().map_or(0, |all| {
+            all.iter().filter_map(|c| c["in_msgs"].as_u64()).sum()
+        })
+    }
+
     /// The roles (NATS users) of the project's configuration: rng, hasher, worker, cli, debug.
     pub fn roles(&self) -> impl Iterator<Item = &str> {
         self.passwords.keys().map(String::as_str)

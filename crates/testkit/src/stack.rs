@@ -49,6 +49,13 @@ impl Stack {
         Stack::with(NatsServer::start().await, None).await
     }
 
+    /// `nats` only, e.g. a [`NatsServer::start_without_authorization`]: stages started on it
+    /// write no stats.
+    pub async fn nats_only_on(nats: NatsServer) -> Stack {
+        crate::init_tracing();
+        Stack::with(nats, None).await
+    }
+
     async fn with(nats: NatsServer, influx: Option<Influx>) -> Stack {
         // The test watches as people do: may read everything and ask the services, may not
         // publish into the pipeline (a test that does connects as that role, `connect_as`).
