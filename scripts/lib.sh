@@ -328,6 +328,7 @@ influx_conf() {
 # The NATS users (roles) of nats/nats-server.conf, lower case, one a line: read from its
 # password variables $CHOCOMINER_NATS_<ROLE>_PASSWORD, so the config stays the one list.
 nats_roles() {
+  # shellcheck disable=SC2016  # a literal $ in the patterns
   grep -o '\$CHOCOMINER_NATS_[A-Z0-9_]*_PASSWORD' "$ROOT/nats/nats-server.conf" |
     sed -e 's/^\$CHOCOMINER_NATS_//' -e 's/_PASSWORD$//' | tr '[:upper:]' '[:lower:]' | sort -u
 }
@@ -346,7 +347,9 @@ ensure_nats_secrets() {
     if [ ! -e "$f" ]; then
       (umask 077 && head -c 18 /dev/urandom | base64 | tr '+/' '-_' >"$f")
     fi
-    [ -s "$f" ] && [ -n "$(tr -d '[:space:]' <"$f")" ] || die "$f is empty: delete it and run \`just up\` again for a new one"
+    if [ -z "$(tr -d '[:space:]' <"$f")" ]; then
+      die "$f is empty: delete it and run \`just up\` again for a new one"
+    fi
   done
 }
 

@@ -114,7 +114,7 @@ cat <<EOF
 ChocoMiner is up (profile ${CHOCOMINER_PROFILE:-demo}): 1 rng, 1 hasher, 1 worker.
   dashboard     http://127.0.0.1:$WEBUI_PORT   (open it in a browser)
   NATS          nats://127.0.0.1:$NATS_PORT   (monitoring http://127.0.0.1:$NATS_MONITOR_PORT)
-                users rng, hasher, worker, cli, debug: passwords in $SECRETS_DIR/nats-*.password
+                users $(nats_roles | paste -sd ' '): passwords in $SECRETS_DIR/nats-<user>.password
   InfluxDB      http://127.0.0.1:$INFLUX_PORT   (database ${INFLUX_DB:-chocominer}, data in $INFLUX_DIR)
   logs          $LOG_DIR
   processes     pid files in $PID_DIR
