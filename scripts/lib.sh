@@ -336,19 +336,22 @@ nats_roles() {
 nats_password_file() { printf '%s/nats-%s.password\n' "$SECRETS_DIR" "$1"; }
 
 # Makes a random password for every NATS role that has none yet (kept across `down`/`up`, so
-# a stage started by `scale` later still gets in). Refuses an empty one: nats-server would let
-# that role in without a password.
+# a stage started by `scale` later still gets in): `n` and 32 hex digits. Refuses one that
+# nats-server would misread (see nats/nats-server.conf): it reads the variable's value as a
+# config value, so digits alone become a number, `1234-56` a date, a space or comma an error,
+# and an empty one would let that role in without a password.
 ensure_nats_secrets() {
-  local role f
+  local role f password
   (umask 077 && mkdir -p "$SECRETS_DIR")
   chmod 700 "$SECRETS_DIR"
   for role in $(nats_roles); do
     f="$(nats_password_file "$role")"
     if [ ! -e "$f" ]; then
-      (umask 077 && head -c 18 /dev/urandom | base64 | tr '+/' '-_' >"$f")
+      (umask 077 && printf 'n%s\n' "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >"$f")
     fi
-    if [ -z "$(tr -d '[:space:]' <"$f")" ]; then
-      die "$f is empty: delete it and run \`just up\` again for a new one"
+    IFS= read -r password <"$f" || true
+    if ! [[ "$password" =~ ^[A-Za-z][A-Za-z0-9_-]{11,}$ ]]; then
+      die "$f: a NATS password is 12 or more letters, digits, '-' or '_', starting with a letter; delete the file and run \`just up\` again for a new one"
     fi
   done
 }

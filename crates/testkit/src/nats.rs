@@ -270,13 +270,16 @@ fn password_variable(role: &str) -> String {
     format!("CHOCOMINER_NATS_{}_PASSWORD", role.to_ascii_uppercase())
 }
 
-/// 32 random hex digits.
+/// `t` and 32 random hex digits: nats-server reads the value of a variable as a config value,
+/// so a password must start with a letter (digits alone would be a number).
 fn random_password() -> String {
     let mut bytes = [0u8; 16];
     fs::File::open("/dev/urandom")
         .and_then(|mut random| random.read_exact(&mut bytes))
         .expect("read /dev/urandom");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    std::iter::once("t".to_owned())
+        .chain(bytes.iter().map(|b| format!("{b:02x}")))
+        .collect()
 }
 
 #[cfg(test)]
