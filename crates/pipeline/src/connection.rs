@@ -4,8 +4,9 @@
 //! reconnects by itself and connection events are logged. Credentials come from `NATS_USER`
 //! with `NATS_PASSWORD` or `NATS_PASSWORD_FILE` (or a token, or a creds file), never from a
 //! URL: a URL holding some is refused at start (`config::nats_urls`), and every URL shown is
-//! redacted with [`shown_urls`]. Each subscription holds at most `NATS_SUBSCRIPTION_CAPACITY` messages not
-//! yet taken (the client drops more, a "slow consumer"): what bounds the memory a flood takes.
+//! redacted with [`shown_urls`]. Each subscription holds at most `NATS_SUBSCRIPTION_CAPACITY`
+//! messages not yet taken (the client drops more, a "slow consumer"): what bounds the memory a
+//! flood takes.
 
 use std::fmt;
 use std::sync::Arc;
