@@ -114,7 +114,7 @@ impl StageRuntime {
     }
 
     /// How the stage's intake opens the connection it answers the NATS service protocol on:
-    /// one of its own, named "<stage> <instance> service" (see [`crate::service`]).
+    /// one of its own, named "`<stage> <instance> service`" (see the `service` module).
     pub fn service_connector(&self) -> Connector {
         self.service.clone()
     }
