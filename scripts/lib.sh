@@ -372,10 +372,20 @@ unexport_nats_secrets() {
   for v in $(compgen -e | grep -E '^CHOCOMINER_NATS_[A-Z0-9_]+_PASSWORD$' || true); do unset "$v"; done
 }
 
+# True when NATS_URL (unset: the default) is the local stack's nats-server.
+nats_is_local() {
+  case "${NATS_URL:-nats://127.0.0.1:$NATS_PORT}" in
+    "nats://127.0.0.1:$NATS_PORT" | "nats://localhost:$NATS_PORT" | "127.0.0.1:$NATS_PORT" | "localhost:$NATS_PORT") return 0 ;;
+    *) return 1 ;;
+  esac
+}
+
 # nats_client_env ROLE: the VAR=VALUE settings a client of the local nats-server needs to get
-# in as ROLE (NATS_USER and NATS_PASSWORD_FILE), one a line; none when the environment already
-# gives NATS credentials of its own (another server, other users: those win).
+# in as ROLE (NATS_USER and NATS_PASSWORD_FILE), one a line; none when NATS_URL points
+# elsewhere (the local passwords are for the local server only) or the environment gives NATS
+# credentials of its own (those win).
 nats_client_env() {
+  nats_is_local || return 0
   if [ -n "${NATS_USER:-}${NATS_PASSWORD:-}${NATS_PASSWORD_FILE:-}${NATS_TOKEN:-}${NATS_CREDS:-}" ]; then
     return 0
   fi

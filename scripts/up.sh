@@ -88,9 +88,7 @@ wait_http influxd "http://127.0.0.1:$INFLUX_PORT/ping" 204
 say "==> starting worker, hasher, rng (profile ${CHOCOMINER_PROFILE:-demo})"
 prefix="${SUBJECT_PREFIX:-chocominer}"
 local_nats=0
-case "${NATS_URL:-nats://127.0.0.1:$NATS_PORT}" in
-  "nats://127.0.0.1:$NATS_PORT" | "nats://localhost:$NATS_PORT" | "127.0.0.1:$NATS_PORT" | "localhost:$NATS_PORT") local_nats=1 ;;
-esac
+if nats_is_local; then local_nats=1; fi
 spawn_stage worker 1
 [ "$local_nats" = 0 ] || wait_subscribed worker-1 "$prefix.digests"
 spawn_stage hasher 1
