@@ -120,6 +120,21 @@ impl NatsArgs {
     }
 }
 
+/// The largest `max_payload` a nats-server takes (its setting is a 32-bit signed number of
+/// bytes; it only warns above 8 MB): no batch can ever be larger.
+pub const NATS_PAYLOAD_LIMIT: usize = i32::MAX as usize;
+
+/// A setting found unworkable only once connected (e.g. a batch the server's max payload
+/// cannot carry): the binary says so in one line naming it and exits with code 2, as for a
+/// setting refused at start.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid value for {setting}: {reason}")]
+pub struct SettingError {
+    /// The environment variable (its flag is named in `--help`).
+    pub setting: &'static str,
+    pub reason: String,
+}
+
 /// `NATS_URL`'s value parser: every comma-separated URL must be one async-nats can use, so a
 /// typo is a configuration error at start (exit 2), not a wait for a server that cannot be.
 /// A URL with credentials in it is refused: the client would ignore them (so would we, since
