@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_nats::{Client, ConnectOptions, Event};
 use chocominer_influx::credentials;
+use futures::StreamExt;
 use futures::future::BoxFuture;
 
 use crate::config::NatsArgs;
@@ -170,6 +171,28 @@ pub async fn connect(
             _ = shutdown.triggered() => return Ok(None),
             _ = tokio::time::sleep(RETRY_EVERY) => {}
         }
+    }
+}
+
+/// How long a [`round_trip`] may take.
+const ROUND_TRIP_WITHIN: Duration = Duration::from_secs(10);
+
+/// Returns once the server has read everything sent before on `client` (subscriptions
+/// included): a message to the client's own inbox, echoed back to it. `Client::flush` only
+/// writes the client's buffer out. Each NATS user may publish to its own inbox for this.
+pub async fn round_trip(client: &Client) -> anyhow::Result<()> {
+    let probe = client.new_inbox();
+    let mut echo = client.subscribe(probe.clone()).await?;
+    client.publish(probe, bytes::Bytes::new()).await?;
+    let echoed = tokio::time::timeout(ROUND_TRIP_WITHIN, echo.next()).await;
+    let _ = echo.unsubscribe().await;
+    match echoed {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => anyhow::bail!("the NATS connection closed during a round trip"),
+        Err(_) => anyhow::bail!(
+            "no round trip to NATS within {ROUND_TRIP_WITHIN:?} (may this user publish to its \
+             own inbox?)"
+        ),
     }
 }
 
