@@ -8,4 +8,9 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 build_release
+# As the NATS user `cli` of the local stack (its password from `up`), unless the environment
+# gives credentials of its own.
+if [ -f "$(nats_password_file cli)" ]; then
+  while IFS= read -r setting; do export "${setting?}"; done < <(nats_client_env cli)
+fi
 exec "$BIN_DIR/chocominer" "$@"

@@ -20,6 +20,9 @@ LOG_DIR="$RUN_DIR/logs"
 PID_DIR="$RUN_DIR/pids"
 INFLUX_DIR="$RUN_DIR/influxdb"
 ENV_FILE="$RUN_DIR/env"
+# Passwords of the local stack, made on the first `up`: nats-<role>.password (and the InfluxDB
+# ones beside them). The directory is 0700, each file 0600.
+SECRETS_DIR="$RUN_DIR/secrets"
 # CHOCOMINER_BIN_DIR: run the binaries found there, as they are, instead of building the release
 # ones (the local-stack test runs the dev build that `just test` has made anyway).
 BIN_DIR="${CHOCOMINER_BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}"
@@ -320,8 +323,78 @@ influx_conf() {
     "$ROOT/influxdb/influxdb.conf"
 }
 
-# Starts instance number N of STAGE (the binary from build_release).
+# --- NATS users and their passwords -------------------------------------------------------
+
+# The NATS users (roles) of nats/nats-server.conf, lower case, one a line: read from its
+# password variables $CHOCOMINER_NATS_<ROLE>_PASSWORD, so the config stays the one list.
+nats_roles() {
+  # shellcheck disable=SC2016  # a literal $ in the patterns
+  grep -o '\$CHOCOMINER_NATS_[A-Z0-9_]*_PASSWORD' "$ROOT/nats/nats-server.conf" |
+    sed -e 's/^\$CHOCOMINER_NATS_//' -e 's/_PASSWORD$//' | tr '[:upper:]' '[:lower:]' | sort -u
+}
+
+nats_password_file() { printf '%s/nats-%s.password\n' "$SECRETS_DIR" "$1"; }
+
+# Makes a random password for every NATS role that has none yet (kept across `down`/`up`, so
+# a stage started by `scale` later still gets in): `n` and 32 hex digits. Refuses one that
+# nats-server would misread (see nats/nats-server.conf): it reads the variable's value as a
+# config value, so digits alone become a number, `1234-56` a date, a space or comma an error,
+# and an empty one would let that role in without a password.
+ensure_nats_secrets() {
+  local role f password
+  (umask 077 && mkdir -p "$SECRETS_DIR")
+  chmod 700 "$SECRETS_DIR"
+  for role in $(nats_roles); do
+    f="$(nats_password_file "$role")"
+    if [ ! -e "$f" ]; then
+      (umask 077 && printf 'n%s\n' "$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" >"$f")
+    fi
+    IFS= read -r password <"$f" || true
+    if ! [[ "$password" =~ ^[A-Za-z][A-Za-z0-9_-]{11,}$ ]]; then
+      die "$f: a NATS password is 12 or more letters, digits, '-' or '_', starting with a letter; delete the file and run \`just up\` again for a new one"
+    fi
+  done
+}
+
+# Exports CHOCOMINER_NATS_<ROLE>_PASSWORD for every role, for nats-server's config to read:
+# through the environment, never on a command line (which anyone on the machine may read).
+# unexport_nats_secrets takes them away again once nats-server is started.
+export_nats_secrets() {
+  local role var
+  for role in $(nats_roles); do
+    var="CHOCOMINER_NATS_$(tr '[:lower:]' '[:upper:]' <<<"$role")_PASSWORD"
+    IFS= read -r "${var?}" <"$(nats_password_file "$role")"
+    export "${var?}"
+  done
+}
+unexport_nats_secrets() {
+  local v
+  for v in $(compgen -e | grep -E '^CHOCOMINER_NATS_[A-Z0-9_]+_PASSWORD$' || true); do unset "$v"; done
+}
+
+# True when NATS_URL (unset: the default) is the local stack's nats-server.
+nats_is_local() {
+  case "${NATS_URL:-nats://127.0.0.1:$NATS_PORT}" in
+    "nats://127.0.0.1:$NATS_PORT" | "nats://localhost:$NATS_PORT" | "127.0.0.1:$NATS_PORT" | "localhost:$NATS_PORT") return 0 ;;
+    *) return 1 ;;
+  esac
+}
+
+# nats_client_env ROLE: the VAR=VALUE settings a client of the local nats-server needs to get
+# in as ROLE (NATS_USER and NATS_PASSWORD_FILE), one a line; none when NATS_URL points
+# elsewhere (the local passwords are for the local server only) or the environment gives NATS
+# credentials of its own (those win).
+nats_client_env() {
+  nats_is_local || return 0
+  if [ -n "${NATS_USER:-}${NATS_PASSWORD:-}${NATS_PASSWORD_FILE:-}${NATS_TOKEN:-}${NATS_CREDS:-}" ]; then
+    return 0
+  fi
+  printf 'NATS_USER=%s\nNATS_PASSWORD_FILE=%s\n' "$1" "$(nats_password_file "$1")"
+}
+
+# Starts instance number N of STAGE (the binary from build_release), as NATS user STAGE.
 spawn_stage() {
-  local stage=$1 n=$2
-  spawn "$stage-$n" "INSTANCE=$stage-$n" -- "$BIN_DIR/$stage"
+  local stage=$1 n=$2 auth
+  mapfile -t auth < <(nats_client_env "$stage")
+  spawn "$stage-$n" "INSTANCE=$stage-$n" "${auth[@]}" -- "$BIN_DIR/$stage"
 }

@@ -46,6 +46,8 @@ WORK="$ROOT/target/container-test"
 DOCKERD_LOG="$WORK/dockerd.log"
 LOOKUP=(python3 "$ROOT/scripts/test-containers.py")
 export INFLUX_URL=http://127.0.0.1:8086 INFLUX_DB=chocominer NATS_URL=nats://127.0.0.1:4222
+# `chocominer status` as the NATS user cli, with the password docker-compose.yml gives nats.
+export NATS_USER=cli NATS_PASSWORD_FILE="${CHOCOMINER_SECRETS_DIR:-$ROOT/secrets/dev-only}/nats-cli.password"
 
 STARTED=$(date +%s)
 DOCKERD_PID=""

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tests the local stack's process control for real, through the just recipes a developer types:
-# a port taken, up, up again, ps, scale hasher 2 then 3 (the settings `up` was given, one set on
+# a port taken, up, up again, ps, NATS authorization (each stage as its own user, anonymous
+# refused, `just sub` as cli), scale hasher 2 then 3 (the settings `up` was given, one set on
 # the command line winning), scale hasher 1 (newest first, gracefully), bad arguments, logs,
 # down (nothing left running), down again, and an up that fails half-way (all or nothing).
 # It runs a stack of its own (a temporary run directory, ports 24222/28222/28086/28088/28000),
@@ -119,6 +120,30 @@ for n in nats influxd webui rng-1 hasher-1 worker-1; do
 done
 has_env "${pid[hasher-1]}" INSTANCE=hasher-1 || fail "hasher-1 does not run with INSTANCE=hasher-1"
 ok "ps lists nats, influxd, webui and one rng, hasher and worker, with their pids"
+
+say "NATS authorization: a password per user, each stage as its own user, no one anonymous"
+secrets="$CHOCOMINER_RUN_DIR/secrets"
+[ "$(stat -c %a "$secrets")" = 700 ] || fail "$secrets is not mode 700"
+for r in $(nats_roles); do
+  [ "$(stat -c %a "$secrets/nats-$r.password")" = 600 ] || fail "$secrets/nats-$r.password is not mode 600"
+done
+for s in rng hasher worker; do
+  has_env "${pid[$s-1]}" "NATS_USER=$s" && has_env "${pid[$s-1]}" "NATS_PASSWORD_FILE=$secrets/nats-$s.password" ||
+    fail "$s-1 does not run as NATS user $s with its own password file"
+  ! tr '\0' '\n' <"/proc/${pid[$s-1]}/environ" | grep -q '^CHOCOMINER_NATS_[A-Z0-9_]*_PASSWORD=' ||
+    fail "$s-1 has the server's passwords"
+done
+! tr '\0' '\n' <"/proc/${pid[nats]}/cmdline" | grep -qxF "$(cat "$secrets/nats-rng.password")" ||
+  fail "a password is on nats-server's command line"
+# A client without credentials: greeted with auth_required, then refused.
+# shellcheck disable=SC2016  # the inner script's $1 and $info are its own
+reply="$(timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"; read -r info <&3; echo "$info"
+  printf "CONNECT {\"verbose\":false}\r\nPING\r\n" >&3; read -r answer <&3; echo "$answer"' _ "${PORTS[0]}" || true)"
+[[ "$reply" == *'"auth_required":true'* && "$reply" == *"Authorization Violation"* ]] ||
+  fail "nats-server let an anonymous client in: $reply"
+NATS_URL="nats://127.0.0.1:${PORTS[0]}" j 60 sub numbers --count 1
+[ "$rc" = 0 ] && [[ "$out" == *"chocominer.numbers"* ]] || fail "just sub (as cli) saw no batch of rng's"
+ok "passwords in $secrets (700/600), stages as their own users, anonymous refused, just sub as cli sees rng's batches"
 
 say "just scale hasher 2 (HASHER_DELAY_MS=30 on the command line), then 3"
 HASHER_DELAY_MS=30 j 60 scale hasher 2

@@ -70,10 +70,14 @@ save_settings
   influx_conf "$INFLUX_DIR" "127.0.0.1:$INFLUX_PORT" "127.0.0.1:$INFLUX_RPC_PORT"
 } >"$INFLUX_DIR/influxdb.conf"
 
-# 5. Servers, started together, then waited for.
+# 5. Servers, started together, then waited for. nats-server takes each role's password from
+# its environment (nats/nats-server.conf); they are made on the first `up`, in $SECRETS_DIR.
 say "==> starting nats-server and influxd"
+ensure_nats_secrets
 started=1
+export_nats_secrets
 spawn nats -- "$NATS_BIN" -c "$ROOT/nats/nats-server.conf" -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MONITOR_PORT"
+unexport_nats_secrets
 spawn influxd -- "$INFLUXD_BIN" run -config "$INFLUX_DIR/influxdb.conf"
 wait_http nats "http://127.0.0.1:$NATS_MONITOR_PORT/healthz" 200
 wait_http influxd "http://127.0.0.1:$INFLUX_PORT/ping" 204
@@ -84,9 +88,7 @@ wait_http influxd "http://127.0.0.1:$INFLUX_PORT/ping" 204
 say "==> starting worker, hasher, rng (profile ${CHOCOMINER_PROFILE:-demo})"
 prefix="${SUBJECT_PREFIX:-chocominer}"
 local_nats=0
-case "${NATS_URL:-nats://127.0.0.1:$NATS_PORT}" in
-  "nats://127.0.0.1:$NATS_PORT" | "nats://localhost:$NATS_PORT" | "127.0.0.1:$NATS_PORT" | "localhost:$NATS_PORT") local_nats=1 ;;
-esac
+if nats_is_local; then local_nats=1; fi
 spawn_stage worker 1
 [ "$local_nats" = 0 ] || wait_subscribed worker-1 "$prefix.digests"
 spawn_stage hasher 1
@@ -110,6 +112,7 @@ cat <<EOF
 ChocoMiner is up (profile ${CHOCOMINER_PROFILE:-demo}): 1 rng, 1 hasher, 1 worker.
   dashboard     http://127.0.0.1:$WEBUI_PORT   (open it in a browser)
   NATS          nats://127.0.0.1:$NATS_PORT   (monitoring http://127.0.0.1:$NATS_MONITOR_PORT)
+                users $(nats_roles | paste -sd ' '): passwords in $SECRETS_DIR/nats-<user>.password
   InfluxDB      http://127.0.0.1:$INFLUX_PORT   (database ${INFLUX_DB:-chocominer}, data in $INFLUX_DIR)
   logs          $LOG_DIR
   processes     pid files in $PID_DIR

@@ -166,6 +166,11 @@ fn a_stage_refuses_bad_settings_at_start_naming_them() {
             "cannot read",
         ),
         ("NATS_CA", "/nonexistent/ca.pem".into(), "cannot read"),
+        (
+            "NATS_PASSWORD_FILE",
+            "/nonexistent/nats.password".into(),
+            "cannot read",
+        ),
         ("RNG_BATCH", "0".into(), "not in 1.."),
         ("RNG_BATCH", "1000000000000".into(), "not in 1.."),
     ];
@@ -214,7 +219,14 @@ fn rng_refuses_a_batch_the_server_cannot_carry() {
     let nats = runtime.block_on(testkit::NatsServer::start());
     let bin = testkit::cargo_bin("rng");
     let url = nats.url();
-    let output = run_bounded(&bin, &[("NATS_URL", &url), ("RNG_BATCH", "100000")]);
+    let password_file = nats.password_file("rng");
+    let vars = [
+        ("NATS_URL", url.as_str()),
+        ("NATS_USER", "rng"),
+        ("NATS_PASSWORD_FILE", password_file.to_str().unwrap()),
+        ("RNG_BATCH", "100000"),
+    ];
+    let output = run_bounded(&bin, &vars);
     let text = stderr(&output);
     assert_eq!(output.status.code(), Some(2), "{text}");
     let line = text

@@ -1,6 +1,7 @@
-//! Credentials written in NATS_URL and INFLUX_URL (`scheme://user:password@host`) are used, and
-//! shown nowhere: not by `--help` (which shows the variables' values), not in a stage's logs,
-//! not in `chocominer`'s messages.
+//! Credentials are shown nowhere: not by `--help` (which shows the variables' values), not in a
+//! stage's logs, not in `chocominer`'s messages. Those written in INFLUX_URL
+//! (`scheme://user:password@host`) are used; in NATS_URL they are refused (NATS_USER and
+//! NATS_PASSWORD or NATS_PASSWORD_FILE give them).
 
 mod common;
 
@@ -14,8 +15,13 @@ use tokio::process::Command;
 const NATS_PASSWORD: &str = "nats-s3cret";
 const INFLUX_PASSWORD: &str = "influx-s3cret";
 
-fn nats_url(port: u16) -> String {
+/// A NATS URL with credentials in it, as nobody should write one.
+fn nats_url_with_password(port: u16) -> String {
     format!("nats://alice:{NATS_PASSWORD}@127.0.0.1:{port}")
+}
+
+fn nats_url(port: u16) -> String {
+    format!("nats://127.0.0.1:{port}")
 }
 
 fn influx_url(port: u16) -> String {
@@ -69,7 +75,8 @@ fn assert_hidden(said: &str) {
 #[test]
 fn help_shows_neither_url_from_the_environment() {
     let vars = [
-        ("NATS_URL", nats_url(4222)),
+        ("NATS_URL", nats_url_with_password(4222)),
+        ("NATS_PASSWORD", NATS_PASSWORD.to_owned()),
         ("INFLUX_URL", influx_url(8086)),
     ];
     let chocominer = std::path::PathBuf::from(env!("CARGO_BIN_EXE_chocominer"));
@@ -104,32 +111,62 @@ async fn a_stage_logs_its_urls_without_their_credentials() {
         command(
             &rng,
             &[],
-            &[("NATS_URL", &nats_nowhere), ("INFLUX_URL", "")],
+            &[
+                ("NATS_URL", &nats_nowhere),
+                ("NATS_USER", "alice"),
+                ("NATS_PASSWORD", NATS_PASSWORD),
+                ("INFLUX_URL", ""),
+            ],
         ),
         "waiting for NATS",
     )
     .await;
     assert_hidden(&said);
+    assert!(said.contains(&nats_nowhere), "{said}");
+
+    // The wrong password: one line naming the user, not the password, and an exit.
+    let nats = NatsServer::start().await;
+    let nats_url = nats_url(nats.port());
+    let output = command(
+        &rng,
+        &[],
+        &[
+            ("NATS_URL", nats_url.as_str()),
+            ("NATS_USER", "rng"),
+            ("NATS_PASSWORD", NATS_PASSWORD),
+            ("INFLUX_URL", ""),
+        ],
+    )
+    .output()
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert_hidden(&said);
     assert!(
-        said.contains(&format!("nats://***@127.0.0.1:{nowhere}")),
+        said.contains("refused to let us in as user \"rng\""),
         "{said}"
     );
 
-    // A NATS server without authorization takes any credentials: the stage runs and writes
-    // stats, to an InfluxDB that is not there.
-    let nats = NatsServer::start().await;
-    let nats_url = nats_url(nats.port());
+    // The right one: the stage runs and writes stats, to an InfluxDB that is not there.
+    let password_file = nats.password_file("rng");
     let influx_nowhere = influx_url(nowhere);
     let said = stderr_until(
         command(
             &rng,
             &["--rate", "10"],
-            &[("NATS_URL", &nats_url), ("INFLUX_URL", &influx_nowhere)],
+            &[
+                ("NATS_URL", nats_url.as_str()),
+                ("NATS_USER", "rng"),
+                ("NATS_PASSWORD_FILE", password_file.to_str().unwrap()),
+                ("INFLUX_URL", &influx_nowhere),
+            ],
         ),
         "cannot write stats to InfluxDB",
     )
     .await;
     assert_hidden(&said);
+    assert!(!said.contains(nats.password("rng")), "{said}");
     assert!(
         said.contains(&format!("http://***@127.0.0.1:{nowhere}")),
         "{said}"
@@ -142,11 +179,14 @@ async fn chocominer_names_unreachable_servers_without_their_credentials() {
     let chocominer = std::path::Path::new(env!("CARGO_BIN_EXE_chocominer"));
     let nats = NatsServer::start().await;
     let nowhere = free_port();
+    let password_file = nats.password_file("cli");
     let output = command(
         chocominer,
         &["status"],
         &[
-            ("NATS_URL", &nats_url(nats.port())),
+            ("NATS_URL", nats_url(nats.port()).as_str()),
+            ("NATS_USER", "cli"),
+            ("NATS_PASSWORD_FILE", password_file.to_str().unwrap()),
             ("INFLUX_URL", &influx_url(nowhere)),
         ],
     )
@@ -163,35 +203,46 @@ async fn chocominer_names_unreachable_servers_without_their_credentials() {
         "{said}"
     );
 
-    let output = command(chocominer, &["sub"], &[("NATS_URL", &nats_url(nowhere))])
-        .output()
-        .await
-        .unwrap();
+    let vars = [
+        ("NATS_URL", nats_url(nowhere)),
+        ("NATS_USER", "cli".into()),
+        ("NATS_PASSWORD", NATS_PASSWORD.into()),
+    ];
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let output = command(chocominer, &["sub"], &vars).output().await.unwrap();
     let said = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{said}");
     assert_hidden(&said);
     assert!(
         said.starts_with(&format!(
-            "chocominer: cannot reach NATS at nats://***@127.0.0.1:{nowhere} ("
+            "chocominer: cannot reach NATS at nats://127.0.0.1:{nowhere} ("
         )),
         "{said}"
     );
 }
 
-/// A URL refused at start is named without its credentials too.
+/// A URL refused at start is named without its credentials too; a NATS URL is refused for
+/// holding credentials at all.
 #[test]
 fn an_invalid_url_is_refused_without_showing_its_credentials() {
     let rng = testkit::cargo_bin("rng");
     for (var, value, shown) in [
         (
             "NATS_URL",
+            nats_url_with_password(4222),
+            "'nats://***@127.0.0.1:4222' for NATS_URL (--nats-url <NATS_URL>): \
+             nats://127.0.0.1:4222: credentials written in the URL are not used; give them as \
+             NATS_USER and NATS_PASSWORD or NATS_PASSWORD_FILE",
+        ),
+        (
+            "NATS_URL",
             format!("nats://alice:{NATS_PASSWORD}@127.0.0.1:99999"),
-            "'nats://***@127.0.0.1:99999' for NATS_URL (--nats-url <NATS_URL>)",
+            "'nats://***@127.0.0.1:99999' for NATS_URL (--nats-url <NATS_URL>): ",
         ),
         (
             "INFLUX_URL",
             format!("ftp://bob:{INFLUX_PASSWORD}@127.0.0.1:8086"),
-            "'ftp://***@127.0.0.1:8086' for INFLUX_URL (--influx-url <INFLUX_URL>)",
+            "'ftp://***@127.0.0.1:8086' for INFLUX_URL (--influx-url <INFLUX_URL>): ",
         ),
     ] {
         let output = std::process::Command::new(&rng)
@@ -204,7 +255,7 @@ fn an_invalid_url_is_refused_without_showing_its_credentials() {
         assert_eq!(output.status.code(), Some(2), "{said}");
         assert_hidden(&said);
         assert!(
-            said.starts_with(&format!("error: invalid value {shown}: ")),
+            said.starts_with(&format!("error: invalid value {shown}")),
             "{said}"
         );
     }

@@ -113,14 +113,12 @@ async fn unreachable_servers_are_one_line_errors() {
     let stack = Stack::start().await;
     let influx = stack.influx().url();
     let nowhere = format!("http://127.0.0.1:{}", testkit::free_port());
-    let args = [
-        "status",
-        "--influx-url",
-        &nowhere,
-        "--nats-url",
-        &stack.nats.url(),
-    ];
-    let output = common::finish(common::chocominer(&args.map(str::to_owned)), &args).await;
+    let nats_url = stack.nats.url();
+    let mut args = vec!["status", "--influx-url", &nowhere, "--nats-url", &nats_url];
+    let cli = stack.nats.user_args("cli");
+    args.extend(cli.iter().map(String::as_str));
+    let all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let output = common::finish(common::chocominer(&all), &args).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");

@@ -265,10 +265,13 @@ fn garbage_for_workers() -> Vec<(&'static str, Bytes)> {
 /// Sends each body to `subject` twice: as a request, whose answer must be a service error,
 /// and as a plain message. Returns how many messages were sent.
 async fn send_garbage(stack: &Stack, subject: &str, garbage: &[(&str, Bytes)]) -> u64 {
+    // From the role that may publish on `subject`: rng on numbers, a hasher on digests.
+    let role = if subject == NUMBERS { "rng" } else { "hasher" };
+    let client = stack.connect_as(role).await;
     for (what, body) in garbage {
         let answer: Message = timeout(
             Duration::from_secs(10),
-            stack.client.request(subject.to_owned(), body.clone()),
+            client.request(subject.to_owned(), body.clone()),
         )
         .await
         .unwrap_or_else(|_| panic!("no answer to {what} on {subject}"))
@@ -287,13 +290,12 @@ async fn send_garbage(stack: &Stack, subject: &str, garbage: &[(&str, Bytes)]) -
             Some("400"),
             "answer to {what} on {subject}: {headers:?}"
         );
-        stack
-            .client
+        client
             .publish(subject.to_owned(), body.clone())
             .await
             .unwrap();
     }
-    stack.client.flush().await.unwrap();
+    client.flush().await.unwrap();
     2 * garbage.len() as u64
 }
 
@@ -312,18 +314,19 @@ async fn garbage_is_counted_not_fatal() {
 
     let to_hashers = send_garbage(&stack, NUMBERS, &garbage_for_hashers()).await;
     let to_workers = send_garbage(&stack, DIGESTS, &garbage_for_workers()).await;
-    // Nobody consumes nuggets; garbage there must not bother anyone either.
-    let inbox = stack.client.new_inbox();
+    // Nobody consumes nuggets; garbage there (from a worker's credentials, the only ones that
+    // may publish nuggets) must not bother anyone either.
+    let worker = stack.connect_as("worker").await;
+    let inbox = worker.new_inbox();
     for body in [random_bytes(100), vec![], b"{\"number\": 12".to_vec()] {
         let body = Bytes::from(body);
-        stack.client.publish(NUGGETS, body.clone()).await.unwrap();
-        stack
-            .client
+        worker.publish(NUGGETS, body.clone()).await.unwrap();
+        worker
             .publish_with_reply(NUGGETS, inbox.clone(), body)
             .await
             .unwrap();
     }
-    stack.client.flush().await.unwrap();
+    worker.flush().await.unwrap();
 
     // Counted in the live stats...
     stack.eventually_sum("hasher", "rejected", to_hashers).await;

@@ -42,8 +42,17 @@ async fn eventually_readyz(port: u16, status: u16, body: &str) {
     .await;
 }
 
-/// Arguments of a stage with no stats, its health server on `port`, then `extra`.
-fn args(bin: &str, nats_url: &str, port: u16, extra: &[&str]) -> Vec<String> {
+/// Arguments of a stage on `nats` (as the NATS user named after the stage), with no stats,
+/// its health server on `port`, then `extra`.
+fn args(bin: &str, nats: &NatsServer, port: u16, extra: &[&str]) -> Vec<String> {
+    let mut args = args_on(bin, &nats.url(), port, &nats.user_args(bin));
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+/// Arguments of a stage on `nats_url`, with no stats, its health server on `port`, then
+/// `extra`.
+fn args_on(bin: &str, nats_url: &str, port: u16, extra: &[String]) -> Vec<String> {
     let mut args: Vec<String> = [
         bin,
         "--nats-url",
@@ -56,7 +65,7 @@ fn args(bin: &str, nats_url: &str, port: u16, extra: &[&str]) -> Vec<String> {
     .iter()
     .map(|a| a.to_string())
     .collect();
-    args.extend(extra.iter().map(|a| a.to_string()));
+    args.extend(extra.iter().cloned());
     args
 }
 
@@ -111,17 +120,17 @@ async fn a_stopping_stage_is_not_ready_at_once_and_alive_until_it_exits() {
     testkit::init_tracing();
     let bin = cargo_bin_async("hasher").await;
     let nats = NatsServer::start().await;
-    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let client = nats.connect_as("rng").await;
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
 
     let worker_stop = Shutdown::new();
-    let worker_config: worker::Config = parse(&args("worker", &nats.url(), free_port(), &[]));
+    let worker_config: worker::Config = parse(&args("worker", &nats, free_port(), &[]));
     let worker = Service::spawn("worker", &worker_stop, |s| worker::run(worker_config, s));
     let hasher_stop = Shutdown::new();
     let hasher_config: hasher::Config = parse(&args(
         "hasher",
-        &nats.url(),
+        &nats,
         port,
         &["--delay-ms", "100", "--concurrency", "1"],
     ));
@@ -228,7 +237,7 @@ async fn a_stage_is_not_ready_while_nats_is_out_of_reach() {
     let port = free_port();
     let nowhere = format!("nats://127.0.0.1:{}", free_port());
     let stop = Shutdown::new();
-    let config: worker::Config = parse(&args("worker", &nowhere, port, &[]));
+    let config: worker::Config = parse(&args_on("worker", &nowhere, port, &[]));
     let waiting = Service::spawn("worker", &stop, |s| worker::run(config, s));
     eventually_readyz(port, 503, "not ready: connecting to NATS").await;
     assert_eq!(get(port, "/healthz").await, Some((200, "ok".into())));
@@ -243,7 +252,7 @@ async fn a_stage_is_not_ready_while_nats_is_out_of_reach() {
     // Connected, then NATS goes away: not ready while the client reconnects.
     let nats = NatsServer::start().await;
     let port = free_port();
-    let config: worker::Config = parse(&args("worker", &nats.url(), port, &[]));
+    let config: worker::Config = parse(&args("worker", &nats, port, &[]));
     // Left running when the test ends: it would wait for NATS to flush its last stats.
     let _worker = Service::spawn("worker", &Shutdown::new(), |s| worker::run(config, s));
     eventually_readyz(port, 200, "ready").await;
@@ -258,7 +267,7 @@ async fn rng_is_ready_once_it_sends_even_with_no_hasher() {
     let nats = NatsServer::start().await;
     let port = free_port();
     let stop = Shutdown::new();
-    let config: rng::Config = parse(&args("rng", &nats.url(), port, &[]));
+    let config: rng::Config = parse(&args("rng", &nats, port, &[]));
     let rng = Service::spawn("rng", &stop, |s| rng::run(config, s));
     // It holds its batches until a hasher comes: waiting is no reason to restart it.
     eventually_readyz(port, 200, "ready").await;

@@ -237,12 +237,14 @@ async fn forged_nuggets_are_counted_and_never_recorded() {
         .await;
     feed.wait_for_more(5).await;
 
-    // Forged batches, each answered like any batch the worker judged.
+    // Forged batches, each answered like any batch the worker judged: from a hasher's
+    // credentials, the only ones that may publish digests.
+    let forger = stack.connect_as("hasher").await;
     let forgeries = forgeries();
     let (mut forged, mut numbers) = (0, 0);
     for forgery in &forgeries {
         let headers = BatchHeaders::new("forger", 1, forgery.count).to_header_map();
-        let answer = request(&stack.client, DIGESTS, headers, forgery.body.clone()).await;
+        let answer = request(&forger, DIGESTS, headers, forgery.body.clone()).await;
         assert_eq!(service_error(&answer), None, "{}", forgery.what);
         forged += forgery.forged.len() as u64;
         numbers += forgery.count as u64;
@@ -358,6 +360,8 @@ async fn a_costly_batch_cannot_stall_a_demo_hasher_nor_its_stop() {
     );
     stack.wait_for_service("worker", &["w1"]).await;
     stack.wait_for_service("hasher", &["h1"]).await;
+    // Numbers sent with rng's credentials (only rng may send them); stats asked as people do.
+    let rng = stack.connect_as("rng").await;
     let client = &stack.client;
 
     // The attack: 38 bytes asking for 32,736 numbers, 55 minutes of demo hashing. Refused on
@@ -376,7 +380,7 @@ async fn a_costly_batch_cannot_stall_a_demo_hasher_nor_its_stop() {
         (None, "HASHER_MAX_BATCH_MS"),
         (Some(Duration::from_secs(10)), "its time to live"),
     ] {
-        let (mut answers, sent) = send_numbers(client, huge, ttl).await;
+        let (mut answers, sent) = send_numbers(&rng, huge, ttl).await;
         let refused = answer(&mut answers, Duration::from_secs(5), "the huge batch").await;
         let (code, text) = service_error(&refused).expect("refused with a service error");
         assert_eq!(code, "400", "{text}");
@@ -392,7 +396,7 @@ async fn a_costly_batch_cannot_stall_a_demo_hasher_nor_its_stop() {
     // A batch that could be done in its time to live when it came, but waits behind a slow
     // one: let go as soon as it could no longer be done in time, within its time to live.
     let slow_numbers = [5u8; 60 * NUMBER_LEN];
-    let (mut slow, _) = send_numbers(client, Numbers::Raw(&slow_numbers), None).await;
+    let (mut slow, _) = send_numbers(&rng, Numbers::Raw(&slow_numbers), None).await;
     // Two batches taken in at once may start in either order (the runtime runs the task
     // spawned last first): the slow one must be in hand before the other comes.
     wait_until_busy(client).await;
@@ -401,7 +405,7 @@ async fn a_costly_batch_cannot_stall_a_demo_hasher_nor_its_stop() {
         seed: [4; 32],
         count: 10,
     };
-    let (mut late, sent) = send_numbers(client, behind, Some(ttl)).await;
+    let (mut late, sent) = send_numbers(&rng, behind, Some(ttl)).await;
     eventually_eq("the hasher's expired count", SOON, POLL, 1, || {
         stat(client, "hasher", "expired")
     })
@@ -423,7 +427,7 @@ async fn a_costly_batch_cannot_stall_a_demo_hasher_nor_its_stop() {
         seed: [6; 32],
         count: 3000,
     };
-    let (mut long_answers, _) = send_numbers(client, long, None).await;
+    let (mut long_answers, _) = send_numbers(&rng, long, None).await;
     wait_until_busy(client).await;
     let stopping = Instant::now();
     let status = hasher.terminate(Duration::from_secs(5)).await;
@@ -487,32 +491,44 @@ async fn a_flood_of_junk_leaves_a_hashers_memory_bounded() {
     );
     stack.wait_for_service("worker", &["w1"]).await;
     stack.wait_for_service("hasher", &["h1"]).await;
+    // The flood comes with rng's credentials (only rng may send numbers); stats asked as
+    // people do.
+    let rng = stack.connect_as("rng").await;
     let client = &stack.client;
     // The hasher busy for 9 s, as it was in the attack.
     let slow_numbers = [5u8; 90 * NUMBER_LEN];
-    let (mut slow, _) = send_numbers(client, Numbers::Raw(&slow_numbers), None).await;
+    let (mut slow, _) = send_numbers(&rng, Numbers::Raw(&slow_numbers), None).await;
     let before = hasher.memory().expect("the hasher runs");
 
     let junk: Vec<Bytes> = (0..4).map(junk).collect();
+    let read_before = stack.nats.messages_in_from("rng").await;
     let flooding = Instant::now();
     let mut sent = 0;
     for i in 0..FLOOD {
         if flooding.elapsed() > Duration::from_secs(60) {
             break;
         }
-        client
-            .publish(NUMBERS, junk[i as usize % 4].clone())
+        rng.publish(NUMBERS, junk[i as usize % 4].clone())
             .await
             .unwrap();
         sent += 1;
         // Now and then a round trip, so the test's own client does not buffer the flood.
         if i % 16 == 15 {
-            client.flush().await.unwrap();
+            rng.flush().await.unwrap();
         }
     }
-    client.flush().await.unwrap();
+    rng.flush().await.unwrap();
     let flooded_in = flooding.elapsed();
-    // Answered on the same connection after the flood: the hasher has read all of it.
+    // Once the server has read the whole flood, it is in the server's queue to the hasher (or
+    // dropped there), ahead of the stats request asked next: answered, the hasher has read it.
+    eventually_eq(
+        "the server reading the flood",
+        SOON,
+        POLL,
+        read_before + sent,
+        || stack.nats.messages_in_from("rng"),
+    )
+    .await;
     let rejected = stat(client, "hasher", "rejected").await;
     let after = hasher.memory().expect("the hasher runs");
     let grew = after.peak_rss.saturating_sub(before.rss);
@@ -544,7 +560,7 @@ async fn a_flood_of_junk_leaves_a_hashers_memory_bounded() {
     let done = answer(&mut slow, SOON, "the slow batch").await;
     assert_eq!(service_error(&done), None);
     let one = [1u8; NUMBER_LEN];
-    let (mut fresh, _) = send_numbers(client, Numbers::Raw(&one), None).await;
+    let (mut fresh, _) = send_numbers(&rng, Numbers::Raw(&one), None).await;
     let done = answer(&mut fresh, SOON, "a batch after the flood").await;
     assert_eq!(service_error(&done), None);
     let status = hasher.terminate(Duration::from_secs(15)).await;
@@ -574,7 +590,8 @@ const MALFORMED_HEADERS: [&[u8]; 4] = [
 ];
 
 /// Publishes each of `headers`, `times` times, on `$SRV.PING`, over a plain socket (no client
-/// library would send them), then waits for the server's PONG: all were taken.
+/// library would send them) logged in as `debug`, then waits for the server's PONG: all were
+/// taken.
 async fn send_malformed_service_requests(stack: &Stack, headers: &[&[u8]], times: usize) -> usize {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let socket = tokio::net::TcpStream::connect(("127.0.0.1", stack.nats.port()))
@@ -584,10 +601,13 @@ async fn send_malformed_service_requests(stack: &Stack, headers: &[&[u8]], times
     let mut lines = BufReader::new(read).lines();
     let info = lines.next_line().await.unwrap().expect("INFO");
     assert!(info.starts_with("INFO "), "{info}");
-    write
-        .write_all(b"CONNECT {\"verbose\":false,\"headers\":true,\"protocol\":1}\r\n")
-        .await
-        .unwrap();
+    // As the debug user: anyone people give a NATS login may ask the services.
+    let connect = format!(
+        "CONNECT {{\"verbose\":false,\"headers\":true,\"protocol\":1,\"user\":\"debug\",\
+         \"pass\":\"{}\"}}\r\n",
+        stack.nats.password("debug")
+    );
+    write.write_all(connect.as_bytes()).await.unwrap();
     let mut sent = 0;
     for _ in 0..times {
         for header in headers {

@@ -4,11 +4,13 @@ response parses into the client's type, and that type gives back every field, wi
 value (`started` as the same instant). Run by crates/e2e/tests/micro_conformance.rs.
 
 Usage: micro_conformance.py NATS_URL STAGE...   Exit 0 if all conform, 1 otherwise.
+Connects as $NATS_USER with $NATS_PASSWORD when set.
 """
 
 import asyncio
 import datetime
 import json
+import os
 import sys
 
 import nats
@@ -44,7 +46,9 @@ def differences(ours, theirs, where):
 
 
 async def main(url, stages):
-    nc = await nats.connect(url)
+    nc = await nats.connect(
+        url, user=os.environ.get("NATS_USER"), password=os.environ.get("NATS_PASSWORD")
+    )
     problems, checked = [], 0
     for stage in stages:
         for verb, kind in KINDS:

@@ -30,11 +30,15 @@ async fn hasher_and_worker_answer_as_nats_micro_expects() {
 
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/micro_conformance.py");
     let nats_url = stack.nats.url();
+    // As people ask: the debug user.
+    let password = stack.nats.password("debug").to_owned();
     let python = python();
     let output = tokio::task::spawn_blocking(move || {
         Command::new(&python)
             .arg(&script)
             .args([nats_url.as_str(), "hasher", "worker"])
+            .env("NATS_USER", "debug")
+            .env("NATS_PASSWORD", password)
             .output()
             .unwrap_or_else(|e| panic!("{}: {e} (scripts/install-deps.sh)", python.display()))
     })

@@ -15,9 +15,10 @@ async fn a_pipeline_runs_over_mutual_tls() {
     let ca = TestCa::new("ChocoMiner test CA");
     let nats = NatsServer::start_with_config(&ca.nats_tls_block(true)).await;
     let url = format!("tls://127.0.0.1:{}", nats.port());
-    let settings = |instance: &str| -> Vec<String> {
+    // Its own certificate for each instance, and the NATS user of its role.
+    let settings = |role: &str, instance: &str| -> Vec<String> {
         let cert = ca.client(instance);
-        [
+        let mut settings = [
             "--nats-url",
             &url,
             "--nats-ca",
@@ -26,22 +27,21 @@ async fn a_pipeline_runs_over_mutual_tls() {
             cert.cert.to_str().unwrap(),
             "--nats-key",
             cert.key.to_str().unwrap(),
-            "--influx-url",
-            "",
-            "--instance",
-            instance,
         ]
         .map(str::to_owned)
-        .to_vec()
+        .to_vec();
+        settings.extend(nats.user_args(role));
+        settings
     };
     let command = |stage: &str, instance: &str, extra: &[&str]| -> Vec<String> {
         let mut args = vec![stage.to_owned()];
-        args.extend(settings(instance));
+        args.extend(settings(stage, instance));
+        args.extend(["--influx-url", "", "--instance", instance].map(str::to_owned));
         args.extend(extra.iter().map(|a| a.to_string()));
         args
     };
-    let test_settings = settings("test");
-    let test_settings: Vec<&str> = test_settings[..8].iter().map(String::as_str).collect();
+    let test_settings = settings("debug", "test");
+    let test_settings: Vec<&str> = test_settings.iter().map(String::as_str).collect();
     let client = chocominer_pipeline::connect(
         &testkit::nats_args(&test_settings),
         "test",

@@ -32,9 +32,9 @@ with it. Logging is set with RUST_LOG (default: info), e.g. RUST_LOG=debug.";
 #[allow(rustdoc::invalid_html_tags)]
 #[derive(Debug, Clone, clap::Args)]
 pub struct NatsArgs {
-    /// NATS server URL(s), comma-separated. Credentials in the URL (user:pass@ or token@) are
-    /// taken out and passed as options, and hidden wherever the URL is shown.
-    // --help would show the variable's value, credentials included: hidden.
+    /// NATS server URL(s), comma-separated. Credentials written in a URL (user:pass@, token@)
+    /// are refused: give them as --nats-user with --nats-password or --nats-password-file.
+    // --help would show the variable's value, a mistaken password included: hidden.
     #[arg(
         long,
         env = "NATS_URL",
@@ -43,12 +43,22 @@ pub struct NatsArgs {
         value_parser = nats_urls
     )]
     pub nats_url: String,
-    /// NATS user name (with --nats-password).
+    /// NATS user name (with --nats-password or --nats-password-file). It also names the
+    /// client's reply inboxes, `_INBOX.<user>.`, which the server lets only this user read.
     #[arg(long, env = "NATS_USER")]
     pub nats_user: Option<String>,
-    /// NATS password.
+    /// NATS password. Prefer --nats-password-file: a variable or argument is easier to leak.
     #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
     pub nats_password: Option<String>,
+    /// File holding the NATS password (a trailing line break is not part of it), e.g. a
+    /// mounted secret. Read at start.
+    #[arg(
+        long,
+        env = "NATS_PASSWORD_FILE",
+        value_parser = password_file,
+        conflicts_with = "nats_password"
+    )]
+    pub nats_password_file: Option<PathBuf>,
     /// NATS authentication token.
     #[arg(long, env = "NATS_TOKEN", hide_env_values = true)]
     pub nats_token: Option<String>,
@@ -96,8 +106,17 @@ impl NatsArgs {
     /// The server URLs of `NATS_URL`, credentials taken out, one per server: async-nats reads a
     /// single string as a single address, so a list must be handed over as a list.
     pub fn server_urls(&self) -> Vec<String> {
-        let (clean, _) = crate::connection::split_url_auth(&self.nats_url);
-        clean.split(',').map(|url| url.trim().to_owned()).collect()
+        crate::connection::split_urls(&self.nats_url)
+    }
+
+    /// The password: `--nats-password`, or the content of `--nats-password-file` without its
+    /// trailing line break.
+    pub fn password(&self) -> anyhow::Result<Option<String>> {
+        match (&self.nats_password, &self.nats_password_file) {
+            (Some(password), _) => Ok(Some(password.clone())),
+            (None, Some(path)) => read_password(path).map(Some).map_err(anyhow::Error::msg),
+            (None, None) => Ok(None),
+        }
     }
 }
 
@@ -118,14 +137,41 @@ pub struct SettingError {
 
 /// `NATS_URL`'s value parser: every comma-separated URL must be one async-nats can use, so a
 /// typo is a configuration error at start (exit 2), not a wait for a server that cannot be.
-/// The message shows the URLs without their credentials.
+/// A URL with credentials in it is refused: the client would ignore them (so would we, since
+/// credentials come from NATS_USER and NATS_PASSWORD(_FILE) only). The value is never shown
+/// with them (see `name_the_variable`).
 fn nats_urls(text: &str) -> Result<String, String> {
-    let (clean, _) = crate::connection::split_url_auth(text);
-    for url in clean.split(',').map(str::trim) {
+    for url in crate::connection::split_urls(text) {
+        let (clean, userinfo) = chocominer_influx::credentials::split_userinfo(&url);
+        if userinfo.is_some() {
+            return Err(format!(
+                "{clean}: credentials written in the URL are not used; give them as NATS_USER \
+                 and NATS_PASSWORD or NATS_PASSWORD_FILE"
+            ));
+        }
         url.parse::<async_nats::ServerAddr>()
             .map_err(|e| format!("{url}: {e}"))?;
     }
     Ok(text.to_owned())
+}
+
+/// `NATS_PASSWORD_FILE`'s value parser: the file must be readable and hold a password at
+/// start (exit 2 otherwise), never shown.
+fn password_file(text: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(text);
+    read_password(&path).map(|_| path)
+}
+
+/// The password in `path`, a trailing line break (`\n` or `\r\n`) taken off.
+fn read_password(path: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let password = text.strip_suffix('\n').unwrap_or(&text);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        return Err(format!("{} holds no password", path.display()));
+    }
+    Ok(password.to_owned())
 }
 
 /// A file that must be readable at start (credentials, CA certificate): better a clear
@@ -565,6 +611,54 @@ mod tests {
             ),
             "{error}"
         );
+    }
+
+    #[test]
+    fn credentials_in_the_nats_url_are_refused_without_being_shown() {
+        for url in [
+            "nats://rng:s3cret@nats:4222",
+            "nats://nats:4222,tls://s3cret@other:4443",
+        ] {
+            let error = retold(&["x", "--nats-url", url], &["x"], &[("NATS_URL", url)]);
+            let text = error.to_string();
+            assert_eq!(error.exit_code(), 2);
+            let first = text.lines().next().unwrap_or_default();
+            assert!(first.contains("for NATS_URL"), "{text}");
+            assert!(first.contains("give them as NATS_USER"), "{text}");
+            assert!(!text.contains("s3cret"), "{text}");
+        }
+        let cli = Cli::parse_from(["x", "--nats-url", "nats://a:4222, nats://b:4222"]);
+        assert_eq!(
+            cli.common.nats.server_urls(),
+            ["nats://a:4222", "nats://b:4222"]
+        );
+    }
+
+    #[test]
+    fn the_password_file_is_read_at_start_without_its_line_break() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("nats.password");
+        std::fs::write(&file, "s3cret\r\n").unwrap();
+        let path = file.to_str().unwrap();
+        let cli = Cli::parse_from(["x", "--nats-user", "rng", "--nats-password-file", path]);
+        assert_eq!(
+            cli.common.nats.password().unwrap().as_deref(),
+            Some("s3cret")
+        );
+        // Both at once: which one is meant?
+        let both = ["x", "--nats-password", "a", "--nats-password-file", path];
+        assert!(Cli::try_parse_from(both).is_err());
+        // Missing or empty: a configuration error at start, naming the file.
+        let missing = dir.path().join("none");
+        std::fs::write(dir.path().join("empty"), "\n").unwrap();
+        for bad in [missing, dir.path().join("empty")] {
+            let bad = bad.to_str().unwrap();
+            let error = Cli::try_parse_from(["x", "--nats-password-file", bad])
+                .err()
+                .unwrap();
+            assert_eq!(error.exit_code(), 2);
+            assert!(error.to_string().contains(bad), "{error}");
+        }
     }
 
     #[test]

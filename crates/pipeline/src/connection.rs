@@ -1,11 +1,12 @@
 //! Connecting to NATS, the same way for every stage.
 //!
 //! At start a stage waits for NATS (saying so once, not in a loop); after that the client
-//! reconnects by itself and connection events are logged. Credentials are always passed as
-//! options: the client ignores credentials written inside the URL, so they are taken out of
-//! it here (`chocominer_influx::credentials`), and every URL shown is redacted with
-//! [`shown_urls`]. Each subscription holds at most `NATS_SUBSCRIPTION_CAPACITY` messages not
-//! yet taken (the client drops more, a "slow consumer"): what bounds the memory a flood takes.
+//! reconnects by itself and connection events are logged. Credentials come from `NATS_USER`
+//! with `NATS_PASSWORD` or `NATS_PASSWORD_FILE` (or a token, or a creds file), never from a
+//! URL: a URL holding some is refused at start (`config::nats_urls`), and every URL shown is
+//! redacted with [`shown_urls`]. Each subscription holds at most `NATS_SUBSCRIPTION_CAPACITY`
+//! messages not yet taken (the client drops more, a "slow consumer"): what bounds the memory a
+//! flood takes.
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,43 +15,25 @@ use std::time::Duration;
 use anyhow::Context;
 use async_nats::{Client, ConnectOptions, Event};
 use chocominer_influx::credentials;
+use futures::StreamExt;
 use futures::future::BoxFuture;
 
 use crate::config::NatsArgs;
 use crate::shutdown::Shutdown;
+use crate::subjects::inbox_prefix;
 use crate::throttle::Throttle;
 
 /// How often to retry the first connection, and how often to repeat the waiting notice.
 const RETRY_EVERY: Duration = Duration::from_millis(500);
 const REMIND_EVERY: Duration = Duration::from_secs(30);
 
-/// Credentials found inside a URL (`nats://user:pass@host`, `nats://token@host`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum UrlAuth {
-    UserPassword(String, String),
-    Token(String),
-}
-
-/// Splits credentials out of each comma-separated URL; returns the clean URL list and the
-/// credentials of the first URL that had some.
-pub(crate) fn split_url_auth(urls: &str) -> (String, Option<UrlAuth>) {
-    let mut auth = None;
-    let clean: Vec<String> = urls
-        .split(',')
+/// The comma-separated URLs of `NATS_URL`, one per server, blanks dropped.
+pub(crate) fn split_urls(urls: &str) -> Vec<String> {
+    urls.split(',')
         .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .map(|url| {
-            let (clean, userinfo) = credentials::split_userinfo(url);
-            if let Some(userinfo) = userinfo {
-                auth.get_or_insert(match userinfo.split_once(':') {
-                    Some((user, pass)) => UrlAuth::UserPassword(user.to_owned(), pass.to_owned()),
-                    None => UrlAuth::Token(userinfo.to_owned()),
-                });
-            }
-            clean
-        })
-        .collect();
-    (clean.join(","), auth)
+        .filter(|url| !url.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The NATS URLs as they may be shown in logs and messages: credentials written in them hidden.
@@ -62,24 +45,18 @@ async fn options(args: &NatsArgs, name: &str) -> anyhow::Result<ConnectOptions> 
     // Two TLS crypto back ends end up in the build (async-nats: ring, reqwest: aws-lc-rs), so
     // rustls cannot pick one by itself and would panic on the first TLS connection: choose.
     let _ = async_nats::rustls::crypto::ring::default_provider().install_default();
-    let (_, url_auth) = split_url_auth(&args.nats_url);
     let mut opts = match &args.nats_creds {
         Some(path) => ConnectOptions::with_credentials_file(path)
             .await
             .with_context(|| format!("cannot read NATS credentials file {}", path.display()))?,
         None => ConnectOptions::new(),
     };
-    match (&args.nats_user, &args.nats_password, url_auth) {
-        (Some(user), password, _) => {
-            opts = opts.user_and_password(user.clone(), password.clone().unwrap_or_default())
-        }
-        (None, _, Some(UrlAuth::UserPassword(user, pass))) => {
-            opts = opts.user_and_password(user, pass)
-        }
-        (None, _, Some(UrlAuth::Token(token))) if args.nats_token.is_none() => {
-            opts = opts.token(token)
-        }
-        _ => {}
+    if let Some(user) = &args.nats_user {
+        let password = args.password()?.unwrap_or_default();
+        // Replies come to `_INBOX.<user>.…`, which the server lets only this user read.
+        opts = opts
+            .user_and_password(user.clone(), password)
+            .custom_inbox_prefix(inbox_prefix(user));
     }
     if let Some(token) = &args.nats_token {
         opts = opts.token(token.clone());
@@ -97,6 +74,9 @@ async fn options(args: &NatsArgs, name: &str) -> anyhow::Result<ConnectOptions> 
     let capacity = usize::try_from(args.nats_subscription_capacity).unwrap_or(usize::MAX);
     // One event per message dropped: a flood must not become a flood of log lines.
     let slow_log = Arc::new(Throttle::default());
+    // The server reports each refused publication or subscription: as many as the messages.
+    let refused_log = Arc::new(Throttle::default());
+    let user = args.nats_user.clone().unwrap_or_else(|| "(none)".into());
     // A stage has two connections (batches, service protocol): say which one an event is on.
     let connection: Arc<str> = name.into();
     Ok(opts
@@ -106,6 +86,7 @@ async fn options(args: &NatsArgs, name: &str) -> anyhow::Result<ConnectOptions> 
         .subscription_capacity(capacity)
         .event_callback(move |event| {
             let (slow_log, connection) = (slow_log.clone(), connection.clone());
+            let (refused_log, user) = (refused_log.clone(), user.clone());
             async move {
                 match event {
                     Event::Connected => tracing::info!(%connection, "connected to NATS"),
@@ -122,6 +103,19 @@ async fn options(args: &NatsArgs, name: &str) -> anyhow::Result<ConnectOptions> 
                                 "NATS dropped messages for a subscription holding \
                                  NATS_SUBSCRIPTION_CAPACITY messages not yet taken; their \
                                  senders will count them as lost"
+                            )
+                        }
+                    }
+                    // A permission violation: this user may not do what the code tried (the
+                    // server's permissions and the code disagree), and the message or
+                    // subscription is lost. Nothing retries it, so it must be seen.
+                    Event::ServerError(error) => {
+                        if let Some(left_out) = refused_log.admit() {
+                            tracing::error!(
+                                %connection,
+                                nats_user = %user,
+                                similar_left_out = left_out,
+                                "NATS refused: {error}"
                             )
                         }
                     }
@@ -151,6 +145,19 @@ pub async fn connect(
             }
             Err(err) => {
                 // Wrong credentials or TLS set-up will not fix themselves: say so and stop.
+                if matches!(
+                    err.kind(),
+                    async_nats::ConnectErrorKind::AuthorizationViolation
+                ) {
+                    let who = match &args.nats_user {
+                        Some(user) => format!("as user {user:?}"),
+                        None => "without NATS_USER".to_owned(),
+                    };
+                    anyhow::bail!(
+                        "NATS at {shown} refused to let us in {who}: check NATS_USER and \
+                         NATS_PASSWORD or NATS_PASSWORD_FILE ({err})"
+                    );
+                }
                 if will_not_mend(&err) {
                     anyhow::bail!("cannot connect to NATS at {shown}: {}", chain(&err));
                 }
@@ -164,6 +171,28 @@ pub async fn connect(
             _ = shutdown.triggered() => return Ok(None),
             _ = tokio::time::sleep(RETRY_EVERY) => {}
         }
+    }
+}
+
+/// How long a [`round_trip`] may take.
+const ROUND_TRIP_WITHIN: Duration = Duration::from_secs(10);
+
+/// Returns once the server has read everything sent before on `client` (subscriptions
+/// included): a message to the client's own inbox, echoed back to it. `Client::flush` only
+/// writes the client's buffer out. Each NATS user may publish to its own inbox for this.
+pub async fn round_trip(client: &Client) -> anyhow::Result<()> {
+    let probe = client.new_inbox();
+    let mut echo = client.subscribe(probe.clone()).await?;
+    client.publish(probe, bytes::Bytes::new()).await?;
+    let echoed = tokio::time::timeout(ROUND_TRIP_WITHIN, echo.next()).await;
+    let _ = echo.unsubscribe().await;
+    match echoed {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => anyhow::bail!("the NATS connection closed during a round trip"),
+        Err(_) => anyhow::bail!(
+            "no round trip to NATS within {ROUND_TRIP_WITHIN:?} (may this user publish to its \
+             own inbox?)"
+        ),
     }
 }
 
@@ -266,29 +295,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn credentials_are_taken_out_of_urls() {
+    fn urls_are_split_at_commas() {
         assert_eq!(
-            split_url_auth("nats://127.0.0.1:4222"),
-            ("nats://127.0.0.1:4222".into(), None)
+            split_urls("nats://127.0.0.1:4222"),
+            ["nats://127.0.0.1:4222"]
         );
         assert_eq!(
-            split_url_auth("nats://alice:s3cret@nats:4222, nats://other:4222"),
-            (
-                "nats://nats:4222,nats://other:4222".into(),
-                Some(UrlAuth::UserPassword("alice".into(), "s3cret".into()))
-            )
-        );
-        assert_eq!(
-            split_url_auth("tls://tok@host:4443"),
-            ("tls://host:4443".into(), Some(UrlAuth::Token("tok".into())))
-        );
-        // A password may hold '@': the credentials end at the last one.
-        assert_eq!(
-            split_url_auth("nats://alice:p@ss@nats:4222"),
-            (
-                "nats://nats:4222".into(),
-                Some(UrlAuth::UserPassword("alice".into(), "p@ss".into()))
-            )
+            split_urls("nats://nats:4222, nats://other:4222,"),
+            ["nats://nats:4222", "nats://other:4222"]
         );
     }
 }

@@ -31,7 +31,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::codec::{BatchHeaders, HEADER_INSTANCE, HEADER_TTL_MS, parse_ttl};
-use crate::connection::Connector;
+use crate::connection::{Connector, round_trip};
 use crate::sender::TURNED_AWAY;
 use crate::service::{Identity, Service};
 use crate::shutdown::Shutdown;
@@ -128,13 +128,14 @@ impl Intake {
             .next()
             .unwrap_or("0")
             .to_owned();
-        let identity = Arc::new(Identity::new(stage, id.clone(), &subject, instance));
-        let service = Service::start(service, identity.clone()).await?;
         let batches = client
             .queue_subscribe(subject.clone(), stage.queue_group().to_owned())
             .await?;
-        // Make sure the server has the subscription before anyone is told we are here.
-        client.flush().await?;
+        // The server has the queue subscription before the replica answers `$SRV` (which is
+        // how tests and `chocominer status` learn it is there), and before it says it is ready.
+        round_trip(&client).await?;
+        let identity = Arc::new(Identity::new(stage, id.clone(), &subject, instance));
+        let service = Service::start(service, identity.clone()).await?;
         tracing::info!(%subject, queue_group = stage.queue_group(), service_id = %id, "taking batches");
         Ok(Intake {
             batches,
@@ -221,8 +222,8 @@ impl Intake {
             tracing::warn!("could not leave the queue group: {e}");
         }
         // A round trip: every batch the server sent before it saw the fence is now here.
-        if let Err(e) = self.shared.client.flush().await {
-            tracing::warn!("could not flush NATS while stopping: {e}");
+        if let Err(e) = round_trip(&self.shared.client).await {
+            tracing::warn!("while stopping: {e:#}");
         }
         tracing::info!(
             held = self.held.len(),

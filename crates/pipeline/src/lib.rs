@@ -58,6 +58,6 @@ pub use profile::{NumberEncoding, Profile};
 pub use rate::RateLimiter;
 pub use sender::{NoConsumer, Sender, SenderConfig, SenderStats, Slot, Stopped};
 pub use shutdown::Shutdown;
-pub use subjects::{Stage, Subjects};
+pub use subjects::{Stage, Subjects, inbox_prefix};
 pub use telemetry::init as init_telemetry;
 pub use throttle::Throttle;

@@ -22,7 +22,7 @@ use async_nats::{Client, Subscriber};
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
-use crate::connection::Connector;
+use crate::connection::{Connector, round_trip};
 use crate::subjects::Stage;
 
 /// Pause before opening a new service connection, times the number of times in a row it was
@@ -198,7 +198,7 @@ async fn listen(
     for subject in me.subjects() {
         subs.push(client.subscribe(subject).await?);
     }
-    client.flush().await?;
+    round_trip(&client).await?;
     Ok(Some((client, subs)))
 }
 

@@ -3,7 +3,8 @@
 //! With the default prefix `chocominer`:
 //! - `chocominer.numbers`: rng → hasher (queue group `hasher`);
 //! - `chocominer.digests`: hasher → worker (queue group `worker`);
-//! - `chocominer.nuggets`: one JSON object per nugget, for people and tools watching.
+//! - `chocominer.nuggets`: one JSON object per nugget, for people and tools watching;
+//! - `_INBOX.<user>.…`: the replies to the requests of NATS user `<user>` ([`inbox_prefix`]).
 
 use std::fmt;
 
@@ -67,6 +68,12 @@ impl Subjects {
     }
 }
 
+/// The prefix of the reply inboxes of NATS user `user`: `_INBOX.<user>`. The server lets each
+/// user read only its own (nats/nats-server.conf), so no other role sees a stage's replies.
+pub fn inbox_prefix(user: &str) -> String {
+    format!("_INBOX.{user}")
+}
+
 impl Subjects {
     /// The subject a stage hands its batches on to, and the stage that takes them there, if
     /// it hands any on (the worker only publishes nuggets, for people and tools).
@@ -101,5 +108,6 @@ mod tests {
         );
         assert_eq!(s.output_of(Stage::Worker), None);
         assert_eq!(Stage::Hasher.queue_group(), "hasher");
+        assert_eq!(inbox_prefix("rng"), "_INBOX.rng");
     }
 }

@@ -9,8 +9,16 @@ use chocominer_pipeline::{NatsArgs, Shutdown};
 use testkit::NatsServer;
 use testkit::tls::TestCa;
 
-fn args(nats_url: String) -> NatsArgs {
-    testkit::nats_args(&["--nats-url", &nats_url, "--subject-prefix", "t"])
+fn args(nats: &NatsServer, nats_url: String) -> NatsArgs {
+    let mut settings = vec![
+        "--nats-url".to_owned(),
+        nats_url,
+        "--subject-prefix".into(),
+        "t".into(),
+    ];
+    settings.extend(nats.user_args("debug"));
+    let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+    testkit::nats_args(&settings)
 }
 
 #[tokio::test]
@@ -18,10 +26,13 @@ async fn a_list_of_urls_connects_through_the_server_that_answers() {
     let nats = NatsServer::start().await;
     // Nothing listens on the first one: the client must go on to the second.
     let nobody = testkit::free_port();
-    let args = args(format!(
-        "nats://127.0.0.1:{nobody}, nats://127.0.0.1:{}",
-        nats.port()
-    ));
+    let args = args(
+        &nats,
+        format!(
+            "nats://127.0.0.1:{nobody}, nats://127.0.0.1:{}",
+            nats.port()
+        ),
+    );
     assert_eq!(args.server_urls().len(), 2);
     let connected = tokio::time::timeout(
         Duration::from_secs(20),
@@ -35,10 +46,16 @@ async fn a_list_of_urls_connects_through_the_server_that_answers() {
     assert_eq!(connected.server_info().port, nats.port());
 }
 
-/// Connects with `settings`; `Err` (the one line a stage would log) when it is refused. A
-/// refusal must come at once: waiting would not mend it.
-async fn connect_with(settings: &[&str]) -> Result<async_nats::Client, String> {
-    let args = testkit::nats_args(settings);
+/// Connects to `nats` with `settings`, as its debug user; `Err` (the one line a stage would
+/// log) when it is refused. A refusal must come at once: waiting would not mend it.
+async fn connect_with(nats: &NatsServer, settings: &[&str]) -> Result<async_nats::Client, String> {
+    let user = nats.user_args("debug");
+    let settings: Vec<&str> = settings
+        .iter()
+        .copied()
+        .chain(user.iter().map(String::as_str))
+        .collect();
+    let args = testkit::nats_args(&settings);
     let shutdown = Shutdown::new();
     let attempt = chocominer_pipeline::connect(&args, "tls-test", &shutdown);
     match tokio::time::timeout(Duration::from_secs(10), attempt).await {
@@ -82,7 +99,7 @@ async fn tls_connects_with_the_ca_and_plain_is_refused() {
     let url = format!("tls://127.0.0.1:{}", nats.port());
     let ca_file = ca.ca.to_str().unwrap();
 
-    let client = connect_with(&["--nats-url", &url, "--nats-ca", ca_file])
+    let client = connect_with(&nats, &["--nats-url", &url, "--nats-ca", ca_file])
         .await
         .expect("connects with the CA");
     client.flush().await.unwrap();
@@ -93,7 +110,7 @@ async fn tls_connects_with_the_ca_and_plain_is_refused() {
     tracing::info!(%answer, "a plain client");
 
     let plain_url = format!("nats://127.0.0.1:{}", nats.port());
-    let refused = connect_with(&["--nats-url", &plain_url]).await.err();
+    let refused = connect_with(&nats, &["--nats-url", &plain_url]).await.err();
     let refused = refused.expect("a client without the CA cannot verify the server");
     assert!(refused.contains("certificate"), "{refused}");
 }
@@ -104,7 +121,7 @@ async fn a_client_asking_for_tls_refuses_a_plain_server() {
     testkit::init_tracing();
     let nats = NatsServer::start().await;
     let url = nats.url();
-    let refused = connect_with(&["--nats-url", &url, "--nats-tls"])
+    let refused = connect_with(&nats, &["--nats-url", &url, "--nats-tls"])
         .await
         .err();
     let refused = refused.expect("no TLS, no connection");
@@ -139,12 +156,12 @@ async fn mutual_tls_takes_only_clients_the_ca_signed() {
 
     let settings = with_cert(&mine);
     let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
-    let client = connect_with(&settings)
+    let client = connect_with(&nats, &settings)
         .await
         .expect("its certificate is taken");
     client.flush().await.unwrap();
 
-    let refused = connect_with(&["--nats-url", &url, "--nats-ca", ca_file])
+    let refused = connect_with(&nats, &["--nats-url", &url, "--nats-ca", ca_file])
         .await
         .expect_err("no client certificate, no connection");
     tracing::info!(%refused, "no client certificate");
@@ -152,7 +169,7 @@ async fn mutual_tls_takes_only_clients_the_ca_signed() {
 
     let settings = with_cert(&stranger);
     let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
-    let refused = connect_with(&settings)
+    let refused = connect_with(&nats, &settings)
         .await
         .expect_err("a certificate from another CA, no connection");
     tracing::info!(%refused, "a client certificate from another CA");

@@ -1,5 +1,7 @@
 //! Flow control between stages against a real nats-server: the sender's window and loss
-//! accounting, and the intake's service protocol and drain on stop.
+//! accounting, and the intake's service protocol and drain on stop. These run the library on
+//! subjects of their own (`t.*`), which no role of the project's configuration may use, so on
+//! a server without its authorization; the stages themselves are tested with it (e2e).
 
 use std::time::Duration;
 
@@ -57,7 +59,7 @@ async fn json<T: serde::de::DeserializeOwned>(client: &async_nats::Client, subje
 #[tokio::test]
 async fn intake_speaks_the_service_protocol() {
     testkit::init_tracing();
-    let nats = NatsServer::start().await;
+    let nats = NatsServer::start_without_authorization("").await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut intake = intake(&client, &nats.url(), "t.numbers").await;
     let stop = Shutdown::new();
@@ -115,7 +117,7 @@ async fn intake_speaks_the_service_protocol() {
 #[tokio::test]
 async fn stopping_intake_finishes_what_was_delivered() {
     testkit::init_tracing();
-    let nats = NatsServer::start().await;
+    let nats = NatsServer::start_without_authorization("").await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut intake = intake(&client, &nats.url(), "t.drain").await;
     let inbox = client.new_inbox();
@@ -206,7 +208,7 @@ fn serve(mut intake: Intake, stop: &Shutdown) -> tokio::task::JoinHandle<u64> {
 #[tokio::test]
 async fn sender_holds_batches_nobody_took_and_resumes() {
     testkit::init_tracing();
-    let nats = NatsServer::start().await;
+    let nats = NatsServer::start_without_authorization("").await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     let sender = Sender::start(client.clone(), sender_config("t.absent", 4, WAIT))
         .await
@@ -268,7 +270,7 @@ async fn sender_holds_batches_nobody_took_and_resumes() {
 #[tokio::test]
 async fn turned_away_batches_are_held_then_sent_again() {
     testkit::init_tracing();
-    let nats = NatsServer::start().await;
+    let nats = NatsServer::start_without_authorization("").await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut intake = intake(&client, &nats.url(), "t.away").await;
     let sender = Sender::start(client.clone(), sender_config("t.away", 4, WAIT))
@@ -325,7 +327,7 @@ async fn turned_away_batches_are_held_then_sent_again() {
 
 #[tokio::test]
 async fn sender_window_is_bounded_and_timeouts_are_lost() {
-    let nats = NatsServer::start().await;
+    let nats = NatsServer::start_without_authorization("").await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     // A consumer that takes batches and never answers.
     let _silent = client.subscribe("t.silent").await.unwrap();
@@ -381,7 +383,7 @@ async fn sender_window_is_bounded_and_timeouts_are_lost() {
 /// be counted as lost already: the receiver can drop it instead of counting it twice.
 #[tokio::test]
 async fn a_batch_outliving_its_ttl_is_expired() {
-    let nats = NatsServer::start().await;
+    let nats = NatsServer::start_without_authorization("").await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut intake = intake(&client, &nats.url(), "t.ttl").await;
     let ack_timeout = Duration::from_millis(300);

@@ -12,7 +12,10 @@
 //!   (`cargo.rs`) build it.
 //! - [`NatsServer`] (`nats.rs`) and [`Influx`] (`influx.rs`): the real servers, on free ports
 //!   on 127.0.0.1, each in its own temporary directory, killed when dropped; `process.rs` is
-//!   the child-process plumbing they share.
+//!   the child-process plumbing they share. nats-server runs the project's own
+//!   `nats/nats-server.conf`, authorization on, with a random password per role: each stage
+//!   connects as its role's user, the [`Stack`]'s client as `debug`, and a test that sends into
+//!   the pipeline connects as the role that may ([`Stack::connect_as`]).
 //! - [`eventually`], [`eventually_ok`], [`eventually_eq`] (`poll.rs`): polling with a
 //!   deadline instead of sleeping.
 //! - [`tls`]: a CA of the test's own, server and client certificates.

@@ -1,10 +1,22 @@
-//! A real `nats-server` on free local ports, configured from a generated file in a temp dir.
+//! A real `nats-server` on free local ports, run with the project's own configuration
+//! (`nats/nats-server.conf`, authorization included) and a random password per role.
+//!
+//! The server reads a small file in its temp dir that includes the project's file (through a
+//! symbolic link beside it: nats-server resolves `include` relative to the including file and
+//! takes no absolute path) and adds the test's own lines; the ports are given on the command
+//! line. The roles are the users of the project's file, found by their password variables
+//! `$CHOCOMINER_NATS_<ROLE>_PASSWORD`, and each role's password is also written to a file, for
+//! stages run as processes (`--nats-password-file`).
 
+use std::collections::BTreeMap;
 use std::fs;
+use std::io::Read;
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+
+use async_nats::Client;
 
 use tempfile::TempDir;
 use tokio::net::TcpStream;
@@ -15,25 +27,42 @@ use crate::{free_port, http_client};
 /// How long a nats-server may take to accept connections and report healthy.
 const READY_WITHIN: Duration = Duration::from_secs(10);
 
+/// The project's nats-server configuration.
+const PROJECT_CONF: &str = "nats/nats-server.conf";
+
 /// A running nats-server. Killed (SIGKILL) on drop and its temp dir removed.
 #[derive(Debug)]
 pub struct NatsServer {
     // Declared before `dir`, so the server is gone before its directory is removed.
     _process: Process,
-    _dir: TempDir,
+    dir: TempDir,
     port: u16,
     monitor_port: u16,
+    /// Each role's password.
+    passwords: BTreeMap<String, String>,
 }
 
 impl NatsServer {
-    /// Starts a nats-server with default options.
+    /// Starts a nats-server with the project's configuration, authorization on.
     pub async fn start() -> NatsServer {
         NatsServer::start_with_config("").await
     }
 
-    /// Starts a nats-server whose config file ends with `extra_conf` (e.g. `max_payload: 1MB`,
-    /// an `authorization { .. }` block).
+    /// Starts a nats-server with the project's configuration followed by `extra_conf` (e.g.
+    /// `max_payload: 4096`, a `tls { .. }` block), which wins where both set something.
     pub async fn start_with_config(extra_conf: &str) -> NatsServer {
+        NatsServer::start_conf(extra_conf).await
+    }
+
+    /// Starts a nats-server with the project's configuration but no authorization, then
+    /// `extra_conf`: only for tests of the pipeline library's own mechanics on subjects of
+    /// their own, which no role may use. Anything that runs a stage runs with authorization.
+    pub async fn start_without_authorization(extra_conf: &str) -> NatsServer {
+        // A later block replaces the included one: no users, so no authorization.
+        NatsServer::start_conf(&format!("authorization {{}}\n{extra_conf}")).await
+    }
+
+    async fn start_conf(extra_conf: &str) -> NatsServer {
         let bin = process::find_binary(
             "nats-server",
             "NATS_SERVER_BIN",
@@ -59,15 +88,28 @@ impl NatsServer {
             .tempdir()
             .expect("create temp dir for nats-server");
         let (port, monitor_port) = (free_port(), free_port());
+        let project = process::workspace_root().join(PROJECT_CONF);
+        let project_text = fs::read_to_string(&project)
+            .unwrap_or_else(|e| panic!("read {}: {e}", project.display()));
+        std::os::unix::fs::symlink(&project, dir.path().join("nats-server.conf"))
+            .expect("link the project's nats-server.conf into the temp dir");
         let conf = dir.path().join("nats.conf");
-        fs::write(
-            &conf,
-            format!("listen: 127.0.0.1:{port}\nhttp: 127.0.0.1:{monitor_port}\n{extra_conf}\n"),
-        )
-        .expect("write nats-server config");
+        fs::write(&conf, format!("include ./nats-server.conf\n{extra_conf}\n"))
+            .expect("write nats-server config");
 
         let mut cmd = Command::new(bin);
-        cmd.arg("-c").arg(&conf);
+        cmd.arg("-c")
+            .arg(&conf)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-m", &monitor_port.to_string()]);
+        let mut passwords = BTreeMap::new();
+        for role in roles(&project_text) {
+            let password = random_password();
+            cmd.env(password_variable(&role), &password);
+            let file = dir.path().join(format!("nats-{role}.password"));
+            fs::write(&file, format!("{password}\n")).expect("write a password file");
+            passwords.insert(role, password);
+        }
         let process = Process::spawn("nats-server", cmd, dir.path().join("nats.log"));
 
         let client = http_client();
@@ -87,10 +129,69 @@ impl NatsServer {
         tracing::debug!(port, monitor_port, "nats-server ready");
         Ok(NatsServer {
             _process: process,
-            _dir: dir,
+            dir,
             port,
             monitor_port,
+            passwords,
         })
+    }
+
+    /// Messages the server has read from the connections of NATS user `user` so far (`in_msgs`
+    /// of `/connz`): a sign that it has handled all a client sent, which the client's `flush`
+    /// is not (it waits for no answer).
+    pub async fn messages_in_from(&self, user: &str) -> u64 {
+        let connz = http_client()
+            .get(format!(
+                "{}/connz?auth=true&user={user}",
+                self.monitor_url()
+            ))
+            .send()
+            .await
+            .expect("nats-server /connz answers");
+        let text = connz.text().await.expect("read /connz");
+        let connz: serde_json::Value = serde_json::from_str(&text).expect("/connz is JSON");
+        connz["connections"].as_array().map_or(0, |all| {
+            all.iter().filter_map(|c| c["in_msgs"].as_u64()).sum()
+        })
+    }
+
+    /// The roles (NATS users) of the project's configuration: rng, hasher, worker, cli, debug.
+    pub fn roles(&self) -> impl Iterator<Item = &str> {
+        self.passwords.keys().map(String::as_str)
+    }
+
+    /// The password of `role`; panics on a role the configuration does not have.
+    pub fn password(&self, role: &str) -> &str {
+        self.passwords
+            .get(role)
+            .unwrap_or_else(|| panic!("no NATS user {role:?} in {PROJECT_CONF}"))
+    }
+
+    /// A file holding the password of `role` (and a line break).
+    pub fn password_file(&self, role: &str) -> PathBuf {
+        self.password(role);
+        self.dir.path().join(format!("nats-{role}.password"))
+    }
+
+    /// The options of a service or command connecting as `role`:
+    /// `--nats-user <role> --nats-password-file <file>`.
+    pub fn user_args(&self, role: &str) -> Vec<String> {
+        vec![
+            "--nats-user".into(),
+            role.into(),
+            "--nats-password-file".into(),
+            self.password_file(role).display().to_string(),
+        ]
+    }
+
+    /// A client connected as `role`, its inboxes where that role may read its replies (as the
+    /// services' own connections).
+    pub async fn connect_as(&self, role: &str) -> Client {
+        async_nats::ConnectOptions::with_user_and_password(role.into(), self.password(role).into())
+            .custom_inbox_prefix(chocominer_pipeline::inbox_prefix(role))
+            .connect(self.url())
+            .await
+            .unwrap_or_else(|e| panic!("the test's NATS client connects as {role}: {e}"))
     }
 
     /// The client URL, `nats://127.0.0.1:PORT`.
@@ -133,5 +234,59 @@ impl NatsServer {
         let text = varz.text().await.expect("read /varz");
         let varz: serde_json::Value = serde_json::from_str(&text).expect("/varz is JSON");
         varz["in_msgs"].as_u64().expect("/varz has in_msgs")
+    }
+}
+
+/// The roles of a nats-server configuration: the `<role>` of every
+/// `$CHOCOMINER_NATS_<ROLE>_PASSWORD` it names, lower case.
+fn roles(conf: &str) -> Vec<String> {
+    let mut roles: Vec<String> = conf
+        .split("$CHOCOMINER_NATS_")
+        .skip(1)
+        .filter_map(|rest| {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            name.strip_suffix("_PASSWORD").map(str::to_ascii_lowercase)
+        })
+        .collect();
+    roles.sort();
+    roles.dedup();
+    assert!(
+        !roles.is_empty(),
+        "no $CHOCOMINER_NATS_<ROLE>_PASSWORD in {PROJECT_CONF}"
+    );
+    roles
+}
+
+/// The environment variable nats-server reads `role`'s password from.
+fn password_variable(role: &str) -> String {
+    format!("CHOCOMINER_NATS_{}_PASSWORD", role.to_ascii_uppercase())
+}
+
+/// `t` and 32 random hex digits: nats-server reads the value of a variable as a config value,
+/// so a password must start with a letter (digits alone would be a number).
+fn random_password() -> String {
+    let mut bytes = [0u8; 16];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut random| random.read_exact(&mut bytes))
+        .expect("read /dev/urandom");
+    std::iter::once("t".to_owned())
+        .chain(bytes.iter().map(|b| format!("{b:02x}")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_read_from_the_password_variables() {
+        let conf = "{user: rng, password: $CHOCOMINER_NATS_RNG_PASSWORD}\n\
+                    {user: cli, password: $CHOCOMINER_NATS_CLI_PASSWORD}  # $CHOCOMINER_NATS_X";
+        assert_eq!(roles(conf), ["cli", "rng"]);
+        assert_eq!(password_variable("rng"), "CHOCOMINER_NATS_RNG_PASSWORD");
+        assert_ne!(random_password(), random_password());
     }
 }

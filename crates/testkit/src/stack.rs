@@ -49,10 +49,17 @@ impl Stack {
         Stack::with(NatsServer::start().await, None).await
     }
 
+    /// `nats` only, e.g. a [`NatsServer::start_without_authorization`]: stages started on it
+    /// write no stats.
+    pub async fn nats_only_on(nats: NatsServer) -> Stack {
+        crate::init_tracing();
+        Stack::with(nats, None).await
+    }
+
     async fn with(nats: NatsServer, influx: Option<Influx>) -> Stack {
-        let client = async_nats::connect(nats.url())
-            .await
-            .expect("the test's NATS client connects");
+        // The test watches as people do: may read everything and ask the services, may not
+        // publish into the pipeline (a test that does connects as that role, `connect_as`).
+        let client = nats.connect_as("debug").await;
         Stack {
             nats,
             influx,
@@ -74,19 +81,24 @@ impl Stack {
             .expect("this stack has no influxd (Stack::nats_only)")
     }
 
+    /// A NATS client of the test connected as `role` (e.g. `rng` to send numbers as rng does).
+    pub async fn connect_as(&self, role: &str) -> Client {
+        self.nats.connect_as(role).await
+    }
+
     /// Command-line arguments of a stage of this stack, without the program name: its NATS
-    /// and InfluxDB URLs (empty, so no stats, on a [`Stack::nats_only`]), its instance name,
-    /// then `extra`.
-    pub fn stage_args(&self, instance: &str, extra: &[&str]) -> Vec<String> {
+    /// URL and credentials (the NATS user named after the stage), its InfluxDB URL (empty, so
+    /// no stats, on a [`Stack::nats_only`]), its instance name, then `extra`.
+    pub fn stage_args(&self, stage: &str, instance: &str, extra: &[&str]) -> Vec<String> {
         let influx_url = self.influx.as_ref().map_or_else(String::new, Influx::url);
-        let mut args: Vec<String> = vec![
-            "--nats-url".into(),
-            self.nats.url(),
+        let mut args: Vec<String> = vec!["--nats-url".into(), self.nats.url()];
+        args.extend(self.nats.user_args(stage));
+        args.extend([
             "--influx-url".into(),
             influx_url,
             "--instance".into(),
             instance.into(),
-        ];
+        ]);
         args.extend(extra.iter().map(|a| a.to_string()));
         args
     }
@@ -121,10 +133,14 @@ impl Stack {
         self.spawn_stage("worker", instance, extra, shutdown, worker::run)
     }
 
-    /// A stage `instance` as a process of `bin` (a stage binary from [`crate::cargo_bin`]) with
-    /// `extra` arguments.
+    /// A stage `instance` as a process of `bin` (a stage binary from [`crate::cargo_bin`],
+    /// named after its stage) with `extra` arguments.
     pub fn spawn_process(&self, bin: &Path, instance: &str, extra: &[&str]) -> StageProcess {
-        StageProcess::spawn(bin, instance, &self.stage_args(instance, extra))
+        let stage = bin
+            .file_stem()
+            .and_then(|name| name.to_str())
+            .expect("a stage binary named after its stage");
+        StageProcess::spawn(bin, instance, &self.stage_args(stage, instance, extra))
     }
 
     /// The usual pipeline of a test: one worker `w1`, one hasher `h1` and one rng `r1`, with no
@@ -154,7 +170,7 @@ impl Stack {
         R: Send + 'static,
     {
         let mut args = vec![stage.to_owned()];
-        args.extend(self.stage_args(instance, extra));
+        args.extend(self.stage_args(stage, instance, extra));
         let config: C = crate::parse(&args);
         Service::spawn(instance, shutdown, |shutdown| run(config, shutdown))
     }

@@ -53,6 +53,21 @@ async fn nats_server_greets_clients_and_is_healthy() {
 }
 
 #[tokio::test]
+async fn nats_server_runs_the_projects_config_with_a_password_per_role() {
+    let server = NatsServer::start().await;
+    let info = info_line(&server).await;
+    assert!(info.contains(r#""auth_required":true"#), "{info}");
+    let roles: Vec<&str> = server.roles().collect();
+    assert_eq!(roles, ["cli", "debug", "hasher", "rng", "worker"]);
+    let password = std::fs::read_to_string(server.password_file("rng")).unwrap();
+    assert_eq!(password.trim_end(), server.password("rng"));
+    assert_ne!(server.password("rng"), server.password("hasher"));
+    // A client gets in with its role's password.
+    let client = server.connect_as("debug").await;
+    client.flush().await.expect("the debug user is let in");
+}
+
+#[tokio::test]
 async fn nats_server_applies_extra_config() {
     let server = NatsServer::start_with_config("max_payload: 4096").await;
 
@@ -292,16 +307,11 @@ async fn a_stage_process_has_a_memory_stops_on_sigterm_and_dies_on_sigkill() {
 #[tokio::test]
 async fn a_service_stops_on_its_own_shutdown() {
     let nats = NatsServer::start().await;
-    let args = [
-        "worker",
-        "--nats-url",
-        &nats.url(),
-        "--influx-url",
-        "",
-        "--instance",
-        "w1",
-    ]
-    .map(String::from);
+    let mut args = ["worker", "--nats-url", &nats.url(), "--influx-url", ""]
+        .map(String::from)
+        .to_vec();
+    args.extend(nats.user_args("worker"));
+    args.extend(["--instance".into(), "w1".into()]);
     let config: worker::Config = testkit::parse(&args);
     let service = testkit::Service::spawn("w1", &Shutdown::new(), |shutdown| {
         worker::run(config, shutdown)

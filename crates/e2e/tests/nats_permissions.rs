@@ -1,0 +1,328 @@
+//! NATS authorization with the project's own nats/nats-server.conf: no client gets in without
+//! its role's password, and each role may do only what its stage does. A refused publication
+//! or subscription is seen as the server reports it (a permissions violation, an event of the
+//! client) and by its effect: nothing reaches a subscriber, no subscription is made.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use async_nats::{Client, ConnectErrorKind, ConnectOptions, Event};
+use bytes::Bytes;
+use common::{DIGESTS, NUGGETS, NUMBERS};
+use futures::StreamExt;
+use testkit::{NatsServer, POLL, SOON, Stack, eventually};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+/// How long a refusal may take to come back from a local server.
+const REFUSED_WITHIN: Duration = Duration::from_secs(10);
+
+/// A client of `role` whose server errors (permission violations) are sent to the receiver.
+async fn connect_watched(
+    nats: &NatsServer,
+    role: &str,
+) -> (Client, mpsc::UnboundedReceiver<String>) {
+    let (errors, refusals) = mpsc::unbounded_channel();
+    let client = ConnectOptions::with_user_and_password(role.into(), nats.password(role).into())
+        .custom_inbox_prefix(chocominer_pipeline::inbox_prefix(role))
+        .event_callback(move |event| {
+            let errors = errors.clone();
+            async move {
+                if let Event::ServerError(error) = event {
+                    let _ = errors.send(error.to_string());
+                }
+            }
+        })
+        .connect(nats.url())
+        .await
+        .unwrap_or_else(|e| panic!("connect as {role}: {e}"));
+    (client, refusals)
+}
+
+/// Waits for the server to report a permissions violation naming `what` (e.g. `publish to
+/// "chocominer.numbers"`); returns its text.
+async fn refused(refusals: &mut mpsc::UnboundedReceiver<String>, what: &str) -> String {
+    let error = timeout(REFUSED_WITHIN, refusals.recv())
+        .await
+        .unwrap_or_else(|_| panic!("no refusal of {what} within {REFUSED_WITHIN:?}"))
+        .expect("the client is connected");
+    let lower = error.to_lowercase();
+    assert!(
+        lower.contains("permissions violation") && lower.contains(&what.to_lowercase()),
+        "wanted a permissions violation for {what}, got {error}"
+    );
+    error
+}
+
+/// Whether `subscriber` holds a message now. Called after the publisher's flush (the server
+/// has handled the publication) and the subscriber's own (whatever the server queued for it
+/// before has arrived), so a message that was delivered is there.
+async fn has_message(subscriber_client: &Client, subscriber: &mut async_nats::Subscriber) -> bool {
+    subscriber_client
+        .flush()
+        .await
+        .expect("flush the subscriber");
+    timeout(Duration::ZERO, subscriber.next()).await.is_ok()
+}
+
+#[tokio::test]
+async fn no_one_gets_in_without_their_roles_password() {
+    let nats = NatsServer::start().await;
+    let anonymous = async_nats::connect(nats.url()).await;
+    assert_eq!(
+        anonymous.err().map(|e| e.kind()),
+        Some(ConnectErrorKind::AuthorizationViolation),
+        "anonymous client let in"
+    );
+    // Another role's password is a wrong one.
+    let wrong = ConnectOptions::with_user_and_password("rng".into(), nats.password("debug").into())
+        .connect(nats.url())
+        .await;
+    assert_eq!(
+        wrong.err().map(|e| e.kind()),
+        Some(ConnectErrorKind::AuthorizationViolation),
+        "rng let in with debug's password"
+    );
+    for role in nats.roles() {
+        nats.connect_as(role).await.flush().await.expect("let in");
+    }
+}
+
+#[tokio::test]
+async fn only_rng_may_send_numbers_and_only_a_hasher_digests() {
+    let stack = Stack::nats_only().await;
+    // Watching every pipeline subject, as people do.
+    let mut watched = stack.client.subscribe("chocominer.>").await.unwrap();
+    stack.client.flush().await.unwrap();
+
+    // A worker, a hasher, the cli and debug may not send numbers.
+    for role in ["worker", "hasher", "cli", "debug"] {
+        let (client, mut refusals) = connect_watched(&stack.nats, role).await;
+        client
+            .publish(NUMBERS, Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+        let error = refused(&mut refusals, &format!("publish to \"{NUMBERS}\"")).await;
+        assert!(
+            !has_message(&stack.client, &mut watched).await,
+            "{role}'s numbers were delivered"
+        );
+        tracing::info!(role, "{error}");
+    }
+    // Nobody but a hasher may inject digests: not debug, not rng, not a worker.
+    for role in ["debug", "rng", "worker"] {
+        let (client, mut refusals) = connect_watched(&stack.nats, role).await;
+        client
+            .publish(DIGESTS, Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+        refused(&mut refusals, &format!("publish to \"{DIGESTS}\"")).await;
+        assert!(
+            !has_message(&stack.client, &mut watched).await,
+            "{role}'s digests were delivered"
+        );
+    }
+    // Nor nuggets but a worker.
+    let (client, mut refusals) = connect_watched(&stack.nats, "hasher").await;
+    client
+        .publish(NUGGETS, Bytes::from_static(b"{}"))
+        .await
+        .unwrap();
+    client.flush().await.unwrap();
+    refused(&mut refusals, &format!("publish to \"{NUGGETS}\"")).await;
+
+    // The rightful senders get through, to the same watcher: the check above could fail.
+    for (role, subject) in [("rng", NUMBERS), ("hasher", DIGESTS), ("worker", NUGGETS)] {
+        let client = stack.connect_as(role).await;
+        client
+            .publish(subject, Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+        let message = timeout(REFUSED_WITHIN, watched.next())
+            .await
+            .unwrap_or_else(|_| panic!("{role}'s message on {subject} not delivered"))
+            .unwrap();
+        assert_eq!(message.subject.as_str(), subject);
+    }
+}
+
+#[tokio::test]
+async fn no_role_may_join_another_stages_queue_group() {
+    let stack = Stack::nats_only().await;
+    for (role, subject, group) in [
+        ("worker", NUMBERS, "hasher"),
+        ("hasher", DIGESTS, "worker"),
+        ("rng", NUMBERS, "hasher"),
+        ("debug", NUMBERS, "hasher"),
+        ("cli", DIGESTS, "worker"),
+    ] {
+        let (client, mut refusals) = connect_watched(&stack.nats, role).await;
+        let _taken = client
+            .queue_subscribe(subject, group.to_owned())
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+        refused(
+            &mut refusals,
+            &format!("subscription to \"{subject}\" using queue \"{group}\""),
+        )
+        .await;
+    }
+    // None of those subscriptions was made: a batch finds no one to take it.
+    for (role, subject) in [("rng", NUMBERS), ("hasher", DIGESTS)] {
+        let client = stack.connect_as(role).await;
+        let answer = timeout(
+            REFUSED_WITHIN,
+            client.request(subject, Bytes::from_static(b"x")),
+        )
+        .await
+        .expect("an answer from the server");
+        let error = answer.expect_err("someone took the batch");
+        assert_eq!(
+            error.kind(),
+            async_nats::RequestErrorKind::NoResponders,
+            "{error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn each_sender_alone_reads_its_replies() {
+    let stack = Stack::nats_only().await;
+    for (role, inbox) in [
+        ("rng", "_INBOX.hasher.>"),
+        ("rng", "_INBOX.>"),
+        ("hasher", "_INBOX.rng.>"),
+        ("cli", "_INBOX.rng.>"),
+        ("worker", "_INBOX.hasher.>"),
+    ] {
+        let (client, mut refusals) = connect_watched(&stack.nats, role).await;
+        let _replies = client.subscribe(inbox).await.unwrap();
+        client.flush().await.unwrap();
+        refused(&mut refusals, &format!("subscription to \"{inbox}\"")).await;
+    }
+    // Its own, it reads: the inboxes its client makes are where it may read.
+    let rng = stack.connect_as("rng").await;
+    assert!(rng.new_inbox().starts_with("_INBOX.rng."));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_watches_the_pipeline_and_asks_its_services() {
+    let stack = Stack::nats_only().await;
+    let mut watched = stack.client.subscribe("chocominer.>").await.unwrap();
+    stack.client.flush().await.unwrap();
+    let pipeline = stack.pipeline().start().await;
+
+    // Numbers and digests flow past the debug user's eyes.
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..1000 {
+        let message = timeout(SOON, watched.next())
+            .await
+            .expect("the pipeline's messages within SOON")
+            .unwrap();
+        seen.insert(message.subject.to_string());
+        if seen.contains(NUMBERS) && seen.contains(DIGESTS) {
+            break;
+        }
+    }
+    assert!(seen.contains(NUMBERS) && seen.contains(DIGESTS), "{seen:?}");
+
+    // Its `$SRV.PING` is answered by the running hasher (allowed responses).
+    let ping = timeout(
+        REFUSED_WITHIN,
+        stack.client.request("$SRV.PING.hasher", Bytes::new()),
+    )
+    .await
+    .expect("an answer within 10 s")
+    .expect("the hasher answers $SRV.PING");
+    let ping: serde_json::Value = serde_json::from_slice(&ping.payload).unwrap();
+    assert_eq!(ping["name"], "hasher", "{ping}");
+
+    // The official Python client, as the debug user, sees the same.
+    let output = python_check(&stack).await;
+    assert!(output.status.success(), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("anonymous refused"),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        stdout.contains("debug refused on chocominer.digests"),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        stdout.contains("hasher answers PING"),
+        "{}",
+        describe(&output)
+    );
+
+    let (rng, hasher, worker) = pipeline.stop().await;
+    assert!(
+        rng.generated > 0 && worker.judged > 0,
+        "{rng:?} {hasher:?} {worker:?}"
+    );
+}
+
+/// A stage whose permissions do not cover what it does says so in its log, naming what was
+/// refused: here rng sending on another prefix's subject.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_publication_is_logged_by_the_stage() {
+    let bin = testkit::cargo_bin_async("rng").await;
+    let stack = Stack::nats_only().await;
+    let rng = stack.spawn_process(&bin, "r1", &["--subject-prefix", "elsewhere"]);
+    eventually("rng logs the refusal", SOON, POLL, || {
+        let log = rng.log_tail();
+        async move {
+            (log.contains("NATS refused")
+                && log.contains("elsewhere.numbers")
+                && log.contains("nats_user=rng"))
+            .then_some(())
+        }
+    })
+    .await;
+}
+
+fn python() -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+/// Runs nats_permissions.py as the debug user against `stack`.
+async fn python_check(stack: &Stack) -> std::process::Output {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/nats_permissions.py");
+    let url = stack.nats.url();
+    let password = stack.nats.password("debug").to_owned();
+    let python = python();
+    tokio::task::spawn_blocking(move || {
+        Command::new(&python)
+            .arg(&script)
+            .arg(url)
+            .env("NATS_USER", "debug")
+            .env("NATS_PASSWORD", password)
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e} (scripts/install-deps.sh)", python.display()))
+    })
+    .await
+    .unwrap()
+}
+
+fn describe(output: &std::process::Output) -> String {
+    format!(
+        "{}\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
