@@ -166,6 +166,11 @@ fn a_stage_refuses_bad_settings_at_start_naming_them() {
             "cannot read",
         ),
         ("NATS_CA", "/nonexistent/ca.pem".into(), "cannot read"),
+        (
+            "INFLUX_PASSWORD_FILE",
+            "/nonexistent/influx-writer.password".into(),
+            "cannot read",
+        ),
     ];
     for (var, value, why) in cases {
         let mut vars = vec![(var, value.as_str())];

@@ -111,7 +111,6 @@ async fn status_names_the_bottleneck_and_it_moves_when_hashers_scale() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_servers_are_one_line_errors() {
     let stack = Stack::start().await;
-    let influx = stack.influx().url();
     let nowhere = format!("http://127.0.0.1:{}", testkit::free_port());
     let args = [
         "status",
@@ -133,10 +132,12 @@ async fn unreachable_servers_are_one_line_errors() {
 
     // Both wait out the connection deadline: at once.
     let nowhere = format!("nats://127.0.0.1:{}", testkit::free_port());
-    let status = ["status", "--nats-url", &nowhere, "--influx-url", &influx];
+    let mut status = vec!["status".to_owned(), "--nats-url".into(), nowhere.clone()];
+    status.extend(stack.influx().reader_args());
+    let status_args: Vec<&str> = status.iter().map(String::as_str).collect();
     let sub = ["sub", "--nats-url", &nowhere];
     let (status_output, sub_output) = tokio::join!(
-        common::finish(common::chocominer(&status.map(str::to_owned)), &status),
+        common::finish(common::chocominer(&status), &status_args),
         common::finish(common::chocominer(&sub.map(str::to_owned)), &sub),
     );
     for (command, output) in [("status", status_output), ("sub", sub_output)] {
@@ -152,4 +153,37 @@ async fn unreachable_servers_are_one_line_errors() {
             "{command}: {stderr}"
         );
     }
+}
+
+/// A reader with the wrong password: one line saying InfluxDB refused that user's credentials
+/// and what to check, exit 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_influxdb_password_is_one_clear_line() {
+    let stack = Stack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("reader.password");
+    std::fs::write(&wrong, "not-the-password\n").unwrap();
+    let influx = stack.influx().url();
+    let args = [
+        "status",
+        "--nats-url",
+        &stack.nats.url(),
+        "--influx-url",
+        &influx,
+        "--influx-user",
+        "reader",
+        "--influx-password-file",
+        wrong.to_str().unwrap(),
+    ];
+    let output = common::finish(common::chocominer(&args.map(str::to_owned)), &args).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "chocominer: InfluxDB at {influx} refused the credentials of user \"reader\" (HTTP \
+             401: authorization failed): check INFLUX_USER and INFLUX_PASSWORD_FILE (or \
+             INFLUX_PASSWORD)"
+        )
+    );
 }

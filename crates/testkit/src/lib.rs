@@ -12,7 +12,9 @@
 //!   (`cargo.rs`) build it.
 //! - [`NatsServer`] (`nats.rs`) and [`Influx`] (`influx.rs`): the real servers, on free ports
 //!   on 127.0.0.1, each in its own temporary directory, killed when dropped; `process.rs` is
-//!   the child-process plumbing they share.
+//!   the child-process plumbing they share. InfluxDB checks credentials: the stages write as
+//!   its writer, the front ends read as its reader, the tests' own queries go as its
+//!   administrator ([`Role`]).
 //! - [`eventually`], [`eventually_ok`], [`eventually_eq`] (`poll.rs`): polling with a
 //!   deadline instead of sleeping.
 //! - Here: [`free_port`], [`init_tracing`] for test logs, [`parse`] for a service's command
@@ -37,7 +39,7 @@ use std::time::Duration;
 use clap::Parser;
 
 pub use cargo::{cargo_bin, cargo_bin_async};
-pub use influx::Influx;
+pub use influx::{Influx, Role};
 pub use nats::NatsServer;
 pub use poll::{eventually, eventually_eq, eventually_ok};
 pub use service::{STOP_WITHIN, Service};

@@ -16,12 +16,13 @@ use tokio::time::timeout;
 /// How long a `chocominer` run or a condition may take on a loaded machine.
 pub const SOON: Duration = Duration::from_secs(60);
 
-/// `chocominer <args> --nats-url … [--influx-url …]`, pointed at `stack`.
+/// `chocominer <args> --nats-url … [--influx-url … --influx-user reader …]`, pointed at
+/// `stack`: `status` reads InfluxDB as its reader, as it is deployed.
 pub fn chocominer_on(stack: &Stack, args: &[&str]) -> Command {
     let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     all.extend(["--nats-url".into(), stack.nats.url()]);
     if args.first() == Some(&"status") {
-        all.extend(["--influx-url".into(), stack.influx().url()]);
+        all.extend(stack.influx().reader_args());
     }
     chocominer(&all)
 }
