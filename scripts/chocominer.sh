@@ -8,4 +8,12 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 build_release
+# The servers `up` was given (INFLUX_URL, NATS_URL, ...; the environment wins), and `status`
+# reads the local InfluxDB as its reader (unless the environment says who to be), once `up`
+# has made its password.
+load_settings
+if [ "${1:-}" = status ] && [ -f "$(influx_password_file reader)" ]; then
+  mapfile -t influx < <(influx_client_env reader)
+  for setting in "${influx[@]}"; do export "${setting?}"; done
+fi
 exec "$BIN_DIR/chocominer" "$@"
