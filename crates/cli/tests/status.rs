@@ -187,3 +187,47 @@ async fn a_wrong_influxdb_password_is_one_clear_line() {
         )
     );
 }
+
+/// What `status` reads from InfluxDB is anyone's text: an instance name holding a C1 control
+/// and a bidirectional override reaches `--json` only escaped (`\u009b`), parsing back to the
+/// very name; and the worker's forged nuggets are shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_escapes_what_it_reads_and_shows_forged_nuggets() {
+    let stack = Stack::start().await;
+    let name = "w\u{9b}2J\u{202e}x";
+    let stack_ref = &stack;
+    let (json, raw) = eventually(
+        "status sees the written worker alive, with forged nuggets",
+        SOON,
+        POLL,
+        || async move {
+            // Fresh points each round, so the instance is alive whenever status looks.
+            let now = chocominer_pipeline::stats::now_ns() / 1_000_000_000;
+            let lines: String = (now - 8..=now)
+                .map(|t| {
+                    format!(
+                        "worker,instance=w\u{9b}2J\u{202e}x hashes=10i,nuggets=0i,forged=3i,rejected=0i,expired=0i,difficulty=4i {}\n",
+                        t * 1_000_000_000
+                    )
+                })
+                .collect();
+            stack_ref.influx().write(testkit::DB, &lines).await;
+            let raw = run(stack_ref, &["status", "--json"]).await;
+            let json: Value = serde_json::from_str(&raw).ok()?;
+            (json["stages"]["worker"]["alive"] == 1
+                && figure(&json, "worker", "forged").is_some_and(|f| f > 0.0))
+            .then_some((json, raw))
+        },
+    )
+    .await;
+    assert!(
+        !raw.contains('\u{9b}') && !raw.contains('\u{202e}') && raw.contains("\\u009b"),
+        "{raw}"
+    );
+    assert_eq!(json["stages"]["worker"]["instances"][0], name, "{json}");
+    let text = run(&stack, &["status"]).await;
+    assert!(
+        text.contains("worker refused ") && text.contains("forged nuggets"),
+        "{text}"
+    );
+}

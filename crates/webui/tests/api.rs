@@ -147,8 +147,8 @@ fn stage_points(from: i64, to: i64) -> String {
     for s in from..=to {
         let t = s * SECOND_NS;
         lines += &format!(
-            "worker,instance=worker-1 hashes=30i,nuggets=2i,rejected=0i {t}\n\
-             worker,instance=worker-2 hashes=20i,nuggets=1i,rejected=0i {t}\n\
+            "worker,instance=worker-1 hashes=30i,nuggets=2i,rejected=0i,forged=1i {t}\n\
+             worker,instance=worker-2 hashes=20i,nuggets=1i,rejected=0i,forged=0i {t}\n\
              rng,instance=rng-1 numbers=100i,lost=0i,in_flight=3i,window=32i,rate_limit=100 {t}\n\
              rng,instance=rng-2 numbers=90i,lost=1i,in_flight=2i,window=32i,rate_limit=100 {t}\n\
              hasher,instance=hasher-1 hashes=25i,busy=0.5,lost=0i,rejected=0i,in_flight=8i,window=8i {t}\n\
@@ -270,6 +270,7 @@ async fn summary_has_the_figures_of_the_points_in_influxdb() {
     assert_eq!(f(&totals["nuggets"]), 3.0 * seconds);
     assert_eq!(f(&totals["numbers"]), 190.0 * seconds);
     assert_eq!(f(&totals["lost"]), 3.0 * seconds);
+    assert_eq!(f(&totals["forged"]), seconds, "forged nuggets refused");
 
     let report = webui.stop().await;
     assert!(
