@@ -552,3 +552,121 @@ async fn a_flood_of_junk_leaves_a_hashers_memory_bounded() {
     shutdown.trigger();
     worker.report().await;
 }
+
+/// The NATS connections of the clients named `names`: name and connection id, sorted.
+async fn connection_ids(stack: &Stack, names: &[&str]) -> Vec<(String, u64)> {
+    let mut ids: Vec<_> = stack.nats.connections().await;
+    ids.retain(|(name, _)| names.contains(&name.as_str()));
+    ids.sort();
+    ids
+}
+
+/// Header blocks the server passes on but async-nats 0.51 cannot read: a header line without a
+/// colon, invalid UTF-8, a bad status, and a bare carriage return in a value (which panics the
+/// client's connection task).
+const MALFORMED_HEADERS: [&[u8]; 4] = [
+    b"NATS/1.0\r\nNoColonHere\r\n\r\n",
+    b"NATS/1.0\r\nX-Bad: \xff\xfe\r\n\r\n",
+    b"NATS/1.0 abc\r\n\r\n",
+    b"NATS/1.0\r\nX-Cr: a\rb\r\n\r\n",
+];
+
+/// Publishes each of `headers`, `times` times, on `$SRV.PING`, over a plain socket (no client
+/// library would send them), then waits for the server's PONG: all were taken.
+async fn send_malformed_service_requests(stack: &Stack, headers: &[&[u8]], times: usize) -> usize {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let socket = tokio::net::TcpStream::connect(("127.0.0.1", stack.nats.port()))
+        .await
+        .expect("connect to nats-server");
+    let (read, mut write) = socket.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let info = lines.next_line().await.unwrap().expect("INFO");
+    assert!(info.starts_with("INFO "), "{info}");
+    write
+        .write_all(b"CONNECT {\"verbose\":false,\"headers\":true,\"protocol\":1}\r\n")
+        .await
+        .unwrap();
+    let mut sent = 0;
+    for _ in 0..times {
+        for header in headers {
+            let mut message = format!(
+                "HPUB $SRV.PING _INBOX.attacker {} {}\r\n",
+                header.len(),
+                header.len()
+            )
+            .into_bytes();
+            message.extend_from_slice(header);
+            message.extend_from_slice(b"\r\n");
+            write.write_all(&message).await.unwrap();
+            sent += 1;
+        }
+    }
+    write.write_all(b"PING\r\n").await.unwrap();
+    let pong = timeout(SOON, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            assert!(!line.starts_with("-ERR"), "the server refused: {line}");
+            if line == "PONG" {
+                return;
+            }
+        }
+        panic!("nats-server closed the connection");
+    })
+    .await;
+    assert!(pong.is_ok(), "no PONG within {SOON:?}");
+    sent
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_service_requests_cannot_disconnect_the_pipeline() {
+    /// Messages of each kind in the burst at the end.
+    const BURST: usize = 50;
+    let stack = Stack::start().await;
+    let pipeline = stack
+        .pipeline()
+        .worker("w1", &[])
+        .hasher("h1", &["--delay-ms", "0"])
+        .rng("r1", &["--rate", "2000", "--batch", "20"])
+        .start()
+        .await;
+    let pipeline_connections = ["rng r1", "hasher h1", "worker w1"];
+    let before = connection_ids(&stack, &pipeline_connections).await;
+    assert_eq!(before.len(), 3, "{before:?}");
+    let client = &stack.client;
+    let judged_before = stat(client, "worker", "hashes").await;
+
+    // Each kind alone, then the replicas answer the service protocol again (on a new service
+    // connection if need be), so each kind surely reached their client.
+    let mut sent = 0;
+    for header in MALFORMED_HEADERS {
+        sent += send_malformed_service_requests(&stack, &[header], 1).await;
+        stack.wait_for_service("hasher", &["h1"]).await;
+        stack.wait_for_service("worker", &["w1"]).await;
+    }
+    // Then a burst of all of them.
+    sent += send_malformed_service_requests(&stack, &MALFORMED_HEADERS, BURST).await;
+    stack.wait_for_service("hasher", &["h1"]).await;
+    stack.wait_for_service("worker", &["w1"]).await;
+    // And batches still flow.
+    eventually("more digests judged", SOON, POLL, || async {
+        (stat(client, "worker", "hashes").await > judged_before).then_some(())
+    })
+    .await;
+    let after = connection_ids(&stack, &pipeline_connections).await;
+    let (rng, hasher, worker) = pipeline.stop().await;
+    tracing::info!(
+        sent,
+        ?before,
+        ?after,
+        rng_lost = rng.lost,
+        hasher_lost = hasher.lost,
+        judged = worker.judged,
+        "malformed $SRV requests"
+    );
+    assert_eq!(
+        before, after,
+        "a pipeline connection was dropped and opened again"
+    );
+    assert_eq!(rng.lost, 0, "{rng:?}");
+    assert_eq!(hasher.lost, 0, "{hasher:?}");
+    assert_eq!(rng.generated, worker.judged, "{rng:?} {worker:?}");
+}

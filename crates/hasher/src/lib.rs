@@ -215,6 +215,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
             stage: Stage::Hasher,
             subject: runtime.subjects.numbers.clone(),
             instance: runtime.instance.clone(),
+            service: runtime.service_connector(),
         },
     )
     .await?;

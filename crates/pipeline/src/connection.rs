@@ -7,12 +7,14 @@
 //! [`shown_urls`]. Each subscription holds at most `NATS_SUBSCRIPTION_CAPACITY` messages not
 //! yet taken (the client drops more, a "slow consumer"): what bounds the memory a flood takes.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::{Client, ConnectOptions, Event};
 use chocominer_influx::credentials;
+use futures::future::BoxFuture;
 
 use crate::config::NatsArgs;
 use crate::shutdown::Shutdown;
@@ -88,22 +90,25 @@ async fn options(args: &NatsArgs, name: &str) -> anyhow::Result<ConnectOptions> 
     let capacity = usize::try_from(args.nats_subscription_capacity).unwrap_or(usize::MAX);
     // One event per message dropped: a flood must not become a flood of log lines.
     let slow_log = Arc::new(Throttle::default());
+    // A stage has two connections (batches, service protocol): say which one an event is on.
+    let connection: Arc<str> = name.into();
     Ok(opts
         .name(name)
         .max_reconnects(None)
         .connection_timeout(Duration::from_secs(5))
         .subscription_capacity(capacity)
         .event_callback(move |event| {
-            let slow_log = slow_log.clone();
+            let (slow_log, connection) = (slow_log.clone(), connection.clone());
             async move {
                 match event {
-                    Event::Connected => tracing::info!("connected to NATS"),
+                    Event::Connected => tracing::info!(%connection, "connected to NATS"),
                     Event::Disconnected => {
-                        tracing::warn!("disconnected from NATS; reconnecting")
+                        tracing::warn!(%connection, "disconnected from NATS; reconnecting")
                     }
                     Event::SlowConsumer(sid) => {
                         if let Some(left_out) = slow_log.admit() {
                             tracing::warn!(
+                                %connection,
                                 sid,
                                 capacity,
                                 similar_left_out = left_out,
@@ -113,7 +118,7 @@ async fn options(args: &NatsArgs, name: &str) -> anyhow::Result<ConnectOptions> 
                             )
                         }
                     }
-                    other => tracing::info!("NATS: {other}"),
+                    other => tracing::info!(%connection, "NATS: {other}"),
                 }
             }
         }))
@@ -156,6 +161,59 @@ pub async fn connect(
             _ = shutdown.triggered() => return Ok(None),
             _ = tokio::time::sleep(RETRY_EVERY) => {}
         }
+    }
+}
+
+/// How to open a NATS connection, for a part that may need to open its own again: the
+/// service protocol's connection ([`crate::intake`]) replaces one that died.
+#[derive(Clone)]
+pub struct Connector {
+    name: String,
+    open: Arc<dyn Fn() -> BoxFuture<'static, anyhow::Result<Option<Client>>> + Send + Sync>,
+}
+
+impl Connector {
+    /// Connects as [`connect`] does (waiting for NATS until `shutdown`), with these settings,
+    /// under this connection name.
+    pub fn new(args: &NatsArgs, name: impl Into<String>, shutdown: &Shutdown) -> Connector {
+        let name = name.into();
+        let (args, shutdown) = (args.clone(), shutdown.clone());
+        let open_name = name.clone();
+        Connector::from_fn(name, move || {
+            let (args, name, shutdown) = (args.clone(), open_name.clone(), shutdown.clone());
+            Box::pin(async move { connect(&args, &name, &shutdown).await })
+        })
+    }
+
+    /// Connects by calling `open` (for tests: a plain `async_nats::connect`); `Ok(None)` means
+    /// shutdown came first.
+    pub fn from_fn(
+        name: impl Into<String>,
+        open: impl Fn() -> BoxFuture<'static, anyhow::Result<Option<Client>>> + Send + Sync + 'static,
+    ) -> Connector {
+        Connector {
+            name: name.into(),
+            open: Arc::new(open),
+        }
+    }
+
+    /// Opens a connection; `Ok(None)` if shutdown came first.
+    pub async fn open(&self) -> anyhow::Result<Option<Client>> {
+        (self.open)().await
+    }
+
+    /// The connection's name, as nats-server shows it (`/connz`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+// Settings hold credentials: shown by name only.
+impl fmt::Debug for Connector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connector")
+            .field("name", &self.name)
+            .finish()
     }
 }
 

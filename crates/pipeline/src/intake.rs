@@ -3,9 +3,9 @@
 //! announced as a NATS service.
 //!
 //! NATS hands each batch to one replica of the queue group, so scaling a stage is starting
-//! replicas. Each replica also answers the NATS service protocol (`$SRV.PING|INFO|STATS`, for
-//! all services, by name, and by id), so `nats micro ls|info|stats hasher` shows every replica
-//! with its request count and processing time, and `chocominer status` counts them by
+//! replicas. Each replica also answers the NATS service protocol ([`crate::service`], on a
+//! connection of its own), so `nats micro ls|info|stats hasher` shows every replica with its
+//! request count and processing time, and `chocominer status` counts them by
 //! `$SRV.PING.<stage>`.
 //!
 //! Every batch taken in is settled once, through its [`Incoming`]: acknowledged, refused as
@@ -22,18 +22,18 @@
 //! most that many new batches after the stop (and finishes them); if traffic has stopped
 //! instead, it ends after a quiet spell, once a round trip to the server has flushed the wire.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::service::{Info, PingResponse, Stats, endpoint};
 use async_nats::{Client, HeaderMap, Message, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::task::JoinHandle;
 
 use crate::codec::{BatchHeaders, HEADER_INSTANCE, HEADER_TTL_MS};
+use crate::connection::Connector;
 use crate::sender::TURNED_AWAY;
+use crate::service::{Identity, Service};
 use crate::shutdown::Shutdown;
 use crate::stats::Counter;
 use crate::subjects::Stage;
@@ -59,6 +59,9 @@ pub struct IntakeConfig {
     pub subject: String,
     /// This instance, in the service's metadata.
     pub instance: String,
+    /// How to open the connection the replica answers the service protocol on (see
+    /// [`crate::service`] for why it is not the batches' own).
+    pub service: Connector,
 }
 
 /// Batches taken in and not worked on, counted in batches.
@@ -69,29 +72,6 @@ pub struct IntakeStats {
     /// Batches dropped because their sender had counted them as lost, or would have before
     /// they could be finished.
     pub expired: Counter,
-}
-
-/// Custom data for the service's `$SRV.STATS` answer (e.g. lost, busy, in flight).
-type StatsData = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
-
-/// Request count, errors and processing time of the endpoint, as `$SRV.STATS` reports them.
-#[derive(Default)]
-struct EndpointTally {
-    requests: usize,
-    errors: usize,
-    processing_time: Duration,
-    last_error: Option<async_nats::service::error::Error>,
-}
-
-/// What the verb answerer needs to know about this replica.
-struct Identity {
-    stage: Stage,
-    id: String,
-    endpoint: endpoint::Info,
-    metadata: HashMap<String, String>,
-    started: async_nats::datetime::DateTime,
-    tally: Mutex<EndpointTally>,
-    stats_data: OnceLock<StatsData>,
 }
 
 /// Receives the batches; see the module docs.
@@ -118,8 +98,8 @@ struct Shared {
     client: Client,
     identity: Arc<Identity>,
     stats: Arc<IntakeStats>,
-    /// The task answering the service protocol.
-    verbs: JoinHandle<()>,
+    /// The answerer of the service protocol.
+    service: Service,
     /// For refused and dropped batches alike.
     reject_log: Throttle,
 }
@@ -140,6 +120,7 @@ impl Intake {
             stage,
             subject,
             instance,
+            service,
         } = config;
         let id = client
             .new_inbox()
@@ -147,35 +128,13 @@ impl Intake {
             .next()
             .unwrap_or("0")
             .to_owned();
-        let identity = Arc::new(Identity {
-            stage,
-            id: id.clone(),
-            endpoint: endpoint::Info {
-                name: subject.rsplit('.').next().unwrap_or(&subject).to_owned(),
-                subject: subject.clone(),
-                queue_group: stage.queue_group().to_owned(),
-                metadata: HashMap::new(),
-            },
-            metadata: [("instance".to_owned(), instance)].into(),
-            started: started_now(),
-            tally: Mutex::default(),
-            stats_data: OnceLock::new(),
-        });
-        // `$SRV.<verb>`, `$SRV.<verb>.<name>`, `$SRV.<verb>.<name>.<id>` for every verb.
-        let mut verb_subs = Vec::new();
-        for pattern in [
-            "$SRV.*".to_owned(),
-            format!("$SRV.*.{stage}"),
-            format!("$SRV.*.{stage}.{id}"),
-        ] {
-            verb_subs.push(client.subscribe(pattern).await?);
-        }
+        let identity = Arc::new(Identity::new(stage, id.clone(), &subject, instance));
+        let service = Service::start(service, identity.clone()).await?;
         let batches = client
             .queue_subscribe(subject.clone(), stage.queue_group().to_owned())
             .await?;
-        // Make sure the server has the subscriptions before anyone is told we are here.
+        // Make sure the server has the subscription before anyone is told we are here.
         client.flush().await?;
-        let verbs = tokio::spawn(answer_verbs(client.clone(), identity.clone(), verb_subs));
         tracing::info!(%subject, queue_group = stage.queue_group(), service_id = %id, "taking batches");
         Ok(Intake {
             batches,
@@ -186,7 +145,7 @@ impl Intake {
                 client,
                 identity,
                 stats: Arc::default(),
-                verbs,
+                service,
                 reject_log: Throttle::default(),
             }),
         })
@@ -273,13 +232,7 @@ impl Intake {
 
     /// Stops answering the service protocol: this replica is gone from `nats micro ls`.
     pub fn close(&self) {
-        self.shared.verbs.abort();
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        self.verbs.abort();
+        self.shared.service.close();
     }
 }
 
@@ -390,15 +343,7 @@ impl Incoming {
 
     /// Tallies the batch for `$SRV.STATS` and answers it, if its sender asked for an answer.
     async fn answer(self, headers: HeaderMap, error: Option<async_nats::service::error::Error>) {
-        {
-            let mut tally = self.shared.identity.tally.lock().unwrap();
-            tally.requests += 1;
-            tally.processing_time += self.received.elapsed();
-            if let Some(error) = error {
-                tally.errors += 1;
-                tally.last_error = Some(error);
-            }
-        }
+        self.shared.identity.tally(self.received.elapsed(), error);
         let Some(reply) = self.message.reply else {
             return;
         };
@@ -414,83 +359,4 @@ impl Incoming {
             tracing::warn!("could not answer a batch: {e}");
         }
     }
-}
-
-async fn answer_verbs(client: Client, me: Arc<Identity>, subs: Vec<Subscriber>) {
-    let mut requests = futures::stream::select_all(subs);
-    while let Some(request) = requests.next().await {
-        let Some(reply) = request.reply else { continue };
-        let verb = request.subject.split('.').nth(1).unwrap_or_default();
-        let body = match verb {
-            "PING" => serde_json::to_vec(&PingResponse {
-                kind: "io.nats.micro.v1.ping_response".into(),
-                name: me.stage.name().into(),
-                id: me.id.clone(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                metadata: me.metadata.clone(),
-            }),
-            "INFO" => serde_json::to_vec(&Info {
-                kind: "io.nats.micro.v1.info_response".into(),
-                name: me.stage.name().into(),
-                id: me.id.clone(),
-                description: format!("ChocoMiner {} stage", me.stage),
-                version: env!("CARGO_PKG_VERSION").into(),
-                metadata: me.metadata.clone(),
-                endpoints: vec![me.endpoint.clone()],
-            }),
-            "STATS" => {
-                let endpoint = {
-                    let tally = me.tally.lock().unwrap();
-                    endpoint::Stats {
-                        name: me.endpoint.name.clone(),
-                        subject: me.endpoint.subject.clone(),
-                        queue_group: me.endpoint.queue_group.clone(),
-                        requests: tally.requests,
-                        errors: tally.errors,
-                        processing_time: tally.processing_time,
-                        average_processing_time: tally
-                            .processing_time
-                            .checked_div(tally.requests.max(1) as u32)
-                            .unwrap_or_default(),
-                        last_error: tally.last_error.clone(),
-                        data: me.stats_data.get().map(|data| data()),
-                    }
-                };
-                // async-nats's `Stats` lacks the service's `metadata`, which the service API
-                // (ADR-32) puts in every response, and which nats-py's `ServiceStats` requires.
-                serde_json::to_value(Stats {
-                    kind: "io.nats.micro.v1.stats_response".into(),
-                    name: me.stage.name().into(),
-                    id: me.id.clone(),
-                    version: env!("CARGO_PKG_VERSION").into(),
-                    started: me.started,
-                    endpoints: vec![endpoint],
-                })
-                .and_then(|mut stats| {
-                    stats["metadata"] = serde_json::to_value(&me.metadata)?;
-                    serde_json::to_vec(&stats)
-                })
-            }
-            _ => continue,
-        };
-        if let Ok(body) = body {
-            let _ = client.publish(reply, body.into()).await;
-        }
-    }
-}
-
-/// Now, to the millisecond, for the service protocol's `started`. RFC 3339 allows any number of
-/// fraction digits and Go's and Rust's clients read any; nats-py's `nats.micro` reads one to six
-/// and writes three. Milliseconds, never a whole second, survive all three unchanged.
-fn started_now() -> async_nats::datetime::DateTime {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let millis = if millis.is_multiple_of(1_000) {
-        millis + 1
-    } else {
-        millis
-    };
-    async_nats::datetime::from_nanos(millis as i128 * 1_000_000)
-        .unwrap_or_else(|_| async_nats::datetime::now())
 }

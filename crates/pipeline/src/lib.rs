@@ -18,7 +18,8 @@
 //! - `sender`: [`Sender`], the window of batches handed on and their acknowledgements;
 //!   `rate`: [`RateLimiter`], rng's pacing;
 //! - `intake`: [`Intake`], the batches taken in from a queue group, each [`Incoming`] answering
-//!   itself, and the NATS service protocol (`$SRV.PING|INFO|STATS`);
+//!   itself; `service`: the NATS service protocol (`$SRV.PING|INFO|STATS`), on a connection
+//!   of its own ([`Connector`]);
 //! - [`nugget`]: the difficulty rule and the nugget record;
 //! - [`stats`]: counters, one point per second, the writer to InfluxDB;
 //! - [`health`]: `/healthz` and `/readyz` for orchestrators, and `--health-check`;
@@ -36,6 +37,7 @@ mod profile;
 mod rate;
 pub mod runtime;
 mod sender;
+mod service;
 mod shutdown;
 pub mod stats;
 mod subjects;
@@ -43,7 +45,7 @@ mod telemetry;
 mod throttle;
 
 pub use config::{CommonArgs, ENV_HELP, HealthArgs, InfluxArgs, NatsArgs, parse, parse_with};
-pub use connection::{connect, shown_urls};
+pub use connection::{Connector, connect, shown_urls};
 pub use intake::{
     Incoming, Intake, IntakeConfig, IntakeStats, NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE,
     STOP_FENCE,

@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_nats::Client;
 
 use crate::config::{CommonArgs, HealthArgs};
-use crate::connection;
+use crate::connection::{self, Connector};
 use crate::health::{self, Health, HealthServer};
 use crate::shutdown::Shutdown;
 use crate::stats::{Meter, Reporter, StatsSink, StatsWriter, WriteReport};
@@ -71,6 +71,7 @@ pub struct StageRuntime {
     pub health: Health,
     health_server: Option<HealthServer>,
     writer: StatsWriter,
+    service: Connector,
 }
 
 impl StageRuntime {
@@ -108,7 +109,14 @@ impl StageRuntime {
             health,
             health_server,
             writer,
+            service: Connector::new(&common.nats, format!("{name} service"), shutdown),
         }))
+    }
+
+    /// How the stage's intake opens the connection it answers the NATS service protocol on:
+    /// one of its own, named "<stage> <instance> service" (see [`crate::service`]).
+    pub fn service_connector(&self) -> Connector {
+        self.service.clone()
     }
 
     pub fn sink(&self) -> StatsSink {

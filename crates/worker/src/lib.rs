@@ -115,6 +115,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
             stage: Stage::Worker,
             subject: runtime.subjects.digests.clone(),
             instance: runtime.instance.clone(),
+            service: runtime.service_connector(),
         },
     )
     .await?;

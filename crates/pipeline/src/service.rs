@@ -1,0 +1,260 @@
+//! The NATS service protocol (`$SRV.PING|INFO|STATS`) for one replica of a stage, answered on a
+//! NATS connection of its own.
+//!
+//! Every replica answers `$SRV.<verb>`, `$SRV.<verb>.<stage>` and `$SRV.<verb>.<stage>.<id>`, so
+//! `nats micro ls|info|stats hasher` and `chocominer status` see each one with its figures.
+//!
+//! Why a connection of its own: everyone allowed to publish on `$SRV.>` reaches every replica,
+//! and the client library (async-nats 0.51) cannot take every message a server will pass on. A
+//! header block it cannot read (a line without a colon, invalid UTF-8, a bad status line) makes
+//! it drop the connection and open it again; a bare carriage return in a header value panics its
+//! connection task, which ends every subscription of that client for good. On the connection
+//! that carries the batches, one such 25-byte message would cost in-flight batches or stop the
+//! stage taking any. Here it costs only the service connection: the client re-opens it itself,
+//! and when it is gone for good, [`Service`] opens a new one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_nats::service::{Info, PingResponse, Stats, endpoint};
+use async_nats::{Client, Subscriber};
+use futures::StreamExt;
+use tokio::task::JoinHandle;
+
+use crate::connection::Connector;
+use crate::subjects::Stage;
+
+/// Pause before opening a new service connection, times the number of times in a row it was
+/// needed (up to [`MAX_PAUSES`]): whatever ended the last one may come again at once.
+const REOPEN_PAUSE: Duration = Duration::from_millis(250);
+const MAX_PAUSES: u32 = 20;
+
+/// Custom data for the service's `$SRV.STATS` answer (e.g. lost, busy, in flight).
+pub(crate) type StatsData = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+/// Request count, errors and processing time of the endpoint, as `$SRV.STATS` reports them.
+#[derive(Default)]
+pub(crate) struct EndpointTally {
+    requests: usize,
+    errors: usize,
+    processing_time: Duration,
+    last_error: Option<async_nats::service::error::Error>,
+}
+
+/// What the service protocol says about this replica.
+pub(crate) struct Identity {
+    pub(crate) stage: Stage,
+    id: String,
+    endpoint: endpoint::Info,
+    metadata: HashMap<String, String>,
+    started: async_nats::datetime::DateTime,
+    tally: Mutex<EndpointTally>,
+    pub(crate) stats_data: OnceLock<StatsData>,
+}
+
+impl Identity {
+    /// Replica `id` of `stage`, taking its batches on `subject`, run as `instance`.
+    pub(crate) fn new(stage: Stage, id: String, subject: &str, instance: String) -> Identity {
+        Identity {
+            stage,
+            id,
+            endpoint: endpoint::Info {
+                name: subject.rsplit('.').next().unwrap_or(subject).to_owned(),
+                subject: subject.to_owned(),
+                queue_group: stage.queue_group().to_owned(),
+                metadata: HashMap::new(),
+            },
+            metadata: [("instance".to_owned(), instance)].into(),
+            started: started_now(),
+            tally: Mutex::default(),
+            stats_data: OnceLock::new(),
+        }
+    }
+
+    /// Counts one request of the endpoint (a batch answered), and its error if it was refused.
+    pub(crate) fn tally(
+        &self,
+        processing_time: Duration,
+        error: Option<async_nats::service::error::Error>,
+    ) {
+        let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+        tally.requests += 1;
+        tally.processing_time += processing_time;
+        if let Some(error) = error {
+            tally.errors += 1;
+            tally.last_error = Some(error);
+        }
+    }
+
+    /// The subjects this replica answers on.
+    fn subjects(&self) -> [String; 3] {
+        let (stage, id) = (self.stage, &self.id);
+        [
+            "$SRV.*".to_owned(),
+            format!("$SRV.*.{stage}"),
+            format!("$SRV.*.{stage}.{id}"),
+        ]
+    }
+
+    /// The answer to `verb`, if it is one of the protocol's.
+    fn answer(&self, verb: &str) -> Option<serde_json::Result<Vec<u8>>> {
+        let body = match verb {
+            "PING" => serde_json::to_vec(&PingResponse {
+                kind: "io.nats.micro.v1.ping_response".into(),
+                name: self.stage.name().into(),
+                id: self.id.clone(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                metadata: self.metadata.clone(),
+            }),
+            "INFO" => serde_json::to_vec(&Info {
+                kind: "io.nats.micro.v1.info_response".into(),
+                name: self.stage.name().into(),
+                id: self.id.clone(),
+                description: format!("ChocoMiner {} stage", self.stage),
+                version: env!("CARGO_PKG_VERSION").into(),
+                metadata: self.metadata.clone(),
+                endpoints: vec![self.endpoint.clone()],
+            }),
+            "STATS" => {
+                let endpoint = {
+                    let tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+                    endpoint::Stats {
+                        name: self.endpoint.name.clone(),
+                        subject: self.endpoint.subject.clone(),
+                        queue_group: self.endpoint.queue_group.clone(),
+                        requests: tally.requests,
+                        errors: tally.errors,
+                        processing_time: tally.processing_time,
+                        average_processing_time: tally
+                            .processing_time
+                            .checked_div(tally.requests.max(1) as u32)
+                            .unwrap_or_default(),
+                        last_error: tally.last_error.clone(),
+                        data: self.stats_data.get().map(|data| data()),
+                    }
+                };
+                // async-nats's `Stats` lacks the service's `metadata`, which the service API
+                // (ADR-32) puts in every response, and which nats-py's `ServiceStats` requires.
+                serde_json::to_value(Stats {
+                    kind: "io.nats.micro.v1.stats_response".into(),
+                    name: self.stage.name().into(),
+                    id: self.id.clone(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    started: self.started,
+                    endpoints: vec![endpoint],
+                })
+                .and_then(|mut stats| {
+                    stats["metadata"] = serde_json::to_value(&self.metadata)?;
+                    serde_json::to_vec(&stats)
+                })
+            }
+            _ => return None,
+        };
+        Some(body)
+    }
+}
+
+/// The replica's answerer of the service protocol: its connection, and the task that answers
+/// and replaces the connection should it die. Stops when closed or dropped.
+pub(crate) struct Service {
+    task: JoinHandle<()>,
+}
+
+impl Service {
+    /// Opens the service connection and subscribes; answering has begun when this returns, so
+    /// a replica is counted as soon as it says it is ready.
+    pub(crate) async fn start(connector: Connector, me: Arc<Identity>) -> anyhow::Result<Service> {
+        let task = match listen(&connector, &me).await? {
+            Some((client, subs)) => tokio::spawn(serve(connector, me, client, subs)),
+            // Shutdown came first: nothing to answer.
+            None => tokio::spawn(async {}),
+        };
+        Ok(Service { task })
+    }
+
+    /// Stops answering: this replica is gone from `nats micro ls`.
+    pub(crate) fn close(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A new service connection with its subscriptions in place on the server; `None` if shutdown
+/// came first.
+async fn listen(
+    connector: &Connector,
+    me: &Identity,
+) -> anyhow::Result<Option<(Client, Vec<Subscriber>)>> {
+    let Some(client) = connector.open().await? else {
+        return Ok(None);
+    };
+    let mut subs = Vec::new();
+    for subject in me.subjects() {
+        subs.push(client.subscribe(subject).await?);
+    }
+    client.flush().await?;
+    Ok(Some((client, subs)))
+}
+
+/// Answers on `client` until its subscriptions end, then opens a new connection; for ever.
+async fn serve(connector: Connector, me: Arc<Identity>, client: Client, subs: Vec<Subscriber>) {
+    let (mut client, mut subs) = (client, subs);
+    let mut in_a_row = 0u32;
+    loop {
+        let answered = answer(&client, &me, subs).await;
+        // The subscriptions ended: the client's connection task is gone (it panicked, see the
+        // module docs), or the client was closed. It will not come back by itself.
+        in_a_row = if answered > 0 { 1 } else { in_a_row + 1 };
+        tracing::warn!(
+            connection = connector.name(),
+            "the NATS connection answering the service protocol ($SRV) has ended; opening a \
+             new one (batches flow on another connection and are not affected)"
+        );
+        tokio::time::sleep(REOPEN_PAUSE * in_a_row.min(MAX_PAUSES)).await;
+        match listen(&connector, &me).await {
+            Ok(Some(opened)) => (client, subs) = opened,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(connection = connector.name(), "cannot open it: {e:#}");
+                subs = Vec::new();
+            }
+        }
+    }
+}
+
+/// Answers every request on `subs` until they end; returns how many it answered.
+async fn answer(client: &Client, me: &Identity, subs: Vec<Subscriber>) -> u64 {
+    let mut answered = 0;
+    let mut requests = futures::stream::select_all(subs);
+    while let Some(request) = requests.next().await {
+        let Some(reply) = request.reply else { continue };
+        let verb = request.subject.split('.').nth(1).unwrap_or_default();
+        if let Some(Ok(body)) = me.answer(verb) {
+            let _ = client.publish(reply, body.into()).await;
+            answered += 1;
+        }
+    }
+    answered
+}
+
+/// Now, to the millisecond, for the service protocol's `started`. RFC 3339 allows any number of
+/// fraction digits and Go's and Rust's clients read any; nats-py's `nats.micro` reads one to six
+/// and writes three. Milliseconds, never a whole second, survive all three unchanged.
+fn started_now() -> async_nats::datetime::DateTime {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let millis = if millis.is_multiple_of(1_000) {
+        millis + 1
+    } else {
+        millis
+    };
+    async_nats::datetime::from_nanos(millis as i128 * 1_000_000)
+        .unwrap_or_else(|_| async_nats::datetime::now())
+}
