@@ -3,9 +3,10 @@
 //! and the tests, basic auth from [`InfluxArgs`], one timeout for every request.
 //!
 //! Errors are one line each. Reading: InfluxDB cannot be reached at all
-//! ([`QueryError::Unreachable`]), it answered with an error ([`QueryError::Failed`]: an HTTP
-//! error, refused credentials, a statement error such as a missing database), or what answered
-//! is not InfluxDB 1.x ([`QueryError::NotInflux`]). Writing: worth retrying later
+//! ([`QueryError::Unreachable`]), it refused who we are ([`QueryError::Denied`]: wrong or
+//! missing credentials, a user without the right), it answered with an error
+//! ([`QueryError::Failed`]: an HTTP error, a statement error such as a missing database), or
+//! what answered is not InfluxDB 1.x ([`QueryError::NotInflux`]). Writing: worth retrying later
 //! ([`WriteError::Retry`]), refused for who we are ([`WriteError::Denied`]: wrong credentials,
 //! no right to write, no database and no right to create it; worth retrying once an
 //! administrator has acted), or refused for good ([`WriteError::Refused`]).
