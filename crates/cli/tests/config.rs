@@ -171,6 +171,8 @@ fn a_stage_refuses_bad_settings_at_start_naming_them() {
             "/nonexistent/influx-writer.password".into(),
             "cannot read",
         ),
+        ("RNG_BATCH", "0".into(), "not in 1.."),
+        ("RNG_BATCH", "1000000000000".into(), "not in 1.."),
     ];
     for (var, value, why) in cases {
         let mut vars = vec![(var, value.as_str())];
@@ -190,4 +192,44 @@ fn a_stage_refuses_bad_settings_at_start_naming_them() {
             "{var}={value}: wanted {why:?} in {first}"
         );
     }
+}
+
+/// A client certificate without its key is refused at start, naming both settings.
+#[test]
+fn a_stage_refuses_a_client_certificate_without_its_key() {
+    let bin = testkit::cargo_bin("rng");
+    let up = format!("nats://127.0.0.1:{}", testkit::free_port());
+    let this_file = file!();
+    let cert = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(this_file);
+    let cert = cert.to_str().unwrap();
+    let output = run_bounded(&bin, &[("NATS_URL", &up), ("NATS_CERT", cert)]);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    assert!(text.contains("--nats-key"), "{text}");
+}
+
+/// A batch whose digest batch the server's max payload cannot carry is refused once rng has
+/// connected and learnt the limit: one line naming RNG_BATCH and the limit, exit code 2, and
+/// nothing sent.
+#[test]
+fn rng_refuses_a_batch_the_server_cannot_carry() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let nats = runtime.block_on(testkit::NatsServer::start());
+    let bin = testkit::cargo_bin("rng");
+    let url = nats.url();
+    let output = run_bounded(&bin, &[("NATS_URL", &url), ("RNG_BATCH", "100000")]);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{text}");
+    let line = text
+        .lines()
+        .find(|l| l.contains("invalid value for RNG_BATCH"))
+        .unwrap_or_else(|| panic!("no line names RNG_BATCH: {text}"));
+    assert!(
+        line.contains("max payload of 1048576 bytes; at most 16368 fit"),
+        "{line}"
+    );
+    let sent = runtime.block_on(nats.messages_in());
+    assert_eq!(sent, 0, "rng published before refusing");
 }

@@ -34,7 +34,7 @@ use chocominer_pipeline::stats::schema::{self, FieldValue, Measurement, hasher};
 use chocominer_pipeline::stats::{Counter, Meter};
 use chocominer_pipeline::{CommonArgs, Shutdown, Stage, Throttle};
 use chocominer_pipeline::{Incoming, Intake, IntakeConfig, IntakeStats};
-use chocominer_pipeline::{NoConsumer, Sender, SenderConfig, SenderStats};
+use chocominer_pipeline::{NoConsumer, Sender, SenderStats};
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use tokio_util::task::TaskTracker;
@@ -196,19 +196,13 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         .max_batch_ms
         .map_or_else(|| config.common.ack_timeout(), Duration::from_millis);
     let queue = config.queue.map_or(defaults.hasher_queue, |n| n as usize);
-    let sender = Sender::start(
-        runtime.client.clone(),
-        SenderConfig {
-            subject: runtime.subjects.digests.clone(),
-            target: Stage::Worker,
-            instance: runtime.instance.clone(),
-            max_in_flight: config
+    let sender = runtime
+        .sender(
+            config
                 .in_flight
                 .map_or(defaults.hasher_in_flight, |n| n as usize),
-            ack_timeout: config.common.ack_timeout(),
-        },
-    )
-    .await?;
+        )
+        .await?;
     let mut intake = Intake::start(
         runtime.client.clone(),
         IntakeConfig {

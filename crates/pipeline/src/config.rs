@@ -55,9 +55,21 @@ pub struct NatsArgs {
     /// NATS credentials file (JWT + NKey seed).
     #[arg(long, env = "NATS_CREDS", value_parser = readable_file)]
     pub nats_creds: Option<PathBuf>,
+    /// Connect with TLS, and refuse a server that does not speak it (also implied by
+    /// --nats-ca, --nats-cert or a tls:// URL). The server's certificate is checked against
+    /// NATS_CA, or the system's roots without it.
+    #[arg(long, env = "NATS_TLS")]
+    pub nats_tls: bool,
     /// CA certificate (PEM) to verify the NATS server's TLS certificate; implies TLS.
     #[arg(long, env = "NATS_CA", value_parser = readable_file)]
     pub nats_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS, for servers that verify their clients; needs
+    /// --nats-key; implies TLS.
+    #[arg(long, env = "NATS_CERT", value_parser = readable_file, requires = "nats_key")]
+    pub nats_cert: Option<PathBuf>,
+    /// Private key (PEM) of the client certificate --nats-cert.
+    #[arg(long, env = "NATS_KEY", value_parser = readable_file, requires = "nats_cert")]
+    pub nats_key: Option<PathBuf>,
     /// Prefix of the pipeline's subjects: <prefix>.numbers, <prefix>.digests, <prefix>.nuggets.
     #[arg(long, env = "SUBJECT_PREFIX", default_value = DEFAULT_PREFIX)]
     pub subject_prefix: String,
@@ -69,12 +81,39 @@ pub struct NatsArgs {
 }
 
 impl NatsArgs {
+    /// Whether the settings ask for TLS: `NATS_TLS`, a CA, a client certificate, or a
+    /// `tls://` URL.
+    pub fn tls_wanted(&self) -> bool {
+        self.nats_tls
+            || self.nats_ca.is_some()
+            || self.nats_cert.is_some()
+            || self
+                .server_urls()
+                .iter()
+                .any(|url| url.starts_with("tls://"))
+    }
+
     /// The server URLs of `NATS_URL`, credentials taken out, one per server: async-nats reads a
     /// single string as a single address, so a list must be handed over as a list.
     pub fn server_urls(&self) -> Vec<String> {
         let (clean, _) = crate::connection::split_url_auth(&self.nats_url);
         clean.split(',').map(|url| url.trim().to_owned()).collect()
     }
+}
+
+/// The largest `max_payload` a nats-server takes (its setting is a 32-bit signed number of
+/// bytes; it only warns above 8 MB): no batch can ever be larger.
+pub const NATS_PAYLOAD_LIMIT: usize = i32::MAX as usize;
+
+/// A setting found unworkable only once connected (e.g. a batch the server's max payload
+/// cannot carry): the binary says so in one line naming it and exits with code 2, as for a
+/// setting refused at start.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid value for {setting}: {reason}")]
+pub struct SettingError {
+    /// The environment variable (its flag is named in `--help`).
+    pub setting: &'static str,
+    pub reason: String,
 }
 
 /// `NATS_URL`'s value parser: every comma-separated URL must be one async-nats can use, so a

@@ -85,7 +85,14 @@ async fn options(args: &NatsArgs, name: &str) -> anyhow::Result<ConnectOptions> 
         opts = opts.token(token.clone());
     }
     if let Some(ca) = &args.nats_ca {
-        opts = opts.add_root_certificates(ca.clone()).require_tls(true);
+        opts = opts.add_root_certificates(ca.clone());
+    }
+    if let (Some(cert), Some(key)) = (&args.nats_cert, &args.nats_key) {
+        opts = opts.add_client_certificate(cert.clone(), key.clone());
+    }
+    // Asked for, TLS is required: a server that offers none is refused, never used in plain.
+    if args.tls_wanted() {
+        opts = opts.require_tls(true);
     }
     let capacity = usize::try_from(args.nats_subscription_capacity).unwrap_or(usize::MAX);
     // One event per message dropped: a flood must not become a flood of log lines.
@@ -143,13 +150,9 @@ pub async fn connect(
                 return Ok(Some(client));
             }
             Err(err) => {
-                use async_nats::ConnectErrorKind as K;
                 // Wrong credentials or TLS set-up will not fix themselves: say so and stop.
-                if matches!(
-                    err.kind(),
-                    K::AuthorizationViolation | K::Tls | K::Authentication
-                ) {
-                    anyhow::bail!("cannot connect to NATS at {shown}: {err}");
+                if will_not_mend(&err) {
+                    anyhow::bail!("cannot connect to NATS at {shown}: {}", chain(&err));
                 }
                 if last_notice.is_none_or(|t| t.elapsed() >= REMIND_EVERY) {
                     tracing::warn!(url = %shown, "waiting for NATS: {err}");
@@ -164,8 +167,49 @@ pub async fn connect(
     }
 }
 
+/// Whether a failed attempt is one that waiting will not mend: credentials refused, or a TLS
+/// set-up that does not match the server's (a certificate from an unknown CA, no client
+/// certificate where the server asks for one, TLS asked of a server without it).
+fn will_not_mend(err: &async_nats::ConnectError) -> bool {
+    use async_nats::ConnectErrorKind as K;
+    if matches!(
+        err.kind(),
+        K::AuthorizationViolation | K::Tls | K::Authentication
+    ) {
+        return true;
+    }
+    // A failed TLS handshake comes as an I/O error carrying rustls's error.
+    let mut source = std::error::Error::source(err);
+    while let Some(error) = source {
+        let tls = error.is::<async_nats::rustls::Error>()
+            || error
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.is::<async_nats::rustls::Error>());
+        if tls {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
+/// An error and its causes on one line (async-nats's own message leaves out the TLS cause).
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// How to open a NATS connection, for a part that may need to open its own again: the
-/// service protocol's connection ([`crate::intake`]) replaces one that died.
+/// service protocol's connection (module `service`) replaces one that died.
 #[derive(Clone)]
 pub struct Connector {
     name: String,

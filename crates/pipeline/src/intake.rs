@@ -60,7 +60,7 @@ pub struct IntakeConfig {
     /// This instance, in the service's metadata.
     pub instance: String,
     /// How to open the connection the replica answers the service protocol on (see
-    /// [`crate::service`] for why it is not the batches' own).
+    /// the `service` module for why it is not the batches' own).
     pub service: Connector,
 }
 

@@ -44,7 +44,10 @@ mod subjects;
 mod telemetry;
 mod throttle;
 
-pub use config::{CommonArgs, ENV_HELP, HealthArgs, InfluxArgs, NatsArgs, parse, parse_with};
+pub use config::{
+    CommonArgs, ENV_HELP, HealthArgs, InfluxArgs, NATS_PAYLOAD_LIMIT, NatsArgs, SettingError,
+    parse, parse_with,
+};
 pub use connection::{Connector, connect, shown_urls};
 pub use intake::{
     Incoming, Intake, IntakeConfig, IntakeStats, NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE,

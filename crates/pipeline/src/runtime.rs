@@ -12,11 +12,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use async_nats::Client;
 
 use crate::config::{CommonArgs, HealthArgs};
 use crate::connection::{self, Connector};
 use crate::health::{self, Health, HealthServer};
+use crate::sender::{Sender, SenderConfig};
 use crate::shutdown::Shutdown;
 use crate::stats::{Meter, Reporter, StatsSink, StatsWriter, WriteReport};
 use crate::subjects::{Stage, Subjects};
@@ -53,7 +55,12 @@ where
             }
             Err(e) => {
                 tracing::error!("{e:#}");
-                ExitCode::FAILURE
+                // An unworkable setting is a usage error, as clap's are.
+                if e.is::<crate::config::SettingError>() {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::FAILURE
+                }
             }
         }
     })
@@ -72,6 +79,7 @@ pub struct StageRuntime {
     health_server: Option<HealthServer>,
     writer: StatsWriter,
     service: Connector,
+    ack_timeout: Duration,
 }
 
 impl StageRuntime {
@@ -110,17 +118,39 @@ impl StageRuntime {
             health_server,
             writer,
             service: Connector::new(&common.nats, format!("{name} service"), shutdown),
+            ack_timeout: common.ack_timeout(),
         }))
     }
 
     /// How the stage's intake opens the connection it answers the NATS service protocol on:
-    /// one of its own, named "<stage> <instance> service" (see [`crate::service`]).
+    /// one of its own, named "`<stage> <instance> service`" (see the `service` module).
     pub fn service_connector(&self) -> Connector {
         self.service.clone()
     }
 
     pub fn sink(&self) -> StatsSink {
         self.writer.sink()
+    }
+
+    /// Starts the sender that hands this stage's batches on to the next stage (rng to the
+    /// hashers, a hasher to the workers), with a window of `max_in_flight` batches and the
+    /// stage's ack timeout.
+    pub async fn sender(&self, max_in_flight: usize) -> anyhow::Result<Sender> {
+        let (subject, target) = self
+            .subjects
+            .output_of(self.stage)
+            .with_context(|| format!("the {} hands no batches on", self.stage))?;
+        Sender::start(
+            self.client.clone(),
+            SenderConfig {
+                subject: subject.to_owned(),
+                target,
+                instance: self.instance.clone(),
+                max_in_flight,
+                ack_timeout: self.ack_timeout,
+            },
+        )
+        .await
     }
 
     /// The largest message the server accepts.

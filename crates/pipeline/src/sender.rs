@@ -147,8 +147,11 @@ struct Shared {
 /// How a receiver answered a batch.
 enum Answer {
     Acked,
-    /// Not delivered, or turned away for now: hold it and wait.
+    /// Not delivered (no replica at all): hold it and wait.
     NobodyTook(String),
+    /// Given back by a replica that cannot take it now (busy, stopping, or its own next stage
+    /// is gone): hold it and wait too, but a replica is there.
+    TurnedAway(String),
     Refused(String),
 }
 
@@ -214,7 +217,9 @@ impl Shared {
     }
 
     /// A batch on its way came back untaken: hold it, and wait (saying so once per wait).
-    fn hold(&self, seq: u64, why: String) {
+    /// `turned_away`: a replica gave it back, so there is one (busy or stopping), and the
+    /// advice is not to start one.
+    fn hold(&self, seq: u64, why: String, turned_away: bool) {
         {
             let mut pending = self.pending.lock().unwrap();
             let Some(batch) = pending.get_mut(&seq) else {
@@ -234,11 +239,18 @@ impl Shared {
             absence.announced = Some(Instant::now());
             self.stats.waits.add(1);
             let target = self.config.target;
-            tracing::warn!(
-                subject = %self.config.subject,
-                "{why}: holding the batches and waiting for a {target} \
-                 (start one, e.g. `just scale {target} 1`)"
-            );
+            if turned_away {
+                tracing::warn!(
+                    subject = %self.config.subject,
+                    "{why}: holding the batches until a {target} takes them"
+                );
+            } else {
+                tracing::warn!(
+                    subject = %self.config.subject,
+                    "{why}: holding the batches and waiting for a {target} \
+                     (start one, e.g. `just scale {target} 1`)"
+                );
+            }
         }
         absence.why = why;
     }
@@ -500,7 +512,7 @@ fn classify(reply: &async_nats::Message, target: Stage) -> Answer {
     match header(NATS_SERVICE_ERROR) {
         None => Answer::Acked,
         Some(error) if header(NATS_SERVICE_ERROR_CODE) == Some(TURNED_AWAY.to_string()) => {
-            Answer::NobodyTook(format!("the {target} turned a batch away: {error}"))
+            Answer::TurnedAway(format!("the {target} turned a batch away: {error}"))
         }
         Some(error) => Answer::Refused(format!("{target} refused it: {error}")),
     }
@@ -517,7 +529,8 @@ async fn receive_replies(mut replies: async_nats::Subscriber, shared: Arc<Shared
             continue;
         };
         match classify(&reply, shared.config.target) {
-            Answer::NobodyTook(why) => shared.hold(seq, why),
+            Answer::NobodyTook(why) => shared.hold(seq, why, false),
+            Answer::TurnedAway(why) => shared.hold(seq, why, true),
             Answer::Refused(why) => {
                 if let Some(count) = shared.settle(seq) {
                     shared.count_lost(1, count, &why);

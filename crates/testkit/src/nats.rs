@@ -108,9 +108,10 @@ impl NatsServer {
         format!("http://127.0.0.1:{}", self.monitor_port)
     }
 
-    /// The clients connected now (`/connz`): each one's name (empty if it gave none) and
-    /// connection id. A client that lost its connection and opened it again has a new id.
-    pub async fn connections(&self) -> Vec<(String, u64)> {
+    /// The clients connected now, as `/connz` describes each one: `name` (none if it gave
+    /// none), `cid` (a client that lost its connection and opened it again has a new one),
+    /// `tls_version` (empty for a plain connection), ...
+    pub async fn connections(&self) -> Vec<serde_json::Value> {
         let connz = http_client()
             .get(format!("{}/connz?limit=4096", self.monitor_url()))
             .send()
@@ -118,13 +119,7 @@ impl NatsServer {
             .expect("nats-server /connz answers");
         let text = connz.text().await.expect("read /connz");
         let connz: serde_json::Value = serde_json::from_str(&text).expect("/connz is JSON");
-        let list = connz["connections"].as_array().cloned().unwrap_or_default();
-        list.iter()
-            .map(|c| {
-                let name = c["name"].as_str().unwrap_or_default().to_owned();
-                (name, c["cid"].as_u64().expect("a connection has a cid"))
-            })
-            .collect()
+        connz["connections"].as_array().cloned().unwrap_or_default()
     }
 
     /// Messages the server has received from clients so far (`in_msgs` of `/varz`): a way to
