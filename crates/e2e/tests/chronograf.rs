@@ -346,15 +346,23 @@ fn check_query_config(id: &str, query: &str, raw: &Value) {
 /// The rows of `q` (fully qualified: no database given), as InfluxDB's reader, the user the
 /// source gives Chronograf; panics on an HTTP error or an error in the response.
 async fn as_reader(reader: &Client, q: &str) -> Vec<Map<String, Value>> {
+    try_as_reader(reader, q)
+        .await
+        .unwrap_or_else(|e| panic!("{q}: {e}"))
+}
+
+/// [`as_reader`], the error returned.
+async fn try_as_reader(reader: &Client, q: &str) -> Result<Vec<Map<String, Value>>, String> {
     let mut results = reader
         .query(&[q.to_owned()])
         .await
-        .unwrap_or_else(|e| panic!("{q}: {e}"));
-    results.pop().unwrap_or_default()
+        .map_err(|e| e.to_string())?;
+    Ok(results.pop().unwrap_or_default())
 }
 
 /// The first query of a busy cell that shows no positive value yet (or "nugget points" while
-/// there are none), rendered.
+/// there are none), rendered; or one that failed, with why (a query timing out on a loaded
+/// machine is asked again next round).
 async fn busy_query_without_data(stack: &Stack, dashboard: &Value) -> Option<String> {
     if stack.rows("SELECT * FROM nugget LIMIT 1").await.is_empty() {
         return Some("nugget points".into());
@@ -363,8 +371,10 @@ async fn busy_query_without_data(stack: &Stack, dashboard: &Value) -> Option<Str
     for id in BUSY_CELLS {
         for q in queries(cell(dashboard, id)) {
             let rendered = render(q);
-            if !has_positive(&as_reader(&reader, &rendered).await) {
-                return Some(format!("cell {id}: {rendered}"));
+            match try_as_reader(&reader, &rendered).await {
+                Ok(rows) if has_positive(&rows) => {}
+                Ok(_) => return Some(format!("cell {id}: {rendered}")),
+                Err(e) => return Some(format!("cell {id}: {rendered}: {e}")),
             }
         }
     }
