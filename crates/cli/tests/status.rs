@@ -162,7 +162,7 @@ async fn a_wrong_influxdb_password_is_one_clear_line() {
     let wrong = dir.path().join("reader.password");
     std::fs::write(&wrong, "not-the-password\n").unwrap();
     let influx = stack.influx().url();
-    let args = [
+    let mut args: Vec<String> = [
         "status",
         "--nats-url",
         &stack.nats.url(),
@@ -172,8 +172,12 @@ async fn a_wrong_influxdb_password_is_one_clear_line() {
         "reader",
         "--influx-password-file",
         wrong.to_str().unwrap(),
-    ];
-    let output = common::finish(common::chocominer(&args.map(str::to_owned)), &args).await;
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(stack.nats.user_args("cli"));
+    let shown: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = common::finish(common::chocominer(&args), &shown).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert_eq!(
