@@ -392,9 +392,92 @@ nats_client_env() {
   printf 'NATS_USER=%s\nNATS_PASSWORD_FILE=%s\n' "$1" "$(nats_password_file "$1")"
 }
 
-# Starts instance number N of STAGE (the binary from build_release), as NATS user STAGE.
+# --- InfluxDB users and their passwords ---------------------------------------------------
+
+# The users of the local influxd (influxdb/influxdb.conf has auth-enabled): admin sets up the
+# database and the users, writer may only write it (the stages), reader only read it (the
+# dashboard, `just status`).
+INFLUX_ROLES=(admin writer reader)
+
+influx_password_file() { printf '%s/influx-%s.password\n' "$SECRETS_DIR" "$1"; }
+
+# Makes a random password for every InfluxDB role that has none yet. Kept across `down`/`up`:
+# the users live in .run/influxdb with the data.
+ensure_influx_secrets() {
+  local role f
+  (umask 077 && mkdir -p "$SECRETS_DIR")
+  chmod 700 "$SECRETS_DIR"
+  for role in "${INFLUX_ROLES[@]}"; do
+    f="$(influx_password_file "$role")"
+    if [ ! -e "$f" ]; then
+      (umask 077 && head -c 18 /dev/urandom | base64 | tr '+/' '-_' >"$f")
+    fi
+    [ -n "$(tr -d '[:space:]' <"$f")" ] || die "$f is empty: delete it and run \`just up\` again for a new one"
+  done
+}
+
+# influx_query URL ROLE STATEMENT: POSTs one InfluxQL statement as ROLE (or "" for no
+# credentials); prints InfluxDB's answer and fails unless it is 200 without an error. The
+# credentials and the statement (which may hold a password) go to curl through its standard
+# input, never on a command line anyone on the machine may read.
+influx_query() {
+  local url=$1 role=$2 statement=$3 password body code
+  body="$(
+    {
+      if [ -n "$role" ]; then
+        IFS= read -r password <"$(influx_password_file "$role")"
+        printf 'user = "%s:%s"\n' "$role" "$(curl_quote "$password")"
+      fi
+      printf 'data-urlencode = "q=%s"\n' "$(curl_quote "$statement")"
+    } | curl -s -K - --max-time 10 -w '\n%{http_code}' -XPOST "$url/query" 2>&1
+  )" || true
+  code="${body##*$'\n'}" body="${body%$'\n'*}"
+  printf '%s\n' "$body"
+  [ "$code" = 200 ] && [[ "$body" != *'"error"'* ]]
+}
+
+# A value for a double-quoted string of a curl config file.
+curl_quote() { local v=${1//\\/\\\\}; printf '%s' "${v//\"/\\\"}"; }
+
+# setup_influx URL DB: the users, the database and the rights, on the local influxd, once it
+# answers. Safe to repeat: the first `up` creates the administrator (InfluxDB lets the first
+# one in without credentials while it has no user); later ones find it and set the same.
+setup_influx() {
+  local url=$1 db=$2 out role password qdb
+  qdb="\"${db//\"/\\\"}\""
+  if ! influx_query "$url" admin "SHOW USERS" >/dev/null; then
+    IFS= read -r password <"$(influx_password_file admin)"
+    out="$(influx_query "$url" "" "CREATE USER admin WITH PASSWORD '${password//\'/\\\'}' WITH ALL PRIVILEGES")" ||
+      die "InfluxDB in $INFLUX_DIR has users but not the admin password in $(influx_password_file admin) ($out): put the right one there, or \`rm -rf $INFLUX_DIR\` (its stats are lost) and \`just up\` again"
+  fi
+  influx_query "$url" admin "CREATE DATABASE $qdb" >/dev/null || die "creating database $db failed"
+  for role in writer reader; do
+    IFS= read -r password <"$(influx_password_file "$role")"
+    password="'${password//\'/\\\'}'"
+    # CREATE USER refuses an existing user with another password: SET PASSWORD makes it ours.
+    influx_query "$url" admin "CREATE USER $role WITH PASSWORD $password" >/dev/null ||
+      influx_query "$url" admin "SET PASSWORD FOR $role = $password" >/dev/null ||
+      die "InfluxDB user $role: cannot create it nor set its password"
+  done
+  influx_query "$url" admin "GRANT WRITE ON $qdb TO writer" >/dev/null || die "granting writer WRITE on $db failed"
+  influx_query "$url" admin "GRANT READ ON $qdb TO reader" >/dev/null || die "granting reader READ on $db failed"
+}
+
+# influx_client_env ROLE: the VAR=VALUE settings a client of the local influxd needs to get in
+# as ROLE (INFLUX_USER and INFLUX_PASSWORD_FILE), one a line; none when the environment gives
+# InfluxDB credentials of its own (another server, other users: those win).
+influx_client_env() {
+  if [ -n "${INFLUX_USER:-}${INFLUX_PASSWORD:-}${INFLUX_PASSWORD_FILE:-}" ]; then
+    return 0
+  fi
+  printf 'INFLUX_USER=%s\nINFLUX_PASSWORD_FILE=%s\n' "$1" "$(influx_password_file "$1")"
+}
+
+# Starts instance number N of STAGE (the binary from build_release), as NATS user STAGE and
+# as InfluxDB's writer.
 spawn_stage() {
-  local stage=$1 n=$2 auth
+  local stage=$1 n=$2 auth influx
   mapfile -t auth < <(nats_client_env "$stage")
-  spawn "$stage-$n" "INSTANCE=$stage-$n" "${auth[@]}" -- "$BIN_DIR/$stage"
+  mapfile -t influx < <(influx_client_env writer)
+  spawn "$stage-$n" "INSTANCE=$stage-$n" "${auth[@]}" "${influx[@]}" -- "$BIN_DIR/$stage"
 }

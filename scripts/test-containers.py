@@ -10,12 +10,17 @@ Each subcommand prints one line and exits 0, or exits 1 with the reason on stder
                              seconds ending 2 s ago (a point comes up to a second late)
   instances STAGE SECONDS    distinct `instance` tags of STAGE that wrote in the last SECONDS
   losses SINCE_EPOCH_S       rng's lost numbers and the hashers'/workers' expired ones since then
+  anonymous                  the HTTP status InfluxDB answers a query without credentials with
+
+It reads as INFLUX_USER with the password in INFLUX_PASSWORD_FILE (InfluxDB checks credentials).
 """
 
+import base64
 import hashlib
 import json
 import os
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -23,9 +28,20 @@ URL = os.environ.get("INFLUX_URL", "http://127.0.0.1:8086")
 DB = os.environ.get("INFLUX_DB", "chocominer")
 
 
-def query(q):
+def credentials():
+    """The Authorization header of INFLUX_USER and INFLUX_PASSWORD_FILE (its line break dropped)."""
+    with open(os.environ["INFLUX_PASSWORD_FILE"], encoding="utf-8") as f:
+        password = f.read().removesuffix("\n").removesuffix("\r")
+    user = os.environ["INFLUX_USER"]
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def query(q, headers=None):
     params = urllib.parse.urlencode({"db": DB, "q": q, "epoch": "s"})
-    with urllib.request.urlopen(f"{URL}/query?{params}", timeout=5) as response:
+    request = urllib.request.Request(
+        f"{URL}/query?{params}", headers=credentials() if headers is None else headers
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
         body = json.load(response)
     result = body["results"][0]
     if "error" in result:
@@ -111,6 +127,14 @@ def losses(since):
     return f"{lost} {hasher_lost} {expired}"
 
 
+def anonymous():
+    try:
+        query("SELECT count(hashes) FROM worker", headers={})
+    except urllib.error.HTTPError as e:
+        return str(e.code)
+    return "200"
+
+
 def main(argv):
     commands = {
         "ready": lambda: ready(),
@@ -118,6 +142,7 @@ def main(argv):
         "rate": lambda: rate(int(argv[2])),
         "instances": lambda: instances(argv[2], int(argv[3])),
         "losses": lambda: losses(argv[2]),
+        "anonymous": lambda: anonymous(),
     }
     if len(argv) < 2 or argv[1] not in commands:
         print(__doc__, file=sys.stderr)

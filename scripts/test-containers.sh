@@ -24,8 +24,10 @@
 #                                          on PATH: .tools/venv's) with busybox (sh, wget: the
 #                                          healthcheck) and an entrypoint that behaves like theirs
 #   influxdb:1.8.10                        Debian's influxd (1.x) and curl (the healthcheck) with
-#                                          their libraries, listening on 8086; it ignores
-#                                          INFLUXDB_* (the stages create the database)
+#                                          their libraries, listening on 8086, with busybox's sh
+#                                          and an /entrypoint.sh that makes the database and the
+#                                          users on the first start from the INFLUXDB_* variables
+#                                          the compose file sets, as the official image does
 # Chronograf (chronograf:1.10.9) cannot be stood in: it is not started here.
 #
 # Needs: root or a running engine, docker.io (/usr/bin/docker, BuildKit), docker-compose (1.29),
@@ -48,6 +50,9 @@ LOOKUP=(python3 "$ROOT/scripts/test-containers.py")
 export INFLUX_URL=http://127.0.0.1:8086 INFLUX_DB=chocominer NATS_URL=nats://127.0.0.1:4222
 # `chocominer status` as the NATS user cli, with the password docker-compose.yml gives nats.
 export NATS_USER=cli NATS_PASSWORD_FILE="${CHOCOMINER_SECRETS_DIR:-$ROOT/secrets/dev-only}/nats-cli.password"
+# What the look-ups and `chocominer status` read InfluxDB as: its reader, with the password the
+# compose file gives it.
+export INFLUX_USER=reader INFLUX_PASSWORD_FILE="${CHOCOMINER_SECRETS_DIR:-$ROOT/secrets/dev-only}/influx-reader.password"
 
 STARTED=$(date +%s)
 DOCKERD_PID=""
@@ -266,20 +271,81 @@ if needs_stand_in "$INFLUX_IMAGE"; then
   influxd_bin="$(command -v influxd || true)"
   [ -n "$influxd_bin" ] || fail "no influxd for the $INFLUX_IMAGE stand-in (apt-get install influxdb)"
   [ -x /usr/bin/curl ] || fail "no /usr/bin/curl for the $INFLUX_IMAGE stand-in (apt-get install curl)"
-  say "stand-in $INFLUX_IMAGE: $influxd_bin ($("$influxd_bin" version)) and curl with their libraries"
+  if ! { [ -x /bin/busybox ] && is_static /bin/busybox; }; then
+    fail "no static /bin/busybox for the $INFLUX_IMAGE stand-in (apt-get install busybox-static)"
+  fi
+  say "stand-in $INFLUX_IMAGE: $influxd_bin ($("$influxd_bin" version)) and curl with their libraries, busybox"
   rootfs="$WORK/influxdb"
   make_base_rootfs "$rootfs"
   copy_with_libs "$rootfs" "$influxd_bin" /usr/bin/curl
   [ "$influxd_bin" = /usr/bin/influxd ] || mv "$rootfs$influxd_bin" "$rootfs/usr/bin/influxd"
-  mkdir -p "$rootfs/etc/influxdb" "$rootfs/var/lib/influxdb"
+  mkdir -p "$rootfs/etc/influxdb" "$rootfs/var/lib/influxdb" "$rootfs/bin"
+  cp /bin/busybox "$rootfs/bin/busybox"
+  for applet in sh sleep; do ln -s /bin/busybox "$rootfs/bin/$applet"; done
   {
     echo "# Stand-in for $INFLUX_IMAGE, made by scripts/test-containers.sh."
     influx_conf /var/lib/influxdb ":8086" "127.0.0.1:8088"
   } >"$rootfs/etc/influxdb/influxdb.conf"
+  # The official image's first start, for the variables docker-compose.yml sets: while the
+  # data has no meta directory, a server on 127.0.0.1 only gets the admin (INFLUXDB_ADMIN_USER
+  # and _PASSWORD, when INFLUXDB_HTTP_AUTH_ENABLED is true), the database (INFLUXDB_DB), and
+  # the users INFLUXDB_WRITE_USER and INFLUXDB_READ_USER (and their _PASSWORD) with WRITE and
+  # READ on it; then it stops and influxd starts for real.
+  cat >"$rootfs/entrypoint.sh" <<'EOF2'
+#!/bin/sh
+# Stand-in entrypoint (scripts/test-containers.sh): the official image's first-start setup.
+set -e
+case "${1:-}" in "" | -*) set -- influxd "$@" ;; esac
+# q CREDENTIALS STATEMENT: one statement; fails on an HTTP error or an error in the answer.
+q() {
+  out=$(curl -s --max-time 5 ${1:+-u "$1"} -XPOST http://127.0.0.1:8086/query --data-urlencode "q=$2") || return 1
+  case "$out" in *'"error"'*) echo "influxdb init: $2: $out" >&2; return 1 ;; esac
+}
+if [ "$1" = influxd ] && [ ! -d /var/lib/influxdb/meta ]; then
+  auth=""
+  case "${INFLUXDB_HTTP_AUTH_ENABLED:-}" in [Tt][Rr][Uu][Ee]) [ -z "${INFLUXDB_ADMIN_USER:-}" ] || auth=1 ;; esac
+  if [ -n "$auth$INFLUXDB_DB" ]; then
+    shift
+    INFLUXDB_HTTP_BIND_ADDRESS=127.0.0.1:8086 influxd "$@" &
+    pid=$!
+    i=0
+    until [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8086/ping)" = 204 ]; do
+      i=$((i + 1))
+      [ "$i" -lt 60 ] || { echo "influxdb init: no answer within 30 s" >&2; exit 1; }
+      sleep 0.5
+    done
+    as=""
+    if [ -n "$auth" ]; then
+      [ -n "${INFLUXDB_ADMIN_PASSWORD:-}" ] || { echo "influxdb init: INFLUXDB_ADMIN_PASSWORD is empty" >&2; exit 1; }
+      q "" "CREATE USER \"$INFLUXDB_ADMIN_USER\" WITH PASSWORD '$INFLUXDB_ADMIN_PASSWORD' WITH ALL PRIVILEGES"
+      as="$INFLUXDB_ADMIN_USER:$INFLUXDB_ADMIN_PASSWORD"
+    fi
+    [ -z "${INFLUXDB_DB:-}" ] || q "$as" "CREATE DATABASE \"$INFLUXDB_DB\""
+    if [ -n "$auth" ]; then
+      for pair in "${INFLUXDB_WRITE_USER:-}:WRITE:${INFLUXDB_WRITE_USER_PASSWORD:-}" \
+        "${INFLUXDB_READ_USER:-}:READ:${INFLUXDB_READ_USER_PASSWORD:-}"; do
+        user=${pair%%:*} rest=${pair#*:}
+        right=${rest%%:*} password=${rest#*:}
+        [ -n "$user" ] || continue
+        [ -n "$password" ] || { echo "influxdb init: no password for $user" >&2; exit 1; }
+        q "$as" "CREATE USER \"$user\" WITH PASSWORD '$password'"
+        q "$as" "REVOKE ALL PRIVILEGES FROM \"$user\""
+        [ -z "${INFLUXDB_DB:-}" ] || q "$as" "GRANT $right ON \"$INFLUXDB_DB\" TO \"$user\""
+      done
+    fi
+    kill -TERM "$pid"
+    wait "$pid" || true
+    set -- influxd "$@"
+  fi
+fi
+exec "$@"
+EOF2
+  chmod 755 "$rootfs/entrypoint.sh"
   # Runs as root, as the official image does (the volume is root's).
   import_rootfs "$rootfs" "$INFLUX_IMAGE" \
     'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    'ENTRYPOINT ["/usr/bin/influxd"]' 'CMD ["run", "-config", "/etc/influxdb/influxdb.conf"]' \
+    'ENV INFLUXDB_CONFIG_PATH=/etc/influxdb/influxdb.conf' \
+    'ENTRYPOINT ["/entrypoint.sh"]' 'CMD ["influxd"]' \
     'USER 0' 'WORKDIR /' 'EXPOSE 8086' 'VOLUME /var/lib/influxdb'
 else
   say "using the real $INFLUX_IMAGE"
@@ -316,6 +382,9 @@ up_at=$(date +%s)
 say "waiting for worker and nugget points in InfluxDB (≤ 30 s)"
 wait_for 30 "worker and nugget points in InfluxDB" "${LOOKUP[@]}" ready
 echo "  after $(($(date +%s) - up_at)) s"
+anonymous=$("${LOOKUP[@]}" anonymous) || fail "asking InfluxDB without credentials: $anonymous"
+[ "$anonymous" = 401 ] || fail "InfluxDB answered a query without credentials with HTTP $anonymous, not 401"
+say "InfluxDB checks credentials: 401 without, the stages write as writer, the reader reads"
 "${LOOKUP[@]}" verify-nuggets | sed 's/^/  /'
 # all_healthy: every container of the project has a healthcheck and says healthy (else names
 # those that do not).

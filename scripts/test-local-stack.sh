@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib.sh
-. scripts/lib.sh # is_stage, port_open, STAGES, and the settings' names (SETTING_RE)
+. scripts/lib.sh # is_stage, port_open, STAGES, the settings' names (SETTING_RE), influx_query
 
 say() { printf '==> %s\n' "$*"; }
 passed=0
@@ -31,6 +31,7 @@ export CHOCOMINER_NATS_PORT=24222 CHOCOMINER_NATS_MONITOR_PORT=28222 CHOCOMINER_
 PORTS=(24222 28222 28086 28088 28000)
 CHOCOMINER_RUN_DIR="$(mktemp -d "${TMPDIR:-/tmp}/chocominer-stack-test.XXXXXX")"
 export CHOCOMINER_RUN_DIR
+SECRETS_DIR="$CHOCOMINER_RUN_DIR/secrets" # lib.sh's, for influx_query, was set before the line above
 LOGS="$CHOCOMINER_RUN_DIR/logs"
 
 listener=""
@@ -144,6 +145,37 @@ reply="$(timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"; read -r info <&3; e
 NATS_URL="nats://127.0.0.1:${PORTS[0]}" j 60 sub numbers --count 1
 [ "$rc" = 0 ] && [[ "$out" == *"chocominer.numbers"* ]] || fail "just sub (as cli) saw no batch of rng's"
 ok "passwords in $secrets (700/600), stages as their own users, anonymous refused, just sub as cli sees rng's batches"
+say "InfluxDB checks credentials: writer for the stages, reader for the dashboard and status"
+secrets="$SECRETS_DIR"
+[ "$(stat -c %a "$secrets")" = 700 ] || fail "$secrets is not mode 700"
+for role in admin writer reader; do
+  f="$secrets/influx-$role.password"
+  [ -s "$f" ] && [ "$(stat -c %a "$f")" = 600 ] || fail "$f is missing, empty or not mode 600"
+  for n in "${!pid[@]}"; do
+    ! grep -qF "$(cat "$f")" "/proc/${pid[$n]}/environ" || fail "$n has the $role password in its environment"
+  done
+  ! grep -rqF "$(cat "$f")" "$LOGS" || fail "the $role password is in a log"
+done
+for n in rng-1 hasher-1 worker-1; do
+  has_env "${pid[$n]}" INFLUX_USER=writer && has_env "${pid[$n]}" "INFLUX_PASSWORD_FILE=$secrets/influx-writer.password" ||
+    fail "$n does not write as InfluxDB's writer (INFLUX_USER, INFLUX_PASSWORD_FILE)"
+done
+has_env "${pid[webui]}" INFLUX_USER=reader || fail "the dashboard does not read as InfluxDB's reader"
+anonymous="$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -G "http://127.0.0.1:$CHOCOMINER_INFLUX_PORT/query" \
+  --data-urlencode db=chocominer --data-urlencode 'q=SELECT count(hashes) FROM worker')"
+[ "$anonymous" = 401 ] || fail "an anonymous query got HTTP $anonymous, not 401"
+influx_url="http://127.0.0.1:$CHOCOMINER_INFLUX_PORT"
+for _ in $(seq 60); do
+  answer="$(influx_query "$influx_url" reader 'SELECT count(hashes) FROM chocominer.autogen.worker' || true)"
+  [[ "$answer" == *'"values"'* ]] && break
+  sleep 0.5
+done
+[[ "$answer" == *'"values"'* ]] || fail "the reader finds no worker points within 30 s: $answer"
+! influx_query "$influx_url" writer 'SELECT count(hashes) FROM chocominer.autogen.worker' >/dev/null ||
+  fail "the writer may read"
+j 30 status --json
+[ "$rc" = 0 ] && [[ "$out" == *'"worker"'* ]] || fail "just status did not read the stats as reader"
+ok "InfluxDB: anonymous refused (401), stages write as writer, reader reads (dashboard, status), passwords 0600 in a 0700 dir, in no environment or log"
 
 say "just scale hasher 2 (HASHER_DELAY_MS=30 on the command line), then 3"
 HASHER_DELAY_MS=30 j 60 scale hasher 2

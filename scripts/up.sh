@@ -5,6 +5,9 @@
 # Refuses if the stack (or anything else on its ports) is already up. If any step fails,
 # whatever this run started is stopped again, so it is all or nothing.
 # Service settings come from the environment: `CHOCOMINER_PROFILE=full just up`.
+# InfluxDB checks credentials: the first `up` makes random passwords for its admin, writer and
+# reader in .run/secrets/influx-<role>.password and sets the users up; the stages write as
+# writer, the dashboard reads as reader (INFLUX_USER & co. in the environment win).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -70,6 +73,9 @@ save_settings
   influx_conf "$INFLUX_DIR" "127.0.0.1:$INFLUX_PORT" "127.0.0.1:$INFLUX_RPC_PORT"
 } >"$INFLUX_DIR/influxdb.conf"
 
+# The InfluxDB users' passwords: made on the first `up`, kept with the data.
+ensure_influx_secrets
+
 # 5. Servers, started together, then waited for. nats-server takes each role's password from
 # its environment (nats/nats-server.conf); they are made on the first `up`, in $SECRETS_DIR.
 say "==> starting nats-server and influxd"
@@ -81,6 +87,8 @@ unexport_nats_secrets
 spawn influxd -- "$INFLUXD_BIN" run -config "$INFLUX_DIR/influxdb.conf"
 wait_http nats "http://127.0.0.1:$NATS_MONITOR_PORT/healthz" 200
 wait_http influxd "http://127.0.0.1:$INFLUX_PORT/ping" 204
+say "==> InfluxDB: database ${INFLUX_DB:-chocominer}, users admin, writer (WRITE) and reader (READ)"
+setup_influx "http://127.0.0.1:$INFLUX_PORT" "${INFLUX_DB:-chocominer}"
 
 # 6. The pipeline, downstream first: each stage is started once the one it sends to has
 # subscribed, so no early batch finds nobody to take it. (Only checkable when the services use
@@ -95,9 +103,10 @@ spawn_stage hasher 1
 [ "$local_nats" = 0 ] || wait_subscribed hasher-1 "$prefix.numbers"
 spawn_stage rng 1
 
-# 7. The dashboard: it only reads InfluxDB (INFLUX_URL, INFLUX_DB, ... as the stages).
+# 7. The dashboard: it only reads InfluxDB (INFLUX_URL, INFLUX_DB, ... as the stages), as reader.
 say "==> starting the dashboard (webui)"
-spawn webui "WEBUI_LISTEN=127.0.0.1:$WEBUI_PORT" -- "$BIN_DIR/webui"
+mapfile -t influx_reader < <(influx_client_env reader)
+spawn webui "WEBUI_LISTEN=127.0.0.1:$WEBUI_PORT" "${influx_reader[@]}" -- "$BIN_DIR/webui"
 wait_http webui "http://127.0.0.1:$WEBUI_PORT/healthz" 200
 sleep 1
 checkpoint
@@ -113,7 +122,8 @@ ChocoMiner is up (profile ${CHOCOMINER_PROFILE:-demo}): 1 rng, 1 hasher, 1 worke
   dashboard     http://127.0.0.1:$WEBUI_PORT   (open it in a browser)
   NATS          nats://127.0.0.1:$NATS_PORT   (monitoring http://127.0.0.1:$NATS_MONITOR_PORT)
                 users $(nats_roles | paste -sd ' '): passwords in $SECRETS_DIR/nats-<user>.password
-  InfluxDB      http://127.0.0.1:$INFLUX_PORT   (database ${INFLUX_DB:-chocominer}, data in $INFLUX_DIR)
+  InfluxDB      http://127.0.0.1:$INFLUX_PORT   (database ${INFLUX_DB:-chocominer}, data in $INFLUX_DIR;
+                users admin, writer, reader: passwords in $SECRETS_DIR/influx-*.password)
   logs          $LOG_DIR
   processes     pid files in $PID_DIR
 

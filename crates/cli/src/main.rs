@@ -90,8 +90,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // Whoever reads our output went away (`| head`): nothing left to say to anyone.
         Err(e) if output::is_closed(&e) => ExitCode::SUCCESS,
+        // The error may quote what a server answered: escaped, like everything shown.
         Err(e) => {
-            eprintln!("chocominer: {e:#}");
+            eprintln!("chocominer: {}", output::escape(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

@@ -98,16 +98,17 @@ pub async fn run(args: StatusArgs, shutdown: Shutdown) -> anyhow::Result<()> {
             _ = shutdown.triggered() => break,
         };
         let text = match status {
-            Ok(status) if args.json => serde_json::to_string(&status)? + "\n",
+            // What InfluxDB holds (the instances' names) is anyone's text: shown escaped.
+            Ok(status) if args.json => output::json_line(&status)?,
             Ok(status) => render(&status, &reader, paint),
             Err(e) if !args.watch => return Err(e),
             // Watching goes on through an outage: say so, and look again next second. With
             // --json, stdout stays JSON only.
             Err(e) if args.json => {
-                eprintln!("chocominer: {e:#}");
+                eprintln!("chocominer: {}", output::escape(&format!("{e:#}")));
                 continue;
             }
-            Err(e) => format!("{}\n", paint.alarm(&format!("{e:#}"))),
+            Err(e) => format!("{}\n", paint.alarm(&output::escape(&format!("{e:#}")))),
         };
         let separator = match (args.watch, args.json, round) {
             (true, false, _) if paint.is_terminal() => CLEAR_SCREEN,
@@ -206,6 +207,14 @@ fn render(status: &Status, reader: &influx::Client, paint: Paint) -> String {
             (_, true) => paint.alarm(&format!("{line}  ← bottleneck")),
             _ => line.trim_end().to_owned(),
         };
+        text += "\n";
+    }
+    if let Some(forged) = stages.worker.forged.filter(|&f| f > 0.0) {
+        text += &paint.alarm(&format!(
+            "worker refused {}/s forged nuggets (digests that are not their number's hash: \
+             someone publishes on the digests subject)",
+            human::rate(forged)
+        ));
         text += "\n";
     }
     let mut summary = status.summary.clone();

@@ -171,6 +171,11 @@ fn a_stage_refuses_bad_settings_at_start_naming_them() {
             "/nonexistent/nats.password".into(),
             "cannot read",
         ),
+        (
+            "INFLUX_PASSWORD_FILE",
+            "/nonexistent/influx-writer.password".into(),
+            "cannot read",
+        ),
         ("RNG_BATCH", "0".into(), "not in 1.."),
         ("RNG_BATCH", "1000000000000".into(), "not in 1.."),
     ];

@@ -111,7 +111,6 @@ async fn status_names_the_bottleneck_and_it_moves_when_hashers_scale() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_servers_are_one_line_errors() {
     let stack = Stack::start().await;
-    let influx = stack.influx().url();
     let nowhere = format!("http://127.0.0.1:{}", testkit::free_port());
     let nats_url = stack.nats.url();
     let mut args = vec!["status", "--influx-url", &nowhere, "--nats-url", &nats_url];
@@ -131,10 +130,12 @@ async fn unreachable_servers_are_one_line_errors() {
 
     // Both wait out the connection deadline: at once.
     let nowhere = format!("nats://127.0.0.1:{}", testkit::free_port());
-    let status = ["status", "--nats-url", &nowhere, "--influx-url", &influx];
+    let mut status = vec!["status".to_owned(), "--nats-url".into(), nowhere.clone()];
+    status.extend(stack.influx().reader_args());
+    let status_args: Vec<&str> = status.iter().map(String::as_str).collect();
     let sub = ["sub", "--nats-url", &nowhere];
     let (status_output, sub_output) = tokio::join!(
-        common::finish(common::chocominer(&status.map(str::to_owned)), &status),
+        common::finish(common::chocominer(&status), &status_args),
         common::finish(common::chocominer(&sub.map(str::to_owned)), &sub),
     );
     for (command, output) in [("status", status_output), ("sub", sub_output)] {
@@ -150,4 +151,85 @@ async fn unreachable_servers_are_one_line_errors() {
             "{command}: {stderr}"
         );
     }
+}
+
+/// A reader with the wrong password: one line saying InfluxDB refused that user's credentials
+/// and what to check, exit 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_influxdb_password_is_one_clear_line() {
+    let stack = Stack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("reader.password");
+    std::fs::write(&wrong, "not-the-password\n").unwrap();
+    let influx = stack.influx().url();
+    let mut args: Vec<String> = [
+        "status",
+        "--nats-url",
+        &stack.nats.url(),
+        "--influx-url",
+        &influx,
+        "--influx-user",
+        "reader",
+        "--influx-password-file",
+        wrong.to_str().unwrap(),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(stack.nats.user_args("cli"));
+    let shown: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = common::finish(common::chocominer(&args), &shown).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "chocominer: InfluxDB at {influx} refused the credentials of user \"reader\" (HTTP \
+             401: authorization failed): check INFLUX_USER and INFLUX_PASSWORD_FILE (or \
+             INFLUX_PASSWORD)"
+        )
+    );
+}
+
+/// What `status` reads from InfluxDB is anyone's text: an instance name holding a C1 control
+/// and a bidirectional override reaches `--json` only escaped (`\u009b`), parsing back to the
+/// very name; and the worker's forged nuggets are shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_escapes_what_it_reads_and_shows_forged_nuggets() {
+    let stack = Stack::start().await;
+    let name = "w\u{9b}2J\u{202e}x";
+    let stack_ref = &stack;
+    let (json, raw) = eventually(
+        "status sees the written worker alive, with forged nuggets",
+        SOON,
+        POLL,
+        || async move {
+            // Fresh points each round, so the instance is alive whenever status looks.
+            let now = chocominer_pipeline::stats::now_ns() / 1_000_000_000;
+            let lines: String = (now - 8..=now)
+                .map(|t| {
+                    format!(
+                        "worker,instance=w\u{9b}2J\u{202e}x hashes=10i,nuggets=0i,forged=3i,rejected=0i,expired=0i,difficulty=4i {}\n",
+                        t * 1_000_000_000
+                    )
+                })
+                .collect();
+            stack_ref.influx().write(testkit::DB, &lines).await;
+            let raw = run(stack_ref, &["status", "--json"]).await;
+            let json: Value = serde_json::from_str(&raw).ok()?;
+            (json["stages"]["worker"]["alive"] == 1
+                && figure(&json, "worker", "forged").is_some_and(|f| f > 0.0))
+            .then_some((json, raw))
+        },
+    )
+    .await;
+    assert!(
+        !raw.contains('\u{9b}') && !raw.contains('\u{202e}') && raw.contains("\\u009b"),
+        "{raw}"
+    );
+    assert_eq!(json["stages"]["worker"]["instances"][0], name, "{json}");
+    let text = run(&stack, &["status"]).await;
+    assert!(
+        text.contains("worker refused ") && text.contains("forged nuggets"),
+        "{text}"
+    );
 }

@@ -1,11 +1,13 @@
 //! The Chronograf resources in `chronograf/` at the repository root: the files are what
 //! Chronograf 1.10/1.11 loads (it skips a file it cannot decode, saying so only in its log),
-//! the dashboard's cells tile a 12-column grid, and every query of every cell runs on a real
-//! InfluxDB holding the stats of a real pipeline run, the main cells showing its work.
+//! the source takes InfluxDB's reader from Chronograf's environment, the dashboard's cells tile
+//! a 12-column grid, and every query of every cell runs, as that reader, on a real InfluxDB
+//! holding the stats of a real pipeline run, the main cells showing its work.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use chocominer_influx::Client;
 use serde_json::{Map, Value};
 use testkit::{POLL, SOON, Stack, eventually_ok};
 
@@ -45,15 +47,27 @@ fn resources() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../chronograf")
 }
 
+/// The environment variables the source's credentials come from, as Chronograf fills them in
+/// (`{{ .NAME }}`), with the values these tests give them.
+const SOURCE_VARIABLES: &[(&str, &str)] = &[
+    ("CHOCOMINER_INFLUX_READ_USER", "reader"),
+    ("CHOCOMINER_INFLUX_READ_PASSWORD", "reader-password"),
+];
+
 /// Reads and parses one resource file, as Chronograf would: it runs the file through Go's
-/// template engine first (with missing keys an error), so double braces would break it.
+/// template engine first, with its environment as data and a missing key an error (the file is
+/// then skipped). So the only double braces are the source's variables, filled in here.
 fn load(name: &str) -> Value {
     let path = resources().join(name);
-    let text =
+    let mut text =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    for (var, value) in SOURCE_VARIABLES {
+        text = text.replace(&format!("{{{{ .{var} }}}}"), value);
+    }
     assert!(
         !text.contains("{{"),
-        "{name}: Chronograf reads resources as Go templates; no double braces"
+        "{name}: Chronograf reads resources as Go templates; no double braces but {:?}",
+        SOURCE_VARIABLES
     );
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name} is not valid JSON: {e}"))
 }
@@ -135,6 +149,9 @@ fn source_is_the_default_influxdb_source_1() {
     assert_eq!(src["type"], "influx", "{src}");
     assert_eq!(src["default"], true, "{src}");
     assert_eq!(src["url"], "http://influxdb:8086", "{src}");
+    // InfluxDB's reader, from Chronograf's environment.
+    assert_eq!(src["username"], "reader", "{src}");
+    assert_eq!(src["password"], "reader-password", "{src}");
     assert!(src["name"].as_str().is_some_and(|n| !n.is_empty()), "{src}");
     for key in [
         "username",
@@ -326,17 +343,38 @@ fn check_query_config(id: &str, query: &str, raw: &Value) {
     );
 }
 
+/// The rows of `q` (fully qualified: no database given), as InfluxDB's reader, the user the
+/// source gives Chronograf; panics on an HTTP error or an error in the response.
+async fn as_reader(reader: &Client, q: &str) -> Vec<Map<String, Value>> {
+    try_as_reader(reader, q)
+        .await
+        .unwrap_or_else(|e| panic!("{q}: {e}"))
+}
+
+/// [`as_reader`], the error returned.
+async fn try_as_reader(reader: &Client, q: &str) -> Result<Vec<Map<String, Value>>, String> {
+    let mut results = reader
+        .query(&[q.to_owned()])
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(results.pop().unwrap_or_default())
+}
+
 /// The first query of a busy cell that shows no positive value yet (or "nugget points" while
-/// there are none), rendered.
+/// there are none), rendered; or one that failed, with why (a query timing out on a loaded
+/// machine is asked again next round).
 async fn busy_query_without_data(stack: &Stack, dashboard: &Value) -> Option<String> {
     if stack.rows("SELECT * FROM nugget LIMIT 1").await.is_empty() {
         return Some("nugget points".into());
     }
+    let reader = Client::new(&stack.influx().reader("")).unwrap();
     for id in BUSY_CELLS {
         for q in queries(cell(dashboard, id)) {
             let rendered = render(q);
-            if !has_positive(&stack.influx().rows("", &rendered).await) {
-                return Some(format!("cell {id}: {rendered}"));
+            match try_as_reader(&reader, &rendered).await {
+                Ok(rows) if has_positive(&rows) => {}
+                Ok(_) => return Some(format!("cell {id}: {rendered}")),
+                Err(e) => return Some(format!("cell {id}: {rendered}: {e}")),
             }
         }
     }
@@ -377,13 +415,13 @@ async fn every_query_runs_on_a_real_pipelines_stats() {
     assert!(rng.generated > 0 && hasher.hashed > 0, "{rng:?} {hasher:?}");
     assert!(worker.nuggets > 0, "{worker:?}");
 
-    // `rows` panics on an HTTP error or an error in the response.
+    let reader = Client::new(&stack.influx().reader("")).unwrap();
     let mut ran = 0;
     for cell in cells(&dashboard) {
         let id = cell["i"].as_str().unwrap();
         for q in queries(cell) {
             let rendered = render(q);
-            let response = stack.influx().rows("", &rendered).await;
+            let response = as_reader(&reader, &rendered).await;
             ran += 1;
             if BUSY_CELLS.contains(&id) {
                 assert!(

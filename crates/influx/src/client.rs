@@ -3,10 +3,16 @@
 //! and the tests, basic auth from [`InfluxArgs`], one timeout for every request.
 //!
 //! Errors are one line each. Reading: InfluxDB cannot be reached at all
-//! ([`QueryError::Unreachable`]), it answered with an error ([`QueryError::Failed`]: an HTTP
-//! error, refused credentials, a statement error such as a missing database), or what answered
-//! is not InfluxDB 1.x ([`QueryError::NotInflux`]). Writing: worth retrying later
-//! ([`WriteError::Retry`]) or refused for good ([`WriteError::Refused`]).
+//! ([`QueryError::Unreachable`]), it refused who we are ([`QueryError::Denied`]: wrong or
+//! missing credentials, a user without the right), it answered with an error
+//! ([`QueryError::Failed`]: an HTTP error, a statement error such as a missing database), or
+//! what answered is not InfluxDB 1.x ([`QueryError::NotInflux`]). Writing: worth retrying later
+//! ([`WriteError::Retry`]), refused for who we are ([`WriteError::Denied`]: wrong credentials,
+//! no right to write, no database and no right to create it; worth retrying once an
+//! administrator has acted), or refused for good ([`WriteError::Refused`]).
+//!
+//! Exactly one set of credentials is sent: `INFLUX_USER`'s when it is set (credentials written
+//! in the URL are then left out of every request, with one warning), else the URL's.
 
 use std::time::Duration;
 
@@ -27,6 +33,10 @@ pub enum QueryError {
     Failed { url: String, reason: String },
     #[error("{url} did not answer like InfluxDB 1.x: {reason}")]
     NotInflux { url: String, reason: String },
+    /// Wrong or missing credentials (401), or a user without the right to read (403): the
+    /// message says which and what to change.
+    #[error("{0}")]
+    Denied(String),
 }
 
 impl QueryError {
@@ -39,9 +49,14 @@ impl QueryError {
 /// Why points were not written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {
-    /// Worth retrying later: unreachable, a 5xx, refused credentials, a database just created.
+    /// Worth retrying later: unreachable, a 5xx, a database just created.
     #[error("{0}")]
     Retry(String),
+    /// InfluxDB refused us, not the points: wrong or missing credentials (401), a user without
+    /// the right (403), a database that does not exist and that this user may not create. The
+    /// message says which and what to change; retrying helps once that is done.
+    #[error("{0}")]
+    Denied(String),
     /// The points themselves were refused: retrying cannot help.
     #[error("{0}")]
     Refused(String),
@@ -57,8 +72,8 @@ pub type Row = Map<String, Value>;
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
-    /// The URL requests go to, credentials written in it included (reqwest sends them as basic
-    /// auth): never shown.
+    /// The URL requests go to, credentials written in it included unless `user` is set
+    /// (reqwest sends them as basic auth): never shown.
     target: String,
     /// The URL as it is shown, in [`Client::url`] and every error: credentials hidden.
     url: String,
@@ -80,17 +95,83 @@ impl Client {
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .build()?;
+        let user = args
+            .influx_user
+            .clone()
+            .map(|u| (u, args.password().map(str::to_owned)));
+        // reqwest sends credentials written in the URL as an Authorization header, and
+        // `basic_auth` adds a second one (InfluxDB reads the first): with INFLUX_USER set, the
+        // URL's are left out.
+        let target = match (&user, crate::credentials::split_userinfo(&url)) {
+            (Some((name, _)), (clean, Some(_))) => {
+                tracing::warn!(
+                    url = %crate::redact_url(&url),
+                    "INFLUX_USER is set: the credentials written in INFLUX_URL are not used, \
+                     {name:?}'s are"
+                );
+                clean
+            }
+            _ => url.clone(),
+        };
         Ok(Client {
             http,
             url: crate::redact_url(&url),
-            target: url,
+            target,
             db: args.influx_db.clone(),
             epoch: "ms",
-            user: args
-                .influx_user
-                .clone()
-                .map(|u| (u, args.influx_password.clone())),
+            user,
         })
+    }
+
+    /// The same client (same connections, same credentials) for database `db`.
+    pub fn with_db(&self, db: &str) -> Client {
+        Client {
+            db: db.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// The user name requests are sent with: INFLUX_USER's, else the URL's, else none.
+    fn user_name(&self) -> Option<String> {
+        if let Some((name, _)) = &self.user {
+            return Some(name.clone());
+        }
+        let (_, userinfo) = crate::credentials::split_userinfo(&self.target);
+        userinfo.map(|u| u.split(':').next().unwrap_or_default().to_owned())
+    }
+
+    /// Why InfluxDB answered `status` (401 or 403) to a request of ours, with what to change;
+    /// `None` for any other status. `needs` is the right the request needed.
+    fn denied(&self, status: reqwest::StatusCode, text: &str, needs: &str) -> Option<String> {
+        // InfluxDB's reason, without the statement it quotes: "requires READ on chocominer".
+        let reason = serde_json::from_str::<Value>(text)
+            .ok()
+            .and_then(|json| json.get("error").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|| text.to_owned());
+        let said = match reason.rfind("requires ") {
+            Some(at) => snippet(&reason[at..]),
+            None => snippet(&reason),
+        };
+        let user = self.user_name();
+        match (status, user) {
+            (reqwest::StatusCode::UNAUTHORIZED, None) => Some(format!(
+                "InfluxDB at {} requires credentials (HTTP 401: {said}): set INFLUX_USER and \
+                 INFLUX_PASSWORD_FILE (or INFLUX_PASSWORD)",
+                self.url
+            )),
+            (reqwest::StatusCode::UNAUTHORIZED, Some(user)) => Some(format!(
+                "InfluxDB at {} refused the credentials of user {user:?} (HTTP 401: {said}): \
+                 check INFLUX_USER and INFLUX_PASSWORD_FILE (or INFLUX_PASSWORD)",
+                self.url
+            )),
+            (reqwest::StatusCode::FORBIDDEN, user) => Some(format!(
+                "InfluxDB at {} does not let user {:?} {needs} (HTTP 403: {said}): an \
+                 administrator must grant it that right, or use a user that has it",
+                self.url,
+                user.unwrap_or_default()
+            )),
+            _ => None,
+        }
     }
 
     /// The URL, fit to show: credentials written in it are hidden (`http://***@host:8086`).
@@ -144,13 +225,23 @@ impl Client {
         }
         let text = response.text().await.unwrap_or_default();
         if status == reqwest::StatusCode::NOT_FOUND && text.contains("database not found") {
-            self.create_database().await?;
-            return Err(WriteError::Retry(format!(
-                "database {} was missing: created it",
-                self.db
-            )));
+            return match self.create_database().await {
+                Ok(()) => Err(WriteError::Retry(format!(
+                    "database {} was missing: created it",
+                    self.db
+                ))),
+                Err(WriteError::Denied(why)) => Err(WriteError::Denied(format!(
+                    "database {:?} does not exist and this user may not create it: an \
+                     administrator must create it and grant the user WRITE on it ({why})",
+                    self.db
+                ))),
+                Err(other) => Err(other),
+            };
         }
-        if status.is_client_error() && status != reqwest::StatusCode::UNAUTHORIZED {
+        if let Some(why) = self.denied(status, &text, &format!("write to {:?}", self.db)) {
+            return Err(WriteError::Denied(why));
+        }
+        if status.is_client_error() {
             return Err(WriteError::Refused(format!(
                 "HTTP {status}: {}",
                 text.trim()
@@ -168,7 +259,8 @@ impl Client {
             .is_ok_and(|response| response.status() == reqwest::StatusCode::NO_CONTENT)
     }
 
-    /// Creates the database (nothing happens if it exists).
+    /// Creates the database (nothing happens if it exists). [`WriteError::Denied`] when this
+    /// user may not (only an administrator may, when InfluxDB checks credentials).
     pub async fn create_database(&self) -> Result<(), WriteError> {
         let q = format!("CREATE DATABASE \"{}\"", self.db.replace('"', "\\\""));
         let request = self
@@ -180,14 +272,25 @@ impl Client {
             .send()
             .await
             .map_err(|e| WriteError::Retry(error_chain(&e.without_url())))?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(WriteError::Retry(format!(
-                "creating database {}: HTTP {}",
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        if let Some(why) = self.denied(status, &text, "create databases") {
+            return Err(WriteError::Denied(why));
+        }
+        // InfluxDB answers 200 even to a statement that failed, the error in its result.
+        let error = serde_json::from_str::<Value>(&text).ok().and_then(|json| {
+            json.pointer("/results/0/error")
+                .or_else(|| json.get("error"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+        match error {
+            None if status.is_success() => Ok(()),
+            error => Err(WriteError::Retry(format!(
+                "creating database {}: HTTP {status}: {}",
                 self.db,
-                response.status()
-            )))
+                error.unwrap_or_else(|| snippet(&text))
+            ))),
         }
     }
 
@@ -212,17 +315,14 @@ impl Client {
             .map_err(|e| self.unreachable(e))?;
         let status = response.status();
         let body = response.text().await.map_err(|e| self.unreachable(e))?;
-        let credentials = if status == reqwest::StatusCode::UNAUTHORIZED
-            || status == reqwest::StatusCode::FORBIDDEN
-        {
-            " (check INFLUX_USER and INFLUX_PASSWORD)"
-        } else {
-            ""
-        };
+        let needs = format!("read {:?}", self.db);
+        if let Some(why) = self.denied(status, &body, &needs) {
+            return Err(QueryError::Denied(why));
+        }
         let json: Value = match serde_json::from_str(&body) {
             Ok(json) => json,
             Err(_) if !status.is_success() => {
-                return Err(self.failed(format!("HTTP {status}: {}{credentials}", snippet(&body))));
+                return Err(self.failed(format!("HTTP {status}: {}", snippet(&body))));
             }
             Err(_) => {
                 return Err(QueryError::NotInflux {
@@ -232,7 +332,7 @@ impl Client {
             }
         };
         if let Some(error) = json.get("error").and_then(Value::as_str) {
-            return Err(self.failed(format!("HTTP {status}: {error}{credentials}")));
+            return Err(self.failed(format!("HTTP {status}: {error}")));
         }
         if !status.is_success() {
             return Err(self.failed(format!("HTTP {status}: {}", snippet(&body))));

@@ -17,6 +17,6 @@ mod client;
 pub mod credentials;
 pub mod schema;
 
-pub use args::{DEFAULT_INFLUX_DB, DEFAULT_INFLUX_URL, InfluxArgs};
+pub use args::{DEFAULT_INFLUX_DB, DEFAULT_INFLUX_URL, InfluxArgs, Secret, read_password_file};
 pub use client::{Client, QueryError, REQUEST_TIMEOUT, Row, WriteError};
 pub use credentials::redact as redact_url;

@@ -7,7 +7,10 @@
 //! InfluxDB's `/write` in line protocol. Mining never waits for InfluxDB: when it is down the
 //! points are held (up to [`HELD_POINTS`], over an hour of a busy process) and written when it
 //! is back, with one warning when it goes and one notice when it returns. Points are stamped
-//! when they are made, so late writes land at the right time.
+//! when they are made, so late writes land at the right time. When InfluxDB refuses the writer
+//! itself (wrong credentials, no right to write, no database and no right to create it) the
+//! points are held the same way, and an error saying which and what to change is logged at
+//! once and every [`DENIED_LOG_EVERY`] while it lasts: that needs someone to act.
 //!
 //! A tag or string value holding a control character is never written: the line protocol
 //! library leaves a line break in a tag raw, which would end the line and start a point of the
@@ -39,6 +42,8 @@ pub const HELD_POINTS: usize = 200_000;
 const WRITE_BATCH: usize = 5_000;
 /// How often the writer wakes up to write what was queued.
 const WRITE_EVERY: Duration = Duration::from_secs(1);
+/// How often the error is repeated while InfluxDB refuses the writer's credentials or rights.
+pub const DENIED_LOG_EVERY: Duration = Duration::from_secs(60);
 /// How often a progress line is logged.
 const PROGRESS_EVERY: u32 = 10;
 
@@ -353,8 +358,16 @@ impl StatsWriter {
 /// Drains the sink to InfluxDB until stopped, then writes what is left.
 async fn write_loop(influx: Client, sink: StatsSink, stop: Shutdown) {
     let mut failing_since: Option<tokio::time::Instant> = None;
-    if let Err(WriteError::Retry(e)) = influx.create_database().await {
-        tracing::debug!("could not create database yet: {e}");
+    let denied_log = Throttle::new(DENIED_LOG_EVERY);
+    match influx.create_database().await {
+        Ok(()) => {}
+        // A write-only user may not create databases: that is the administrator's job, done
+        // before the stages start. Writes say so if it was not done.
+        Err(WriteError::Denied(e)) => tracing::info!(
+            db = influx.db(),
+            "the database is left to the InfluxDB administrator: {e}"
+        ),
+        Err(e) => tracing::debug!("could not create database yet: {e}"),
     }
     loop {
         let stopping = stop.is_triggered();
@@ -374,7 +387,7 @@ async fn write_loop(influx: Client, sink: StatsSink, stop: Shutdown) {
                             url = %influx.url(),
                             after = ?since.elapsed(),
                             held = sink.held() + lines.len(),
-                            "InfluxDB is reachable again: writing the held stats points"
+                            "InfluxDB takes the stats points again: writing the held ones"
                         );
                     }
                 }
@@ -383,6 +396,19 @@ async fn write_loop(influx: Client, sink: StatsSink, stop: Shutdown) {
                         .refused
                         .fetch_add(lines.len() as u64, Ordering::Relaxed);
                     tracing::error!(points = lines.len(), "InfluxDB refused stats points: {e}");
+                }
+                Err(WriteError::Denied(e)) => {
+                    let held = sink.held() + lines.len();
+                    sink.put_back(lines);
+                    failing_since.get_or_insert_with(tokio::time::Instant::now);
+                    if denied_log.admit().is_some() {
+                        tracing::error!(
+                            held,
+                            "stats not written: {e}; holding them and retrying every second, \
+                             mining goes on"
+                        );
+                    }
+                    break;
                 }
                 Err(WriteError::Retry(e)) => {
                     let held = sink.held() + lines.len();

@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use chocominer_pipeline::InfluxArgs;
 use chocominer_pipeline::stats::schema::{self, nugget};
 use chocominer_pipeline::stats::{Point, StatsWriter};
 use testkit::{DB, Influx};
@@ -28,12 +27,8 @@ async fn a_point_that_would_write_lines_of_its_own_is_never_written() {
     testkit::init_tracing();
     let influx = Influx::start().await;
     influx.create_database(DB).await;
-    let args = InfluxArgs {
-        influx_url: influx.url(),
-        influx_db: DB.to_owned(),
-        influx_user: None,
-        influx_password: None,
-    };
+    // As a stage writes: the writer's credentials.
+    let args = influx.writer(DB);
     let now = chocominer_pipeline::stats::now_ns();
 
     // The attack: a line break in the instance tag, then in a string field.

@@ -73,6 +73,10 @@ pub struct StageFigures {
     /// worker: nuggets found per second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nuggets: Option<f64>,
+    /// worker: nugget candidates refused per second because their digest is not their
+    /// number's hash (someone publishes forged digests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forged: Option<f64>,
 }
 
 impl StageFigures {
@@ -243,6 +247,7 @@ impl Window {
                 figures.rate = per_second(worker::HASHES).unwrap_or_default();
                 figures.nuggets = per_second(worker::NUGGETS);
                 figures.rejected = per_second(worker::REJECTED);
+                figures.forged = per_second(worker::FORGED);
             }
         }
         figures

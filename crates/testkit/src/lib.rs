@@ -16,6 +16,8 @@
 //!   `nats/nats-server.conf`, authorization on, with a random password per role: each stage
 //!   connects as its role's user, the [`Stack`]'s client as `debug`, and a test that sends into
 //!   the pipeline connects as the role that may ([`Stack::connect_as`]).
+//!   InfluxDB checks credentials: the stages write as its writer, the front ends read as its
+//!   reader, the tests' own queries go as its administrator ([`Role`]).
 //! - [`eventually`], [`eventually_ok`], [`eventually_eq`] (`poll.rs`): polling with a
 //!   deadline instead of sleeping.
 //! - [`tls`]: a CA of the test's own, server and client certificates.
@@ -42,7 +44,7 @@ use std::time::Duration;
 use clap::Parser;
 
 pub use cargo::{cargo_bin, cargo_bin_async};
-pub use influx::Influx;
+pub use influx::{Influx, Role};
 pub use nats::NatsServer;
 pub use poll::{eventually, eventually_eq, eventually_ok};
 pub use service::{STOP_WITHIN, Service};

@@ -35,7 +35,8 @@ pub struct Stack {
 
 impl Stack {
     /// nats-server and influxd, started side by side, with the stats database [`DB`] created up
-    /// front (so that queries never race the stages' own `CREATE DATABASE`).
+    /// front, as an administrator does (the stages' writer may not create it), with the
+    /// writer's and the reader's rights on it.
     pub async fn start() -> Stack {
         crate::init_tracing();
         let (nats, influx) = tokio::join!(NatsServer::start(), Influx::start());
@@ -87,18 +88,17 @@ impl Stack {
     }
 
     /// Command-line arguments of a stage of this stack, without the program name: its NATS
-    /// URL and credentials (the NATS user named after the stage), its InfluxDB URL (empty, so
-    /// no stats, on a [`Stack::nats_only`]), its instance name, then `extra`.
+    /// URL and credentials (the NATS user named after the stage), its InfluxDB URL and the
+    /// writer's credentials (an empty URL, so no stats, on a [`Stack::nats_only`]), its instance
+    /// name, then `extra`.
     pub fn stage_args(&self, stage: &str, instance: &str, extra: &[&str]) -> Vec<String> {
-        let influx_url = self.influx.as_ref().map_or_else(String::new, Influx::url);
         let mut args: Vec<String> = vec!["--nats-url".into(), self.nats.url()];
         args.extend(self.nats.user_args(stage));
-        args.extend([
-            "--influx-url".into(),
-            influx_url,
-            "--instance".into(),
-            instance.into(),
-        ]);
+        match &self.influx {
+            Some(influx) => args.extend(influx.writer_args()),
+            None => args.extend(["--influx-url".into(), String::new()]),
+        }
+        args.extend(["--instance".into(), instance.into()]);
         args.extend(extra.iter().map(|a| a.to_string()));
         args
     }

@@ -306,6 +306,9 @@ function render(s) {
   covered.title = "Everything the database holds, whatever the profile or difficulty of each run.";
   const lost = t.lost;
   show("lost-total", lost, lost > 0 ? `(${fmtCount(lost)} number${lost === 1 ? "" : "s"} lost)` : "");
+  const forged = t.forged;
+  show("forged-total", forged, forged > 0 ? `(${fmtCount(forged)} forged refused)` : "").title =
+    "Nugget candidates the workers refused: their digest was not their number's hash.";
 
   drawChart($("chart-hashes"), s.series, s.series.hashes, false);
   drawChart($("chart-nuggets"), s.series, s.series.nuggets, true);

@@ -136,6 +136,7 @@ impl AppState {
                     }
                     QueryError::Failed { .. } => (StatusCode::BAD_GATEWAY, "failed"),
                     QueryError::NotInflux { .. } => (StatusCode::BAD_GATEWAY, "not_influxdb"),
+                    QueryError::Denied(_) => (StatusCode::BAD_GATEWAY, "denied"),
                 };
                 let body = json!({
                     "ok": false,

@@ -95,6 +95,7 @@ pub fn statements(spans: &Spans) -> Vec<String> {
         nugget::DIGEST.name(),
         nugget::ZERO_BITS.name(),
     );
+    let forged = worker::FORGED.name();
     let (r, numbers, rng_lost) = (RNG.name(), rng::NUMBERS.name(), rng::LOST.name());
     let (h, hasher_lost) = (HASHER.name(), hasher::LOST.name());
     let mut statements = vec![
@@ -108,7 +109,9 @@ pub fn statements(spans: &Spans) -> Vec<String> {
             r#"SELECT "{number}", "{digest}", "{zero_bits}", "{INSTANCE}" FROM "{n}" ORDER BY time DESC LIMIT {NUGGETS_LISTED}"#
         ),
         // 2-4: totals since the database began...
-        format!(r#"SELECT sum("{hashes}") AS hashes, sum("{nuggets}") AS nuggets FROM "{w}""#),
+        format!(
+            r#"SELECT sum("{hashes}") AS hashes, sum("{nuggets}") AS nuggets, sum("{forged}") AS forged FROM "{w}""#
+        ),
         format!(r#"SELECT sum("{numbers}") AS numbers, sum("{rng_lost}") AS lost FROM "{r}""#),
         format!(r#"SELECT sum("{hasher_lost}") AS lost FROM "{h}""#),
         // 5: ...which is when the first worker point was written;
@@ -316,6 +319,8 @@ pub struct Totals {
     pub numbers: f64,
     /// Numbers lost by rng and hashers (unacknowledged batches).
     pub lost: f64,
+    /// Nugget candidates the workers refused as forged (their digest not their number's hash).
+    pub forged: f64,
 }
 
 /// A number from a row (InfluxDB gives null for an empty aggregate).
@@ -442,6 +447,7 @@ impl Summary {
             nuggets: num(first(2), "nuggets").unwrap_or(0.0),
             numbers: num(first(3), "numbers").unwrap_or(0.0),
             lost: num(first(3), "lost").unwrap_or(0.0) + num(first(4), "lost").unwrap_or(0.0),
+            forged: num(first(2), "forged").unwrap_or(0.0),
         };
 
         Summary {

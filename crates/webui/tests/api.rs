@@ -9,8 +9,8 @@ mod common;
 use std::time::Duration;
 
 use common::{POLL, WebUi, get, get_json};
-use serde_json::Value;
-use testkit::{DB, Influx, Service, eventually, http_client, parse};
+use serde_json::{Value, json};
+use testkit::{DB, Influx, Role, Service, eventually, http_client, parse};
 
 const SECOND_NS: i64 = 1_000_000_000;
 /// How long the webui may take to see a change in InfluxDB (it serves a summary for 0.5 s).
@@ -147,8 +147,8 @@ fn stage_points(from: i64, to: i64) -> String {
     for s in from..=to {
         let t = s * SECOND_NS;
         lines += &format!(
-            "worker,instance=worker-1 hashes=30i,nuggets=2i,rejected=0i {t}\n\
-             worker,instance=worker-2 hashes=20i,nuggets=1i,rejected=0i {t}\n\
+            "worker,instance=worker-1 hashes=30i,nuggets=2i,rejected=0i,forged=1i {t}\n\
+             worker,instance=worker-2 hashes=20i,nuggets=1i,rejected=0i,forged=0i {t}\n\
              rng,instance=rng-1 numbers=100i,lost=0i,in_flight=3i,window=32i,rate_limit=100 {t}\n\
              rng,instance=rng-2 numbers=90i,lost=1i,in_flight=2i,window=32i,rate_limit=100 {t}\n\
              hasher,instance=hasher-1 hashes=25i,busy=0.5,lost=0i,rejected=0i,in_flight=8i,window=8i {t}\n\
@@ -270,6 +270,7 @@ async fn summary_has_the_figures_of_the_points_in_influxdb() {
     assert_eq!(f(&totals["nuggets"]), 3.0 * seconds);
     assert_eq!(f(&totals["numbers"]), 190.0 * seconds);
     assert_eq!(f(&totals["lost"]), 3.0 * seconds);
+    assert_eq!(f(&totals["forged"]), seconds, "forged nuggets refused");
 
     let report = webui.stop().await;
     assert!(
@@ -403,17 +404,24 @@ async fn summary_says_what_is_wrong_with_influxdb_and_recovers() {
     let webui = WebUi::start(&influx).await;
     let url = format!("{}/api/summary", webui.url);
 
-    // No database yet: InfluxDB answers, with an error.
+    // No database yet, so the reader has no right to read it (an administrator grants it with
+    // the database): InfluxDB answers 403, and the page says who may not do what.
     let (status, s) = get_json(&url).await;
     assert_eq!(status, 502, "{s}");
-    assert_eq!(s["ok"], false);
+    assert_eq!(
+        (&s["ok"], &s["kind"]),
+        (&json!(false), &json!("denied")),
+        "{s}"
+    );
     let error = s["error"].as_str().unwrap();
-    assert!(
-        error.starts_with(&format!(
-            "InfluxDB at {} answered with an error:",
+    assert_eq!(
+        error,
+        format!(
+            "InfluxDB at {} does not let user \"reader\" read \"chocominer\" (HTTP 403: \
+             requires READ on chocominer): an administrator must grant it that right, or use a \
+             user that has it",
             influx.url()
-        )) && error.contains("database not found"),
-        "{error}"
+        )
     );
 
     influx.create_database(DB).await;
@@ -535,7 +543,8 @@ async fn summary_never_shows_the_credentials_in_the_influxdb_url() {
     testkit::init_tracing();
     let influx = Influx::start().await;
     influx.create_database(DB).await;
-    let with_secret = |url: &str| url.replacen("http://", "http://alice:s3cret@", 1);
+    let secret = influx.password(Role::Reader).to_owned();
+    let with_secret = |url: &str| url.replacen("http://", &format!("http://reader:{secret}@"), 1);
     let shown = |url: &str| url.replacen("http://", "http://***@", 1);
 
     let (url, webui) = webui_with(&["--influx-url", &with_secret(&influx.url())]).await;
@@ -544,7 +553,7 @@ async fn summary_never_shows_the_credentials_in_the_influxdb_url() {
     assert_eq!(status, 200, "{s}");
     assert_eq!(s["influx_url"], shown(&influx.url()), "{s}");
     assert!(
-        !body.contains("s3cret") && !body.contains("alice"),
+        !body.contains(&secret) && !body.contains("reader"),
         "{body}"
     );
     webui.stop().await;
@@ -560,7 +569,7 @@ async fn summary_never_shows_the_credentials_in_the_influxdb_url() {
         "{error}"
     );
     assert!(
-        !body.contains("s3cret") && !body.contains("alice"),
+        !body.contains(&secret) && !body.contains("reader"),
         "{body}"
     );
     webui.stop().await;

@@ -39,7 +39,9 @@ impl WebUi {
             .await
             .expect("bind 127.0.0.1:0 for the webui");
         let url = format!("http://{}", listener.local_addr().expect("local address"));
-        let args = ["webui", "--influx-url", &influx.url()].map(String::from);
+        // The reader's credentials, as the dashboard is deployed.
+        let mut args = vec!["webui".to_owned()];
+        args.extend(influx.reader_args());
         let config: webui::Config = parse(&args);
         let service = Service::spawn("webui", &Shutdown::new(), |shutdown| {
             webui::serve(listener, config, shutdown)
