@@ -1,6 +1,7 @@
-//! The stages' NATS service-protocol answers (`$SRV.PING|INFO|STATS`), read by an official NATS
-//! client's own service types: nats-py's `nats.micro` (micro_conformance.py beside this file)
-//! must parse each and give every field back unchanged. Needs a Python with nats-py
+//! The stages' NATS service-protocol answers (`$SRV.PING|INFO|STATS`), checked against the
+//! rules of the service API's JSON schemas (ADR-32) and read by an official NATS client's own
+//! service types: nats-py's `nats.micro` (micro_conformance.py beside this file) must parse each
+//! and give every field back unchanged. Needs a Python with nats-py
 //! (`scripts/install-deps.sh` puts one in .tools/venv): the test fails without it.
 
 use std::path::PathBuf;
@@ -51,7 +52,10 @@ async fn hasher_and_worker_answer_as_nats_micro_expects() {
         "nats.micro disagrees with our service answers:\n{stdout}{stderr}"
     );
     assert!(
-        stdout.contains("6 responses parsed by nats.micro, 0 problems"),
+        stdout.contains(
+            "6 responses checked against the ADR-32 schemas' rules and parsed by nats.micro, 0 \
+             problems"
+        ),
         "{stdout}"
     );
 
