@@ -5,12 +5,13 @@
 #     (the Justfile and .ci/run put .tools/venv/bin first on PATH, so either one is found);
 #   - nats-py (PyPI), the official Python client, there too: a test reads the stages' NATS
 #     service answers with its nats.micro types;
-#   - InfluxDB 1.x (`influxd`) from the Debian package `influxdb`.
+#   - InfluxDB 1.x (`influxd`) from the Debian package `influxdb`, and curl (`just up` sets
+#     InfluxDB's users up with it).
 # Idempotent: anything already present is left alone. `--with-browser` also installs chromium
 # (used by the dashboard tests); `--with-k8s` also installs kubernetes-validate (PyPI) into the
 # venv, which scripts/check-k8s.sh uses to check k8s/ against the Kubernetes API schemas (and
 # kubectl, if missing, from apt); `--with-containers` also installs Debian's docker.io and
-# docker-compose for scripts/test-containers.sh, and busybox-static and curl for the stand-ins
+# docker-compose for scripts/test-containers.sh, and busybox-static for the stand-ins
 # of the nats and influxdb images it makes; `--with-fuzz` also installs cargo-fuzz (compiled by
 # `cargo install`, about 1.5 min) for `just fuzz`, which also needs a nightly toolchain.
 set -euo pipefail
@@ -78,8 +79,8 @@ if ! command -v influxd >/dev/null 2>&1; then
   if command -v service >/dev/null 2>&1; then service influxdb stop >/dev/null 2>&1 || true; fi
 fi
 
-# The TLS test makes a throwaway CA with the openssl command.
-command -v openssl >/dev/null 2>&1 || apt_install openssl
+# `just up` (and so the local-stack test) sets InfluxDB's users up over HTTP with curl.
+[ -x /usr/bin/curl ] || apt_install curl # Debian's: the influxdb stand-in copies it too
 
 # kubectl (for `kubectl kustomize`) comes with this machine's image; where it is missing, the
 # package of the same name is tried (it needs Kubernetes' or Google Cloud's apt source).
@@ -88,9 +89,10 @@ command -v openssl >/dev/null 2>&1 || apt_install openssl
 if [ "$with_containers" -eq 1 ] && { [ ! -x /usr/sbin/dockerd ] || [ ! -x /usr/bin/docker ] || ! command -v docker-compose >/dev/null 2>&1; }; then
   apt_install docker.io docker-compose
 fi
-# The stand-in images' healthcheck tools: busybox's wget in nats's (alpine), curl in influxdb's.
-if [ "$with_containers" -eq 1 ] && { [ ! -x /bin/busybox ] || [ ! -x /usr/bin/curl ]; }; then
-  apt_install busybox-static curl
+# The stand-in images' healthcheck tools: busybox's wget in nats's (alpine), curl in influxdb's
+# (installed above).
+if [ "$with_containers" -eq 1 ] && [ ! -x /bin/busybox ]; then
+  apt_install busybox-static
 fi
 
 if [ "$with_k8s" -eq 1 ] && ! command -v kubectl >/dev/null 2>&1; then
