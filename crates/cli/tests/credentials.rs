@@ -30,15 +30,8 @@ fn influx_url(port: u16) -> String {
 
 /// `bin args` with `vars`, its output piped, killed when dropped.
 fn command(bin: &std::path::Path, args: &[&str], vars: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(bin);
-    cmd.args(args)
-        .envs(vars.iter().copied())
-        .env_remove("RUST_LOG")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    let mut cmd = common::command(bin, args);
+    cmd.envs(vars.iter().copied());
     cmd
 }
 

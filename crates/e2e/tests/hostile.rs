@@ -18,7 +18,7 @@ use chocominer_pipeline::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 use common::{DIGESTS, NUGGETS, NUMBERS, check_nugget_point};
 use futures::StreamExt;
 use serde_json::Value;
-use testkit::{POLL, SOON, Stack, eventually, eventually_eq};
+use testkit::{POLL, SOON, Service, Stack, StageProcess, eventually, eventually_eq};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
 
@@ -339,29 +339,32 @@ async fn answer(answers: &mut Subscriber, within: Duration, what: &str) -> Messa
         .expect("an answer")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_costly_batch_cannot_stall_a_demo_hasher_nor_its_stop() {
+/// A worker `w1` in-process and a demo-paced hasher `h1` as a process (one number at a time,
+/// 100 ms each) with `extra` arguments, both taking batches; and a client with rng's
+/// credentials, to send numbers as only rng may (the stack's own client asks for stats as
+/// people do).
+async fn demo_hasher_process(
+    stack: &Stack,
+    extra: &[&str],
+) -> (Shutdown, Service<worker::Report>, StageProcess, Client) {
     let bin = testkit::cargo_bin_async("hasher").await;
-    let stack = Stack::start().await;
     let shutdown = Shutdown::new();
     let worker = stack.spawn_worker("w1", &[], &shutdown);
-    // Demo-paced, allowed batches of up to 10 minutes (the default is the ack timeout).
-    let mut hasher = stack.spawn_process(
-        &bin,
-        "h1",
-        &[
-            "--delay-ms",
-            "100",
-            "--concurrency",
-            "1",
-            "--max-batch-ms",
-            "600000",
-        ],
-    );
+    let mut args = vec!["--delay-ms", "100", "--concurrency", "1"];
+    args.extend_from_slice(extra);
+    let hasher = stack.spawn_process(&bin, "h1", &args);
     stack.wait_for_service("worker", &["w1"]).await;
     stack.wait_for_service("hasher", &["h1"]).await;
-    // Numbers sent with rng's credentials (only rng may send them); stats asked as people do.
     let rng = stack.connect_as("rng").await;
+    (shutdown, worker, hasher, rng)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_costly_batch_cannot_stall_a_demo_hasher_nor_its_stop() {
+    let stack = Stack::start().await;
+    // Demo-paced, allowed batches of up to 10 minutes (the default is the ack timeout).
+    let (shutdown, worker, mut hasher, rng) =
+        demo_hasher_process(&stack, &["--max-batch-ms", "600000"]).await;
     let client = &stack.client;
 
     // The attack: 38 bytes asking for 32,736 numbers, 55 minutes of demo hashing. Refused on
@@ -471,29 +474,12 @@ async fn a_flood_of_junk_leaves_a_hashers_memory_bounded() {
     /// What the hasher may grow by: its 16 queued messages and 16 taken in, 1 MB each, and
     /// room for the allocator and the client's read buffer.
     const BOUND: u64 = 200 * MB;
-    let bin = testkit::cargo_bin_async("hasher").await;
     let stack = Stack::nats_only().await;
-    let shutdown = Shutdown::new();
-    let worker = stack.spawn_worker("w1", &[], &shutdown);
-    let mut hasher = stack.spawn_process(
-        &bin,
-        "h1",
-        &[
-            "--delay-ms",
-            "100",
-            "--concurrency",
-            "1",
-            "--nats-subscription-capacity",
-            "16",
-            "--queue",
-            "16",
-        ],
-    );
-    stack.wait_for_service("worker", &["w1"]).await;
-    stack.wait_for_service("hasher", &["h1"]).await;
-    // The flood comes with rng's credentials (only rng may send numbers); stats asked as
-    // people do.
-    let rng = stack.connect_as("rng").await;
+    let (shutdown, worker, mut hasher, rng) = demo_hasher_process(
+        &stack,
+        &["--nats-subscription-capacity", "16", "--queue", "16"],
+    )
+    .await;
     let client = &stack.client;
     // The hasher busy for 9 s, as it was in the attack.
     let slow_numbers = [5u8; 90 * NUMBER_LEN];

@@ -5,6 +5,7 @@
 // Each test file uses its own part of these helpers.
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
@@ -49,7 +50,13 @@ pub async fn status(stack: &Stack) -> serde_json::Value {
 
 /// The `chocominer` binary with `args`, its output piped, killed if the test drops it.
 pub fn chocominer(args: &[String]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chocominer"));
+    command(Path::new(env!("CARGO_BIN_EXE_chocominer")), args)
+}
+
+/// `bin args`, its output piped, plain text logs at the default level, killed if the test
+/// drops it.
+pub fn command(bin: &Path, args: &[impl AsRef<std::ffi::OsStr>]) -> Command {
+    let mut cmd = Command::new(bin);
     cmd.args(args)
         .env_remove("RUST_LOG")
         .env("NO_COLOR", "1")
