@@ -11,6 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use chocominer_influx::InfluxArgs;
+use chocominer_influx::read_password_file;
 
 use crate::profile::Profile;
 use crate::subjects::{DEFAULT_PREFIX, Subjects};
@@ -114,7 +115,9 @@ impl NatsArgs {
     pub fn password(&self) -> anyhow::Result<Option<String>> {
         match (&self.nats_password, &self.nats_password_file) {
             (Some(password), _) => Ok(Some(password.clone())),
-            (None, Some(path)) => read_password(path).map(Some).map_err(anyhow::Error::msg),
+            (None, Some(path)) => read_password_file(path)
+                .map(Some)
+                .map_err(anyhow::Error::msg),
             (None, None) => Ok(None),
         }
     }
@@ -159,19 +162,7 @@ fn nats_urls(text: &str) -> Result<String, String> {
 /// start (exit 2 otherwise), never shown.
 fn password_file(text: &str) -> Result<PathBuf, String> {
     let path = PathBuf::from(text);
-    read_password(&path).map(|_| path)
-}
-
-/// The password in `path`, a trailing line break (`\n` or `\r\n`) taken off.
-fn read_password(path: &std::path::Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let password = text.strip_suffix('\n').unwrap_or(&text);
-    let password = password.strip_suffix('\r').unwrap_or(password);
-    if password.is_empty() {
-        return Err(format!("{} holds no password", path.display()));
-    }
-    Ok(password.to_owned())
+    read_password_file(&path).map(|_| path)
 }
 
 /// A file that must be readable at start (credentials, CA certificate): better a clear
