@@ -122,6 +122,12 @@ impl Influx {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The server's pid while it runs (to read its memory and CPU time, see
+    /// [`crate::procstat`]); `None` while it is stopped.
+    pub fn pid(&mut self) -> Option<u32> {
+        self.process.as_mut()?.pid()
+    }
+
     /// Stops the server: SIGTERM, then SIGKILL if it has not exited within 10 s. Keeps the data
     /// and the port for [`Influx::restart`]. Does nothing if it is already stopped.
     pub async fn stop(&mut self) {

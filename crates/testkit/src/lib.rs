@@ -10,6 +10,8 @@
 //! - [`StageProcess`] (`stage_process.rs`): a stage binary run as a process, to SIGKILL or
 //!   SIGTERM, and its [`Memory`] read from `/proc`; [`cargo_bin`] and [`cargo_bin_async`]
 //!   (`cargo.rs`) build it.
+//! - [`procstat`]: the memory and CPU time of any process by pid, from `/proc` (stages,
+//!   nats-server, influxd), for memory tests, `just soak` and benchmarks.
 //! - [`NatsServer`] (`nats.rs`) and [`Influx`] (`influx.rs`): the real servers, on free ports
 //!   on 127.0.0.1, each in its own temporary directory, killed when dropped; `process.rs` is
 //!   the child-process plumbing they share. nats-server runs the project's own
@@ -33,6 +35,7 @@ mod influx;
 mod nats;
 mod poll;
 mod process;
+pub mod procstat;
 mod service;
 mod stack;
 mod stage_process;
@@ -47,9 +50,10 @@ pub use cargo::{cargo_bin, cargo_bin_async};
 pub use influx::{Influx, Role};
 pub use nats::NatsServer;
 pub use poll::{eventually, eventually_eq, eventually_ok};
+pub use procstat::{Memory, ProcSample};
 pub use service::{STOP_WITHIN, Service};
 pub use stack::{DB, POLL, Pipeline, PipelineBuilder, SOON, Stack, as_i64};
-pub use stage_process::{Memory, StageProcess};
+pub use stage_process::StageProcess;
 
 /// Returns a port that was free on 127.0.0.1 a moment ago (bind to port 0, read it, drop).
 ///

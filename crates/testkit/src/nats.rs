@@ -34,7 +34,7 @@ const PROJECT_CONF: &str = "nats/nats-server.conf";
 #[derive(Debug)]
 pub struct NatsServer {
     // Declared before `dir`, so the server is gone before its directory is removed.
-    _process: Process,
+    process: Process,
     dir: TempDir,
     port: u16,
     monitor_port: u16,
@@ -128,7 +128,7 @@ impl NatsServer {
             .await?;
         tracing::debug!(port, monitor_port, "nats-server ready");
         Ok(NatsServer {
-            _process: process,
+            process,
             dir,
             port,
             monitor_port,
@@ -197,6 +197,12 @@ impl NatsServer {
     /// The client URL, `nats://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's pid while it runs (to read its memory and CPU time, see
+    /// [`crate::procstat`]); `None` once it has exited.
+    pub fn pid(&mut self) -> Option<u32> {
+        self.process.pid()
     }
 
     /// The client port.

@@ -210,7 +210,7 @@ impl Process {
     }
 
     /// What this process (not an earlier one sharing the log) wrote to the log.
-    fn own_log(&self) -> String {
+    pub(crate) fn own_log(&self) -> String {
         let log = fs::read(&self.log).unwrap_or_default();
         let start = usize::try_from(self.log_start)
             .unwrap_or(usize::MAX)

@@ -9,18 +9,10 @@ use std::time::Duration;
 use tempfile::TempDir;
 
 use crate::process::Process;
+use crate::procstat::{self, Memory};
 
 /// How long a SIGKILLed process may take to be reaped.
 const KILLED_WITHIN: Duration = Duration::from_secs(10);
-
-/// Resident memory of a process, in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Memory {
-    /// Resident now (`VmRSS`).
-    pub rss: u64,
-    /// The most it has been resident at any time (`VmHWM`).
-    pub peak_rss: u64,
-}
 
 /// A stage process, its output in a log file of its own. Killed (SIGKILL) when dropped.
 #[derive(Debug)]
@@ -66,22 +58,17 @@ impl StageProcess {
     /// How much memory the process holds now and has held at most, from the kernel
     /// (`/proc/<pid>/status`); `None` once it has exited.
     pub fn memory(&mut self) -> Option<Memory> {
-        let pid = self.process.pid()?;
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        // Lines like `VmRSS:     12345 kB`.
-        let kib = |key: &str| -> Option<u64> {
-            let line = status.lines().find(|line| line.starts_with(key))?;
-            line[key.len()..]
-                .trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse()
-                .ok()
-        };
-        Some(Memory {
-            rss: kib("VmRSS:")? * 1024,
-            peak_rss: kib("VmHWM:")? * 1024,
-        })
+        procstat::memory(self.pid()?)
+    }
+
+    /// Its pid while it runs; `None` once it has exited (the pid may be another's then).
+    pub fn pid(&mut self) -> Option<u32> {
+        self.process.pid()
+    }
+
+    /// Everything the process has logged so far.
+    pub fn log(&self) -> String {
+        self.process.own_log()
     }
 
     /// The last lines the process logged.
