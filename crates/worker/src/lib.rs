@@ -14,6 +14,10 @@
 //! is not its number's SHA-256 is counted as `forged` and logged (rate-limited), never
 //! recorded or published.
 //!
+//! `WORKER_DELAY_MS` simulates a costly judgement of each batch (0, none, by default): it makes
+//! the worker stage the slow one, to watch a slow stage slow the ones before it and to test
+//! that nothing piles up meanwhile.
+//!
 //! One batch's path: [`run`] takes it from the intake and `Judging::take` decodes it, judges
 //! every digest, records and publishes the nuggets, and acknowledges it to the hasher.
 
@@ -37,6 +41,10 @@ pub struct Config {
     /// Leading zero bits that make a digest a nugget [default: demo 4, full 23].
     #[arg(long, env = "DIFFICULTY", value_parser = clap::value_parser!(u32).range(0..=256))]
     pub difficulty: Option<u32>,
+    /// Simulated cost of judging one batch (whatever its size), in milliseconds, to make the
+    /// worker stage slower than the hashers; 0 = none.
+    #[arg(long, env = "WORKER_DELAY_MS", default_value_t = 0)]
+    pub delay_ms: u64,
 }
 
 /// Totals of a run.
@@ -126,7 +134,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     });
     runtime.health.set_ready();
     let reporter = runtime.report(meter.clone());
-    tracing::info!(difficulty, nuggets = %runtime.subjects.nuggets, "judging digests");
+    let delay = Duration::from_millis(config.delay_ms);
+    tracing::info!(difficulty, ?delay, nuggets = %runtime.subjects.nuggets, "judging digests");
 
     let judging = Judging {
         meter,
@@ -135,6 +144,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         client: runtime.client.clone(),
         nuggets: runtime.subjects.nuggets.clone(),
         forgery_log: Throttle::default(),
+        delay,
     };
     while let Some(incoming) = intake.next(&shutdown).await {
         judging.take(incoming).await;
@@ -161,6 +171,8 @@ struct Judging {
     nuggets: String,
     /// For forged nugget candidates: one warning, then at most one per period.
     forgery_log: Throttle,
+    /// Simulated cost of a batch (`WORKER_DELAY_MS`).
+    delay: Duration,
 }
 
 impl Judging {
@@ -171,6 +183,11 @@ impl Judging {
             Ok(batch) => batch,
             Err(e) => return incoming.refuse(e).await,
         };
+        // The simulated cost comes before the expiry check: a batch whose sender gave up on
+        // it meanwhile is dropped, not counted twice (lost there, judged here).
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
         if incoming.expired() {
             return incoming.drop_expired();
         }
