@@ -1,11 +1,13 @@
-//! Per-second stats in InfluxDB: complete across an InfluxDB outage and up to the last point.
+//! Per-second stats and nugget records in InfluxDB: complete across a 30 s InfluxDB outage
+//! (every point and every nugget found meanwhile held and written once it is back) and up to
+//! the last point.
 
 mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chocominer_pipeline::Shutdown;
-use common::{DigestFlow, assert_one_per_second};
+use common::{DigestFlow, assert_one_per_second, check_nugget_point};
 use testkit::{POLL, SOON, Stack, as_i64, eventually};
 use tokio::time::sleep;
 
@@ -20,13 +22,26 @@ fn times(points: &[serde_json::Map<String, serde_json::Value>]) -> Vec<i64> {
     points.iter().map(|p| as_i64(&p["time"])).collect()
 }
 
+/// How long InfluxDB is down: long enough for the stages to hold dozens of points each and
+/// the worker hundreds of nugget records.
+const OUTAGE: Duration = Duration::from_secs(30);
+/// The worker's difficulty: one digest in 64 is a nugget, a few nuggets a second at the rate
+/// below, so many are found while InfluxDB is away.
+const DIFFICULTY: u32 = 6;
+
+/// How many of `times` (ns) fall within `from..=to`.
+fn within(times: &[i64], from: i64, to: i64) -> usize {
+    times.iter().filter(|t| (from..=to).contains(*t)).count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn influx_outage_loses_no_stats() {
-    const OUTAGE: Duration = Duration::from_secs(4);
+async fn influx_outage_loses_no_stats_and_no_nugget() {
     let mut stack = Stack::start().await;
     let flow = DigestFlow::watch(&stack.client).await;
+    let difficulty = DIFFICULTY.to_string();
     let pipeline = stack
         .pipeline()
+        .worker("w1", &["--difficulty", &difficulty])
         .hasher("h1", &["--delay-ms", "0"])
         .rng("r1", &["--rate", "200", "--batch", "10"])
         .start()
@@ -34,12 +49,12 @@ async fn influx_outage_loses_no_stats() {
 
     let s = &stack;
     eventually(
-        "a few worker points with hashes",
+        "a few worker points with hashes, and a nugget",
         SOON,
         POLL,
         || async move {
             let points = s.points("worker", "w1").await;
-            (points.len() >= 2 && s.sum("worker", "hashes").await > 0).then_some(())
+            (points.len() >= 2 && s.sum("worker", "nuggets").await > 0).then_some(())
         },
     )
     .await;
@@ -47,7 +62,7 @@ async fn influx_outage_loses_no_stats() {
     stack.influx_mut().stop().await;
     let outage_start = now_ns();
     let before_outage = flow.total();
-    // The outage itself.
+    // The outage itself: nothing to wait for but the time.
     sleep(OUTAGE).await;
     let during_outage = flow.total() - before_outage;
     stack.influx_mut().restart().await;
@@ -71,22 +86,54 @@ async fn influx_outage_loses_no_stats() {
     flow.stop(&stack.client).await;
     let (rng, hasher, worker) = pipeline.stop().await;
     assert!(worker.judged > 0, "{worker:?}");
+    assert_eq!(rng.lost + hasher.lost, 0, "{rng:?} {hasher:?}");
 
     // Nothing missing: the sums match the reports...
     stack
         .eventually_sum("worker", "hashes", worker.judged)
         .await;
+    stack
+        .eventually_sum("worker", "nuggets", worker.nuggets)
+        .await;
     stack.eventually_sum("rng", "numbers", rng.generated).await;
+    stack.eventually_sum("rng", "lost", rng.lost).await;
     stack
         .eventually_sum("hasher", "hashes", hasher.hashed)
         .await;
-    // ...and there is one point per second, through the outage and up to the last one.
-    let worker_times = times(&stack.points("worker", "w1").await);
+    // ...every nugget the worker found has its record, each one verifies...
+    let nuggets = stack
+        .rows(r#"SELECT * FROM "nugget" ORDER BY time ASC"#)
+        .await;
+    assert_eq!(nuggets.len() as u64, worker.nuggets, "{worker:?}");
+    for row in &nuggets {
+        check_nugget_point(row, DIFFICULTY);
+    }
+    let nugget_times = times(&nuggets);
+    let nuggets_in_outage = within(&nugget_times, outage_start, outage_end);
     assert!(
-        worker_times[0] < outage_start && *worker_times.last().unwrap() > outage_end,
-        "points do not span the outage ({outage_start}..{outage_end}): {worker_times:?}"
+        nuggets_in_outage > 0,
+        "no nugget found while InfluxDB was down: {nugget_times:?}"
     );
-    assert_one_per_second("worker points of w1", &worker_times);
+    // ...and each stage has one point per second, through the outage and up to the last one.
+    let mut points_in_outage = 0;
+    for (measurement, instance) in [("rng", "r1"), ("hasher", "h1"), ("worker", "w1")] {
+        let stage_times = times(&stack.points(measurement, instance).await);
+        assert!(
+            stage_times[0] < outage_start && *stage_times.last().unwrap() > outage_end,
+            "{measurement} points do not span the outage ({outage_start}..{outage_end}): \
+             {stage_times:?}"
+        );
+        assert_one_per_second(&format!("{measurement} points of {instance}"), &stage_times);
+        points_in_outage += within(&stage_times, outage_start, outage_end);
+    }
+    tracing::info!(
+        outage = ?OUTAGE,
+        points_in_outage,
+        nuggets_in_outage,
+        nuggets = worker.nuggets,
+        judged = worker.judged,
+        "held while InfluxDB was down, all written once it was back"
+    );
 }
 
 /// The last point, written on shutdown, comes one second after the one before, whatever the
