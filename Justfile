@@ -44,6 +44,15 @@ test:
     cargo test --workspace --no-fail-fast
     scripts/test-local-stack.sh
 
+# Release binaries, each stage a process, on a nats-server and an influxd of their own (free
+# ports); progress every 10 s; result (Markdown, JSON) in soak/results/; `--duration 90s` for a
+# short run (also SOAK_DURATION), `target/release/soak --help` for the rest.
+# Run the full profile for 10 minutes; fails on lost batches, broken conservation or growing memory
+[no-exit-message]
+soak *ARGS:
+    cargo build --release --bins
+    target/release/soak "$@"
+
 # Needs nightly and cargo-fuzz (`scripts/install-deps.sh --with-fuzz`); FUZZ_SECONDS=600 for longer.
 # Run every fuzz target of fuzz/ for FUZZ_SECONDS each (default 30); fails if one crashes
 [no-exit-message]
