@@ -261,6 +261,9 @@ async fn varz(stack: &Stack) -> Value {
     serde_json::from_str(&answer).unwrap_or(Value::Null)
 }
 
+/// The stages' NATS connections: (name, connection id), sorted.
+type ConnectionIds = [(String, u64)];
+
 /// What a run left to judge.
 struct Judged<'a> {
     config: &'a Config,
@@ -272,7 +275,8 @@ struct Judged<'a> {
     stopped: &'a [(&'static str, bool)],
     sums: &'a [(&'static str, i64)],
     nugget_records: i64,
-    connections: (&'a [(String, u64)], &'a [(String, u64)]),
+    /// The stages' connection ids at the start and at the end.
+    connections: (&'a ConnectionIds, &'a ConnectionIds),
     varz: &'a Value,
 }
 
