@@ -8,7 +8,8 @@
 //! SIGTERM and judges: lost numbers (must be 0), conservation (rng's numbers = the worker's
 //! judged + lost, from both the stages' own stop reports and InfluxDB's sums), reconnections
 //! (the stages' "disconnected" log lines and their connection ids in nats-server's `/connz`),
-//! and memory flat within ±`--tolerance` after warm-up. The result goes to stdout and, as
+//! and memory flat after warm-up (no trend beyond ±`--tolerance-pct`, see
+//! [`soak::Flatness`]). The result goes to stdout and, as
 //! Markdown and JSON, to `--out-dir`; the exit code is 1 when a check fails.
 
 use std::path::{Path, PathBuf};
@@ -38,7 +39,8 @@ struct Config {
     /// How often progress is logged and every process's memory and CPU time sampled.
     #[arg(long, env = "SOAK_EVERY", default_value = "10s", value_parser = parse_duration)]
     every: Duration,
-    /// Greatest distance of a memory sample after warm-up from their median, in percent.
+    /// How far the resident memory of a process may move after warm-up, in percent: the
+    /// median of the last third of its samples against that of the first third.
     #[arg(long, env = "SOAK_TOLERANCE_PCT", default_value_t = 10.0)]
     tolerance_pct: f64,
     /// Where the rng, hasher and worker binaries are [default: beside this one].
@@ -359,7 +361,7 @@ fn judge(run: &Judged) -> Verdict {
         let cpu_share = cpu.as_secs_f64() / span.as_secs_f64().max(1e-9);
         let flat = flatness(&after, tolerance);
         // Too few samples after warm-up to judge: not flat.
-        let is_flat = flat.as_ref().is_some_and(|f| f.flat) && after.len() >= 3;
+        let is_flat = flat.as_ref().is_some_and(|f| f.flat);
         all_flat &= is_flat;
         let peak = last.map_or(0, |s| s.memory.peak_rss);
         memory_rows.push(vec![
@@ -370,7 +372,15 @@ fn judge(run: &Judged) -> Verdict {
             flat.as_ref().map_or("-".into(), |f| mb(f.max)),
             mb(peak),
             flat.as_ref()
-                .map_or("-".into(), |f| format!("{:.1} %", f.deviation * 100.0)),
+                .map_or("-".into(), |f| format!("±{:.1} %", f.deviation * 100.0)),
+            flat.as_ref().map_or("-".into(), |f| {
+                format!(
+                    "{} → {} ({:+.1} %)",
+                    mb(f.early),
+                    mb(f.late),
+                    f.trend * 100.0
+                )
+            }),
             format!("{:.1}", cpu.as_secs_f64()),
             format!("{:.0} %", cpu_share * 100.0),
             if is_flat { "flat" } else { "NOT FLAT" }.to_owned(),
@@ -380,6 +390,7 @@ fn judge(run: &Judged) -> Verdict {
             "rss_bytes": series.iter().map(|(at, rss)| json!([at, rss])).collect::<Vec<_>>(),
             "after_warm_up": flat.as_ref().map(|f| json!({
                 "min": f.min, "median": f.median, "max": f.max, "deviation": f.deviation,
+                "early_median": f.early, "late_median": f.late, "trend": f.trend,
             })),
             "peak_rss_bytes": peak,
             "cpu_seconds": cpu.as_secs_f64(),
@@ -435,7 +446,9 @@ fn judge(run: &Judged) -> Verdict {
                 yes(conserved_influx),
             ],
             vec![
-                "reconnections: 'disconnected' log lines; same /connz ids at start and end".into(),
+                "reconnections (reported, not judged): 'disconnected' log lines; the stages' \
+                 /connz ids the same at the end"
+                    .into(),
                 format!("{disconnects}; {}", yes(same_connections)),
             ],
             vec![
@@ -445,9 +458,9 @@ fn judge(run: &Judged) -> Verdict {
             vec!["stages stopped cleanly on SIGTERM".into(), yes(stops_clean)],
             vec![
                 format!(
-                    "memory flat within ±{} % after {} s warm-up",
-                    run.config.tolerance_pct,
-                    warm_up.as_secs()
+                    "memory flat after {} s warm-up: last third within ±{} % of the first",
+                    warm_up.as_secs(),
+                    run.config.tolerance_pct
                 ),
                 yes(all_flat),
             ],
@@ -465,7 +478,8 @@ fn judge(run: &Judged) -> Verdict {
             "median MB",
             "max MB",
             "peak (VmHWM) MB",
-            "deviation",
+            "band",
+            "trend MB",
             "CPU s",
             "CPU",
             "verdict",
@@ -474,9 +488,11 @@ fn judge(run: &Judged) -> Verdict {
     );
     let markdown = format!(
         "## Soak {} (full profile, 1 rng, 1 hasher, 1 worker, release)\n\n{summary}\n\
-         Resident memory sampled every {} s; min, median, max and deviation (the largest \
-         distance from the median) over the samples after warm-up; a change under {} MB counts \
-         as flat.\n\n{memory}",
+         Resident memory sampled every {} s; min, median, max and band (the largest distance \
+         of a sample from the median) over the samples after warm-up; trend: the median of the \
+         first third of those samples, then of the last third. Flat: the trend within the \
+         tolerance, or a change under {} MB. CPU: user + system time over the run, and its \
+         share of one core.\n\n{memory}",
         run.started_at
             .format(&time::macros::format_description!(
                 "[year]-[month]-[day] [hour]:[minute] UTC"
