@@ -291,7 +291,7 @@ impl Incoming {
     /// When the sender (about) gives up on this batch: its time to live from its arrival
     /// here, less a margin for the time on the wire, less the time it waited on its way
     /// beyond what its sender's batches usually take (read from `Chocominer-Sent-Ms`, see
-    /// [`transit`](crate::transit): a batch that reached a frozen replica is stale when the
+    /// the `transit` module: a batch that reached a frozen replica is stale when the
     /// replica thaws). From then on it is [`expired`](Self::expired); work that cannot be
     /// done by then is wasted. `None` without a time to live, or with one too long for the
     /// clock (it comes from the message).
