@@ -1,10 +1,11 @@
-//! Forged header values (batch id, count, instance, origin, time to live), as anyone who may
-//! publish can send: read as metadata or as `None`, never a panic, and what is read writes
-//! back to the same.
+//! Forged header values (batch id, count, instance, origin, time to live, send time), as
+//! anyone who may publish can send: read as metadata or as `None`, never a panic, and what is
+//! read writes back to the same.
 #![no_main]
 
 use chocominer_codec::{
-    BatchHeaders, HEADER_BATCH, HEADER_COUNT, HEADER_INSTANCE, HEADER_ORIGIN, format_ttl, parse_ttl,
+    BatchHeaders, HEADER_BATCH, HEADER_COUNT, HEADER_INSTANCE, HEADER_ORIGIN, format_sent_at,
+    format_ttl, parse_sent_at, parse_ttl,
 };
 use chocominer_fuzz::Bounded;
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
@@ -66,5 +67,10 @@ fuzz_target!(|data: &[u8]| {
                 || !ttl.bytes().all(|b| b.is_ascii_digit())
                 || ttl.parse::<u64>().is_err()
         ),
+    }
+    // A send time is whole milliseconds too, since the epoch: the same number written back,
+    // or `None` for one past what the clock holds.
+    if let Some(at) = parse_sent_at(ttl) {
+        assert_eq!(Some(format_sent_at(at)), parse_ttl(ttl).map(format_ttl));
     }
 });

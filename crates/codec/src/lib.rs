@@ -22,7 +22,7 @@
 //! coverage-guided fuzzing.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bincode::{BorrowDecode, Encode};
 use bytes::Bytes;
@@ -54,6 +54,11 @@ pub const HEADER_ORIGIN: &str = "Chocominer-Origin";
 /// as lost; a receiver drops a batch it could not finish in that time (see the pipeline's
 /// `intake`).
 pub const HEADER_TTL_MS: &str = "Chocominer-Ttl-Ms";
+/// Header: when the sender put the batch on its way, in milliseconds since the Unix epoch
+/// by its wall clock. A receiver reads from it how long the batch waited before reaching it
+/// (say, while the receiver was frozen), which its own clock cannot tell (see the pipeline's
+/// `intake`).
+pub const HEADER_SENT_MS: &str = "Chocominer-Sent-Ms";
 
 fn config() -> impl bincode::config::Config {
     // Bodies never exceed the server's max payload; the limit only guards the decoder.
@@ -397,6 +402,20 @@ pub fn parse_ttl(value: &str) -> Option<Duration> {
     value.parse::<u64>().ok().map(Duration::from_millis)
 }
 
+/// The value of `Chocominer-Sent-Ms` for a moment: whole milliseconds since the Unix epoch
+/// (0 for a clock set before it).
+pub fn format_sent_at(at: SystemTime) -> String {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis())
+        .to_string()
+}
+
+/// A `Chocominer-Sent-Ms` value, as [`format_sent_at`] writes it; `None` for anything else,
+/// a moment past what the clock can hold included.
+pub fn parse_sent_at(value: &str) -> Option<SystemTime> {
+    UNIX_EPOCH.checked_add(parse_ttl(value)?)
+}
+
 /// The id of a batch: the sending instance and its sequence number.
 pub fn batch_id(instance: &str, seq: u64) -> String {
     format!("{instance}/{seq}")
@@ -618,6 +637,34 @@ mod tests {
             let empty = async_nats::HeaderMap::new();
             assert_eq!(BatchHeaders::from_header_map(&empty), None);
         }
+    }
+
+    #[test]
+    fn sent_at_values_are_whole_milliseconds_since_the_epoch() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_795_000_000_123);
+        assert_eq!(format_sent_at(at), "1795000000123");
+        assert_eq!(parse_sent_at(&format_sent_at(at)), Some(at));
+        let now = SystemTime::now();
+        let parsed = parse_sent_at(&format_sent_at(now)).unwrap();
+        assert!(now.duration_since(parsed).unwrap() < Duration::from_millis(1));
+        assert_eq!(format_sent_at(UNIX_EPOCH - Duration::from_secs(1)), "0");
+        for forged in [
+            "",
+            "-1",
+            "+5",
+            "1.5",
+            "1e3",
+            " 1",
+            &u64::MAX.to_string(),
+            "99999999999999999999",
+        ] {
+            assert!(
+                parse_sent_at(forged).is_none_or(|at| at >= UNIX_EPOCH),
+                "{forged:?}"
+            );
+        }
+        assert_eq!(parse_sent_at("-1"), None);
+        assert_eq!(parse_sent_at("99999999999999999999"), None);
     }
 
     #[test]

@@ -24,13 +24,15 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_nats::{Client, HeaderMap, Message, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::codec::{BatchHeaders, HEADER_INSTANCE, HEADER_TTL_MS, parse_ttl};
+use crate::codec::{
+    BatchHeaders, HEADER_INSTANCE, HEADER_SENT_MS, HEADER_TTL_MS, parse_sent_at, parse_ttl,
+};
 use crate::connection::{Connector, round_trip};
 use crate::sender::TURNED_AWAY;
 use crate::service::{Identity, Service};
@@ -38,6 +40,7 @@ use crate::shutdown::Shutdown;
 use crate::stats::Counter;
 use crate::subjects::Stage;
 use crate::throttle::Throttle;
+use crate::transit::Transit;
 
 /// Header naming a service error, as the NATS service protocol does.
 pub use async_nats::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
@@ -82,6 +85,8 @@ pub struct Intake {
     state: IntakeState,
     /// Batches taken off the subscription while stopping, not yet handed out.
     held: VecDeque<Message>,
+    /// How long batches took to get here, by their senders' clocks.
+    transit: Transit,
     shared: Arc<Shared>,
 }
 
@@ -110,6 +115,9 @@ struct Shared {
 pub struct Incoming {
     message: Message,
     received: Instant,
+    /// How much longer than its sender's quickest batches it took to get here (a wait this
+    /// process's clock did not see, such as a freeze).
+    late: Duration,
     shared: Arc<Shared>,
 }
 
@@ -142,6 +150,7 @@ impl Intake {
             received: 0,
             state: IntakeState::Running,
             held: VecDeque::new(),
+            transit: Transit::default(),
             shared: Arc::new(Shared {
                 client,
                 identity,
@@ -201,10 +210,24 @@ impl Intake {
         }
     }
 
-    fn incoming(&self, message: Message) -> Incoming {
+    fn incoming(&mut self, message: Message) -> Incoming {
+        let received = Instant::now();
+        let late = message
+            .headers
+            .as_ref()
+            .and_then(|headers| {
+                let sent = parse_sent_at(headers.get(HEADER_SENT_MS)?.as_str())?;
+                let sender = headers.get(HEADER_INSTANCE).map_or("", |v| v.as_str());
+                Some(
+                    self.transit
+                        .late_by(sender, sent, received, SystemTime::now()),
+                )
+            })
+            .unwrap_or_default();
         Incoming {
             message,
-            received: Instant::now(),
+            received,
+            late,
             shared: self.shared.clone(),
         }
     }
@@ -266,18 +289,28 @@ impl Incoming {
     }
 
     /// When the sender (about) gives up on this batch: its time to live from its arrival
-    /// here, less a margin for the time on the wire. From then on it is
-    /// [`expired`](Self::expired); work that cannot be done by then is wasted. `None` without
-    /// a time to live, or with one too long for the clock (it comes from the message).
+    /// here, less a margin for the time on the wire, less the time it waited on its way
+    /// beyond what its sender's batches usually take (read from `Chocominer-Sent-Ms`, see
+    /// [`transit`](crate::transit): a batch that reached a frozen replica is stale when the
+    /// replica thaws). From then on it is [`expired`](Self::expired); work that cannot be
+    /// done by then is wasted. `None` without a time to live, or with one too long for the
+    /// clock (it comes from the message).
     pub fn deadline(&self) -> Option<Instant> {
         let ttl = self.ttl()?;
-        self.received
-            .checked_add(ttl - (ttl / 10).min(EXPIRY_MARGIN))
+        let left = (ttl - (ttl / 10).min(EXPIRY_MARGIN))
+            .checked_sub(self.late)
+            .unwrap_or_default();
+        self.received.checked_add(left)
+    }
+
+    /// How much longer than its sender's quickest recent batches this one took to get here.
+    pub fn late_by(&self) -> Duration {
+        self.late
     }
 
     /// Whether the sender has (about) given up on this batch: it counts a batch as lost once
     /// its `Chocominer-Ttl-Ms` has passed, so finishing it now would count it twice (lost and
-    /// done). Judged from when the batch arrived here (see [`deadline`](Self::deadline)).
+    /// done). See [`deadline`](Self::deadline).
     pub fn expired(&self) -> bool {
         self.deadline()
             .is_some_and(|deadline| Instant::now() >= deadline)
@@ -335,6 +368,7 @@ impl Incoming {
             tracing::warn!(
                 stage = %shared.identity.stage,
                 waited = ?self.received.elapsed(),
+                late_on_arrival = ?self.late,
                 expired_total = shared.stats.expired.total(),
                 similar_left_out = left_out,
                 "dropped a batch its sender counts as lost (it could not be finished here in time)"

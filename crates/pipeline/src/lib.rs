@@ -18,8 +18,9 @@
 //! - `sender`: [`Sender`], the window of batches handed on and their acknowledgements;
 //!   `rate`: [`RateLimiter`], rng's pacing;
 //! - `intake`: [`Intake`], the batches taken in from a queue group, each [`Incoming`] answering
-//!   itself; `service`: the NATS service protocol (`$SRV.PING|INFO|STATS`), on a connection
-//!   of its own ([`Connector`]);
+//!   itself, judged stale by its time to live and its wait on the way (`transit`); `service`:
+//!   the NATS service protocol (`$SRV.PING|INFO|STATS`), on a connection of its own
+//!   ([`Connector`]);
 //! - [`nugget`]: the difficulty rule and the nugget record;
 //! - [`stats`]: counters, one point per second, the writer to InfluxDB;
 //! - [`health`]: `/healthz` and `/readyz` for orchestrators, and `--health-check`;
@@ -44,6 +45,7 @@ pub mod stats;
 mod subjects;
 mod telemetry;
 mod throttle;
+mod transit;
 
 pub use config::{
     CommonArgs, ENV_HELP, HealthArgs, InfluxArgs, NATS_PAYLOAD_LIMIT, NatsArgs, SettingError,
@@ -56,7 +58,7 @@ pub use intake::{
 };
 pub use profile::{NumberEncoding, Profile};
 pub use rate::RateLimiter;
-pub use sender::{NoConsumer, Sender, SenderConfig, SenderStats, Slot, Stopped};
+pub use sender::{LATE_GRACE, NoConsumer, Sender, SenderConfig, SenderStats, Slot, Stopped};
 pub use shutdown::Shutdown;
 pub use subjects::{Stage, Subjects, inbox_prefix};
 pub use telemetry::init as init_telemetry;

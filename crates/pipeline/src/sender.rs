@@ -18,11 +18,19 @@
 //! that reached a receiver and came to no good — refused as malformed, or unacknowledged
 //! within `ack_timeout` (the receiver died) — and those that could not be published, or were
 //! still held when the sender closed.
+//!
+//! Each batch also carries the moment it was put on its way by this sender's clock, so a
+//! receiver that was frozen meanwhile drops it as stale instead of finishing it (see the
+//! `transit` module). An acknowledgement may still come after `ack_timeout`: sent just before
+//! a receiver froze, or held in a client while the connection to NATS was being mended. So a
+//! batch unacknowledged in time leaves the window at once but is counted lost only
+//! [`LATE_GRACE`] later; an acknowledgement in between counts it delivered (and logs it), so
+//! a batch is never counted both lost here and judged downstream for a late answer.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_nats::{Client, HeaderMap, StatusCode};
 use bytes::Bytes;
@@ -31,7 +39,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::codec::{BatchHeaders, HEADER_TTL_MS, format_ttl};
+use crate::codec::{BatchHeaders, HEADER_SENT_MS, HEADER_TTL_MS, format_sent_at, format_ttl};
 use crate::intake::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 use crate::shutdown::Shutdown;
 use crate::stats::Counter;
@@ -40,6 +48,11 @@ use crate::throttle::Throttle;
 
 /// How often a waiting sender resends its oldest held batch to see whether a consumer is back.
 const PROBE_EVERY: Duration = Duration::from_millis(500);
+
+/// How long after its `ack_timeout` a batch's acknowledgement still counts it delivered rather
+/// than lost: room for acknowledgements held in a client while its connection to NATS was
+/// mended (a broker restart), or read late by a sender that was frozen.
+pub const LATE_GRACE: Duration = Duration::from_secs(5);
 
 /// The service error code of a receiver that cannot take a batch now but may later (its own
 /// next stage is gone): the sender holds the batch and waits, as for "no responders".
@@ -68,6 +81,9 @@ pub struct SenderStats {
     pub acked: Counter,
     pub lost: Counter,
     pub lost_batches: Counter,
+    /// Batches acknowledged after their `ack_timeout` (within [`LATE_GRACE`]): counted
+    /// delivered, not lost.
+    pub late: Counter,
     /// Times the sender started waiting for a consumer (each logged once).
     pub waits: Counter,
     in_flight: AtomicUsize,
@@ -117,6 +133,13 @@ struct Pending {
     _permit: OwnedSemaphorePermit,
 }
 
+/// A batch unacknowledged within its time, not yet counted lost (see [`LATE_GRACE`]).
+struct Overdue {
+    count: u64,
+    /// When it is counted lost unless acknowledged first.
+    lost_at: Instant,
+}
+
 /// The wait for a consumer, from the first batch nobody took to the first acknowledgement.
 #[derive(Default)]
 struct Absence {
@@ -135,6 +158,8 @@ struct Shared {
     inbox: String,
     config: SenderConfig,
     pending: Mutex<BTreeMap<u64, Pending>>,
+    /// Batches past their `ack_timeout`, out of the window, within their [`LATE_GRACE`].
+    overdue: Mutex<BTreeMap<u64, Overdue>>,
     absence: Mutex<Absence>,
     stats: Arc<SenderStats>,
     /// Something changed: a batch settled, the wait began or ended.
@@ -142,6 +167,7 @@ struct Shared {
     /// Wakes the tending task at once (a consumer is back: resend what is held).
     tend_now: Notify,
     loss_log: Throttle,
+    late_log: Throttle,
 }
 
 /// How a receiver answered a batch.
@@ -183,6 +209,66 @@ impl Shared {
                 lost_total = self.stats.lost.total(),
                 similar_left_out = left_out,
                 "batches lost: {why}"
+            );
+        }
+    }
+
+    /// Takes the batches `seqs` that are still pending out of the window as overdue: counted
+    /// lost after [`LATE_GRACE`] unless acknowledged first.
+    fn overdue(&self, seqs: Vec<u64>) {
+        let lost_at = Instant::now() + LATE_GRACE;
+        // Locked across the move (before `pending`, as in `close`), so that a batch is never
+        // seen in neither place.
+        let mut overdue = self.overdue.lock().unwrap();
+        for seq in seqs {
+            if let Some(pending) = self.take(seq) {
+                let count = pending.count;
+                overdue.insert(seq, Overdue { count, lost_at });
+            }
+        }
+    }
+
+    /// An overdue batch's size, taking it off the overdue list.
+    fn take_overdue(&self, seq: u64) -> Option<u64> {
+        let overdue = self.overdue.lock().unwrap().remove(&seq)?;
+        self.changed.notify_waiters();
+        Some(overdue.count)
+    }
+
+    /// Counts the overdue batches whose grace is over by `now` (all of them: `None`) as lost.
+    fn lose_overdue(&self, now: Option<Instant>) {
+        let (mut batches, mut numbers) = (0, 0);
+        self.overdue.lock().unwrap().retain(|_, batch| {
+            let keep = now.is_some_and(|now| batch.lost_at > now);
+            if !keep {
+                batches += 1;
+                numbers += batch.count;
+            }
+            keep
+        });
+        if batches > 0 {
+            self.changed.notify_waiters();
+            let why = format!(
+                "no acknowledgement from {} within {:?} (and {LATE_GRACE:?} more)",
+                self.config.target, self.config.ack_timeout
+            );
+            self.count_lost(batches, numbers, &why);
+        }
+    }
+
+    /// A batch acknowledged after its time, within its grace: delivered after all.
+    fn acked_late(&self, seq: u64, count: u64) {
+        self.stats.acked.add(count);
+        self.stats.late.add(1);
+        if let Some(left_out) = self.late_log.admit() {
+            tracing::info!(
+                seq,
+                numbers = count,
+                late_total = self.stats.late.total(),
+                similar_left_out = left_out,
+                "a {} acknowledged a batch after {:?}: counted delivered, not lost",
+                self.config.target,
+                self.config.ack_timeout
             );
         }
     }
@@ -287,6 +373,9 @@ impl Shared {
             self.stats.held.fetch_sub(1, Ordering::Relaxed);
             batch.sent_at = Instant::now();
             batch.deadline = Some(batch.sent_at + self.config.ack_timeout);
+            // Its time to live counts from now for the receiver too.
+            let sent_at = format_sent_at(SystemTime::now());
+            batch.headers.insert(HEADER_SENT_MS, sent_at.as_str());
             (batch.headers.clone(), batch.body.clone())
         };
         self.transmit(seq, headers, body).await;
@@ -313,7 +402,8 @@ pub struct Sender {
     window: Arc<Semaphore>,
     shared: Arc<Shared>,
     next_seq: AtomicU64,
-    tasks: Vec<JoinHandle<()>>,
+    /// Listening for replies and tending the window; ended by `close` or the drop.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// Room for one batch in the window, with its sequence number: the batch's `seq` in its body
@@ -334,6 +424,7 @@ impl Sender {
             client,
             inbox,
             pending: Mutex::new(BTreeMap::new()),
+            overdue: Mutex::new(BTreeMap::new()),
             absence: Mutex::default(),
             stats: Arc::new(SenderStats {
                 window,
@@ -342,6 +433,7 @@ impl Sender {
             changed: Notify::new(),
             tend_now: Notify::new(),
             loss_log: Throttle::default(),
+            late_log: Throttle::default(),
             config,
         });
         let tasks = vec![
@@ -352,7 +444,7 @@ impl Sender {
             window: Arc::new(Semaphore::new(window)),
             shared,
             next_seq: AtomicU64::new(1),
-            tasks,
+            tasks: Mutex::new(tasks),
         })
     }
 
@@ -420,39 +512,50 @@ impl Sender {
         }
     }
 
-    /// Waits until every batch sent is settled (acknowledged, refused or timed out), then
-    /// stops listening for replies. Batches still held because no consumer is there cannot
-    /// go anywhere: they are counted as lost.
+    /// Waits until every batch sent is settled (acknowledged, refused or timed out, and an
+    /// overdue one acknowledged or past its [`LATE_GRACE`]), then stops listening for
+    /// replies. Batches still held because no consumer is there cannot go anywhere: they are
+    /// counted as lost.
     pub async fn close(&self) {
         let shared = &self.shared;
-        let deadline = Instant::now() + shared.config.ack_timeout + Duration::from_secs(1);
+        let deadline =
+            Instant::now() + shared.config.ack_timeout + LATE_GRACE + Duration::from_secs(1);
         loop {
             let changed = shared.changed.notified();
-            let (on_the_way, held) = {
+            let (on_the_way, held, overdue) = {
+                let overdue = shared.overdue.lock().unwrap();
                 let pending = shared.pending.lock().unwrap();
                 let held = pending.values().filter(|p| p.deadline.is_none()).count();
-                (pending.len() - held, held)
+                (pending.len() - held, held, !overdue.is_empty())
             };
             // Held batches go out again once a consumer is back, so wait for them only then.
-            let nothing_to_wait_for = on_the_way == 0 && (held == 0 || shared.is_waiting());
+            let nothing_to_wait_for =
+                on_the_way == 0 && !overdue && (held == 0 || shared.is_waiting());
             if nothing_to_wait_for || Instant::now() >= deadline {
                 break;
             }
             let _ = tokio::time::timeout_at(deadline, changed).await;
         }
+        // The tasks are over before the last batches are counted: none of them may count one
+        // after the stage has reported.
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap());
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
+        }
         let held = shared.seqs_where(|batch| batch.deadline.is_none());
         shared.lose(held, || {
             format!("stopping while no {} takes them", shared.config.target)
         });
-        for task in &self.tasks {
-            task.abort();
-        }
+        let on_the_way = shared.seqs_where(|batch| batch.deadline.is_some());
+        shared.overdue(on_the_way);
+        shared.lose_overdue(None);
     }
 }
 
 impl Drop for Sender {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        for task in self.tasks.lock().unwrap().iter() {
             task.abort();
         }
     }
@@ -480,6 +583,8 @@ impl Slot<'_> {
         let mut headers = headers.to_header_map();
         let ttl_ms = format_ttl(config.ack_timeout);
         headers.insert(HEADER_TTL_MS, ttl_ms.as_str());
+        let sent_at = format_sent_at(SystemTime::now());
+        headers.insert(HEADER_SENT_MS, sent_at.as_str());
         let count = count as u64;
         shared.pending.lock().unwrap().insert(
             seq,
@@ -528,7 +633,18 @@ async fn receive_replies(mut replies: async_nats::Subscriber, shared: Arc<Shared
         else {
             continue;
         };
-        match classify(&reply, shared.config.target) {
+        let answer = classify(&reply, shared.config.target);
+        // Past its time: no longer in the window, so it cannot be held again either.
+        if let Some(count) = shared.take_overdue(seq) {
+            match answer {
+                Answer::Acked => shared.acked_late(seq, count),
+                Answer::NobodyTook(why) | Answer::TurnedAway(why) | Answer::Refused(why) => {
+                    shared.count_lost(1, count, &format!("after its time, {why}"))
+                }
+            }
+            continue;
+        }
+        match answer {
             Answer::NobodyTook(why) => shared.hold(seq, why, false),
             Answer::TurnedAway(why) => shared.hold(seq, why, true),
             Answer::Refused(why) => {
@@ -541,15 +657,16 @@ async fn receive_replies(mut replies: async_nats::Subscriber, shared: Arc<Shared
                     shared.stats.acked.add(batch.count);
                     shared.consumer_seen(batch.sent_at);
                 }
-                // Already counted as lost by the timeout: the receiver was just late.
-                None => tracing::debug!(seq, "late acknowledgement"),
+                // Already counted as lost: the receiver was later than the grace too.
+                None => tracing::debug!(seq, "acknowledgement after the grace"),
             },
         }
     }
 }
 
-/// Counts batches whose acknowledgement did not come in time as lost, and sends held batches
-/// again: all of them once a consumer is back, the oldest one every [`PROBE_EVERY`] meanwhile.
+/// Takes batches whose acknowledgement did not come in time out of the window (counted lost
+/// after their [`LATE_GRACE`]), and sends held batches again: all of them once a consumer is
+/// back, the oldest one every [`PROBE_EVERY`] meanwhile.
 async fn tend(shared: Arc<Shared>) {
     let every = (shared.config.ack_timeout / 4)
         .clamp(Duration::from_millis(10), Duration::from_millis(250));
@@ -561,12 +678,8 @@ async fn tend(shared: Arc<Shared>) {
         }
         let now = Instant::now();
         let expired = shared.seqs_where(|batch| batch.deadline.is_some_and(|d| d <= now));
-        shared.lose(expired, || {
-            format!(
-                "no acknowledgement from {} within {:?}",
-                shared.config.target, shared.config.ack_timeout
-            )
-        });
+        shared.overdue(expired);
+        shared.lose_overdue(Some(now));
         let held = shared.seqs_where(|batch| batch.deadline.is_none());
         let resend: Vec<u64> = {
             let mut absence = shared.absence.lock().unwrap();

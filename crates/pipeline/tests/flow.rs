@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_nats::service::{Info, PingResponse, Stats};
 use bytes::Bytes;
 use chocominer_pipeline::{Connector, Intake, IntakeConfig, NATS_SERVICE_ERROR, STOP_FENCE};
-use chocominer_pipeline::{Sender, SenderConfig};
+use chocominer_pipeline::{LATE_GRACE, Sender, SenderConfig};
 use chocominer_pipeline::{Shutdown, Stage};
 use futures::StreamExt;
 use testkit::{NatsServer, eventually};
@@ -358,8 +358,20 @@ async fn sender_window_is_bounded_and_timeouts_are_lost() {
         "reserved after {:?}",
         started.elapsed()
     );
-    assert_eq!((stats.lost.total(), stats.lost_batches.total()), (6, 2));
+    // Out of the window, but counted lost only after their grace (an answer may still come).
+    assert_eq!((stats.lost.total(), stats.in_flight()), (0, 0));
     slot.send(Bytes::from_static(b"b"), 3, None).await;
+    eventually(
+        "the first two counted lost",
+        WAIT + LATE_GRACE,
+        POLL,
+        || {
+            let lost = (stats.lost.total(), stats.lost_batches.total());
+            async move { (lost == (6, 2)).then_some(()) }
+        },
+    )
+    .await;
+    // Closing waits for the last one's grace too.
     sender.close().await;
     assert_eq!(
         (stats.sent.total(), stats.lost.total(), stats.acked.total()),
@@ -377,6 +389,101 @@ async fn sender_window_is_bounded_and_timeouts_are_lost() {
     let stop_now = Shutdown::new();
     stop_now.trigger();
     assert!(full.reserve(&stop_now).await.is_err());
+}
+
+/// An acknowledgement after the sender's timeout, within its grace, counts the batch
+/// delivered, not lost: the receiver did hand it on.
+#[tokio::test]
+async fn a_late_acknowledgement_counts_the_batch_delivered() {
+    let nats = NatsServer::start_without_authorization("").await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut slow = client.subscribe("t.late").await.unwrap();
+    client.flush().await.unwrap();
+    let sender = Sender::start(
+        client.clone(),
+        sender_config("t.late", 1, Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
+    let stats = sender.stats();
+    let stop = Shutdown::new();
+    sender
+        .reserve(&stop)
+        .await
+        .unwrap()
+        .send(Bytes::from_static(b"b"), 3, None)
+        .await;
+    let batch = tokio::time::timeout(WAIT, slow.next())
+        .await
+        .unwrap()
+        .unwrap();
+    // The receiver answers only once the sender has given up waiting for it.
+    eventually("the batch out of the window", WAIT, POLL, || {
+        let in_flight = stats.in_flight();
+        async move { (in_flight == 0).then_some(()) }
+    })
+    .await;
+    assert_eq!(stats.lost.total(), 0, "counted lost before its grace");
+    client
+        .publish(batch.reply.unwrap(), Bytes::new())
+        .await
+        .unwrap();
+    eventually("the late acknowledgement counted", WAIT, POLL, || {
+        let acked = (stats.acked.total(), stats.late.total());
+        async move { (acked == (3, 1)).then_some(()) }
+    })
+    .await;
+    sender.close().await;
+    assert_eq!((stats.sent.total(), stats.lost.total()), (3, 0));
+}
+
+/// A batch sent long before it reached the receiver (which was frozen, say), by its sender's
+/// clock, is stale on arrival however fresh it looks to the receiver's own clock.
+#[tokio::test]
+async fn a_batch_that_waited_on_its_way_is_expired_on_arrival() {
+    use chocominer_pipeline::codec::format_sent_at;
+    use chocominer_pipeline::codec::{HEADER_INSTANCE, HEADER_SENT_MS, HEADER_TTL_MS};
+    use std::time::SystemTime;
+
+    let nats = NatsServer::start_without_authorization("").await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut intake = intake(&client, &nats.url(), "t.waited").await;
+    let stop = Shutdown::new();
+    // Sent `ago` before now by the clock of "r1", which is an hour ahead of this one.
+    let send = |ago: Duration| {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(HEADER_INSTANCE, "r1");
+        headers.insert(HEADER_TTL_MS, "5000");
+        let at = SystemTime::now() + Duration::from_secs(3600) - ago;
+        headers.insert(HEADER_SENT_MS, format_sent_at(at).as_str());
+        let client = client.clone();
+        async move {
+            client
+                .publish_with_reply_and_headers("t.waited", "nobody", headers, Bytes::new())
+                .await
+                .unwrap();
+        }
+    };
+    send(Duration::ZERO).await;
+    let fresh = intake.next(&stop).await.unwrap();
+    assert!(!fresh.expired() && fresh.late_by() < Duration::from_secs(1));
+    send(Duration::from_secs(8)).await;
+    let stale = intake.next(&stop).await.unwrap();
+    assert!(stale.expired(), "late by {:?}", stale.late_by());
+    assert!(
+        stale.late_by() >= Duration::from_secs(7),
+        "{:?}",
+        stale.late_by()
+    );
+    send(Duration::from_secs(2)).await;
+    let late_but_in_time = intake.next(&stop).await.unwrap();
+    assert!(
+        !late_but_in_time.expired(),
+        "{:?}",
+        late_but_in_time.late_by()
+    );
+    let left = late_but_in_time.deadline().unwrap() - std::time::Instant::now();
+    assert!(left < Duration::from_millis(3_100), "{left:?} left");
 }
 
 /// A batch that waited at the receiver past its sender's acknowledgement timeout is known to

@@ -1,6 +1,6 @@
 //! A stage run as a real process from its built binary (see [`crate::cargo_bin`]), for tests
-//! that signal it: SIGKILL to see what dies with it, SIGTERM for a graceful stop; and for
-//! tests that measure its memory.
+//! that signal it: SIGKILL to see what dies with it, SIGTERM for a graceful stop, SIGSTOP and
+//! SIGCONT to freeze and thaw it; and for tests that measure its memory.
 
 use std::path::Path;
 use std::process::{Command, ExitStatus};
@@ -56,6 +56,17 @@ impl StageProcess {
     pub async fn terminate(&mut self, within: Duration) -> ExitStatus {
         self.process.signal(libc::SIGTERM);
         self.exit_within(within).await
+    }
+
+    /// SIGSTOPs the process: frozen as a paused container or a stuck VM is, its sockets open
+    /// and its timers running, until [`thaw`](Self::thaw).
+    pub fn freeze(&mut self) {
+        self.process.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONTs a [`freeze`](Self::freeze)d process.
+    pub fn thaw(&mut self) {
+        self.process.signal(libc::SIGCONT);
     }
 
     /// Whether the process has exited (reaping it if so).
