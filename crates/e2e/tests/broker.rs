@@ -1,17 +1,22 @@
 //! The pipeline through broker faults (issue 10): a `NATS_URL` list whose first server is dead,
 //! the one nats-server stopped (SIGTERM) or killed (SIGKILL) and started again on its port,
 //! and a node of a 3-node NATS cluster killed and restarted while the stages are spread over
-//! the nodes. Each test says what it asserts about what was lost; the measured times and
-//! counts are logged (`RUST_LOG=info cargo test -p e2e --test broker -- --nocapture`).
+//! the nodes. The measured times and counts are logged
+//! (`RUST_LOG=info cargo test -p e2e --test broker -- --nocapture`).
 //!
 //! Conservation: every number rng made is judged by a worker or counted lost by the stage that
-//! sent it, `generated == judged + rng.lost + hasher.lost`. Across a broker restart this is
-//! asserted exactly: what a client held while it reconnected is delivered late, and a sender
-//! that counted such a batch lost takes it back when its acknowledgement comes (within a grace
-//! period), so what is counted lost is what never reached a worker. Across a SIGKILLed cluster node it
-//! is not: a batch can reach the worker through the node while its acknowledgement dies in that
-//! node's buffers, and is then counted twice (judged, and lost by its sender). There the test
-//! asserts that nothing is unaccounted, `generated <= judged + lost`, and logs the double count.
+//! sent it, `generated == judged + rng.lost + hasher.lost`. Across a broker that goes away it
+//! cannot be exact. What a client held while it reconnected does arrive late, and is dropped as
+//! expired by a receiver whose sender has given up on it, or taken back by a sender that
+//! counted it lost when its acknowledgement comes within the grace period. But what the server
+//! itself held when it went is gone: killed (SIGKILL, the one server or a cluster node), and
+//! even stopped (SIGTERM: it closes its connections without delivering all it held). A batch a
+//! worker judged whose acknowledgement died there is counted lost by its sender too; so is a
+//! batch whose digests died there as well as the hasher's acknowledgement to rng (counted lost
+//! by both rng and the hasher). So the tests assert that nothing is unaccounted and that the
+//! double count is at most what the senders had out: `0 <= judged + lost - generated <=
+//! IN_FLIGHT_NUMBERS`, and log it. Measured: SIGTERM 0 in 3 runs of 4, 10 in one; SIGKILL 0 to
+//! 80; a cluster node killed 0 to 240.
 
 mod common;
 
@@ -39,6 +44,8 @@ const RNG: &[&str] = &[
     "2000",
     "--batch",
     "10",
+    "--in-flight",
+    "32",
     "--ack-timeout-ms",
     "3000",
 ];
@@ -47,9 +54,15 @@ const HASHER: &[&str] = &[
     "0",
     "--concurrency",
     "2",
+    "--in-flight",
+    "8",
     "--ack-timeout-ms",
     "3000",
 ];
+
+/// The most numbers the senders of [`RNG`] and [`HASHER`] have out unacknowledged at once:
+/// rng's 32 batches and the hasher's 8, of 10 numbers each.
+const IN_FLIGHT_NUMBERS: i128 = (32 + 8) * 10;
 const WORKER: &[&str] = &["--difficulty", "4"];
 
 /// Wall-clock nanoseconds since the epoch, as InfluxDB times its points.
@@ -117,7 +130,8 @@ enum Down {
 /// and starts it again on its port. Asserts: every stage reconnects and mining resumes within
 /// [`RESUME_WITHIN`] of the server being back, both as the digests seen flowing and as the
 /// worker's own points in InfluxDB; the worker's points of the outage are there and show no
-/// hashes; and conservation holds exactly.
+/// hashes; and nothing is unaccounted, with no more counted twice than the senders' windows
+/// (see the file's doc comment for why not exact).
 async fn broker_restart(down: Down) {
     let mut stack = Stack::start().await;
     let flow = DigestFlow::watch(&stack.client).await;
@@ -214,9 +228,14 @@ async fn broker_restart(down: Down) {
         "worker points of the outage: {outage_hashes:?}"
     );
     assert!(worker.judged > 0, "{worker:?}");
-    assert_eq!(
-        off, 0,
-        "generated = judged + lost on the way: {rng:?} {hasher:?} {worker:?}"
+    assert_within_windows(off, &rng, &hasher, &worker);
+}
+
+/// Nothing unaccounted, and no more counted twice than the senders had out.
+fn assert_within_windows(off: i128, rng: &rng::Report, h: &hasher::Report, w: &worker::Report) {
+    assert!(
+        (0..=IN_FLIGHT_NUMBERS).contains(&off),
+        "judged + lost - generated = {off}, not in 0..={IN_FLIGHT_NUMBERS}: {rng:?} {h:?} {w:?}"
     );
 }
 
@@ -331,8 +350,8 @@ impl OnCluster {
 /// rng on node 0, the hasher on node 1, the worker on node 2, each with every node in its
 /// `NATS_URL`, its own first: the batches cross the routes. Node 1 is killed (SIGKILL): the
 /// hasher fails over to another node and mining goes on; node 1 is started again: it is routed
-/// to the others again and a client on it sees the digests. Nothing unaccounted (see the file's
-/// doc comment for why not exact conservation).
+/// to the others again and a client on it sees the digests. Nothing unaccounted, and no more
+/// counted twice than the senders' windows (see the file's doc comment for why not exact).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_node_killed_and_started_again() {
     let mut on = OnCluster::start().await;
@@ -397,10 +416,7 @@ async fn a_cluster_node_killed_and_started_again() {
         "digests again after {failover:?}"
     );
     assert!(worker.judged > 0, "{worker:?}");
-    assert!(
-        off >= 0,
-        "numbers unaccounted for: {rng:?} {hasher:?} {worker:?}"
-    );
+    assert_within_windows(off, &rng, &hasher, &worker);
 }
 
 /// Numbers judged per second with the full profile, the stages spread over the three nodes
