@@ -154,6 +154,12 @@ fn a_stage_refuses_bad_settings_at_start_naming_them() {
         ("RNG_RATE", "inf".into(), "0 or more"),
         ("NATS_URL", "nats://127.0.0.1:99999".into(), "invalid port"),
         ("NATS_URL", "http://127.0.0.1:4222".into(), "invalid scheme"),
+        // One bad URL in a list is enough: the good one before it does not hide it.
+        (
+            "NATS_URL",
+            format!("{up},nats://127.0.0.1:99999"),
+            "nats://127.0.0.1:99999: NATS server URL is invalid",
+        ),
         (
             "INFLUX_URL",
             "ftp://influx:8086".into(),

@@ -311,6 +311,9 @@ enum LetGo {
 enum NotHandedOn {
     /// rng gave up on it while it waited for room: sending it would count it twice.
     Expired,
+    /// The NATS connection it came on broke: rng cannot get its answer and counts it lost,
+    /// so it must not reach the workers.
+    Unanswerable,
     /// No worker takes batches now: rng gets it back and resends it later.
     NoConsumer(NoConsumer),
 }
@@ -397,6 +400,10 @@ impl Hashing {
             Err(NotHandedOn::Expired) => {
                 self.meter.hashes.add(count);
                 incoming.drop_expired();
+            }
+            Err(NotHandedOn::Unanswerable) => {
+                self.meter.hashes.add(count);
+                incoming.drop_unanswerable();
             }
             // Given back: it will be hashed again when it comes back, and counted then.
             Err(NotHandedOn::NoConsumer(why)) => incoming.turn_away(why).await,
@@ -532,6 +539,9 @@ impl Hashing {
             .map_err(NotHandedOn::NoConsumer)?;
         if incoming.expired() {
             return Err(NotHandedOn::Expired);
+        }
+        if !incoming.answerable() {
+            return Err(NotHandedOn::Unanswerable);
         }
         let count = numbers.count();
         let body = DigestBatch {

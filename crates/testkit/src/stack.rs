@@ -88,11 +88,15 @@ impl Stack {
     }
 
     /// Command-line arguments of a stage of this stack, without the program name: its NATS
-    /// URL and credentials (the NATS user named after the stage), its InfluxDB URL and the
-    /// writer's credentials (an empty URL, so no stats, on a [`Stack::nats_only`]), its instance
-    /// name, then `extra`.
+    /// URL (unless `extra` has a `--nats-url` of its own, e.g. a list) and credentials (the
+    /// NATS user named after the stage), its InfluxDB URL and the writer's credentials (an
+    /// empty URL, so no stats, on a [`Stack::nats_only`]), its instance name, then `extra`.
     pub fn stage_args(&self, stage: &str, instance: &str, extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = vec!["--nats-url".into(), self.nats.url()];
+        let mut args: Vec<String> = Vec::new();
+        // Given twice, clap would refuse it.
+        if !extra.contains(&"--nats-url") {
+            args.extend(["--nats-url".into(), self.nats.url()]);
+        }
         args.extend(self.nats.user_args(stage));
         match &self.influx {
             Some(influx) => args.extend(influx.writer_args()),
@@ -178,17 +182,7 @@ impl Stack {
     /// Waits until every one of `instances` answers `$SRV.INFO.<stage>` with its endpoint
     /// registered, i.e. is subscribed to its input subject.
     pub async fn wait_for_service(&self, stage: &str, instances: &[&str]) {
-        let client = &self.client;
-        eventually(
-            &format!("{stage} instances {instances:?} registered as NATS services"),
-            SOON,
-            POLL,
-            || async move {
-                let seen = service_instances(client, stage, instances).await;
-                instances.iter().all(|i| seen.contains(*i)).then_some(())
-            },
-        )
-        .await;
+        wait_for_service(&self.client, stage, instances).await;
     }
 
     /// The rows of an InfluxQL query on [`DB`] (see [`Influx::rows`]).
@@ -234,6 +228,21 @@ impl Stack {
         ))
         .await
     }
+}
+
+/// Waits until every one of `instances` answers `$SRV.INFO.<stage>`, asked through `client`,
+/// with its endpoint registered, i.e. is subscribed to its input subject.
+pub async fn wait_for_service(client: &Client, stage: &str, instances: &[&str]) {
+    eventually(
+        &format!("{stage} instances {instances:?} registered as NATS services"),
+        SOON,
+        POLL,
+        || async move {
+            let seen = service_instances(client, stage, instances).await;
+            instances.iter().all(|i| seen.contains(*i)).then_some(())
+        },
+    )
+    .await;
 }
 
 /// A JSON number from InfluxDB as an integer (floats rounded); panics on anything else.

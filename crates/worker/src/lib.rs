@@ -191,6 +191,11 @@ impl Judging {
         if incoming.expired() {
             return incoming.drop_expired();
         }
+        // Judged, it must be acknowledged; if that cannot be, the hasher counts it lost, so it
+        // is not judged either.
+        if !incoming.answerable() {
+            return incoming.drop_unanswerable();
+        }
         let origin = incoming.origin();
         let difficulty = self.meter.difficulty;
         for (index, digest) in batch.digests().enumerate() {
