@@ -64,6 +64,9 @@ const HASHER_ARGS: &[&str] = &[
 ];
 const FAST_HASHER_ARGS: &[&str] = &["--delay-ms", "0", "--ack-timeout-ms", ACK_TIMEOUT_MS];
 const WORKER_ARGS: &[&str] = &["--ack-timeout-ms", ACK_TIMEOUT_MS];
+/// 20 ms a batch (50 batches a second each): a worker always has batches in hand, so one
+/// killed takes some with it.
+const SLOW_WORKER_ARGS: &[&str] = &["--delay-ms", "20", "--ack-timeout-ms", ACK_TIMEOUT_MS];
 
 /// The stages' totals in InfluxDB, in numbers; `expired` in batches, per instance.
 #[derive(Debug)]
@@ -344,8 +347,8 @@ async fn a_killed_worker_or_rng_leaves_the_rest_going_with_losses_counted() {
     let bins = bins().await;
     let stack = Stack::start().await;
     let mut workers = [
-        stack.spawn_process(&bins.worker, "w1", WORKER_ARGS),
-        stack.spawn_process(&bins.worker, "w2", WORKER_ARGS),
+        stack.spawn_process(&bins.worker, "w1", SLOW_WORKER_ARGS),
+        stack.spawn_process(&bins.worker, "w2", SLOW_WORKER_ARGS),
     ];
     let mut hasher = stack.spawn_process(&bins.hasher, "h1", FAST_HASHER_ARGS);
     stack.wait_for_service("worker", &["w1", "w2"]).await;
