@@ -10,7 +10,7 @@ use bytes::Bytes;
 use chocominer_pipeline::Shutdown;
 use chocominer_pipeline::codec::{DigestBatch, FORMAT_VERSION, NUMBER_LEN, NumberBatch, Numbers};
 use chocominer_pipeline::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
-use common::{DIGESTS, DigestFlow, NUGGETS, NUMBERS};
+use common::{DIGESTS, DigestFlow, NUGGETS, NUMBERS, junk};
 use testkit::{POLL, SOON, Stack, eventually};
 use tokio::time::timeout;
 
@@ -98,21 +98,6 @@ async fn hasher_killed_with_sigkill() {
     stack.eventually_sum("rng", "lost", rng.lost).await;
 }
 
-/// Deterministic bytes that are no batch of any kind.
-fn random_bytes(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    let mut bytes: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    bytes[0] = FORMAT_VERSION.wrapping_add(0x55);
-    bytes
-}
-
 /// `body` with its format version byte changed to one no reader knows.
 fn wrong_version(body: &[u8]) -> Vec<u8> {
     let mut body = body.to_vec();
@@ -141,7 +126,7 @@ fn garbage_for_hashers() -> Vec<(&'static str, Bytes)> {
     let mut trailing = valid.to_vec();
     trailing.push(0);
     let garbage: Vec<(&str, Vec<u8>)> = vec![
-        ("random bytes", random_bytes(100)),
+        ("random bytes", junk(100, 0)),
         ("empty payload", vec![]),
         ("wrong version", wrong_version(&valid)),
         ("huge length prefix", huge_length(&valid)),
@@ -206,7 +191,7 @@ fn garbage_for_workers() -> Vec<(&'static str, Bytes)> {
     }
     .encode();
     let garbage: Vec<(&str, Vec<u8>)> = vec![
-        ("random bytes", random_bytes(100)),
+        ("random bytes", junk(100, 0)),
         ("empty payload", vec![]),
         ("wrong version", wrong_version(&valid)),
         ("huge length prefix", huge_length(&valid)),
@@ -318,7 +303,7 @@ async fn garbage_is_counted_not_fatal() {
     // may publish nuggets) must not bother anyone either.
     let worker = stack.connect_as("worker").await;
     let inbox = worker.new_inbox();
-    for body in [random_bytes(100), vec![], b"{\"number\": 12".to_vec()] {
+    for body in [junk(100, 0), vec![], b"{\"number\": 12".to_vec()] {
         let body = Bytes::from(body);
         worker.publish(NUGGETS, body.clone()).await.unwrap();
         worker

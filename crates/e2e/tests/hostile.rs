@@ -11,11 +11,11 @@ use async_nats::{Client, HeaderMap, Message, Subscriber};
 use bytes::Bytes;
 use chocominer_pipeline::Shutdown;
 use chocominer_pipeline::codec::{
-    BatchHeaders, DigestBatch, FORMAT_VERSION, HEADER_TTL_MS, NUMBER_LEN, NumberBatch, Numbers,
+    BatchHeaders, DigestBatch, HEADER_TTL_MS, NUMBER_LEN, NumberBatch, Numbers,
 };
 use chocominer_pipeline::nugget::{Nugget, is_nugget};
 use chocominer_pipeline::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
-use common::{DIGESTS, NUGGETS, NUMBERS, check_nugget_point};
+use common::{DIGESTS, NUGGETS, NUMBERS, check_nugget_point, junk};
 use futures::StreamExt;
 use serde_json::Value;
 use testkit::{POLL, SOON, Service, Stack, StageProcess, eventually, eventually_eq};
@@ -451,21 +451,6 @@ async fn a_costly_batch_cannot_stall_a_demo_hasher_nor_its_stop() {
     worker.report().await;
 }
 
-/// 1 MB that is no batch.
-fn junk(salt: u32) -> Bytes {
-    let mut x = 0x9E37_79B9u32 ^ salt;
-    let mut bytes: Vec<u8> = (0..1_000_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect();
-    bytes[0] = FORMAT_VERSION.wrapping_add(0x55);
-    Bytes::from(bytes)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_junk_leaves_a_hashers_memory_bounded() {
     const MB: u64 = 1 << 20;
@@ -486,7 +471,7 @@ async fn a_flood_of_junk_leaves_a_hashers_memory_bounded() {
     let (mut slow, _) = send_numbers(&rng, Numbers::Raw(&slow_numbers), None).await;
     let before = hasher.memory().expect("the hasher runs");
 
-    let junk: Vec<Bytes> = (0..4).map(junk).collect();
+    let junk: Vec<Bytes> = (0..4).map(|i| junk(1_000_000, i).into()).collect();
     let read_before = stack.nats.messages_in_from("rng").await;
     let flooding = Instant::now();
     let mut sent = 0;

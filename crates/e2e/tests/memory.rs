@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::DIGESTS;
+use common::{DIGESTS, junk};
 use testkit::{Memory, POLL, SOON, Stack, StageProcess, as_i64, eventually};
 use tokio::time::{Instant, MissedTickBehavior, interval};
 
@@ -92,21 +92,6 @@ fn saturated(points: &[(i64, i64)], window: i64) -> bool {
     !points.is_empty()
         && points.iter().all(|(n, w)| *w == window && n * 2 >= window)
         && sum * 10 >= window * 9 * points.len() as i64
-}
-
-/// `len` bytes that are no batch: a format version no reader knows, then noise.
-fn junk(len: usize, salt: u8) -> Bytes {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ u64::from(salt);
-    let mut bytes: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    bytes[0] = 0xEE;
-    Bytes::from(bytes)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,7 +185,7 @@ async fn a_slow_worker_and_a_junk_flood_leave_memory_bounded() {
     // The flood: 1 MB messages of junk on the worker's subject, from a hasher's credentials
     // (the only ones that may publish digests), as fast as they go.
     let flooder = stack.connect_as("hasher").await;
-    let junk: Vec<Bytes> = (0..4).map(|i| junk(1 << 20, i)).collect();
+    let junk: Vec<Bytes> = (0..4).map(|i| junk(1 << 20, i).into()).collect();
     let read_before = stack.nats.messages_in_from("hasher").await;
     let flooding = Instant::now();
     let mut sent = 0u64;

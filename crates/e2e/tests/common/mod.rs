@@ -134,6 +134,24 @@ impl Drop for DigestFlow {
     }
 }
 
+/// `len` bytes that are no batch of any kind, different for each `salt`: their first byte is a
+/// format version no reader knows, the rest deterministic noise (xorshift).
+pub fn junk(len: usize, salt: u64) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ salt;
+    let mut bytes: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    if let Some(version) = bytes.first_mut() {
+        *version = chocominer_pipeline::codec::FORMAT_VERSION.wrapping_add(0x55);
+    }
+    bytes
+}
+
 /// Checks one `nugget` point read from InfluxDB: its digest is SHA-256 of its number, meets
 /// `difficulty`, and its `zero_bits` field is right.
 pub fn check_nugget_point(row: &Map<String, Value>, difficulty: u32) {
