@@ -7,7 +7,12 @@
 //! (each writes its last point on the way out): every number rng made was judged by a worker
 //! or counted lost by exactly one stage, `rng.numbers = worker.hashes + rng.lost +
 //! hasher.lost`. A killed stage cannot write its last second, so after a kill the books are
-//! only checked to within that second.
+//! only checked to within that second. A frozen receiver can still count a batch twice in one
+//! narrow case: one it had finished, whose answer had not yet left the process when it was
+//! stopped. The answer goes out at the thaw, after its sender's grace, and the batch is both
+//! judged and counted lost. That can only be a batch in the frozen receiver's hands, so the
+//! frozen receivers' books are checked to within 8 such batches (seen once in CI: one); the
+//! batches waiting in its socket, the bulk, are never counted twice.
 
 mod common;
 
@@ -97,11 +102,16 @@ impl Books {
     }
 
     fn assert_balanced(&self) {
+        self.assert_balanced_within(0);
+    }
+
+    /// Balanced, but for at most `twice` numbers counted both judged and lost.
+    fn assert_balanced_within(&self, twice: i64) {
         assert!(self.made > 0, "{self:?}");
-        assert_eq!(
-            self.unaccounted(),
-            0,
-            "rng.numbers != worker.hashes + rng.lost + hasher.lost: {self:?}"
+        assert!(
+            (-twice..=0).contains(&self.unaccounted()),
+            "rng.numbers != worker.hashes + rng.lost + hasher.lost (with {twice} counted twice \
+             at most): {self:?}"
         );
     }
 }
@@ -210,7 +220,9 @@ async fn a_frozen_hasher_has_its_batches_counted_lost_once_and_rejoins() {
         h1_expired > 0,
         "the thawed hasher dropped no stale batch: {books:?}"
     );
-    books.assert_balanced();
+    // The few batches in its hands (one hashing, answers not yet sent): without the send
+    // time, 74 were counted twice here.
+    books.assert_balanced_within(8);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,7 +272,9 @@ async fn a_frozen_worker_has_its_batches_counted_lost_once_and_rejoins() {
         w1_expired > 0,
         "the thawed worker dropped no stale batch: {books:?}"
     );
-    books.assert_balanced();
+    // At most the hasher's window to the workers (8 batches of one number): without the send
+    // time, 48 were counted twice here.
+    books.assert_balanced_within(8);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
