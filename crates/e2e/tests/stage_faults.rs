@@ -374,8 +374,12 @@ async fn a_killed_worker_or_rng_leaves_the_rest_going_with_losses_counted() {
     let started = now_ns();
     grows(&stack, "worker", "hashes", "w1", started).await;
 
-    // A worker killed: the hasher counts what it had sent to it lost; w2 goes on.
+    // A worker killed: the hasher counts what it had sent to it lost; w2 goes on. Frozen
+    // first, until w2 has judged some more, so that batches are surely on their way to it
+    // when it dies (a busy worker may have none at a given instant).
     let [w1, w2] = &mut workers;
+    w1.freeze();
+    grows(&stack, "worker", "hashes", "w2", now_ns()).await;
     w1.kill().await;
     let killed_at = now_ns();
     let s = &stack;
