@@ -180,8 +180,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// Makes the numbers of one batch after another, from one stream of random bytes.
-struct NumberMaker {
+/// Makes the numbers of one batch after another, from one stream of random bytes. Public so
+/// that `just bench` measures the machine's limit with the very code rng runs.
+pub struct NumberMaker {
     rng: ChaCha8Rng,
     encoding: NumberEncoding,
     /// Numbers per batch.
@@ -192,7 +193,7 @@ struct NumberMaker {
 
 impl NumberMaker {
     /// Seeded with `seed` for a reproducible stream, else at random.
-    fn new(seed: Option<u64>, encoding: NumberEncoding, batch: usize) -> Self {
+    pub fn new(seed: Option<u64>, encoding: NumberEncoding, batch: usize) -> Self {
         let rng = match seed {
             Some(seed) => ChaCha8Rng::seed_from_u64(seed),
             None => ChaCha8Rng::from_rng(&mut rand::rng()),
@@ -210,7 +211,7 @@ impl NumberMaker {
     }
 
     /// The next batch: the numbers themselves, or a seed whose keystream they are.
-    fn make(&mut self) -> Numbers<'_> {
+    pub fn make(&mut self) -> Numbers<'_> {
         match self.encoding {
             NumberEncoding::Raw => {
                 self.rng.fill_bytes(&mut self.raw);
