@@ -2,8 +2,9 @@
 //! kind at the full profile's largest batches and at the demo's one number, and the expansion
 //! of a seeded batch into its numbers. Throughput is in numbers per second.
 
+mod common;
+
 use std::hint::black_box;
-use std::time::Duration;
 
 use bytes::Bytes;
 use chocominer_codec::{
@@ -132,18 +133,9 @@ fn expand(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    // Short runs, so that `just bench-micro` takes about a minute on two cores: enough to
-    // compare before and after a change, not to publish.
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::short_runs();
     targets = number_batch, digest_batch, expand
 }
 criterion_main!(benches);

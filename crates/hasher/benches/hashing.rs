@@ -2,8 +2,11 @@
 //! full profile's largest seeded and raw batches, in hashes per second, and one plain SHA-256
 //! of a 32-byte number for reference (what the rest of a hash costs on top of it).
 
+// One short-run setting for all the micro-benchmarks, kept with the codec's.
+#[path = "../../codec/benches/common/mod.rs"]
+mod common;
+
 use std::hint::black_box;
-use std::time::Duration;
 
 use chocominer_pipeline::codec::{
     CONFIGURED_MAX_PAYLOAD, NUMBER_LEN, NumberEncoding, Numbers, max_batch_for_payload,
@@ -52,17 +55,9 @@ fn sha256_one(c: &mut Criterion) {
     group.finish();
 }
 
-fn config() -> Criterion {
-    // Short runs, as in chocominer-codec's benches: a minute for all of `just bench-micro`.
-    Criterion::default()
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = common::short_runs();
     targets = digest_all, sha256_one
 }
 criterion_main!(benches);
