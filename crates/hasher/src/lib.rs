@@ -39,6 +39,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use tokio_util::task::TaskTracker;
 
+mod digest;
+pub use digest::digest_all;
+
 /// How long a stopping hasher goes on hashing the batches it has: one it cannot finish within
 /// this of the stop is given back to rng unhashed. Room for the demo's [`STOP_FENCE`] batches
 /// (about 3 s) and for a slow batch in hand.
@@ -168,19 +171,6 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// SHA-256 of each number, concatenated: all the hashing a batch gets. Public so that
-/// `just bench` measures the machine's limit, and the micro-benchmarks the hashing, with the
-/// very code the hasher runs.
-pub fn digest_all(numbers: &Numbers) -> Vec<u8> {
-    let mut digests = Vec::with_capacity(numbers.count() * codec::DIGEST_LEN);
-    numbers.for_each_run(|run| {
-        for number in run.chunks_exact(codec::NUMBER_LEN) {
-            digests.extend_from_slice(&Sha256::digest(number));
-        }
-    });
-    digests
 }
 
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
