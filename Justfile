@@ -53,6 +53,14 @@ soak *ARGS:
     cargo build --release --bins
     target/release/soak "$@"
 
+# Release binaries on a nats-server of its own (influxd with --with-influx); progress every few
+# seconds; result (Markdown, JSON) in bench/results/; `target/release/bench --help` for the rest.
+# Measure the hashing limit, the full profile per encoding and the demo's scaling, against the targets
+[no-exit-message]
+bench *ARGS:
+    cargo build --release --bins
+    target/release/bench "$@"
+
 # Needs nightly and cargo-fuzz (`scripts/install-deps.sh --with-fuzz`); FUZZ_SECONDS=600 for longer.
 # Run every fuzz target of fuzz/ for FUZZ_SECONDS each (default 30); fails if one crashes
 [no-exit-message]
