@@ -42,13 +42,15 @@ pub async fn run(
 ) -> anyhow::Result<(FullRun, Option<String>)> {
     let name = encoding_name(encoding);
     let mut stack = stages::start_stack(config).await;
-    let args = ["--profile", "full", "--numbers", name];
+    let args = ["--profile", "full"];
     // The consumers first, so rng's first batches find them.
     let worker = stages::spawn_ready(&stack, "worker", &bins.worker, "w1", &args).await?;
     let hasher = stages::spawn_ready(&stack, "hasher", &bins.hasher, "h1", &args).await?;
     stack.wait_for_service("worker", &["w1"]).await;
     stack.wait_for_service("hasher", &["h1"]).await;
-    let rng = stages::spawn_ready(&stack, "rng", &bins.rng, "r1", &args).await?;
+    // Only rng chooses the encoding: the others take whatever comes.
+    let rng_args = ["--profile", "full", "--numbers", name];
+    let rng = stages::spawn_ready(&stack, "rng", &bins.rng, "r1", &rng_args).await?;
     // In the order of PROCESSES.
     let mut stages = [rng, hasher, worker];
 

@@ -72,7 +72,10 @@ mod tests {
     fn every_thread_hashes_whole_batches() {
         let limit = measure(NumberEncoding::Raw, 100, 2, Duration::from_millis(50));
         assert_eq!((limit.threads, limit.encoding.as_str()), (2, "raw"));
-        assert!(limit.hashes > 0 && limit.hashes.is_multiple_of(100), "{limit:?}");
+        assert!(
+            limit.hashes > 0 && limit.hashes.is_multiple_of(100),
+            "{limit:?}"
+        );
         assert!(limit.rate > 0.0 && limit.seconds >= 0.05, "{limit:?}");
         assert_eq!(encoding_name(NumberEncoding::Seeded), "seeded");
     }

@@ -21,6 +21,15 @@ pub fn this_machine() -> Machine {
         rustc: RUSTC.to_owned(),
         nats_server: None,
         commit: commit(),
+        load_average: std::fs::read_to_string("/proc/loadavg").map_or_else(
+            |_| "unknown".into(),
+            |load| {
+                load.split_whitespace()
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            },
+        ),
     }
 }
 

@@ -97,8 +97,10 @@ pub struct Config {
 }
 
 fn main() -> ExitCode {
+    // The NATS client of a stack already stopped says every few seconds that it cannot
+    // reconnect: not news.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -219,7 +221,9 @@ async fn bench(config: &Config, started_at: &time::OffsetDateTime) -> anyhow::Re
 
     let mut bench = Bench {
         started_at: started_at
-            .format(&time::format_description::well_known::Rfc3339)
+            .format(&time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+            ))
             .unwrap_or_default(),
         machine,
         settings: settings(config),

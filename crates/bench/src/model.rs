@@ -36,6 +36,9 @@ pub struct Machine {
     pub nats_server: Option<String>,
     /// `git rev-parse --short HEAD`, `-dirty` when tracked files differ; `None` outside git.
     pub commit: Option<String>,
+    /// The 1, 5 and 15 minute load averages when the bench started (`/proc/loadavg`): other
+    /// work on the machine takes cores from the figures.
+    pub load_average: String,
 }
 
 /// The settings of the run.

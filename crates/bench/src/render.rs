@@ -45,7 +45,7 @@ fn machine(bench: &Bench) -> String {
     let or_unknown = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let mut out = format!(
         "Machine: {} cores, {} (SHA extensions `sha_ni`: {}), kernel {}, {}, nats-server {}, \
-         commit {}.\n\n",
+         commit {}; load average at the start {}.\n\n",
         m.cores,
         m.cpu_model,
         if m.sha_ni { "yes" } else { "no" },
@@ -53,6 +53,7 @@ fn machine(bench: &Bench) -> String {
         m.rustc,
         or_unknown(&m.nats_server),
         or_unknown(&m.commit),
+        m.load_average,
     );
     let batches: Vec<String> = s
         .encodings
@@ -287,6 +288,7 @@ pub(crate) mod tests {
                 rustc: "rustc 1.91.0".into(),
                 nats_server: Some("2.15.1".into()),
                 commit: Some("abc1234".into()),
+                load_average: "0.10 0.20 0.30".into(),
             },
             settings: Settings {
                 limit_time_s: 5.0,

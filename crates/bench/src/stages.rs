@@ -151,7 +151,11 @@ pub async fn watch(
         let now = hashes(stack, "worker", 1).await?;
         let per_second = now.saturating_sub(last.0) as f64 / last.1.elapsed().as_secs_f64();
         let left = end.saturating_duration_since(Instant::now());
-        tracing::info!("{what}: {} ({} s left)", rate(per_second), left.as_secs());
+        tracing::info!(
+            "{what}: {} ({:.0} s left)",
+            rate(per_second),
+            left.as_secs_f64()
+        );
         last = (now, Instant::now());
         if next >= end {
             break;

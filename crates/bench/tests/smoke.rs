@@ -30,6 +30,9 @@ fn a_tiny_bench_runs_every_part_and_writes_its_result() {
         .arg("--out-dir")
         .arg(out.path())
         .env_remove("RUST_LOG")
+        // The stages inherit it: debug builds hash a full-profile window of 16 batches of
+        // 32,000 numbers in more than the 5 s ack timeout, and would count them lost.
+        .env("ACK_TIMEOUT_MS", "60000")
         .stdout(log_file.try_clone().expect("the log file twice"))
         .stderr(log_file)
         .spawn()
