@@ -356,17 +356,10 @@ impl Incoming {
     /// [`answerable`](Self::answerable)): its sender counts it lost. Counted as expired,
     /// logged (rate-limited), not answered.
     pub fn drop_unanswerable(self) {
-        let shared = &self.shared;
-        shared.stats.expired.add(1);
-        if let Some(left_out) = shared.reject_log.admit() {
-            tracing::warn!(
-                stage = %shared.identity.stage,
-                expired_total = shared.stats.expired.total(),
-                similar_left_out = left_out,
-                "dropped a batch that came before the NATS connection broke: its answer \
-                 cannot reach its sender, which counts it lost"
-            );
-        }
+        self.drop_unanswered(
+            "dropped a batch that came before the NATS connection broke: its answer cannot \
+             reach its sender, which counts it lost",
+        );
     }
 
     /// Acknowledges the batch: it has been handed on or recorded.
@@ -415,6 +408,13 @@ impl Incoming {
     /// have before the batch could be finished: counted as expired, logged (rate-limited), not
     /// answered.
     pub fn drop_expired(self) {
+        self.drop_unanswered(
+            "dropped a batch its sender counts as lost (it could not be finished here in time)",
+        );
+    }
+
+    /// Counts a batch dropped without an answer as expired and says why (rate-limited).
+    fn drop_unanswered(self, why: &str) {
         let shared = &self.shared;
         shared.stats.expired.add(1);
         if let Some(left_out) = shared.reject_log.admit() {
@@ -424,7 +424,7 @@ impl Incoming {
                 late_on_arrival = ?self.late,
                 expired_total = shared.stats.expired.total(),
                 similar_left_out = left_out,
-                "dropped a batch its sender counts as lost (it could not be finished here in time)"
+                "{why}"
             );
         }
     }

@@ -52,14 +52,25 @@ impl Transit {
         now_wall: SystemTime,
     ) -> Duration {
         let seen = signed_millis(now_wall, sent);
-        if !self.senders.contains_key(sender) && self.senders.len() >= MAX_SENDERS {
-            self.senders.clear();
+        // Looked up by `&str` first: the sender's name is copied only when it is new, not
+        // for every batch.
+        if !self.senders.contains_key(sender) {
+            if self.senders.len() >= MAX_SENDERS {
+                self.senders.clear();
+            }
+            self.senders.insert(
+                sender.to_owned(),
+                Quickest {
+                    spell_began: now,
+                    current: seen,
+                    previous: seen,
+                },
+            );
         }
-        let quickest = self.senders.entry(sender.to_owned()).or_insert(Quickest {
-            spell_began: now,
-            current: seen,
-            previous: seen,
-        });
+        let quickest = self
+            .senders
+            .get_mut(sender)
+            .expect("inserted just above if it was not there");
         if now.duration_since(quickest.spell_began) >= SPELL {
             quickest.previous = quickest.current;
             quickest.current = seen;
