@@ -61,6 +61,13 @@ bench *ARGS:
     cargo build --release --bins
     target/release/bench "$@"
 
+# ARGS go to criterion, e.g. `just bench-micro DigestBatch` for one group, or
+# `--save-baseline before` then `--baseline before` to compare a change. About a minute.
+# Micro-benchmarks (criterion): encode/decode of each batch kind, seeded expansion, SHA-256
+[no-exit-message]
+bench-micro *ARGS:
+    cargo bench -p chocominer-codec -p hasher --bench codec --bench hashing -- "$@"
+
 # Needs nightly and cargo-fuzz (`scripts/install-deps.sh --with-fuzz`); FUZZ_SECONDS=600 for longer.
 # Run every fuzz target of fuzz/ for FUZZ_SECONDS each (default 30); fails if one crashes
 [no-exit-message]

@@ -200,21 +200,14 @@ async fn broker_restart(down: Down) {
 
     flow.stop(&stack.client).await;
     let (rng, hasher, worker) = pipeline.stop().await;
-    let off = discrepancy(&rng, hasher.lost, worker.judged);
     tracing::info!(
         ?down,
         ?digests_after,
         ?judged_after,
         ?outage_hashes,
-        generated = rng.generated,
-        judged = worker.judged,
-        rng_lost = rng.lost,
-        rng_lost_batches = rng.lost_batches,
-        hasher_lost = hasher.lost,
-        hasher_expired = hasher.expired,
-        discrepancy = off,
         "broker restart measured"
     );
+    let off = log_books("broker restart", &rng, &hasher, &worker);
     assert!(
         digests_after <= RESUME_WITHIN,
         "digests flowed again {digests_after:?} after the restart"
@@ -229,6 +222,23 @@ async fn broker_restart(down: Down) {
     );
     assert!(worker.judged > 0, "{worker:?}");
     assert_within_windows(off, &rng, &hasher, &worker);
+}
+
+/// Logs the books of a run through a broker fault (`what`), and returns how far off they are,
+/// `judged + lost - generated`: the numbers counted twice (see the file's doc comment).
+fn log_books(what: &str, rng: &rng::Report, h: &hasher::Report, w: &worker::Report) -> i128 {
+    let counted_twice = discrepancy(rng, h.lost, w.judged);
+    tracing::info!(
+        generated = rng.generated,
+        judged = w.judged,
+        rng_lost = rng.lost,
+        rng_lost_batches = rng.lost_batches,
+        hasher_lost = h.lost,
+        hasher_expired = h.expired,
+        counted_twice,
+        "{what}: books"
+    );
+    counted_twice
 }
 
 /// Nothing unaccounted, and no more counted twice than the senders had out.
@@ -398,19 +408,8 @@ async fn a_cluster_node_killed_and_started_again() {
 
     flow.stop(&on.client).await;
     let (rng, hasher, worker) = stages.stop().await;
-    let off = discrepancy(&rng, hasher.lost, worker.judged);
-    tracing::info!(
-        ?failover,
-        hasher_node,
-        generated = rng.generated,
-        judged = worker.judged,
-        rng_lost = rng.lost,
-        rng_lost_batches = rng.lost_batches,
-        hasher_lost = hasher.lost,
-        hasher_expired = hasher.expired,
-        counted_twice = off,
-        "cluster node kill measured"
-    );
+    tracing::info!(?failover, hasher_node, "cluster node kill measured");
+    let off = log_books("cluster node kill", &rng, &hasher, &worker);
     assert!(
         failover <= RESUME_WITHIN,
         "digests again after {failover:?}"

@@ -17,7 +17,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::DigestFlow;
@@ -46,6 +46,49 @@ async fn bins() -> Bins {
         hasher: testkit::cargo_bin_async("hasher").await,
         worker: testkit::cargo_bin_async("worker").await,
     }
+}
+
+impl Bins {
+    /// Starts a test's stages as processes of `stack`: `W` workers (`w1`, `w2`, …) with
+    /// `worker_args` and `H` hashers (`h1`, …) with `hasher_args`, then, once all of those
+    /// serve, `R` rngs (`r1`, …) with [`RNG_ARGS`], so that no batch finds nobody to take it.
+    /// The counts are those of the arrays the caller takes apart.
+    async fn spawn<const R: usize, const H: usize, const W: usize>(
+        &self,
+        stack: &Stack,
+        hasher_args: &[&str],
+        worker_args: &[&str],
+    ) -> ([StageProcess; R], [StageProcess; H], [StageProcess; W]) {
+        let workers = replicas(stack, &self.worker, "worker", worker_args);
+        let hashers = replicas(stack, &self.hasher, "hasher", hasher_args);
+        serving(stack, "worker", W).await;
+        serving(stack, "hasher", H).await;
+        let rngs = replicas(stack, &self.rng, "rng", RNG_ARGS);
+        (rngs, hashers, workers)
+    }
+}
+
+/// The instance names of `n` replicas of `stage`: its first letter and 1, 2, … (`w1`, `w2`).
+fn instances(stage: &str, n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("{}{i}", &stage[..1])).collect()
+}
+
+/// `N` replicas of `stage`, run from `bin` with `args`.
+fn replicas<const N: usize>(
+    stack: &Stack,
+    bin: &Path,
+    stage: &str,
+    args: &[&str],
+) -> [StageProcess; N] {
+    let names = instances(stage, N);
+    std::array::from_fn(|i| stack.spawn_process(bin, &names[i], args))
+}
+
+/// Waits until the `n` replicas of `stage` serve.
+async fn serving(stack: &Stack, stage: &str, n: usize) {
+    let names = instances(stage, n);
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    stack.wait_for_service(stage, &names).await;
 }
 
 const RNG_ARGS: &[&str] = &[
@@ -105,6 +148,29 @@ impl Books {
         self.assert_balanced_within(0);
     }
 
+    /// The books after receiver `instance` of `stage` (a hasher or a worker) was frozen and
+    /// thawed: its sender counted what it had sent to it lost, it dropped the batches gone
+    /// stale on the way, and it counted twice at most the few batches it had in hand (without
+    /// the send time, 74 were counted twice with a hasher frozen, 48 with a worker). A worker
+    /// holds at most the hasher's window of 8 batches of one number.
+    fn assert_frozen_receiver(&self, stage: &str, instance: &str) {
+        let (senders_lost, expired) = match stage {
+            "hasher" => (self.rng_lost, &self.hasher_expired),
+            "worker" => (self.hasher_lost, &self.worker_expired),
+            _ => unreachable!("{stage} receives no batches"),
+        };
+        assert!(
+            senders_lost > 0,
+            "nothing sent to the frozen {stage}: {self:?}"
+        );
+        let dropped = expired.get(instance).copied().unwrap_or(0);
+        assert!(
+            dropped > 0,
+            "the thawed {stage} dropped no stale batch: {self:?}"
+        );
+        self.assert_balanced_within(8);
+    }
+
     /// Balanced, but for at most `twice` numbers counted both judged and lost.
     fn assert_balanced_within(&self, twice: i64) {
         assert!(self.made > 0, "{self:?}");
@@ -156,6 +222,13 @@ async fn stop_in_order(processes: &mut [(&str, &mut StageProcess)]) {
     }
 }
 
+/// Stops the processes with [`stop_in_order`], then reads the books: each wrote its last point
+/// on its way out.
+async fn stop_and_read(stack: &Stack, processes: &mut [(&str, &mut StageProcess)]) -> Books {
+    stop_in_order(processes).await;
+    Books::read(stack).await
+}
+
 /// Freezes `process` for [`FREEZE`], then thaws it.
 async fn freeze_for_a_while(process: &mut StageProcess) {
     process.freeze();
@@ -169,12 +242,8 @@ async fn a_frozen_hasher_has_its_batches_counted_lost_once_and_rejoins() {
     let bins = bins().await;
     let stack = Stack::start().await;
     let flow = DigestFlow::watch(&stack.client).await;
-    let mut worker = stack.spawn_process(&bins.worker, "w1", WORKER_ARGS);
-    let mut frozen = stack.spawn_process(&bins.hasher, "h1", HASHER_ARGS);
-    let mut other = stack.spawn_process(&bins.hasher, "h2", HASHER_ARGS);
-    stack.wait_for_service("worker", &["w1"]).await;
-    stack.wait_for_service("hasher", &["h1", "h2"]).await;
-    let mut rng = stack.spawn_process(&bins.rng, "r1", RNG_ARGS);
+    let ([mut rng], [mut frozen, mut other], [mut worker]) =
+        bins.spawn(&stack, HASHER_ARGS, WORKER_ARGS).await;
     flow.wait_until("digests from both hashers", SOON, |f| {
         f.of("h1") >= 10 && f.of("h2") >= 10
     })
@@ -201,40 +270,26 @@ async fn a_frozen_hasher_has_its_batches_counted_lost_once_and_rejoins() {
     })
     .await;
     flow.stop(&stack.client).await;
-    stop_in_order(&mut [
-        ("r1", &mut rng),
-        ("h1", &mut frozen),
-        ("h2", &mut other),
-        ("w1", &mut worker),
-    ])
+    let books = stop_and_read(
+        &stack,
+        &mut [
+            ("r1", &mut rng),
+            ("h1", &mut frozen),
+            ("h2", &mut other),
+            ("w1", &mut worker),
+        ],
+    )
     .await;
-
-    let books = Books::read(&stack).await;
     println!("frozen hasher: {books:?}, h2 hashed {h2_during} during the freeze");
-    assert!(
-        books.rng_lost > 0,
-        "nothing sent to the frozen hasher: {books:?}"
-    );
-    let h1_expired = books.hasher_expired.get("h1").copied().unwrap_or(0);
-    assert!(
-        h1_expired > 0,
-        "the thawed hasher dropped no stale batch: {books:?}"
-    );
-    // The few batches in its hands (one hashing, answers not yet sent): without the send
-    // time, 74 were counted twice here.
-    books.assert_balanced_within(8);
+    books.assert_frozen_receiver("hasher", "h1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_worker_has_its_batches_counted_lost_once_and_rejoins() {
     let bins = bins().await;
     let stack = Stack::start().await;
-    let mut frozen = stack.spawn_process(&bins.worker, "w1", WORKER_ARGS);
-    let mut other = stack.spawn_process(&bins.worker, "w2", WORKER_ARGS);
-    let mut hasher = stack.spawn_process(&bins.hasher, "h1", FAST_HASHER_ARGS);
-    stack.wait_for_service("worker", &["w1", "w2"]).await;
-    stack.wait_for_service("hasher", &["h1"]).await;
-    let mut rng = stack.spawn_process(&bins.rng, "r1", RNG_ARGS);
+    let ([mut rng], [mut hasher], [mut frozen, mut other]) =
+        bins.spawn(&stack, FAST_HASHER_ARGS, WORKER_ARGS).await;
     let started = now_ns();
     grows(&stack, "worker", "hashes", "w1", started).await;
     grows(&stack, "worker", "hashes", "w2", started).await;
@@ -254,27 +309,18 @@ async fn a_frozen_worker_has_its_batches_counted_lost_once_and_rejoins() {
     assert!(w2_during > 0, "no worker judged during the freeze");
     grows(&stack, "worker", "hashes", "w1", thawed_at).await;
 
-    stop_in_order(&mut [
-        ("r1", &mut rng),
-        ("h1", &mut hasher),
-        ("w1", &mut frozen),
-        ("w2", &mut other),
-    ])
+    let books = stop_and_read(
+        &stack,
+        &mut [
+            ("r1", &mut rng),
+            ("h1", &mut hasher),
+            ("w1", &mut frozen),
+            ("w2", &mut other),
+        ],
+    )
     .await;
-    let books = Books::read(&stack).await;
     println!("frozen worker: {books:?}, w2 judged {w2_during} during the freeze");
-    assert!(
-        books.hasher_lost > 0,
-        "nothing sent to the frozen worker: {books:?}"
-    );
-    let w1_expired = books.worker_expired.get("w1").copied().unwrap_or(0);
-    assert!(
-        w1_expired > 0,
-        "the thawed worker dropped no stale batch: {books:?}"
-    );
-    // At most the hasher's window to the workers (8 batches of one number): without the send
-    // time, 48 were counted twice here.
-    books.assert_balanced_within(8);
+    books.assert_frozen_receiver("worker", "w1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -282,11 +328,8 @@ async fn a_frozen_rng_resumes_with_its_books_balanced() {
     let bins = bins().await;
     let stack = Stack::start().await;
     let flow = DigestFlow::watch(&stack.client).await;
-    let mut worker = stack.spawn_process(&bins.worker, "w1", WORKER_ARGS);
-    let mut hasher = stack.spawn_process(&bins.hasher, "h1", FAST_HASHER_ARGS);
-    stack.wait_for_service("worker", &["w1"]).await;
-    stack.wait_for_service("hasher", &["h1"]).await;
-    let mut frozen = stack.spawn_process(&bins.rng, "r1", RNG_ARGS);
+    let ([mut frozen], [mut hasher], [mut worker]) =
+        bins.spawn(&stack, FAST_HASHER_ARGS, WORKER_ARGS).await;
     flow.wait_until("digests flowing", SOON, |f| f.total() >= 100)
         .await;
 
@@ -298,13 +341,15 @@ async fn a_frozen_rng_resumes_with_its_books_balanced() {
     .await;
 
     flow.stop(&stack.client).await;
-    stop_in_order(&mut [
-        ("r1", &mut frozen),
-        ("h1", &mut hasher),
-        ("w1", &mut worker),
-    ])
+    let books = stop_and_read(
+        &stack,
+        &mut [
+            ("r1", &mut frozen),
+            ("h1", &mut hasher),
+            ("w1", &mut worker),
+        ],
+    )
     .await;
-    let books = Books::read(&stack).await;
     println!("frozen rng: {books:?}");
 
     books.assert_balanced();
@@ -315,20 +360,8 @@ async fn each_stage_stopped_with_sigterm_drains_with_nothing_lost() {
     let bins = bins().await;
     let stack = Stack::start().await;
     let flow = DigestFlow::watch(&stack.client).await;
-    let mut workers = [
-        stack.spawn_process(&bins.worker, "w1", WORKER_ARGS),
-        stack.spawn_process(&bins.worker, "w2", WORKER_ARGS),
-    ];
-    let mut hashers = [
-        stack.spawn_process(&bins.hasher, "h1", HASHER_ARGS),
-        stack.spawn_process(&bins.hasher, "h2", HASHER_ARGS),
-    ];
-    stack.wait_for_service("worker", &["w1", "w2"]).await;
-    stack.wait_for_service("hasher", &["h1", "h2"]).await;
-    let mut rngs = [
-        stack.spawn_process(&bins.rng, "r1", RNG_ARGS),
-        stack.spawn_process(&bins.rng, "r2", RNG_ARGS),
-    ];
+    let ([mut r1, mut r2], [mut h1, mut h2], [mut w1, mut w2]) =
+        bins.spawn(&stack, HASHER_ARGS, WORKER_ARGS).await;
     flow.wait_until("digests from both hashers", SOON, |f| {
         f.of("h1") >= 10 && f.of("h2") >= 10
     })
@@ -336,10 +369,7 @@ async fn each_stage_stopped_with_sigterm_drains_with_nothing_lost() {
 
     // One replica of each stage stopped in turn while the rest run; each time the pipeline
     // goes on.
-    let [r1, r2] = &mut rngs;
-    let [h1, h2] = &mut hashers;
-    let [w1, w2] = &mut workers;
-    for (name, replica) in [("r2", r2), ("h2", h2), ("w2", w2)] {
+    for (name, replica) in [("r2", &mut r2), ("h2", &mut h2), ("w2", &mut w2)] {
         stop_in_order(&mut [(name, replica)]).await;
         let at = flow.of("h1");
         flow.wait_until(&format!("digests after stopping {name}"), SOON, |f| {
@@ -349,8 +379,11 @@ async fn each_stage_stopped_with_sigterm_drains_with_nothing_lost() {
     }
 
     flow.stop(&stack.client).await;
-    stop_in_order(&mut [("r1", r1), ("h1", h1), ("w1", w1)]).await;
-    let books = Books::read(&stack).await;
+    let books = stop_and_read(
+        &stack,
+        &mut [("r1", &mut r1), ("h1", &mut h1), ("w1", &mut w1)],
+    )
+    .await;
     println!("sigterm: {books:?}");
     assert_eq!((books.rng_lost, books.hasher_lost), (0, 0), "{books:?}");
     books.assert_balanced();
@@ -360,24 +393,14 @@ async fn each_stage_stopped_with_sigterm_drains_with_nothing_lost() {
 async fn a_killed_worker_or_rng_leaves_the_rest_going_with_losses_counted() {
     let bins = bins().await;
     let stack = Stack::start().await;
-    let mut workers = [
-        stack.spawn_process(&bins.worker, "w1", SLOW_WORKER_ARGS),
-        stack.spawn_process(&bins.worker, "w2", SLOW_WORKER_ARGS),
-    ];
-    let mut hasher = stack.spawn_process(&bins.hasher, "h1", FAST_HASHER_ARGS);
-    stack.wait_for_service("worker", &["w1", "w2"]).await;
-    stack.wait_for_service("hasher", &["h1"]).await;
-    let mut rngs = [
-        stack.spawn_process(&bins.rng, "r1", RNG_ARGS),
-        stack.spawn_process(&bins.rng, "r2", RNG_ARGS),
-    ];
+    let ([mut r1, mut r2], [mut hasher], [mut w1, mut w2]) =
+        bins.spawn(&stack, FAST_HASHER_ARGS, SLOW_WORKER_ARGS).await;
     let started = now_ns();
     grows(&stack, "worker", "hashes", "w1", started).await;
 
     // A worker killed: the hasher counts what it had sent to it lost; w2 goes on. Frozen
     // first, until w2 has judged some more, so that batches are surely on their way to it
     // when it dies (a busy worker may have none at a given instant).
-    let [w1, w2] = &mut workers;
     w1.freeze();
     grows(&stack, "worker", "hashes", "w2", now_ns()).await;
     w1.kill().await;
@@ -390,14 +413,16 @@ async fn a_killed_worker_or_rng_leaves_the_rest_going_with_losses_counted() {
     grows(&stack, "worker", "hashes", "w2", killed_at).await;
 
     // An rng killed: what it had sent is still hashed and judged; r2 goes on.
-    let [r1, r2] = &mut rngs;
     r1.kill().await;
     let killed_at = now_ns();
     grows(&stack, "rng", "numbers", "r2", killed_at).await;
     grows(&stack, "worker", "hashes", "w2", killed_at).await;
 
-    stop_in_order(&mut [("r2", r2), ("h1", &mut hasher), ("w2", w2)]).await;
-    let books = Books::read(&stack).await;
+    let books = stop_and_read(
+        &stack,
+        &mut [("r2", &mut r2), ("h1", &mut hasher), ("w2", &mut w2)],
+    )
+    .await;
     println!("killed worker and rng: {books:?}");
     // Each killed process took at most its last second of stats with it: w1's judged
     // (unwritten, so `unaccounted` up by up to a second of the whole rate, two rngs' worth)

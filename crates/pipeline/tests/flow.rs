@@ -56,6 +56,17 @@ async fn json<T: serde::de::DeserializeOwned>(client: &async_nats::Client, subje
     serde_json::from_slice(&reply.payload).unwrap()
 }
 
+/// Reserves a slot in `sender`'s window (waiting for room or a consumer) and sends one batch of
+/// `count` numbers in it.
+async fn send_one(sender: &Sender, stop: &Shutdown, count: usize) {
+    sender
+        .reserve(stop)
+        .await
+        .unwrap()
+        .send(Bytes::from_static(b"b"), count, None)
+        .await;
+}
+
 #[tokio::test]
 async fn intake_speaks_the_service_protocol() {
     testkit::init_tracing();
@@ -215,12 +226,7 @@ async fn sender_holds_batches_nobody_took_and_resumes() {
         .unwrap();
     let stats = sender.stats();
     let stop = Shutdown::new();
-    sender
-        .reserve(&stop)
-        .await
-        .unwrap()
-        .send(Bytes::from_static(b"b"), 10, None)
-        .await;
+    send_one(&sender, &stop, 10).await;
     eventually("the batch nobody took is held", WAIT, POLL, || async {
         (stats.held() == 1 && sender.is_waiting()).then_some(())
     })
@@ -230,8 +236,7 @@ async fn sender_holds_batches_nobody_took_and_resumes() {
     let waiting = tokio::spawn({
         let stop = stop.clone();
         async move {
-            let slot = sender.reserve(&stop).await.unwrap();
-            slot.send(Bytes::from_static(b"b"), 5, None).await;
+            send_one(&sender, &stop, 5).await;
             sender
         }
     });
@@ -279,12 +284,7 @@ async fn turned_away_batches_are_held_then_sent_again() {
     let stats = sender.stats();
     let stop = Shutdown::new();
     for _ in 0..3 {
-        sender
-            .reserve(&stop)
-            .await
-            .unwrap()
-            .send(Bytes::from_static(b"b"), 2, None)
-            .await;
+        send_one(&sender, &stop, 2).await;
     }
     // Turn away the three batches and the first two probes.
     for _ in 0..5 {
@@ -308,12 +308,7 @@ async fn turned_away_batches_are_held_then_sent_again() {
     assert_eq!(served.await.unwrap(), 3);
 
     // Nobody listens any more: a held batch cannot go anywhere when the sender stops.
-    sender
-        .reserve(&Shutdown::new())
-        .await
-        .unwrap()
-        .send(Bytes::from_static(b"b"), 7, None)
-        .await;
+    send_one(&sender, &Shutdown::new(), 7).await;
     eventually("the last batch is held", WAIT, POLL, || async {
         (stats.held() == 1).then_some(())
     })
@@ -339,12 +334,7 @@ async fn sender_window_is_bounded_and_timeouts_are_lost() {
     let stats = sender.stats();
     let stop = Shutdown::new();
     for _ in 0..2 {
-        sender
-            .reserve(&stop)
-            .await
-            .unwrap()
-            .send(Bytes::from_static(b"b"), 3, None)
-            .await;
+        send_one(&sender, &stop, 3).await;
     }
     assert_eq!(stats.in_flight(), 2);
     // The window is full: the third batch can only go once the first two time out.
@@ -381,11 +371,7 @@ async fn sender_window_is_bounded_and_timeouts_are_lost() {
     let full = Sender::start(client.clone(), sender_config("t.silent", 1, WAIT))
         .await
         .unwrap();
-    full.reserve(&stop)
-        .await
-        .unwrap()
-        .send(Bytes::from_static(b"b"), 1, None)
-        .await;
+    send_one(&full, &stop, 1).await;
     let stop_now = Shutdown::new();
     stop_now.trigger();
     assert!(full.reserve(&stop_now).await.is_err());
@@ -407,12 +393,7 @@ async fn a_late_acknowledgement_counts_the_batch_delivered() {
     .unwrap();
     let stats = sender.stats();
     let stop = Shutdown::new();
-    sender
-        .reserve(&stop)
-        .await
-        .unwrap()
-        .send(Bytes::from_static(b"b"), 3, None)
-        .await;
+    send_one(&sender, &stop, 3).await;
     let batch = tokio::time::timeout(WAIT, slow.next())
         .await
         .unwrap()
@@ -499,12 +480,7 @@ async fn a_batch_outliving_its_ttl_is_expired() {
         .unwrap();
     let stop = Shutdown::new();
     for _ in 0..2 {
-        sender
-            .reserve(&stop)
-            .await
-            .unwrap()
-            .send(Bytes::from_static(b"b"), 1, None)
-            .await;
+        send_one(&sender, &stop, 1).await;
     }
     let fresh = intake.next(&stop).await.unwrap();
     assert!(!fresh.expired(), "just received");
