@@ -91,7 +91,7 @@ pub struct Config {
     /// Where the rng, hasher and worker binaries are [default: beside this one].
     #[arg(long, env = "BENCH_BIN_DIR")]
     pub bin_dir: Option<PathBuf>,
-    /// Where the result is written (bench-<time>.md and .json); empty: only printed.
+    /// Where the result is written (bench-<time>.md and .json), besides stdout.
     #[arg(long, env = "BENCH_OUT_DIR", default_value = "bench/results")]
     pub out_dir: PathBuf,
 }
@@ -132,18 +132,16 @@ fn main() -> ExitCode {
     };
     let markdown = render::markdown(&bench);
     println!("{markdown}");
-    if !config.out_dir.as_os_str().is_empty() {
-        let json = match serde_json::to_value(&bench) {
-            Ok(json) => json,
-            Err(e) => {
-                tracing::error!("the result as JSON: {e}");
-                return ExitCode::from(2);
-            }
-        };
-        if let Err(e) = write_result(&config.out_dir, "bench", &started_at, &markdown, &json) {
-            tracing::error!("{e:#}");
+    let json = match serde_json::to_value(&bench) {
+        Ok(json) => json,
+        Err(e) => {
+            tracing::error!("the result as JSON: {e}");
             return ExitCode::from(2);
         }
+    };
+    if let Err(e) = write_result(&config.out_dir, "bench", &started_at, &markdown, &json) {
+        tracing::error!("{e:#}");
+        return ExitCode::from(2);
     }
     let missed = bench.targets.iter().filter(|t| !t.pass).count();
     if missed > 0 {
