@@ -53,6 +53,14 @@ soak *ARGS:
     cargo build --release --bins
     target/release/soak "$@"
 
+# Release binaries on a nats-server of its own (influxd with --with-influx); progress every few
+# seconds; result (Markdown, JSON) in bench/results/; `target/release/bench --help` for the rest.
+# Measure the hashing limit, the full profile per encoding and the demo's scaling, against the targets
+[no-exit-message]
+bench *ARGS:
+    cargo build --release --bins
+    target/release/bench "$@"
+
 # ARGS go to criterion, e.g. `just bench-micro DigestBatch` for one group, or
 # `--save-baseline before` then `--baseline before` to compare a change. About a minute.
 # Micro-benchmarks (criterion): encode/decode of each batch kind, seeded expansion, SHA-256

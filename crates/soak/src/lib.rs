@@ -1,52 +1,9 @@
-//! The judgement of a soak run (`just soak`, the `soak` binary): durations as people write
-//! them, whether a process's memory stayed flat, the figures a stage logs when it stops, and
-//! the result as Markdown. Kept apart from the run itself so it can be tested without one.
+//! The judgement of a soak run (`just soak`, the `soak` binary): how long it warms up and
+//! whether a process's memory stayed flat. Kept apart from the run itself so it can be tested
+//! without one; what it shares with `just bench` (durations, figures, tables, stop reports,
+//! result files) is in `testkit::results`.
 
 use std::time::Duration;
-
-/// A duration as written on the command line: `90s`, `10m`, `1h`, `1m30s`, or plain seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let mut total = 0u64;
-    let mut number = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            _ => {
-                return Err(format!(
-                    "unexpected {c:?}: write e.g. 90s, 10m, 1h or 1m30s"
-                ));
-            }
-        };
-        let n: u64 = number
-            .parse()
-            .map_err(|_| format!("a number must come before {c:?}: e.g. 90s, 10m, 1m30s"))?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|s| total.checked_add(s))
-            .ok_or("too long")?;
-        number.clear();
-    }
-    if !number.is_empty() {
-        // Plain seconds, or a number left without a unit after others.
-        if total > 0 {
-            return Err(format!(
-                "{number:?} has no unit: write e.g. 90s, 10m, 1h or 1m30s"
-            ));
-        }
-        total = number.parse().map_err(|_| "too long")?;
-    }
-    if total == 0 {
-        return Err("a soak needs a duration above 0".into());
-    }
-    Ok(Duration::from_secs(total))
-}
 
 /// How long a run warms up before its memory must stay flat: the first 10 % of it, at least
 /// 30 s, never more than half of it (10 minutes: the first 60 s).
@@ -116,63 +73,9 @@ pub fn flatness(samples: &[u64], tolerance: f64) -> Option<Flatness> {
     })
 }
 
-/// A number a stage wrote in its last log line (`stopped report=Report { generated: 42, ...
-/// }`): the value of `key` in the last line that holds `stopped` and `report=`.
-pub fn report_field(log: &str, key: &str) -> Option<u64> {
-    let line = log
-        .lines()
-        .rev()
-        .find(|line| line.contains("stopped") && line.contains("report="))?;
-    let pattern = format!("{key}: ");
-    let at = line.find(&pattern)? + pattern.len();
-    let digits: String = line[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
-}
-
-/// `bytes` in MB with one decimal.
-pub fn mb(bytes: u64) -> String {
-    format!("{:.1}", bytes as f64 / f64::from(1 << 20))
-}
-
-/// A rate in the dashboard's units: `9.8/s`, `32.0 k/s`, `10.4 M/s`.
-pub fn rate(per_second: f64) -> String {
-    if per_second >= 1e6 {
-        format!("{:.2} M/s", per_second / 1e6)
-    } else if per_second >= 1e3 {
-        format!("{:.1} k/s", per_second / 1e3)
-    } else {
-        format!("{per_second:.1}/s")
-    }
-}
-
-/// A Markdown table: a header row, then the rows.
-pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut out = format!("| {} |\n", header.join(" | "));
-    out += &format!("|{}\n", " --- |".repeat(header.len()));
-    for row in rows {
-        out += &format!("| {} |\n", row.join(" | "));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_are_read_as_people_write_them() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration(" 45 "), Ok(Duration::from_secs(45)));
-        for bad in ["", "0", "0s", "m", "10x", "1.5m", "-5s", "10m5"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn warm_up_is_a_tenth_at_least_30_s_at_most_half() {
@@ -202,30 +105,5 @@ mod tests {
         );
         assert!(small.unwrap().flat);
         assert_eq!(flatness(&[MB, MB], 0.1), None);
-    }
-
-    #[test]
-    fn the_stop_report_is_read_from_the_last_lines() {
-        let log = "2026-11-26T12:00:00Z  INFO rng: making numbers\n\
-                   2026-11-26T12:10:00Z  INFO chocominer_pipeline::runtime: stopped \
-                   report=Report { generated: 6400000, acked: 6400000, lost: 0, \
-                   lost_batches: 0, waits: 1 }\n";
-        assert_eq!(report_field(log, "generated"), Some(6_400_000));
-        assert_eq!(report_field(log, "lost"), Some(0));
-        assert_eq!(report_field(log, "lost_batches"), Some(0));
-        assert_eq!(report_field(log, "judged"), None);
-        assert_eq!(report_field("no report here", "lost"), None);
-    }
-
-    #[test]
-    fn figures_are_written_for_people() {
-        assert_eq!(mb(3 << 19), "1.5");
-        assert_eq!(rate(9.84), "9.8/s");
-        assert_eq!(rate(32_000.0), "32.0 k/s");
-        assert_eq!(rate(10_400_000.0), "10.40 M/s");
-        assert_eq!(
-            table(&["a", "b"], &[vec!["1".into(), "2".into()]]),
-            "| a | b |\n| --- | --- |\n| 1 | 2 |\n"
-        );
     }
 }

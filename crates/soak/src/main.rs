@@ -12,14 +12,16 @@
 //! [`soak::Flatness`]). The result goes to stdout and, as
 //! Markdown and JSON, to `--out-dir`; the exit code is 1 when a check fails.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
 use clap::Parser;
 use serde_json::{Value, json};
-use soak::{flatness, mb, parse_duration, rate, report_field, table, warm_up};
+use soak::{flatness, warm_up};
+use testkit::results::{
+    STAGES, mb, minute_stamp, parse_duration, rate, report_field, stage_bins, table, write_result,
+};
 use testkit::{POLL, ProcSample, SOON, Stack, StageProcess, eventually, procstat};
 use tokio::time::{Instant, MissedTickBehavior, interval};
 
@@ -53,7 +55,6 @@ struct Config {
 
 /// The processes of a run, in the order of every table.
 const NAMES: [&str; 5] = ["rng", "hasher", "worker", "nats-server", "influxd"];
-const STAGES: [&str; 3] = ["rng", "hasher", "worker"];
 /// How long a stage may take to stop on SIGTERM.
 const STOP_WITHIN: Duration = Duration::from_secs(30);
 
@@ -89,32 +90,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// The stage binaries: `--bin-dir`, or the directory of this executable.
-fn stage_bins(config: &Config) -> anyhow::Result<[PathBuf; 3]> {
-    let dir = match &config.bin_dir {
-        Some(dir) => dir.clone(),
-        None => std::env::current_exe()
-            .context("where is this executable")?
-            .parent()
-            .context("this executable's directory")?
-            .to_path_buf(),
-    };
-    let bins = STAGES.map(|stage| dir.join(stage));
-    for bin in &bins {
-        if !bin.is_file() {
-            bail!(
-                "{} not found: build the release binaries (`cargo build --release --bins`, as \
-                 `just soak` does) or set SOAK_BIN_DIR",
-                bin.display()
-            );
-        }
-    }
-    Ok(bins)
-}
-
 /// Runs the soak; whether every check passed.
 async fn soak(config: Config) -> anyhow::Result<bool> {
-    let [rng_bin, hasher_bin, worker_bin] = stage_bins(&config)?;
+    let [rng_bin, hasher_bin, worker_bin] =
+        stage_bins(config.bin_dir.as_deref(), "SOAK_BIN_DIR", "just soak")?;
     let started_at = time::OffsetDateTime::now_utc();
     tracing::info!(duration = ?config.duration, every = ?config.every, "starting nats-server and influxd");
     let mut stack = Stack::start().await;
@@ -180,7 +159,7 @@ async fn soak(config: Config) -> anyhow::Result<bool> {
     }
     let ran = start.elapsed();
     let connections_at_end = stage_connections(&stack).await;
-    let varz = varz(&stack).await;
+    let varz = stack.nats.varz().await;
 
     // The stop: rng first, so the others finish what it sent, then the hasher, then the worker.
     let mut stopped = Vec::new();
@@ -218,7 +197,13 @@ async fn soak(config: Config) -> anyhow::Result<bool> {
     });
     println!("{}", result.markdown);
     if !config.out_dir.as_os_str().is_empty() {
-        write_result(&config.out_dir, &started_at, &result)?;
+        write_result(
+            &config.out_dir,
+            "soak",
+            &started_at,
+            &result.markdown,
+            &result.json,
+        )?;
     }
     Ok(result.passed)
 }
@@ -248,19 +233,6 @@ async fn stage_connections(stack: &Stack) -> Vec<(String, u64)> {
         .collect();
     ids.sort();
     ids
-}
-
-/// nats-server's `/varz`, or `null` if it does not answer.
-async fn varz(stack: &Stack) -> Value {
-    let url = format!("{}/varz", stack.nats.monitor_url());
-    let answer = match testkit::http_client().get(url).send().await {
-        Ok(answer) => answer.text().await.unwrap_or_default(),
-        Err(e) => {
-            tracing::warn!("nats-server /varz: {e}");
-            return Value::Null;
-        }
-    };
-    serde_json::from_str(&answer).unwrap_or(Value::Null)
 }
 
 /// The stages' NATS connections: (name, connection id), sorted.
@@ -493,11 +465,7 @@ fn judge(run: &Judged) -> Verdict {
          first third of those samples, then of the last third. Flat: the trend within the \
          tolerance, or a change under {} MB. CPU: user + system time over the run, and its \
          share of one core.\n\n{memory}",
-        run.started_at
-            .format(&time::macros::format_description!(
-                "[year]-[month]-[day] [hour]:[minute] UTC"
-            ))
-            .unwrap_or_default(),
+        minute_stamp(&run.started_at),
         run.config.every.as_secs(),
         mb(soak::FLAT_SLACK),
     );
@@ -532,25 +500,4 @@ fn judge(run: &Judged) -> Verdict {
         markdown,
         json,
     }
-}
-
-/// Writes `soak-<time>.md` and `.json` into `dir`.
-fn write_result(
-    dir: &Path,
-    started_at: &time::OffsetDateTime,
-    result: &Verdict,
-) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-    let stamp = started_at
-        .format(&time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
-        ))
-        .context("format the start time")?;
-    let md = dir.join(format!("soak-{stamp}.md"));
-    let json = dir.join(format!("soak-{stamp}.json"));
-    std::fs::write(&md, &result.markdown).with_context(|| format!("write {}", md.display()))?;
-    std::fs::write(&json, serde_json::to_string_pretty(&result.json)?)
-        .with_context(|| format!("write {}", json.display()))?;
-    tracing::info!(markdown = %md.display(), json = %json.display(), "result written");
-    Ok(())
 }

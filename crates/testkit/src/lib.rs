@@ -12,6 +12,9 @@
 //!   (`cargo.rs`) build it.
 //! - [`procstat`]: the memory and CPU time of any process by pid, from `/proc` (stages,
 //!   nats-server, influxd), for memory tests, `just soak` and benchmarks.
+//! - [`results`]: what `just soak` and `just bench` share to tell what a run measured:
+//!   durations as people write them, figures, Markdown tables, the stages' stop reports, the
+//!   stage binaries to run and the result files.
 //! - [`NatsServer`] (`nats.rs`) and [`Influx`] (`influx.rs`): the real servers, on free ports
 //!   on 127.0.0.1, each in its own temporary directory, killed when dropped; `process.rs` is
 //!   the child-process plumbing they share. nats-server runs the project's own
@@ -40,6 +43,7 @@ mod nats;
 mod poll;
 mod process;
 pub mod procstat;
+pub mod results;
 mod service;
 mod stack;
 mod stage_process;
@@ -57,7 +61,9 @@ pub use nats::NatsServer;
 pub use poll::{eventually, eventually_eq, eventually_ok};
 pub use procstat::{Memory, ProcSample};
 pub use service::{STOP_WITHIN, Service};
-pub use stack::{DB, POLL, Pipeline, PipelineBuilder, SOON, Stack, as_i64, wait_for_service};
+pub use stack::{
+    DB, POLL, Pipeline, PipelineBuilder, SOON, Stack, as_i64, service_stats, wait_for_service,
+};
 pub use stage_process::StageProcess;
 
 /// Returns a port that was free on 127.0.0.1 a moment ago (bind to port 0, read it, drop).

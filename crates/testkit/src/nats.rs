@@ -307,6 +307,23 @@ impl NatsServer {
         connz["connections"].as_array().cloned().unwrap_or_default()
     }
 
+    /// The server's `/varz` (version, message and byte counters, slow consumers, ...), or
+    /// `null` if it does not answer.
+    pub async fn varz(&self) -> serde_json::Value {
+        let answer = match http_client()
+            .get(format!("{}/varz", self.monitor_url()))
+            .send()
+            .await
+        {
+            Ok(answer) => answer.text().await.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!("nats-server /varz: {e}");
+                return serde_json::Value::Null;
+            }
+        };
+        serde_json::from_str(&answer).unwrap_or(serde_json::Value::Null)
+    }
+
     /// Messages the server has received from clients so far (`in_msgs` of `/varz`): a way to
     /// see publications that no subscriber may take (a subscriber would be a responder).
     pub async fn messages_in(&self) -> u64 {

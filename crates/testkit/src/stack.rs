@@ -185,6 +185,11 @@ impl Stack {
         wait_for_service(&self.client, stage, instances).await;
     }
 
+    /// The `$SRV.STATS.<stage>` answers of its `replicas` replicas (see [`service_stats`]).
+    pub async fn service_stats(&self, stage: &str, replicas: usize) -> Vec<Value> {
+        service_stats(&self.client, stage, replicas).await
+    }
+
     /// The rows of an InfluxQL query on [`DB`] (see [`Influx::rows`]).
     pub async fn rows(&self, q: &str) -> Vec<Map<String, Value>> {
         self.influx().rows(DB, q).await
@@ -257,34 +262,56 @@ pub fn as_i64(value: &Value) -> i64 {
 /// least one endpoint, collected for up to half a second (less once all `wanted` answered).
 async fn service_instances(client: &Client, stage: &str, wanted: &[&str]) -> HashSet<String> {
     let mut seen = HashSet::new();
-    let inbox = client.new_inbox();
-    let Ok(mut replies) = client.subscribe(inbox.clone()).await else {
-        return seen;
-    };
-    if client
-        .publish_with_reply(format!("$SRV.INFO.{stage}"), inbox, Bytes::new())
-        .await
-        .is_err()
-    {
-        return seen;
-    }
-    let deadline = Instant::now() + Duration::from_millis(500);
-    for _ in 0..100 {
-        let Ok(Some(reply)) = timeout_at(deadline, replies.next()).await else {
-            break;
-        };
-        let Ok(info) = serde_json::from_slice::<Value>(&reply.payload) else {
-            continue;
-        };
+    service_answers(client, &format!("$SRV.INFO.{stage}"), |info| {
         let has_endpoint = info["endpoints"].as_array().is_some_and(|e| !e.is_empty());
         if let (true, Some(instance)) = (has_endpoint, info["metadata"]["instance"].as_str()) {
             seen.insert(instance.to_owned());
         }
-        if wanted.iter().all(|w| seen.contains(*w)) {
+        wanted.iter().all(|w| seen.contains(*w))
+    })
+    .await;
+    seen
+}
+
+/// The `$SRV.STATS.<stage>` answers of the `replicas` replicas of `stage` (each its custom
+/// figures under `data`, e.g. `data.hashes`), asked through `client`; fewer if not all of them
+/// answered within half a second.
+pub async fn service_stats(client: &Client, stage: &str, replicas: usize) -> Vec<Value> {
+    let mut answers = Vec::new();
+    service_answers(client, &format!("$SRV.STATS.{stage}"), |stats| {
+        answers.push(stats);
+        answers.len() >= replicas
+    })
+    .await;
+    answers
+}
+
+/// Asks `subject` (a `$SRV` verb, every replica answers) and hands each JSON answer to
+/// `enough` until it says that was enough, for up to half a second.
+async fn service_answers(client: &Client, subject: &str, mut enough: impl FnMut(Value) -> bool) {
+    let inbox = client.new_inbox();
+    let Ok(mut replies) = client.subscribe(inbox.clone()).await else {
+        return;
+    };
+    if client
+        .publish_with_reply(subject.to_owned(), inbox, Bytes::new())
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_millis(500);
+    for _ in 0..1000 {
+        let Ok(Some(reply)) = timeout_at(deadline, replies.next()).await else {
+            break;
+        };
+        let Ok(answer) = serde_json::from_slice::<Value>(&reply.payload) else {
+            continue;
+        };
+        if enough(answer) {
             break;
         }
     }
-    seen
 }
 
 /// Names and arguments of the three stages of a [`Pipeline`], from [`Stack::pipeline`].
