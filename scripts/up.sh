@@ -82,7 +82,9 @@ say "==> starting nats-server and influxd"
 ensure_nats_secrets
 started=1
 export_nats_secrets
-spawn nats -- "$NATS_BIN" -c "$ROOT/nats/nats-server.conf" -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MONITOR_PORT"
+# Its Go runtime settings (GOGC) come from nats/go-runtime.env, as everywhere it runs.
+mapfile -t nats_go_runtime < <(grep -Ev '^(#|$)' "$ROOT/nats/go-runtime.env")
+spawn nats "${nats_go_runtime[@]}" -- "$NATS_BIN" -c "$ROOT/nats/nats-server.conf" -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MONITOR_PORT"
 unexport_nats_secrets
 spawn influxd -- "$INFLUXD_BIN" run -config "$INFLUX_DIR/influxdb.conf"
 wait_http nats "http://127.0.0.1:$NATS_MONITOR_PORT/healthz" 200

@@ -33,6 +33,26 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// The project's nats-server configuration.
 const PROJECT_CONF: &str = "nats/nats-server.conf";
+/// The Go runtime settings nats-server runs with wherever the project runs it (GOGC).
+const GO_RUNTIME_ENV: &str = "nats/go-runtime.env";
+
+/// The `KEY=VALUE` lines of [`GO_RUNTIME_ENV`]: the tests, `just bench` and `just soak` run
+/// nats-server as it ships.
+fn go_runtime() -> Vec<(String, String)> {
+    let path = process::workspace_root().join(GO_RUNTIME_ENV);
+    let text = fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            let (key, value) = line
+                .split_once('=')
+                .unwrap_or_else(|| panic!("{}: not KEY=VALUE: {line}", path.display()));
+            (key.to_owned(), value.to_owned())
+        })
+        .collect()
+}
 
 /// A running (or stopped) nats-server. Killed (SIGKILL) on drop and its temp dir removed.
 #[derive(Debug)]
@@ -152,6 +172,7 @@ impl NatsServer {
         for (role, password) in &self.passwords {
             cmd.env(password_variable(role), password);
         }
+        cmd.envs(go_runtime());
         let process = Process::spawn("nats-server", cmd, self.dir.path().join("nats.log"));
 
         let client = http_client();
