@@ -34,6 +34,7 @@ where
     F: FnOnce(C, Shutdown) -> Fut,
     Fut: Future<Output = anyhow::Result<R>>,
 {
+    one_malloc_arena();
     crate::telemetry::init();
     // Every binary's Config flattens HealthArgs somewhere: read it from the same command line.
     let (config, health): (C, HealthArgs) = crate::config::parse_with();
@@ -64,6 +65,22 @@ where
             }
         }
     })
+}
+
+/// Asks glibc for one malloc arena instead of one per thread that allocates (up to eight per
+/// core). A stage allocates its 1 MB batches on one thread and frees them on another, and
+/// every arena kept such memory mapped: with one arena the full profile's hasher peaked at
+/// 16 MB instead of 52, at the same rate (`just bench`). A `MALLOC_ARENA_MAX` set by the
+/// operator wins. Other C libraries (musl, in the container images) have no such arenas.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: runs first thing in `main`, before any other thread exists; mallopt only
+        // sets one of malloc's tunables.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+    }
 }
 
 /// A running stage's connections to NATS and InfluxDB, and its health endpoints.

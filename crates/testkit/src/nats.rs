@@ -40,8 +40,7 @@ const GO_RUNTIME_ENV: &str = "nats/go-runtime.env";
 /// nats-server as it ships.
 fn go_runtime() -> Vec<(String, String)> {
     let path = process::workspace_root().join(GO_RUNTIME_ENV);
-    let text = fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     text.lines()
         .map(str::trim)
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
