@@ -325,6 +325,57 @@ impl<'a> DigestBatch<'a> {
     }
 }
 
+/// Room before the numbers of a [`DigestBody`] for what is known last: the version byte and
+/// the sequence number (a u64 takes at most 9 bytes as bincode's varint).
+const SEQ_ROOM: usize = 1 + 10;
+
+/// The body of a digest batch, built where it will be sent from: the hasher writes each digest
+/// straight into its place in the message ([`digests_mut`](Self::digests_mut)), and the
+/// sequence number, known only once the sender's window has room, goes in front at the end
+/// ([`finish`](Self::finish)). The same bytes as [`DigestBatch::encode`], without a digest
+/// vector of its own copied into the message: at full speed that copy (and the fresh memory
+/// it was made in) was about a sixth of the hasher's CPU time.
+pub struct DigestBody {
+    buf: Vec<u8>,
+    /// Where the digests begin in `buf`.
+    digests_at: usize,
+}
+
+impl DigestBody {
+    /// A body for the digests of `numbers`, which it carries as they came; the digests are
+    /// zero until written.
+    pub fn new(numbers: &Numbers) -> DigestBody {
+        let digests_len = numbers.count() * DIGEST_LEN;
+        let mut buf = Vec::with_capacity(SEQ_ROOM + raw_len(numbers) + 16 + digests_len);
+        buf.resize(SEQ_ROOM, 0);
+        // As bincode lays out a `DigestBatch` after its `seq`: the numbers, then the digests as
+        // a slice (its length as a u64, then its bytes).
+        bincode::encode_into_std_write(numbers, &mut buf, config())
+            .expect("encoding into a Vec cannot fail");
+        bincode::encode_into_std_write(digests_len as u64, &mut buf, config())
+            .expect("encoding into a Vec cannot fail");
+        let digests_at = buf.len();
+        buf.resize(digests_at + digests_len, 0);
+        DigestBody { buf, digests_at }
+    }
+
+    /// The digests, `count × 32` bytes: digest `i` is for number `i`.
+    pub fn digests_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[self.digests_at..]
+    }
+
+    /// The encoded batch, with its sequence number (no copy of the digests).
+    pub fn finish(mut self, seq: u64) -> Bytes {
+        let mut head = [0u8; SEQ_ROOM];
+        head[0] = FORMAT_VERSION;
+        let seq_len = bincode::encode_into_slice(seq, &mut head[1..], config())
+            .expect("a u64 fits in 10 bytes");
+        let start = SEQ_ROOM - (1 + seq_len);
+        self.buf[start..SEQ_ROOM].copy_from_slice(&head[..1 + seq_len]);
+        Bytes::from(self.buf).slice(start..)
+    }
+}
+
 /// The readable metadata of a batch, carried in NATS headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchHeaders {
@@ -464,6 +515,41 @@ mod tests {
         assert_eq!(back, batch);
         assert_eq!(back.digests().nth(1).unwrap(), &digests[32..]);
         assert_eq!(back.numbers.number(1), numbers[32..]);
+    }
+
+    #[test]
+    fn a_digest_body_is_the_digest_batch_encoded() {
+        let raw = items(3, 5);
+        let digests = items(3, 11);
+        for numbers in [
+            Numbers::Raw(&raw),
+            Numbers::Seeded {
+                seed: [4; 32],
+                count: 3,
+            },
+        ] {
+            for seq in [
+                0,
+                1,
+                250,
+                251,
+                65_535,
+                65_536,
+                u32::MAX as u64 + 1,
+                u64::MAX,
+            ] {
+                let mut body = DigestBody::new(&numbers);
+                assert_eq!(body.digests_mut().len(), digests.len());
+                body.digests_mut().copy_from_slice(&digests);
+                let expected = DigestBatch {
+                    seq,
+                    numbers,
+                    digests: &digests,
+                }
+                .encode();
+                assert_eq!(body.finish(seq), expected, "seq {seq}, {numbers:?}");
+            }
+        }
     }
 
     #[test]

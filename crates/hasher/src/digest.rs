@@ -33,7 +33,7 @@ const PADDING: [u8; 32] = {
 };
 
 /// Writes SHA-256 of the 32-byte `number` into `digest` (32 bytes).
-fn digest_into(number: &[u8], digest: &mut [u8]) {
+pub(crate) fn digest_into(number: &[u8], digest: &mut [u8]) {
     let mut block = [0u8; 64];
     block[..NUMBER_LEN].copy_from_slice(number);
     block[NUMBER_LEN..].copy_from_slice(&PADDING);
@@ -44,17 +44,23 @@ fn digest_into(number: &[u8], digest: &mut [u8]) {
     }
 }
 
-/// SHA-256 of each number, concatenated: all the hashing a batch gets. Public so that
-/// `just bench` measures the machine's limit, and the micro-benchmarks the hashing, with the
-/// very code the hasher runs.
-pub fn digest_all(numbers: &Numbers) -> Vec<u8> {
-    let mut digests = vec![0u8; numbers.count() * codec::DIGEST_LEN];
+/// Writes SHA-256 of each number into `digests` (32 bytes a number, in order): all the
+/// hashing a batch gets, straight into the message that carries it on (`DigestBody`).
+pub(crate) fn digest_each(numbers: &Numbers, digests: &mut [u8]) {
     let mut slots = digests.chunks_exact_mut(DIGEST_LEN);
     numbers.for_each_run(|run| {
         for (number, digest) in run.chunks_exact(NUMBER_LEN).zip(&mut slots) {
             digest_into(number, digest);
         }
     });
+}
+
+/// SHA-256 of each number, concatenated, in a vector of their own ([`digest_each`]). Public so
+/// that `just bench` measures the machine's limit, and the micro-benchmarks the hashing, with
+/// the very code the hasher runs.
+pub fn digest_all(numbers: &Numbers) -> Vec<u8> {
+    let mut digests = vec![0u8; numbers.count() * codec::DIGEST_LEN];
+    digest_each(numbers, &mut digests);
     digests
 }
 

@@ -28,19 +28,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use chocominer_pipeline::codec::{self, DigestBatch, NumberBatch, Numbers};
+use chocominer_pipeline::codec::{DIGEST_LEN, DigestBody, NumberBatch, Numbers};
 use chocominer_pipeline::runtime::StageRuntime;
 use chocominer_pipeline::stats::schema::{self, FieldValue, Measurement, hasher};
 use chocominer_pipeline::stats::{Counter, Meter};
 use chocominer_pipeline::{CommonArgs, Shutdown, Stage, Throttle};
 use chocominer_pipeline::{Incoming, Intake, IntakeConfig, IntakeStats};
 use chocominer_pipeline::{NoConsumer, Sender, SenderStats};
-use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use tokio_util::task::TaskTracker;
 
 mod digest;
 pub use digest::digest_all;
+use digest::digest_each;
 
 /// How long a stopping hasher goes on hashing the batches it has: one it cannot finish within
 /// this of the stop is given back to rng unhashed. Room for the demo's [`STOP_FENCE`] batches
@@ -377,12 +377,12 @@ impl Hashing {
         if self.sender.is_waiting() {
             return incoming.turn_away("no worker is listening").await;
         }
-        let digests = match self.hash(&numbers, &incoming).await {
-            Ok(digests) => digests,
+        let body = match self.hash(&numbers, &incoming).await {
+            Ok(body) => body,
             Err(why) => return self.let_go(incoming, why).await,
         };
         let count = numbers.count() as u64;
-        match self.hand_on(numbers, &digests, &incoming).await {
+        match self.hand_on(body, count as usize, &incoming).await {
             // The batch is with the workers now (its fate theirs and the sender's to count):
             // acknowledge it to rng.
             Ok(()) => {
@@ -468,7 +468,7 @@ impl Hashing {
 
     /// Hashes a batch, counting the time spent as busy; a batch that must be let go on the way
     /// is.
-    async fn hash(&self, numbers: &Numbers<'_>, incoming: &Incoming) -> Result<Vec<u8>, LetGo> {
+    async fn hash(&self, numbers: &Numbers<'_>, incoming: &Incoming) -> Result<DigestBody, LetGo> {
         if !self.delay.is_zero() {
             return self.hash_slowly(numbers, incoming).await;
         }
@@ -477,12 +477,15 @@ impl Hashing {
         // so other tasks move to another thread meanwhile (possible on the multi-threaded
         // runtime only).
         use tokio::runtime::{Handle, RuntimeFlavor};
-        let digests = match Handle::current().runtime_flavor() {
-            RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| digest_all(numbers)),
-            _ => digest_all(numbers),
+        let mut body = DigestBody::new(numbers);
+        match Handle::current().runtime_flavor() {
+            RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| digest_each(numbers, body.digests_mut()))
+            }
+            _ => digest_each(numbers, body.digests_mut()),
         };
         self.meter.busy_ns.add(started.elapsed().as_nanos() as u64);
-        Ok(digests)
+        Ok(body)
     }
 
     /// The demo's costly hash: one number at a time, `delay` each, counted as busy number by
@@ -492,9 +495,9 @@ impl Hashing {
         &self,
         numbers: &Numbers<'_>,
         incoming: &Incoming,
-    ) -> Result<Vec<u8>, LetGo> {
+    ) -> Result<DigestBody, LetGo> {
         let count = numbers.count();
-        let mut digests = Vec::with_capacity(count * codec::DIGEST_LEN);
+        let mut body = DigestBody::new(numbers);
         for index in 0..count {
             let started = Instant::now();
             let hashed_at = tokio::time::Instant::now() + self.delay;
@@ -511,17 +514,18 @@ impl Hashing {
                     tokio::time::sleep_until(hashed_at).await;
                 }
             }
-            digests.extend_from_slice(&Sha256::digest(numbers.number(index)));
+            let digest = &mut body.digests_mut()[index * DIGEST_LEN..(index + 1) * DIGEST_LEN];
+            digest::digest_into(&numbers.number(index), digest);
             self.meter.busy_ns.add(started.elapsed().as_nanos() as u64);
         }
-        Ok(digests)
+        Ok(body)
     }
 
     /// Sends numbers and digests to the workers, once the window has room.
     async fn hand_on(
         &self,
-        numbers: Numbers<'_>,
-        digests: &[u8],
+        body: DigestBody,
+        count: usize,
         incoming: &Incoming,
     ) -> Result<(), NotHandedOn> {
         let slot = self
@@ -535,13 +539,7 @@ impl Hashing {
         if !incoming.answerable() {
             return Err(NotHandedOn::Unanswerable);
         }
-        let count = numbers.count();
-        let body = DigestBatch {
-            seq: slot.seq(),
-            numbers,
-            digests,
-        }
-        .encode();
+        let body = body.finish(slot.seq());
         slot.send(body, count, incoming.origin()).await;
         Ok(())
     }
