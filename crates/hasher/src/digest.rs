@@ -55,7 +55,7 @@ pub(crate) fn digest_each(numbers: &Numbers, digests: &mut [u8]) {
     });
 }
 
-/// SHA-256 of each number, concatenated, in a vector of their own ([`digest_each`]). Public so
+/// SHA-256 of each number, concatenated, in a vector of their own (as `digest_each`). Public so
 /// that `just bench` measures the machine's limit, and the micro-benchmarks the hashing, with
 /// the very code the hasher runs.
 pub fn digest_all(numbers: &Numbers) -> Vec<u8> {
