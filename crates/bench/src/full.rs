@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use bench::limit::encoding_name;
 use bench::model::{FullRun, ProcessFigures, Traffic};
 use chocominer_pipeline::NumberEncoding;
 use serde_json::Value;
@@ -40,7 +39,7 @@ pub async fn run(
     batch: usize,
     limit: Option<f64>,
 ) -> anyhow::Result<(FullRun, Option<String>)> {
-    let name = encoding_name(encoding);
+    let name = encoding.name();
     let mut stack = stages::start_stack(config).await;
     let args = ["--profile", "full"];
     // The consumers first, so rng's first batches find them.

@@ -33,7 +33,7 @@ pub fn measure(encoding: NumberEncoding, batch: usize, threads: usize, time: Dur
         .map(|(_, took)| took.as_secs_f64())
         .fold(0.0, f64::max);
     Limit {
-        encoding: encoding_name(encoding).into(),
+        encoding: encoding.name().into(),
         batch,
         threads: counts.len(),
         seconds,
@@ -56,14 +56,6 @@ fn hash_for(encoding: NumberEncoding, batch: usize, time: Duration) -> (u64, Dur
     (hashed, start.elapsed())
 }
 
-/// `seeded` or `raw`, as the stages' `--numbers` spells it.
-pub fn encoding_name(encoding: NumberEncoding) -> &'static str {
-    match encoding {
-        NumberEncoding::Seeded => "seeded",
-        NumberEncoding::Raw => "raw",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +69,5 @@ mod tests {
             "{limit:?}"
         );
         assert!(limit.rate > 0.0 && limit.seconds >= 0.05, "{limit:?}");
-        assert_eq!(encoding_name(NumberEncoding::Seeded), "seeded");
     }
 }

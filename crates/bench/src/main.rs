@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use bench::limit::{self, encoding_name};
+use bench::limit;
 use bench::model::{Bench, Settings};
 use bench::{machine, render, targets};
 use chocominer_pipeline::codec::{self, CONFIGURED_MAX_PAYLOAD};
@@ -99,12 +99,7 @@ pub struct Config {
 fn main() -> ExitCode {
     // The NATS client of a stack already stopped says every few seconds that it cannot
     // reconnect: not news.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    chocominer_pipeline::telemetry::init_with_default("info,async_nats=warn");
     let mut config = Config::parse();
     // Increasing, once each: the efficiency is against the smallest H.
     config.demo_hashers.sort_unstable();
@@ -184,7 +179,7 @@ async fn bench(config: &Config, started_at: &time::OffsetDateTime) -> anyhow::Re
     let mut limits = Vec::new();
     for &encoding in &config.encodings {
         let batch = batch_of(encoding);
-        let name = encoding_name(encoding);
+        let name = encoding.name();
         tracing::info!(
             threads,
             batch,
@@ -245,7 +240,7 @@ fn settings(config: &Config) -> Settings {
         encodings: config
             .encodings
             .iter()
-            .map(|&e| encoding_name(e).to_owned())
+            .map(|&e| e.name().to_owned())
             .collect(),
         batches: config.encodings.iter().map(|&e| batch_of(e)).collect(),
         skip_full: config.skip_full,

@@ -39,7 +39,7 @@ impl Case {
         };
         // The codec does not look into the digests: any bytes of the right length do.
         let digests = vec![0x5a; count * DIGEST_LEN].leak();
-        let label = format!("{encoding:?}-{count}").to_lowercase();
+        let label = format!("{}-{count}", encoding.name());
         Case {
             label,
             numbers,

@@ -228,6 +228,16 @@ pub enum NumberEncoding {
     Seeded,
 }
 
+impl NumberEncoding {
+    /// How settings and reports spell it (`RNG_NUMBERS`, `--numbers`): `raw` or `seeded`.
+    pub fn name(self) -> &'static str {
+        match self {
+            NumberEncoding::Raw => "raw",
+            NumberEncoding::Seeded => "seeded",
+        }
+    }
+}
+
 /// The largest batch (in numbers) whose digest batch still fits a message of `max_payload`
 /// bytes; rng sizes its batches with this so the hasher can always hand them on. A digest
 /// batch carries 32 bytes per number, plus 32 more when the numbers travel raw.

@@ -35,7 +35,7 @@ fn digest_all(c: &mut Criterion) {
     ))
     .to_vec();
     for numbers in [seeded_full, Numbers::Raw(&raw_bytes)] {
-        let label = format!("{:?}-{}", numbers.encoding(), numbers.count()).to_lowercase();
+        let label = format!("{}-{}", numbers.encoding().name(), numbers.count());
         group.throughput(Throughput::Elements(numbers.count() as u64));
         group.bench_function(BenchmarkId::from_parameter(label), |b| {
             b.iter(|| hasher::digest_all(black_box(&numbers)))

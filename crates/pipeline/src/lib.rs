@@ -43,7 +43,7 @@ mod service;
 mod shutdown;
 pub mod stats;
 mod subjects;
-mod telemetry;
+pub mod telemetry;
 mod throttle;
 mod transit;
 

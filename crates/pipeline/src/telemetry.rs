@@ -6,8 +6,14 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber; later calls (as in tests) are no-ops. Colours only when
 /// stderr is a terminal, so log files stay plain text.
 pub fn init() {
+    init_with_default("info");
+}
+
+/// [`init`], with `default` as the filter when RUST_LOG is unset (`just bench` quiets the
+/// NATS client of its stopped stacks this way).
+pub fn init_with_default(default: &str) {
     use std::io::IsTerminal;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let installed = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -121,7 +121,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
                 "{wanted} {} numbers make digest batches larger than the server's \
                  max payload of {} bytes; at most {max_batch} fit (or raise max_payload in the \
                  nats-server config)",
-                format!("{encoding:?}").to_lowercase(),
+                encoding.name(),
                 runtime.max_payload()
             ),
         }

@@ -66,12 +66,7 @@ struct Round {
 }
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    chocominer_pipeline::telemetry::init();
     let config = Config::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
