@@ -99,7 +99,7 @@ pub struct Config {
 fn main() -> ExitCode {
     // The NATS client of a stack already stopped says every few seconds that it cannot
     // reconnect: not news.
-    chocominer_pipeline::telemetry::init_with_default("info,async_nats=warn");
+    chocominer_pipeline::init_telemetry_with_default("info,async_nats=warn");
     let mut config = Config::parse();
     // Increasing, once each: the efficiency is against the smallest H.
     config.demo_hashers.sort_unstable();

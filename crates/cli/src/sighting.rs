@@ -190,9 +190,10 @@ impl Batch {
     ) -> Batch {
         let count = numbers.count();
         let shown = count.min(show);
-        let (encoding, seed) = match numbers {
-            Numbers::Raw(_) => ("raw", None),
-            Numbers::Seeded { seed, .. } => ("seeded", Some(hex::encode(seed))),
+        let encoding = numbers.encoding().name();
+        let seed = match numbers {
+            Numbers::Raw(_) => None,
+            Numbers::Seeded { seed, .. } => Some(hex::encode(seed)),
         };
         let (batch, instance, origin) = match headers {
             Some(h) => (h.batch, Some(h.instance), h.origin),

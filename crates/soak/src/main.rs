@@ -66,7 +66,7 @@ struct Round {
 }
 
 fn main() -> ExitCode {
-    chocominer_pipeline::telemetry::init();
+    chocominer_pipeline::init_telemetry();
     let config = Config::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
