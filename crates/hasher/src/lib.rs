@@ -25,7 +25,7 @@
 //! waits for a slot, hashes it, hands it on through the sender and answers rng.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chocominer_pipeline::codec::{DIGEST_LEN, DigestBody, NumberBatch, Numbers};
@@ -202,6 +202,9 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
             subject: runtime.subjects.numbers.clone(),
             instance: runtime.instance.clone(),
             service: runtime.service_connector(),
+            // A batch per hashing slot and two more at hand: while it holds fewer, NATS is
+            // steered towards this hasher (`EXTRA_PLACES` in the pipeline's intake).
+            room: Some(concurrency + 2),
         },
     )
     .await?;
@@ -225,6 +228,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         max_cost,
         max_payload: runtime.max_payload(),
         slots: Semaphore::new(concurrency),
+        free_at: Mutex::new(vec![tokio::time::Instant::now(); concurrency]),
         stop: shutdown.clone(),
         stop_by: OnceLock::new(),
         let_go_log: Throttle::default(),
@@ -280,6 +284,8 @@ struct Hashing {
     max_payload: usize,
     /// One per batch hashed at once.
     slots: Semaphore,
+    /// When each free slot's last simulated hash was done (see [`Core`]).
+    free_at: Mutex<Vec<tokio::time::Instant>>,
     stop: Shutdown,
     /// Once stopping: when the hashing must be done ([`STOP_GRACE`] after the stop).
     stop_by: OnceLock<Instant>,
@@ -287,6 +293,23 @@ struct Hashing {
     let_go_log: Throttle,
     /// Batches given back because the queue is full.
     queue_log: Throttle,
+}
+
+/// A hashing slot held by a batch, and when the slot's last simulated hash was done. The
+/// demo's cost is a pace, one hash per `delay` on each slot: a slot kept busy is due its next
+/// hash `delay` after its last one, so the bookkeeping between two batches (handing on,
+/// acknowledging, taking the next: about a millisecond) does not add to every hash. Given back
+/// to the hasher when dropped.
+struct Core<'a> {
+    _permit: SemaphorePermit<'a>,
+    free_at: tokio::time::Instant,
+    hashing: &'a Hashing,
+}
+
+impl Drop for Core<'_> {
+    fn drop(&mut self) {
+        self.hashing.free_at.lock().unwrap().push(self.free_at);
+    }
 }
 
 /// Why a batch is let go unfinished.
@@ -368,8 +391,8 @@ impl Hashing {
             Ok(batch) => batch.numbers,
             Err(e) => return incoming.refuse(e).await,
         };
-        let _slot = match self.slot(&incoming, self.cost(numbers.count())).await {
-            Ok(slot) => slot,
+        let mut core = match self.slot(&incoming, self.cost(numbers.count())).await {
+            Ok(core) => core,
             Err(why) => return self.let_go(incoming, why).await,
         };
         // Nobody downstream takes digests now: give the batch back unhashed; rng holds it and
@@ -377,7 +400,7 @@ impl Hashing {
         if self.sender.is_waiting() {
             return incoming.turn_away("no worker is listening").await;
         }
-        let body = match self.hash(&numbers, &incoming).await {
+        let body = match self.hash(&numbers, &incoming, &mut core).await {
             Ok(body) => body,
             Err(why) => return self.let_go(incoming, why).await,
         };
@@ -405,11 +428,7 @@ impl Hashing {
     /// Waits for a hashing slot for a batch that takes `cost` to hash, unless it must be let
     /// go first: checked on arrival, at the stop, and once it could no longer be finished in
     /// time (before its sender gives up on it, or within the stop grace).
-    async fn slot(
-        &self,
-        incoming: &Incoming,
-        cost: Duration,
-    ) -> Result<SemaphorePermit<'_>, LetGo> {
+    async fn slot(&self, incoming: &Incoming, cost: Duration) -> Result<Core<'_>, LetGo> {
         // Each wake-up but the slot's comes once (the stop, the latest start), and the check
         // after the latest start lets the batch go: three rounds at most.
         for _ in 0..4 {
@@ -425,7 +444,15 @@ impl Hashing {
                 .and_then(|by| by.checked_sub(cost))
                 .map(tokio::time::Instant::from_std);
             tokio::select! {
-                slot = self.slots.acquire() => return Ok(slot.expect("never closed")),
+                slot = self.slots.acquire() => {
+                    let permit = slot.expect("never closed");
+                    let free_at = self.free_at.lock().unwrap().pop();
+                    return Ok(Core {
+                        _permit: permit,
+                        free_at: free_at.unwrap_or_else(tokio::time::Instant::now),
+                        hashing: self,
+                    });
+                }
                 _ = sleep_until(latest_start) => {}
                 _ = self.stop.triggered(), if !self.stop.is_triggered() => {}
             }
@@ -468,9 +495,14 @@ impl Hashing {
 
     /// Hashes a batch, counting the time spent as busy; a batch that must be let go on the way
     /// is.
-    async fn hash(&self, numbers: &Numbers<'_>, incoming: &Incoming) -> Result<DigestBody, LetGo> {
+    async fn hash(
+        &self,
+        numbers: &Numbers<'_>,
+        incoming: &Incoming,
+        core: &mut Core<'_>,
+    ) -> Result<DigestBody, LetGo> {
         if !self.delay.is_zero() {
-            return self.hash_slowly(numbers, incoming).await;
+            return self.hash_slowly(numbers, incoming, core).await;
         }
         let started = Instant::now();
         // The largest batch takes a few milliseconds: nothing to stop for. Tell the scheduler,
@@ -488,19 +520,21 @@ impl Hashing {
         Ok(body)
     }
 
-    /// The demo's costly hash: one number at a time, `delay` each, counted as busy number by
-    /// number (a long batch shows in the busy share while it lasts). Before each number, and at
-    /// once when the stop comes, it checks whether the batch must be let go.
+    /// The demo's costly hash: one number at a time, `delay` each on its core (see [`Core`]),
+    /// counted as busy number by number (a long batch shows in the busy share while it lasts).
+    /// Before each number, and at once when the stop comes, it checks whether the batch must be
+    /// let go.
     async fn hash_slowly(
         &self,
         numbers: &Numbers<'_>,
         incoming: &Incoming,
+        core: &mut Core<'_>,
     ) -> Result<DigestBody, LetGo> {
         let count = numbers.count();
         let mut body = DigestBody::new(numbers);
         for index in 0..count {
             let started = Instant::now();
-            let hashed_at = tokio::time::Instant::now() + self.delay;
+            let hashed_at = core.free_at.max(tokio::time::Instant::now()) + self.delay;
             let remaining = self.cost(count - index);
             if let Some(why) = self.must_let_go(incoming, remaining) {
                 return Err(why);
@@ -514,6 +548,7 @@ impl Hashing {
                     tokio::time::sleep_until(hashed_at).await;
                 }
             }
+            core.free_at = hashed_at;
             let digest = &mut body.digests_mut()[index * DIGEST_LEN..(index + 1) * DIGEST_LEN];
             digest::digest_into(&numbers.number(index), digest);
             self.meter.busy_ns.add(started.elapsed().as_nanos() as u64);

@@ -8,6 +8,16 @@
 //! request count and processing time, and `chocominer status` counts them by
 //! `$SRV.PING.<stage>`.
 //!
+//! NATS picks one *subscription* of the group at random for each batch, not the replica with
+//! the least to do, so with several replicas some sit idle while others have a queue (with 10
+//! demo hashers behind rng's window of 32, 15 % of the hashing went that way). A replica given
+//! a [`room`](IntakeConfig::room) therefore takes extra places in the group while it holds
+//! fewer batches than that: [`EXTRA_PLACES`] per batch short, each a subscription the server
+//! ends after one batch. An idle replica is then several times likelier to get the next batch
+//! than a busy one, whose only place is its own. Extra places are never withdrawn (a
+//! subscription ended by the client loses the batch the server may already be sending it);
+//! they are only not renewed, and each takes one batch at most.
+//!
 //! Every batch taken in is settled once, through its [`Incoming`]: acknowledged, refused as
 //! malformed, turned away (the stage cannot hand it on now), or dropped without an answer
 //! because its sender has already counted it as lost — or will, because the answer cannot
@@ -24,17 +34,23 @@
 //! instead asks the server to auto-unsubscribe after [`STOP_FENCE`] more batches than it has
 //! received: server and client count the same messages, so the subscription ends exactly
 //! when the last batch the server sends has arrived — none in transit is dropped. It takes at
-//! most that many new batches after the stop (and finishes them); if traffic has stopped
-//! instead, it ends after a quiet spell, once a round trip to the server has flushed the wire.
+//! most that many new batches after the stop (and finishes them), and one more per extra place
+//! left; if traffic has stopped instead, it ends after a quiet spell, once a round trip to the
+//! server has flushed the wire.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_nats::connection::State;
 use async_nats::{Client, HeaderMap, Message, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
+use futures::stream::{SelectAll, Stream};
+use tokio::sync::Notify;
 
 use crate::codec::{
     BatchHeaders, HEADER_INSTANCE, HEADER_SENT_MS, HEADER_TTL_MS, parse_sent_at, parse_ttl,
@@ -58,6 +74,10 @@ pub const STOP_FENCE: u64 = 32;
 const EXPIRY_MARGIN: Duration = Duration::from_millis(500);
 /// With no batch for this long after the fence, traffic has stopped: the intake ends.
 const QUIET: Duration = Duration::from_millis(250);
+/// Extra places in the queue group a replica takes per batch it is short of its room.
+/// Measured with 8 and 10 demo hashers (issue 11's bench) and a model of the routing: 2 gives
+/// 98 % of what the hashers can do, against 85-87 % with none; more only adds subscriptions.
+pub const EXTRA_PLACES: usize = 2;
 
 /// Where a stage takes its batches from.
 #[derive(Debug, Clone)]
@@ -71,6 +91,10 @@ pub struct IntakeConfig {
     /// How to open the connection the replica answers the service protocol on (see
     /// the `service` module for why it is not the batches' own).
     pub service: Connector,
+    /// How many batches the replica can hold without keeping any waiting long (a hasher: one
+    /// per hashing slot, and a little more so the next is at hand): while it holds fewer, it
+    /// takes extra places in its queue group (see the module docs). `None`: one place always.
+    pub room: Option<usize>,
 }
 
 /// Batches taken in and not worked on, counted in batches.
@@ -85,9 +109,16 @@ pub struct IntakeStats {
 
 /// Receives the batches; see the module docs.
 pub struct Intake {
-    batches: Subscriber,
-    /// Batches received from the subscription so far (what the server counts too).
+    /// The replica's own place in the queue group and its extra ones.
+    batches: SelectAll<Place>,
+    /// Batches received from the replica's own place so far (what the server counts too).
     received: u64,
+    /// See [`IntakeConfig::room`].
+    room: Option<usize>,
+    /// Extra places taken and not yet used (each takes one batch).
+    extra_places: usize,
+    subject: String,
+    stage: Stage,
     state: IntakeState,
     /// Batches taken off the subscription while stopping, not yet handed out.
     held: VecDeque<Message>,
@@ -103,6 +134,50 @@ enum IntakeState {
     Done,
 }
 
+/// A subscription in the stage's queue group: the replica's own, or an extra place that ends
+/// after one batch.
+struct Place {
+    subscription: Subscriber,
+    own: bool,
+}
+
+impl Stream for Place {
+    /// The batch, and whether it came through the replica's own place.
+    type Item = (bool, Message);
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let own = self.own;
+        self.subscription
+            .poll_next_unpin(cx)
+            .map(|message| message.map(|m| (own, m)))
+    }
+}
+
+/// Batches taken in and not yet settled: what the replica holds.
+#[derive(Debug, Default)]
+struct Holding {
+    batches: AtomicUsize,
+    /// One was settled: the intake may take extra places again.
+    settled: Notify,
+}
+
+/// One batch held, from its arrival until it is settled (dropped).
+struct Held(Arc<Holding>);
+
+impl Held {
+    fn new(holding: &Arc<Holding>) -> Held {
+        holding.batches.fetch_add(1, Ordering::Relaxed);
+        Held(holding.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.batches.fetch_sub(1, Ordering::Relaxed);
+        self.0.settled.notify_one();
+    }
+}
+
 /// What answering a batch needs; shared with every [`Incoming`], which may be answered from
 /// any task.
 struct Shared {
@@ -113,6 +188,7 @@ struct Shared {
     service: Service,
     /// For refused and dropped batches alike.
     reject_log: Throttle,
+    holding: Arc<Holding>,
 }
 
 /// A connection to NATS, as the server knows it: the server's id (new at every start) and the
@@ -145,6 +221,7 @@ pub struct Incoming {
     /// process's clock did not see, such as a freeze).
     late: Duration,
     shared: Arc<Shared>,
+    _held: Held,
 }
 
 impl Intake {
@@ -155,6 +232,7 @@ impl Intake {
             subject,
             instance,
             service,
+            room,
         } = config;
         let id = client
             .new_inbox()
@@ -172,8 +250,16 @@ impl Intake {
         let service = Service::start(service, identity.clone()).await?;
         tracing::info!(%subject, queue_group = stage.queue_group(), service_id = %id, "taking batches");
         Ok(Intake {
-            batches,
+            batches: std::iter::once(Place {
+                subscription: batches,
+                own: true,
+            })
+            .collect(),
             received: 0,
+            room,
+            extra_places: 0,
+            subject,
+            stage,
             state: IntakeState::Running,
             held: VecDeque::new(),
             transit: Transit::default(),
@@ -183,6 +269,7 @@ impl Intake {
                 stats: Arc::default(),
                 service,
                 reject_log: Throttle::default(),
+                holding: Arc::default(),
             }),
         })
     }
@@ -202,12 +289,15 @@ impl Intake {
     /// The next batch. Once `stop` fires, stops taking new ones and returns those already
     /// delivered or on their way, then `None`.
     pub async fn next(&mut self, stop: &Shutdown) -> Option<Incoming> {
-        if self.state == IntakeState::Running {
+        while self.state == IntakeState::Running {
+            self.take_extra_places().await;
+            let holding = self.shared.holding.clone();
             tokio::select! {
                 message = self.batches.next() => {
-                    self.received += u64::from(message.is_some());
-                    return message.map(|m| self.incoming(m));
+                    return message.map(|(own, m)| self.taken(own, m));
                 }
+                // Room again: maybe more extra places.
+                _ = holding.settled.notified(), if self.room.is_some() => {}
                 _ = stop.triggered() => self.begin_stop().await,
             }
         }
@@ -218,11 +308,8 @@ impl Intake {
             return None;
         }
         match tokio::time::timeout(QUIET, self.batches.next()).await {
-            Ok(Some(message)) => {
-                self.received += 1;
-                Some(self.incoming(message))
-            }
-            // The subscription reached its fence and ended.
+            Ok(Some((own, message))) => Some(self.taken(own, message)),
+            // Every place reached its fence and ended.
             Ok(None) => {
                 self.state = IntakeState::Done;
                 None
@@ -230,8 +317,55 @@ impl Intake {
             // Traffic has stopped: whatever the server sent before the fence has arrived.
             Err(_) => {
                 self.state = IntakeState::Done;
-                let _ = self.batches.unsubscribe().await;
+                for place in self.batches.iter_mut() {
+                    let _ = place.subscription.unsubscribe().await;
+                }
                 None
+            }
+        }
+    }
+
+    /// Counts a batch off the place it came through.
+    fn taken(&mut self, own: bool, message: Message) -> Incoming {
+        if own {
+            self.received += 1;
+        } else {
+            self.extra_places = self.extra_places.saturating_sub(1);
+        }
+        self.incoming(message)
+    }
+
+    /// Takes extra places in the queue group up to [`EXTRA_PLACES`] per batch the replica is
+    /// short of its room (see the module docs). One that cannot be taken is not: the replica
+    /// still has its own.
+    async fn take_extra_places(&mut self) {
+        let Some(room) = self.room else {
+            return;
+        };
+        let holding = self.shared.holding.batches.load(Ordering::Relaxed);
+        let wanted = room.saturating_sub(holding) * EXTRA_PLACES;
+        while self.extra_places < wanted {
+            let taken = async {
+                let mut subscription = self
+                    .shared
+                    .client
+                    .queue_subscribe(self.subject.clone(), self.stage.queue_group().to_owned())
+                    .await?;
+                subscription.unsubscribe_after(1).await?;
+                anyhow::Ok(subscription)
+            };
+            match taken.await {
+                Ok(subscription) => {
+                    self.extra_places += 1;
+                    self.batches.push(Place {
+                        subscription,
+                        own: false,
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!("could not take an extra place in the queue group: {e:#}");
+                    return;
+                }
             }
         }
     }
@@ -255,6 +389,7 @@ impl Intake {
             received,
             session: Session::of(&self.shared.client),
             late,
+            _held: Held::new(&self.shared.holding),
             shared: self.shared.clone(),
         }
     }
@@ -263,12 +398,17 @@ impl Intake {
         use futures::FutureExt;
         self.state = IntakeState::Stopping;
         // Take what has already arrived, so the fence counts from an exact figure.
-        while let Some(Some(message)) = self.batches.next().now_or_never() {
-            self.received += 1;
+        while let Some(Some((own, message))) = self.batches.next().now_or_never() {
+            if own {
+                self.received += 1;
+            }
             self.held.push_back(message);
         }
+        // Extra places end after their one batch anyway: only the replica's own needs a fence.
         let fence = self.received + STOP_FENCE;
-        if let Err(e) = self.batches.unsubscribe_after(fence).await {
+        if let Some(own) = self.batches.iter_mut().find(|place| place.own)
+            && let Err(e) = own.subscription.unsubscribe_after(fence).await
+        {
             tracing::warn!("could not leave the queue group: {e}");
         }
         // A round trip: every batch the server sent before it saw the fence is now here.

@@ -53,8 +53,8 @@ pub use config::{
 };
 pub use connection::{Connector, connect, shown_urls};
 pub use intake::{
-    Incoming, Intake, IntakeConfig, IntakeStats, NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE,
-    STOP_FENCE,
+    EXTRA_PLACES, Incoming, Intake, IntakeConfig, IntakeStats, NATS_SERVICE_ERROR,
+    NATS_SERVICE_ERROR_CODE, STOP_FENCE,
 };
 pub use profile::{NumberEncoding, Profile};
 pub use rate::RateLimiter;

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use async_nats::service::{Info, PingResponse, Stats};
 use bytes::Bytes;
-use chocominer_pipeline::{Connector, Intake, IntakeConfig, NATS_SERVICE_ERROR, STOP_FENCE};
+use chocominer_pipeline::{Connector, EXTRA_PLACES, Intake, IntakeConfig, NATS_SERVICE_ERROR};
+use chocominer_pipeline::{Incoming, STOP_FENCE};
 use chocominer_pipeline::{LATE_GRACE, Sender, SenderConfig};
 use chocominer_pipeline::{Shutdown, Stage};
 use futures::StreamExt;
@@ -17,6 +18,15 @@ const WAIT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(20);
 
 async fn intake(client: &async_nats::Client, url: &str, subject: &str) -> Intake {
+    intake_with_room(client, url, subject, None).await
+}
+
+async fn intake_with_room(
+    client: &async_nats::Client,
+    url: &str,
+    subject: &str,
+    room: Option<usize>,
+) -> Intake {
     let intake = Intake::start(
         client.clone(),
         IntakeConfig {
@@ -30,6 +40,7 @@ async fn intake(client: &async_nats::Client, url: &str, subject: &str) -> Intake
                     Box::pin(async move { Ok(Some(async_nats::connect(url).await?)) })
                 }
             }),
+            room,
         },
     )
     .await
@@ -127,10 +138,21 @@ async fn intake_speaks_the_service_protocol() {
 
 #[tokio::test]
 async fn stopping_intake_finishes_what_was_delivered() {
+    stopping_intake_finishes(None).await;
+}
+
+/// The same with extra places in the queue group: each ends after one batch, so they need no
+/// fence of their own.
+#[tokio::test]
+async fn stopping_intake_with_extra_places_finishes_what_was_delivered() {
+    stopping_intake_finishes(Some(2)).await;
+}
+
+async fn stopping_intake_finishes(room: Option<usize>) {
     testkit::init_tracing();
     let nats = NatsServer::start_without_authorization("").await;
     let client = async_nats::connect(nats.url()).await.unwrap();
-    let mut intake = intake(&client, &nats.url(), "t.drain").await;
+    let mut intake = intake_with_room(&client, &nats.url(), "t.drain", room).await;
     let inbox = client.new_inbox();
     let mut replies = client.subscribe(format!("{inbox}.*")).await.unwrap();
     // A burst reaches the replica as it is told to stop, much of it still on the wire.
@@ -168,8 +190,9 @@ async fn stopping_intake_finishes_what_was_delivered() {
         incoming.ack().await;
         taken += 1;
     }
+    let extra = room.map_or(0, |room| room * EXTRA_PLACES);
     assert!(
-        (burst..=burst + STOP_FENCE as usize).contains(&taken),
+        (burst..=burst + STOP_FENCE as usize + extra).contains(&taken),
         "took {taken}"
     );
     // Acknowledgements, and the "no responders" answers to late batches nobody took.
@@ -199,6 +222,108 @@ async fn stopping_intake_finishes_what_was_delivered() {
     // Once stopped, the replica is out of the queue group: nobody answers any more.
     let after = client.request("t.drain", Bytes::new()).await;
     assert!(after.is_err(), "a stopped intake must not take new batches");
+}
+
+/// Places in the queue group on `subject` that the connection named `name` holds, from the
+/// server's `/connz`.
+async fn places(nats: &NatsServer, name: &str, subject: &str) -> usize {
+    let connz = reqwest::get(format!("{}/connz?subs=1", nats.monitor_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let connz: serde_json::Value = serde_json::from_str(&connz).unwrap();
+    let connections = connz["connections"].as_array().cloned().unwrap_or_default();
+    connections
+        .iter()
+        .filter(|c| c["name"] == name)
+        .flat_map(|c| {
+            c["subscriptions_list"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|s| s == subject)
+        .count()
+}
+
+/// A replica short of its room holds extra places in the queue group, two per batch short, so
+/// NATS steers batches to it; it takes no new ones while it holds its room, and takes them
+/// again once it has room.
+#[tokio::test]
+async fn a_replica_short_of_room_takes_extra_places_in_the_group() {
+    testkit::init_tracing();
+    let nats = NatsServer::start_without_authorization("").await;
+    let replica = async_nats::ConnectOptions::new()
+        .name("replica-1")
+        .connect(nats.url())
+        .await
+        .unwrap();
+    let room = 2;
+    let mut intake = intake_with_room(&replica, &nats.url(), "t.places", Some(room)).await;
+    let stop = Shutdown::new();
+    let (held_tx, mut held_rx) = tokio::sync::mpsc::unbounded_channel::<Incoming>();
+    let taking = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            while let Some(incoming) = intake.next(&stop).await {
+                held_tx.send(incoming).unwrap();
+            }
+        }
+    });
+    let idle = 1 + room * EXTRA_PLACES;
+    eventually(
+        "an idle replica holds its own place and its extra ones",
+        WAIT,
+        POLL,
+        || async { (places(&nats, "replica-1", "t.places").await == idle).then_some(()) },
+    )
+    .await;
+
+    // Held, not settled: the replica is at (and past) its room. Each extra place takes one
+    // batch at most; with this many, every one of them is used (a place is missed by all of
+    // them with a chance of (4/5)^60, about 1e-6).
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(format!("{inbox}.*")).await.unwrap();
+    let batches = 60;
+    for i in 0..batches {
+        client
+            .publish_with_reply("t.places", format!("{inbox}.{i}"), Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+    }
+    let mut held = Vec::new();
+    while held.len() < batches {
+        let incoming = tokio::time::timeout(WAIT, held_rx.recv()).await.unwrap();
+        held.push(incoming.unwrap());
+    }
+    assert_eq!(
+        places(&nats, "replica-1", "t.places").await,
+        1,
+        "a replica holding its room keeps only its own place"
+    );
+
+    // Settled: room again, so extra places again.
+    for incoming in held {
+        incoming.ack().await;
+    }
+    eventually(
+        "a replica with room again takes extra places again",
+        WAIT,
+        POLL,
+        || async { (places(&nats, "replica-1", "t.places").await == idle).then_some(()) },
+    )
+    .await;
+    let mut acked = 0;
+    while acked < batches {
+        let reply = tokio::time::timeout(WAIT, replies.next()).await.unwrap();
+        assert!(reply.unwrap().status.is_none(), "every batch acknowledged");
+        acked += 1;
+    }
+    stop.trigger();
+    tokio::time::timeout(WAIT, taking).await.unwrap().unwrap();
 }
 
 /// Serves `subject` in queue group `hasher`: acknowledges every batch, until `stop`.

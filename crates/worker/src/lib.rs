@@ -124,6 +124,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
             subject: runtime.subjects.digests.clone(),
             instance: runtime.instance.clone(),
             service: runtime.service_connector(),
+            // Judging is quick: one place in the group is enough.
+            room: None,
         },
     )
     .await?;
