@@ -385,7 +385,7 @@ impl Hashing {
 
     /// One batch, from its arrival to its answer to rng: wait for a slot, hash, hand on to the
     /// workers, acknowledge. `_place` is its place among the batches taken in.
-    async fn take(&self, incoming: Incoming, _place: OwnedSemaphorePermit) {
+    async fn take(&self, mut incoming: Incoming, _place: OwnedSemaphorePermit) {
         // Decoded on arrival already (`admit`): this does not fail.
         let numbers = match NumberBatch::decode(incoming.body(), self.max_payload) {
             Ok(batch) => batch.numbers,
@@ -405,6 +405,9 @@ impl Hashing {
             Err(why) => return self.let_go(incoming, why).await,
         };
         let count = numbers.count() as u64;
+        // The digest batch has the numbers now: a batch waiting for room to be handed on need
+        // not keep rng's message too (half a megabyte of raw numbers).
+        incoming.release_body();
         match self.hand_on(body, count as usize, &incoming).await {
             // The batch is with the workers now (its fate theirs and the sender's to count):
             // acknowledge it to rng.

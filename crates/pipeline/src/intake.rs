@@ -433,6 +433,13 @@ impl Incoming {
         &self.message.payload
     }
 
+    /// Lets go of the encoded batch once it is no longer needed (its numbers copied on), so a
+    /// batch waiting to be answered does not keep it in memory; [`body`](Self::body) is empty
+    /// from then on.
+    pub fn release_body(&mut self) {
+        self.message.payload = Bytes::new();
+    }
+
     /// The id of the rng batch whose numbers these are, from the headers: the origin a hasher
     /// names, or, for a batch straight from rng, its own id. `None` without the headers (they
     /// are informative; the body alone is authoritative).

@@ -43,7 +43,8 @@ pub struct Config {
     /// Seed for a reproducible stream of numbers [default: random].
     #[arg(long, env = "RNG_SEED")]
     pub seed: Option<u64>,
-    /// Batches that may wait for an acknowledgement at once [default: demo 32, full 16].
+    /// Batches that may wait for an acknowledgement at once [default: demo 32, full 16, or 8
+    /// with raw numbers].
     #[arg(long, env = "RNG_IN_FLIGHT", value_parser = clap::value_parser!(u64).range(1..))]
     pub in_flight: Option<u64>,
 }
@@ -133,7 +134,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         .sender(
             config
                 .in_flight
-                .map_or(defaults.rng_in_flight, |n| n as usize),
+                .map_or(defaults.rng_in_flight_for(encoding), |n| n as usize),
         )
         .await?;
     runtime.health.set_ready();
