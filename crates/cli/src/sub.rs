@@ -71,8 +71,10 @@ pub async fn run(args: SubArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     let prefix = &args.nats.subject_prefix;
     let subject = args.what.subject(prefix);
     let mut messages = client.subscribe(subject.clone()).await?;
-    // Once the server has answered a round trip, it has the subscription: say we are ready.
-    client.flush().await?;
+    // Once a message to itself has come back, the server has the subscription: say we are
+    // ready. (A flush only writes the subscription out; a message published meanwhile by
+    // another connection could still reach the server first.)
+    chocominer_pipeline::round_trip(&client).await?;
     eprintln!("watching {subject} (Ctrl-C to stop)");
 
     // Bodies are checked against the limit the stages use, so what does not decode here is

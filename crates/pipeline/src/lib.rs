@@ -51,7 +51,7 @@ pub use config::{
     CommonArgs, ENV_HELP, HealthArgs, InfluxArgs, NATS_PAYLOAD_LIMIT, NatsArgs, SettingError,
     parse, parse_with,
 };
-pub use connection::{Connector, connect, shown_urls};
+pub use connection::{Connector, connect, round_trip, shown_urls};
 pub use intake::{
     EXTRA_PLACES, Incoming, Intake, IntakeConfig, IntakeStats, NATS_SERVICE_ERROR,
     NATS_SERVICE_ERROR_CODE, STOP_FENCE,
