@@ -295,6 +295,10 @@ struct Hashing {
     queue_log: Throttle,
 }
 
+/// The longest gap between two simulated hashes on a slot that still counts as the hasher's
+/// bookkeeping (handing on, acknowledging, the timer's millisecond), not as idle time.
+const BOOKKEEPING: Duration = Duration::from_millis(10);
+
 /// A hashing slot held by a batch, and when the slot's last simulated hash was done. The
 /// demo's cost is a pace, one hash per `delay` on each slot: a slot kept busy is due its next
 /// hash `delay` after its last one, so the bookkeeping between two batches (handing on,
@@ -304,6 +308,22 @@ struct Core<'a> {
     _permit: SemaphorePermit<'a>,
     free_at: tokio::time::Instant,
     hashing: &'a Hashing,
+}
+
+impl Core<'_> {
+    /// When the next simulated hash on this slot starts: when its last one was done, or when
+    /// the batch arrived if later, unless that is more than [`BOOKKEEPING`] ago (the slot was
+    /// idle or held up): then now.
+    fn next_start(&self, incoming: &Incoming) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        let arrived = tokio::time::Instant::from_std(incoming.received_at());
+        let start = self.free_at.max(arrived);
+        if now.saturating_duration_since(start) > BOOKKEEPING {
+            now
+        } else {
+            start
+        }
+    }
 }
 
 impl Drop for Core<'_> {
@@ -537,7 +557,7 @@ impl Hashing {
         let mut body = DigestBody::new(numbers);
         for index in 0..count {
             let started = Instant::now();
-            let hashed_at = core.free_at.max(tokio::time::Instant::now()) + self.delay;
+            let hashed_at = core.next_start(incoming) + self.delay;
             let remaining = self.cost(count - index);
             if let Some(why) = self.must_let_go(incoming, remaining) {
                 return Err(why);

@@ -440,6 +440,11 @@ impl Incoming {
         self.message.payload = Bytes::new();
     }
 
+    /// When it was taken off the subscription, by this process's clock.
+    pub fn received_at(&self) -> Instant {
+        self.received
+    }
+
     /// The id of the rng batch whose numbers these are, from the headers: the origin a hasher
     /// names, or, for a batch straight from rng, its own id. `None` without the headers (they
     /// are informative; the body alone is authoritative).
