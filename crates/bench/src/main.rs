@@ -25,7 +25,7 @@ use std::time::Duration;
 use bench::limit;
 use bench::model::{Bench, Settings};
 use bench::{machine, render, targets};
-use chocominer_pipeline::codec::{self, CONFIGURED_MAX_PAYLOAD};
+use chocominer_pipeline::codec::CONFIGURED_MAX_PAYLOAD;
 use chocominer_pipeline::{NumberEncoding, Profile};
 use clap::Parser;
 use clap::builder::FalseyValueParser;
@@ -149,16 +149,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// The full profile's batch of `encoding`: what rng makes by default, its profile's batch
-/// lowered to what fits the project's max payload.
+/// The full profile's batch of `encoding`: what rng makes by default on the project's
+/// nats-server.
 fn batch_of(encoding: NumberEncoding) -> usize {
     Profile::Full
         .defaults()
-        .rng_batch
-        .min(codec::max_batch_for_payload(
-            CONFIGURED_MAX_PAYLOAD,
-            encoding,
-        ))
+        .rng_batch_for(encoding, CONFIGURED_MAX_PAYLOAD)
 }
 
 /// Runs every part asked for.

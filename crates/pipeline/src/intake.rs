@@ -117,8 +117,6 @@ pub struct Intake {
     room: Option<usize>,
     /// Extra places taken and not yet used (each takes one batch).
     extra_places: usize,
-    subject: String,
-    stage: Stage,
     state: IntakeState,
     /// Batches taken off the subscription while stopping, not yet handed out.
     held: VecDeque<Message>,
@@ -258,8 +256,6 @@ impl Intake {
             received: 0,
             room,
             extra_places: 0,
-            subject,
-            stage,
             state: IntakeState::Running,
             held: VecDeque::new(),
             transit: Transit::default(),
@@ -345,11 +341,15 @@ impl Intake {
         let holding = self.shared.holding.batches.load(Ordering::Relaxed);
         let wanted = room.saturating_sub(holding) * EXTRA_PLACES;
         while self.extra_places < wanted {
+            let identity = &self.shared.identity;
             let taken = async {
                 let mut subscription = self
                     .shared
                     .client
-                    .queue_subscribe(self.subject.clone(), self.stage.queue_group().to_owned())
+                    .queue_subscribe(
+                        identity.subject().to_owned(),
+                        identity.stage.queue_group().to_owned(),
+                    )
                     .await?;
                 subscription.unsubscribe_after(1).await?;
                 anyhow::Ok(subscription)

@@ -49,6 +49,14 @@ pub struct Defaults {
 }
 
 impl Defaults {
+    /// Numbers per rng batch for numbers sent as `encoding` on a server whose max payload is
+    /// `max_payload`: the profile's batch, lowered to what fits (a digest batch must fit the
+    /// payload), so a server with a small max payload still works.
+    pub fn rng_batch_for(&self, encoding: NumberEncoding, max_payload: usize) -> usize {
+        self.rng_batch
+            .min(crate::codec::max_batch_for_payload(max_payload, encoding))
+    }
+
     /// The most batches an rng instance may have out, for numbers sent as `encoding`.
     pub fn rng_in_flight_for(&self, encoding: NumberEncoding) -> usize {
         match encoding {

@@ -54,6 +54,11 @@ pub(crate) struct Identity {
 }
 
 impl Identity {
+    /// The subject the replica takes its batches on.
+    pub(crate) fn subject(&self) -> &str {
+        &self.endpoint.subject
+    }
+
     /// Replica `id` of `stage`, taking its batches on `subject`, run as `instance`.
     pub(crate) fn new(stage: Stage, id: String, subject: &str, instance: String) -> Identity {
         Identity {

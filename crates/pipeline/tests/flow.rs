@@ -227,15 +227,8 @@ async fn stopping_intake_finishes(room: Option<usize>) {
 /// Places in the queue group on `subject` that the connection named `name` holds, from the
 /// server's `/connz`.
 async fn places(nats: &NatsServer, name: &str, subject: &str) -> usize {
-    let connz = reqwest::get(format!("{}/connz?subs=1", nats.monitor_url()))
+    nats.connections()
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let connz: serde_json::Value = serde_json::from_str(&connz).unwrap();
-    let connections = connz["connections"].as_array().cloned().unwrap_or_default();
-    connections
         .iter()
         .filter(|c| c["name"] == name)
         .flat_map(|c| {

@@ -112,24 +112,28 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     };
     let rate = config.rate.unwrap_or(defaults.rng_rate);
     let encoding = config.numbers.unwrap_or(defaults.rng_numbers);
-    let wanted = config.batch.map_or(defaults.rng_batch, |b| b as usize);
-    let max_batch = codec::max_batch_for_payload(runtime.max_payload(), encoding);
-    if wanted > max_batch && config.batch.is_some() {
-        // Said before anything is sent; the runtime's stop is not needed for nothing sent.
-        return Err(SettingError {
-            setting: "RNG_BATCH",
-            reason: format!(
-                "{wanted} {} numbers make digest batches larger than the server's \
-                 max payload of {} bytes; at most {max_batch} fit (or raise max_payload in the \
-                 nats-server config)",
-                encoding.name(),
-                runtime.max_payload()
-            ),
+    let max_payload = runtime.max_payload();
+    let batch = match config.batch.map(|b| b as usize) {
+        Some(wanted) => {
+            let max_batch = codec::max_batch_for_payload(max_payload, encoding);
+            if wanted > max_batch {
+                // Said before anything is sent; the runtime's stop is not needed for nothing
+                // sent.
+                return Err(SettingError {
+                    setting: "RNG_BATCH",
+                    reason: format!(
+                        "{wanted} {} numbers make digest batches larger than the server's \
+                         max payload of {max_payload} bytes; at most {max_batch} fit (or raise \
+                         max_payload in the nats-server config)",
+                        encoding.name(),
+                    ),
+                }
+                .into());
+            }
+            wanted
         }
-        .into());
-    }
-    // The profile's default is only lowered: a server with a small max payload still works.
-    let batch = wanted.min(max_batch);
+        None => defaults.rng_batch_for(encoding, max_payload),
+    };
     let sender = runtime
         .sender(
             config

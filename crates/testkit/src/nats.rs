@@ -315,10 +315,11 @@ impl NatsServer {
 
     /// The clients connected now, as `/connz` describes each one: `name` (none if it gave
     /// none), `cid` (a client that lost its connection and opened it again has a new one),
-    /// `tls_version` (empty for a plain connection), ...
+    /// `tls_version` (empty for a plain connection), `subscriptions_list` (the subjects of its
+    /// subscriptions, one entry each), ...
     pub async fn connections(&self) -> Vec<serde_json::Value> {
         let connz = http_client()
-            .get(format!("{}/connz?limit=4096", self.monitor_url()))
+            .get(format!("{}/connz?limit=4096&subs=1", self.monitor_url()))
             .send()
             .await
             .expect("nats-server /connz answers");
@@ -347,14 +348,9 @@ impl NatsServer {
     /// Messages the server has received from clients so far (`in_msgs` of `/varz`): a way to
     /// see publications that no subscriber may take (a subscriber would be a responder).
     pub async fn messages_in(&self) -> u64 {
-        let varz = http_client()
-            .get(format!("{}/varz", self.monitor_url()))
-            .send()
-            .await
-            .expect("nats-server /varz answers");
-        let text = varz.text().await.expect("read /varz");
-        let varz: serde_json::Value = serde_json::from_str(&text).expect("/varz is JSON");
-        varz["in_msgs"].as_u64().expect("/varz has in_msgs")
+        self.varz().await["in_msgs"]
+            .as_u64()
+            .expect("nats-server's /varz answers with in_msgs")
     }
 }
 
