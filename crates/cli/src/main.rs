@@ -2,12 +2,14 @@
 //!
 //! `chocominer sub` prints the messages flowing between the stages, decoded; `chocominer status`
 //! sums up what each stage did over the last seconds and names the one holding the others
-//! back. Both only watch: they join no queue group and change nothing.
+//! back; `chocominer ping STAGE` probes one stage every second, as the lesson's `httping -c 3`.
+//! All only watch: they join no queue group and change nothing.
 //!
 //! Modules: `sub` prints what flows, each message a `sighting`; `status` renders the figures
 //! and bottleneck of `chocominer-status`, cross-checked with the `census` of replicas answering
-//! `$SRV.PING`; `nats` connects the way the services do; `human`, `clock`, `paint` and `output`
-//! put figures, times and colours on the terminal.
+//! `$SRV.PING`; `ping` turns the replicas' `$SRV.STATS` answers (the `census` again) or rng's
+//! stats into time per item and busy share; `nats` connects the way the services do; `human`,
+//! `clock`, `paint` and `output` put figures, times and colours on the terminal.
 //!
 //! The command's own messages go to stderr, one line each; the services' library logs stay off
 //! unless `RUST_LOG` is set, so that stderr is not cluttered with connection chatter.
@@ -18,6 +20,7 @@ mod human;
 mod nats;
 mod output;
 mod paint;
+mod ping;
 mod sighting;
 mod status;
 mod sub;
@@ -35,7 +38,7 @@ it. The library's logs are off; RUST_LOG (e.g. RUST_LOG=info) turns them on, on 
 #[command(
     name = "chocominer",
     version,
-    about = "ChocoMiner from the outside: watch the pipeline's messages and find its bottleneck",
+    about = "ChocoMiner from the outside: watch the pipeline's messages, probe its stages and find its bottleneck",
     after_help = AFTER_HELP
 )]
 struct Cli {
@@ -55,6 +58,10 @@ enum Command {
     /// One table of the stages from their last seconds of stats, and the bottleneck
     #[command(long_about = status::long_about(), after_help = AFTER_HELP)]
     Status(status::StatusArgs),
+    /// Probe one stage every second, like `httping -c 3`: its rate, how busy it is, how long an
+    /// item takes
+    #[command(long_about = ping::long_about(), after_help = AFTER_HELP)]
+    Ping(ping::PingArgs),
 }
 
 /// What to do when a server is out of reach: the local stack (`just up`) serves the default
@@ -84,6 +91,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Sub(args) => sub::run(args, shutdown).await,
             Command::Status(args) => status::run(args, shutdown).await,
+            Command::Ping(args) => ping::run(args, shutdown).await,
         }
     });
     match outcome {

@@ -125,7 +125,7 @@ pub async fn run(args: StatusArgs, shutdown: Shutdown) -> anyhow::Result<()> {
 
 /// The stages' recent stats points; an unreachable InfluxDB says how to start the local stack
 /// or point at another one.
-async fn recent(reader: &influx::Client) -> anyhow::Result<Vec<StatsPoint>> {
+pub(crate) async fn recent(reader: &influx::Client) -> anyhow::Result<Vec<StatsPoint>> {
     chocominer_status::read_recent(reader, LOOKBACK)
         .await
         .map_err(|e| match e {

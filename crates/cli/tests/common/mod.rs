@@ -18,13 +18,13 @@ use tokio::time::timeout;
 pub const SOON: Duration = Duration::from_secs(60);
 
 /// `chocominer <args> --nats-url … --nats-user cli … [--influx-url … --influx-user reader …]`,
-/// pointed at `stack`: it connects as the `cli` NATS user and `status` reads InfluxDB as its
-/// reader, as it is deployed.
+/// pointed at `stack`: it connects as the `cli` NATS user and `status` and `ping` read
+/// InfluxDB as its reader, as it is deployed.
 pub fn chocominer_on(stack: &Stack, args: &[&str]) -> Command {
     let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     all.extend(["--nats-url".into(), stack.nats.url()]);
     all.extend(stack.nats.user_args("cli"));
-    if args.first() == Some(&"status") {
+    if matches!(args.first(), Some(&"status" | &"ping")) {
         all.extend(stack.influx().reader_args());
     }
     chocominer(&all)
