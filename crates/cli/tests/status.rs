@@ -36,7 +36,8 @@ async fn status_names_the_bottleneck_and_it_moves_when_hashers_scale() {
 
     let hasher_args = ["--delay-ms", "50", "--concurrency", "1"];
     // Each stage stops on its own: only r1 is stopped, the rest run to the test's end.
-    let _worker = stack.spawn_worker("w1", &[], &Shutdown::new());
+    // A quick worker, whatever the profile's pace: the hasher is the slow one here.
+    let _worker = stack.spawn_worker("w1", &["--delay-ms", "0"], &Shutdown::new());
     let _h1 = stack.spawn_hasher("h1", &hasher_args, &Shutdown::new());
     let r1 = stack.spawn_rng("r1", &["--rate", "200"], &Shutdown::new());
 
