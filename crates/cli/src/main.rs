@@ -2,8 +2,9 @@
 //!
 //! `chocominer sub` prints the messages flowing between the stages, decoded; `chocominer status`
 //! sums up what each stage did over the last seconds and names the one holding the others
-//! back; `chocominer ping STAGE` probes one stage every second, as the lesson's `httping -c 3`.
-//! All only watch: they join no queue group and change nothing.
+//! back (unless in discovery mode), with the lesson's step; `chocominer ping STAGE` probes one
+//! stage every second, as the lesson's `httping -c 3`. All only watch: they join no queue
+//! group and change nothing.
 //!
 //! Modules: `sub` prints what flows, each message a `sighting`; `status` renders the figures
 //! and bottleneck of `chocominer-status`, cross-checked with the `census` of replicas answering

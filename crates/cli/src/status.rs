@@ -1,10 +1,17 @@
 //! `chocominer status`: one table of the stages from their last seconds of stats, the NATS
-//! replicas counted alongside, and the bottleneck named.
+//! replicas counted alongside, the bottleneck named, and the lesson's step.
 //!
 //! The figures and the bottleneck rule are `chocominer_status`'s (the dashboard
 //! shows the same), read from InfluxDB because every instance of every stage
 //! writes there, rng included; `$SRV.PING` answers cross-check the count of hashers and
 //! workers, which tells a replica that stopped writing stats from one that is gone.
+//!
+//! In discovery mode (`--discovery`, `CHOCOMINER_DISCOVERY`) finding the bottleneck is the
+//! class's exercise: the figures stay, but the verdict and its reason (which name the stage,
+//! or give it away: "busy 95 %: more hashers would hash more") are left out of the text and
+//! the JSON alike, and a line says to probe each stage with `chocominer ping` instead. The
+//! lesson's step ([`lesson::step`]) is shown in both modes, with what would name the
+//! bottleneck left out of it in discovery mode.
 
 use std::time::Duration;
 
@@ -12,6 +19,7 @@ use async_nats::Client;
 use chocominer_influx::{self as influx, QueryError};
 use chocominer_pipeline::{InfluxArgs, NatsArgs};
 use chocominer_pipeline::{Shutdown, Stage};
+use chocominer_status::lesson::{self, Counts, Step};
 use chocominer_status::{
     self, LOOKBACK, Snapshot, StageFigures, StatsPoint, Verdict, WINDOW_SECONDS, bottleneck,
 };
@@ -48,6 +56,14 @@ pub struct StatusArgs {
     /// Print the figures as one JSON object per line (one per refresh with --watch).
     #[arg(long, env = "CHOCOMINER_JSON", value_parser = clap::builder::FalseyValueParser::new())]
     pub json: bool,
+    /// Discovery mode: show the figures but not the bottleneck nor what gives it away (the
+    /// class finds it by probing each stage with `chocominer ping`).
+    #[arg(
+        long,
+        env = lesson::DISCOVERY_ENV,
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub discovery: bool,
     #[command(flatten)]
     pub nats: NatsArgs,
     #[command(flatten)]
@@ -66,14 +82,24 @@ struct Status {
     /// Whether any instance is alive.
     running: bool,
     stages: Snapshot,
-    /// The stage holding the others back, if the rule names one.
+    /// The stage holding the others back, if the rule names one; null in discovery mode.
     bottleneck: Option<&'static str>,
+    /// Why; null in discovery mode.
     reason: Option<String>,
-    /// The verdict in one sentence.
+    /// The verdict in one sentence; in discovery mode, what to do to find it.
     summary: String,
+    /// Whether the bottleneck is left for the class to find.
+    discovery: bool,
+    /// Where the running stack stands in the scaling lesson, and what to try next.
+    lesson: Step,
+    /// The verdict shown: [`Verdict::NoneSaturated`] stands for a hidden one.
     #[serde(skip)]
     verdict: Verdict,
 }
+
+/// What discovery mode says instead of the verdict.
+pub const PROBE_EACH: &str =
+    "which stage holds the others back? Probe each one: chocominer ping rng|hasher|worker";
 
 pub async fn run(args: StatusArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     let reader = influx::Client::new(&args.influx)?;
@@ -93,7 +119,7 @@ pub async fn run(args: StatusArgs, shutdown: Shutdown) -> anyhow::Result<()> {
         let status = tokio::select! {
             status = async {
                 ticks.tick().await;
-                look(&client, &reader).await
+                look(&client, &reader, args.discovery).await
             } => status,
             _ = shutdown.triggered() => break,
         };
@@ -137,8 +163,8 @@ pub(crate) async fn recent(reader: &influx::Client) -> anyhow::Result<Vec<StatsP
         })
 }
 
-/// Reads the stats and pings the services, all at once.
-async fn look(client: &Client, reader: &influx::Client) -> anyhow::Result<Status> {
+/// Reads the stats and pings the services, all at once; `discovery` leaves the verdict out.
+async fn look(client: &Client, reader: &influx::Client, discovery: bool) -> anyhow::Result<Status> {
     let (points, hashers, workers) = tokio::join!(
         recent(reader),
         census::replicas(client, Stage::Hasher),
@@ -148,18 +174,51 @@ async fn look(client: &Client, reader: &influx::Client) -> anyhow::Result<Status
     let mut stages = Snapshot::from_points(&points?, now);
     stages.hasher.nats_replicas = Some(hashers?.len());
     stages.worker.nats_replicas = Some(workers?.len());
-    let verdict = bottleneck::find(&stages);
-    Ok(Status {
+    Ok(judge(now, stages, discovery))
+}
+
+/// The status of `stages` seen at `now`: the verdict, unless `discovery` hides it.
+fn judge(now: i64, stages: Snapshot, discovery: bool) -> Status {
+    let verdict = match bottleneck::find(&stages) {
+        // Nothing to find while nothing runs: said as it is.
+        Verdict::NothingRuns => Verdict::NothingRuns,
+        // "No stage is saturated" is an answer too: hidden as well.
+        _ if discovery => Verdict::NoneSaturated,
+        verdict => verdict,
+    };
+    let summary = match verdict {
+        Verdict::NothingRuns => verdict.sentence(),
+        _ if discovery => PROBE_EACH.to_owned(),
+        _ => verdict.sentence(),
+    };
+    Status {
         time: now,
         up_to: stages.up_to_ns.map(clock::rfc3339),
         window_seconds: WINDOW_SECONDS,
         running: stages.anything_runs(),
         bottleneck: verdict.stage().map(Stage::name),
         reason: verdict.reason().map(str::to_owned),
-        summary: verdict.sentence(),
+        summary,
+        discovery,
+        lesson: lesson::step(Counts::of(&stages), discovery),
         verdict,
         stages,
-    })
+    }
+}
+
+/// `lesson step 2/5: More workers — next: just scale worker 10`; where the lesson has no
+/// command to give (its end, a step whose command would name the bottleneck in discovery mode,
+/// a stack off its path), what to do instead.
+fn lesson_line(step: &Step) -> String {
+    let at = match step.number {
+        0 => "lesson".to_owned(),
+        n => format!("lesson step {n}/{}", step.of),
+    };
+    let next = match &step.next {
+        Some(command) => &command.just,
+        None => &step.why_next,
+    };
+    format!("{at}: {} — next: {next}", step.title)
 }
 
 const HEADINGS: [&str; 8] = [
@@ -181,10 +240,11 @@ fn render(status: &Status, reader: &influx::Client, paint: Paint) -> String {
         .any(|s| s.nats_replicas.unwrap_or(0) > 0);
     if !status.running && !nats_sees_some {
         return format!(
-            "{} (InfluxDB {}, database {})\n",
+            "{} (InfluxDB {}, database {})\n{}\n",
             status.summary,
             reader.url(),
-            reader.db()
+            reader.db(),
+            lesson_line(&status.lesson)
         );
     }
     let mut rows = vec![HEADINGS.map(str::to_owned)];
@@ -221,7 +281,7 @@ fn render(status: &Status, reader: &influx::Client, paint: Paint) -> String {
     if !status.running {
         summary += ", yet replicas answer on NATS: are their stats late, or written elsewhere?";
     }
-    text + &format!("\n{summary}\n")
+    text + &format!("\n{summary}\n{}\n", lesson_line(&status.lesson))
 }
 
 /// One row of the table; `-` where a figure does not apply to the stage. Rates in the
@@ -257,6 +317,7 @@ fn cells(stage: Stage, f: &StageFigures) -> [String; 8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn a_full_speed_row_reads_in_the_dashboards_units() {
@@ -288,5 +349,103 @@ mod tests {
             ..rng
         };
         assert_eq!(cells(Stage::Rng, &capped)[3], "100/s");
+    }
+
+    /// One of each stage, the hasher busy 95 %: the rule names it.
+    fn saturated_hasher() -> Snapshot {
+        let one = |rate: f64| StageFigures {
+            alive: 1,
+            rate,
+            ..StageFigures::default()
+        };
+        Snapshot {
+            up_to_ns: Some(0),
+            rng: StageFigures {
+                rate_limit: Some(100.0),
+                ..one(20.0)
+            },
+            hasher: StageFigures {
+                busy: Some(0.95),
+                ..one(19.0)
+            },
+            worker: one(19.0),
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn discovery_keeps_the_figures_and_leaves_out_the_verdict() {
+        let open = judge(0, saturated_hasher(), false);
+        assert_eq!(open.bottleneck, Some("hasher"));
+        assert_eq!(
+            open.reason.as_deref(),
+            Some("busy 95 %: more hashers would hash more")
+        );
+        let hidden = judge(0, saturated_hasher(), true);
+        assert_eq!((hidden.bottleneck, &hidden.reason), (None, &None));
+        assert_eq!(hidden.verdict, Verdict::NoneSaturated);
+        assert_eq!(hidden.summary, PROBE_EACH);
+        assert_eq!(hidden.stages, saturated_hasher());
+        let json = serde_json::to_value(&hidden).unwrap();
+        assert_eq!(json["stages"]["hasher"]["busy"], 0.95);
+        assert_eq!(
+            (&json["bottleneck"], &json["reason"]),
+            (&Value::Null, &Value::Null)
+        );
+        assert_eq!(json["discovery"], true);
+        assert_eq!(json["lesson"]["number"], 1);
+        let text = serde_json::to_string(&json).unwrap();
+        assert!(
+            !text.contains("more hashers") && !text.contains("bottleneck: "),
+            "{text}"
+        );
+        // Nothing running is no answer to hide.
+        let idle = judge(0, Snapshot::default(), true);
+        assert_eq!(idle.verdict, Verdict::NothingRuns);
+        assert!(idle.summary.starts_with("nothing runs"), "{}", idle.summary);
+    }
+
+    #[test]
+    fn the_lesson_line_gives_the_next_command_or_what_to_do() {
+        let at = |rng, hasher, worker, discovery| {
+            let counts = Counts {
+                rng,
+                hasher,
+                worker,
+            };
+            lesson_line(&lesson::step(counts, discovery))
+        };
+        assert_eq!(
+            at(1, 1, 1, false),
+            "lesson step 1/5: One of each — next: just scale worker 2"
+        );
+        assert_eq!(
+            at(1, 1, 10, false),
+            "lesson step 3/5: A plateau — next: just scale rng 3"
+        );
+        let hidden = at(1, 1, 10, true);
+        assert!(
+            hidden.starts_with("lesson step 3/5: A plateau — next: "),
+            "{hidden}"
+        );
+        assert!(
+            !hidden.contains("rng") && !hidden.contains("hasher"),
+            "{hidden}"
+        );
+        assert!(at(0, 0, 0, true).starts_with("lesson: "));
+    }
+
+    #[test]
+    fn the_discovery_flag_reads_the_lessons_variable() {
+        use clap::Args;
+        let command = StatusArgs::augment_args(clap::Command::new("status"));
+        let flag = command
+            .get_arguments()
+            .find(|arg| arg.get_id() == "discovery")
+            .expect("a --discovery flag");
+        assert_eq!(
+            flag.get_env().and_then(|v| v.to_str()),
+            Some(lesson::DISCOVERY_ENV)
+        );
     }
 }

@@ -234,3 +234,136 @@ async fn status_escapes_what_it_reads_and_shows_forged_nuggets() {
         "{text}"
     );
 }
+
+/// Stats points of the seed's plateau, written for the last seconds: one rng at its 10/s
+/// limit, one hasher busy half the time, ten workers. The rule names rng.
+fn plateau_points() -> String {
+    let now = chocominer_pipeline::stats::now_ns() / 1_000_000_000;
+    let mut lines = String::new();
+    for t in now - 8..=now {
+        let at = t * 1_000_000_000;
+        lines += &format!(
+            "rng,instance=r1 numbers=10i,lost=0i,in_flight=1i,window=16i,waiting=0i,rate_limit=10 {at}\n"
+        );
+        lines += &format!(
+            "hasher,instance=h1 hashes=10i,busy=0.5,lost=0i,rejected=0i,expired=0i,in_flight=1i,window=16i,waiting=0i {at}\n"
+        );
+        for w in 1..=10 {
+            lines += &format!(
+                "worker,instance=w{w} hashes=1i,nuggets=0i,forged=0i,rejected=0i,expired=0i,difficulty=4i {at}\n"
+            );
+        }
+    }
+    lines
+}
+
+/// `status --discovery` (or CHOCOMINER_DISCOVERY) keeps every figure but leaves out the
+/// bottleneck and its reason, in the text and in the JSON, and says to probe each stage
+/// instead; the lesson's step is shown in both modes, naming rng's scale only without
+/// discovery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_hides_the_bottleneck_and_keeps_the_figures() {
+    let stack = Stack::start().await;
+    let stack_ref = &stack;
+    let (open, hidden) = eventually(
+        "status sees the plateau: 1 rng at its limit, 1 hasher, 10 workers",
+        SOON,
+        POLL,
+        || async move {
+            // Fresh points each round, so the instances are alive whenever status looks.
+            stack_ref
+                .influx()
+                .write(testkit::DB, &plateau_points())
+                .await;
+            let (open, hidden) = tokio::join!(
+                run(stack_ref, &["status", "--json"]),
+                run(stack_ref, &["status", "--json", "--discovery"]),
+            );
+            let open: Value = serde_json::from_str(&open).ok()?;
+            let hidden_json: Value = serde_json::from_str(&hidden).ok()?;
+            let plateau = |s: &Value| {
+                s["stages"]["worker"]["alive"] == 10
+                    && s["stages"]["rng"]["alive"] == 1
+                    && s["stages"]["hasher"]["alive"] == 1
+            };
+            (plateau(&open) && plateau(&hidden_json)).then_some((open, hidden))
+        },
+    )
+    .await;
+    // Without discovery: the bottleneck as before, and the lesson's next command.
+    assert_eq!(open["bottleneck"], "rng", "{open}");
+    assert!(open["reason"].as_str().is_some(), "{open}");
+    assert_eq!(open["discovery"], false, "{open}");
+    assert_eq!(
+        (&open["lesson"]["id"], &open["lesson"]["number"]),
+        (&Value::from("plateau"), &Value::from(3)),
+        "{open}"
+    );
+    assert_eq!(open["lesson"]["next"]["just"], "just scale rng 3", "{open}");
+
+    // With it: the same figures, no verdict, nothing that names rng as the one.
+    let json: Value = serde_json::from_str(&hidden).unwrap();
+    assert_eq!(
+        (&json["bottleneck"], &json["reason"]),
+        (&Value::Null, &Value::Null),
+        "{json}"
+    );
+    assert_eq!(json["discovery"], true, "{json}");
+    assert_eq!(json["stages"]["rng"]["rate_limit"], 10.0, "{json}");
+    assert_eq!(json["stages"]["hasher"]["busy"], 0.5, "{json}");
+    assert!(
+        figure(&json, "rng", "rate").is_some_and(|r| r > 0.0),
+        "{json}"
+    );
+    assert!(
+        json["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("chocominer ping rng|hasher|worker")),
+        "{json}"
+    );
+    assert_eq!(json["lesson"]["id"], "plateau", "{json}");
+    assert_eq!(json["lesson"]["next"], Value::Null, "{json}");
+    assert!(
+        json["lesson"]["probes"]
+            .as_array()
+            .is_some_and(|p| p.contains(&Value::from("chocominer ping hasher"))),
+        "{json}"
+    );
+    for giveaway in ["RNG_RATE", "more rng", "scale rng", "bottleneck: "] {
+        assert!(!hidden.contains(giveaway), "{giveaway:?} in {hidden}");
+    }
+
+    // The text, discovery from the environment.
+    stack.influx().write(testkit::DB, &plateau_points()).await;
+    let mut cmd = common::chocominer_on(&stack, &["status"]);
+    cmd.env("CHOCOMINER_DISCOVERY", "1");
+    let output = common::finish(cmd, &["status"]).await;
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout);
+    println!("status, discovery:\n{text}");
+    for giveaway in ["← bottleneck", "bottleneck: ", "RNG_RATE", "scale rng"] {
+        assert!(!text.contains(giveaway), "{giveaway:?} in {text}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.contains("Probe each one: chocominer ping rng|hasher|worker")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("lesson step 3/5: A plateau — next: find ")),
+        "{text}"
+    );
+    let text = run(&stack, &["status"]).await;
+    println!("status:\n{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("rng") && l.ends_with("← bottleneck")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l == "lesson step 3/5: A plateau — next: just scale rng 3"),
+        "{text}"
+    );
+}
