@@ -22,7 +22,8 @@ function fmtCount(v) {
   if (v === null || v === undefined || !isFinite(v)) return "–";
   return Math.abs(v) >= 1e6 ? fmtRate(v) : Math.round(v).toLocaleString("en-US");
 }
-const fmtShare = (s) => (s === null || s === undefined ? "–" : Math.round(s * 100) + " %");
+// A no-break space: "100 %" stays on one line.
+const fmtShare = (s) => (s === null || s === undefined ? "–" : Math.round(s * 100) + "\u00a0%");
 const clock = (ms) => new Date(ms).toLocaleTimeString("en-GB", { hour12: false });
 // A time of day, with the date when it is not today's.
 function since(ms, nowMs) {
@@ -98,7 +99,9 @@ function drawChart(svg, series, values, bars) {
     el("text", { class: "axis", x: left - 6, y: y(max * f) + 4, "text-anchor": "end" }, svg, fmtRate(max * f));
   }
   const minutes = Math.floor((n - 1) / 60);
-  for (let m = 0; m <= minutes; m++) {
+  // Every minute where there is room for its label, every other one (or fewer) on a narrow chart.
+  const every = Math.max(1, Math.ceil(56 / ((pw * 60) / Math.max(1, n - 1))));
+  for (let m = 0; m <= minutes; m += every) {
     const i = n - 1 - m * 60;
     const anchor = m === 0 ? "end" : m === minutes && i === 0 ? "start" : "middle";
     el("text", { class: "axis", x: x(i), y: h - 4, "text-anchor": anchor }, svg, m === 0 ? "now" : `−${m} min`);
@@ -293,6 +296,127 @@ function renderDifficulty(s) {
   }
 }
 
+// The lesson: which step the running stack is at, what the last scale did, what to try next.
+const STAGES = ["rng", "hasher", "worker"];
+// "1 rng · 1 hasher · 10 workers".
+const fmtCounts = (c) => STAGES.map((name) => `${c[name]} ${name}${c[name] === 1 ? "" : "s"}`).join(" · ");
+// The lesson's texts are fragments, as `chocominer status` prints them ("add a worker: does the
+// rate go up?"): on the page, sentences. A stage's name stays as it is spelt ("rng makes…").
+function sentence(text) {
+  if (!text) return "";
+  const first = text.split(/[ :]/)[0];
+  const t = STAGES.includes(first) ? text : text.charAt(0).toUpperCase() + text.slice(1);
+  return /[.?!]$/.test(t) ? t : t + ".";
+}
+// A command into `el`, an option and its value kept on one line ("--scale worker=10") when it
+// wraps. Plain spaces between the words: copied, it runs as it is.
+function renderCommand(el, command) {
+  el.replaceChildren();
+  const words = command ? command.split(" ") : [];
+  for (let i = 0; i < words.length; i++) {
+    let group = words[i];
+    if (group.startsWith("-") && !group.includes("=") && i + 1 < words.length && !words[i + 1].startsWith("-")) {
+      group += " " + words[++i];
+    }
+    const span = document.createElement("span");
+    span.className = "word";
+    span.textContent = group;
+    el.append(...(el.childNodes.length ? [" ", span] : [span]));
+  }
+  el.dataset.value = command || "";
+}
+// Text into `el`, with what is between backticks as code.
+function withCode(el, text) {
+  el.replaceChildren();
+  text.split("`").forEach((part, i) => {
+    if (i % 2) {
+      const code = document.createElement("code");
+      code.textContent = part;
+      el.append(code);
+    } else {
+      el.append(part);
+    }
+  });
+}
+
+function renderLesson(s) {
+  const l = s.lesson, step = l.step;
+  const panel = $("lesson");
+  panel.dataset.step = step.id;
+  panel.dataset.discovery = String(s.discovery);
+  $("lesson-discovery").hidden = !s.discovery;
+  show("lesson-number", step.number, step.number > 0 ? `step ${step.number} of ${step.of}`
+    : step.id === "starting" ? "before the lesson" : "off the lesson's path");
+  const pips = $("lesson-pips");
+  pips.replaceChildren();
+  for (let i = 1; i <= step.of; i++) {
+    const pip = document.createElement("span");
+    pip.className = i < step.number ? "done" : i === step.number ? "now" : "";
+    pips.append(pip);
+  }
+  $("lesson-title").textContent = step.title;
+  $("lesson-counts").textContent = `running: ${fmtCounts(l.counts)}`;
+  withCode($("lesson-expect"), sentence(step.expect));
+
+  // Before → after: the rate just before the last change of instances, and once the figures
+  // hold only seconds after it, the rate since; until then a countdown, not a rate that still
+  // mixes both.
+  const change = l.change, box = $("lesson-change");
+  box.dataset.state = !change ? "none" : change.rate_after === null ? "settling" : "settled";
+  if (!change) {
+    $("lesson-scaled").textContent = "no scale seen since the dashboard started; the rate now:";
+    show("lesson-rate-before", null, "");
+    show("lesson-rate-after", s.hashes_per_s, fmtRate(s.hashes_per_s));
+    show("lesson-factor", null, "");
+  } else {
+    const scaled = STAGES.filter((name) => change.from[name] !== change.to[name])
+      .map((name) => `${name} ${change.from[name]} → ${change.to[name]}`).join(", ");
+    $("lesson-scaled").textContent = `${scaled} at ${clock(change.at_ns / 1e6)}`;
+    show("lesson-rate-before", change.rate_before, fmtRate(change.rate_before));
+    if (change.rate_after === null) {
+      const left = Math.max(0, Math.ceil((l.settles_at_ms - s.spans.now_ms) / 1000));
+      show("lesson-rate-after", null, `settling… ${left} s`).title =
+        "The rates cover the last seconds: the rate after is shown once they are all after the change.";
+      show("lesson-factor", null, "");
+    } else {
+      show("lesson-rate-after", change.rate_after, fmtRate(change.rate_after)).title = "";
+      const factor = change.rate_before > 0 ? change.rate_after / change.rate_before : null;
+      show("lesson-factor", factor, factor === null ? "" : `×${factor.toFixed(1)}`);
+    }
+  }
+
+  // Next: the command in its three spellings, or, past the last step, the way to Kubernetes.
+  const next = step.next;
+  const bridge = step.id === "more_hashers" && !next;
+  $("lesson-next-title").textContent = bridge ? "Next: from one machine to a cluster" : "Next";
+  const why = $("lesson-why");
+  why.hidden = bridge;
+  withCode(why, sentence(step.why_next));
+  const list = $("lesson-bridge");
+  list.hidden = !bridge;
+  list.replaceChildren();
+  if (bridge) {
+    for (const part of step.why_next.split("; ")) {
+      const li = document.createElement("li");
+      li.className = "bridge-item";
+      withCode(li, sentence(part));
+      list.append(li);
+    }
+  }
+  $("lesson-commands").hidden = !next;
+  for (const spelling of ["just", "compose", "kubectl"]) {
+    renderCommand($(`lesson-${spelling}`), next ? next[spelling] : "");
+  }
+  $("lesson-probes").hidden = !step.probes.length;
+  const probes = $("lesson-probe-list");
+  probes.replaceChildren();
+  for (const probe of step.probes) {
+    const code = document.createElement("code");
+    code.textContent = probe;
+    probes.append(code, " ");
+  }
+}
+
 function render(s) {
   const rate = show("hashes-rate", s.hashes_per_s, fmtRate(s.hashes_per_s));
   rate.dataset.windowStartMs = s.spans.window_start_ms;
@@ -325,6 +449,11 @@ function render(s) {
   bar("hasher-busy-bar", hasher.busy);
   renderWindow("hasher", hasher);
   renderWaiting("hasher", hasher, "worker");
+  // Workers that do not report how busy they are (older ones) leave the line out.
+  const workerBusy = worker.busy ?? null;
+  $("worker-busy-row").hidden = workerBusy === null;
+  show("worker-busy", workerBusy, fmtShare(workerBusy));
+  bar("worker-busy-bar", workerBusy);
 
   const b = s.bottleneck;
   for (const name of ["rng", "hasher", "worker"]) {
@@ -334,14 +463,21 @@ function render(s) {
   }
   const verdict = $("bottleneck");
   verdict.dataset.stage = b ? b.stage : "";
+  verdict.dataset.discovery = String(s.discovery);
   verdict.replaceChildren();
-  if (b) {
+  if (s.discovery) {
+    // The server named none; saying "no stage is saturated" would be a hint, and a wrong one.
+    const strong = document.createElement("strong");
+    strong.textContent = "Discovery mode:";
+    verdict.append(strong, " the dashboard names no bottleneck. Which stage holds the others back? Read their figures above, or probe each one.");
+  } else if (b) {
     const strong = document.createElement("strong");
     strong.textContent = `Bottleneck: ${b.stage}`;
     verdict.append(strong, ` — ${b.reason}.`);
   } else {
     verdict.textContent = "No stage is saturated right now.";
   }
+  renderLesson(s);
   renderNuggets(s.nuggets);
 
   const idle = !rng.instances.length && !hasher.instances.length && !worker.instances.length;

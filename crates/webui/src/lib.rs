@@ -7,7 +7,11 @@
 //! waits for the next stage to come back), the stage that holds the others back (figures and
 //! rule shared with `chocominer status` through `chocominer_status`), the
 //! latest nuggets with their leading zero bits, and the totals: of every run, since the
-//! first, and at the difficulty in force.
+//! first, and at the difficulty in force. It also plays the scaling lesson along ([`lesson`]):
+//! the step the running stack is at, the rate before and after the last scale, and the next
+//! command in its three spellings (just, Docker Compose, kubectl). In discovery mode
+//! (`--discovery`, `CHOCOMINER_DISCOVERY`) it names no bottleneck, in the page or in its JSON,
+//! and leaves the class the stages' figures and the probes (`chocominer ping STAGE`).
 //! The page (HTML, CSS and a little JavaScript that draws its own SVG charts) is embedded in
 //! the binary and loads nothing from anywhere else, so it works offline.
 //!
@@ -24,14 +28,16 @@
 //! with its credentials hidden.
 //!
 //! Modules: [`server`] (the routes and the page's assets), [`summary`] (the InfluxQL and what
-//! the page gets back), [`hosts`] (the `Host` check); the figures and the bottleneck rule come
-//! from `chocominer-status`.
+//! the page gets back), [`lesson`] (the lesson panel and discovery mode), [`hosts`] (the `Host`
+//! check); the figures, the bottleneck rule and the lesson's steps come from
+//! `chocominer-status`.
 //!
 //! The dashboard only reads InfluxDB: it needs no NATS and changes nothing. It is ready as soon
 //! as it serves, whether InfluxDB answers or not: the page itself says when InfluxDB is
 //! unreachable, and restarting the dashboard would not bring InfluxDB back.
 
 pub mod hosts;
+pub mod lesson;
 pub mod server;
 pub mod summary;
 
@@ -44,6 +50,8 @@ use chocominer_influx as influx;
 use chocominer_pipeline::Shutdown;
 use chocominer_pipeline::health::{self, Health, HealthServer};
 use chocominer_pipeline::{HealthArgs, InfluxArgs};
+use chocominer_status::lesson::DISCOVERY_ENV;
+use clap::builder::BoolishValueParser;
 use tokio::net::TcpListener;
 
 use crate::hosts::AllowedHosts;
@@ -69,6 +77,15 @@ pub struct Config {
         value_parser = hosts::parse_allowed_host
     )]
     pub allowed_hosts: Vec<String>,
+    /// Discovery mode, for a class that should find the bottleneck itself: the dashboard names
+    /// no bottleneck and gives no hint of one, in the page or in /api/summary, and the lesson
+    /// asks for the per-stage probes (chocominer ping STAGE) instead; every stage's own figures
+    /// (rate, busy, window, rate limit) stay. In the environment: true/false, 1/0, yes/no,
+    /// on/off.
+    // A flag; its environment variable goes through the parser too, so a typo is an error
+    // rather than quietly on or off.
+    #[arg(long, env = DISCOVERY_ENV, value_parser = BoolishValueParser::new())]
+    pub discovery: bool,
     #[command(flatten)]
     pub influx: InfluxArgs,
     #[command(flatten)]
@@ -105,9 +122,10 @@ pub async fn serve(
     tracing::info!(
         influx = influx.url(),
         db = influx.db(),
+        discovery = config.discovery,
         "dashboard on http://{address}"
     );
-    let state = Arc::new(AppState::new(influx));
+    let state = Arc::new(AppState::new(influx, config.discovery));
     let health = Health::new(&shutdown);
     let health_server = HealthServer::start(&config.health, &health).await?;
     let allowed = Arc::new(AllowedHosts::new(&config.allowed_hosts));

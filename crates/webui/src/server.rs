@@ -4,7 +4,9 @@
 //! Every open page polls `/api/summary` once a second. Summaries are shared: one made less
 //! than [`SUMMARY_MAX_AGE`] ago is served again, and requests arriving while one is being made
 //! wait for it, so a classroom of open pages costs InfluxDB about two query requests a second
-//! (the second reads the totals at the difficulty the first found in force).
+//! (the second reads the totals at the difficulty the first found in force). Each summary made
+//! feeds the lesson's [`RateChange`], kept beside the cached summary: one snapshot per refresh,
+//! in order.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,6 +19,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chocominer_influx::{self as influx, QueryError};
+use chocominer_status::lesson::RateChange;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -36,7 +39,9 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 /// What the handlers share.
 pub struct AppState {
     influx: influx::Client,
-    cache: Mutex<Option<(Instant, Reply)>>,
+    /// Discovery mode: no bottleneck named (see [`crate::lesson`]).
+    discovery: bool,
+    cache: Mutex<Cache>,
     /// Whether the last query failed, to log a failure and a recovery once each.
     failing: AtomicBool,
     summaries: AtomicU64,
@@ -51,6 +56,14 @@ struct Reply {
     body: Bytes,
 }
 
+/// The last summary, and what the summaries remember from one to the next.
+#[derive(Default)]
+struct Cache {
+    last: Option<(Instant, Reply)>,
+    /// The rate around the last change of instances.
+    rate_change: RateChange,
+}
+
 impl Reply {
     fn new(status: StatusCode, body: &Value) -> Reply {
         Reply {
@@ -61,10 +74,11 @@ impl Reply {
 }
 
 impl AppState {
-    pub fn new(influx: influx::Client) -> AppState {
+    pub fn new(influx: influx::Client, discovery: bool) -> AppState {
         AppState {
             influx,
-            cache: Mutex::new(None),
+            discovery,
+            cache: Mutex::new(Cache::default()),
             failing: AtomicBool::new(false),
             summaries: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -81,13 +95,13 @@ impl AppState {
 
     async fn summary(&self) -> Reply {
         let mut cache = self.cache.lock().await;
-        if let Some((made, reply)) = cache.as_ref()
+        if let Some((made, reply)) = cache.last.as_ref()
             && made.elapsed() < SUMMARY_MAX_AGE
         {
             return reply.clone();
         }
-        let reply = self.make_summary().await;
-        *cache = Some((Instant::now(), reply.clone()));
+        let reply = self.make_summary(&mut cache.rate_change).await;
+        cache.last = Some((Instant::now(), reply.clone()));
         reply
     }
 
@@ -106,12 +120,13 @@ impl AppState {
         Ok(summary)
     }
 
-    async fn make_summary(&self) -> Reply {
+    async fn make_summary(&self, rate_change: &mut RateChange) -> Reply {
         self.summaries.fetch_add(1, Ordering::Relaxed);
         let now_ns = chocominer_pipeline::stats::now_ns();
         let spans = Spans::at(now_ns / 1_000_000);
         match self.read_summary(spans, now_ns).await {
             Ok(summary) => {
+                let summary = summary.for_class(rate_change, now_ns, self.discovery);
                 if self.failing.swap(false, Ordering::Relaxed) {
                     tracing::info!(url = self.influx.url(), "InfluxDB answers again");
                 }
@@ -145,6 +160,7 @@ impl AppState {
                     "influx_url": self.influx.url(),
                     "db": self.influx.db(),
                     "now_ms": spans.now_ms,
+                    "discovery": self.discovery,
                 });
                 Reply::new(status, &body)
             }

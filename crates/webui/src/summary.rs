@@ -18,7 +18,9 @@
 //!   next stage listens), from each alive instance's newest point, missing counted as 0.
 //!
 //! Measurements and fields are named from `chocominer_influx::schema`; the column aliases
-//! (`AS hashes`) are this module's own.
+//! (`AS hashes`) are this module's own. The lesson (the step, the last change and what to try
+//! next) is filled in by the server, which remembers the rate between summaries: see
+//! [`crate::lesson`].
 
 use std::collections::BTreeSet;
 
@@ -27,9 +29,12 @@ use chocominer_influx::schema::{
     HASHER, INSTANCE, NUGGET, RNG, WORKER, hasher, nugget, rng, worker,
 };
 use chocominer_pipeline::Stage;
+use chocominer_status::lesson::Counts;
 use chocominer_status::{self, LOOKBACK, Snapshot, StageFigures, StatsPoint, WINDOW_SECONDS};
 use serde::Serialize;
 use serde_json::Value;
+
+use crate::lesson::Lesson;
 
 /// How far behind the clock the charts end: points arrive up to ~1 s late.
 pub const LAG_SECS: i64 = 2;
@@ -161,7 +166,11 @@ pub struct Summary {
     /// One value per second from `spans.series_start_ms` to `spans.series_end_ms`.
     pub series: Series,
     pub stages: Stages,
+    /// `None` when nothing runs or nothing is saturated, and always in discovery mode.
     pub bottleneck: Option<Bottleneck>,
+    /// Discovery mode: no bottleneck named, here or in the lesson (see [`crate::lesson`]).
+    pub discovery: bool,
+    pub lesson: Lesson,
     pub nuggets: Vec<NuggetRow>,
     pub totals: Totals,
 }
@@ -395,7 +404,8 @@ fn series(spans: &Spans, rows: &[Row]) -> Series {
 
 impl Summary {
     /// Reads the results of [`statements`]; the stages' figures are as of `now_ns`. The
-    /// difficulty totals are left empty: see [`DifficultyNow::read_totals`].
+    /// difficulty totals are left empty: see [`DifficultyNow::read_totals`]; the lesson knows
+    /// no change yet, and the mode is not discovery: see [`Summary::for_class`].
     pub fn from_results(spans: Spans, now_ns: i64, results: &[Vec<Row>]) -> Summary {
         let empty = Vec::new();
         let result = |i: usize| results.get(i).unwrap_or(&empty);
@@ -462,6 +472,8 @@ impl Summary {
                 reason: verdict.reason().unwrap_or_default().to_owned(),
             }),
             stages,
+            discovery: false,
+            lesson: Lesson::new(Counts::of(&snapshot), None, false),
             nuggets: nuggets_rows,
             totals,
         }
