@@ -2,12 +2,19 @@
 //! `/api/summary` on points written by the test (so every figure is known exactly), on an
 //! empty or missing database, with InfluxDB stopped, and after it is back. Also its health
 //! endpoints on `HEALTH_LISTEN` and its `--health-check` probe, the `Host` it answers to (DNS
-//! rebinding) and the InfluxDB credentials it never shows.
+//! rebinding) and the InfluxDB credentials it never shows. The lesson: a classroom's stack
+//! scaled step by step in real time (`common::lesson`), the step, the rate before and after
+//! each scale and the next command at every step; discovery mode, which names no bottleneck
+//! in the JSON and keeps every stage's figures, and its one setting in the environment.
 
 mod common;
 
 use std::time::Duration;
 
+use chocominer_status::lesson::Counts;
+use common::lesson::{
+    Classroom, counts, lesson_path, rate, settled, spread_over_a_window, summary_when,
+};
 use common::{POLL, WebUi, get, get_json};
 use serde_json::{Value, json};
 use testkit::{DB, Influx, Role, Service, eventually, http_client, parse};
@@ -573,4 +580,305 @@ async fn summary_never_shows_the_credentials_in_the_influxdb_url() {
         "{body}"
     );
     webui.stop().await;
+}
+
+/// The classroom's stack is paced as the demo profile: one of each 3.4 hashes/s (the worker's
+/// 300 ms a hash, rounded to what five seconds of whole hashes make), two workers 6.6, ten
+/// workers rng's 10, three rngs the hasher's 20, two hashers rng's 30; and every five seconds
+/// in a row hold the same counts, so the rates are exact.
+#[test]
+fn the_classroom_is_paced_as_the_demo() {
+    let rates: Vec<f64> = [
+        counts(1, 1, 1),
+        counts(1, 1, 2),
+        counts(1, 1, 10),
+        counts(3, 1, 10),
+        counts(3, 2, 10),
+    ]
+    .into_iter()
+    .map(rate)
+    .collect();
+    assert_eq!(rates, [3.4, 6.6, 10.0, 20.0, 30.0]);
+    for t in 0..20 {
+        assert_eq!(spread_over_a_window(34, 3, 2, t), 11, "second {t}");
+    }
+}
+
+fn json_of(counts: Counts) -> Value {
+    serde_json::to_value(counts).unwrap()
+}
+
+fn close(v: &Value, expected: f64) -> bool {
+    v.as_f64().is_some_and(|v| (v - expected).abs() < 1e-9)
+}
+
+/// A class starting the stack (the worker last), then scaling as the lesson says, each scale
+/// once the last one settled: at every step the lesson object names the step, the change
+/// (settling first, then the rate before and after it) and the next command.
+#[tokio::test]
+async fn summary_follows_the_lesson_step_by_step() {
+    testkit::init_tracing();
+    let influx = Influx::start().await;
+    influx.create_database(DB).await;
+    let start = counts(1, 1, 0);
+    let class = Classroom::start(&influx, start);
+    let webui = WebUi::start(&influx).await;
+    let url = format!("{}/api/summary", webui.url);
+
+    // Not every stage runs: start the pipeline. No change seen yet.
+    let s = summary_when(&url, start, |_| true).await;
+    let lesson = &s["lesson"];
+    assert_eq!(lesson["step"]["id"], "starting", "{lesson}");
+    assert_eq!(lesson["step"]["number"], 0);
+    assert_eq!(lesson["step"]["next"], Value::Null);
+    assert_eq!(lesson["change"], Value::Null);
+    assert_eq!(lesson["settles_at_ms"], Value::Null);
+    assert_eq!(s["discovery"], false);
+
+    let mut before = start;
+    for step in lesson_path() {
+        class.scale(step.counts);
+        // Seen, not settled: the rate before is known, the rate after is not yet.
+        let s = summary_when(&url, step.counts, |s| {
+            s["lesson"]["change"]["rate_after"].is_null()
+        })
+        .await;
+        let lesson = &s["lesson"];
+        let change = &lesson["change"];
+        assert_eq!(
+            (&change["from"], &change["to"]),
+            (&json_of(before), &json_of(step.counts)),
+            "{lesson}"
+        );
+        assert!(close(&change["rate_before"], rate(before)), "{change}");
+        let at_ms = change["at_ns"].as_i64().unwrap() / 1_000_000;
+        let settles = lesson["settles_at_ms"].as_i64().unwrap();
+        assert_eq!(
+            settles - at_ms,
+            chocominer_status::lesson::SETTLE_NS / 1_000_000
+        );
+        assert!(settles > s["spans"]["now_ms"].as_i64().unwrap());
+
+        let s = settled(&url, step.counts).await;
+        let lesson = &s["lesson"];
+        let (got, change) = (&lesson["step"], &lesson["change"]);
+        println!(
+            "step {}: {} → {} hashes/s",
+            step.number, change["rate_before"], change["rate_after"]
+        );
+        assert_eq!(got["id"], step.id, "{lesson}");
+        assert_eq!(
+            (&got["number"], &got["of"]),
+            (&json!(step.number), &json!(5))
+        );
+        assert!(close(&change["rate_before"], rate(before)), "{change}");
+        assert!(close(&change["rate_after"], rate(step.counts)), "{change}");
+        assert_eq!(change["from"], json_of(before));
+        assert_eq!(lesson["settles_at_ms"], Value::Null);
+        assert!(close(&s["hashes_per_s"], rate(step.counts)), "{s}");
+        assert_eq!(
+            s["bottleneck"]["stage"], step.bottleneck,
+            "{}",
+            s["bottleneck"]
+        );
+        for text in ["title", "expect", "why_next"] {
+            assert!(
+                got[text].as_str().is_some_and(|t| !t.is_empty()),
+                "{text}: {got}"
+            );
+        }
+        match step.next {
+            Some([just, compose, kubectl]) => assert_eq!(
+                got["next"],
+                json!({"just": just, "compose": compose, "kubectl": kubectl})
+            ),
+            None => {
+                // The end of the compose part: the bridge to Kubernetes.
+                assert_eq!(got["next"], Value::Null);
+                let why = got["why_next"].as_str().unwrap();
+                assert!(
+                    why.contains("cluster") && why.contains("Kubernetes"),
+                    "{why}"
+                );
+            }
+        }
+        if step.id == "plateau" {
+            assert_eq!(
+                got["probes"],
+                json!([
+                    "chocominer ping rng",
+                    "chocominer ping hasher",
+                    "chocominer ping worker"
+                ])
+            );
+        }
+        before = step.counts;
+    }
+    class.stop();
+    webui.stop().await;
+}
+
+/// Discovery mode on the plateau (rng named) and after three rngs (the hasher named, "busy
+/// 100 %: more hashers would hash more"): beside a dashboard that names them, one in discovery
+/// mode names neither anywhere in its JSON, nor the stage to scale next, and gives the same
+/// figures of every stage and the probes to run.
+#[tokio::test]
+async fn discovery_hides_the_bottleneck_in_the_json_and_keeps_the_figures() {
+    testkit::init_tracing();
+    let influx = Influx::start().await;
+    influx.create_database(DB).await;
+    let class = Classroom::start(&influx, counts(1, 1, 10));
+    let open = WebUi::start(&influx).await;
+    let hidden = WebUi::start_with(&influx, &["--discovery"]).await;
+
+    for (at, stage, hint) in [
+        (counts(1, 1, 10), "rng", "more rng instances"),
+        (counts(3, 1, 10), "hasher", "more hashers would hash more"),
+    ] {
+        class.scale(at);
+        // Once the window holds only seconds at these counts.
+        let steady = |s: &Value| close(&s["hashes_per_s"], rate(at));
+        let named = summary_when(&format!("{}/api/summary", open.url), at, |s| {
+            steady(s) && s["bottleneck"]["stage"] == stage
+        })
+        .await;
+        let reason = named["bottleneck"]["reason"].as_str().unwrap().to_owned();
+        assert!(reason.contains(hint), "{reason}");
+        assert!(named["lesson"]["step"]["next"]["just"].is_string());
+
+        let url = format!("{}/api/summary", hidden.url);
+        summary_when(&url, at, steady).await;
+        let (status, _, body) = get(&url).await;
+        assert_eq!(status, 200, "{body}");
+        let s: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(s["discovery"], true);
+        assert_eq!(s["bottleneck"], Value::Null, "{}", s["bottleneck"]);
+        for giveaway in [reason.as_str(), hint, "just scale", "--scale", "--replicas"] {
+            assert!(!body.contains(giveaway), "{giveaway:?} in {body}");
+        }
+        let step = &s["lesson"]["step"];
+        assert_eq!(step["id"], named["lesson"]["step"]["id"]);
+        assert_eq!(step["next"], Value::Null);
+        for name in ["rng", "hasher", "worker"] {
+            assert!(!step["why_next"].as_str().unwrap().contains(name), "{step}");
+        }
+        assert_eq!(
+            step["probes"],
+            json!([
+                "chocominer ping rng",
+                "chocominer ping hasher",
+                "chocominer ping worker"
+            ])
+        );
+        // Every stage's own figures, as the other dashboard shows them.
+        assert_eq!(
+            s["stages"], named["stages"],
+            "the same figures in both modes"
+        );
+        let rng = &s["stages"]["rng"];
+        assert!(close(&rng["rate_limit"], 10.0 * at.rng as f64), "{rng}");
+        for (stage, figure) in [
+            ("rng", "rate"),
+            ("rng", "in_flight"),
+            ("rng", "window"),
+            ("hasher", "busy"),
+            ("hasher", "in_flight"),
+            ("hasher", "window_fill"),
+        ] {
+            assert!(s["stages"][stage][figure].is_number(), "{stage} {figure}");
+        }
+    }
+    class.stop();
+    open.stop().await;
+    hidden.stop().await;
+}
+
+/// The webui binary with `CHOCOMINER_DISCOVERY` set to `value` (unset for `None`): whether
+/// its summary says discovery, or how it refused to start.
+async fn discovery_of_the_binary(value: Option<&str>) -> Result<bool, String> {
+    let bin = testkit::cargo_bin_async("webui").await;
+    let listen = format!("127.0.0.1:{}", testkit::free_port());
+    // No InfluxDB: the error reply says the mode too.
+    let nowhere = format!("http://127.0.0.1:{}", testkit::free_port());
+    let mut cmd = tokio::process::Command::new(&bin);
+    cmd.args(["--listen", &listen, "--influx-url", &nowhere])
+        .env_remove("HEALTH_LISTEN")
+        .env_remove("WEBUI_LISTEN")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    match value {
+        Some(value) => cmd.env("CHOCOMINER_DISCOVERY", value),
+        None => cmd.env_remove("CHOCOMINER_DISCOVERY"),
+    };
+    let mut child = cmd.spawn().expect("spawn webui");
+    let url = format!("http://{listen}/api/summary");
+    let answer = eventually("the webui answers or exits", SOON, POLL, || {
+        let url = url.clone();
+        let exited = child.try_wait().expect("webui's status");
+        async move {
+            if let Some(status) = exited {
+                return Some(Err(status));
+            }
+            let response = http_client().get(&url).send().await.ok()?;
+            let s: Value = serde_json::from_str(&response.text().await.ok()?).ok()?;
+            Some(Ok(s["discovery"]
+                .as_bool()
+                .expect("discovery in the reply")))
+        }
+    })
+    .await;
+    match answer {
+        Ok(discovery) => {
+            child.kill().await.expect("stop webui");
+            Ok(discovery)
+        }
+        Err(status) => {
+            let output = child.wait_with_output().await.expect("webui's stderr");
+            Err(format!(
+                "{status}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    }
+}
+
+/// Discovery is one setting: `CHOCOMINER_DISCOVERY` (true/false, 1/0, …) or `--discovery`,
+/// off unless set, and a value that is neither stops the dashboard rather than guess.
+#[tokio::test]
+async fn discovery_is_one_setting_in_the_environment() {
+    testkit::init_tracing();
+    for (value, expected) in [
+        (None, false),
+        (Some("1"), true),
+        (Some("true"), true),
+        (Some("0"), false),
+        (Some("false"), false),
+    ] {
+        assert_eq!(
+            discovery_of_the_binary(value).await,
+            Ok(expected),
+            "CHOCOMINER_DISCOVERY={value:?}"
+        );
+    }
+    let refused = discovery_of_the_binary(Some("perhaps")).await.unwrap_err();
+    assert!(
+        refused.contains("perhaps") && refused.contains("CHOCOMINER_DISCOVERY"),
+        "{refused}"
+    );
+
+    let config: webui::Config = parse(&["webui", "--discovery"].map(String::from));
+    assert!(config.discovery);
+    let bin = testkit::cargo_bin_async("webui").await;
+    let help = tokio::process::Command::new(&bin)
+        .arg("--help")
+        .output()
+        .await
+        .expect("webui --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--discovery") && help.contains("[env: CHOCOMINER_DISCOVERY="),
+        "{help}"
+    );
 }

@@ -2,8 +2,12 @@
 //! in-process, with a nats-server and an influxd of the test's own) the figures the page shows
 //! are those InfluxDB holds; with InfluxDB stopped the page says so, and it recovers when
 //! InfluxDB is back; on points written by the test, a change of difficulty, seconds without
-//! data, the zero bits of a nugget and what the stages wait for are shown as they are. A
-//! screenshot of each page is kept in `target/test-artifacts/`.
+//! data, the zero bits of a nugget and what the stages wait for are shown as they are; a
+//! classroom scaling step by step (`common::lesson`) sees the step, the rate before and after
+//! each scale and the next command, and in discovery mode no bottleneck. A screenshot of each
+//! page is kept in `target/test-artifacts/`; the lesson's steps', 1000 pixels wide, also in
+//! `docs/` (`docs/lesson-step-N.png`) when `WEBUI_DOCS_SCREENSHOTS=1`, so that a test run
+//! leaves the repository's files alone unless asked to retake them.
 //!
 //! They fail when there is no Chromium (`common::chromium`): a browser test that passes without
 //! a browser would claim what nobody checked (`scripts/install-deps.sh --with-browser` installs
@@ -14,6 +18,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use common::lesson::{Classroom, counts, lesson_path, rate, settled, summary_when};
 use common::{
     Element, Shot, WebUi, by_id, chromium, chromium_in, elements, number, rows, run_chromium,
 };
@@ -52,12 +57,17 @@ fn check_png(path: &Path) {
 async fn page_shows_what_influxdb_holds_about_the_live_pipeline() {
     let chromium = chromium();
     // rng `--rate 400 --batch 1`, hasher `--delay-ms 20 --concurrency 1` (about 50 hashes/s,
-    // the bottleneck), worker `--difficulty 4` (a nugget every 16 hashes on average).
+    // the bottleneck), worker `--difficulty 4` (a nugget every 16 hashes on average) with no
+    // simulated cost. Each knob the test counts on is set here, not left to the demo
+    // profile, whose pacing follows the lesson.
     let stack = Stack::start().await;
     let pipeline = stack
         .pipeline()
-        .worker("worker-1", &["--difficulty", "4"])
-        .hasher("hasher-1", &["--delay-ms", "20", "--concurrency", "1"])
+        .worker("worker-1", &["--difficulty", "4", "--delay-ms", "0"])
+        .hasher(
+            "hasher-1",
+            &["--delay-ms", "20", "--concurrency", "1", "--in-flight", "8"],
+        )
         .rng("rng-1", &["--rate", "400", "--batch", "1"])
         .start()
         .await;
@@ -170,11 +180,7 @@ async fn page_shows_what_influxdb_holds_about_the_live_pipeline() {
         "{stage}"
     );
     let fill = by_id(&dom, "hasher-fill");
-    assert_eq!(
-        fill.attr("data-window"),
-        "8",
-        "HASHER_IN_FLIGHT of the demo profile"
-    );
+    assert_eq!(fill.attr("data-window"), "8", "the hasher's --in-flight");
     assert_eq!(
         fill.text(),
         format!("{}/8", fmt_batches(fill.attr("data-in-flight")))
@@ -445,6 +451,197 @@ async fn page_says_when_influxdb_is_unreachable_and_recovers() {
     assert_eq!(by_id(&dom, "hashes-rate").value(), 0.0);
     webui.stop().await;
 }
+/// The size of the lesson's screenshots: small for the docs, tall enough for the lesson panel,
+/// the charts and the stages.
+const LESSON_SHOT: (u32, u32) = (1000, 1120);
+
+/// `docs/`, when the lesson's screenshots are to be retaken there (`WEBUI_DOCS_SCREENSHOTS=1`).
+fn docs_screenshots() -> Option<std::path::PathBuf> {
+    let wanted = std::env::var("WEBUI_DOCS_SCREENSHOTS").is_ok_and(|v| !v.is_empty() && v != "0");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2);
+    wanted.then(|| root.expect("the workspace holds crates/webui").join("docs"))
+}
+
+fn is_hidden(element: &Element) -> bool {
+    element.attrs.contains_key("hidden")
+}
+
+/// A class playing the lesson: the stack started (the worker last), then scaled as the lesson
+/// says. At each step the page shows which one it is, what the scale did to the rate, what to
+/// see and the next command in its three spellings, then, at the last one, the way to
+/// Kubernetes; a dashboard in discovery mode shows the plateau without naming rng.
+#[tokio::test]
+async fn page_plays_the_lesson_step_by_step() {
+    let chromium = chromium();
+    testkit::init_tracing();
+    let influx = Influx::start().await;
+    influx.create_database(DB).await;
+    let start = counts(1, 1, 0);
+    let class = Classroom::start(&influx, start);
+    let webui = WebUi::start(&influx).await;
+    let hidden = WebUi::start_with(&influx, &["--discovery"]).await;
+    let url = format!("{}/api/summary", webui.url);
+    summary_when(&url, start, |_| true).await;
+    let docs = docs_screenshots();
+    let (width, height) = LESSON_SHOT;
+
+    let mut before = start;
+    for step in lesson_path() {
+        class.scale(step.counts);
+        let s = settled(&url, step.counts).await;
+        let lesson = &s["lesson"]["step"];
+        let name = format!("lesson-step-{}.png", step.number);
+        let png = common::artifacts_dir().join(&name);
+        let _ = std::fs::remove_file(&png);
+        run_chromium(&chromium, &webui.url, Shot::PngSized(&png, width, height)).await;
+        check_png(&png);
+        if let Some(docs) = &docs {
+            let kept = docs.join(&name);
+            std::fs::copy(&png, &kept)
+                .unwrap_or_else(|e| panic!("copy {} to {}: {e}", png.display(), kept.display()));
+            println!("kept: {}", kept.display());
+        }
+
+        let dom = run_chromium(&chromium, &webui.url, Shot::Dom).await;
+        assert!(is_hidden(&by_id(&dom, "error")));
+        let panel = by_id(&dom, "lesson");
+        assert_eq!(panel.attr("data-step"), step.id);
+        let where_ = by_id(&dom, "lesson-number");
+        assert_eq!(where_.value(), step.number as f64);
+        assert_eq!(where_.text(), format!("step {} of 5", step.number));
+        assert_eq!(
+            by_id(&dom, "lesson-title").text(),
+            lesson["title"].as_str().unwrap()
+        );
+        // What to see, as a sentence.
+        let expect = lesson["expect"].as_str().unwrap();
+        let shown = by_id(&dom, "lesson-expect").text();
+        assert!(shown.ends_with(&format!("{}.", &expect[1..])), "{shown:?}");
+
+        // What the scale did: the stage scaled, the rate before and after.
+        let change = by_id(&dom, "lesson-change");
+        assert_eq!(change.attr("data-state"), "settled");
+        let scaled: Vec<String> = ["rng", "hasher", "worker"]
+            .iter()
+            .zip([
+                (before.rng, step.counts.rng),
+                (before.hasher, step.counts.hasher),
+                (before.worker, step.counts.worker),
+            ])
+            .filter(|(_, (from, to))| from != to)
+            .map(|(name, (from, to))| format!("{name} {from} → {to}"))
+            .collect();
+        let said = by_id(&dom, "lesson-scaled").text();
+        assert!(
+            said.starts_with(&format!("{} at ", scaled.join(", "))),
+            "{said}"
+        );
+        let (rate_before, rate_after) = (
+            by_id(&dom, "lesson-rate-before"),
+            by_id(&dom, "lesson-rate-after"),
+        );
+        assert_eq!(rate_before.value(), rate(before));
+        assert_eq!(rate_after.value(), rate(step.counts));
+        assert_eq!(rate_after.text(), format!("{:.1}", rate(step.counts)));
+        println!(
+            "step {}: {} → {} hashes/s ({})",
+            step.number,
+            rate_before.text(),
+            rate_after.text(),
+            by_id(&dom, "lesson-factor").text()
+        );
+
+        // Next: the command in three spellings, or the way to Kubernetes.
+        let commands = by_id(&dom, "lesson-commands");
+        let bridge = by_id(&dom, "lesson-bridge");
+        match step.next {
+            Some(spellings) => {
+                assert!(!is_hidden(&commands) && is_hidden(&bridge));
+                for (id, spelling) in ["lesson-just", "lesson-compose", "lesson-kubectl"]
+                    .iter()
+                    .zip(spellings)
+                {
+                    assert_eq!(by_id(&dom, id).text(), spelling);
+                }
+                assert!(!by_id(&dom, "lesson-why").text().is_empty());
+            }
+            None => {
+                assert!(is_hidden(&commands) && !is_hidden(&bridge));
+                assert!(is_hidden(&by_id(&dom, "lesson-why")));
+                let items: Vec<String> = elements(&bridge.inner, "class", "bridge-item")
+                    .iter()
+                    .map(Element::text)
+                    .collect();
+                assert_eq!(items.len(), 2, "{items:?}");
+                assert!(items[1].contains("cluster") && items[1].contains("Kubernetes"));
+                assert_eq!(
+                    by_id(&dom, "lesson-next-title").text(),
+                    "Next: from one machine to a cluster"
+                );
+            }
+        }
+        assert_eq!(
+            by_id(&dom, "bottleneck").attr("data-stage"),
+            step.bottleneck
+        );
+        assert!(is_hidden(&by_id(&dom, "lesson-discovery")));
+
+        if step.id == "plateau" {
+            assert!(!is_hidden(&by_id(&dom, "lesson-probes")));
+            page_in_discovery_mode_names_no_bottleneck(&chromium, &hidden.url).await;
+        }
+        before = step.counts;
+    }
+    class.stop();
+    webui.stop().await;
+    hidden.stop().await;
+}
+
+/// The plateau in discovery mode: no stage marked, no command to scale rng, the probes, and
+/// the stages' figures as they are.
+async fn page_in_discovery_mode_names_no_bottleneck(chromium: &Path, url: &str) {
+    let png = common::artifacts_dir().join("lesson-discovery.png");
+    let _ = std::fs::remove_file(&png);
+    let (width, height) = LESSON_SHOT;
+    run_chromium(chromium, url, Shot::PngSized(&png, width, height)).await;
+    check_png(&png);
+    let dom = run_chromium(chromium, url, Shot::Dom).await;
+    assert_eq!(by_id(&dom, "lesson").attr("data-step"), "plateau");
+    assert!(!is_hidden(&by_id(&dom, "lesson-discovery")));
+    let verdict = by_id(&dom, "bottleneck");
+    assert_eq!(
+        (verdict.attr("data-discovery"), verdict.attr("data-stage")),
+        ("true", "")
+    );
+    assert!(
+        verdict.text().starts_with("Discovery mode:"),
+        "{}",
+        verdict.text()
+    );
+    for stage in ["rng", "hasher", "worker"] {
+        assert_eq!(
+            by_id(&dom, &format!("stage-{stage}")).attr("data-bottleneck"),
+            "false"
+        );
+    }
+    assert!(is_hidden(&by_id(&dom, "lesson-commands")));
+    assert!(
+        !dom.contains("just scale"),
+        "a command to scale in discovery mode"
+    );
+    let why = by_id(&dom, "lesson-why").text();
+    assert!(
+        !why.contains("rng") && why.starts_with("Find the stage"),
+        "{why}"
+    );
+    let probes = by_id(&dom, "lesson-probe-list").text();
+    assert!(probes.contains("chocominer ping rng"), "{probes}");
+    // The raw signals stay: rng's rate against its limit, the hasher's busy.
+    assert_eq!(by_id(&dom, "rng-limit").value(), 10.0);
+    assert_eq!(by_id(&dom, "rng-rate").value(), 10.0);
+    assert_eq!(by_id(&dom, "hasher-busy").value(), 0.5);
+}
+
 /// What the browser tests do on a machine without Chromium: fail, saying how to install it.
 #[test]
 #[should_panic(expected = "chromium not found: these tests need it")]

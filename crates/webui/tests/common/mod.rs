@@ -1,9 +1,12 @@
 //! What the webui tests share beyond `testkit`'s pipeline on real servers: the webui
 //! in-process on a port of its own, HTTP requests, the points of three runs written by the
-//! tests, headless Chromium, and a little reading of the DOM Chromium dumps.
+//! tests, a classroom's stack scaled step by step ([`lesson`]), headless Chromium, and a little
+//! reading of the DOM Chromium dumps.
 
 // Each test file uses its own part of these helpers.
 #![allow(dead_code)]
+
+pub mod lesson;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -35,6 +38,11 @@ pub struct WebUi {
 
 impl WebUi {
     pub async fn start(influx: &Influx) -> WebUi {
+        WebUi::start_with(influx, &[]).await
+    }
+
+    /// With `args` too (e.g. `--discovery`).
+    pub async fn start_with(influx: &Influx, extra: &[&str]) -> WebUi {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0 for the webui");
@@ -42,6 +50,7 @@ impl WebUi {
         // The reader's credentials, as the dashboard is deployed.
         let mut args = vec!["webui".to_owned()];
         args.extend(influx.reader_args());
+        args.extend(extra.iter().map(|a| a.to_string()));
         let config: webui::Config = parse(&args);
         let service = Service::spawn("webui", &Shutdown::new(), |shutdown| {
             webui::serve(listener, config, shutdown)
@@ -149,6 +158,8 @@ pub enum Shot<'a> {
     Dom,
     /// A PNG of a 1280×900 window.
     Png(&'a Path),
+    /// A PNG of a window this wide and high (the docs' screenshots are kept small).
+    PngSized(&'a Path, u32, u32),
 }
 
 /// Runs headless Chromium on `url` (on 127.0.0.1: nothing else is ever loaded) with a fresh
@@ -188,6 +199,10 @@ pub async fn run_chromium(chromium: &Path, url: &str, shot: Shot<'_>) -> String 
         Shot::Png(path) => {
             cmd.arg(format!("--screenshot={}", path.display()))
                 .arg("--window-size=1280,900");
+        }
+        Shot::PngSized(path, width, height) => {
+            cmd.arg(format!("--screenshot={}", path.display()))
+                .arg(format!("--window-size={width},{height}"));
         }
     }
     cmd.arg(url)
