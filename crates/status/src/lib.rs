@@ -11,6 +11,7 @@
 
 pub mod bottleneck;
 pub mod figures;
+pub mod lesson;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
