@@ -1,6 +1,10 @@
-//! The demo profile's scaling: one rng, one worker and H hashers for each H asked, on one
-//! nats-server reused while no stage is left connected to it; per H the worker's rate over a
-//! window, against what the demo profile's pacing allows.
+//! The demo profile's scaling over hashers: one rng, one worker and H demo-paced hashers for
+//! each H asked, on one nats-server reused while no stage is left connected to it; per H the
+//! worker's rate over a window, against what the hashers' pacing allows. What is measured is
+//! how evenly the hashers' queue group shares the work, so rng and the worker are taken out of
+//! the way: rng's limit is ten hashers' worth (`RNG_HASHERS`) and the worker judges with no
+//! simulated cost (the lesson's own pacing, where they are the bottlenecks, is played by the
+//! lesson tests).
 
 use bench::model::Demo;
 use chocominer_pipeline::Profile;
@@ -8,17 +12,25 @@ use chocominer_pipeline::Profile;
 use crate::Config;
 use crate::stages::{self, Bins, Stage};
 
+/// rng's limit, in hashers' worth: the most hashers the demo scaling is meant to reach.
+const RNG_HASHERS: f64 = 10.0;
+
 /// Runs the demo with each of `config.demo_hashers` hashers (in increasing order); the runs,
 /// and the nats-server version.
 pub async fn run(config: &Config, bins: &Bins) -> anyhow::Result<(Demo, Option<String>)> {
     let defaults = Profile::Demo.defaults();
+    let per_hasher = 1.0 / defaults.hasher_delay.as_secs_f64();
     let mut demo = Demo {
         rngs: 1,
-        per_hasher: 1.0 / defaults.hasher_delay.as_secs_f64(),
-        per_rng: defaults.rng_rate,
+        per_hasher,
+        per_rng: per_hasher * RNG_HASHERS,
         runs: Vec::new(),
     };
     let args = ["--profile", "demo"];
+    let rng_rate = demo.per_rng.to_string();
+    // A window for ten hashers' worth of numbers through the pipeline's latency.
+    let rng_args = [&args[..], &["--rate", &rng_rate, "--in-flight", "64"]].concat();
+    let worker_args = [&args[..], &["--delay-ms", "0"]].concat();
     let mut stack = stages::start_stack(config).await;
     let version = stack.nats.varz().await["version"]
         .as_str()
@@ -28,7 +40,8 @@ pub async fn run(config: &Config, bins: &Bins) -> anyhow::Result<(Demo, Option<S
             tracing::warn!("stages of the last run still connected: a new nats-server");
             stack = stages::start_stack(config).await;
         }
-        let worker = stages::spawn_ready(&stack, "worker", &bins.worker, "w1", &args).await?;
+        let worker =
+            stages::spawn_ready(&stack, "worker", &bins.worker, "w1", &worker_args).await?;
         let mut running: Vec<Stage> = Vec::new();
         for i in 1..=hashers {
             let name = format!("h{i}");
@@ -37,7 +50,7 @@ pub async fn run(config: &Config, bins: &Bins) -> anyhow::Result<(Demo, Option<S
         let names: Vec<&str> = running.iter().map(|s| s.instance.as_str()).collect();
         stack.wait_for_service("hasher", &names).await;
         stack.wait_for_service("worker", &["w1"]).await;
-        let rng = stages::spawn_ready(&stack, "rng", &bins.rng, "r1", &args).await?;
+        let rng = stages::spawn_ready(&stack, "rng", &bins.rng, "r1", &rng_args).await?;
         // In the order they stop: rng, the hashers, the worker.
         running.insert(0, rng);
         running.push(worker);

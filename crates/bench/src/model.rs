@@ -188,7 +188,7 @@ pub struct Demo {
     pub rngs: u32,
     /// What one hasher can do: 1 / `hasher_delay` of the demo profile.
     pub per_hasher: f64,
-    /// What one rng may make: `rng_rate` of the demo profile.
+    /// What one rng may make: ten hashers' worth (the bench lifts rng's limit, see demo.rs).
     pub per_rng: f64,
     pub runs: Vec<DemoRun>,
 }

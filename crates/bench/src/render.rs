@@ -248,9 +248,10 @@ fn demo_table(demo: &Demo) -> String {
         })
         .collect();
     format!(
-        "\n### Demo profile scaling\n\n{} rng, one worker and H hashers (`--profile demo`): \
-         theoretical min({} × H, {} × rngs)/s (1 / `hasher_delay` per hasher, `rng_rate` per \
-         rng); of theoretical: the per-instance rate against the theoretical per instance; \
+        "\n### Demo profile scaling\n\n{} rng, one worker and H hashers (`--profile demo`, the \
+         worker with no simulated cost and rng's limit raised, so that the hashers are what is \
+         measured): theoretical min({} × H, {} × rngs)/s (1 / `hasher_delay` per hasher, the \
+         raised limit per rng); of theoretical: the per-instance rate against the theoretical per instance; \
          efficiency: rate(H) / (H × rate(1)).\n\n{}",
         demo.rngs,
         demo.per_hasher,

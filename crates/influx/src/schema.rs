@@ -382,6 +382,7 @@ pub mod worker {
         "difficulty",
         "leading zero bits that make a nugget here (`DIFFICULTY`)",
     );
+    pub const BUSY: Gauge = Gauge::float("busy", "share of the second spent judging, 0..1");
 }
 
 /// The fields of [`NUGGET`].
@@ -432,6 +433,7 @@ pub static WORKER: Measurement = Measurement {
         worker::REJECTED.field(),
         worker::EXPIRED.field(),
         worker::DIFFICULTY.field(),
+        worker::BUSY.field(),
     ],
 };
 

@@ -1,9 +1,12 @@
 //! The two ways to run ChocoMiner, and the default of every knob in each.
 //!
-//! `demo` (the default) is paced for teaching: rng makes at most 100 numbers/s per instance,
-//! one per batch, and a hasher takes 100 ms per hash, one at a time, so one hasher gives about
-//! 10 hashes/s, 5 give 50 and 10 reach rng's cap. `full` removes the simulated costs, sends
-//! large batches and hashes on every core, to show how fast the pipeline really goes.
+//! `demo` (the default) is paced to play the seed's lesson, each stage with a capacity of its
+//! own: a worker judges one hash in 300 ms (the original's worker loop, about 3.3 hashes/s),
+//! rng makes at most 10 numbers/s per instance, one per batch, and a hasher takes 50 ms per
+//! hash, one at a time (20/s). So one of each is held back by the worker (3.3/s), two workers
+//! double it, ten reach rng's cap (10/s), three rngs lift it to the hasher's cap (20/s), and
+//! a second hasher lifts it again (30/s). `full` removes the simulated costs, sends large
+//! batches and hashes on every core, to show how fast the pipeline really goes.
 //! Every knob can still be set on its own; a knob left unset takes its profile's default.
 
 use std::time::Duration;
@@ -12,7 +15,7 @@ pub use crate::codec::NumberEncoding;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Profile {
-    /// Paced for the scaling lesson: ~10 hashes/s per hasher, rng capped at 100 numbers/s.
+    /// Paced for the scaling lesson: a worker 3.3 hashes/s, rng 10 numbers/s, a hasher 20/s.
     #[default]
     Demo,
     /// Flat out: no simulated cost, large batches, all cores.
@@ -44,6 +47,8 @@ pub struct Defaults {
     pub hasher_queue: usize,
     /// Leading zero bits that make a nugget.
     pub difficulty: u32,
+    /// Simulated cost of judging one hash (the worker judges one batch at a time).
+    pub worker_delay: Duration,
     /// How long a sender waits for an acknowledgement before counting the batch as lost.
     pub ack_timeout: Duration,
 }
@@ -70,20 +75,25 @@ impl Profile {
     pub fn defaults(self) -> Defaults {
         match self {
             Profile::Demo => Defaults {
-                rng_rate: 100.0,
+                rng_rate: 10.0,
                 rng_batch: 1,
                 rng_numbers: NumberEncoding::Raw,
-                // Enough to keep ten one-at-a-time hashers fed at 100 numbers/s.
-                rng_in_flight: 32,
-                // One number a batch: 32 raw ones are 1 KB.
-                rng_in_flight_raw: 32,
-                hasher_delay: Duration::from_millis(100),
+                // Enough to keep rng at its rate through the pipeline's latency (a few hundred
+                // ms), and small enough that a batch queued behind one 3.3/s worker waits
+                // ~5 s, well within the ack timeout.
+                rng_in_flight: 16,
+                // One number a batch: 16 raw ones are half a kilobyte.
+                rng_in_flight_raw: 16,
+                hasher_delay: Duration::from_millis(50),
                 hasher_concurrency: 1,
-                hasher_in_flight: 8,
-                // Four demo rngs' windows (32 each) on one hasher.
+                // Ten workers at 300 ms a hash behind one 20/s hasher hold ~6 batches; the
+                // rest is room for NATS's random choice among them.
+                hasher_in_flight: 16,
+                // Eight demo rngs' windows (16 each) on one hasher.
                 hasher_queue: 128,
                 difficulty: 4,
-                // 32 batches queued at a lone 10/s hasher wait 3.2 s: stay well above that.
+                worker_delay: Duration::from_millis(300),
+                // 16 batches queued at a lone 3.3/s worker wait 4.8 s: stay well above that.
                 ack_timeout: Duration::from_secs(10),
             },
             Profile::Full => Defaults {
@@ -103,6 +113,7 @@ impl Profile {
                 hasher_queue: 128,
                 // About one nugget per second at ~8 M hashes/s.
                 difficulty: 23,
+                worker_delay: Duration::ZERO,
                 ack_timeout: Duration::from_secs(5),
             },
         }

@@ -21,8 +21,9 @@ The bottleneck is named by the first of these rules that holds (90 % = saturated
   3. hasher busy ≥ 90 % of the time → hasher
   4. rng makes ≥ 90 % of its rate limit (summed over its instances; none
      unlimited) → rng
-  5. hasher in flight ≥ 90 % of its window → worker (slow to acknowledge)
-  6. rng in flight ≥ 90 % of its window → hasher (slow to acknowledge)
+  5. worker busy ≥ 90 % of the time → worker
+  6. hasher in flight ≥ 90 % of its window → worker (slow to acknowledge)
+  7. rng in flight ≥ 90 % of its window → hasher (slow to acknowledge)
 Otherwise no stage is saturated and none is named.";
 
 /// The rule's answer.
@@ -126,6 +127,12 @@ pub fn find(snapshot: &Snapshot) -> Verdict {
             ),
         );
     }
+    if let Some(busy) = snapshot.worker.busy.filter(|&b| b >= SATURATED) {
+        return bottleneck(
+            Stage::Worker,
+            format!("busy {}: more workers would judge more", percent(busy)),
+        );
+    }
     if let Some(used) = hasher.window_use().filter(|&u| u >= SATURATED) {
         return bottleneck(
             Stage::Worker,
@@ -163,6 +170,22 @@ mod tests {
         Snapshot::from_points(&points, NOW)
     }
 
+    /// The same, with the worker busy `busy` of the time.
+    fn pipeline_with_worker(rng: &[(&str, f64)], hasher: &[(&str, f64)], busy: f64) -> Snapshot {
+        let mut points = Vec::new();
+        for ago in 1..=6 {
+            points.push(point(Stage::Rng, "r1", ago, rng));
+            points.push(point(Stage::Hasher, "h1", ago, hasher));
+            points.push(point(
+                Stage::Worker,
+                "w1",
+                ago,
+                &[("hashes", 3.0), ("busy", busy)],
+            ));
+        }
+        Snapshot::from_points(&points, NOW)
+    }
+
     fn stage_of(rng: &[(&str, f64)], hasher: &[(&str, f64)]) -> Option<Stage> {
         find(&pipeline(rng, hasher)).stage()
     }
@@ -189,6 +212,11 @@ mod tests {
         let waiting = [("busy", 0.5), ("in_flight", 8.0), ("window", 8.0)];
         assert_eq!(stage_of(&RNG_WAITING, &waiting), Some(Stage::Worker));
         assert_eq!(stage_of(&RNG_WAITING, &HASHER_IDLE), Some(Stage::Hasher));
+        let slow_workers = pipeline_with_worker(&RNG_WAITING, &HASHER_IDLE, 0.97);
+        assert_eq!(find(&slow_workers).stage(), Some(Stage::Worker));
+        // rng at its limit comes first: ten workers 90 % busy behind three capped rngs.
+        let capped = pipeline_with_worker(&RNG_CAPPED, &HASHER_IDLE, 0.95);
+        assert_eq!(find(&capped).stage(), Some(Stage::Rng));
         let unlimited = [("numbers", 1e6), ("rate_limit", 0.0), ("window", 16.0)];
         assert_eq!(
             find(&pipeline(&unlimited, &HASHER_IDLE)),

@@ -50,7 +50,8 @@ pub struct StageFigures {
     /// rng: the sum of its instances' limits in numbers/s, 0 when one of them is unlimited.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<f64>,
-    /// hasher: share of the time spent hashing, 0..1, averaged over the hashers.
+    /// hasher and worker: share of the time spent hashing or judging, 0..1, averaged over the
+    /// instances.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub busy: Option<f64>,
     /// rng and hasher: batches sent and not yet acknowledged, summed over instances...
@@ -211,6 +212,11 @@ impl Window {
         let newest_summed = |field: Gauge| {
             (!alive.is_empty()).then(|| round(alive.iter().map(|p| p.get(field)).sum()))
         };
+        // A share averaged over the instances (busy), unknown when none is alive.
+        let averaged = |field: Gauge| {
+            let means = instance_means(field);
+            (!means.is_empty()).then(|| round(means.iter().sum::<f64>() / means.len() as f64))
+        };
         let names: BTreeSet<&str> = alive.iter().map(|p| p.instance.as_str()).collect();
         let mut instances: Vec<String> = names.into_iter().map(str::to_owned).collect();
         instances.sort_by_key(|name| natural_key(name));
@@ -234,9 +240,7 @@ impl Window {
             }
             Stage::Hasher => {
                 figures.rate = per_second(hasher::HASHES).unwrap_or_default();
-                let busy = instance_means(hasher::BUSY);
-                figures.busy =
-                    (!busy.is_empty()).then(|| round(busy.iter().sum::<f64>() / busy.len() as f64));
+                figures.busy = averaged(hasher::BUSY);
                 figures.in_flight = summed(hasher::IN_FLIGHT);
                 figures.window = summed(hasher::WINDOW);
                 figures.waiting = newest_summed(hasher::WAITING);
@@ -245,6 +249,7 @@ impl Window {
             }
             Stage::Worker => {
                 figures.rate = per_second(worker::HASHES).unwrap_or_default();
+                figures.busy = averaged(worker::BUSY);
                 figures.nuggets = per_second(worker::NUGGETS);
                 figures.rejected = per_second(worker::REJECTED);
                 figures.forged = per_second(worker::FORGED);

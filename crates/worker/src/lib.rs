@@ -14,15 +14,17 @@
 //! is not its number's SHA-256 is counted as `forged` and logged (rate-limited), never
 //! recorded or published.
 //!
-//! `WORKER_DELAY_MS` simulates a costly judgement of each batch (0, none, by default): it makes
-//! the worker stage the slow one, to watch a slow stage slow the ones before it and to test
-//! that nothing piles up meanwhile.
+//! `WORKER_DELAY_MS` simulates a costly judgement of each hash, one batch at a time, like the
+//! original's worker loop: 300 ms in the demo profile (about 3.3 hashes/s per worker, the
+//! lesson's first bottleneck), none in the full profile. Tests also use it to make the worker
+//! stage the slow one, to watch a slow stage slow the ones before it.
 //!
 //! One batch's path: [`run`] takes it from the intake and `Judging::take` decodes it, judges
 //! every digest, records and publishes the nuggets, and acknowledges it to the hasher.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use async_nats::Client;
 use chocominer_pipeline::codec::DigestBatch;
@@ -41,11 +43,16 @@ pub struct Config {
     /// Leading zero bits that make a digest a nugget [default: demo 4, full 23].
     #[arg(long, env = "DIFFICULTY", value_parser = clap::value_parser!(u32).range(0..=256))]
     pub difficulty: Option<u32>,
-    /// Simulated cost of judging one batch (whatever its size), in milliseconds, to make the
-    /// worker stage slower than the hashers; 0 = none.
-    #[arg(long, env = "WORKER_DELAY_MS", default_value_t = 0)]
-    pub delay_ms: u64,
+    /// Simulated cost of judging one hash, in milliseconds (fractions allowed, e.g. 0.1); a
+    /// batch costs its hashes times this, judged one batch at a time; 0 = none
+    /// [default: demo 300, full 0].
+    #[arg(long, env = "WORKER_DELAY_MS", value_parser = parse_delay_ms)]
+    pub delay_ms: Option<f64>,
 }
+
+/// Batches a slow worker holds (one judged, one at hand) before it stops taking extra places
+/// in its queue group.
+const WORKER_ROOM: usize = 2;
 
 /// Totals of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -63,6 +70,10 @@ struct WorkerMeter {
     hashes: Counter,
     nuggets: Counter,
     forged: Counter,
+    /// Time spent judging (the simulated cost included).
+    busy_ns: Counter,
+    /// Last second's busy share, as f64 bits, for `$SRV.STATS`.
+    last_busy: AtomicU64,
     /// Malformed messages refused, and batches dropped because their hasher had already
     /// given up on them.
     intake: Arc<IntakeStats>,
@@ -76,6 +87,8 @@ impl WorkerMeter {
             hashes: Counter::default(),
             nuggets: Counter::default(),
             forged: Counter::default(),
+            busy_ns: Counter::default(),
+            last_busy: AtomicU64::new(0),
             intake,
             difficulty,
         }
@@ -89,6 +102,7 @@ impl WorkerMeter {
             "rejected": self.intake.rejected.total(),
             "expired": self.intake.expired.total(),
             "difficulty": self.difficulty,
+            "busy": f64::from_bits(self.last_busy.load(Ordering::Relaxed)),
         })
     }
 }
@@ -98,7 +112,11 @@ impl Meter for WorkerMeter {
         &schema::WORKER
     }
 
-    fn fields(&self, _period: Duration) -> Vec<FieldValue> {
+    fn fields(&self, period: Duration) -> Vec<FieldValue> {
+        // One batch is judged at a time: the second's capacity is the second.
+        let busy =
+            (self.busy_ns.take_delta() as f64 / (period.as_nanos() as f64).max(1.0)).min(1.0);
+        self.last_busy.store(busy.to_bits(), Ordering::Relaxed);
         vec![
             worker::HASHES.of(self.hashes.take_delta()),
             worker::NUGGETS.of(self.nuggets.take_delta()),
@@ -106,6 +124,7 @@ impl Meter for WorkerMeter {
             worker::REJECTED.of(self.intake.rejected.take_delta()),
             worker::EXPIRED.of(self.intake.expired.take_delta()),
             worker::DIFFICULTY.at(self.difficulty),
+            worker::BUSY.at((busy * 1000.0).round() / 1000.0),
         ]
     }
 }
@@ -114,6 +133,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     let difficulty = config
         .difficulty
         .unwrap_or(config.common.profile.defaults().difficulty);
+    let delay = config
+        .delay_ms
+        .map_or(config.common.profile.defaults().worker_delay, |ms| {
+            Duration::from_secs_f64(ms / 1000.0)
+        });
     let Some(runtime) = StageRuntime::start(Stage::Worker, &config.common, &shutdown).await? else {
         return Ok(Report::default());
     };
@@ -124,8 +148,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
             subject: runtime.subjects.digests.clone(),
             instance: runtime.instance.clone(),
             service: runtime.service_connector(),
-            // Judging is quick: one place in the group is enough.
-            room: None,
+            // Quick judging needs one place in the group. A slow one (the demo's) judges one
+            // batch at a time, so an idle worker takes extra places and NATS steers batches
+            // to it rather than to one that has a queue.
+            room: (!delay.is_zero()).then_some(WORKER_ROOM),
         },
     )
     .await?;
@@ -136,7 +162,6 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     });
     runtime.health.set_ready();
     let reporter = runtime.report(meter.clone());
-    let delay = Duration::from_millis(config.delay_ms);
     tracing::info!(difficulty, ?delay, nuggets = %runtime.subjects.nuggets, "judging digests");
 
     let judging = Judging {
@@ -173,14 +198,22 @@ struct Judging {
     nuggets: String,
     /// For forged nugget candidates: one warning, then at most one per period.
     forgery_log: Throttle,
-    /// Simulated cost of a batch (`WORKER_DELAY_MS`).
+    /// Simulated cost of a hash (`WORKER_DELAY_MS`).
     delay: Duration,
 }
 
 impl Judging {
-    /// One batch, from its arrival to its answer to the hasher: decode, judge every digest,
-    /// check and record the nuggets, acknowledge.
+    /// One batch, from its arrival to its answer, the time counted as busy.
     async fn take(&self, incoming: Incoming) {
+        let started = Instant::now();
+        self.judge(incoming).await;
+        self.meter
+            .busy_ns
+            .add(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    /// Decodes the batch, judges every digest, checks and records the nuggets, acknowledges.
+    async fn judge(&self, incoming: Incoming) {
         let batch = match DigestBatch::decode(incoming.body(), self.max_payload) {
             Ok(batch) => batch,
             Err(e) => return incoming.refuse(e).await,
@@ -188,7 +221,11 @@ impl Judging {
         // The simulated cost comes before the expiry check: a batch whose sender gave up on
         // it meanwhile is dropped, not counted twice (lost there, judged here).
         if !self.delay.is_zero() {
-            tokio::time::sleep(self.delay).await;
+            tokio::time::sleep(
+                self.delay
+                    .saturating_mul(u32::try_from(batch.count()).unwrap_or(u32::MAX)),
+            )
+            .await;
         }
         if incoming.expired() {
             return incoming.drop_expired();
@@ -245,6 +282,16 @@ impl Judging {
     }
 }
 
+/// `WORKER_DELAY_MS`: a finite number of milliseconds from 0 to an hour.
+fn parse_delay_ms(text: &str) -> Result<f64, String> {
+    let ms: f64 = text.trim().parse().map_err(|e| format!("{e}"))?;
+    if (0.0..=3_600_000.0).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err("a number of milliseconds from 0 to 3600000".into())
+    }
+}
+
 fn record_nugget(
     sink: &StatsSink,
     number: &[u8],
@@ -279,6 +326,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_delay_is_a_finite_number_of_milliseconds() {
+        assert_eq!(parse_delay_ms("300"), Ok(300.0));
+        assert_eq!(parse_delay_ms("0.1"), Ok(0.1));
+        for bad in ["-1", "NaN", "inf", "1e9", "abc", ""] {
+            assert!(parse_delay_ms(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn the_point_carries_counts_since_the_last_one_and_the_difficulty() {
         let meter = WorkerMeter::new(23, Arc::default());
         meter.hashes.add(1000);
@@ -296,6 +352,7 @@ mod tests {
                 worker::REJECTED.of(0),
                 worker::EXPIRED.of(0),
                 worker::DIFFICULTY.at(23u32),
+                worker::BUSY.at(0.0),
             ]
         );
         assert_eq!(schema::WORKER.check(&fields), Ok(()));
