@@ -13,6 +13,8 @@ with every component) produces:
     the port of HEALTH_LISTEN (or of WEBUI_LISTEN for the dashboard's own port).
 And for every compose service that runs by default (not under a profile, like nats-box): it has
 a healthcheck, and whatever it depends on it waits for with `condition: service_healthy`.
+And Chronograf's seed URL /sources/1/dashboards/1: chronograf/chocominer.src is source "1",
+chocominer.dashboard dashboard 1, and the compose service mounts chronograf/ at its RESOURCES_PATH.
 Before the real check it checks itself: a compose service given a variable no binary reads, and
 one that waits for a dependency only to start, must be refused. Exit 1 with one line per problem.
 
@@ -20,6 +22,7 @@ Usage: scripts/check-files.py BIN_DIR   (BIN_DIR holds the release binaries)
 """
 
 import copy
+import json
 import pathlib
 import re
 import subprocess
@@ -145,6 +148,44 @@ def check_compose_order(services):
     return errors
 
 
+def check_chronograf(services):
+    """Chronograf's seed URL, /sources/1/dashboards/1: chronograf/chocominer.src is source "1"
+    (Chronograf decodes the id as a string) and chocominer.dashboard dashboard 1; the compose
+    service mounts chronograf/ where RESOURCES_PATH points, sets no INFLUXDB_URL (that would add a
+    source of Chronograf's own ahead of ours) and publishes 8888."""
+    errors = []
+    resources = ROOT / "chronograf"
+    src = json.loads((resources / "chocominer.src").read_text(encoding="utf-8"))
+    if src.get("id") != "1":
+        errors.append(f"chronograf/chocominer.src: id is {src.get('id')!r}, not \"1\" (/sources/1)")
+    dashboard = json.loads((resources / "chocominer.dashboard").read_text(encoding="utf-8"))
+    if dashboard.get("id") != 1:
+        errors.append(f"chronograf/chocominer.dashboard: id is {dashboard.get('id')!r}, not 1 (/dashboards/1)")
+    service = services.get("chronograf")
+    where = "docker-compose.yml service chronograf"
+    if service is None:
+        return errors + [f"{where}: missing"]
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+    path = env.get("RESOURCES_PATH")
+    if not path:
+        errors.append(f"{where}: no RESOURCES_PATH, so chronograf/ is not read")
+    if "INFLUXDB_URL" in env:
+        errors.append(f"{where}: INFLUXDB_URL adds a source of Chronograf's own ahead of chocominer.src")
+    mounts = []
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, str):
+            source, _, rest = volume.partition(":")
+            volume = {"source": source, "target": rest.split(":")[0]}
+        mounts.append((pathlib.Path(volume.get("source", "")).resolve(), volume.get("target")))
+    if (resources.resolve(), path) not in mounts:
+        errors.append(f"{where}: chronograf/ is not mounted at RESOURCES_PATH ({path}): {mounts}")
+    if not any(str(p).endswith(":8888/tcp") or str(p).endswith(":8888") for p in service.get("ports") or []):
+        errors.append(f"{where}: does not publish 8888")
+    return errors
+
+
 def port_of(address):
     return int(address.rsplit(":", 1)[1]) if address and ":" in address else None
 
@@ -219,10 +260,18 @@ def main():
         sys.exit("check-files: self-test failed: a dependency not waited for went unnoticed")
     print(f"[check-files] self-test: {waiter} waiting for {dep} only to start is refused")
 
+    # ... and so is Chronograf's resources mounted elsewhere than RESOURCES_PATH.
+    doctored = copy.deepcopy(services)
+    doctored["chronograf"]["environment"]["RESOURCES_PATH"] = "/elsewhere"
+    if not check_chronograf(doctored):
+        sys.exit("check-files: self-test failed: chronograf/ mounted off RESOURCES_PATH went unnoticed")
+    print("[check-files] self-test: chronograf/ mounted elsewhere than RESOURCES_PATH is refused")
+
     containers = []
     errors = (
         check_compose(services, binaries)
         + check_compose_order(services)
+        + check_chronograf(services)
         + check_k8s(documents, binaries, containers)
     )
     for error in errors:
@@ -234,7 +283,8 @@ def main():
         f"[check-files] docker-compose.yml ({counted} ChocoMiner services) and k8s/overlays/all "
         f"({len(containers)} ChocoMiner containers): images, variables and health checks agree "
         f"with the Dockerfile and the binaries; every compose service that `up` starts has a "
-        f"healthcheck and waits for its dependencies to be healthy"
+        f"healthcheck and waits for its dependencies to be healthy; chronograf/ is mounted at "
+        f"Chronograf's RESOURCES_PATH with source 1 and dashboard 1 (/sources/1/dashboards/1)"
     )
 
 
