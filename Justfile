@@ -109,8 +109,9 @@ check-k8s:
 check-files:
     python3 scripts/check-files.py "$(scripts/static-bins.sh)"
 
-# Needs root (or a running engine), apt's docker.io and docker-compose; pulls nothing (stand-ins).
-# Build the images and test docker-compose.yml for real: up, scale hashers, kill one, down -v
+# Needs root (or a running engine), apt's docker.io and docker-compose, Compose v2 (all from
+# `scripts/install-deps.sh --with-containers`); pulls nothing (stand-ins); ~5 min once built.
+# Build the images and play the scaling lesson on docker-compose.yml, Compose v1 then v2; down -v
 [no-exit-message]
 test-containers:
     @scripts/test-containers.sh

@@ -9,6 +9,10 @@ Each subcommand prints one line and exits 0, or exits 1 with the reason on stder
   rate SECONDS               hashes/s summed over all workers, over the last SECONDS whole
                              seconds ending 2 s ago (a point comes up to a second late)
   instances STAGE SECONDS    distinct `instance` tags of STAGE that wrote in the last SECONDS
+  alive SECONDS              the same for rng, hasher and worker: "RNG HASHER WORKER"
+  bottleneck CHOCOMINER      the stage `CHOCOMINER status --json` names as the bottleneck
+                             ("none" when it names none), a tab, then its sentence
+  lost SECONDS               numbers/s rng and the hashers counted lost, in the window of `rate`
   losses SINCE_EPOCH_S       rng's lost numbers and the hashers'/workers' expired ones since then
   anonymous                  the HTTP status InfluxDB answers a query without credentials with
 
@@ -19,6 +23,7 @@ import base64
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import urllib.error
 import urllib.parse
@@ -117,6 +122,33 @@ def instances(stage, seconds):
     return str(len({r["instance"] for r in found}))
 
 
+def lost(seconds):
+    window = f"time > now() - {seconds + 2}s AND time <= now() - 2s"
+    total = scalar(f"SELECT sum(lost) FROM rng WHERE {window}") + scalar(
+        f"SELECT sum(lost) FROM hasher WHERE {window}"
+    )
+    return f"{total / seconds:.1f}"
+
+
+def alive(seconds):
+    return " ".join(instances(stage, seconds) for stage in ("rng", "hasher", "worker"))
+
+
+def bottleneck(chocominer):
+    """What `chocominer status --json` (one look, as the user NATS_USER, InfluxDB's INFLUX_USER)
+    names as the bottleneck: the JSON's `bottleneck` (a stage, or null) and `summary`."""
+    done = subprocess.run(
+        [chocominer, "status", "--json"], capture_output=True, text=True, timeout=30
+    )
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"chocominer status --json exited {done.returncode}: {last}")
+    status = json.loads(done.stdout.strip().splitlines()[-1])
+    if "bottleneck" not in status or "summary" not in status:
+        raise RuntimeError(f"no bottleneck or summary in {done.stdout.strip()}")
+    return f"{status['bottleneck'] or 'none'}\t{status['summary']}"
+
+
 def losses(since):
     since_ns = int(since) * 10**9
     lost = scalar(f"SELECT sum(lost) FROM rng WHERE time >= {since_ns}")
@@ -141,6 +173,9 @@ def main(argv):
         "verify-nuggets": lambda: verify_nuggets(),
         "rate": lambda: rate(int(argv[2])),
         "instances": lambda: instances(argv[2], int(argv[3])),
+        "alive": lambda: alive(int(argv[2])),
+        "lost": lambda: lost(int(argv[2])),
+        "bottleneck": lambda: bottleneck(argv[2]),
         "losses": lambda: losses(argv[2]),
         "anonymous": lambda: anonymous(),
     }

