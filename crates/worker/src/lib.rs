@@ -219,13 +219,21 @@ impl Judging {
             Err(e) => return incoming.refuse(e).await,
         };
         // The simulated cost comes before the expiry check: a batch whose sender gave up on
-        // it meanwhile is dropped, not counted twice (lost there, judged here).
+        // it meanwhile is dropped, not counted twice (lost there, judged here). One that could
+        // not be judged in time is dropped before the cost is paid: paying it would make the
+        // batches behind it late too.
         if !self.delay.is_zero() {
-            tokio::time::sleep(
-                self.delay
-                    .saturating_mul(u32::try_from(batch.count()).unwrap_or(u32::MAX)),
-            )
-            .await;
+            let cost = self
+                .delay
+                .saturating_mul(u32::try_from(batch.count()).unwrap_or(u32::MAX));
+            let done = Instant::now().checked_add(cost);
+            if incoming
+                .deadline()
+                .is_some_and(|deadline| done.is_none_or(|done| done >= deadline))
+            {
+                return incoming.drop_expired();
+            }
+            tokio::time::sleep(cost).await;
         }
         if incoming.expired() {
             return incoming.drop_expired();
