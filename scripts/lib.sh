@@ -287,7 +287,7 @@ log_tail() {
 
 # The service settings in the environment (see README "Configuration"). `up` saves them so
 # that instances added later by `scale` run with the same ones.
-SETTING_RE='^(NATS_[A-Z_]+|INFLUX_[A-Z_]+|RNG_[A-Z_]+|HASHER_[A-Z_]+|SUBJECT_PREFIX|CHOCOMINER_PROFILE|ACK_TIMEOUT_MS|DIFFICULTY|RUST_LOG)$'
+SETTING_RE='^(NATS_[A-Z_]+|INFLUX_[A-Z_]+|RNG_[A-Z_]+|HASHER_[A-Z_]+|WORKER_[A-Z_]+|SUBJECT_PREFIX|CHOCOMINER_PROFILE|ACK_TIMEOUT_MS|DIFFICULTY|RUST_LOG)$'
 
 save_settings() {
   local v
