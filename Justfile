@@ -43,6 +43,7 @@ test:
     cargo fmt --all --check
     cargo test --workspace --no-fail-fast
     scripts/test-local-stack.sh
+    scripts/test-lesson.sh
 
 # Release binaries, each stage a process, on a nats-server and an influxd of their own (free
 # ports); progress every 10 s; result (Markdown, JSON) in soak/results/; `--duration 90s` for a
@@ -78,6 +79,11 @@ fuzz:
 [no-exit-message]
 test-local-stack:
     @scripts/test-local-stack.sh
+
+# Play the seed's lesson on a stack of its own (just up, just scale worker 2, ...) and check each step
+[no-exit-message]
+test-lesson:
+    @scripts/test-lesson.sh
 
 # Build the release binaries into target/release (as `up`, `status` and `sub` do)
 build:
@@ -128,3 +134,8 @@ sub *ARGS:
 [no-exit-message]
 status *ARGS:
     @scripts/chocominer.sh status "$@"
+
+# The lesson's httping: how busy STAGE (rng, hasher or worker) is and its time per item, 3 probes
+[no-exit-message]
+ping STAGE *ARGS:
+    @scripts/chocominer.sh ping "$@"

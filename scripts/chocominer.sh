@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `just status` and `just sub`: run the `chocominer` command that `just up` built
+# `just status`, `just ping` and `just sub`: run the `chocominer` command that `just up` built
 # (target/release/chocominer). The release binaries are built first exactly as `up` builds
 # them (build_release in lib.sh): after `up` that is a no-op, and after a change cargo shows
 # what it compiles.
@@ -15,9 +15,9 @@ load_settings
 if [ -f "$(nats_password_file cli)" ]; then
   while IFS= read -r setting; do export "${setting?}"; done < <(nats_client_env cli)
 fi
-# `status` reads the local InfluxDB as its reader (unless the environment says who to be), once
-# `up` has made its password.
-if [ "${1:-}" = status ] && [ -f "$(influx_password_file reader)" ]; then
+# `status` and `ping` read the local InfluxDB as its reader (unless the environment says who to
+# be), once `up` has made its password.
+if { [ "${1:-}" = status ] || [ "${1:-}" = ping ]; } && [ -f "$(influx_password_file reader)" ]; then
   mapfile -t influx < <(influx_client_env reader)
   for setting in "${influx[@]}"; do export "${setting?}"; done
 fi
