@@ -218,7 +218,8 @@ pub fn step(counts: Counts, discovery: bool) -> Step {
                 4,
                 "More rngs",
                 "more rngs lifted the plateau, until another stage held it",
-                "more hashers: `kubectl scale deployment/hasher` in the Kubernetes lesson",
+                "the hasher is busy all the time now: run more of them (on Kubernetes, the design \
+                 card's `kubectl scale deployment/hasher`)",
                 Some(Command::scale(counts, Stage::Hasher, MORE_HASHERS)),
             );
             if discovery {
