@@ -778,8 +778,8 @@ mod tests {
             ]
         );
         assert_eq!(
-            unknown_names(r#"SELECT mean(busy) FROM "chocominer"."autogen"."worker""#),
-            ["field \"busy\" (not in worker)"]
+            unknown_names(r#"SELECT mean(waiting) FROM "chocominer"."autogen"."worker""#),
+            ["field \"waiting\" (not in worker)"]
         );
         assert_eq!(
             unknown_names(r#"SELECT last("zero_bits") FROM "worker" WHERE "instance" = 'x'"#),
