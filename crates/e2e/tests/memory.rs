@@ -17,11 +17,12 @@ const MB: u64 = 1 << 20;
 /// Numbers per batch. The full profile's 32,000 take a debug build's hasher (these tests run
 /// the dev binaries) over a second each, which would make the hasher the slow stage.
 const BATCH: &str = "1000";
-/// What judging one batch costs the slow worker: 10 batches/s, 10,000 hashes/s, a fraction of
-/// what even a debug hasher does. Short enough that rng's window of 16 batches waits 1.6 s for
-/// its acknowledgements, well within the full profile's ack timeout (5 s): a slower worker
-/// would have rng's batches time out and count as lost rather than wait.
-const WORKER_DELAY_MS: &str = "100";
+/// What judging one hash costs the slow worker (`WORKER_DELAY_MS` is per hash): 100 ms a batch
+/// of 1000, 10 batches/s, 10,000 hashes/s, a fraction of what even a debug hasher does. Short
+/// enough that rng's window of 16 batches waits 1.6 s for its acknowledgements, well within the
+/// full profile's ack timeout (5 s): a slower worker would have rng's batches time out and
+/// count as lost rather than wait.
+const WORKER_DELAY_MS: &str = "0.1";
 /// Messages the worker's NATS client holds for its input: above the hasher's window of 8.
 const WORKER_CAPACITY: u64 = 32;
 /// Seconds of the slow worker alone, then of the flood and what follows it.
