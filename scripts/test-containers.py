@@ -11,7 +11,8 @@ Each subcommand prints one line and exits 0, or exits 1 with the reason on stder
   instances STAGE SECONDS    distinct `instance` tags of STAGE that wrote in the last SECONDS
   alive SECONDS              the same for rng, hasher and worker: "RNG HASHER WORKER"
   bottleneck CHOCOMINER      the stage `CHOCOMINER status --json` names as the bottleneck
-                             ("none" when it names none), a tab, then its sentence
+                             ("none" when it names none), a tab, its sentence, a tab, and
+                             the lesson's next command in compose's spelling ("none": none)
   lost SECONDS               numbers/s rng and the hashers counted lost, in the window of `rate`
   losses SINCE_EPOCH_S       rng's lost numbers and the hashers'/workers' expired ones since then
   anonymous                  the HTTP status InfluxDB answers a query without credentials with
@@ -136,7 +137,8 @@ def alive(seconds):
 
 def bottleneck(chocominer):
     """What `chocominer status --json` (one look, as the user NATS_USER, InfluxDB's INFLUX_USER)
-    names as the bottleneck: the JSON's `bottleneck` (a stage, or null) and `summary`."""
+    names as the bottleneck: the JSON's `bottleneck` (a stage, or null) and `summary`; and the
+    command it says comes next in the lesson, `lesson.next.compose`."""
     done = subprocess.run(
         [chocominer, "status", "--json"], capture_output=True, text=True, timeout=30
     )
@@ -146,7 +148,8 @@ def bottleneck(chocominer):
     status = json.loads(done.stdout.strip().splitlines()[-1])
     if "bottleneck" not in status or "summary" not in status:
         raise RuntimeError(f"no bottleneck or summary in {done.stdout.strip()}")
-    return f"{status['bottleneck'] or 'none'}\t{status['summary']}"
+    following = ((status.get("lesson") or {}).get("next") or {}).get("compose") or "none"
+    return f"{status['bottleneck'] or 'none'}\t{status['summary']}\t{following}"
 
 
 def losses(since):

@@ -23,7 +23,8 @@
 #      (hashes/s summed over the workers, from InfluxDB) and the bottleneck `chocominer status
 #      --json` names. Checked, as ratios: 2 workers ≥ 1.7 × one; 10 workers < half of linear
 #      (0.5 × 5 × the rate of 2) with rng named; 3 rngs ≥ 1.7 × that plateau with the hasher
-#      named; 2 hashers > 1.3 × that. One worker, the first step, must be named.
+#      named; 2 hashers > 1.3 × that. One worker, the first step, must be named. The next
+#      command status gives (`lesson.next.compose`) must be the next step's, v2's spelling.
 #      After the first step: `worker` and `nugget` points in InfluxDB, every nugget verified
 #      (sha256, leading zero bits), InfluxDB answers 401 without credentials, every service
 #      that `up` started (chronograf's stand-in included; nats-box is in the `debug` profile
@@ -599,7 +600,7 @@ docs_cli_lines() {
   printf '%s\n' "$out" | sed 's/^/  /'
   out=$(cd "$ROOT" && "${clean[@]}" timeout 60 bash -c "$urls$nats CHOCOMINER_COUNT=1 $STATIC_BIN/chocominer sub nuggets" 2>&1) \
     || fail "docs/compose.md's \`$nats chocominer sub nuggets\` (one nugget, ≤ 60 s) failed: $out"
-  say "docs/compose.md's chocominer sub nuggets works: $(printf '%s' "$out" | grep -v '^$' | tail -n 1)"
+  say "docs/compose.md's chocominer sub nuggets works: $(printf '%s\n' "$out" | grep -m 1 NUGGET | sed 's/^ *//')"
 }
 
 # lesson_step I: runs the lesson's step I (0-4) with $VERSION's compose, waits for its
@@ -619,11 +620,19 @@ lesson_step() {
   rate=$(lookup rate "$RATE_SECONDS") || fail "reading the rate: $rate"
   LOST[$VERSION:$i]=$(lookup lost "$RATE_SECONDS") || fail "reading the losses: ${LOST[$VERSION:$i]}"
   named=$(lookup bottleneck "$STATIC_BIN/chocominer") || fail "chocominer status --json: $named"
+  local bottleneck summary following expected
+  IFS=$'\t' read -r bottleneck summary following <<<"$named"
   RATE[$VERSION:$i]=$rate
-  NAMED[$VERSION:$i]=${named%%$'\t'*}
+  NAMED[$VERSION:$i]=$bottleneck
   ELAPSED[$VERSION:$i]=$(($(date +%s) - step_at))
   printf '  rng hasher worker %s: %s hashes/s, %s numbers/s lost; %s (instances after %d s, step %d s)\n' \
-    "${LESSON_ALIVE[$i]}" "$rate" "${LOST[$VERSION:$i]}" "${named#*$'\t'}" $((seen - step_at)) "${ELAPSED[$VERSION:$i]}"
+    "${LESSON_ALIVE[$i]}" "$rate" "${LOST[$VERSION:$i]}" "$summary" $((seen - step_at)) "${ELAPSED[$VERSION:$i]}"
+  # What status says comes next (compose's spelling, v2's) is the lesson's next step here.
+  if ((i + 1 < ${#LESSON_SCALE[@]})); then
+    expected="${UP[v2]} ${LESSON_SCALE[$((i + 1))]}"
+    [ "$following" = "$expected" ] \
+      || fail "$VERSION: after \`$cmd\`, chocominer status says the lesson goes on with \`$following\`, not \`$expected\`"
+  fi
 }
 
 # ratio_at_least WHAT A B FACTOR: A ≥ FACTOR × B, else fails naming WHAT.
