@@ -218,7 +218,15 @@ fn lesson_line(step: &Step) -> String {
         Some(command) => &command.just,
         None => &step.why_next,
     };
-    format!("{at}: {} — next: {next}", step.title)
+    let mut line = format!("{at}: {} — next: {next}", step.title);
+    // The same step on Compose and Kubernetes, for a class that runs the stack there.
+    if let Some(command) = &step.next {
+        line.push_str(&format!(
+            "\n  (compose: {}; kubernetes: {})",
+            command.compose, command.kubectl
+        ));
+    }
+    line
 }
 
 const HEADINGS: [&str; 8] = [
@@ -417,11 +425,13 @@ mod tests {
         };
         assert_eq!(
             at(1, 1, 1, false),
-            "lesson step 1/5: One of each — next: just scale worker 2"
+            "lesson step 1/5: One of each — next: just scale worker 2\n  (compose: docker \
+             compose up -d --scale worker=2; kubernetes: kubectl -n chocominer scale \
+             deployment/worker --replicas=2)"
         );
-        assert_eq!(
-            at(1, 1, 10, false),
-            "lesson step 3/5: A plateau — next: just scale rng 3"
+        assert!(
+            at(1, 1, 10, false)
+                .starts_with("lesson step 3/5: A plateau — next: just scale rng 3\n"),
         );
         let hidden = at(1, 1, 10, true);
         assert!(

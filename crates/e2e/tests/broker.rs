@@ -63,7 +63,7 @@ const HASHER: &[&str] = &[
 /// The most numbers the senders of [`RNG`] and [`HASHER`] have out unacknowledged at once:
 /// rng's 32 batches and the hasher's 8, of 10 numbers each.
 const IN_FLIGHT_NUMBERS: i128 = (32 + 8) * 10;
-const WORKER: &[&str] = &["--difficulty", "4"];
+const WORKER: &[&str] = &["--difficulty", "4", "--delay-ms", "0"];
 
 /// Wall-clock nanoseconds since the epoch, as InfluxDB times its points.
 fn epoch_ns(t: SystemTime) -> i64 {

@@ -125,7 +125,8 @@ async fn a_stopping_stage_is_not_ready_at_once_and_alive_until_it_exits() {
     let listen = format!("127.0.0.1:{port}");
 
     let worker_stop = Shutdown::new();
-    let worker_config: worker::Config = parse(&args("worker", &nats, free_port(), &[]));
+    let worker_config: worker::Config =
+        parse(&args("worker", &nats, free_port(), &["--delay-ms", "0"]));
     let worker = Service::spawn("worker", &worker_stop, |s| worker::run(worker_config, s));
     let hasher_stop = Shutdown::new();
     let hasher_config: hasher::Config = parse(&args(

@@ -52,7 +52,7 @@ async fn a_pipeline_runs_over_mutual_tls() {
     .expect("no shutdown");
 
     let shutdown = Shutdown::new();
-    let worker_config = testkit::parse(&command("worker", "w1", &[]));
+    let worker_config = testkit::parse(&command("worker", "w1", &["--delay-ms", "0"]));
     let worker = Service::spawn("w1", &shutdown, |s| worker::run(worker_config, s));
     let hasher_config = testkit::parse(&command("hasher", "h1", &["--delay-ms", "0"]));
     let hasher = Service::spawn("h1", &shutdown, |s| hasher::run(hasher_config, s));
