@@ -234,8 +234,9 @@ pub fn step(counts: Counts, discovery: bool) -> Step {
             5,
             "Every stage scaled",
             "the rate rose again: scaling any stage is only more replicas",
-            "on one machine, more replicas end at its cores (CHOCOMINER_PROFILE=full shows \
-             it); a cluster spreads them over nodes, restarts the dead ones and rolls out \
+            "on one machine, more replicas end at its cores: with CHOCOMINER_PROFILE=full \
+             (no simulated cost) a 2-core laptop hashed 17.9 M/s with one hasher and 17.7 M/s \
+             with two; a cluster spreads them over nodes, restarts the dead ones and rolls out \
              updates: the Kubernetes part of the lesson",
             None,
         ),
