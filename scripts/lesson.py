@@ -16,6 +16,7 @@ the lesson says, as ratios:
   3. worker=10                   rate < 0.5 x (5 x step 2): a plateau; rng is named
   4. rng=3 (workers stay 10)     rate >= 1.7 x step 3; the hasher is named
   5. hasher=2                    rate >= 1.3 x step 4
+  and at every step nothing lost (rng's and the hashers' lost numbers/s are 0)
 
 It prints the table the README shows, and exits 1 on the first step that does not hold. Every
 wait has a deadline.
@@ -115,7 +116,9 @@ def measure(args, counts):
         if alive(s) != counts:
             raise SystemExit(f"FAIL: instances changed while measuring: {alive(s)}, not {counts}")
     rate = (first["stages"]["worker"]["rate"] + second["stages"]["worker"]["rate"]) / 2
-    return rate, second.get("bottleneck"), second
+    # Numbers lost per second (batches not acknowledged in time), rng's and the hashers'.
+    lost = sum((s["stages"][stage].get("lost") or 0) for s in (first, second) for stage in ("rng", "hasher"))
+    return rate, second.get("bottleneck"), lost
 
 
 def main():
@@ -136,12 +139,12 @@ def main():
             run = subprocess.run(shlex.split(typed), capture_output=True, text=True, timeout=300)
             if run.returncode != 0:
                 raise SystemExit(f"FAIL: {typed}: exit {run.returncode}: {run.stderr.strip()[-600:]}")
-        rate, bottleneck, _ = measure(args, counts)
-        rows.append((name, typed, rate, bottleneck))
-        print(f"    {name}: {rate:.1f} hashes/s, bottleneck {bottleneck}", flush=True)
+        rate, bottleneck, lost = measure(args, counts)
+        rows.append((name, typed, rate, bottleneck, lost))
+        print(f"    {name}: {rate:.1f} hashes/s, bottleneck {bottleneck}, lost {lost:.1f}/s", flush=True)
 
-    rate = {name: r for name, _, r, _ in rows}
-    named = {name: b for name, _, _, b in rows}
+    rate = {name: r for name, _, r, _, _ in rows}
+    named = {name: b for name, _, _, b, _ in rows}
     checks = [
         ("one of each: the worker is named", named["one of each"] == "worker"),
         ("worker=2: >= 1.7x one worker", rate["worker=2"] >= 1.7 * rate["one of each"]),
@@ -151,10 +154,11 @@ def main():
         ("rng=3: >= 1.7x the plateau", rate["rng=3"] >= 1.7 * rate["worker=10"]),
         ("rng=3: the hasher is named", named["rng=3"] == "hasher"),
         ("hasher=2: >= 1.3x rng=3", rate["hasher=2"] >= 1.3 * rate["rng=3"]),
+        ("nothing lost at any step", all(lost == 0 for *_, lost in rows)),
     ]
     print(f"\n| step | command ({args.spelling}) | hashes/s | bottleneck named |")
     print("| --- | --- | --- | --- |")
-    for name, typed, r, b in rows:
+    for name, typed, r, b, _ in rows:
         print(f"| {name} | `{typed}` | {r:.1f} | {b or '-'} |")
     print()
     failed = [what for what, ok in checks if not ok]
