@@ -480,7 +480,9 @@ fn service_probe(
         deltas.extend(d);
     }
     // Natural order of the names, as `status` lists them.
-    probe.each.sort_by_key(|e| natural_key(&e.instance));
+    probe
+        .each
+        .sort_by_key(|e| chocominer_status::figures::natural_key(&e.instance));
     if deltas.is_empty() {
         return probe;
     }
@@ -494,17 +496,6 @@ fn service_probe(
     let requests = sum(|d| d.requests);
     probe.answer_ms = (requests > 0.0).then(|| round(1000.0 * sum(|d| d.processing) / requests));
     probe
-}
-
-/// `hasher-2` before `hasher-10`.
-fn natural_key(name: &str) -> (String, u64, String) {
-    let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
-    let (stem, number) = name.split_at(name.len() - digits);
-    (
-        stem.to_owned(),
-        number.parse().unwrap_or(0),
-        name.to_owned(),
-    )
 }
 
 /// What the stage makes, plural.

@@ -260,7 +260,7 @@ impl Window {
 }
 
 /// Sorts `hasher-2` before `hasher-10`: the stem, then the trailing number.
-fn natural_key(name: &str) -> (String, u64, String) {
+pub fn natural_key(name: &str) -> (String, u64, String) {
     let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
     let (stem, number) = name.split_at(name.len() - digits);
     (
