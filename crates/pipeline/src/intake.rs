@@ -110,7 +110,7 @@ pub struct IntakeStats {
 /// Receives the batches; see the module docs.
 pub struct Intake {
     /// The replica's own place in the queue group and its extra ones.
-    batches: Places,
+    batches: SelectAll<Place>,
     /// Batches received from the replica's own place so far (what the server counts too).
     received: u64,
     /// See [`IntakeConfig::room`].
@@ -148,82 +148,6 @@ impl Stream for Place {
         self.subscription
             .poll_next_unpin(cx)
             .map(|message| message.map(|m| (own, m)))
-    }
-}
-
-/// The replica's own place and its extra ones, read oldest batch first (by its sender's
-/// clock, `Chocominer-Sent-Ms`; one without it first). Each extra place holds one batch at
-/// most, but new ones are taken as fast as they are used: read in turn with them, a backlog in
-/// the own place got one turn in every few and its oldest batches waited until their senders
-/// gave up on them (seen: a demo worker let batches wait 15 s behind a window of 16); read own
-/// place first, an extra place's batch waited as long behind a backlog that never emptied.
-struct Places {
-    own: Place,
-    /// The own place has ended (its fence was reached).
-    own_ended: bool,
-    extras: SelectAll<Place>,
-    /// Batches read off their places and not handed out yet: the own place's next one (at
-    /// most one, so the order of its backlog stays the server's) and every extra place's.
-    ready: Vec<(bool, Message)>,
-}
-
-impl Places {
-    fn new(own: Subscriber) -> Places {
-        Places {
-            own: Place {
-                subscription: own,
-                own: true,
-            },
-            own_ended: false,
-            extras: SelectAll::new(),
-            ready: Vec::new(),
-        }
-    }
-
-    fn push_extra(&mut self, subscription: Subscriber) {
-        self.extras.push(Place {
-            subscription,
-            own: false,
-        });
-    }
-
-    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Place> {
-        std::iter::once(&mut self.own).chain(self.extras.iter_mut())
-    }
-}
-
-/// When a batch's sender sent it; `None` (first in line) without the header.
-fn sent_at(message: &Message) -> Option<SystemTime> {
-    parse_sent_at(message.headers.as_ref()?.get(HEADER_SENT_MS)?.as_str())
-}
-
-impl Stream for Places {
-    type Item = (bool, Message);
-
-    /// Ends once the own place has ended and no extra place is left.
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        if !this.own_ended && !this.ready.iter().any(|(own, _)| *own) {
-            match this.own.poll_next_unpin(cx) {
-                Poll::Ready(Some(batch)) => this.ready.push(batch),
-                Poll::Ready(None) => this.own_ended = true,
-                Poll::Pending => {}
-            }
-        }
-        while let Poll::Ready(Some(batch)) = this.extras.poll_next_unpin(cx) {
-            this.ready.push(batch);
-        }
-        let oldest = this
-            .ready
-            .iter()
-            .enumerate()
-            .min_by_key(|(_, (_, message))| sent_at(message))
-            .map(|(index, _)| index);
-        match oldest {
-            Some(index) => Poll::Ready(Some(this.ready.swap_remove(index))),
-            None if this.own_ended && this.extras.is_empty() => Poll::Ready(None),
-            None => Poll::Pending,
-        }
     }
 }
 
@@ -324,7 +248,11 @@ impl Intake {
         let service = Service::start(service, identity.clone()).await?;
         tracing::info!(%subject, queue_group = stage.queue_group(), service_id = %id, "taking batches");
         Ok(Intake {
-            batches: Places::new(batches),
+            batches: std::iter::once(Place {
+                subscription: batches,
+                own: true,
+            })
+            .collect(),
             received: 0,
             room,
             extra_places: 0,
@@ -429,7 +357,10 @@ impl Intake {
             match taken.await {
                 Ok(subscription) => {
                     self.extra_places += 1;
-                    self.batches.push_extra(subscription);
+                    self.batches.push(Place {
+                        subscription,
+                        own: false,
+                    });
                 }
                 Err(e) => {
                     tracing::debug!("could not take an extra place in the queue group: {e:#}");
@@ -475,7 +406,9 @@ impl Intake {
         }
         // Extra places end after their one batch anyway: only the replica's own needs a fence.
         let fence = self.received + STOP_FENCE;
-        if let Err(e) = self.batches.own.subscription.unsubscribe_after(fence).await {
+        if let Some(own) = self.batches.iter_mut().find(|place| place.own)
+            && let Err(e) = own.subscription.unsubscribe_after(fence).await
+        {
             tracing::warn!("could not leave the queue group: {e}");
         }
         // A round trip: every batch the server sent before it saw the fence is now here.
