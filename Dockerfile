@@ -1,20 +1,20 @@
 # ChocoMiner images: one per binary, all from this file, each a target:
 #
-#   target   image                    entrypoint
-#   rng      chocominer/rng:0.1.0     /usr/local/bin/rng
-#   hasher   chocominer/hasher:0.1.0  /usr/local/bin/hasher
-#   worker   chocominer/worker:0.1.0  /usr/local/bin/worker
-#   webui    chocominer/webui:0.1.0   /usr/local/bin/webui
-#   cli      chocominer/cli:0.1.0     /usr/local/bin/chocominer
+#   target   image (published by .github/workflows/release.yml)   entrypoint
+#   rng      ghcr.io/chocominer/rng:0.1.0                         /usr/local/bin/rng
+#   hasher   ghcr.io/chocominer/hasher:0.1.0                      /usr/local/bin/hasher
+#   worker   ghcr.io/chocominer/worker:0.1.0                      /usr/local/bin/worker
+#   webui    ghcr.io/chocominer/webui:0.1.0                       /usr/local/bin/webui
+#   cli      ghcr.io/chocominer/cli:0.1.0                         /usr/local/bin/chocominer
 #
-# With a registry (BuildKit; the Rust stage compiles everything once, its cache mounts keep the
-# crates and target/ between builds):
+# From source (the default; BuildKit; the Rust stage compiles everything once, its cache mounts
+# keep the crates and target/ between builds; about 20 minutes on 2 cores, docs/images.md):
 #
-#   DOCKER_BUILDKIT=1 docker build --target hasher -t chocominer/hasher:0.1.0 .
+#   DOCKER_BUILDKIT=1 docker build --target hasher -t ghcr.io/chocominer/hasher:0.1.0 .
 #   docker buildx build --platform linux/amd64,linux/arm64 --target hasher \
-#     -t <registry>/chocominer/hasher:0.1.0 --push .
+#     -t <registry>/<owner>/hasher:0.1.0 --push .
 #
-# Without one (scripts/test-containers.sh): the same static binaries built on the host
+# Prebuilt (scripts/test-containers.sh, fast): the same static binaries built on the host
 # (`RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --bins --target <host>`),
 # stripped into target/docker-bin/, and
 #
@@ -30,7 +30,7 @@
 ARG BINARIES=source
 
 # --- binaries, compiled here -----------------------------------------------------------------
-FROM rust:1.89-bookworm AS binaries-source
+FROM rust:1.95-bookworm AS binaries-source
 WORKDIR /src
 COPY . .
 # Linked statically (glibc's crt-static: libc.a comes with the image's libc6-dev), so the
@@ -43,10 +43,12 @@ COPY . .
 # The registry, git checkouts and target/ live in cache mounts: a rebuild after a code change
 # recompiles only our crates. target/ is a cache, not part of the image, so the binaries are
 # copied out (stripped: the release profile keeps line tables for backtraces, ~4x the size).
+# target/ is locked while a build uses it: two builds on one builder at once (both platforms of
+# a QEMU buildx build, say) take turns instead of writing the same build-script outputs.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
-    --mount=type=cache,target=/src/target \
-    triple="$(rustc -vV | sed -n 's/^host: //p')" \
+    --mount=type=cache,target=/src/target,sharing=locked \
+    triple="$(rustc --print host-tuple)" \
  && RUSTFLAGS="-C target-feature=+crt-static" \
     cargo build --release --locked --bins --target "$triple" \
  && mkdir -p /out \
@@ -60,6 +62,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM scratch AS binaries-prebuilt
 COPY target/docker-bin/ /out/
 
+# A stage of this file, not an image from a registry: nothing to tag.
+# hadolint ignore=DL3006
 FROM binaries-${BINARIES} AS binaries
 
 # --- runtime ---------------------------------------------------------------------------------
