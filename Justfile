@@ -115,6 +115,12 @@ check-k8s:
 check-files:
     python3 scripts/check-files.py "$(scripts/static-bins.sh)"
 
+# actionlint, hadolint and shellcheck are needed (`scripts/install-deps.sh --with-k8s`); seconds.
+# Lint the release workflow and the Dockerfile; check .dockerignore keeps build output out
+[no-exit-message]
+check-build:
+    @scripts/check-build.sh
+
 # Needs root (or a running engine), apt's docker.io and docker-compose, Compose v2 (all from
 # `scripts/install-deps.sh --with-containers`); pulls nothing (stand-ins); ~5 min once built.
 # Build the images and play the scaling lesson on docker-compose.yml, Compose v1 then v2; down -v

