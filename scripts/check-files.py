@@ -3,7 +3,7 @@
 
 For every ChocoMiner container that `docker-compose config` or `kubectl kustomize` (the overlay
 with every component) produces:
-  - its image `chocominer/<name>:<tag>` is a target the Dockerfile builds, with the workspace's
+  - its image `<registry>/chocominer/<name>:<tag>` is a target the Dockerfile builds, with the workspace's
     version as the tag;
   - every environment variable set on it (directly, or through envFrom of a ConfigMap or Secret)
     is one its binary reads: the `[env: NAME]` of its `--help` (and its subcommands'), plus
@@ -12,7 +12,8 @@ with every component) produces:
     the binary must list, with HEALTH_LISTEN set; Kubernetes probes GET /healthz or /readyz on
     the port of HEALTH_LISTEN (or of WEBUI_LISTEN for the dashboard's own port).
 And for every compose service that runs by default (not under a profile, like nats-box): it has
-a healthcheck, and whatever it depends on it waits for with `condition: service_healthy`.
+a healthcheck, and whatever it depends on it waits for with `condition: service_healthy`; every
+service runs as a non-root user (or NO_USER_SET says why it sets none).
 And Chronograf's seed URL /sources/1/dashboards/1: chronograf/chocominer.src is source "1",
 chocominer.dashboard dashboard 1, and the compose service mounts chronograf/ at its RESOURCES_PATH.
 Before the real check it checks itself: a compose service given a variable no binary reads, and
@@ -84,8 +85,8 @@ def dockerfile_targets():
 
 
 def ours(image):
-    """`chocominer/<name>:<tag>` → (name, tag), or None for someone else's image."""
-    m = re.fullmatch(r"chocominer/([a-z0-9-]+):(\S+)", image or "")
+    """`<registry>/chocominer/<name>:<tag>` → (name, tag), or None for someone else's image."""
+    m = re.fullmatch(r"(?:[^/]+/)*chocominer/([a-z0-9-]+):(\S+)", image or "")
     return (m.group(1), m.group(2)) if m else None
 
 
@@ -145,6 +146,28 @@ def check_compose_order(services):
                 errors.append(f"{where}: depends on {dep} without condition: service_healthy")
             elif not (services.get(dep, {}).get("healthcheck") or {}).get("test"):
                 errors.append(f"{where}: waits for {dep} to be healthy, which has no healthcheck")
+    return errors
+
+
+# Compose services that set no `user:`, each with why that is right. Everything else either runs
+# one of our images (USER 65532 in the Dockerfile) or names a non-root user, as on Kubernetes.
+NO_USER_SET = {
+    "influxdb": "the official image's entrypoint runs as root on a volume it owns as root; "
+    "Kubernetes runs it as 65532 with fsGroup, which compose has no equivalent of",
+    "chronograf": "its image runs as its own non-root user since 1.10.5",
+}
+
+
+def check_compose_users(services):
+    """Every service runs as a non-root user, as the same pod does on Kubernetes."""
+    errors = []
+    for name, service in sorted(services.items()):
+        user = str(service.get("user", ""))
+        if ours(service.get("image")) or name in NO_USER_SET:
+            continue
+        if not user or user.split(":")[0] in ("0", "root"):
+            errors.append(f"docker-compose.yml service {name}: runs as {user or 'its image's user (root for most)'}; "
+                          "set `user:` to a non-root uid (or say in NO_USER_SET why not)")
     return errors
 
 
@@ -267,9 +290,17 @@ def main():
         sys.exit("check-files: self-test failed: chronograf/ mounted off RESOURCES_PATH went unnoticed")
     print("[check-files] self-test: chronograf/ mounted elsewhere than RESOURCES_PATH is refused")
 
+    # ... and so is a service left to run as root.
+    doctored = copy.deepcopy(services)
+    doctored["nats-box"].pop("user", None)
+    if not check_compose_users(doctored):
+        sys.exit("check-files: self-test failed: nats-box running as root went unnoticed")
+    print("[check-files] self-test: nats-box without `user:` (root) is refused")
+
     containers = []
     errors = (
         check_compose(services, binaries)
+        + check_compose_users(services)
         + check_compose_order(services)
         + check_chronograf(services)
         + check_k8s(documents, binaries, containers)
