@@ -13,7 +13,9 @@ with every component) produces:
     the port of HEALTH_LISTEN (or of WEBUI_LISTEN for the dashboard's own port).
 And for every compose service that runs by default (not under a profile, like nats-box): it has
 a healthcheck, and whatever it depends on it waits for with `condition: service_healthy`; every
-service runs as a non-root user (or NO_USER_SET says why it sets none).
+service runs as a non-root user (or NO_USER_SET says why it sets none). And compose and
+Kubernetes tell one story: each ChocoMiner service has the same image and the same variables
+with the same values in both (ONE_STORY_EXCEPTIONS says where and why not).
 And Chronograf's seed URL /sources/1/dashboards/1: chronograf/chocominer.src is source "1",
 chocominer.dashboard dashboard 1, and the compose service mounts chronograf/ at its RESOURCES_PATH.
 Before the real check it checks itself: a compose service given a variable no binary reads, and
@@ -166,7 +168,7 @@ def check_compose_users(services):
         if ours(service.get("image")) or name in NO_USER_SET:
             continue
         if not user or user.split(":")[0] in ("0", "root"):
-            errors.append(f"docker-compose.yml service {name}: runs as {user or 'its image's user (root for most)'}; "
+            errors.append(f"docker-compose.yml service {name}: runs as {user or 'the image user (root for most images)'}; "
                           "set `user:` to a non-root uid (or say in NO_USER_SET why not)")
     return errors
 
@@ -206,6 +208,50 @@ def check_chronograf(services):
         errors.append(f"{where}: chronograf/ is not mounted at RESOURCES_PATH ({path}): {mounts}")
     if not any(str(p).endswith(":8888/tcp") or str(p).endswith(":8888") for p in service.get("ports") or []):
         errors.append(f"{where}: does not publish 8888")
+    return errors
+
+
+# Where compose and Kubernetes may differ for a ChocoMiner container, and why.
+ONE_STORY_EXCEPTIONS = {
+    "INSTANCE": "Kubernetes names each replica after its pod; compose leaves it to the "
+    "container's host name, which the binaries take when INSTANCE is unset",
+}
+
+
+def check_one_story(services, documents):
+    """Compose and Kubernetes run each ChocoMiner service alike: the same image (registry aside),
+    the same variables with the same values, readiness asked of /readyz (compose's healthcheck,
+    `--health-check`, asks /readyz too) where the image serves it."""
+    errors = []
+    maps = {d["metadata"]["name"]: d.get("data", {}) for d in documents if d and d.get("kind") == "ConfigMap"}
+    pods = {}
+    for doc in documents:
+        if doc and doc.get("kind") in ("Deployment", "StatefulSet"):
+            for c in doc["spec"]["template"]["spec"]["containers"]:
+                if ours(c.get("image")):
+                    env = {}
+                    for source in c.get("envFrom", []):
+                        env.update(maps.get(source.get("configMapRef", {}).get("name"), {}))
+                    for e in c.get("env", []):
+                        ref = (e.get("valueFrom") or {}).get("configMapKeyRef")
+                        env[e["name"]] = maps.get(ref["name"], {}).get(ref["key"]) if ref else e.get("value")
+                    pods[doc["metadata"]["name"]] = (c, env)
+    for name, service in sorted(services.items()):
+        if not ours(service.get("image")):
+            continue
+        where = f"service {name}"
+        if name not in pods:
+            errors.append(f"{where}: docker-compose.yml runs it, k8s/overlays/all has no such workload")
+            continue
+        container, k8s_env = pods[name]
+        if ours(service["image"]) != ours(container["image"]):
+            errors.append(f"{where}: compose runs {service['image']}, Kubernetes {container['image']}")
+        env = service.get("environment") or {}
+        if isinstance(env, list):
+            env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+        for var in sorted((set(env) | set(k8s_env)) - set(ONE_STORY_EXCEPTIONS)):
+            if str(env.get(var)) != str(k8s_env.get(var)):
+                errors.append(f"{where}: {var} is {env.get(var)!r} in compose, {k8s_env.get(var)!r} on Kubernetes")
     return errors
 
 
@@ -297,9 +343,17 @@ def main():
         sys.exit("check-files: self-test failed: nats-box running as root went unnoticed")
     print("[check-files] self-test: nats-box without `user:` (root) is refused")
 
+    # ... and so is a stage configured differently in compose and on Kubernetes.
+    doctored = copy.deepcopy(services)
+    doctored["hasher"]["environment"]["NATS_USER"] = "worker"
+    if not check_one_story(doctored, documents):
+        sys.exit("check-files: self-test failed: a hasher that is NATS user worker in compose went unnoticed")
+    print("[check-files] self-test: a compose hasher configured unlike the Kubernetes one is refused")
+
     containers = []
     errors = (
         check_compose(services, binaries)
+        + check_one_story(services, documents)
         + check_compose_users(services)
         + check_compose_order(services)
         + check_chronograf(services)
