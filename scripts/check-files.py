@@ -368,7 +368,9 @@ def main():
         f"[check-files] docker-compose.yml ({counted} ChocoMiner services) and k8s/overlays/all "
         f"({len(containers)} ChocoMiner containers): images, variables and health checks agree "
         f"with the Dockerfile and the binaries; every compose service that `up` starts has a "
-        f"healthcheck and waits for its dependencies to be healthy; chronograf/ is mounted at "
+        f"healthcheck and waits for its dependencies to be healthy; every compose service runs "
+        f"non-root (or says why not); compose and Kubernetes configure each ChocoMiner service "
+        f"alike; chronograf/ is mounted at "
         f"Chronograf's RESOURCES_PATH with source 1 and dashboard 1 (/sources/1/dashboards/1)"
     )
 
