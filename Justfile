@@ -121,6 +121,13 @@ check-files:
 check-build:
     @scripts/check-build.sh
 
+# Needs root (or a running engine), apt's docker.io and debootstrap; pulls nothing (stand-ins);
+# ~20 min on 2 cores. `--no-cache` compiles from nothing. Measured run: docs/images.md.
+# Build the five images from source (BINARIES=source, the Rust stage) and run each one
+[no-exit-message]
+build-images-source *ARGS:
+    @scripts/build-images-source.sh "$@"
+
 # Needs root (or a running engine), apt's docker.io and docker-compose, Compose v2 (all from
 # `scripts/install-deps.sh --with-containers`); pulls nothing (stand-ins); ~5 min once built.
 # Build the images and play the scaling lesson on docker-compose.yml, Compose v1 then v2; down -v
