@@ -21,7 +21,8 @@ directories; a pattern also matches a file when it matches the file's first N pa
 directories, N being the pattern's own number of components (so `**/target` does not exclude
 target/release/x); the last matching pattern wins, `!` re-includes; an excluded directory is
 skipped whole unless an exception pattern begins with that directory's path. Newer builders
-match parents more widely, so what passes here is excluded there too.
+(Docker 23+, buildx) match a pattern against every parent directory, so they exclude at least
+what plain patterns exclude here.
 
   scripts/check-build-context.py [--dockerignore FILE] [--max-mb N] [--list]
 """

@@ -28,7 +28,8 @@ check() {
 }
 
 # -shellcheck names it: actionlint otherwise skips the scripts quietly when it finds none.
-check actionlint actionlint -shellcheck "$(command -v shellcheck)" .github/workflows/*.yml
+# No file named: actionlint finds every workflow of the repository (.yml and .yaml).
+check actionlint actionlint -shellcheck "$(command -v shellcheck)"
 check build-context python3 scripts/check-build-context.py
 check hadolint hadolint --no-color --failure-threshold style Dockerfile
 
