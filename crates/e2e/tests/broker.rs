@@ -469,3 +469,65 @@ async fn throughput_spread_over_the_cluster_and_on_one_node() {
         "judged per second, spread over 3 nodes vs on one"
     );
 }
+
+/// The cluster's routes log in (as Kubernetes configures them, `k8s/base/nats/nats.conf`): a
+/// route connection is a server's and bypasses every user permission, so one that does not
+/// log in as `route` must be refused. Spoken as a route would, on a node's cluster port: the
+/// node's INFO, then CONNECT and PING. Without credentials the node answers an error and
+/// closes; with the route user's password, the same CONNECT gets its PONG.
+#[tokio::test]
+async fn a_route_that_does_not_log_in_is_refused() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let cluster = Cluster::start().await;
+    let port = cluster.route_port(0);
+    let name = cluster.cluster_name();
+    // Every line the node sends until it closes, or until the deadline; PONG ends it too.
+    async fn talk(port: u16, cluster: &str, credentials: &str) -> Vec<String> {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect to the route port");
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        let mut heard = Vec::new();
+        let deadline = Instant::now() + SOON;
+        let mut spoke = false;
+        while let Ok(Ok(Some(line))) = tokio::time::timeout_at(deadline, lines.next_line()).await {
+            if line.starts_with("INFO ") && !spoke {
+                spoke = true;
+                let connect = format!(
+                    "CONNECT {{\"verbose\":false,\"pedantic\":false,\"name\":\"intruder\",\"cluster\":\"{cluster}\"{credentials}}}\r\nPING\r\n"
+                );
+                write
+                    .write_all(connect.as_bytes())
+                    .await
+                    .expect("write CONNECT");
+            }
+            let pong = line == "PONG";
+            heard.push(line);
+            if pong {
+                break;
+            }
+        }
+        heard
+    }
+    let refused = talk(port, name, "").await;
+    assert!(
+        refused
+            .iter()
+            .any(|l| l.starts_with("-ERR") && l.contains("Authorization Violation"))
+            && !refused.iter().any(|l| l == "PONG"),
+        "a route without credentials was not refused: {refused:?}"
+    );
+    let password = cluster.route_password();
+    let admitted = talk(
+        port,
+        name,
+        &format!(",\"user\":\"route\",\"pass\":\"{password}\""),
+    )
+    .await;
+    assert!(
+        admitted.iter().any(|l| l == "PONG"),
+        "the route user was not admitted: {admitted:?}"
+    );
+}

@@ -3,7 +3,8 @@
 //! Each node is a [`NatsServer`] running the project's `nats/nats-server.conf`, with the same
 //! passwords on every node (a client may fail over to any of them), a server name of its own
 //! (`node0`, `node1`, `node2`) and a `cluster {}` block as Kubernetes has it
-//! (`k8s/base/nats/nats.conf`): a cluster port of its own, routes to the other nodes, and
+//! (`k8s/base/nats/nats.conf`): a cluster port of its own, routes to the other nodes that log
+//! in as the user `route` (a route bypasses every user permission, so it must not be open), and
 //! `no_advertise`, so a client knows only the servers of its own `NATS_URL`.
 
 use std::collections::BTreeSet;
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use async_nats::Client;
 
-use crate::nats::{Launch, new_passwords};
+use crate::nats::{Launch, new_passwords, random_password};
 use crate::process::{START_ATTEMPTS, StartError};
 use crate::{NatsServer, POLL, eventually, free_port, http_client};
 
@@ -28,6 +29,8 @@ const CLUSTER_NAME: &str = "chocominer-test";
 /// Three nats-servers routed to each other. Dropping it kills them all.
 pub struct Cluster {
     nodes: Vec<NatsServer>,
+    route_ports: Vec<u16>,
+    route_password: String,
 }
 
 impl Cluster {
@@ -39,8 +42,9 @@ impl Cluster {
             // Every node's ports are chosen up front: each names the others' cluster ports.
             let passwords = new_passwords();
             let routes: Vec<u16> = (0..NODES).map(|_| free_port()).collect();
+            let route_password = random_password();
             let starts = (0..NODES).map(|i| {
-                let mut launch = Launch::new(&node_conf(i, &routes));
+                let mut launch = Launch::new(&node_conf(i, &routes, &route_password));
                 launch.passwords = passwords.clone();
                 NatsServer::try_start(launch)
             });
@@ -53,7 +57,11 @@ impl Cluster {
                 }
             }
             if nodes.len() == NODES {
-                let cluster = Cluster { nodes };
+                let cluster = Cluster {
+                    nodes,
+                    route_ports: routes,
+                    route_password,
+                };
                 cluster.wait_for_routes().await;
                 return cluster;
             }
@@ -98,6 +106,21 @@ impl Cluster {
             .flatten()
             .filter_map(|route| route["remote_name"].as_str().map(str::to_owned))
             .collect()
+    }
+
+    /// Node `i`'s cluster (route) port, on 127.0.0.1.
+    pub fn route_port(&self, i: usize) -> u16 {
+        self.route_ports[i]
+    }
+
+    /// The password of the user `route`, which the nodes' routes log in as.
+    pub fn route_password(&self) -> &str {
+        &self.route_password
+    }
+
+    /// The cluster's name, which a route must give to be taken.
+    pub fn cluster_name(&self) -> &'static str {
+        CLUSTER_NAME
     }
 
     /// The server name of node `i`.
@@ -148,15 +171,22 @@ impl Cluster {
 
 /// Node `i`'s lines after the project's file: its name, and its cluster port and routes to the
 /// others (`routes[j]` is node `j`'s cluster port).
-fn node_conf(i: usize, routes: &[u16]) -> String {
+fn node_conf(i: usize, routes: &[u16], route_password: &str) -> String {
     let others: Vec<String> = (0..routes.len())
         .filter(|&j| j != i)
-        .map(|j| format!("nats-route://127.0.0.1:{}", routes[j]))
+        .map(|j| {
+            format!(
+                "nats-route://route:{route_password}@127.0.0.1:{}",
+                routes[j]
+            )
+        })
         .collect();
     format!(
         "server_name: {name}\n\
          cluster {{\n  name: {CLUSTER_NAME}\n  listen: 127.0.0.1:{port}\n  \
-         no_advertise: true\n  routes: [{routes}]\n}}\n",
+         no_advertise: true\n  \
+         authorization {{ user: route, password: \"{route_password}\", timeout: 2 }}\n  \
+         routes: [{routes}]\n}}\n",
         name = Cluster::name(i),
         port = routes[i],
         routes = others.join(", "),
@@ -169,11 +199,18 @@ mod tests {
 
     #[test]
     fn each_node_routes_to_the_others() {
-        let conf = node_conf(1, &[7001, 7002, 7003]);
+        let conf = node_conf(1, &[7001, 7002, 7003], "secret");
         assert!(conf.starts_with("server_name: node1\n"), "{conf}");
         assert!(conf.contains("listen: 127.0.0.1:7002\n"), "{conf}");
         assert!(
-            conf.contains("routes: [nats-route://127.0.0.1:7001, nats-route://127.0.0.1:7003]"),
+            conf.contains("authorization { user: route, password: \"secret\""),
+            "{conf}"
+        );
+        assert!(
+            conf.contains(
+                "routes: [nats-route://route:secret@127.0.0.1:7001, \
+                 nats-route://route:secret@127.0.0.1:7003]"
+            ),
             "{conf}"
         );
     }

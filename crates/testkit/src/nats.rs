@@ -395,7 +395,7 @@ fn password_variable(role: &str) -> String {
 
 /// `t` and 32 random hex digits: nats-server reads the value of a variable as a config value,
 /// so a password must start with a letter (digits alone would be a number).
-fn random_password() -> String {
+pub(crate) fn random_password() -> String {
     let mut bytes = [0u8; 16];
     fs::File::open("/dev/urandom")
         .and_then(|mut random| random.read_exact(&mut bytes))
