@@ -135,6 +135,13 @@ build-images-source *ARGS:
 test-containers:
     @scripts/test-containers.sh
 
+# Needs root, apt's podman and catatonit besides test-containers' tools (`scripts/install-deps.sh
+# --with-containers`), kubectl; pulls nothing (the same images); ~2 min once built.
+# Play the pods of `kubectl kustomize k8s` on podman; probes, NATS cluster, hashes and nuggets
+[no-exit-message]
+test-k8s-pods:
+    @scripts/test-k8s-pods.sh
+
 # `sub` and `status` run target/release/chocominer, built the way `up` builds it (scripts/lib.sh
 # build_release), so there is nothing to compile after `up`.
 
