@@ -172,7 +172,8 @@ class Planner:
                              "name cannot translate a port that differs")
             backends[sname] = (s, [p[0] for p in chosen])
         self.note("Services -> hostAliases in every pod: each Service's name (short and "
-                  "<name>.<namespace>.svc.cluster.local) -> one pod it selects, spread round-robin; "
+                  "<name>.<namespace>.svc.cluster.local) -> one pod it selects, the pods naming it in their settings "
+                  "spread round-robin; "
                   "<pod>.<headless service> -> that pod (not played: Namespace, Services, PodDisruptionBudget)")
 
         plan = {"network": str(self.net), "pods": [], "secrets": [], "services": {}}
@@ -182,16 +183,24 @@ class Planner:
         for index, (pod_name, podman_pod, kind, labels, obj, claims) in enumerate(pods):
             spec = obj["spec"] if obj["kind"] == "Pod" else obj["spec"]["template"]["spec"]
             namespace = obj["metadata"].get("namespace") or "default"
-            # hostAliases
+            # hostAliases. The pods that name a Service in their settings (env, the ConfigMaps
+            # they take env from) take its backends in turn, so that rng, hasher and worker land
+            # on different NATS servers and every message crosses a route; the others get the
+            # first backend.
+            settings = json.dumps([c.get("env", []) for c in spec["containers"]]) + json.dumps(
+                [self.configmaps.get(r["configMapRef"]["name"], {}).get("data", {})
+                 for c in spec["containers"] for r in c.get("envFrom", []) if "configMapRef" in r])
             aliases = {}
             for sname, (s, names) in backends.items():
                 headless = s["spec"].get("clusterIP") == "None"
                 if pod_name in names and not headless:
                     target = pod_name  # a pod reaching its own Service: itself
-                else:
+                elif re.search(rf"(//|@|\"){re.escape(sname)}[:/\"]", settings):
                     i = turn.get(sname, 0)
                     turn[sname] = i + 1
                     target = names[i % len(names)]
+                else:
+                    target = names[0]
                 ip = ips[target]
                 aliases.setdefault(ip, []).extend(
                     [sname, f"{sname}.{namespace}", f"{sname}.{namespace}.svc",
