@@ -104,8 +104,8 @@ cleanup() {
   trap - EXIT INT TERM
   if [ -n "$PLAYED" ]; then
     if ((status != 0)); then
-      for c in $(podman ps -a --format '{{.Names}}' --filter "network=$NETWORK" 2>/dev/null); do
-        case "$c" in *-infra) continue ;; esac
+      for c in $(python3 -c 'import json, sys; print(" ".join(c["podman"] for p in json.load(open(sys.argv[1]))["pods"] for c in p["containers"]))' "$WORK/plan.json"); do
+        podman container exists "$c" || continue
         echo "--- last log lines of $c ($(podman inspect --format '{{.State.Status}} exit {{.State.ExitCode}}' "$c" 2>/dev/null)) ---" >&2
         podman logs --tail 8 "$c" 2>&1 | sed 's/^/  /' >&2 || true
       done
@@ -118,6 +118,8 @@ cleanup() {
     leftovers=$(podman ps -aq --filter "network=$NETWORK" 2>/dev/null || true)
     [ -z "$leftovers" ] || echo "warning: containers left on $NETWORK: $leftovers" >&2
   fi
+  # The passwords of this run (random, but passwords).
+  rm -rf "$WORK/secrets" "$WORK/pods" "$WORK/secrets.yaml"
   docker_engine_down
   ((status == 0)) || echo "test-k8s-pods failed after $(elapsed) s" >&2
   exit "$status"
@@ -214,9 +216,10 @@ for file in "$WORK"/pods/*.yaml; do
   say "podman kube play --network $NETWORK --ip $ip pods/$(basename "$file")"
   out=$(timeout 120 podman kube play --network "$NETWORK" --ip "$ip" "$file" 2>&1) \
     || { printf '%s\n' "$out" >&2; fail "podman kube play of $pod failed"; }
-  # podman 4.3 warns that it cannot time the liveness probes it makes healthchecks of (no
-  # systemd here): those healthchecks never run; the test calls the probes itself (step 4).
-  printf '%s\n' "$out" | grep -iE 'error|warn' | grep -v 'healthcheck' | sed 's/^/  /' || true
+  # Not shown: podman 4.3 warns that it cannot time the liveness probes it makes healthchecks
+  # of (no systemd here: they never run; the test calls the probes itself, step 4), and that
+  # it gives a pod with --ip a random MAC address.
+  printf '%s\n' "$out" | grep -iE 'error|warn' | grep -vE 'healthcheck|static macs' | sed 's/^/  /' || true
 done
 
 # --- 4. checks -------------------------------------------------------------------------------------
