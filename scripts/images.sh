@@ -53,7 +53,7 @@ IMAGES_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 IMAGE_TARGETS=(rng hasher worker webui cli)
 # The binaries they carry (cli's is chocominer).
 IMAGE_BINS=(rng hasher worker webui chocominer)
-DOCKERD_PID=""
+DOCKERD_PID=${DOCKERD_PID:-} # a caller that started dockerd before sourcing this keeps its pid
 declare -gA IMAGE_OF=()
 IMAGE_SIZES=""
 BUILT_IMAGES=()
