@@ -104,8 +104,8 @@ lint:
 doc:
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 
-# kubectl and kubernetes-validate (`scripts/install-deps.sh --with-k8s`) are needed; no cluster.
-# Build k8s/ and its overlays with kustomize and check them against the Kubernetes API schemas
+# kubectl, kubernetes-validate and checkov (`scripts/install-deps.sh --with-k8s`) are needed; no cluster.
+# Build k8s/ and its overlays; check schemas, the rules a cluster would enforce, and checkov
 [no-exit-message]
 check-k8s:
     @scripts/check-k8s.sh
