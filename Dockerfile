@@ -8,7 +8,7 @@
 #   cli      ghcr.io/chocominer/cli:0.1.0                         /usr/local/bin/chocominer
 #
 # From source (the default; BuildKit; the Rust stage compiles everything once, its cache mounts
-# keep the crates and target/ between builds; about 20 minutes on 2 cores, docs/images.md):
+# keep the crates and target/ between builds; 12 minutes on 2 cores, docs/images.md):
 #
 #   DOCKER_BUILDKIT=1 docker build --target hasher -t ghcr.io/chocominer/hasher:0.1.0 .
 #   docker buildx build --platform linux/amd64,linux/arm64 --target hasher \

@@ -122,7 +122,7 @@ check-build:
     @scripts/check-build.sh
 
 # Needs root (or a running engine), apt's docker.io and debootstrap; pulls nothing (stand-ins);
-# ~20 min on 2 cores. `--no-cache` compiles from nothing. Measured run: docs/images.md.
+# ~12 min on 2 cores. `--no-cache` compiles from nothing. Measured run: docs/images.md.
 # Build the five images from source (BINARIES=source, the Rust stage) and run each one
 [no-exit-message]
 build-images-source *ARGS:

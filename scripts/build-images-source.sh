@@ -7,7 +7,8 @@
 #
 # for rng, hasher, worker, webui and cli (registry: CHOCOMINER_REGISTRY, default
 # ghcr.io/chocominer; version: the workspace's, Cargo.toml). The first target compiles
-# everything (about 20 minutes on 2 cores), the others reuse that stage from BuildKit's cache.
+# everything (12 minutes on 2 cores, docs/images.md), the others reuse that stage from
+# BuildKit's cache.
 # Then each image runs `--version` and `--help` (the runtime base has no C library: a binary
 # that runs there is static, and readelf checks it too), and the sizes and times are printed
 # (and written to target/build-images-source/report.md; docs/images.md keeps a measured run).
@@ -38,7 +39,7 @@
 # buildx), debootstrap (apt) for the rust stand-in, rustup with the toolchain the Dockerfile's
 # tag names. A missing tool fails, naming its install command.
 # The whole script is one block, read before any of it runs: an edit to this file during its
-# 20 minutes cannot change what the running copy does next.
+# 12 minutes cannot change what the running copy does next.
 {
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
