@@ -249,6 +249,21 @@ http_code() {
 # True if something accepts TCP connections on 127.0.0.1:PORT.
 port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 
+# wait_for SECONDS WHAT COMMAND...: runs COMMAND every second until it succeeds and prints its
+# output; dies with the command's last complaint after SECONDS (the container tests' poll).
+wait_for() {
+  local seconds=$1 what=$2 deadline out
+  shift 2
+  deadline=$(($(date +%s) + seconds))
+  until out="$("$@" 2>&1)"; do
+    if (($(date +%s) >= deadline)); then
+      die "$what: not within ${seconds}s (last: ${out:-nothing})"
+    fi
+    sleep 1
+  done
+  printf '%s\n' "$out"
+}
+
 # wait_http NAME URL CODE: polls URL until it answers CODE, NAME dies or READY_TIMEOUT passes.
 wait_http() {
   local name=$1 url=$2 want=$3 deadline=$((SECONDS + READY_TIMEOUT))

@@ -116,21 +116,6 @@ sleep_until() {
   ((left <= 0)) || sleep "$left"
 }
 
-# wait_for SECONDS WHAT COMMAND...: runs COMMAND every second until it succeeds; fails with
-# the command's last complaint after SECONDS.
-wait_for() {
-  local seconds=$1 what=$2 deadline out
-  shift 2
-  deadline=$(($(date +%s) + seconds))
-  until out="$("$@" 2>&1)"; do
-    if (($(date +%s) >= deadline)); then
-      fail "$what: not within ${seconds}s (last: ${out:-nothing})"
-    fi
-    sleep 1
-  done
-  printf '%s\n' "$out"
-}
-
 cleanup() {
   local status=$?
   trap - EXIT INT TERM

@@ -53,21 +53,6 @@ fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
 elapsed() { echo $(($(date +%s) - STARTED)); }
 plan() { "${HELPER[@]}" get "$WORK/plan.json" "$@"; }
 
-# wait_for SECONDS WHAT COMMAND...: runs COMMAND every second until it succeeds; fails with
-# the command's last complaint after SECONDS.
-wait_for() {
-  local seconds=$1 what=$2 deadline out
-  shift 2
-  deadline=$(($(date +%s) + seconds))
-  until out="$("$@" 2>&1)"; do
-    if (($(date +%s) >= deadline)); then
-      fail "$what: not within ${seconds}s (last: ${out:-nothing})"
-    fi
-    sleep 1
-  done
-  printf '%s\n' "$out"
-}
-
 # remove_all: what this test makes in podman, by name (those of an earlier run too); nothing
 # else is touched.
 remove_all() {
