@@ -192,6 +192,64 @@ async fn no_role_may_join_another_stages_queue_group() {
     }
 }
 
+/// The watchers (`cli`, `debug`) may not make a queue subscription at all: one on a wildcard
+/// subject in a stage's group would have nats-server up to 2.12 merge it into that group and
+/// hand it the stage's batches (measured on 2.10.26: 64 of 195 taken). 2.14+ keeps them apart,
+/// but the permission refuses it on any version.
+#[tokio::test]
+async fn the_watchers_make_no_queue_subscription_at_all() {
+    let stack = Stack::nats_only().await;
+    for (role, subject, group) in [
+        ("cli", "chocominer.*", "worker"),
+        ("cli", "chocominer.>", "hasher"),
+        ("debug", "chocominer.*", "hasher"),
+        ("debug", ">", "worker"),
+        ("cli", "chocominer.nuggets", "anything"),
+    ] {
+        let (client, mut refusals) = connect_watched(&stack.nats, role).await;
+        let _taken = client
+            .queue_subscribe(subject, group.to_owned())
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+        refused(
+            &mut refusals,
+            &format!("subscription to \"{subject}\" using queue \"{group}\""),
+        )
+        .await;
+    }
+    // A plain subscription, what `sub` makes, is still theirs.
+    let (cli, mut refusals) = connect_watched(&stack.nats, "cli").await;
+    let _watch = cli.subscribe("chocominer.>").await.unwrap();
+    cli.flush().await.unwrap();
+    assert!(
+        timeout(Duration::from_millis(500), refusals.recv())
+            .await
+            .is_err(),
+        "cli's plain subscription was refused"
+    );
+}
+
+/// A stage's service connection may subscribe to the service protocol's subjects of its own
+/// stage only: not `$SRV.>` (which a `$SRV.*` permission let through) nor the other stage's.
+#[tokio::test]
+async fn a_stage_answers_the_service_protocol_for_itself_only() {
+    let stack = Stack::nats_only().await;
+    for (role, subject) in [
+        ("hasher", "$SRV.>"),
+        ("hasher", "$SRV.*"),
+        ("hasher", "$SRV.PING.worker"),
+        ("worker", "$SRV.>"),
+        ("worker", "$SRV.STATS.hasher"),
+        ("worker", "$SRV.INFO.hasher.x"),
+    ] {
+        let (client, mut refusals) = connect_watched(&stack.nats, role).await;
+        let _sub = client.subscribe(subject).await.unwrap();
+        client.flush().await.unwrap();
+        refused(&mut refusals, &format!("subscription to \"{subject}\"")).await;
+    }
+}
+
 #[tokio::test]
 async fn each_sender_alone_reads_its_replies() {
     let stack = Stack::nats_only().await;

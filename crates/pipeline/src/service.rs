@@ -30,6 +30,9 @@ use crate::subjects::Stage;
 const REOPEN_PAUSE: Duration = Duration::from_millis(250);
 const MAX_PAUSES: u32 = 20;
 
+/// The service protocol's verbs this replica answers.
+const VERBS: [&str; 3] = ["PING", "INFO", "STATS"];
+
 /// Custom data for the service's `$SRV.STATS` answer (e.g. lost, busy, in flight).
 pub(crate) type StatsData = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
 
@@ -92,14 +95,21 @@ impl Identity {
         }
     }
 
-    /// The subjects this replica answers on.
-    fn subjects(&self) -> [String; 3] {
+    /// The subjects this replica answers on: each verb for every service, for its stage and for
+    /// itself, written out. A wildcard (`$SRV.*`) would need a permission nats-server also
+    /// reads as allowing `$SRV.>`, every stage's questions (nats/nats-server.conf).
+    fn subjects(&self) -> Vec<String> {
         let (stage, id) = (self.stage, &self.id);
-        [
-            "$SRV.*".to_owned(),
-            format!("$SRV.*.{stage}"),
-            format!("$SRV.*.{stage}.{id}"),
-        ]
+        VERBS
+            .iter()
+            .flat_map(|verb| {
+                [
+                    format!("$SRV.{verb}"),
+                    format!("$SRV.{verb}.{stage}"),
+                    format!("$SRV.{verb}.{stage}.{id}"),
+                ]
+            })
+            .collect()
     }
 
     /// The answer to `verb`, if it is one of the protocol's.
