@@ -400,7 +400,7 @@ def job_waits(root):
 
 def doctored_copy(root, tmp):
     """A copy of what k8s/ builds from, for building it again with one thing changed."""
-    for folder in ("k8s", "nats", "chronograf"):
+    for folder in ("k8s", "nats", "chronograf", "influxdb"):
         shutil.copytree(root / folder, tmp / folder)
     return tmp
 

@@ -86,7 +86,10 @@ export_nats_secrets
 mapfile -t nats_go_runtime < <(grep -Ev '^(#|$)' "$ROOT/nats/go-runtime.env")
 spawn nats "${nats_go_runtime[@]}" -- "$NATS_BIN" -c "$ROOT/nats/nats-server.conf" -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MONITOR_PORT"
 unexport_nats_secrets
-spawn influxd -- "$INFLUXD_BIN" run -config "$INFLUX_DIR/influxdb.conf"
+# Its server settings (no continuous queries, query limits) come from influxdb/server.env, as
+# everywhere it runs.
+mapfile -t influx_server < <(grep -Ev '^(#|$)' "$ROOT/influxdb/server.env")
+spawn influxd "${influx_server[@]}" -- "$INFLUXD_BIN" run -config "$INFLUX_DIR/influxdb.conf"
 wait_http nats "http://127.0.0.1:$NATS_MONITOR_PORT/healthz" 200
 wait_http influxd "http://127.0.0.1:$INFLUX_PORT/ping" 204
 say "==> InfluxDB: database ${INFLUX_DB:-chocominer}, users admin, writer (WRITE) and reader (READ)"

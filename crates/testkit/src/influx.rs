@@ -280,12 +280,14 @@ impl Influx {
         cmd.arg("run")
             .arg("-config")
             .arg(self.dir.path().join("influxdb.conf"));
-        // influxd overrides its config from INFLUXDB_* variables: don't inherit any.
+        // influxd overrides its config from INFLUXDB_* variables: don't inherit any, and give
+        // it those it runs with everywhere (no continuous queries, the query limits).
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("INFLUXDB_") {
                 cmd.env_remove(key);
             }
         }
+        cmd.envs(process::env_file(SERVER_ENV));
         let process = Process::spawn("influxd", cmd, self.dir.path().join("influxd.log"));
         // `/ping` answers without credentials.
         let client = self.client("");
@@ -325,6 +327,9 @@ fn quote(name: &str) -> String {
 fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
 }
+
+/// The InfluxDB server settings every influxd of ours runs with (as INFLUXDB_* variables).
+const SERVER_ENV: &str = "influxdb/server.env";
 
 /// The project's InfluxDB config template, also `just up`'s (scripts/lib.sh influx_conf).
 const CONFIG_TEMPLATE: &str = include_str!("../../../influxdb/influxdb.conf");

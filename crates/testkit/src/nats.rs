@@ -39,18 +39,7 @@ const GO_RUNTIME_ENV: &str = "nats/go-runtime.env";
 /// The `KEY=VALUE` lines of [`GO_RUNTIME_ENV`]: the tests, `just bench` and `just soak` run
 /// nats-server as it ships.
 fn go_runtime() -> Vec<(String, String)> {
-    let path = process::workspace_root().join(GO_RUNTIME_ENV);
-    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    text.lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
-        .map(|line| {
-            let (key, value) = line
-                .split_once('=')
-                .unwrap_or_else(|| panic!("{}: not KEY=VALUE: {line}", path.display()));
-            (key.to_owned(), value.to_owned())
-        })
-        .collect()
+    process::env_file(GO_RUNTIME_ENV)
 }
 
 /// A running (or stopped) nats-server. Killed (SIGKILL) on drop and its temp dir removed.

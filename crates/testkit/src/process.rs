@@ -235,3 +235,20 @@ impl Drop for Process {
         let _ = self.child.wait();
     }
 }
+
+/// The `KEY=VALUE` lines of a file of the workspace (`#` comments and blank lines skipped): the
+/// settings a server of ours runs with everywhere (nats/go-runtime.env, influxdb/server.env).
+pub(crate) fn env_file(relative: &str) -> Vec<(String, String)> {
+    let path = workspace_root().join(relative);
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            let (key, value) = line
+                .split_once('=')
+                .unwrap_or_else(|| panic!("{}: not KEY=VALUE: {line}", path.display()));
+            (key.to_owned(), value.to_owned())
+        })
+        .collect()
+}
