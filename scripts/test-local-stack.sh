@@ -175,7 +175,9 @@ done
   fail "the writer may read"
 j 30 status --json
 [ "$rc" = 0 ] && [[ "$out" == *'"worker"'* ]] || fail "just status did not read the stats as reader"
-ok "InfluxDB: anonymous refused (401), stages write as writer, reader reads (dashboard, status), passwords 0600 in a 0700 dir, in no environment or log"
+influx_dir_mode="$(stat -c %a "$CHOCOMINER_RUN_DIR/influxdb")"
+[ "$influx_dir_mode" = 700 ] || fail "the InfluxDB directory is $influx_dir_mode, not 700: meta.db's password hashes are readable"
+ok "InfluxDB: anonymous refused (401), data dir 0700, stages write as writer, reader reads (dashboard, status), passwords 0600 in a 0700 dir, in no environment or log"
 
 say "just scale hasher 2 (HASHER_DELAY_MS=30 on the command line), then 3"
 HASHER_DELAY_MS=30 j 60 scale hasher 2

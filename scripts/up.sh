@@ -60,6 +60,9 @@ trap cleanup EXIT
 trap 'INTERRUPTED=1' INT TERM   # acted on at checkpoints (see lib.sh)
 
 mkdir -p "$LOG_DIR" "$PID_DIR" "$INFLUX_DIR"
+# InfluxDB's files are its own: meta.db holds the users' password hashes, and the data is the
+# stats, which only InfluxDB's reader may read.
+chmod 700 "$INFLUX_DIR"
 rm -f "$LOG_DIR"/*.log
 # The services' default URLs are the default ports; these follow CHOCOMINER_*_PORT (an empty
 # INFLUX_URL, "no stats", stays empty).
