@@ -97,9 +97,9 @@ pub struct Config {
 }
 
 fn main() -> ExitCode {
-    // The NATS client of a stack already stopped says every few seconds that it cannot
-    // reconnect: not news.
-    chocominer_pipeline::init_telemetry_with_default("info,async_nats=warn");
+    // Its NATS client's own INFO lines are left out (as every binary's, see DEFAULT_FILTER):
+    // the client of a stack already stopped would say every few seconds that it reconnects.
+    chocominer_pipeline::init_telemetry();
     let mut config = Config::parse();
     // Increasing, once each: the efficiency is against the smallest H.
     config.demo_hashers.sort_unstable();

@@ -348,6 +348,33 @@ async fn a_refused_publication_is_logged_by_the_stage() {
     .await;
 }
 
+/// The NATS client logs every connection event at INFO itself, unthrottled, beside the stage's
+/// own lines (which throttle what repeats): a client making a hasher reconnect over and over
+/// filled its log. With its default filter a stage keeps the client's INFO out: its log has
+/// its own "connected to NATS" and nothing of the client's ("connected successfully",
+/// "event: connected").
+#[tokio::test]
+async fn the_nats_clients_own_info_lines_stay_out_of_a_stages_log() {
+    let bin = testkit::cargo_bin_async("hasher").await;
+    let stack = Stack::nats_only().await;
+    let hasher = stack.spawn_process(&bin, "h1", &[]);
+    eventually(
+        "the hasher's own line: connected to NATS",
+        SOON,
+        POLL,
+        || {
+            let log = hasher.log();
+            async move { log.contains("connected to NATS").then_some(()) }
+        },
+    )
+    .await;
+    let log = hasher.log();
+    assert!(
+        !log.contains("async_nats") && !log.contains("connected successfully"),
+        "the NATS client's own lines are in the stage's log:\n{log}"
+    );
+}
+
 fn python() -> PathBuf {
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.tools/venv/bin/python");
     if venv.exists() {

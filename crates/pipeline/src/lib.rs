@@ -61,5 +61,5 @@ pub use rate::RateLimiter;
 pub use sender::{LATE_GRACE, NoConsumer, Sender, SenderConfig, SenderStats, Slot, Stopped};
 pub use shutdown::Shutdown;
 pub use subjects::{Stage, Subjects, inbox_prefix};
-pub use telemetry::{init as init_telemetry, init_with_default as init_telemetry_with_default};
+pub use telemetry::init as init_telemetry;
 pub use throttle::Throttle;

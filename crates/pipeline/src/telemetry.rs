@@ -3,17 +3,18 @@
 
 use tracing_subscriber::EnvFilter;
 
+/// The filter when RUST_LOG is unset. The NATS client logs every connection event at INFO
+/// itself, unthrottled: a client that makes a stage reconnect over and over (or ask it things
+/// that fail) would fill its log. The stages log those events themselves, once each and the
+/// repeated ones throttled (`connection`), so the client's own lines are kept to warnings.
+pub const DEFAULT_FILTER: &str = "info,async_nats=warn";
+
 /// Installs the global subscriber; later calls (as in tests) are no-ops. Colours only when
 /// stderr is a terminal, so log files stay plain text.
 pub fn init() {
-    init_with_default("info");
-}
-
-/// [`init`], with `default` as the filter when RUST_LOG is unset (`just bench` quiets the
-/// NATS client of its stopped stacks this way).
-pub fn init_with_default(default: &str) {
     use std::io::IsTerminal;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let installed = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

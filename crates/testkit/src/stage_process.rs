@@ -25,7 +25,8 @@ pub struct StageProcess {
 impl StageProcess {
     /// Runs `bin args` (no program name in `args`) with `NO_COLOR=1`, stdin closed and its
     /// output in `<temp dir>/<name>.log`. [`crate::Stack::spawn_process`] builds the arguments
-    /// of a stage of a stack.
+    /// of a stage of a stack. It logs with its own default filter, as shipped, whatever the
+    /// test's RUST_LOG; `TESTKIT_STAGE_RUST_LOG` gives it another.
     pub fn spawn(bin: &Path, name: &str, args: &[String]) -> StageProcess {
         let dir = tempfile::Builder::new()
             .prefix("testkit-stage-")
@@ -33,6 +34,10 @@ impl StageProcess {
             .expect("temp dir for a stage's log");
         let mut cmd = Command::new(bin);
         cmd.args(args).env("NO_COLOR", "1");
+        match std::env::var_os("TESTKIT_STAGE_RUST_LOG") {
+            Some(filter) => cmd.env("RUST_LOG", filter),
+            None => cmd.env_remove("RUST_LOG"),
+        };
         let process = Process::spawn(name, cmd, dir.path().join(format!("{name}.log")));
         StageProcess { process, _dir: dir }
     }
