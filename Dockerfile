@@ -99,7 +99,7 @@ ENV WEBUI_LISTEN=0.0.0.0:8000
 EXPOSE 8000
 ENTRYPOINT ["/usr/local/bin/webui"]
 
-# The CLI: `docker run --rm --network <net> -e NATS_URL=nats://nats:4222 chocominer/cli:0.1.0 sub nuggets`
+# The CLI: `docker run --rm --network <net> -e NATS_URL=nats://nats:4222 ghcr.io/chocominer/cli:0.1.0 sub nuggets`
 FROM runtime AS cli
 COPY --from=binaries /out/chocominer /usr/local/bin/chocominer
 ENTRYPOINT ["/usr/local/bin/chocominer"]
