@@ -75,7 +75,7 @@ USER 65532:65532
 
 # The services (not the CLI) serve /healthz and /readyz on HEALTH_LISTEN and check themselves
 # with `<bin> --health-check` (there is no curl to do it). Every other setting comes from the
-# environment (README, Configuration); the binaries' defaults are the demo profile.
+# environment (docs/configuration.md); the binaries' defaults are the demo profile.
 FROM runtime AS service
 ENV HEALTH_LISTEN=0.0.0.0:8081
 EXPOSE 8081

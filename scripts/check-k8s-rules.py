@@ -8,8 +8,8 @@ InfluxDB's passwords, open NATS routes, unqualified images, drifting versions):
 
   namespace     every namespaced object is in chocominer (an overlay that forgot `namespace:`);
   restricted    every pod meets the "restricted" Pod Security Standard the namespace enforces;
-  variables     every variable given a ChocoMiner container is one README's Configuration
-                table lists, or of a family the binaries read (a list kept by hand; `just
+  variables     every variable given a ChocoMiner container is one docs/configuration.md's
+                Configuration table lists, or of a family the binaries read (a list kept by hand; `just
                 check-files` asks the binaries themselves);
   startup       a startup probe asks what liveness asks, never readiness where the two differ:
                 readiness may wait for another service, start-up must not (a cold cluster
@@ -155,7 +155,7 @@ def rule_variables(build, docs, ctx):
                     names |= {source.get("prefix", "") + k for k in data.get(("ConfigMap", ref), ())}
             for name in sorted(names):
                 if name not in ctx["documented"] and name not in KNOWN and not name.startswith(KNOWN_PREFIXES):
-                    problems.append(f"{where}: {name} is neither in README.md's Configuration "
+                    problems.append(f"{where}: {name} is neither in docs/configuration.md's "
                                     "table nor a known ChocoMiner variable")
     return problems
 
@@ -336,10 +336,10 @@ RULES = [("namespace", rule_namespace), ("restricted", rule_restricted),
 # --- what the rules compare against ----------------------------------------------------------
 
 def readme_variables(root):
-    text = (root / "README.md").read_text(encoding="utf-8")
-    section = re.search(r"^## Configuration\n(.*?)^## ", text, re.S | re.M)
+    text = (root / "docs/configuration.md").read_text(encoding="utf-8")
+    section = re.search(r"^## Configuration\n(.*?)(?:^## |\Z)", text, re.S | re.M)
     if not section:
-        fail("README.md has no '## Configuration' section")
+        fail("docs/configuration.md has no '## Configuration' section")
     names = set()
     for line in section.group(1).splitlines():
         if line.startswith("| `"):

@@ -300,7 +300,7 @@ log_tail() {
 
 # --- settings shared by `up` and `scale` ------------------------------------------------
 
-# The service settings in the environment (see README "Configuration"). `up` saves them so
+# The service settings in the environment (see docs/configuration.md). `up` saves them so
 # that instances added later by `scale` run with the same ones.
 SETTING_RE='^(NATS_[A-Z_]+|INFLUX_[A-Z_]+|RNG_[A-Z_]+|HASHER_[A-Z_]+|WORKER_[A-Z_]+|SUBJECT_PREFIX|CHOCOMINER_PROFILE|ACK_TIMEOUT_MS|DIFFICULTY|RUST_LOG)$'
 

@@ -1,6 +1,6 @@
 //! The stats contract: every measurement ChocoMiner writes to InfluxDB, its fields, and what
 //! kind of figure each field is. The stages write through these names, the read side and the
-//! dashboard read through them, and tests hold the Chronograf dashboard, the README and what a
+//! dashboard read through them, and tests hold the Chronograf dashboard, docs/schema.md and what a
 //! real run writes against them: a renamed field breaks the build or a test, not a chart.
 //!
 //! - Measurements: [`RNG`], [`HASHER`], [`WORKER`] (one point per second per instance) and
@@ -11,7 +11,7 @@
 //!   that second, an [`Event`] or [`Text`] describes the one event of the point. Only these
 //!   make the [`FieldValue`]s of a point, each with the type InfluxDB holds for the field.
 //! - [`unknown_names`]: what an InfluxQL statement names that is not here, for the tests of
-//!   every query; [`markdown`]: the schema as the README's table.
+//!   every query; [`markdown`]: the schema as docs/schema.md's table.
 
 use std::collections::BTreeSet;
 
@@ -66,7 +66,7 @@ pub struct Field {
     name: &'static str,
     kind: Kind,
     ty: Type,
-    /// What it holds, in a few words (the README's table).
+    /// What it holds, in a few words (docs/schema.md's table).
     meaning: &'static str,
 }
 
@@ -274,7 +274,7 @@ impl FieldValue {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Measurement {
     name: &'static str,
-    /// Which process writes its points, and how often (the README's table).
+    /// Which process writes its points, and how often (docs/schema.md's table).
     written_by: &'static str,
     fields: &'static [Field],
 }
@@ -447,7 +447,7 @@ pub static NUGGET: Measurement = Measurement {
     ],
 };
 
-/// Every measurement, in the README's order.
+/// Every measurement, in docs/schema.md's order.
 pub static MEASUREMENTS: [&Measurement; 4] = [&RNG, &HASHER, &WORKER, &NUGGET];
 
 /// The measurement named `name`.
@@ -664,7 +664,7 @@ fn tokenize(statement: &str) -> Vec<Token> {
     tokens
 }
 
-/// The schema as the README shows it: one table, a row per field.
+/// The schema as docs/schema.md shows it: one table, a row per field.
 pub fn markdown() -> String {
     let mut text = String::from(
         "| measurement: written by | field | type | kind | what it holds |\n\
@@ -853,17 +853,17 @@ mod tests {
     fn readme_shows_this_schema() {
         const BEGIN: &str = "<!-- schema: begin";
         const END: &str = "<!-- schema: end -->";
-        let readme = std::fs::read_to_string(repository().join("README.md")).unwrap();
+        let readme = std::fs::read_to_string(repository().join("docs/schema.md")).unwrap();
         let start = readme
             .find(BEGIN)
-            .expect("README has the schema's begin marker");
+            .expect("docs/schema.md has the schema's begin marker");
         let start = start + readme[start..].find('\n').unwrap() + 1;
         let end = readme
             .find(END)
-            .expect("README has the schema's end marker");
+            .expect("docs/schema.md has the schema's end marker");
         assert!(
             readme[start..end] == markdown(),
-            "README's schema table differs from crates/influx/src/schema.rs; it should be:\n{}",
+            "docs/schema.md's table differs from crates/influx/src/schema.rs; it should be:\n{}",
             markdown()
         );
     }
