@@ -141,6 +141,10 @@ fi
 if [ "$with_containers" -eq 1 ] && { ! command -v podman >/dev/null 2>&1 || ! command -v catatonit >/dev/null 2>&1; }; then
   apt_install podman catatonit
 fi
+# debootstrap: the bookworm root of the rust stand-in `just build-images-source` makes.
+if [ "$with_containers" -eq 1 ] && ! command -v debootstrap >/dev/null 2>&1; then
+  apt_install debootstrap
+fi
 # The stand-in images' healthcheck tools: busybox's wget in nats's (alpine), curl in influxdb's
 # (installed above).
 if [ "$with_containers" -eq 1 ] && [ ! -x /bin/busybox ]; then

@@ -57,6 +57,27 @@ async fn refused(refusals: &mut mpsc::UnboundedReceiver<String>, what: &str) -> 
     error
 }
 
+/// Subscribes as `role` to `subject` (in queue `group`, if given) and waits for the server to
+/// refuse it.
+async fn subscription_refused(nats: &NatsServer, role: &str, subject: &str, group: Option<&str>) {
+    let (client, mut refusals) = connect_watched(nats, role).await;
+    let _subscription = match group {
+        Some(group) => {
+            client
+                .queue_subscribe(subject.to_owned(), group.to_owned())
+                .await
+        }
+        None => client.subscribe(subject.to_owned()).await,
+    }
+    .unwrap();
+    client.flush().await.unwrap();
+    let what = match group {
+        Some(group) => format!("subscription to \"{subject}\" using queue \"{group}\""),
+        None => format!("subscription to \"{subject}\""),
+    };
+    refused(&mut refusals, &what).await;
+}
+
 /// Whether `subscriber` holds a message now. Called after the publisher's flush (the server
 /// has handled the publication) and the subscriber's own (whatever the server queued for it
 /// before has arrived), so a message that was delivered is there.
@@ -162,17 +183,7 @@ async fn no_role_may_join_another_stages_queue_group() {
         ("debug", NUMBERS, "hasher"),
         ("cli", DIGESTS, "worker"),
     ] {
-        let (client, mut refusals) = connect_watched(&stack.nats, role).await;
-        let _taken = client
-            .queue_subscribe(subject, group.to_owned())
-            .await
-            .unwrap();
-        client.flush().await.unwrap();
-        refused(
-            &mut refusals,
-            &format!("subscription to \"{subject}\" using queue \"{group}\""),
-        )
-        .await;
+        subscription_refused(&stack.nats, role, subject, Some(group)).await;
     }
     // None of those subscriptions was made: a batch finds no one to take it.
     for (role, subject) in [("rng", NUMBERS), ("hasher", DIGESTS)] {
@@ -206,17 +217,7 @@ async fn the_watchers_make_no_queue_subscription_at_all() {
         ("debug", ">", "worker"),
         ("cli", "chocominer.nuggets", "anything"),
     ] {
-        let (client, mut refusals) = connect_watched(&stack.nats, role).await;
-        let _taken = client
-            .queue_subscribe(subject, group.to_owned())
-            .await
-            .unwrap();
-        client.flush().await.unwrap();
-        refused(
-            &mut refusals,
-            &format!("subscription to \"{subject}\" using queue \"{group}\""),
-        )
-        .await;
+        subscription_refused(&stack.nats, role, subject, Some(group)).await;
     }
     // A plain subscription, what `sub` makes, is still theirs.
     let (cli, mut refusals) = connect_watched(&stack.nats, "cli").await;
@@ -243,10 +244,7 @@ async fn a_stage_answers_the_service_protocol_for_itself_only() {
         ("worker", "$SRV.STATS.hasher"),
         ("worker", "$SRV.INFO.hasher.x"),
     ] {
-        let (client, mut refusals) = connect_watched(&stack.nats, role).await;
-        let _sub = client.subscribe(subject).await.unwrap();
-        client.flush().await.unwrap();
-        refused(&mut refusals, &format!("subscription to \"{subject}\"")).await;
+        subscription_refused(&stack.nats, role, subject, None).await;
     }
 }
 
@@ -260,10 +258,7 @@ async fn each_sender_alone_reads_its_replies() {
         ("cli", "_INBOX.rng.>"),
         ("worker", "_INBOX.hasher.>"),
     ] {
-        let (client, mut refusals) = connect_watched(&stack.nats, role).await;
-        let _replies = client.subscribe(inbox).await.unwrap();
-        client.flush().await.unwrap();
-        refused(&mut refusals, &format!("subscription to \"{inbox}\"")).await;
+        subscription_refused(&stack.nats, role, inbox, None).await;
     }
     // Its own, it reads: the inboxes its client makes are where it may read.
     let rng = stack.connect_as("rng").await;
