@@ -218,24 +218,46 @@ ONE_STORY_EXCEPTIONS = {
 }
 
 
+def k8s_maps(documents):
+    """Every ConfigMap's and Secret's keys and values, by (kind, name)."""
+    return {
+        (d["kind"], d["metadata"]["name"]): {**d.get("data", {}), **d.get("stringData", {})}
+        for d in documents
+        if d and d.get("kind") in ("ConfigMap", "Secret")
+    }
+
+
+def container_env(container, maps, missing=None):
+    """A container's variables as Kubernetes sets them: envFrom first, then env, which wins; a
+    value from a ConfigMap key is looked up, one from a Secret is None. The names of envFrom
+    sources not in `maps` are added to `missing` when it is given."""
+    env = {}
+    for source in container.get("envFrom", []):
+        for kind, key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
+            if key in source:
+                ref = source[key]["name"]
+                if (kind, ref) not in maps and missing is not None:
+                    missing.append(f"{kind} {ref}")
+                env.update(maps.get((kind, ref), {}))
+    for e in container.get("env", []):
+        ref = (e.get("valueFrom") or {}).get("configMapKeyRef")
+        env[e["name"]] = maps.get(("ConfigMap", ref["name"]), {}).get(ref["key"]) if ref else e.get("value")
+    return env
+
+
 def check_one_story(services, documents):
     """Compose and Kubernetes run each ChocoMiner service alike: the same image (registry aside),
     the same variables with the same values, readiness asked of /readyz (compose's healthcheck,
     `--health-check`, asks /readyz too) where the image serves it."""
     errors = []
-    maps = {d["metadata"]["name"]: d.get("data", {}) for d in documents if d and d.get("kind") == "ConfigMap"}
-    pods = {}
-    for doc in documents:
-        if doc and doc.get("kind") in ("Deployment", "StatefulSet"):
-            for c in doc["spec"]["template"]["spec"]["containers"]:
-                if ours(c.get("image")):
-                    env = {}
-                    for source in c.get("envFrom", []):
-                        env.update(maps.get(source.get("configMapRef", {}).get("name"), {}))
-                    for e in c.get("env", []):
-                        ref = (e.get("valueFrom") or {}).get("configMapKeyRef")
-                        env[e["name"]] = maps.get(ref["name"], {}).get(ref["key"]) if ref else e.get("value")
-                    pods[doc["metadata"]["name"]] = (c, env)
+    maps = k8s_maps(documents)
+    pods = {
+        doc["metadata"]["name"]: (c, container_env(c, maps))
+        for doc in documents
+        if doc and doc.get("kind") in ("Deployment", "StatefulSet")
+        for c in doc["spec"]["template"]["spec"]["containers"]
+        if ours(c.get("image"))
+    }
     for name, service in sorted(services.items()):
         if not ours(service.get("image")):
             continue
@@ -261,11 +283,7 @@ def port_of(address):
 
 def check_k8s(documents, binaries, checked):
     errors = []
-    maps = {
-        (d["kind"], d["metadata"]["name"]): {**d.get("data", {}), **d.get("stringData", {})}
-        for d in documents
-        if d and d.get("kind") in ("ConfigMap", "Secret")
-    }
+    maps = k8s_maps(documents)
     for doc in documents:
         if not doc or doc.get("kind") not in ("Deployment", "StatefulSet", "Job", "DaemonSet"):
             continue
@@ -278,15 +296,9 @@ def check_k8s(documents, binaries, checked):
             binary = check_image(where, container["image"], errors)
             if binary is None:
                 continue
-            env = {e["name"]: e.get("value") for e in container.get("env", [])}
-            for source in container.get("envFrom", []):
-                for kind, key in (("ConfigMap", "configMapRef"), ("Secret", "secretRef")):
-                    if key in source:
-                        ref = source[key]["name"]
-                        if (kind, ref) not in maps:
-                            errors.append(f"{where}: envFrom {kind} {ref} is not in the build")
-                        for name, value in maps.get((kind, ref), {}).items():
-                            env.setdefault(name, value)
+            missing = []
+            env = container_env(container, maps, missing)
+            errors += [f"{where}: envFrom {ref} is not in the build" for ref in missing]
             check_variables(where, binary, env, binaries, errors)
             ports = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
             served = {port_of(env.get("HEALTH_LISTEN")), port_of(env.get("WEBUI_LISTEN"))} - {None}
