@@ -399,8 +399,11 @@ def job_waits(root):
 
 
 def doctored_copy(root, tmp):
-    """A copy of what k8s/ builds from, for building it again with one thing changed."""
-    for folder in ("k8s", "nats", "chronograf", "influxdb"):
+    """A copy of what k8s/ builds from (k8s/ and the folders its base names as ../../<folder>),
+    for building it again with one thing changed."""
+    base = yaml.safe_load((root / "k8s/base/kustomization.yaml").read_text())
+    outside = [r.removeprefix("../../") for r in base["resources"] if r.startswith("../../")]
+    for folder in ["k8s", *outside]:
         shutil.copytree(root / folder, tmp / folder)
     return tmp
 
