@@ -37,6 +37,48 @@ pub fn is_digest_of(number: &[u8], digest: &[u8]) -> bool {
     Sha256::digest(number).as_slice() == digest
 }
 
+/// What a nugget record of `number` holds beside it: SHA-256 of the number in lowercase hex,
+/// and the digest's leading zero bits. [`check_record`] passes it; tests write it to make a
+/// record that does.
+pub fn record_of(number: &[u8]) -> (String, u32) {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(number);
+    (hex::encode(digest), leading_zero_bits(&digest))
+}
+
+/// What is wrong with a stored nugget record: whoever may write where nuggets are stored
+/// (InfluxDB's `writer` role) can write one that no hash made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsound {
+    /// The number or the digest is not 64 lowercase hex digits, as a worker writes them.
+    Malformed,
+    /// The digest is not SHA-256 of the number.
+    NotItsDigest,
+    /// The zero bits are not the digest's leading zero bits.
+    WrongZeroBits,
+}
+
+/// Checks a stored record as a worker writes it ([`record_of`]):
+/// `number_hex` and `digest_hex` are 64 lowercase hex digits, the digest is SHA-256 of the
+/// number and `zero_bits` its leading zero bits.
+pub fn check_record(number_hex: &str, digest_hex: &str, zero_bits: i64) -> Result<(), Unsound> {
+    let bytes = |hex: &str| {
+        let lowercase = hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let digits = 2 * crate::codec::NUMBER_LEN;
+        (lowercase && hex.len() == digits).then(|| hex::decode(hex).ok())?
+    };
+    let (Some(number), Some(digest)) = (bytes(number_hex), bytes(digest_hex)) else {
+        return Err(Unsound::Malformed);
+    };
+    if !is_digest_of(&number, &digest) {
+        return Err(Unsound::NotItsDigest);
+    }
+    if zero_bits != i64::from(leading_zero_bits(&digest)) {
+        return Err(Unsound::WrongZeroBits);
+    }
+    Ok(())
+}
+
 /// One nugget, as published on `<prefix>.nuggets` (JSON) and stored in InfluxDB.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Nugget {
@@ -131,6 +173,44 @@ mod tests {
         wrong[63] = if wrong[63] == b'0' { b'1' } else { b'0' };
         assert!(Nugget::verify(&number, std::str::from_utf8(&wrong).unwrap(), 4).is_err());
         assert!(Nugget::verify("zz", &digest, 4).is_err());
+    }
+
+    #[test]
+    fn a_record_holds_the_digest_in_hex_and_its_zero_bits() {
+        let digest = Sha256::digest([7u8; 32]);
+        let expected = (hex::encode(digest), leading_zero_bits(&digest));
+        assert_eq!(record_of(&[7u8; 32]), expected);
+        assert_eq!(
+            record_of(b"abc").0,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(record_of(&[0u8; 32]).1, 1, "66687aad…");
+    }
+
+    #[test]
+    fn a_stored_record_is_checked_as_a_worker_writes_it() {
+        let number = [9u8; 32];
+        let (digest, bits) = record_of(&number);
+        let (number, bits) = (hex::encode(number), i64::from(bits));
+        assert_eq!(check_record(&number, &digest, bits), Ok(()));
+        assert_eq!(
+            check_record(&number, &digest, bits + 1),
+            Err(Unsound::WrongZeroBits)
+        );
+        assert_eq!(
+            check_record(&number, &"0".repeat(64), 256),
+            Err(Unsound::NotItsDigest)
+        );
+        assert_ne!(digest, digest.to_uppercase());
+        let (upper, long) = (digest.to_uppercase(), format!("{digest}00"));
+        for (n, d) in [
+            (number.as_str(), upper.as_str()),
+            (&number[..62], &digest),
+            ("", &digest),
+            (&number, &long),
+        ] {
+            assert_eq!(check_record(n, d, bits), Err(Unsound::Malformed), "{n} {d}");
+        }
     }
 
     #[test]
