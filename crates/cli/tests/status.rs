@@ -1,6 +1,7 @@
 //! `chocominer status` against a real pipeline: it names the stage that holds the others back,
 //! and a new one once that stage is scaled; and it says so, in one line, when a server is out
-//! of reach.
+//! of reach. What InfluxDB's writer role can write that no stage did (negative counts, a share
+//! above 1, an instance stamped in the future) moves none of its figures.
 
 mod common;
 
@@ -233,6 +234,69 @@ async fn status_escapes_what_it_reads_and_shows_forged_nuggets() {
         text.contains("worker refused ") && text.contains("forged nuggets"),
         "{text}"
     );
+}
+
+/// Written as InfluxDB's writer role (held by every stage), beside a worker w1 and a hasher h1:
+/// a worker w9 with negative counts in every second, h1 busy 7 times over, a worker stamped an
+/// hour ahead. `status` shows no rate below what w1 and h1 did, no share above 100 % and no
+/// instance stamped in the future (w9 is alive: it wrote points now, as any writer may).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_counts_no_value_no_stage_writes() {
+    let stack = Stack::start().await;
+    let writer = chocominer_influx::Client::new(&stack.influx().writer(testkit::DB)).unwrap();
+    let (stack_ref, writer) = (&stack, &writer);
+    let (json, text) = eventually(
+        "status sees w1, w9 and h1 alive",
+        SOON,
+        POLL,
+        || async move {
+            // Fresh points each round, so the instances are alive whenever status looks.
+            let now = chocominer_pipeline::stats::now_ns() / 1_000_000_000;
+            let mut lines = String::new();
+            for t in now - 8..=now {
+                let at = t * 1_000_000_000;
+                lines += &format!(
+                    "worker,instance=w1 hashes=10i,nuggets=1i,forged=0i,rejected=0i,expired=0i,difficulty=4i {at}\n\
+                     worker,instance=w9 hashes=-1000i,nuggets=-100i,forged=-1000i,rejected=-5i {at}\n\
+                     hasher,instance=h1 hashes=10i,busy=7,lost=0i,rejected=0i,in_flight=1i,window=8i {at}\n"
+                );
+            }
+            lines += &format!(
+                "worker,instance=ghost hashes=1i,nuggets=0i {}\n",
+                (now + 3600) * 1_000_000_000
+            );
+            writer.write(&[lines]).await.expect("the writer writes");
+            let (json, text) = tokio::join!(
+                run(stack_ref, &["status", "--json"]),
+                run(stack_ref, &["status"])
+            );
+            let json: Value = serde_json::from_str(&json).ok()?;
+            (json["stages"]["worker"]["instances"].as_array()?.len() >= 2
+                && json["stages"]["hasher"]["alive"] == 1)
+                .then_some((json, text))
+        },
+    )
+    .await;
+    let worker = &json["stages"]["worker"];
+    assert_eq!(
+        worker["instances"],
+        serde_json::json!(["w1", "w9"]),
+        "{json}"
+    );
+    assert_eq!(
+        ["rate", "nuggets", "forged", "rejected"].map(|f| figure(&json, "worker", f)),
+        [Some(10.0), Some(1.0), Some(0.0), Some(0.0)],
+        "{json}"
+    );
+    assert_eq!(figure(&json, "hasher", "busy"), Some(1.0), "{json}");
+    println!("status:\n{text}");
+    let row = |stage: &str| {
+        let line = text.lines().find(|l| l.starts_with(stage));
+        line.unwrap_or_else(|| panic!("no {stage} row: {text}"))
+            .to_owned()
+    };
+    assert!(row("hasher").contains(" 100 % "), "{text}");
+    assert!(row("worker").contains(" 10.0/s "), "{text}");
 }
 
 /// Stats points of the seed's plateau, written for the last seconds: one rng at its 10/s

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::StatsPoint;
+use crate::{CLOCK_SKEW_ALLOWED, StatsPoint};
 use chocominer_influx::schema::{Count, Gauge, hasher, rng, worker};
 use chocominer_pipeline::Stage;
 
@@ -109,8 +109,22 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Computes the figures from the points of the last [`LOOKBACK`], as of `now_ns`.
+    /// Computes the figures from the points of the last [`LOOKBACK`], as of `now_ns`. Points
+    /// stamped more than [`CLOCK_SKEW_ALLOWED`] ahead of it are left out.
     pub fn from_points(points: &[StatsPoint], now_ns: i64) -> Snapshot {
+        let latest = now_ns.saturating_add(CLOCK_SKEW_ALLOWED.as_nanos() as i64);
+        let kept: Vec<StatsPoint>;
+        let points = match points.iter().any(|p| p.time_ns > latest) {
+            true => {
+                kept = points
+                    .iter()
+                    .filter(|p| p.time_ns <= latest)
+                    .cloned()
+                    .collect();
+                &kept[..]
+            }
+            false => points,
+        };
         let mut newest: BTreeMap<(&str, &str), &StatsPoint> = BTreeMap::new();
         for point in points {
             let key = (point.stage.name(), point.instance.as_str());
@@ -361,6 +375,26 @@ pub(crate) mod tests {
         }
         let snapshot = Snapshot::from_points(&points, NOW);
         assert_eq!((snapshot.rng.rate, snapshot.worker.rate), (100.0, 10.0));
+    }
+
+    #[test]
+    fn a_point_stamped_ahead_of_the_allowance_is_left_out() {
+        let ahead = CLOCK_SKEW_ALLOWED.as_secs() as i64;
+        let mut points = vec![point(Stage::Worker, "w1", 1, &[("hashes", 10.0)])];
+        // An instance nobody runs, stamped in the future: never alive, never counted.
+        points.push(point(
+            Stage::Worker,
+            "ghost",
+            -(ahead + 1),
+            &[("hashes", 1e9)],
+        ));
+        let snapshot = Snapshot::from_points(&points, NOW);
+        assert_eq!(snapshot.worker.instances, ["w1"]);
+        assert_eq!(snapshot.worker.rate, 10.0);
+        // Within the allowance: a clock a little ahead.
+        points.push(point(Stage::Worker, "w2", -ahead, &[]));
+        let workers = Snapshot::from_points(&points, NOW).worker.instances;
+        assert_eq!(workers, ["w1", "w2"]);
     }
 
     #[test]

@@ -8,10 +8,18 @@
 //! of the last [`LOOKBACK`]) and turned into [`StatsPoint`]s by [`points_from_results`];
 //! [`read_recent`] does both in one request. Measurements and fields are named from
 //! `chocominer_influx::schema`, the stages' own spelling.
+//!
+//! Whoever holds InfluxDB's `writer` role (every stage) can write any point, so what is read is
+//! held to what a stage could have written: points stamped more than [`CLOCK_SKEW_ALLOWED`]
+//! ahead are not read, counts and gauges are never negative and a share (`busy`) is at most 1
+//! ([`within_range`]); nugget records are checked before they are listed ([`nuggets`]). A
+//! writer can still inflate a count with a large positive number: nothing read tells that
+//! from the truth.
 
 pub mod bottleneck;
 pub mod figures;
 pub mod lesson;
+pub mod nuggets;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,9 +31,19 @@ pub use figures::{
     ALIVE_WITHIN_NS, ALIVE_WITHIN_SECONDS, LOOKBACK, Snapshot, StageFigures, WINDOW_SECONDS,
 };
 
-use chocominer_influx::schema::{self, Field, INSTANCE, Measurement};
+use chocominer_influx::schema::{self, Field, INSTANCE, Kind, Measurement, hasher, worker};
 use chocominer_influx::{Client, QueryError, Row};
 use chocominer_pipeline::Stage;
+
+/// How far ahead of the reader's clock a point may be stamped and still be read. The stages
+/// stamp their points with their own clock; hosts kept by NTP agree within a second, and the
+/// figures already need them within a couple ([`ALIVE_WITHIN_SECONDS`]). A point stamped
+/// further ahead was not written now: read, a nugget stamped in 2100 would stay the latest for
+/// ever, and an instance that does not exist would stay alive.
+pub const CLOCK_SKEW_ALLOWED: Duration = Duration::from_secs(10);
+
+/// The most leading zero bits a SHA-256 digest has: the highest difficulty.
+pub const MAX_ZERO_BITS: u32 = 8 * chocominer_pipeline::codec::DIGEST_LEN as u32;
 
 /// One stats point of one instance: numeric fields by name.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,19 +76,43 @@ pub fn measurement(stage: Stage) -> &'static Measurement {
     }
 }
 
-/// The statements reading every point of the last `lookback`, one per stage in
-/// [`Stage::ALL`] order, as [`points_from_results`] expects their results.
+/// The statements reading every point of the last `lookback` (up to [`CLOCK_SKEW_ALLOWED`]
+/// ahead), one per stage in [`Stage::ALL`] order, as [`points_from_results`] expects their
+/// results.
 pub fn statements(lookback: Duration) -> Vec<String> {
     Stage::ALL
         .iter()
         .map(|&stage| {
             format!(
-                r#"SELECT * FROM "{}" WHERE time > now() - {}s GROUP BY "{INSTANCE}""#,
+                r#"SELECT * FROM "{}" WHERE time > now() - {}s AND time <= now() + {}s GROUP BY "{INSTANCE}""#,
                 measurement(stage).name(),
-                lookback.as_secs().max(1)
+                lookback.as_secs().max(1),
+                CLOCK_SKEW_ALLOWED.as_secs()
             )
         })
         .collect()
+}
+
+/// `value` of `stage`'s field `name` within what a stage writes: a count or a gauge is never
+/// negative, a share (`busy`) at most 1, a difficulty at most 256 bits. A value out of range
+/// is not one a stage wrote; clamped, it moves no sum below zero and no share above all the
+/// time (a negative count counts as 0, as `WHERE "field" >= 0` sums it in InfluxQL). Fields
+/// the schema does not know are left as they are: no figure reads them.
+pub fn within_range(stage: Stage, name: &str, value: f64) -> f64 {
+    let fields = measurement(stage).fields();
+    let Some(field) = fields.iter().find(|f| f.name() == name) else {
+        return value;
+    };
+    let most = match (stage, name) {
+        (Stage::Hasher, n) if n == hasher::BUSY.name() => 1.0,
+        (Stage::Worker, n) if n == worker::BUSY.name() => 1.0,
+        (Stage::Worker, n) if n == worker::DIFFICULTY.name() => f64::from(MAX_ZERO_BITS),
+        _ => f64::INFINITY,
+    };
+    match field.kind() {
+        Kind::Count | Kind::Gauge => value.clamp(0.0, most),
+        Kind::Event => value,
+    }
 }
 
 /// The points in the results of [`statements`] (times in milliseconds, as
@@ -95,7 +137,9 @@ pub fn points_from_results(results: &[Vec<Row>]) -> Vec<StatsPoint> {
                         point.time_ns = value.as_i64().unwrap_or_default() * 1_000_000;
                     }
                     (field, Some(v)) => {
-                        point.fields.insert(field.to_owned(), v);
+                        point
+                            .fields
+                            .insert(field.to_owned(), within_range(stage, field, v));
                     }
                     _ => {}
                 }
@@ -157,6 +201,41 @@ mod tests {
         );
         assert_eq!(statements(LOOKBACK).len(), Stage::ALL.len());
         assert!(statements(LOOKBACK)[0].starts_with(r#"SELECT * FROM "rng" WHERE"#));
+    }
+
+    #[test]
+    fn values_no_stage_writes_are_read_within_range() {
+        let results = vec![
+            vec![row(
+                json!({"time": 1000, "instance": "r1", "numbers": -5, "lost": -1,
+                "in_flight": -3, "rate_limit": -10.0, "unknown": -7}),
+            )],
+            vec![row(
+                json!({"time": 1000, "instance": "h1", "busy": 5.0, "hashes": 10}),
+            )],
+            vec![row(
+                json!({"time": 1000, "instance": "w1", "busy": -0.5, "forged": -100,
+                "nuggets": -1, "difficulty": 1000}),
+            )],
+        ];
+        let points = points_from_results(&results);
+        let (r, h, w) = (&points[0], &points[1], &points[2]);
+        assert_eq!(
+            ["numbers", "lost", "in_flight", "rate_limit"].map(|f| r.fields[f]),
+            [0.0; 4]
+        );
+        assert_eq!(r.fields["unknown"], -7.0, "not read by any figure");
+        assert_eq!((h.get(hasher::BUSY), h.get(hasher::HASHES)), (1.0, 10.0));
+        assert_eq!(
+            (
+                w.get(worker::BUSY),
+                w.get(worker::FORGED),
+                w.get(worker::NUGGETS)
+            ),
+            (0.0, 0.0, 0.0)
+        );
+        assert_eq!(w.get(worker::DIFFICULTY), 256.0);
+        assert!(statements(LOOKBACK)[2].contains("AND time <= now() + 10s"));
     }
 
     #[test]
