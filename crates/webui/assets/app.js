@@ -253,6 +253,16 @@ function renderNuggets(nuggets) {
   }
 }
 
+// The nugget records not listed because no worker wrote them as they stand (forged, copied,
+// stamped ahead): one quiet line saying how many and why.
+function renderRefused(refused) {
+  const count = refused ? refused.count : 0;
+  const reasons = count ? refused.reasons.map((r) => `${fmtCount(r.count)} ${r.what}`).join(", ") : "";
+  const line = show("nuggets-refused", count,
+    count ? `${fmtCount(count)} nugget record${count === 1 ? "" : "s"} refused: ${reasons}` : "");
+  line.hidden = count === 0;
+}
+
 // The difficulty in force, and the nuggets found at it: nuggets at different difficulties
 // are not comparable, so the tile counts only those at the difficulty shown, since it began.
 function renderDifficulty(s) {
@@ -479,6 +489,7 @@ function render(s) {
   }
   renderLesson(s);
   renderNuggets(s.nuggets);
+  renderRefused(s.nuggets_refused);
 
   const idle = !rng.instances.length && !hasher.instances.length && !worker.instances.length;
   const notice = $("notice");

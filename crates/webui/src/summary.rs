@@ -7,9 +7,11 @@
 //! - the charts ([`SERIES_SECS`] seconds, one value a second, ending [`LAG_SECS`] seconds ago,
 //!   when every instance has written its point). A second without any worker point is `null`,
 //!   not 0: before the stack started there is no data, and the page draws none. The seconds
-//!   where the difficulty changed are listed, so the page can mark them;
+//!   where the difficulty changed are listed, so the page can mark them. Counts are summed
+//!   where they are not negative, as every total is ([`Read`]);
 //! - the difficulty in force: the `difficulty` of each alive worker's newest point;
-//! - the latest nuggets;
+//! - the latest nuggets, checked first (`chocominer_status::nuggets`: a record InfluxDB's
+//!   writer role wrote that no hash made is not listed, and is counted as refused);
 //! - the totals: all runs since the first worker point, and, for the difficulty in force, the
 //!   nuggets and hashes at that difficulty (nuggets of different difficulties do not add up to
 //!   anything meaningful). Which difficulty that is comes from the first request, so those
@@ -23,14 +25,18 @@
 //! [`crate::lesson`].
 
 use std::collections::BTreeSet;
+use std::sync::LazyLock;
+use std::time::Duration;
 
 use chocominer_influx::Row;
-use chocominer_influx::schema::{
-    HASHER, INSTANCE, NUGGET, RNG, WORKER, hasher, nugget, rng, worker,
-};
-use chocominer_pipeline::Stage;
+use chocominer_influx::schema::{Count, HASHER, Measurement, RNG, WORKER, hasher, rng, worker};
+use chocominer_pipeline::{Stage, Throttle};
 use chocominer_status::lesson::Counts;
-use chocominer_status::{self, LOOKBACK, Snapshot, StageFigures, StatsPoint, WINDOW_SECONDS};
+use chocominer_status::nuggets::{self, Refused};
+use chocominer_status::{
+    self, CLOCK_SKEW_ALLOWED, LOOKBACK, MAX_ZERO_BITS, Snapshot, StageFigures, StatsPoint,
+    WINDOW_SECONDS,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -42,6 +48,13 @@ pub const LAG_SECS: i64 = 2;
 pub const SERIES_SECS: i64 = 300;
 /// How many of the latest nuggets are listed.
 pub const NUGGETS_LISTED: usize = 10;
+/// How many of the latest nugget records are read to list [`NUGGETS_LISTED`]: refused ones
+/// (and copies) must not leave the list short. Bounded, so a flood of forged records costs a
+/// summary at most this many rows (about 20 kB) and SHA-256s: a writer that writes more than
+/// this in a row empties the list, which shows as refused records, not as nuggets.
+pub const NUGGETS_READ: usize = 10 * NUGGETS_LISTED;
+/// How often the log may say again that nugget records were refused.
+const REFUSED_LOG_EVERY: Duration = Duration::from_secs(60);
 
 const SECOND_MS: i64 = 1000;
 const MS_NS: i64 = 1_000_000;
@@ -83,8 +96,69 @@ impl Spans {
     }
 }
 
+/// The statements of the first request, by what each reads; [`Summary::from_results`] finds
+/// each result at its place here, and the stages' after them ([`STAGES_AT`]).
+///
+/// Whoever holds InfluxDB's `writer` role can write any count, so a count is summed only where
+/// it is not negative (`WHERE "count" >= 0`, which sums a negative count as 0), one statement
+/// per count: a `WHERE` on several fields would also leave out the points that lack one of
+/// them (points written before a field existed). A difficulty is read only within 0..=256.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// Per second of the charts: the hashes, and so which seconds have data...
+    ChartHashes,
+    /// ...the nuggets found...
+    ChartNuggets,
+    /// ...and the difficulties of the worker points.
+    ChartDifficulty,
+    /// The latest nugget records, then how many are stamped later ([`nuggets::statements`]).
+    Nuggets,
+    NuggetsAhead,
+    /// The totals since the database began...
+    Hashes,
+    NuggetsFound,
+    Forged,
+    Numbers,
+    RngLost,
+    HasherLost,
+    /// ...which is when the first worker point was written.
+    Since,
+    /// The newest difficulty written, for when no worker runs.
+    LastDifficulty,
+}
+
+impl Read {
+    const ALL: [Read; 13] = [
+        Read::ChartHashes,
+        Read::ChartNuggets,
+        Read::ChartDifficulty,
+        Read::Nuggets,
+        Read::NuggetsAhead,
+        Read::Hashes,
+        Read::NuggetsFound,
+        Read::Forged,
+        Read::Numbers,
+        Read::RngLost,
+        Read::HasherLost,
+        Read::Since,
+        Read::LastDifficulty,
+    ];
+}
+
 /// Where the stages' statements start in [`statements`].
-const STAGES_AT: usize = 7;
+const STAGES_AT: usize = Read::ALL.len();
+
+/// `sum("count") AS alias` over the points of `measurement` where the count is not negative.
+fn sum(measurement: &Measurement, count: Count, alias: &str) -> String {
+    let (m, c) = (measurement.name(), count.name());
+    format!(r#"SELECT sum("{c}") AS {alias} FROM "{m}" WHERE "{c}" >= 0"#)
+}
+
+/// `"difficulty"` within the bits a digest has: a condition of a `WHERE`.
+fn difficulty_in_range() -> String {
+    let difficulty = worker::DIFFICULTY.name();
+    format!(r#""{difficulty}" >= 0 AND "{difficulty}" <= {MAX_ZERO_BITS}"#)
+}
 
 /// The statements of the first request, in the order [`Summary::from_results`] reads them.
 pub fn statements(spans: &Spans) -> Vec<String> {
@@ -94,66 +168,73 @@ pub fn statements(spans: &Spans) -> Vec<String> {
         worker::NUGGETS.name(),
         worker::DIFFICULTY.name(),
     );
-    let (n, number, digest, zero_bits) = (
-        NUGGET.name(),
-        nugget::NUMBER.name(),
-        nugget::DIGEST.name(),
-        nugget::ZERO_BITS.name(),
-    );
-    let forged = worker::FORGED.name();
-    let (r, numbers, rng_lost) = (RNG.name(), rng::NUMBERS.name(), rng::LOST.name());
-    let (h, hasher_lost) = (HASHER.name(), hasher::LOST.name());
-    let mut statements = vec![
-        // 0: the charts; fill(none): a second without points is no data, not zero.
+    let [latest_nuggets, nuggets_ahead] = nuggets::statements(NUGGETS_READ, spans.now_ms);
+    // fill(none): a second without points is no data, not zero.
+    let chart = |what: &str, condition: &str| {
         format!(
-            r#"SELECT sum("{hashes}") AS hashes, sum("{nuggets}") AS nuggets, min("{difficulty}") AS difficulty_min, max("{difficulty}") AS difficulty_max FROM "{w}" WHERE time >= {}ms AND time <= {}ms GROUP BY time(1s) fill(none)"#,
+            r#"SELECT {what} FROM "{w}" WHERE time >= {}ms AND time <= {}ms AND {condition} GROUP BY time(1s) fill(none)"#,
             spans.series_start_ms, spans.series_end_ms
-        ),
-        // 1: the latest nuggets.
-        format!(
-            r#"SELECT "{number}", "{digest}", "{zero_bits}", "{INSTANCE}" FROM "{n}" ORDER BY time DESC LIMIT {NUGGETS_LISTED}"#
-        ),
-        // 2-4: totals since the database began...
-        format!(
-            r#"SELECT sum("{hashes}") AS hashes, sum("{nuggets}") AS nuggets, sum("{forged}") AS forged FROM "{w}""#
-        ),
-        format!(r#"SELECT sum("{numbers}") AS numbers, sum("{rng_lost}") AS lost FROM "{r}""#),
-        format!(r#"SELECT sum("{hasher_lost}") AS lost FROM "{h}""#),
-        // 5: ...which is when the first worker point was written;
-        format!(r#"SELECT first("{hashes}") AS hashes FROM "{w}""#),
-        // 6: the newest difficulty written, for when no worker runs.
-        format!(r#"SELECT last("{difficulty}") AS difficulty FROM "{w}""#),
-    ];
-    // 7-9: the stages' recent points, for their figures.
-    debug_assert_eq!(statements.len(), STAGES_AT);
+        )
+    };
+    let mut statements: Vec<String> = Read::ALL
+        .iter()
+        .map(|read| match read {
+            Read::ChartHashes => chart(&format!(r#"sum("{hashes}") AS hashes"#), &format!(r#""{hashes}" >= 0"#)),
+            Read::ChartNuggets => chart(&format!(r#"sum("{nuggets}") AS nuggets"#), &format!(r#""{nuggets}" >= 0"#)),
+            Read::ChartDifficulty => chart(
+                &format!(r#"min("{difficulty}") AS difficulty_min, max("{difficulty}") AS difficulty_max"#),
+                &difficulty_in_range(),
+            ),
+            Read::Nuggets => latest_nuggets.clone(),
+            Read::NuggetsAhead => nuggets_ahead.clone(),
+            Read::Hashes => sum(&WORKER, worker::HASHES, "hashes"),
+            Read::NuggetsFound => sum(&WORKER, worker::NUGGETS, "nuggets"),
+            Read::Forged => sum(&WORKER, worker::FORGED, "forged"),
+            Read::Numbers => sum(&RNG, rng::NUMBERS, "numbers"),
+            Read::RngLost => sum(&RNG, rng::LOST, "lost"),
+            Read::HasherLost => sum(&HASHER, hasher::LOST, "lost"),
+            Read::Since => {
+                format!(r#"SELECT first("{hashes}") AS hashes FROM "{w}" WHERE "{hashes}" >= 0"#)
+            }
+            // Not one stamped ahead, which would stay the newest.
+            Read::LastDifficulty => format!(
+                r#"SELECT last("{difficulty}") AS difficulty FROM "{w}" WHERE time <= {}ms AND {}"#,
+                spans.now_ms + CLOCK_SKEW_ALLOWED.as_millis() as i64,
+                difficulty_in_range()
+            ),
+        })
+        .collect();
+    // The stages' recent points, for their figures.
     statements.extend(chocominer_status::statements(LOOKBACK));
     statements
 }
 
 /// The statements of the second request: for each of `difficulties`, the hashes and nuggets
-/// at that difficulty and when the first point at it was written, as
-/// [`DifficultyNow::read_totals`] reads them.
+/// at that difficulty (negative counts left out, as in [`statements`]) and when the first
+/// point at it was written, as [`DifficultyNow::read_totals`] reads them.
 pub fn difficulty_statements(difficulties: &[i64]) -> Vec<String> {
-    let (w, hashes, nuggets, difficulty) = (
+    let (w, hashes, difficulty) = (
         WORKER.name(),
         worker::HASHES.name(),
-        worker::NUGGETS.name(),
         worker::DIFFICULTY.name(),
     );
     difficulties
         .iter()
         .flat_map(|d| {
+            let at = format!(r#" AND "{difficulty}" = {d}"#);
             [
+                sum(&WORKER, worker::HASHES, "hashes") + &at,
+                sum(&WORKER, worker::NUGGETS, "nuggets") + &at,
                 format!(
-                    r#"SELECT sum("{hashes}") AS hashes, sum("{nuggets}") AS nuggets FROM "{w}" WHERE "{difficulty}" = {d}"#
-                ),
-                format!(
-                    r#"SELECT first("{hashes}") AS hashes FROM "{w}" WHERE "{difficulty}" = {d}"#
+                    r#"SELECT first("{hashes}") AS hashes FROM "{w}" WHERE "{hashes}" >= 0{at}"#
                 ),
             ]
         })
         .collect()
 }
+
+/// The statements of [`difficulty_statements`] per difficulty.
+const PER_DIFFICULTY: usize = 3;
 
 /// Everything `/api/summary` returns when InfluxDB answered.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -171,7 +252,10 @@ pub struct Summary {
     /// Discovery mode: no bottleneck named, here or in the lesson (see [`crate::lesson`]).
     pub discovery: bool,
     pub lesson: Lesson,
+    /// The latest nugget records that passed every check ([`nuggets`]), newest first.
     pub nuggets: Vec<NuggetRow>,
+    /// Of the records read, how many were refused, and why.
+    pub nuggets_refused: Refused,
     pub totals: Totals,
 }
 
@@ -244,13 +328,16 @@ impl DifficultyNow {
             .iter()
             .enumerate()
             .map(|(i, &difficulty)| {
-                let sums = results.get(2 * i).and_then(|rows| rows.first());
-                let first = results.get(2 * i + 1).and_then(|rows| rows.first());
+                let row = |j: usize| {
+                    results
+                        .get(PER_DIFFICULTY * i + j)
+                        .and_then(|rows| rows.first())
+                };
                 DifficultyTotals {
                     difficulty,
-                    since_ms: first.and_then(|row| row.get("time")?.as_i64()),
-                    hashes: num(sums, "hashes").unwrap_or(0.0),
-                    nuggets: num(sums, "nuggets").unwrap_or(0.0),
+                    since_ms: row(2).and_then(|row| row.get("time")?.as_i64()),
+                    hashes: num(row(0), "hashes").unwrap_or(0.0),
+                    nuggets: num(row(1), "nuggets").unwrap_or(0.0),
                 }
             })
             .collect();
@@ -309,14 +396,8 @@ pub struct Bottleneck {
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct NuggetRow {
-    pub time_ms: i64,
-    pub number: String,
-    pub digest: String,
-    pub zero_bits: i64,
-    pub instance: String,
-}
+/// A nugget record as the page lists it: one that passed every check.
+pub type NuggetRow = nuggets::Record;
 
 /// Totals of every run the database holds, whatever their difficulty.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -354,28 +435,42 @@ fn newest_points<'a>(
         .collect()
 }
 
-/// The charts' series from the rows of statement 0.
-fn series(spans: &Spans, rows: &[Row]) -> Series {
+/// The charts' series from the rows of [`Read::ChartHashes`], [`Read::ChartNuggets`] and
+/// [`Read::ChartDifficulty`].
+fn series(
+    spans: &Spans,
+    hash_rows: &[Row],
+    nugget_rows: &[Row],
+    difficulty_rows: &[Row],
+) -> Series {
     let len = SERIES_SECS as usize;
+    // Each row with the second of the charts it falls in.
+    let seconds = |rows: &'_ [Row]| -> Vec<(usize, Row)> {
+        rows.iter()
+            .filter_map(|row| {
+                let time = row.get("time").and_then(Value::as_i64)?;
+                let i = usize::try_from((time - spans.series_start_ms).div_euclid(SECOND_MS));
+                i.ok().filter(|&i| i < len).map(|i| (i, row.clone()))
+            })
+            .collect()
+    };
     let mut hashes = vec![None; len];
     let mut nuggets = vec![None; len];
     let mut difficulty = vec![None; len];
-    for row in rows {
-        let Some(time) = row.get("time").and_then(Value::as_i64) else {
-            continue;
-        };
-        let i = (time - spans.series_start_ms).div_euclid(SECOND_MS);
-        if let Ok(i) = usize::try_from(i)
-            && i < len
-        {
-            // A second with points has counts, 0 when a sum is empty.
-            hashes[i] = Some(num(Some(row), "hashes").unwrap_or(0.0));
-            nuggets[i] = Some(num(Some(row), "nuggets").unwrap_or(0.0));
-            let int = |column| row.get(column).and_then(Value::as_i64);
-            difficulty[i] = match (int("difficulty_min"), int("difficulty_max")) {
-                (Some(min), Some(max)) => Some(DifficultyRange { min, max }),
-                _ => None,
-            };
+    for (i, row) in seconds(hash_rows) {
+        // A second with points has counts, 0 when a sum is empty.
+        hashes[i] = Some(num(Some(&row), "hashes").unwrap_or(0.0));
+        nuggets[i] = Some(0.0);
+    }
+    for (i, row) in seconds(nugget_rows) {
+        if hashes[i].is_some() {
+            nuggets[i] = Some(num(Some(&row), "nuggets").unwrap_or(0.0));
+        }
+    }
+    for (i, row) in seconds(difficulty_rows) {
+        let int = |column| row.get(column).and_then(Value::as_i64);
+        if let (Some(min), Some(max)) = (int("difficulty_min"), int("difficulty_max")) {
+            difficulty[i] = Some(DifficultyRange { min, max });
         }
     }
     let mut difficulty_changes = Vec::new();
@@ -408,8 +503,8 @@ impl Summary {
     /// no change yet, and the mode is not discovery: see [`Summary::for_class`].
     pub fn from_results(spans: Spans, now_ns: i64, results: &[Vec<Row>]) -> Summary {
         let empty = Vec::new();
-        let result = |i: usize| results.get(i).unwrap_or(&empty);
-        let first = |i: usize| result(i).first();
+        let result = |read: Read| results.get(read as usize).unwrap_or(&empty);
+        let first = |read: Read| result(read).first();
 
         let points =
             chocominer_status::points_from_results(results.get(STAGES_AT..).unwrap_or_default());
@@ -433,31 +528,26 @@ impl Summary {
             .collect();
         let difficulty = DifficultyNow {
             in_force: in_force.into_iter().collect(),
-            last: first(6).and_then(|row| row.get("difficulty")?.as_i64()),
+            last: first(Read::LastDifficulty).and_then(|row| row.get("difficulty")?.as_i64()),
             totals: Vec::new(),
         };
 
-        let nuggets_rows = result(1)
-            .iter()
-            .map(|row| NuggetRow {
-                time_ms: row.get("time").and_then(Value::as_i64).unwrap_or(0),
-                number: text(row, nugget::NUMBER.name()),
-                digest: text(row, nugget::DIGEST.name()),
-                zero_bits: row
-                    .get(nugget::ZERO_BITS.name())
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0),
-                instance: text(row, INSTANCE),
-            })
-            .collect();
+        let checked = nuggets::check(
+            result(Read::Nuggets),
+            result(Read::NuggetsAhead),
+            spans.now_ms,
+            NUGGETS_LISTED,
+        );
+        log_refused(&checked.refused);
 
+        let sum = |read: Read, alias: &str| num(first(read), alias).unwrap_or(0.0);
         let totals = Totals {
-            since_ms: first(5).and_then(|row| row.get("time")?.as_i64()),
-            hashes: num(first(2), "hashes").unwrap_or(0.0),
-            nuggets: num(first(2), "nuggets").unwrap_or(0.0),
-            numbers: num(first(3), "numbers").unwrap_or(0.0),
-            lost: num(first(3), "lost").unwrap_or(0.0) + num(first(4), "lost").unwrap_or(0.0),
-            forged: num(first(2), "forged").unwrap_or(0.0),
+            since_ms: first(Read::Since).and_then(|row| row.get("time")?.as_i64()),
+            hashes: sum(Read::Hashes, "hashes"),
+            nuggets: sum(Read::NuggetsFound, "nuggets"),
+            numbers: sum(Read::Numbers, "numbers"),
+            lost: sum(Read::RngLost, "lost") + sum(Read::HasherLost, "lost"),
+            forged: sum(Read::Forged, "forged"),
         };
 
         Summary {
@@ -465,7 +555,12 @@ impl Summary {
             hashes_per_s: snapshot.worker.rate,
             nuggets_per_s: snapshot.worker.nuggets.unwrap_or(0.0),
             difficulty,
-            series: series(&spans, result(0)),
+            series: series(
+                &spans,
+                result(Read::ChartHashes),
+                result(Read::ChartNuggets),
+                result(Read::ChartDifficulty),
+            ),
             // Nothing running (the page says so) or nothing saturated: no stage to name.
             bottleneck: verdict.stage().map(|stage| Bottleneck {
                 stage: Stage::name(stage),
@@ -474,7 +569,8 @@ impl Summary {
             stages,
             discovery: false,
             lesson: Lesson::new(Counts::of(&snapshot), None, false),
-            nuggets: nuggets_rows,
+            nuggets: checked.listed,
+            nuggets_refused: checked.refused,
             totals,
         }
     }
@@ -486,16 +582,26 @@ impl Summary {
     }
 }
 
-fn text(row: &Row, column: &str) -> String {
-    row.get(column)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
+/// Says in the log, at most once every [`REFUSED_LOG_EVERY`], that nugget records were
+/// refused. A summary is made up to twice a second while pages are open, and records refused
+/// stay refused: without the throttle the same line would come every time. (One throttle for
+/// the process: it serves one dashboard.)
+fn log_refused(refused: &Refused) {
+    static LOG: LazyLock<Throttle> = LazyLock::new(|| Throttle::new(REFUSED_LOG_EVERY));
+    if let Some(sentence) = refused.sentence()
+        && LOG.admit().is_some()
+    {
+        tracing::warn!(
+            "{sentence}: written to InfluxDB by a holder of its writer role, not as a worker \
+             writes them; not listed"
+        );
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chocominer_pipeline::nugget::record_of;
     use serde_json::json;
 
     #[test]
@@ -532,16 +638,32 @@ mod tests {
         let now_ms = 1_000_000_000;
         let spans = Spans::at(now_ms);
         let mut results: Vec<Vec<Row>> = vec![Vec::new(); statements(&spans).len()];
-        results[0] = vec![
-            row(json!({"time": spans.series_start_ms, "hashes": 3, "nuggets": 1})),
-            row(json!({"time": spans.series_end_ms, "hashes": 50, "nuggets": null})),
+        results[Read::ChartHashes as usize] = vec![
+            row(json!({"time": spans.series_start_ms, "hashes": 3})),
+            row(json!({"time": spans.series_end_ms, "hashes": 50})),
         ];
-        results[1] = vec![row(json!({"time": 5, "number": "ab", "digest": "0f",
-            "zero_bits": 4, "instance": "worker-1"}))];
-        results[2] = vec![row(json!({"time": 0, "hashes": 1000, "nuggets": 60}))];
-        results[3] = vec![row(json!({"time": 0, "numbers": 1100, "lost": 7}))];
-        results[5] = vec![row(json!({"time": 123_000, "hashes": 10}))];
-        results[6] = vec![row(json!({"time": 456_000, "difficulty": 23}))];
+        results[Read::ChartNuggets as usize] = vec![
+            row(json!({"time": spans.series_start_ms, "nuggets": 1})),
+            // A second whose hashes were all negative has no data.
+            row(json!({"time": spans.series_start_ms + SECOND_MS, "nuggets": 1})),
+        ];
+        let (digest, zero_bits) = record_of(&[1; 32]);
+        let number = "01".repeat(32);
+        results[Read::Nuggets as usize] = vec![
+            row(json!({"time": 5, "number": number, "digest": digest,
+                "zero_bits": zero_bits, "instance": "worker-1"})),
+            row(json!({"time": 4, "number": number, "digest": "0f",
+                "zero_bits": 4, "instance": "worker-2"})),
+        ];
+        results[Read::NuggetsAhead as usize] = vec![row(json!({"time": 0, "records": 1}))];
+        results[Read::Hashes as usize] = vec![row(json!({"time": 0, "hashes": 1000}))];
+        results[Read::NuggetsFound as usize] = vec![row(json!({"time": 0, "nuggets": 60}))];
+        results[Read::Numbers as usize] = vec![row(json!({"time": 0, "numbers": 1100}))];
+        results[Read::RngLost as usize] = vec![row(json!({"time": 0, "lost": 5}))];
+        results[Read::HasherLost as usize] = vec![row(json!({"time": 0, "lost": 2}))];
+        results[Read::Since as usize] = vec![row(json!({"time": 123_000, "hashes": 10}))];
+        results[Read::LastDifficulty as usize] =
+            vec![row(json!({"time": 456_000, "difficulty": 23}))];
         // The last 6 s of an rng at its limit, a hasher-2 and a hasher-10; no worker.
         for ago in 1..=6 {
             let time = now_ms - ago * SECOND_MS;
@@ -560,6 +682,7 @@ mod tests {
         );
         assert_eq!(s.series.hashes.len(), SERIES_SECS as usize);
         assert_eq!(s.series.hashes[1], None, "no points: no data, not 0");
+        assert_eq!(s.series.nuggets[1], None);
         assert_eq!(s.series.hashes[SERIES_SECS as usize - 1], Some(50.0));
         assert_eq!(s.series.nuggets[SERIES_SECS as usize - 1], Some(0.0));
         assert_eq!(s.spans.window_end_ms, now_ms - 1000);
@@ -582,7 +705,15 @@ mod tests {
             Some("worker"),
             "none runs"
         );
+        assert_eq!(s.nuggets.len(), 1, "the one whose digest is its number's");
         assert_eq!(s.nuggets[0].instance, "worker-1");
+        assert_eq!(
+            s.nuggets_refused.sentence().unwrap(),
+            "2 nugget records refused: 1 stamped in the future, \
+             1 number or digest not 64 lowercase hex digits"
+        );
+        assert_eq!((s.totals.hashes, s.totals.nuggets), (1000.0, 60.0));
+        assert_eq!(s.totals.numbers, 1100.0);
         assert_eq!(s.totals.lost, 7.0);
         assert_eq!(s.totals.since_ms, Some(123_000));
         // No worker runs: the totals shown are the last run's difficulty's.
@@ -603,13 +734,13 @@ mod tests {
         let mut results: Vec<Vec<Row>> = vec![Vec::new(); statements(&spans).len()];
         let at = |i: i64| spans.series_start_ms + i * SECOND_MS;
         let second = |i: i64, min: i64, max: i64| {
-            row(json!({"time": at(i), "hashes": 10, "nuggets": 1,
-                "difficulty_min": min, "difficulty_max": max}))
+            row(json!({"time": at(i), "difficulty_min": min, "difficulty_max": max}))
         };
-        results[0] = vec![
-            // Older points without a difficulty: no change from or to them.
-            row(json!({"time": at(0), "hashes": 10, "nuggets": 1,
-                "difficulty_min": null, "difficulty_max": null})),
+        results[Read::ChartHashes as usize] = [0, 1, 2, 10, 11, 12]
+            .map(|i| row(json!({"time": at(i), "hashes": 10})))
+            .to_vec();
+        // Older points without a difficulty (at 0): no change from or to them.
+        results[Read::ChartDifficulty as usize] = vec![
             second(1, 4, 4),
             second(2, 4, 4),
             // Stopped, then started again at 23: one change, where the new one starts.
@@ -651,12 +782,14 @@ mod tests {
         let wanted = s.difficulty_totals_wanted();
         assert_eq!(wanted, [4, 23]);
         let statements = difficulty_statements(&wanted);
-        assert_eq!(statements.len(), 4);
-        assert!(statements[2].ends_with(r#"WHERE "difficulty" = 23"#));
+        assert_eq!(statements.len(), 2 * PER_DIFFICULTY);
+        assert!(statements[3].ends_with(r#"WHERE "hashes" >= 0 AND "difficulty" = 23"#));
         let totals = vec![
-            vec![row(json!({"time": 0, "hashes": 1000, "nuggets": 60}))],
+            vec![row(json!({"time": 0, "hashes": 1000}))],
+            vec![row(json!({"time": 0, "nuggets": 60}))],
             vec![row(json!({"time": 5000, "hashes": 10}))],
             // Nothing at 23 yet.
+            Vec::new(),
             Vec::new(),
             Vec::new(),
         ];

@@ -5,12 +5,16 @@
 //! rebinding) and the InfluxDB credentials it never shows. The lesson: a classroom's stack
 //! scaled step by step in real time (`common::lesson`), the step, the rate before and after
 //! each scale and the next command at every step; discovery mode, which names no bottleneck
-//! in the JSON and keeps every stage's figures, and its one setting in the environment.
+//! in the JSON and keeps every stage's figures, and its one setting in the environment. What
+//! InfluxDB's writer role can write that no stage did (forged, copied or future nugget
+//! records, negative counts, a share above 1, an instance stamped in the future) is neither
+//! listed nor counted.
 
 mod common;
 
 use std::time::Duration;
 
+use chocominer_pipeline::nugget::record_of;
 use chocominer_status::lesson::Counts;
 use common::lesson::{
     Classroom, counts, lesson_path, rate, settled, spread_over_a_window, summary_when,
@@ -165,6 +169,21 @@ fn stage_points(from: i64, to: i64) -> String {
     lines
 }
 
+/// A nugget record that passes every check: `seed` 32 times as the number, its SHA-256 and
+/// the digest's leading zero bits, as a worker writes it; `(number, digest, line)`.
+fn real_nugget(seed: u8, instance: &str, time_ns: i64) -> (String, String, String) {
+    let number = format!("{seed:02x}").repeat(32);
+    let (digest, zero_bits) = record_of(&[seed; 32]);
+    let line = nugget_line(instance, &number, &digest, zero_bits, time_ns);
+    (number, digest, line)
+}
+
+fn nugget_line(instance: &str, number: &str, digest: &str, zero_bits: u32, time_ns: i64) -> String {
+    format!(
+        "nugget,instance={instance} number=\"{number}\",digest=\"{digest}\",zero_bits={zero_bits}i {time_ns}\n"
+    )
+}
+
 fn now_s() -> i64 {
     chocominer_pipeline::stats::now_ns() / SECOND_NS
 }
@@ -184,15 +203,12 @@ async fn summary_has_the_figures_of_the_points_in_influxdb() {
     let (from, to) = (now - 60, now + 10);
     influx.write(DB, &stage_points(from, to)).await;
     let mut nuggets = String::new();
+    let mut written = Vec::new();
     for i in 0..12i64 {
-        nuggets += &format!(
-            "nugget,instance=worker-{} number=\"{:064x}\",digest=\"{:064x}\",zero_bits={}i {}\n",
-            i % 2 + 1,
-            1000 + i,
-            i,
-            4 + i,
-            (now - 30 + i) * SECOND_NS + 123_000_000
-        );
+        let time = (now - 30 + i) * SECOND_NS + 123_000_000;
+        let (number, digest, line) = real_nugget(i as u8, &format!("worker-{}", i % 2 + 1), time);
+        nuggets += &line;
+        written.push((number, digest));
     }
     influx.write(DB, &nuggets).await;
     let webui = WebUi::start(&influx).await;
@@ -263,9 +279,10 @@ async fn summary_has_the_figures_of_the_points_in_influxdb() {
     let listed = s["nuggets"].as_array().unwrap();
     assert_eq!(listed.len(), 10, "the latest ten");
     for (row, i) in listed.iter().zip((2..12i64).rev()) {
-        assert_eq!(row["digest"], format!("{i:064x}"), "newest first: {row}");
-        assert_eq!(row["number"], format!("{:064x}", 1000 + i));
-        assert_eq!(row["zero_bits"], 4 + i);
+        let (number, digest) = &written[i as usize];
+        assert_eq!(&row["digest"], digest, "newest first: {row}");
+        assert_eq!(&row["number"], number);
+        assert_eq!(row["zero_bits"], record_of(&[i as u8; 32]).1);
         assert_eq!(row["instance"], format!("worker-{}", i % 2 + 1));
         assert_eq!(row["time_ms"], (now - 30 + i) * 1000 + 123);
     }
@@ -278,6 +295,7 @@ async fn summary_has_the_figures_of_the_points_in_influxdb() {
     assert_eq!(f(&totals["numbers"]), 190.0 * seconds);
     assert_eq!(f(&totals["lost"]), 3.0 * seconds);
     assert_eq!(f(&totals["forged"]), seconds, "forged nuggets refused");
+    assert_eq!(s["nuggets_refused"]["count"], 0, "{}", s["nuggets_refused"]);
 
     let report = webui.stop().await;
     assert!(
@@ -286,6 +304,150 @@ async fn summary_has_the_figures_of_the_points_in_influxdb() {
         report.summaries
     );
     assert_eq!(report.influx_failures, 0);
+}
+
+/// What InfluxDB's writer role (held by every stage) can write that no stage did, written as
+/// that role beside a real run: nugget records with an all-zero digest stamped in 2100, a
+/// digest not SHA-256 of its number, the wrong zero bits, a copy of a real one; a worker point
+/// with negative counts; a hasher busy 7 times over; a worker stamped in an hour. The summary
+/// lists only the real nuggets (all ten: the refused ones do not leave the list short), says
+/// how many records it refused and why, and none of the rest moves a figure.
+#[tokio::test]
+async fn summary_lists_only_real_nuggets_and_counts_no_nonsense_point() {
+    testkit::init_tracing();
+    let influx = Influx::start().await;
+    influx.create_database(DB).await;
+    let writer = chocominer_influx::Client::new(&influx.writer(DB)).unwrap();
+    let write = |lines: String| {
+        let writer = writer.clone();
+        async move { writer.write(&[lines]).await.expect("the writer writes") }
+    };
+    let now = now_s();
+    let (from, to) = (now - 60, now + 10);
+    write(stage_points(from, to)).await;
+    // Ten real nuggets, one a second up to 20 s ago.
+    let mut real = Vec::new();
+    let mut lines = String::new();
+    for seed in 1..=10u8 {
+        let time = (now - 30 + i64::from(seed)) * SECOND_NS;
+        let (number, digest, line) = real_nugget(seed, "worker-1", time);
+        lines += &line;
+        real.push((number, digest));
+    }
+    write(lines).await;
+
+    let (number, digest) = &real[9];
+    let (_, other_digest) = &real[0];
+    let (spare_number, spare_digest, _) = real_nugget(42, "worker-1", 0);
+    let all_zero = "0".repeat(64);
+    let recent = |ago_ms: i64| now * SECOND_NS - ago_ms * 1_000_000;
+    let forged = [
+        // What the finding names: an all-zero digest stamped in 2100.
+        nugget_line(
+            "worker-1",
+            number,
+            &all_zero,
+            256,
+            4_102_444_800 * SECOND_NS,
+        ),
+        // Newer than every real one: a digest that is not SHA-256 of its number...
+        nugget_line(
+            "worker-1",
+            number,
+            other_digest,
+            record_of(&[1; 32]).1,
+            recent(300),
+        ),
+        nugget_line("worker-1", number, &all_zero, 256, recent(400)),
+        // ...the right digest with the wrong zero bits...
+        nugget_line("worker-2", &spare_number, &spare_digest, 200, recent(500)),
+        // ...and a real one again, later, from another worker.
+        nugget_line(
+            "worker-2",
+            number,
+            digest,
+            record_of(&[10; 32]).1,
+            recent(600),
+        ),
+    ]
+    .concat();
+    write(forged).await;
+    let mut nonsense = String::new();
+    for t in from..=to {
+        // hasher-1 busy 7 times over, every second.
+        nonsense += &format!("hasher,instance=hasher-1 busy=7 {}\n", t * SECOND_NS);
+    }
+    // Counts no worker writes, in the totals and the charts; a worker that does not run,
+    // stamped an hour ahead.
+    nonsense += &format!(
+        "worker,instance=worker-9 hashes=-1000000i,nuggets=-500i,forged=-1000000i {}\n\
+         worker,instance=ghost hashes=0i,nuggets=0i,forged=0i {}\n",
+        (now - 30) * SECOND_NS,
+        (now + 3600) * SECOND_NS
+    );
+    write(nonsense).await;
+
+    let webui = WebUi::start(&influx).await;
+    let (status, s) = get_json(&format!("{}/api/summary", webui.url)).await;
+    assert_eq!(status, 200, "{s}");
+
+    let listed: Vec<&Value> = s["nuggets"].as_array().unwrap().iter().collect();
+    let digests: Vec<&str> = listed
+        .iter()
+        .map(|n| n["digest"].as_str().unwrap())
+        .collect();
+    let expected: Vec<&str> = real.iter().rev().map(|(_, d)| d.as_str()).collect();
+    assert_eq!(
+        digests, expected,
+        "the ten real ones, newest first: {listed:?}"
+    );
+    assert_eq!(
+        listed[0]["instance"], "worker-1",
+        "the first time it was seen"
+    );
+    let refused = &s["nuggets_refused"];
+    assert_eq!(refused["count"], 5, "{refused}");
+    let reasons: Vec<(&str, i64)> = refused["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["reason"].as_str().unwrap(), r["count"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("future", 1),
+            ("not_its_digest", 2),
+            ("wrong_zero_bits", 1),
+            ("copy", 1)
+        ]
+    );
+    assert_eq!(
+        refused["reasons"][1]["what"],
+        "digest not SHA-256 of the number"
+    );
+
+    // No count below what the real points hold, no share above 1, no ghost.
+    let seconds = (to - from + 1) as f64;
+    let totals = &s["totals"];
+    assert_eq!(f(&totals["hashes"]), 50.0 * seconds, "{totals}");
+    assert_eq!(f(&totals["nuggets"]), 3.0 * seconds, "{totals}");
+    assert_eq!(f(&totals["forged"]), seconds, "{totals}");
+    let start = s["series"]["start_ms"].as_i64().unwrap() / 1000;
+    let at = (now - 30 - start) as usize;
+    assert_eq!(f(&s["series"]["hashes"][at]), 50.0);
+    assert_eq!(f(&s["series"]["nuggets"][at]), 3.0);
+    let stages = &s["stages"];
+    assert_eq!(
+        stages["worker"]["instances"],
+        json!(["worker-1", "worker-2"])
+    );
+    let busy = f(&stages["hasher"]["busy"]);
+    assert!(
+        (busy - 0.85).abs() < 1e-9,
+        "hasher-1 at most 1, hasher-10 0.7: {busy}"
+    );
+    webui.stop().await;
 }
 
 /// A run at difficulty 4 that stopped, then one at 23 still running, after older points
