@@ -144,7 +144,11 @@ def differences(ours, theirs, where):
 async def main(url, stages):
     check_the_checks()
     nc = await nats.connect(
-        url, user=os.environ.get("NATS_USER"), password=os.environ.get("NATS_PASSWORD")
+        url,
+        user=os.environ.get("NATS_USER"),
+        password=os.environ.get("NATS_PASSWORD"),
+        # The debug user reads replies on its own inboxes only (nats/nats-server.conf).
+        inbox_prefix="_INBOX.debug",
     )
     problems, checked = [], 0
     for stage in stages:

@@ -40,6 +40,7 @@ async def main(url):
         user=os.environ["NATS_USER"],
         password=os.environ["NATS_PASSWORD"],
         error_cb=on_error,
+        inbox_prefix="_INBOX.debug",
     )
     await debug.publish("chocominer.digests", b"forged")
     await debug.flush()
@@ -53,6 +54,25 @@ async def main(url):
         sys.exit(f"$SRV.PING.hasher: {answer.data!r}")
     print("hasher answers PING")
     await debug.close()
+
+    # With the library's default inboxes (`_INBOX.<random>`) debug would read every
+    # acknowledgement: the server refuses that subscription.
+    default_inbox = await nats.connect(
+        url,
+        user=os.environ["NATS_USER"],
+        password=os.environ["NATS_PASSWORD"],
+        error_cb=on_error,
+    )
+    try:
+        await default_inbox.request("$SRV.PING.hasher", b"", timeout=3)
+        sys.exit("debug got an answer on a default _INBOX. inbox")
+    except (nats.errors.TimeoutError, nats.errors.NoRespondersError):
+        pass
+    error = await asyncio.wait_for(refusals.get(), timeout=10)
+    if "permissions violation" not in error.lower() or "_inbox." not in error.lower():
+        sys.exit(f"debug subscribing a default inbox: {error}")
+    print("debug refused on a default _INBOX. inbox")
+    await default_inbox.close()
 
 
 if __name__ == "__main__":

@@ -257,12 +257,66 @@ async fn each_sender_alone_reads_its_replies() {
         ("hasher", "_INBOX.rng.>"),
         ("cli", "_INBOX.rng.>"),
         ("worker", "_INBOX.hasher.>"),
+        // debug reads its own inboxes only: with all of `_INBOX.>` it would see every
+        // acknowledgement.
+        ("debug", "_INBOX.>"),
+        ("debug", "_INBOX.rng.>"),
+        ("debug", "_INBOX.cli.>"),
     ] {
         subscription_refused(&stack.nats, role, inbox, None).await;
     }
     // Its own, it reads: the inboxes its client makes are where it may read.
     let rng = stack.connect_as("rng").await;
     assert!(rng.new_inbox().starts_with("_INBOX.rng."));
+}
+
+/// A stage answers into its sender's inbox (acknowledgements) and into the watchers' (the
+/// service protocol), nowhere else: not into another stage's inbox, not onto a pipeline subject,
+/// which a reply subject chosen by `cli` or `debug` could otherwise name.
+#[tokio::test]
+async fn a_stage_answers_only_its_sender_and_the_watchers() {
+    let stack = Stack::nats_only().await;
+    let mut watched = stack.client.subscribe("chocominer.>").await.unwrap();
+    stack.client.flush().await.unwrap();
+    for (role, subject) in [
+        ("hasher", "_INBOX.worker.x.1"),
+        ("hasher", "_INBOX.hasher2.x"),
+        ("hasher", "_INBOX.abc.1"),
+        ("hasher", NUGGETS),
+        ("worker", "_INBOX.rng.x.1"),
+        ("worker", "_INBOX.abc.1"),
+        ("worker", NUMBERS),
+    ] {
+        let (client, mut refusals) = connect_watched(&stack.nats, role).await;
+        client
+            .publish(subject, Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+        refused(&mut refusals, &format!("publish to \"{subject}\"")).await;
+    }
+    assert!(
+        !has_message(&stack.client, &mut watched).await,
+        "a stage's answer reached a pipeline subject"
+    );
+    // What they answer, they may: the same check sees these through.
+    for (role, answers) in [("hasher", "rng"), ("worker", "hasher"), ("hasher", "cli")] {
+        let asker = stack.connect_as(answers).await;
+        let mut inbox = asker
+            .subscribe(format!("_INBOX.{answers}.t"))
+            .await
+            .unwrap();
+        asker.flush().await.unwrap();
+        let client = stack.connect_as(role).await;
+        client
+            .publish(format!("_INBOX.{answers}.t"), Bytes::new())
+            .await
+            .unwrap();
+        client.flush().await.unwrap();
+        timeout(REFUSED_WITHIN, inbox.next())
+            .await
+            .unwrap_or_else(|_| panic!("{role} cannot answer {answers}"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,7 +340,7 @@ async fn debug_watches_the_pipeline_and_asks_its_services() {
     }
     assert!(seen.contains(NUMBERS) && seen.contains(DIGESTS), "{seen:?}");
 
-    // Its `$SRV.PING` is answered by the running hasher (allowed responses).
+    // Its `$SRV.PING` is answered by the running hasher, into debug's own inbox.
     let ping = timeout(
         REFUSED_WITHIN,
         stack.client.request("$SRV.PING.hasher", Bytes::new()),
@@ -313,6 +367,11 @@ async fn debug_watches_the_pipeline_and_asks_its_services() {
     );
     assert!(
         stdout.contains("hasher answers PING"),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        stdout.contains("debug refused on a default _INBOX. inbox"),
         "{}",
         describe(&output)
     );

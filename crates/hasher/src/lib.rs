@@ -91,6 +91,8 @@ pub struct Report {
     pub queue_full: u64,
     /// Times it waited for a worker to come back (each logged once).
     pub waits: u64,
+    /// Messages on its reply inbox that named no batch it sent: ignored.
+    pub stray: u64,
 }
 
 /// Counters of a hasher, shared by its tasks, its per-second point and its NATS stats.
@@ -125,6 +127,7 @@ impl Meter for HasherMeter {
             hasher::IN_FLIGHT.at(self.sender.in_flight()),
             hasher::WINDOW.at(self.sender.window()),
             hasher::WAITING.at(self.sender.held()),
+            hasher::STRAY.of(self.sender.stray.take_delta()),
         ]
     }
 }
@@ -152,6 +155,7 @@ impl HasherMeter {
             "expired": self.intake.expired.total(),
             "queue_full": self.queue_full.total(),
             "waiting": self.sender.held(),
+            "stray": self.sender.stray.total(),
         })
     }
 }
@@ -613,6 +617,7 @@ impl Hashing {
             expired: self.meter.intake.expired.total(),
             queue_full: self.meter.queue_full.total(),
             waits: sent.waits.total(),
+            stray: sent.stray.total(),
         }
     }
 }

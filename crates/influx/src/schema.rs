@@ -326,6 +326,10 @@ mod sending {
         "waiting",
         "batches held because no instance of the next stage takes them",
     );
+    pub const STRAY: Count = Count::new(
+        "stray",
+        "messages on its reply inbox that named no batch it sent: settled nothing, ignored",
+    );
 }
 
 /// Fields of a stage that takes batches (hasher, worker): its `Intake`'s.
@@ -345,7 +349,7 @@ pub mod rng {
     use super::*;
 
     pub const NUMBERS: Count = Count::new("numbers", "numbers made and sent");
-    pub use super::sending::{IN_FLIGHT, LOST, WAITING, WINDOW};
+    pub use super::sending::{IN_FLIGHT, LOST, STRAY, WAITING, WINDOW};
     pub const RATE_LIMIT: Gauge = Gauge::float(
         "rate_limit",
         "numbers/s it may make (`RNG_RATE`), 0 = no limit",
@@ -364,7 +368,7 @@ pub mod hasher {
          `HASHER_MAX_BATCH_MS` or their time to live",
     );
     pub use super::receiving::EXPIRED;
-    pub use super::sending::{IN_FLIGHT, LOST, WAITING, WINDOW};
+    pub use super::sending::{IN_FLIGHT, LOST, STRAY, WAITING, WINDOW};
 }
 
 /// The fields of [`WORKER`].
@@ -405,6 +409,7 @@ pub static RNG: Measurement = Measurement {
         rng::WINDOW.field(),
         rng::RATE_LIMIT.field(),
         rng::WAITING.field(),
+        rng::STRAY.field(),
     ],
 };
 
@@ -420,6 +425,7 @@ pub static HASHER: Measurement = Measurement {
         hasher::IN_FLIGHT.field(),
         hasher::WINDOW.field(),
         hasher::WAITING.field(),
+        hasher::STRAY.field(),
     ],
 };
 

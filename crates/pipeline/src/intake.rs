@@ -53,7 +53,8 @@ use futures::stream::{SelectAll, Stream};
 use tokio::sync::Notify;
 
 use crate::codec::{
-    BatchHeaders, HEADER_INSTANCE, HEADER_SENT_MS, HEADER_TTL_MS, parse_sent_at, parse_ttl,
+    BatchHeaders, HEADER_BATCH, HEADER_INSTANCE, HEADER_SENT_MS, HEADER_TTL_MS, parse_sent_at,
+    parse_ttl,
 };
 use crate::connection::{Connector, round_trip};
 use crate::sender::TURNED_AWAY;
@@ -582,11 +583,26 @@ impl Incoming {
     }
 
     /// Tallies the batch for `$SRV.STATS` and answers it, if its sender asked for an answer.
-    async fn answer(self, headers: HeaderMap, error: Option<async_nats::service::error::Error>) {
+    /// Every answer names the batch it settles (`Chocominer-Batch`, as the batch named itself):
+    /// its sender takes nothing else as one, so a message that merely reaches its reply inbox
+    /// (a service reply turned there by someone else's request) settles no batch.
+    async fn answer(
+        self,
+        mut headers: HeaderMap,
+        error: Option<async_nats::service::error::Error>,
+    ) {
         self.shared.identity.tally(self.received.elapsed(), error);
         let Some(reply) = self.message.reply else {
             return;
         };
+        if let Some(batch) = self
+            .message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(HEADER_BATCH))
+        {
+            headers.insert(HEADER_BATCH, batch.as_str());
+        }
         let client = &self.shared.client;
         let sent = if headers.is_empty() {
             client.publish(reply, Bytes::new()).await

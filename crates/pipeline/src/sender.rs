@@ -26,6 +26,12 @@
 //! batch unacknowledged in time leaves the window at once but is counted lost only
 //! [`LATE_GRACE`] later; an acknowledgement in between counts it delivered (and logs it), so
 //! a batch is never counted both lost here and judged downstream for a late answer.
+//!
+//! An answer settles a batch only if it names it (`Chocominer-Batch`, which the receiver copies
+//! from the batch). Anyone who can see a batch's reply subject can have some other message sent
+//! there (a service reply, through a `$SRV` request naming it as its reply subject); such a
+//! message is counted as stray, logged (rate-limited) and otherwise ignored, and the batch
+//! waits for its real answer.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -39,7 +45,9 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::codec::{BatchHeaders, HEADER_SENT_MS, HEADER_TTL_MS, format_sent_at, format_ttl};
+use crate::codec::{
+    BatchHeaders, HEADER_BATCH, HEADER_SENT_MS, HEADER_TTL_MS, batch_id, format_sent_at, format_ttl,
+};
 use crate::intake::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 use crate::shutdown::Shutdown;
 use crate::stats::Counter;
@@ -86,6 +94,8 @@ pub struct SenderStats {
     pub late: Counter,
     /// Times the sender started waiting for a consumer (each logged once).
     pub waits: Counter,
+    /// Messages on the reply inbox that named no batch of this sender: ignored.
+    pub stray: Counter,
     in_flight: AtomicUsize,
     held: AtomicUsize,
     /// The most batches that may be in flight.
@@ -168,6 +178,7 @@ struct Shared {
     tend_now: Notify,
     loss_log: Throttle,
     late_log: Throttle,
+    stray_log: Throttle,
 }
 
 /// How a receiver answered a batch.
@@ -253,6 +264,22 @@ impl Shared {
                 self.config.target, self.config.ack_timeout
             );
             self.count_lost(batches, numbers, &why);
+        }
+    }
+
+    /// A message on the reply inbox that settles no batch: counted, logged (rate-limited).
+    fn stray(&self, message: &async_nats::Message) {
+        self.stats.stray.add(1);
+        if let Some(left_out) = self.stray_log.admit() {
+            tracing::warn!(
+                from = %self.config.target,
+                subject = %message.subject,
+                bytes = message.payload.len(),
+                stray_total = self.stats.stray.total(),
+                similar_left_out = left_out,
+                "ignored a message on the reply inbox that names no batch sent here (someone \
+                 else's request may have named this inbox as its reply subject)"
+            );
         }
     }
 
@@ -434,6 +461,7 @@ impl Sender {
             tend_now: Notify::new(),
             loss_log: Throttle::default(),
             late_log: Throttle::default(),
+            stray_log: Throttle::default(),
             config,
         });
         let tasks = vec![
@@ -603,6 +631,16 @@ impl Slot<'_> {
     }
 }
 
+/// Whether `reply` may settle batch `seq`: it names that batch, or it is the server's own "no
+/// responders" (which only the server sends, and names nothing).
+fn settles(reply: &async_nats::Message, instance: &str, seq: u64) -> bool {
+    if reply.status == Some(StatusCode::NO_RESPONDERS) {
+        return true;
+    }
+    let named = reply.headers.as_ref().and_then(|h| h.get(HEADER_BATCH));
+    named.is_some_and(|named| named.as_str() == batch_id(instance, seq))
+}
+
 fn classify(reply: &async_nats::Message, target: Stage) -> Answer {
     if reply.status == Some(StatusCode::NO_RESPONDERS) {
         return Answer::NobodyTook(format!("no {target} is listening"));
@@ -633,6 +671,10 @@ async fn receive_replies(mut replies: async_nats::Subscriber, shared: Arc<Shared
         else {
             continue;
         };
+        if !settles(&reply, &shared.config.instance, seq) {
+            shared.stray(&reply);
+            continue;
+        }
         let answer = classify(&reply, shared.config.target);
         // Past its time: no longer in the window, so it cannot be held again either.
         if let Some(count) = shared.take_overdue(seq) {

@@ -23,7 +23,8 @@ use futures::StreamExt;
 use tokio::task::JoinHandle;
 
 use crate::connection::{Connector, round_trip};
-use crate::subjects::Stage;
+use crate::subjects::{Stage, is_people_inbox};
+use crate::throttle::Throttle;
 
 /// Pause before opening a new service connection, times the number of times in a row it was
 /// needed (up to [`MAX_PAUSES`]): whatever ended the last one may come again at once.
@@ -246,9 +247,25 @@ async fn serve(connector: Connector, me: Arc<Identity>, client: Client, subs: Ve
 /// Answers every request on `subs` until they end; returns how many it answered.
 async fn answer(client: &Client, me: &Identity, subs: Vec<Subscriber>) -> u64 {
     let mut answered = 0;
+    let unanswered = Throttle::default();
     let mut requests = futures::stream::select_all(subs);
     while let Some(request) = requests.next().await {
         let Some(reply) = request.reply else { continue };
+        // A stage's inbox is where its batches are acknowledged: anyone who sees a batch go
+        // by could otherwise have every replica answer there (or on a pipeline subject). The
+        // server refuses those too (nats/nats-server.conf); this keeps a stage from trying.
+        if !is_people_inbox(&reply) {
+            if let Some(left_out) = unanswered.admit() {
+                tracing::warn!(
+                    subject = %request.subject,
+                    reply = %reply,
+                    similar_left_out = left_out,
+                    "did not answer a service request: its reply subject is not a client's \
+                     inbox (it may name a pipeline stage's inbox or subject)"
+                );
+            }
+            continue;
+        }
         let verb = request.subject.split('.').nth(1).unwrap_or_default();
         if let Some(Ok(body)) = me.answer(verb) {
             let _ = client.publish(reply, body.into()).await;

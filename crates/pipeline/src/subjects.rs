@@ -68,10 +68,27 @@ impl Subjects {
     }
 }
 
+/// The first token of every reply inbox.
+const INBOX: &str = "_INBOX";
+
 /// The prefix of the reply inboxes of NATS user `user`: `_INBOX.<user>`. The server lets each
 /// user read only its own (nats/nats-server.conf), so no other role sees a stage's replies.
 pub fn inbox_prefix(user: &str) -> String {
-    format!("_INBOX.{user}")
+    format!("{INBOX}.{user}")
+}
+
+/// Whether `subject` is a reply inbox of someone watching or asking (`_INBOX.…`), not of a
+/// pipeline stage: the stages run as NATS users named after them, so their inboxes are
+/// `_INBOX.<stage>.…`, where their batches are acknowledged.
+pub fn is_people_inbox(subject: &str) -> bool {
+    let Some(rest) = subject
+        .strip_prefix(INBOX)
+        .and_then(|rest| rest.strip_prefix('.'))
+    else {
+        return false;
+    };
+    let user = rest.split('.').next().unwrap_or_default();
+    !Stage::ALL.iter().any(|stage| stage.name() == user)
 }
 
 impl Subjects {
@@ -109,5 +126,29 @@ mod tests {
         assert_eq!(s.output_of(Stage::Worker), None);
         assert_eq!(Stage::Hasher.queue_group(), "hasher");
         assert_eq!(inbox_prefix("rng"), "_INBOX.rng");
+    }
+
+    #[test]
+    fn people_inboxes_are_inboxes_of_anyone_but_a_stage() {
+        for answered in [
+            "_INBOX.cli.x.1",
+            "_INBOX.debug.a",
+            "_INBOX.abcdef.1",
+            "_INBOX.rngs.1",
+        ] {
+            assert!(is_people_inbox(answered), "{answered}");
+        }
+        for refused in [
+            "_INBOX.rng.abc.17",
+            "_INBOX.hasher.x",
+            "_INBOX.worker.x.y",
+            "chocominer.nuggets",
+            "chocominer.numbers",
+            "_INBOXrng",
+            "_INBOX",
+            "",
+        ] {
+            assert!(!is_people_inbox(refused), "{refused}");
+        }
     }
 }

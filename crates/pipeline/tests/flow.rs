@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_nats::service::{Info, PingResponse, Stats};
 use bytes::Bytes;
+use chocominer_pipeline::codec::HEADER_BATCH;
 use chocominer_pipeline::{Connector, EXTRA_PLACES, Intake, IntakeConfig, NATS_SERVICE_ERROR};
 use chocominer_pipeline::{Incoming, STOP_FENCE};
 use chocominer_pipeline::{LATE_GRACE, Sender, SenderConfig};
@@ -523,10 +524,7 @@ async fn a_late_acknowledgement_counts_the_batch_delivered() {
     })
     .await;
     assert_eq!(stats.lost.total(), 0, "counted lost before its grace");
-    client
-        .publish(batch.reply.unwrap(), Bytes::new())
-        .await
-        .unwrap();
+    acknowledge(&client, &batch).await;
     eventually("the late acknowledgement counted", WAIT, POLL, || {
         let acked = (stats.acked.total(), stats.late.total());
         async move { (acked == (3, 1)).then_some(()) }
@@ -534,6 +532,91 @@ async fn a_late_acknowledgement_counts_the_batch_delivered() {
     .await;
     sender.close().await;
     assert_eq!((stats.sent.total(), stats.lost.total()), (3, 0));
+}
+
+/// Acknowledges `batch` by hand, as an intake does: an empty answer naming the batch.
+async fn acknowledge(client: &async_nats::Client, batch: &async_nats::Message) {
+    let mut headers = async_nats::HeaderMap::new();
+    let named = batch.headers.as_ref().and_then(|h| h.get(HEADER_BATCH));
+    headers.insert(HEADER_BATCH, named.expect("a batch names itself").as_str());
+    client
+        .publish_with_headers(batch.reply.clone().unwrap(), headers, Bytes::new())
+        .await
+        .unwrap();
+}
+
+/// Only an answer that names the batch settles it: anything else reaching the reply inbox
+/// (a service reply someone had sent there, an answer naming another batch) is counted stray
+/// and ignored, and the batch is still settled by its real acknowledgement.
+#[tokio::test]
+async fn only_an_answer_naming_its_batch_settles_it() {
+    let nats = NatsServer::start_without_authorization("").await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut receiver = client.subscribe("t.named").await.unwrap();
+    client.flush().await.unwrap();
+    let sender = Sender::start(client.clone(), sender_config("t.named", 2, WAIT))
+        .await
+        .unwrap();
+    let stats = sender.stats();
+    let stop = Shutdown::new();
+    send_one(&sender, &stop, 3).await;
+    send_one(&sender, &stop, 4).await;
+    let first = tokio::time::timeout(WAIT, receiver.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let second = tokio::time::timeout(WAIT, receiver.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let reply = first.reply.clone().unwrap();
+
+    // What a `$SRV.PING` with this reply subject would have had answered there: no headers.
+    client
+        .publish(
+            reply.clone(),
+            Bytes::from_static(br#"{"type":"io.nats.micro.v1.ping_response"}"#),
+        )
+        .await
+        .unwrap();
+    // The second batch's name on the first batch's inbox subject, and a name of nothing.
+    for named in [
+        second
+            .headers
+            .as_ref()
+            .unwrap()
+            .get(HEADER_BATCH)
+            .unwrap()
+            .as_str(),
+        "sender-1/999",
+    ] {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(HEADER_BATCH, named);
+        client
+            .publish_with_headers(reply.clone(), headers, Bytes::new())
+            .await
+            .unwrap();
+    }
+    eventually("the three strays counted", WAIT, POLL, || {
+        let stray = stats.stray.total();
+        async move { (stray == 3).then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        (stats.acked.total(), stats.in_flight()),
+        (0, 2),
+        "a stray settled a batch"
+    );
+
+    acknowledge(&client, &first).await;
+    acknowledge(&client, &second).await;
+    eventually("both acknowledged", WAIT, POLL, || {
+        let acked = stats.acked.total();
+        async move { (acked == 7).then_some(()) }
+    })
+    .await;
+    sender.close().await;
+    assert_eq!((stats.lost.total(), stats.stray.total()), (0, 3));
 }
 
 /// A batch sent long before it reached the receiver (which was frozen, say), by its sender's

@@ -80,6 +80,8 @@ pub struct Report {
     pub lost_batches: u64,
     /// Times it waited for a hasher to come back (each logged once).
     pub waits: u64,
+    /// Messages on its reply inbox that named no batch it sent: ignored.
+    pub stray: u64,
 }
 
 struct RngMeter {
@@ -101,6 +103,7 @@ impl Meter for RngMeter {
             rng::WINDOW.at(self.sender.window()),
             rng::RATE_LIMIT.at(self.rate_limit),
             rng::WAITING.at(self.sender.held()),
+            rng::STRAY.of(self.sender.stray.take_delta()),
         ]
     }
 }
@@ -180,6 +183,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         lost: sent.lost.total(),
         lost_batches: sent.lost_batches.total(),
         waits: sent.waits.total(),
+        stray: sent.stray.total(),
     };
     runtime.finish(reporter).await;
     Ok(report)

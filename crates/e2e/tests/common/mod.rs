@@ -5,6 +5,8 @@
 // Each test file uses its own part of these helpers.
 #![allow(dead_code)]
 
+pub mod stages;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
