@@ -305,16 +305,32 @@ async fn page_shows_a_change_of_difficulty_no_data_and_the_zero_bits() {
         (now - 100, now + 90),
     );
     let mut lines = common::three_runs(old, demo, full, 2);
-    let ten_bits = format!("003f{}", "a".repeat(60));
-    let twenty_three_bits = format!("000001{}", "b".repeat(58));
-    for (digest, ago) in [(&twenty_three_bits, 3), (&ten_bits, 2)] {
+    // Real nuggets (the page lists only records that pass the checks): numbers 0x2cac3f and
+    // 0x510, as 32 big-endian bytes, whose digests start with 23 and 10 zero bits.
+    let numbers: [u64; 2] = [0x2c_ac3f, 0x510];
+    let mut digests = Vec::new();
+    for (value, ago) in numbers.into_iter().zip([3, 2]) {
+        let mut number = [0u8; 32];
+        number[24..].copy_from_slice(&value.to_be_bytes());
+        let (digest, zero_bits) = chocominer_pipeline::nugget::record_of(&number);
         lines += &format!(
-            "nugget,instance=worker-1 number=\"{}\",digest=\"{digest}\",zero_bits={}i {}\n",
-            "c".repeat(64),
-            leading_zero_bits(digest),
+            "nugget,instance=worker-1 number=\"{}\",digest=\"{digest}\",zero_bits={zero_bits}i {}\n",
+            number
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>(),
             (now - ago) * SECOND_NS
         );
+        digests.push(digest);
     }
+    let [twenty_three_bits, ten_bits] = [&digests[0], &digests[1]];
+    assert_eq!(
+        (
+            leading_zero_bits(twenty_three_bits),
+            leading_zero_bits(ten_bits)
+        ),
+        (23, 10)
+    );
     influx.write(DB, &lines).await;
     let webui = WebUi::start(&influx).await;
 
@@ -383,7 +399,7 @@ async fn page_shows_a_change_of_difficulty_no_data_and_the_zero_bits() {
     assert_eq!(highlighted_bits(&bits[1]), "0".repeat(23));
     assert_eq!(bits[1].text(), "0000 0000 0000 0000 0000 0001…");
     let digest = &elements(&dom, "data-testid", "nugget-digest")[0];
-    assert_eq!(digest.text(), ten_bits);
+    assert_eq!(&digest.text(), ten_bits);
     let part = |class: &str| {
         let found = elements(&digest.inner, "class", class);
         assert_eq!(found.len(), 1, "{class} in {digest:?}");
