@@ -163,8 +163,8 @@ fn forgeries() -> Vec<Forgery> {
         count: 8,
         forged: plausible,
     });
-    // A seeded batch whose even digests are the real ones (the real nuggets among them are
-    // recorded) and whose odd ones are forged.
+    // A seeded batch whose even digests are the real ones and whose odd ones are forged: refused
+    // whole, the real nuggets among them too.
     let count = 32;
     let mixed = Numbers::Seeded {
         seed: [7; 32],
@@ -204,6 +204,29 @@ fn forgeries() -> Vec<Forgery> {
     all
 }
 
+/// A real nugget at [`DIFFICULTY`], found off the pipeline: a raw number and its digest.
+fn a_real_nugget() -> ([u8; NUMBER_LEN], [u8; 32]) {
+    use sha2::{Digest, Sha256};
+    (0u64..)
+        .map(|i| {
+            let mut number = [9u8; NUMBER_LEN];
+            number[..8].copy_from_slice(&i.to_be_bytes());
+            (number, Sha256::digest(number).into())
+        })
+        .find(|(_, digest): &([u8; NUMBER_LEN], [u8; 32])| is_nugget(digest, DIFFICULTY))
+        .expect("one in 16 numbers gives one")
+}
+
+/// Raw `numbers` (32 bytes each) with `digests`, as a digest batch body.
+fn digest_batch(seq: u64, numbers: &[[u8; NUMBER_LEN]], digests: &[[u8; 32]]) -> Bytes {
+    DigestBatch {
+        seq,
+        numbers: Numbers::Raw(numbers.as_flattened()),
+        digests: digests.as_flattened(),
+    }
+    .encode()
+}
+
 /// Sends `body` to `subject` as a request with `headers`; the answer, within 10 s.
 async fn request(client: &Client, subject: &str, headers: HeaderMap, body: Bytes) -> Message {
     timeout(
@@ -237,18 +260,57 @@ async fn forged_nuggets_are_counted_and_never_recorded() {
         .await;
     feed.wait_for_more(5).await;
 
-    // Forged batches, each answered like any batch the worker judged: from a hasher's
-    // credentials, the only ones that may publish digests.
+    // Forged batches, each refused whole: from a hasher's credentials, the only ones that
+    // may publish digests.
     let forger = stack.connect_as("hasher").await;
+    let refused = |answer: &Message, what: &str| {
+        let (code, text) =
+            service_error(answer).unwrap_or_else(|| panic!("{what}: taken, not refused"));
+        assert_eq!(code, "400", "{what}: {text}");
+        text
+    };
     let forgeries = forgeries();
-    let (mut forged, mut numbers) = (0, 0);
+    let mut forged = 0;
+    let mut refusals = 0;
     for forgery in &forgeries {
         let headers = BatchHeaders::new("forger", 1, forgery.count).to_header_map();
         let answer = request(&forger, DIGESTS, headers, forgery.body.clone()).await;
-        assert_eq!(service_error(&answer), None, "{}", forgery.what);
+        let text = refused(&answer, forgery.what);
+        assert!(text.contains("not SHA-256"), "{}: {text}", forgery.what);
         forged += forgery.forged.len() as u64;
-        numbers += forgery.count as u64;
+        refusals += 1;
     }
+    // Made-up digests that are no nugget candidates: 1000 "hashes" for free, had the worker
+    // not checked a sample of them.
+    let numbers = vec![[3u8; NUMBER_LEN]; 1000];
+    let made_up = vec![[0xffu8; 32]; 1000];
+    let headers = BatchHeaders::new("forger", 2, 1000).to_header_map();
+    let answer = request(
+        &forger,
+        DIGESTS,
+        headers,
+        digest_batch(5, &numbers, &made_up),
+    )
+    .await;
+    refused(&answer, "made-up digests");
+    refusals += 1;
+    // A real nugget found off the pipeline, 200 times in one batch: refused as copies.
+    let (number, digest) = a_real_nugget();
+    let headers = BatchHeaders::new("forger", 3, 200).to_header_map();
+    let copies = digest_batch(6, &[number; 200], &[digest; 200]);
+    let answer = request(&forger, DIGESTS, headers.clone(), copies).await;
+    let text = refused(&answer, "a nugget 200 times");
+    assert!(text.contains("recorded before (199)"), "{text}");
+    refusals += 1;
+    // Alone, once, it is a nugget like any (its hash was done, if not by the pipeline); sent
+    // again, it is a copy of one recorded.
+    let once = digest_batch(7, &[number], &[digest]);
+    let answer = request(&forger, DIGESTS, headers.clone(), once.clone()).await;
+    assert_eq!(service_error(&answer), None, "the nugget, once");
+    let answer = request(&forger, DIGESTS, headers, once).await;
+    let text = refused(&answer, "the nugget again");
+    assert!(text.contains("recorded before (1)"), "{text}");
+    refusals += 1;
     let client = &stack.client;
     eventually_eq("the worker's forged count", SOON, POLL, forged, || {
         stat(client, "worker", "forged")
@@ -259,9 +321,10 @@ async fn forged_nuggets_are_counted_and_never_recorded() {
 
     let (rng, hasher, worker) = pipeline.stop().await;
     assert_eq!(worker.forged, forged, "{worker:?}");
-    // The forged batches were judged (and acknowledged) on top of what rng made.
+    assert_eq!(worker.rejected, refusals, "{worker:?}");
+    // Nothing of the refused batches was judged: the books are rng's and the one nugget's.
     assert_eq!(
-        rng.generated + numbers,
+        rng.generated + 1,
         worker.judged + rng.lost + hasher.lost,
         "{rng:?} {hasher:?} {worker:?}"
     );
@@ -270,7 +333,8 @@ async fn forged_nuggets_are_counted_and_never_recorded() {
         .eventually_sum("worker", "nuggets", worker.nuggets)
         .await;
 
-    // No forged digest reached InfluxDB or the feed; everything there verifies.
+    // No forged digest reached InfluxDB or the feed; everything there verifies, and the nugget
+    // sent by hand is there once.
     let forged_hex: Vec<String> = forgeries
         .iter()
         .flat_map(|f| f.forged.iter().map(hex::encode))
@@ -286,6 +350,11 @@ async fn forged_nuggets_are_counted_and_never_recorded() {
         check_nugget_point(row, DIFFICULTY);
         assert!(!forged_hex.contains(&row["digest"].as_str().unwrap().to_owned()));
     }
+    let by_hand = rows
+        .iter()
+        .filter(|row| row["digest"].as_str() == Some(hex::encode(digest).as_str()))
+        .count();
+    assert_eq!(by_hand, 1, "the nugget sent by hand, recorded once");
     eventually_eq("nuggets on the feed", SOON, POLL, worker.nuggets, || {
         let n = feed.count() as u64;
         async move { n }
@@ -666,4 +735,67 @@ async fn malformed_service_requests_cannot_disconnect_the_pipeline() {
     assert_eq!(rng.lost, 0, "{rng:?}");
     assert_eq!(hasher.lost, 0, "{hasher:?}");
     assert_eq!(rng.generated, worker.judged, "{rng:?} {worker:?}");
+}
+
+/// Finding: with rng's own password, 18 one-byte messages naming the honest rng `r1` and "sent"
+/// an hour ahead made the hasher judge r1's batches an hour late and drop them (96 in 30 s).
+/// Malformed ones are not noted, and two well-formed ones cannot move the figure: r1's batches
+/// are all hashed, nothing expires, nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_send_times_cannot_make_an_honest_senders_batches_stale() {
+    use chocominer_pipeline::codec::{HEADER_INSTANCE, HEADER_SENT_MS, format_sent_at};
+    let stack = Stack::start().await;
+    let flow = common::DigestFlow::watch(&stack.client).await;
+    let pipeline = stack
+        .pipeline()
+        .hasher("h1", &["--delay-ms", "0"])
+        .rng("r1", &["--rate", "100", "--batch", "1"])
+        .start()
+        .await;
+    flow.wait_until("r1's batches hashed", SOON, |f| f.total() >= 20)
+        .await;
+
+    let forger = stack.connect_as("rng").await;
+    let an_hour_ahead = std::time::SystemTime::now() + Duration::from_secs(3600);
+    let forged_headers = || {
+        let mut headers = BatchHeaders::new("r1", 1_000_000, 1).to_header_map();
+        headers.insert(HEADER_INSTANCE, "r1");
+        headers.insert(HEADER_SENT_MS, format_sent_at(an_hour_ahead).as_str());
+        headers.insert(HEADER_TTL_MS, "60000");
+        headers
+    };
+    for _ in 0..18 {
+        let answer = request(&forger, NUMBERS, forged_headers(), Bytes::from_static(b"x")).await;
+        assert!(service_error(&answer).is_some(), "a one-byte batch taken");
+    }
+    let one = [1u8; NUMBER_LEN];
+    for seq in 0..2 {
+        let body = NumberBatch {
+            seq,
+            numbers: Numbers::Raw(&one),
+        }
+        .encode();
+        let answer = request(&forger, NUMBERS, forged_headers(), body).await;
+        assert_eq!(service_error(&answer), None, "a well-formed forged batch");
+    }
+    let at = flow.total();
+    flow.wait_until("r1's batches hashed after the forgeries", SOON, |f| {
+        f.total() >= at + 100
+    })
+    .await;
+    flow.stop(&stack.client).await;
+
+    let (rng, hasher, worker) = pipeline.stop().await;
+    println!("{rng:?} {hasher:?} {worker:?}");
+    assert_eq!(
+        hasher.expired, 0,
+        "honest batches dropped as stale: {hasher:?}"
+    );
+    assert_eq!(rng.lost, 0, "{rng:?}");
+    // Two forged batches of one number each were hashed and judged beside rng's.
+    assert_eq!(
+        rng.generated + 2,
+        worker.judged + rng.lost + hasher.lost,
+        "{rng:?} {hasher:?} {worker:?}"
+    );
 }

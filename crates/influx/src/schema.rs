@@ -332,11 +332,11 @@ mod sending {
     );
 }
 
-/// Fields of a stage that takes batches (hasher, worker): its `Intake`'s.
+/// Fields of a stage that takes batches (hasher, worker): its `Intake`'s. (Each says what its
+/// `rejected` refuses.)
 mod receiving {
     use super::*;
 
-    pub const REJECTED: Count = Count::new("rejected", "malformed messages refused");
     pub const EXPIRED: Count = Count::new(
         "expired",
         "batches dropped unfinished: their sender's acknowledgement timeout had passed, or would \
@@ -379,9 +379,14 @@ pub mod worker {
     pub const NUGGETS: Count = Count::new("nuggets", "nuggets found");
     pub const FORGED: Count = Count::new(
         "forged",
-        "nugget candidates whose digest is not SHA-256 of their number: not recorded",
+        "nugget candidates whose digest is not SHA-256 of their number: their batch refused",
     );
-    pub use super::receiving::{EXPIRED, REJECTED};
+    pub const REJECTED: Count = Count::new(
+        "rejected",
+        "messages refused: malformed, or batches with a digest that is not SHA-256 of its number \
+         (checked: every nugget candidate and a sample) or a copy of a nugget recorded lately",
+    );
+    pub use super::receiving::EXPIRED;
     pub const DIFFICULTY: Gauge = Gauge::integer(
         "difficulty",
         "leading zero bits that make a nugget here (`DIFFICULTY`)",

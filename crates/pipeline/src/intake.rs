@@ -40,8 +40,8 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -63,7 +63,7 @@ use crate::shutdown::Shutdown;
 use crate::stats::Counter;
 use crate::subjects::Stage;
 use crate::throttle::Throttle;
-use crate::transit::Transit;
+use crate::transit::{Seen, Transit};
 
 /// Header naming a service error, as the NATS service protocol does.
 pub use async_nats::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
@@ -121,8 +121,6 @@ pub struct Intake {
     state: IntakeState,
     /// Batches taken off the subscription while stopping, not yet handed out.
     held: VecDeque<Message>,
-    /// How long batches took to get here, by their senders' clocks.
-    transit: Transit,
     shared: Arc<Shared>,
 }
 
@@ -188,6 +186,9 @@ struct Shared {
     /// For refused and dropped batches alike.
     reject_log: Throttle,
     holding: Arc<Holding>,
+    /// How long batches took to get here, by their senders' clocks: read as each arrives,
+    /// noted as each proves to be a batch.
+    transit: Mutex<Transit>,
 }
 
 /// A connection to NATS, as the server knows it: the server's id (new at every start) and the
@@ -219,6 +220,8 @@ pub struct Incoming {
     /// How much longer than its sender's quickest batches it took to get here (a wait this
     /// process's clock did not see, such as a freeze).
     late: Duration,
+    /// Its sender, as it says, and its transit figure: noted once it proves to be a batch.
+    seen: Option<(String, Seen)>,
     shared: Arc<Shared>,
     _held: Held,
 }
@@ -259,8 +262,8 @@ impl Intake {
             extra_places: 0,
             state: IntakeState::Running,
             held: VecDeque::new(),
-            transit: Transit::default(),
             shared: Arc::new(Shared {
+                transit: Mutex::default(),
                 client,
                 identity,
                 stats: Arc::default(),
@@ -373,23 +376,20 @@ impl Intake {
 
     fn incoming(&mut self, message: Message) -> Incoming {
         let received = Instant::now();
-        let late = message
-            .headers
-            .as_ref()
-            .and_then(|headers| {
-                let sent = parse_sent_at(headers.get(HEADER_SENT_MS)?.as_str())?;
-                let sender = headers.get(HEADER_INSTANCE).map_or("", |v| v.as_str());
-                Some(
-                    self.transit
-                        .late_by(sender, sent, received, SystemTime::now()),
-                )
-            })
-            .unwrap_or_default();
+        let seen = message.headers.as_ref().and_then(|headers| {
+            let sent = parse_sent_at(headers.get(HEADER_SENT_MS)?.as_str())?;
+            let sender = headers.get(HEADER_INSTANCE).map_or("", |v| v.as_str());
+            Some((sender.to_owned(), Seen::new(sent, SystemTime::now())))
+        });
+        let late = seen.as_ref().map_or(Duration::ZERO, |(sender, seen)| {
+            self.shared.transit.lock().unwrap().late_by(sender, *seen)
+        });
         Incoming {
             message,
             received,
             session: Session::of(&self.shared.client),
             late,
+            seen,
             _held: Held::new(&self.shared.holding),
             shared: self.shared.clone(),
         }
@@ -516,8 +516,18 @@ impl Incoming {
     }
 
     /// Acknowledges the batch: it has been handed on or recorded.
-    pub async fn ack(self) {
+    pub async fn ack(mut self) {
+        self.note_transit();
         self.answer(HeaderMap::new(), None).await;
+    }
+
+    /// Notes the batch's transit figure: it has proved to be a batch, taken or found stale
+    /// (see the `transit` module; a message refused as malformed is never noted).
+    fn note_transit(&mut self) {
+        if let Some((sender, seen)) = self.seen.take() {
+            let mut transit = self.shared.transit.lock().unwrap();
+            transit.note(&sender, seen, self.received);
+        }
     }
 
     /// Refuses a message, malformed or otherwise unfit to take (a batch too costly to hash):
@@ -560,7 +570,8 @@ impl Incoming {
     /// Drops a batch its sender has counted as lost (see [`expired`](Self::expired)), or will
     /// have before the batch could be finished: counted as expired, logged (rate-limited), not
     /// answered.
-    pub fn drop_expired(self) {
+    pub fn drop_expired(mut self) {
+        self.note_transit();
         self.drop_unanswered(
             "dropped a batch its sender counts as lost (it could not be finished here in time)",
         );

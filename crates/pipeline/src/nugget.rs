@@ -79,6 +79,51 @@ pub fn check_record(number_hex: &str, digest_hex: &str, zero_bits: i64) -> Resul
     Ok(())
 }
 
+/// The digests of the nuggets a worker recorded lately, the oldest forgotten first, to refuse
+/// a nugget sent again, in the same batch or a later one. Numbers are random 32-byte values: an
+/// honest pipeline never makes one twice, so a digest seen again is a copy (someone who found a
+/// nugget, or saw one on `<prefix>.nuggets`, sending it in again to have it recorded again).
+#[derive(Debug)]
+pub struct Recent {
+    order: std::collections::VecDeque<[u8; 32]>,
+    digests: std::collections::HashSet<[u8; 32]>,
+    capacity: usize,
+}
+
+impl Recent {
+    /// Remembers up to `capacity` digests (at least one).
+    pub fn new(capacity: usize) -> Recent {
+        let capacity = capacity.max(1);
+        Recent {
+            order: std::collections::VecDeque::with_capacity(capacity),
+            digests: std::collections::HashSet::with_capacity(capacity),
+            capacity,
+        }
+    }
+
+    /// Whether `digest` is remembered.
+    pub fn contains(&self, digest: &[u8]) -> bool {
+        <[u8; 32]>::try_from(digest).is_ok_and(|digest| self.digests.contains(&digest))
+    }
+
+    /// Remembers `digest`; false if it was remembered already (or is not 32 bytes).
+    pub fn insert(&mut self, digest: &[u8]) -> bool {
+        let Ok(digest) = <[u8; 32]>::try_from(digest) else {
+            return false;
+        };
+        if !self.digests.insert(digest) {
+            return false;
+        }
+        if self.order.len() == self.capacity
+            && let Some(oldest) = self.order.pop_front()
+        {
+            self.digests.remove(&oldest);
+        }
+        self.order.push_back(digest);
+        true
+    }
+}
+
 /// One nugget, as published on `<prefix>.nuggets` (JSON) and stored in InfluxDB.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Nugget {
@@ -124,6 +169,20 @@ impl Nugget {
 mod tests {
     use super::*;
     use sha2::{Digest, Sha256};
+
+    #[test]
+    fn recent_refuses_a_digest_seen_again_and_forgets_the_oldest() {
+        let mut recent = Recent::new(2);
+        let [a, b, c] = [[1u8; 32], [2u8; 32], [3u8; 32]];
+        assert!(recent.insert(&a) && recent.insert(&b));
+        assert!(!recent.insert(&a), "a copy taken");
+        assert!(recent.insert(&c), "c is new");
+        assert!(recent.insert(&a), "a, the oldest, was forgotten for c");
+        assert!(!recent.insert(&c));
+        assert!(!recent.insert(&[0u8; 31]), "not a digest");
+        assert!(recent.contains(&a) && recent.contains(&c) && !recent.contains(&b));
+        assert!(recent.order.len() <= 2 && recent.digests.len() <= 2);
+    }
 
     #[test]
     fn counts_leading_zero_bits() {

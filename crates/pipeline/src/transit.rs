@@ -6,32 +6,71 @@
 //! while this process was frozen (SIGSTOP, a paused container) looks fresh when it is read,
 //! although its sender gave up on it long ago. The sender's send time shows that wait. Two
 //! clocks never agree exactly, though, and may be seconds apart, so the wait is not
-//! `now - sent` but how much later than the quickest recent batch *from the same sender* this
-//! one is: the quickest one's figure is the clocks' difference plus the wire's shortest time,
-//! whatever the difference is, either way. The quickest is kept over the last two spells of
+//! `now - sent` but how much later than the quickest recent batches *from the same sender*
+//! this one is: their figure is the clocks' difference plus the wire's shortest time,
+//! whatever the difference is, either way. The figure is kept over the last two spells of
 //! [`SPELL`] (so a clock that is set anew is followed within two spells), and a spell ends
-//! only when a batch arrives, one spell per batch at most: after a freeze, the spell from
+//! only when a batch is noted, one spell per batch at most: after a freeze, the spell from
 //! before it still holds the figure the stale batches are judged against.
+//!
+//! Sender names and send times are headers anyone allowed to publish there can write. So a
+//! batch is only noted once it has proved to be one ([`Transit::note`]: the receiver took it,
+//! or dropped it as stale), never on arrival, and the figure is the [`RANKED`]-th quickest of
+//! a spell, not the quickest: a message claiming to come from an honest sender, sent an hour
+//! ahead, is refused as malformed and noted nowhere, and one or two well-formed batches
+//! claiming that cannot move the figure either. (A forger needs more than that per spell, with
+//! a publishing password of the sender's stage; then the sender's batches are dropped as stale
+//! and counted lost by it: the books still balance.)
 //!
 //! [`intake`]: crate::intake
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
-/// How long one spell of the quickest figure lasts.
+/// How long one spell of the figure lasts.
 const SPELL: Duration = Duration::from_secs(10);
+/// Which of a spell's quickest batches gives the figure: the third, so no one or two batches
+/// set it. Batches come by the dozen a second; the third-quickest is within a millisecond or
+/// so of the quickest.
+const RANKED: usize = 3;
 /// Senders remembered at once; when more come (a pipeline does not have that many, a forger
 /// might), the figures start over, and batches count as on time until they have some again.
 const MAX_SENDERS: usize = 1024;
 
-/// The quickest batch of one sender in the current and the previous spell, as
-/// `receiver's clock - sender's clock at send`, in milliseconds (negative when the receiver's
-/// clock is behind).
+/// A batch's figure: `receiver's clock at arrival - sender's clock at send`, in milliseconds
+/// (negative when the receiver's clock is behind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Seen(i64);
+
+impl Seen {
+    /// The figure of a batch sent at `sent` by its sender's clock, read at `now_wall` by ours.
+    pub(crate) fn new(sent: SystemTime, now_wall: SystemTime) -> Seen {
+        Seen(signed_millis(now_wall, sent))
+    }
+}
+
+/// The quickest figures of one sender in the current spell (in order, [`RANKED`] at most),
+/// and the figure of the previous spell.
 #[derive(Debug, Clone, Copy)]
 struct Quickest {
     spell_began: Instant,
-    current: i64,
+    current: [i64; RANKED],
     previous: i64,
+}
+
+impl Quickest {
+    /// The figure, if the spells have seen [`RANKED`] batches: `i64::MAX` stands for none.
+    fn baseline(&self) -> Option<i64> {
+        let baseline = self.previous.min(self.current[RANKED - 1]);
+        (baseline != i64::MAX).then_some(baseline)
+    }
+
+    fn add(&mut self, seen: i64) {
+        if let Some(at) = self.current.iter().position(|&quick| seen < quick) {
+            self.current.copy_within(at..RANKED - 1, at + 1);
+            self.current[at] = seen;
+        }
+    }
 }
 
 /// The transit figures of the senders a receiver hears from.
@@ -41,17 +80,19 @@ pub(crate) struct Transit {
 }
 
 impl Transit {
-    /// Notes a batch from `sender` sent at `sent` (its wall clock) and received at `now` (this
-    /// one's, `now_wall`); returns how much longer than the quickest recent batch of that
-    /// sender it took: the time it waited somewhere, frozen receivers included.
-    pub(crate) fn late_by(
-        &mut self,
-        sender: &str,
-        sent: SystemTime,
-        now: Instant,
-        now_wall: SystemTime,
-    ) -> Duration {
-        let seen = signed_millis(now_wall, sent);
+    /// How much longer than the quickest recent batches of `sender` a batch with figure `seen`
+    /// took: the time it waited somewhere, frozen receivers included. Zero while `sender` has
+    /// no figure yet.
+    pub(crate) fn late_by(&self, sender: &str, seen: Seen) -> Duration {
+        let baseline = self.senders.get(sender).and_then(Quickest::baseline);
+        baseline.map_or(Duration::ZERO, |baseline| {
+            Duration::from_millis(seen.0.saturating_sub(baseline).max(0) as u64)
+        })
+    }
+
+    /// Notes a batch of `sender` with figure `seen`, noted at `now`: one that proved to be a
+    /// batch (see the module's doc).
+    pub(crate) fn note(&mut self, sender: &str, seen: Seen, now: Instant) {
         // Looked up by `&str` first: the sender's name is copied only when it is new, not
         // for every batch.
         if !self.senders.contains_key(sender) {
@@ -62,8 +103,8 @@ impl Transit {
                 sender.to_owned(),
                 Quickest {
                     spell_began: now,
-                    current: seen,
-                    previous: seen,
+                    current: [i64::MAX; RANKED],
+                    previous: i64::MAX,
                 },
             );
         }
@@ -72,13 +113,14 @@ impl Transit {
             .get_mut(sender)
             .expect("inserted just above if it was not there");
         if now.duration_since(quickest.spell_began) >= SPELL {
-            quickest.previous = quickest.current;
-            quickest.current = seen;
+            // A spell of fewer batches leaves the figure before it in force.
+            if quickest.current[RANKED - 1] != i64::MAX {
+                quickest.previous = quickest.current[RANKED - 1];
+            }
+            quickest.current = [i64::MAX; RANKED];
             quickest.spell_began = now;
         }
-        let baseline = quickest.previous.min(quickest.current);
-        quickest.current = quickest.current.min(seen);
-        Duration::from_millis(seen.saturating_sub(baseline).max(0) as u64)
+        quickest.add(seen.0);
     }
 }
 
@@ -96,6 +138,29 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
 
+    /// A batch of `sender` sent at `sent`, arriving at `now` (`now_wall` by the receiver's
+    /// clock), taken or dropped as stale: how late it is, then noted.
+    fn arrive(
+        transit: &mut Transit,
+        sender: &str,
+        sent: SystemTime,
+        now: Instant,
+        now_wall: SystemTime,
+    ) -> Duration {
+        let seen = Seen::new(sent, now_wall);
+        let late = transit.late_by(sender, seen);
+        transit.note(sender, seen, now);
+        late
+    }
+
+    fn skewed(wall: SystemTime, skew_ms: i64) -> SystemTime {
+        if skew_ms >= 0 {
+            wall + MS * skew_ms as u32
+        } else {
+            wall - MS * (-skew_ms) as u32
+        }
+    }
+
     /// Batches sent every 100 ms taking `wire` to arrive, with the receiver's clock `skew`
     /// ahead (negative: behind); returns the transit, the start and the moments used.
     fn steady(skew_ms: i64, wire: Duration, batches: u32) -> (Transit, Instant, SystemTime) {
@@ -104,13 +169,14 @@ mod tests {
         let sender_epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         for i in 0..batches {
             let sent = sender_epoch + 100 * MS * i;
-            let received = sent + wire;
-            let now_wall = if skew_ms >= 0 {
-                received + MS * skew_ms as u32
-            } else {
-                received - MS * (-skew_ms) as u32
-            };
-            let late = transit.late_by("r1", sent, start + 100 * MS * i + wire, now_wall);
+            let now_wall = skewed(sent + wire, skew_ms);
+            let late = arrive(
+                &mut transit,
+                "r1",
+                sent,
+                start + 100 * MS * i + wire,
+                now_wall,
+            );
             assert_eq!(late, Duration::ZERO, "batch {i} with skew {skew_ms} ms");
         }
         (transit, start, sender_epoch)
@@ -130,16 +196,11 @@ mod tests {
             // Sent at 2.0 s by the sender's clock; read 20 s later, after the freeze.
             let sent = epoch + Duration::from_secs(2);
             let thawed = start + Duration::from_secs(22);
-            let wall = sent + Duration::from_secs(20) + 2 * MS;
-            let wall = if skew >= 0 {
-                wall + MS * skew as u32
-            } else {
-                wall - MS * (-skew) as u32
-            };
-            let late = transit.late_by("r1", sent, thawed, wall);
+            let wall = skewed(sent + Duration::from_secs(20) + 2 * MS, skew);
+            let late = arrive(&mut transit, "r1", sent, thawed, wall);
             assert_eq!(late, Duration::from_secs(20), "skew {skew} ms");
             // The next stale one too: the spell from before the freeze still counts.
-            let late = transit.late_by("r1", sent + 100 * MS, thawed + MS, wall + MS);
+            let late = arrive(&mut transit, "r1", sent + 100 * MS, thawed + MS, wall + MS);
             assert_eq!(late, Duration::from_millis(19_901), "skew {skew} ms");
         }
     }
@@ -153,7 +214,7 @@ mod tests {
             let sent = epoch + Duration::from_secs(2) + Duration::from_secs(1) * i;
             let now = start + Duration::from_secs(2) + Duration::from_secs(1) * i + 2 * MS;
             let wall = sent + 2 * MS + Duration::from_secs(5);
-            late = transit.late_by("r1", sent, now, wall);
+            late = arrive(&mut transit, "r1", sent, now, wall);
             if i == 0 {
                 assert_eq!(late, Duration::from_secs(5));
             }
@@ -170,19 +231,80 @@ mod tests {
         // r1's clock is 3 s behind the receiver's, r2's 3 s ahead.
         let r1_sent = wall - Duration::from_secs(3);
         let r2_sent = wall + Duration::from_secs(3);
-        assert_eq!(transit.late_by("r1", r1_sent, now, wall), Duration::ZERO);
-        assert_eq!(transit.late_by("r2", r2_sent, now, wall), Duration::ZERO);
+        for i in 0..RANKED as u32 {
+            let (later, wall_later) = (now + MS * i, wall + MS * i);
+            assert_eq!(
+                arrive(&mut transit, "r1", r1_sent + MS * i, later, wall_later),
+                Duration::ZERO
+            );
+            assert_eq!(
+                arrive(&mut transit, "r2", r2_sent + MS * i, later, wall_later),
+                Duration::ZERO
+            );
+        }
         let later = now + Duration::from_secs(1);
         let wall_later = wall + Duration::from_secs(1);
         let r2_late = r2_sent + Duration::from_millis(500);
         assert_eq!(
-            transit.late_by("r1", r1_sent + Duration::from_secs(1), later, wall_later),
+            arrive(
+                &mut transit,
+                "r1",
+                r1_sent + Duration::from_secs(1),
+                later,
+                wall_later
+            ),
             Duration::ZERO
         );
         assert_eq!(
-            transit.late_by("r2", r2_late, later, wall_later),
+            arrive(&mut transit, "r2", r2_late, later, wall_later),
             Duration::from_millis(500)
         );
+    }
+
+    /// Finding: 18 one-byte messages naming an honest rng, "sent" an hour ahead, made its
+    /// batches look an hour late. Malformed ones are never noted; well-formed forgeries fewer
+    /// than [`RANKED`] a spell cannot move the figure.
+    #[test]
+    fn forged_send_times_cannot_move_the_figure() {
+        let (mut transit, start, epoch) = steady(0, 2 * MS, 20);
+        let hour_ahead = epoch + Duration::from_secs(3600);
+        let (now, wall) = (
+            start + Duration::from_secs(2),
+            epoch + Duration::from_secs(2),
+        );
+        // Refused as malformed: looked at, never noted.
+        for _ in 0..18 {
+            assert_eq!(
+                transit.late_by("r1", Seen::new(hour_ahead, wall)),
+                Duration::ZERO
+            );
+        }
+        // Well-formed, but fewer than RANKED.
+        for _ in 0..RANKED - 1 {
+            arrive(&mut transit, "r1", hour_ahead, now, wall);
+        }
+        let honest = arrive(
+            &mut transit,
+            "r1",
+            epoch + Duration::from_secs(2),
+            now + MS,
+            wall + 2 * MS,
+        );
+        assert_eq!(honest, Duration::ZERO, "an honest batch judged late");
+    }
+
+    #[test]
+    fn no_figure_before_enough_batches() {
+        let mut transit = Transit::default();
+        let now = Instant::now();
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for _ in 0..RANKED - 1 {
+            arrive(&mut transit, "r1", wall, now, wall);
+        }
+        let late = Seen::new(wall, wall + Duration::from_secs(60));
+        assert_eq!(transit.late_by("r1", late), Duration::ZERO);
+        transit.note("r1", Seen::new(wall, wall), now);
+        assert_eq!(transit.late_by("r1", late), Duration::from_secs(60));
     }
 
     #[test]
@@ -191,7 +313,7 @@ mod tests {
         let now = Instant::now();
         let wall = SystemTime::now();
         for i in 0..(3 * MAX_SENDERS) {
-            transit.late_by(&format!("forged-{i}"), wall, now, wall);
+            arrive(&mut transit, &format!("forged-{i}"), wall, now, wall);
             assert!(transit.senders.len() <= MAX_SENDERS);
         }
     }
@@ -201,13 +323,21 @@ mod tests {
         let mut transit = Transit::default();
         let now = Instant::now();
         let far = SystemTime::UNIX_EPOCH + Duration::from_secs(i64::MAX as u64 / 2_000);
-        assert_eq!(
-            transit.late_by("r1", SystemTime::UNIX_EPOCH, now, far),
-            Duration::ZERO
+        for _ in 0..RANKED {
+            assert_eq!(
+                arrive(&mut transit, "r1", SystemTime::UNIX_EPOCH, now, far),
+                Duration::ZERO
+            );
+        }
+        let late = arrive(
+            &mut transit,
+            "r1",
+            SystemTime::UNIX_EPOCH,
+            now,
+            SystemTime::UNIX_EPOCH,
         );
-        let late = transit.late_by("r1", SystemTime::UNIX_EPOCH, now, SystemTime::UNIX_EPOCH);
         assert_eq!(late, Duration::ZERO);
-        let late = transit.late_by("r1", far, now, SystemTime::UNIX_EPOCH);
+        let late = arrive(&mut transit, "r1", far, now, SystemTime::UNIX_EPOCH);
         assert_eq!(late, Duration::ZERO);
     }
 }

@@ -8,11 +8,13 @@
 //! nuggets found at different difficulties apart. A batch is acknowledged once judged and
 //! recorded.
 //!
-//! A digest batch may come from anyone who can publish on `<prefix>.digests`, so a digest is
-//! not taken on trust: every nugget candidate is hashed again (one SHA-256 each; they are
-//! rare), its number expanded from the seed for a seeded batch, and a candidate whose digest
-//! is not its number's SHA-256 is counted as `forged` and logged (rate-limited), never
-//! recorded or published.
+//! A digest batch may come from anyone who can publish on `<prefix>.digests`, so it is not
+//! taken on trust. Before anything of it is recorded, every nugget candidate is hashed again
+//! (one SHA-256 each; they are rare), its number expanded from the seed for a seeded batch, and
+//! so is one digest in [`SAMPLE_ONE_IN`] at random: a batch of made-up digests would otherwise
+//! count as hashes it never had. A batch with a digest that is not its number's SHA-256 (each
+//! such candidate counted as `forged`), or with a nugget recorded before (a copy sent again),
+//! is refused whole: nothing of it recorded or counted as judged, its sender counts it lost.
 //!
 //! `WORKER_DELAY_MS` simulates a costly judgement of each hash, one batch at a time, like the
 //! original's worker loop: 300 ms in the demo profile (about 3.3 hashes/s per worker, the
@@ -22,8 +24,8 @@
 //! One batch's path: [`run`] takes it from the intake and `Judging::take` decodes it, judges
 //! every digest, records and publishes the nuggets, and acknowledges it to the hasher.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::Client;
@@ -167,6 +169,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         client: runtime.client.clone(),
         nuggets: runtime.subjects.nuggets.clone(),
         forgery_log: Throttle::default(),
+        recent: Mutex::new(nugget::Recent::new(RECENT_NUGGETS)),
         delay,
     };
     while let Some(incoming) = intake.next(&shutdown).await {
@@ -194,6 +197,8 @@ struct Judging {
     nuggets: String,
     /// For forged nugget candidates: one warning, then at most one per period.
     forgery_log: Throttle,
+    /// The nuggets recorded lately, to refuse one sent again.
+    recent: Mutex<nugget::Recent>,
     /// Simulated cost of a hash (`WORKER_DELAY_MS`).
     delay: Duration,
 }
@@ -239,17 +244,33 @@ impl Judging {
         if !incoming.answerable() {
             return incoming.drop_unanswerable();
         }
-        let origin = incoming.origin();
         let difficulty = self.meter.difficulty;
+        let mut found = Vec::new();
+        let mut forged = 0;
         for (index, digest) in batch.digests().enumerate() {
             if !nugget::is_nugget(digest, difficulty) {
                 continue;
             }
             let number = batch.numbers.number(index);
-            if !nugget::is_digest_of(&number, digest) {
+            if nugget::is_digest_of(&number, digest) {
+                found.push((number, digest));
+            } else {
                 self.forged(&incoming, &number, digest);
-                continue;
+                forged += 1;
             }
+        }
+        let wrong = wrong_in_sample(&batch);
+        let copies = self.remember(&found, forged + wrong == 0);
+        if forged + wrong + copies > 0 {
+            return incoming
+                .refuse(format!(
+                    "digests that are not SHA-256 of their numbers ({forged} nugget candidates, \
+                     {wrong} of the digests sampled) or nuggets recorded before ({copies})"
+                ))
+                .await;
+        }
+        let origin = incoming.origin();
+        for (number, digest) in found {
             let found = record_nugget(&self.sink, &number, digest, difficulty, origin.clone());
             self.publish(&found).await;
             self.meter.nuggets.add(1);
@@ -257,6 +278,24 @@ impl Judging {
         self.meter.hashes.add(batch.count() as u64);
         // Judged and recorded: acknowledge to the hasher.
         incoming.ack().await;
+    }
+
+    /// How many of the nuggets `found` are copies: of one recorded lately, or twice in the
+    /// batch. When there are none and the batch is `sound` otherwise, they are remembered as
+    /// recorded.
+    fn remember(&self, found: &[([u8; 32], &[u8])], sound: bool) -> usize {
+        let mut recent = self.recent.lock().unwrap();
+        let mut in_batch = std::collections::HashSet::new();
+        let copies = found
+            .iter()
+            .filter(|(_, digest)| recent.contains(digest) || !in_batch.insert(*digest))
+            .count();
+        if copies == 0 && sound {
+            for (_, digest) in found {
+                recent.insert(digest);
+            }
+        }
+        copies
     }
 
     /// Counts a nugget candidate whose digest is not its number's, and says so (rate-limited).
@@ -284,6 +323,30 @@ impl Judging {
             tracing::warn!("could not publish a nugget on {}: {e}", self.nuggets);
         }
     }
+}
+
+/// One digest in this many, at random, is hashed again to check it (at least one a batch):
+/// made-up digests in any number worth counting are caught, for about 3 % of the hashing.
+const SAMPLE_ONE_IN: usize = 32;
+/// Nuggets remembered to refuse copies: minutes of the demo's, seconds of the full profile's.
+const RECENT_NUGGETS: usize = 4096;
+
+/// How many of a random sample of `batch`'s digests (one in [`SAMPLE_ONE_IN`], at least one)
+/// are not SHA-256 of their numbers.
+fn wrong_in_sample(batch: &DigestBatch<'_>) -> usize {
+    let count = batch.count();
+    if count == 0 {
+        return 0;
+    }
+    let stride = SAMPLE_ONE_IN.min(count);
+    let first = rand::random_range(0..stride);
+    batch
+        .digests()
+        .enumerate()
+        .skip(first)
+        .step_by(stride)
+        .filter(|(index, digest)| !nugget::is_digest_of(&batch.numbers.number(*index), digest))
+        .count()
 }
 
 /// `WORKER_DELAY_MS`: a finite number of milliseconds from 0 to an hour.
