@@ -33,6 +33,7 @@ pub use chocominer_codec as codec;
 mod config;
 mod connection;
 pub mod health;
+pub mod http;
 mod intake;
 pub mod nugget;
 mod profile;
