@@ -32,6 +32,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::config::HealthArgs;
+use crate::http;
 use crate::shutdown::Shutdown;
 
 /// How long `--health-check` waits for the answer.
@@ -131,8 +132,9 @@ async fn not_found() -> (StatusCode, &'static str) {
 /// The health endpoints served on an address of their own, until [`HealthServer::stop`] (or
 /// until dropped).
 ///
-/// The HTTP server is axum's, as the dashboard's: requests are bounded by hyper (a request
-/// head larger than about 400 KB is refused with 431), and the handlers never read a body.
+/// The HTTP server is [`crate::http`]'s, as the dashboard's: at most 1024 connections open, a
+/// silent or idle one closed after 5 s, a request head of at most 32 KB (431 beyond); the
+/// handlers never read a body.
 pub struct HealthServer {
     address: SocketAddr,
     task: JoinHandle<()>,
@@ -158,12 +160,7 @@ impl HealthServer {
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stopped.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                tracing::warn!("health server on {address}: {e}");
-            }
+            http::serve(listener, app, async move { stopped.cancelled().await }).await;
         });
         tracing::info!("health on http://{address}/healthz and /readyz");
         Ok(HealthServer {

@@ -49,6 +49,7 @@ use axum::middleware;
 use chocominer_influx as influx;
 use chocominer_pipeline::Shutdown;
 use chocominer_pipeline::health::{self, Health, HealthServer};
+use chocominer_pipeline::http;
 use chocominer_pipeline::{HealthArgs, InfluxArgs};
 use chocominer_status::lesson::DISCOVERY_ENV;
 use clap::builder::BoolishValueParser;
@@ -134,14 +135,11 @@ pub async fn serve(
         .merge(health::routes(health.clone()))
         .layer(middleware::from_fn_with_state(allowed, hosts::check));
     health.set_ready();
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.triggered().await })
-        .await
-        .context("HTTP server");
+    // Connections capped and timed out (chocominer_pipeline::http), as on HEALTH_LISTEN.
+    http::serve(listener, app, async move { shutdown.triggered().await }).await;
     if let Some(server) = health_server {
         server.stop().await;
     }
-    served?;
     let (summaries, influx_failures) = state.counts();
     Ok(Report {
         summaries,
