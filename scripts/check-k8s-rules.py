@@ -327,10 +327,33 @@ def rule_nats_version(build, docs, ctx):
     return problems
 
 
+def rule_monitoring(build, docs, ctx):
+    """What tells who is connected stays with the operators: no NetworkPolicy lets pods reach
+    NATS's monitoring port (/connz?auth=1 lists users and inbox prefixes), and an InfluxDB
+    with pprof on asks admin credentials for every /debug endpoint (1.8 serves /debug/vars and
+    /debug/requests, user names with addresses, to anyone otherwise)."""
+    problems = []
+    for d in docs:
+        if d["kind"] == "NetworkPolicy":
+            selected = d["spec"].get("podSelector", {}).get("matchLabels", {})
+            if selected.get("app.kubernetes.io/name") == "nats":
+                for rule in d["spec"].get("ingress") or []:
+                    if any(p.get("port") in (8222, "monitor") for p in rule.get("ports") or []):
+                        problems.append(f"{name_of(d)}: lets pods reach NATS monitoring (8222)")
+        for _, c in containers(d):
+            env = {e["name"]: e.get("value") for e in c.get("env") or []}
+            if env.get("INFLUXDB_HTTP_PPROF_ENABLED") == "true" \
+                    and env.get("INFLUXDB_HTTP_PPROF_AUTH_ENABLED") != "true":
+                problems.append(f"{name_of(d)} container {c['name']}: pprof on without "
+                                "INFLUXDB_HTTP_PPROF_AUTH_ENABLED: /debug answers anyone")
+    return problems
+
+
 RULES = [("namespace", rule_namespace), ("restricted", rule_restricted),
          ("variables", rule_variables), ("startup", rule_startup), ("scaling", rule_scaling),
          ("jobs", rule_jobs), ("secrets", rule_secrets), ("routes", rule_routes),
-         ("governing", rule_governing), ("images", rule_images), ("nats version", rule_nats_version)]
+         ("governing", rule_governing), ("images", rule_images), ("nats version", rule_nats_version),
+         ("monitoring", rule_monitoring)]
 
 
 # --- what the rules compare against ----------------------------------------------------------
@@ -514,13 +537,19 @@ def self_test(builds, ctx):
             for _, c in containers(d):
                 c["image"] = re.sub(r"(^|/)nats:[\d.]+", r"\1nats:2.10.29", c.get("image", ""))
 
+    def with_open_monitoring(docs):
+        for d in docs:
+            for _, c in containers(d):
+                c["env"] = [e for e in c.get("env") or []
+                            if e["name"] != "INFLUXDB_HTTP_PPROF_AUTH_ENABLED"]
+
     def with_root(docs):
         first_container(stage(docs, "worker")).setdefault("securityContext", {})["runAsNonRoot"] = False
 
     doctors = {"startup": with_startup_on_readiness, "scaling": with_hpa, "secrets": with_secret,
                "routes": with_open_routes, "images": with_short_image,
                "governing": with_clusterip_governor, "nats version": with_old_nats,
-               "restricted": with_root}
+               "restricted": with_root, "monitoring": with_open_monitoring}
     checks = dict(RULES)
     for rule, doctor in doctors.items():
         docs = copy.deepcopy(good)

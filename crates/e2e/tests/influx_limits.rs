@@ -83,3 +83,25 @@ async fn a_readers_continuous_query_never_writes() {
         tokio::time::sleep(POLL).await;
     }
 }
+
+/// No profile of the server for anyone: pprof is off (on InfluxDB 1.8, Compose's and
+/// Kubernetes', it is on and asks admin credentials for every /debug endpoint; the rule
+/// `monitoring` of `just check-k8s` holds that).
+#[tokio::test]
+async fn no_profile_answers_without_credentials() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let influx = Influx::start().await;
+    let address = influx.url().trim_start_matches("http://").to_owned();
+    for path in ["/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/cmdline"] {
+        let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n");
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(10), socket.read_to_string(&mut answer))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap();
+        let status = answer.lines().next().unwrap_or_default();
+        assert!(status.contains(" 404 "), "{path}: {status}");
+    }
+}
