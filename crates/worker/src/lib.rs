@@ -58,7 +58,7 @@ pub struct Report {
     /// Digests judged.
     pub judged: u64,
     pub nuggets: u64,
-    /// Nugget candidates whose digest was not SHA-256 of their number: not recorded.
+    /// Nugget candidates whose digest was not SHA-256 of their number: their batch refused.
     pub forged: u64,
     /// Malformed messages refused.
     pub rejected: u64,
@@ -310,7 +310,7 @@ impl Judging {
                 digest = %hex::encode(digest),
                 forged_total = self.meter.forged.total(),
                 similar_left_out = left_out,
-                "refused a forged nugget: its digest is not SHA-256 of its number (not recorded)"
+                "a forged nugget: its digest is not SHA-256 of its number (its batch is refused)"
             );
         }
     }
