@@ -8,7 +8,7 @@
 //!   when every instance has written its point). A second without any worker point is `null`,
 //!   not 0: before the stack started there is no data, and the page draws none. The seconds
 //!   where the difficulty changed are listed, so the page can mark them. Counts are summed
-//!   where they are not negative, as every total is ([`Read`]);
+//!   where they are not negative, as every total is (`Read`);
 //! - the difficulty in force: the `difficulty` of each alive worker's newest point;
 //! - the latest nuggets, checked first (`chocominer_status::nuggets`: a record InfluxDB's
 //!   writer role wrote that no hash made is not listed, and is counted as refused);

@@ -11,7 +11,7 @@
 //! A digest batch may come from anyone who can publish on `<prefix>.digests`, so it is not
 //! taken on trust. Before anything of it is recorded, every nugget candidate is hashed again
 //! (one SHA-256 each; they are rare), its number expanded from the seed for a seeded batch, and
-//! so is one digest in [`SAMPLE_ONE_IN`] at random: a batch of made-up digests would otherwise
+//! so is one digest in `SAMPLE_ONE_IN` (32) at random: a batch of made-up digests would otherwise
 //! count as hashes it never had. A batch with a digest that is not its number's SHA-256 (each
 //! such candidate counted as `forged`), or with a nugget recorded before (a copy sent again),
 //! is refused whole: nothing of it recorded or counted as judged, its sender counts it lost.
