@@ -1,0 +1,135 @@
+//! What the recorder lets through: points as a stage writes them, checked line by line against
+//! the schema (`chocominer_influx::schema`), before anything reaches InfluxDB.
+//!
+//! A line passes when its measurement is one of the schema's, its only tag is `instance`,
+//! every field is one of that measurement's with its type, a count or a gauge is not negative
+//! (a share, such as `busy`, at most 1), a nugget record is one a hash made (its digest is
+//! SHA-256 of its number, with the zero bits it claims), and its time is given and not ahead of
+//! the recorder's clock by more than [`AHEAD_ALLOWED`]. A request passes whole or not at all.
+
+use std::time::Duration;
+
+use chocominer_influx::schema::{self, Kind, Measurement, Type};
+use chocominer_pipeline::nugget;
+use influxdb_line_protocol::{FieldValue, parse_lines};
+
+/// How far ahead of the recorder's clock a point may be stamped: the stages stamp points with
+/// their own clocks, which the figures already need within a couple of seconds.
+pub const AHEAD_ALLOWED: Duration = Duration::from_secs(10);
+
+/// The measurements a stage writes.
+const MEASUREMENTS: [&Measurement; 4] = [
+    &schema::RNG,
+    &schema::HASHER,
+    &schema::WORKER,
+    &schema::NUGGET,
+];
+
+/// Why a request was refused: its first line that failed, and how.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {why}")]
+pub struct Refused {
+    pub line: usize,
+    pub why: String,
+}
+
+/// Checks every line of `body` (nanosecond timestamps) against the schema at `now_ns`;
+/// returns how many points it holds.
+pub fn check(body: &str, now_ns: i64) -> Result<usize, Refused> {
+    let ahead = i64::try_from(AHEAD_ALLOWED.as_nanos()).unwrap_or(i64::MAX);
+    let mut points = 0;
+    for (index, parsed) in parse_lines(body).enumerate() {
+        let refuse = |why: String| Refused {
+            line: index + 1,
+            why,
+        };
+        let line = parsed.map_err(|e| refuse(format!("not line protocol: {e}")))?;
+        let name = line.series.measurement.as_str();
+        let measurement = MEASUREMENTS
+            .iter()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| refuse(format!("measurement {name:?} is none of ours")))?;
+        let tags = line.series.tag_set.as_deref().unwrap_or_default();
+        if tags.len() != 1 || tags[0].0.as_str() != schema::INSTANCE {
+            return Err(refuse(format!(
+                "tags other than one {:?}",
+                schema::INSTANCE
+            )));
+        }
+        let time = line
+            .timestamp
+            .ok_or_else(|| refuse("no time: a stage stamps every point".into()))?;
+        if time > now_ns.saturating_add(ahead) {
+            return Err(refuse(format!("stamped more than {AHEAD_ALLOWED:?} ahead")));
+        }
+        for (field, value) in &line.field_set {
+            let field_name = field.as_str();
+            let known = measurement
+                .fields()
+                .iter()
+                .find(|f| f.name() == field_name)
+                .ok_or_else(|| refuse(format!("{name} has no field {field_name:?}")))?;
+            let number = match (known.ty(), value) {
+                (Type::Integer, FieldValue::I64(v)) => Some(*v as f64),
+                (Type::Float, FieldValue::F64(v)) => Some(*v),
+                (Type::String, FieldValue::String(_)) => None,
+                _ => {
+                    return Err(refuse(format!(
+                        "{name}.{field_name} is not a {}",
+                        known.ty().name()
+                    )));
+                }
+            };
+            if let Some(value) = number
+                && known.kind() != Kind::Event
+                && !(value >= 0.0 && value <= most(measurement, field_name))
+            {
+                return Err(refuse(format!(
+                    "{name}.{field_name} = {value}: out of range"
+                )));
+            }
+        }
+        if std::ptr::eq(*measurement, &schema::NUGGET) {
+            let text = |field: &str| {
+                line.field_set.iter().find_map(|(f, v)| match v {
+                    FieldValue::String(s) if f.as_str() == field => Some(s.as_str()),
+                    _ => None,
+                })
+            };
+            let zero_bits = line.field_set.iter().find_map(|(f, v)| match v {
+                FieldValue::I64(bits) if f.as_str() == schema::nugget::ZERO_BITS.name() => {
+                    Some(*bits)
+                }
+                _ => None,
+            });
+            let (Some(number), Some(digest), Some(zero_bits)) = (
+                text(schema::nugget::NUMBER.name()),
+                text(schema::nugget::DIGEST.name()),
+                zero_bits,
+            ) else {
+                return Err(refuse(
+                    "a nugget record without its number, digest or zero bits".into(),
+                ));
+            };
+            nugget::check_record(number, digest, zero_bits)
+                .map_err(|unsound| refuse(format!("a nugget no hash made: {unsound:?}")))?;
+        }
+        points += 1;
+    }
+    Ok(points)
+}
+
+/// The largest value a stage writes in `field` of `measurement`: a share at most 1, the
+/// difficulty at most a digest's 256 bits, anything else unbounded.
+fn most(measurement: &Measurement, field: &str) -> f64 {
+    let share = [schema::hasher::BUSY.name(), schema::worker::BUSY.name()];
+    if share.contains(&field) && !std::ptr::eq(measurement, &schema::RNG) {
+        1.0
+    } else if std::ptr::eq(measurement, &schema::WORKER)
+        && field == schema::worker::DIFFICULTY.name()
+    {
+        256.0
+    } else {
+        f64::INFINITY
+    }
+}

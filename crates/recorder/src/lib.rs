@@ -1,0 +1,256 @@
+//! recorder: the stages' write-only path to InfluxDB.
+//!
+//! InfluxDB 1.x lets whoever may write to a database also `DELETE` from it and `DROP SERIES`
+//! in it: no setting separates the two. So the stages do not hold InfluxDB's writer password;
+//! the recorder does. It takes the stages' points as InfluxDB would (`POST /write`, line
+//! protocol, the stages' own user and password in basic auth), checks every line against the
+//! schema ([`check`]: known measurements and fields, no negative count, nugget records a hash
+//! made, no time far ahead), and writes the request whole to InfluxDB, or refuses it whole
+//! (400, saying which line and why; the stage counts the points refused and logs it). It
+//! answers nothing else: no query, no delete.
+//!
+//! - `POST /write?db=<INFLUX_DB>`: 204 once InfluxDB has the points; 400 for a line that is
+//!   not a stage's; 401 without the stages' credentials; 404 for another database; 503 (with
+//!   InfluxDB's reason) when InfluxDB cannot take them now, which a stage retries later;
+//! - `GET /ping`: 204, as InfluxDB's, for a stage that waits for its InfluxDB;
+//! - `GET /healthz`, `GET /readyz` (see `chocominer_pipeline::health`).
+
+pub mod check;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chocominer_influx::{self as influx, Secret, WriteError};
+use chocominer_pipeline::health::{self, Health, HealthServer};
+use chocominer_pipeline::{HealthArgs, InfluxArgs, Shutdown, Throttle, http};
+use tokio::net::TcpListener;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8087";
+pub const DEFAULT_USER: &str = "stages";
+
+/// The largest request taken: a stage writes at most 5,000 points (about 1 MB) at once.
+const MAX_BODY: usize = 4 << 20;
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "recorder", version, about = "ChocoMiner recorder: the stages' write-only path to InfluxDB", after_help = chocominer_pipeline::ENV_HELP)]
+pub struct Config {
+    /// Address and port the stages send their points to (their INFLUX_URL).
+    #[arg(long, env = "RECORDER_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// The user the stages write as (their INFLUX_USER).
+    #[arg(long, env = "RECORDER_USER", default_value = DEFAULT_USER)]
+    pub user: String,
+    /// File holding the stages' password (a trailing line break is dropped), read once at
+    /// start: the password the stages give as INFLUX_PASSWORD(_FILE). Not InfluxDB's.
+    #[arg(
+        long,
+        env = "RECORDER_PASSWORD_FILE",
+        value_name = "PATH",
+        value_parser = password_file
+    )]
+    pub password_file: Secret,
+    /// Where the points go: InfluxDB, as its writer (INFLUX_USER, INFLUX_PASSWORD_FILE).
+    #[command(flatten)]
+    pub influx: InfluxArgs,
+    #[command(flatten)]
+    pub health: HealthArgs,
+}
+
+fn password_file(path: &str) -> Result<Secret, String> {
+    influx::read_password_file(std::path::Path::new(path)).map(Secret::new)
+}
+
+/// What a run recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Report {
+    /// Points written to InfluxDB.
+    pub recorded: u64,
+    /// Requests refused: a line that is not a stage's, or no credentials.
+    pub refused: u64,
+}
+
+struct Recorder {
+    influx: influx::Client,
+    user: String,
+    password: Secret,
+    recorded: AtomicU64,
+    refused: AtomicU64,
+    refusal_log: Throttle,
+}
+
+/// Listens on `config.listen` and serves until `shutdown`.
+pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    serve(listener, config, shutdown).await
+}
+
+/// Serves on `listener` (tests bind port 0 themselves) until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: Shutdown,
+) -> anyhow::Result<Report> {
+    let influx = influx::Client::new(&config.influx)?;
+    tracing::info!(
+        influx = influx.url(),
+        db = influx.db(),
+        user = config.user,
+        "recording the stages' points on http://{}",
+        listener.local_addr()?
+    );
+    let recorder = Arc::new(Recorder {
+        influx,
+        user: config.user,
+        password: config.password_file,
+        recorded: AtomicU64::new(0),
+        refused: AtomicU64::new(0),
+        refusal_log: Throttle::default(),
+    });
+    let health = Health::new(&shutdown);
+    let health_server = HealthServer::start(&config.health, &health).await?;
+    let app = Router::new()
+        .route("/write", post(write))
+        .route("/ping", get(|| async { StatusCode::NO_CONTENT }))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(recorder.clone())
+        .merge(health::routes(health.clone()));
+    health.set_ready();
+    http::serve(listener, app, async move { shutdown.triggered().await }).await;
+    if let Some(server) = health_server {
+        server.stop().await;
+    }
+    Ok(Report {
+        recorded: recorder.recorded.load(Ordering::Relaxed),
+        refused: recorder.refused.load(Ordering::Relaxed),
+    })
+}
+
+/// The value of `name` in a query string, as written (the stages' client writes plain ones).
+fn param<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// `POST /write`: checked whole, written whole.
+async fn write(
+    State(recorder): State<Arc<Recorder>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    if !recorder.authorized(&headers) {
+        recorder.refused.fetch_add(1, Ordering::Relaxed);
+        return error(StatusCode::UNAUTHORIZED, "authorization failed");
+    }
+    let query = query.unwrap_or_default();
+    if param(&query, "db") != Some(recorder.influx.db()) {
+        return error(StatusCode::NOT_FOUND, "database not found");
+    }
+    if param(&query, "precision").is_some_and(|p| p != "ns") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "only nanosecond times (precision=ns)",
+        );
+    }
+    let now_ns = chocominer_pipeline::stats::now_ns();
+    let points = match check::check(&body, now_ns) {
+        Ok(points) => points,
+        Err(refused) => {
+            recorder.refused.fetch_add(1, Ordering::Relaxed);
+            if let Some(left_out) = recorder.refusal_log.admit() {
+                tracing::warn!(similar_left_out = left_out, "refused points: {refused}");
+            }
+            return error(StatusCode::BAD_REQUEST, &refused.to_string());
+        }
+    };
+    let lines: Vec<String> = body
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    match recorder.influx.write(&lines).await {
+        Ok(()) => {
+            recorder
+                .recorded
+                .fetch_add(points as u64, Ordering::Relaxed);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(WriteError::Retry(why) | WriteError::Denied(why) | WriteError::Refused(why)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("InfluxDB did not take them: {why}"),
+        ),
+    }
+}
+
+impl Recorder {
+    /// Whether `headers` carry the stages' user and password (basic auth), compared in time
+    /// that does not depend on where they differ.
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(given) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Basic "))
+        else {
+            return false;
+        };
+        let expected = basic(&self.user, self.password.expose());
+        given.len() == expected.len()
+            && given
+                .bytes()
+                .zip(expected.bytes())
+                .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                == 0
+    }
+}
+
+/// `user:password` in base64, as basic auth carries it.
+fn basic(user: &str, password: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = format!("{user}:{password}").into_bytes();
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// An answer as InfluxDB gives one: `{"error": "..."}`.
+fn error(status: StatusCode, why: &str) -> Response {
+    let body = serde_json::json!({ "error": why }).to_string();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_auth_is_base64_of_user_colon_password() {
+        // RFC 7617's example.
+        assert_eq!(
+            basic("Aladdin", "open sesame"),
+            "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        assert_eq!(basic("a", ""), "YTo=");
+        assert_eq!(basic("ab", "c"), "YWI6Yw==");
+    }
+}
