@@ -3,7 +3,9 @@
 # then `just scale worker 2`, `just scale worker 10`, `just scale rng 3`, `just scale hasher 2`,
 # each step's rate and named bottleneck read back with `just status --json` and checked by
 # scripts/lesson.py (the same checks as the compose lesson in scripts/test-containers.sh).
-# A stack of its own (a temporary run directory, ports 34222/38222/38086/38088/38000), on the
+# A stack of its own (a temporary run directory, ports 14222/18222/18086/18088/18000: below
+# Linux's ephemeral range, 32768 and up, where a client's socket once held 38000 as the
+# dashboard came to listen there), on the
 # dev build, default (demo) settings. Run by `just test`; fails, never skips, when a tool is
 # missing. About 2 minutes.
 set -euo pipefail
@@ -19,10 +21,10 @@ done
 # The lesson's pacing is the default one: no setting of the developer's shell leaks in.
 for v in $(compgen -e | grep -E "$SETTING_RE" || true); do unset "$v"; done
 unset CHOCOMINER_PROFILE CHOCOMINER_DISCOVERY
-export CHOCOMINER_NATS_PORT=34222 CHOCOMINER_NATS_MONITOR_PORT=38222 CHOCOMINER_INFLUX_PORT=38086 \
-  CHOCOMINER_INFLUX_RPC_PORT=38088 CHOCOMINER_WEBUI_PORT=38000
-for port in 34222 38222 38086 38088 38000; do
-  ! port_open "$port" || fail "port $port is taken: this test runs its stack on 34222/38222/38086/38088/38000"
+export CHOCOMINER_NATS_PORT=14222 CHOCOMINER_NATS_MONITOR_PORT=18222 CHOCOMINER_INFLUX_PORT=18086 \
+  CHOCOMINER_INFLUX_RPC_PORT=18088 CHOCOMINER_WEBUI_PORT=18000
+for port in 14222 18222 18086 18088 18000; do
+  ! port_open "$port" || fail "port $port is taken: this test runs its stack on 14222/18222/18086/18088/18000"
 done
 CHOCOMINER_RUN_DIR="$(mktemp -d "${TMPDIR:-/tmp}/chocominer-lesson.XXXXXX")"
 export CHOCOMINER_RUN_DIR
