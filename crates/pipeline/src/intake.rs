@@ -220,8 +220,9 @@ pub struct Incoming {
     /// How much longer than its sender's quickest batches it took to get here (a wait this
     /// process's clock did not see, such as a freeze).
     late: Duration,
-    /// Its sender, as it says, and its transit figure: noted once it proves to be a batch.
-    seen: Option<(String, Seen)>,
+    /// Its transit figure, noted (under the sender its headers name) once it proves to be a
+    /// batch.
+    seen: Option<Seen>,
     shared: Arc<Shared>,
     _held: Held,
 }
@@ -378,11 +379,11 @@ impl Intake {
         let received = Instant::now();
         let seen = message.headers.as_ref().and_then(|headers| {
             let sent = parse_sent_at(headers.get(HEADER_SENT_MS)?.as_str())?;
-            let sender = headers.get(HEADER_INSTANCE).map_or("", |v| v.as_str());
-            Some((sender.to_owned(), Seen::new(sent, SystemTime::now())))
+            Some(Seen::new(sent, SystemTime::now()))
         });
-        let late = seen.as_ref().map_or(Duration::ZERO, |(sender, seen)| {
-            self.shared.transit.lock().unwrap().late_by(sender, *seen)
+        let late = seen.map_or(Duration::ZERO, |seen| {
+            let transit = self.shared.transit.lock().unwrap();
+            transit.late_by(claimed_sender(&message), seen)
         });
         Incoming {
             message,
@@ -524,9 +525,9 @@ impl Incoming {
     /// Notes the batch's transit figure: it has proved to be a batch, taken or found stale
     /// (see the `transit` module; a message refused as malformed is never noted).
     fn note_transit(&mut self) {
-        if let Some((sender, seen)) = self.seen.take() {
+        if let Some(seen) = self.seen.take() {
             let mut transit = self.shared.transit.lock().unwrap();
-            transit.note(&sender, seen, self.received);
+            transit.note(claimed_sender(&self.message), seen, self.received);
         }
     }
 
@@ -626,4 +627,14 @@ impl Incoming {
             tracing::warn!("could not answer a batch: {e}");
         }
     }
+}
+
+/// The sender a message names (`Chocominer-Instance`), empty if none: borrowed, as a transit
+/// figure is looked up for every batch and its name copied only for a sender new to it.
+fn claimed_sender(message: &Message) -> &str {
+    message
+        .headers
+        .as_ref()
+        .and_then(|headers| headers.get(HEADER_INSTANCE))
+        .map_or("", |value| value.as_str())
 }
