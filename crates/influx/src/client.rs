@@ -209,11 +209,17 @@ impl Client {
     /// Writes `lines` of line protocol (nanosecond timestamps). A missing database is created
     /// and the write is to be retried.
     pub async fn write(&self, lines: &[String]) -> Result<(), WriteError> {
+        self.write_body(lines.join("\n")).await
+    }
+
+    /// Writes `body`, lines of line protocol as [`write`](Self::write) takes them, already
+    /// joined (a request passed on whole).
+    pub async fn write_body(&self, body: String) -> Result<(), WriteError> {
         let request = self
             .http
             .post(format!("{}/write", self.target))
             .query(&[("db", self.db.as_str()), ("precision", "ns")])
-            .body(lines.join("\n"));
+            .body(body);
         let response = self
             .auth(request)
             .send()

@@ -173,12 +173,7 @@ async fn write(
             return error(StatusCode::BAD_REQUEST, &refused.to_string());
         }
     };
-    let lines: Vec<String> = body
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_owned)
-        .collect();
-    match recorder.influx.write(&lines).await {
+    match recorder.influx.write_body(body).await {
         Ok(()) => {
             recorder
                 .recorded
