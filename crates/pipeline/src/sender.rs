@@ -631,19 +631,11 @@ impl Slot<'_> {
     }
 }
 
-/// Whether `reply` may settle batch `seq`: it names that batch, or it is the server's own "no
-/// responders" (which only the server sends, and names nothing).
-fn settles(reply: &async_nats::Message, instance: &str, seq: u64) -> bool {
+/// How `reply` answers the batch named `batch`; `None` if it settles nothing: an answer names
+/// its batch, and only the server's own "no responders" names none (only the server sends it).
+fn classify(reply: &async_nats::Message, target: Stage, batch: &str) -> Option<Answer> {
     if reply.status == Some(StatusCode::NO_RESPONDERS) {
-        return true;
-    }
-    let named = reply.headers.as_ref().and_then(|h| h.get(HEADER_BATCH));
-    named.is_some_and(|named| named.as_str() == batch_id(instance, seq))
-}
-
-fn classify(reply: &async_nats::Message, target: Stage) -> Answer {
-    if reply.status == Some(StatusCode::NO_RESPONDERS) {
-        return Answer::NobodyTook(format!("no {target} is listening"));
+        return Some(Answer::NobodyTook(format!("no {target} is listening")));
     }
     let header = |name| {
         reply
@@ -652,13 +644,16 @@ fn classify(reply: &async_nats::Message, target: Stage) -> Answer {
             .and_then(|h| h.get(name))
             .map(|v| v.as_str().to_owned())
     };
-    match header(NATS_SERVICE_ERROR) {
+    if header(HEADER_BATCH).as_deref() != Some(batch) {
+        return None;
+    }
+    Some(match header(NATS_SERVICE_ERROR) {
         None => Answer::Acked,
         Some(error) if header(NATS_SERVICE_ERROR_CODE) == Some(TURNED_AWAY.to_string()) => {
             Answer::TurnedAway(format!("the {target} turned a batch away: {error}"))
         }
         Some(error) => Answer::Refused(format!("{target} refused it: {error}")),
-    }
+    })
 }
 
 async fn receive_replies(mut replies: async_nats::Subscriber, shared: Arc<Shared>) {
@@ -671,11 +666,11 @@ async fn receive_replies(mut replies: async_nats::Subscriber, shared: Arc<Shared
         else {
             continue;
         };
-        if !settles(&reply, &shared.config.instance, seq) {
+        let batch = batch_id(&shared.config.instance, seq);
+        let Some(answer) = classify(&reply, shared.config.target, &batch) else {
             shared.stray(&reply);
             continue;
-        }
-        let answer = classify(&reply, shared.config.target);
+        };
         // Past its time: no longer in the window, so it cannot be held again either.
         if let Some(count) = shared.take_overdue(seq) {
             match answer {
