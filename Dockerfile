@@ -5,6 +5,7 @@
 #   hasher   ghcr.io/chocominer/hasher:0.1.0                      /usr/local/bin/hasher
 #   worker   ghcr.io/chocominer/worker:0.1.0                      /usr/local/bin/worker
 #   webui    ghcr.io/chocominer/webui:0.1.0                       /usr/local/bin/webui
+#   recorder ghcr.io/chocominer/recorder:0.1.0                    /usr/local/bin/recorder
 #   cli      ghcr.io/chocominer/cli:0.1.0                         /usr/local/bin/chocominer
 #
 # From source (the default; BuildKit; the Rust stage compiles everything once, its cache mounts
@@ -52,7 +53,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && RUSTFLAGS="-C target-feature=+crt-static" \
     cargo build --release --locked --bins --target "$triple" \
  && mkdir -p /out \
- && for bin in rng hasher worker webui chocominer; do \
+ && for bin in rng hasher worker webui recorder chocominer; do \
       strip -o "/out/$bin" "target/$triple/release/$bin"; \
     done
 
@@ -98,6 +99,15 @@ COPY --from=binaries /out/webui /usr/local/bin/webui
 ENV WEBUI_LISTEN=0.0.0.0:8000
 EXPOSE 8000
 ENTRYPOINT ["/usr/local/bin/webui"]
+
+# The stages' write-only path to InfluxDB: it takes their points, checks them and writes them
+# as InfluxDB's writer, so the stages never hold a password that may DELETE or DROP SERIES.
+FROM service AS recorder
+COPY --from=binaries /out/recorder /usr/local/bin/recorder
+# Its own default is loopback only; in a container the stages reach it on its address.
+ENV RECORDER_LISTEN=0.0.0.0:8087
+EXPOSE 8087
+ENTRYPOINT ["/usr/local/bin/recorder"]
 
 # The CLI: `docker run --rm --network <net> -e NATS_URL=nats://nats:4222 ghcr.io/chocominer/cli:0.1.0 sub nuggets`
 FROM runtime AS cli

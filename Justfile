@@ -27,7 +27,7 @@ down:
 scale STAGE N:
     @scripts/scale.sh "$@"
 
-# Follow the logs of the local stack, or of one stage (rng|hasher|worker|nats|influxd|webui)
+# Follow the logs of the local stack, or of one part (rng|hasher|worker|nats|influxd|recorder|webui)
 [no-exit-message]
 logs STAGE="":
     @scripts/logs.sh "$@"
@@ -37,8 +37,9 @@ logs STAGE="":
 ps:
     @scripts/ps.sh
 
-# What CI runs: the whole test suite (needs nats-server and influxd, see scripts/install-deps.sh).
-# --no-fail-fast: every test binary runs even when one fails, and cargo lists all that failed.
+# Needs nats-server and influxd (scripts/install-deps.sh). --no-fail-fast: every test binary
+# runs even when one fails, and cargo lists all that failed.
+# What CI runs: the whole test suite, then the local stack and the lesson played for real
 test:
     cargo fmt --all --check
     cargo test --workspace --no-fail-fast
@@ -110,8 +111,8 @@ doc:
 check-k8s:
     @scripts/check-k8s.sh
 
-# Check that docker-compose.yml and k8s/ name only images the Dockerfile builds, variables the
-# binaries read (asked of their --help) and health checks they serve (the images' static build)
+# The binaries asked are the images' static build (scripts/static-bins.sh).
+# Check that compose and k8s name only images the Dockerfile builds, variables the binaries read and health checks they serve
 check-files:
     python3 scripts/check-files.py "$(scripts/static-bins.sh)"
 
@@ -123,7 +124,7 @@ check-build:
 
 # Needs root (or a running engine), apt's docker.io and debootstrap; pulls nothing (stand-ins);
 # ~12 min on 2 cores. `--no-cache` compiles from nothing. Measured run: docs/images.md.
-# Build the five images from source (BINARIES=source, the Rust stage) and run each one
+# Build the six images from source (BINARIES=source, the Rust stage) and run each one
 [no-exit-message]
 build-images-source *ARGS:
     @scripts/build-images-source.sh "$@"

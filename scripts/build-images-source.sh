@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# `just build-images-source`: the five images built from source, as a user without host-built
+# `just build-images-source`: the six images built from source, as a user without host-built
 # binaries builds them: the Dockerfile as it is, its default BINARIES=source, so its Rust stage
 # compiles the workspace in the rust image it names (rust:1.95-bookworm), then
 #
 #   DOCKER_BUILDKIT=1 /usr/bin/docker build --target <t> -t <registry>/<t>:<version> .
 #
-# for rng, hasher, worker, webui and cli (registry: CHOCOMINER_REGISTRY, default
+# for rng, hasher, worker, webui, recorder and cli (registry: CHOCOMINER_REGISTRY, default
 # ghcr.io/chocominer; version: the workspace's, Cargo.toml). The first target compiles
 # everything (12 minutes on 2 cores, docs/images.md), the others reuse that stage from
 # BuildKit's cache.

@@ -34,7 +34,7 @@ import sys
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-# Read by tracing's log filter (crates/pipeline/src/telemetry.rs), not by a command-line flag.
+# Read by tracing's log filter (crates/process/src/telemetry.rs), not by a command-line flag.
 NOT_FLAGS = {"RUST_LOG"}
 PROBE_PATHS = {"/healthz", "/readyz"}
 

@@ -32,7 +32,12 @@ InfluxDB's passwords, open NATS routes, unqualified images, drifting versions):
                 short-name prompt) and a tag other than latest; renaming an image in
                 k8s/components/images renames it in every build (one place);
   nats version  the NATS image's version is the one scripts/install-deps.sh pins for the
-                tests and the one docker-compose.yml runs.
+                tests and the one docker-compose.yml runs;
+  monitoring    no pod may reach NATS monitoring; InfluxDB's /debug asks admin credentials;
+  write-only    no stage (rng, hasher, worker) holds InfluxDB's writer password (key
+                writer-password of chocominer-influx: WRITE also lets it DELETE and DROP
+                SERIES), by volume, secretKeyRef or envFrom, and a stage's INFLUX_URL names the
+                recorder's Service: the stages write only through the recorder.
 
 Each rule first proves it can fail: it is run on a doctored copy of a good build and must
 complain. Usage: check-k8s-rules.py ROOT BUILD FILE [BUILD FILE ...]
@@ -56,6 +61,9 @@ KNOWN_PREFIXES = ("CHOCOMINER_", "RNG_", "HASHER_", "NATS_", "INFLUX_", "WORKER_
 RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
                       "persistentVolumeClaim", "projected", "secret"}
 OURS = re.compile(r"(?:.+/)?chocominer/([a-z0-9-]+)(?::(\S+))?")
+STAGES = {"rng", "hasher", "worker"}
+# InfluxDB's writer password: only the recorder may hold it (rule write-only).
+WRITER_SECRET, WRITER_KEY = "chocominer-influx", "writer-password"
 HPA_OVERLAY = "k8s/overlays/hpa"
 
 
@@ -349,11 +357,67 @@ def rule_monitoring(build, docs, ctx):
     return problems
 
 
+def is_stage(doc):
+    labels = (((doc.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
+    return doc["kind"] == "Deployment" and (doc["metadata"]["name"] in STAGES
+                                            or labels.get("app.kubernetes.io/component") == "stage")
+
+
+def rule_write_only(build, docs, ctx):
+    """The stages write their stats through the recorder, never as InfluxDB's writer: a user
+    with WRITE in InfluxDB 1.x may also DELETE and DROP SERIES, so a stage holding the writer's
+    password (InfluxDB's, key writer-password of chocominer-influx) could erase the books. Only
+    the recorder, which checks every line, holds it."""
+    configmaps = {d["metadata"]["name"]: d.get("data") or {} for d in docs if d["kind"] == "ConfigMap"}
+    recorder_services = {d["metadata"]["name"] for d in docs if d["kind"] == "Service"
+                         and (d["spec"].get("selector") or {}).get("app.kubernetes.io/name") == "recorder"}
+    writer = f"Secret {WRITER_SECRET} key {WRITER_KEY} (InfluxDB's writer password: WRITE also " \
+             "lets it DELETE and DROP SERIES; only the recorder may hold it)"
+    problems = []
+    for d in docs:
+        if not is_stage(d):
+            continue
+        for pod in pod_specs(d):
+            for v in pod.get("volumes", []):
+                sources = [s["secret"] for s in (v.get("projected") or {}).get("sources", []) if "secret" in s]
+                if "secret" in v:
+                    sources.append({"name": v["secret"]["secretName"], "items": v["secret"].get("items")})
+                for s in sources:
+                    keys = [i["key"] for i in s.get("items") or []]
+                    if s["name"] == WRITER_SECRET and (not keys or WRITER_KEY in keys):
+                        problems.append(f"{name_of(d)} volume {v['name']}: mounts {writer}")
+        for _, c in containers(d):
+            where = f"{name_of(d)} container {c['name']}"
+            env = {}
+            for source in c.get("envFrom", []):
+                if (source.get("secretRef") or {}).get("name") == WRITER_SECRET:
+                    problems.append(f"{where}: envFrom takes every key of Secret {WRITER_SECRET}, {writer}")
+                if "configMapRef" in source:
+                    env.update({source.get("prefix", "") + k: v
+                                for k, v in configmaps.get(source["configMapRef"]["name"], {}).items()})
+            for e in c.get("env", []):
+                ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                if ref and ref["name"] == WRITER_SECRET and ref["key"] == WRITER_KEY:
+                    problems.append(f"{where}: {e['name']} from {writer}")
+                cm = (e.get("valueFrom") or {}).get("configMapKeyRef")
+                if cm:
+                    env[e["name"]] = configmaps.get(cm["name"], {}).get(cm["key"])
+                elif "value" in e:
+                    env[e["name"]] = e["value"]
+            url = env.get("INFLUX_URL") or ""
+            host = re.sub(r"^[a-z]+://", "", url).split("/")[0].split(":")[0].split(".")[0]
+            if host not in recorder_services:
+                problems.append(f"{where}: INFLUX_URL {url or '(unset)'} is not the recorder's Service "
+                                f"({', '.join(sorted(recorder_services)) or 'none in the build'}): the "
+                                "stages write only through the recorder")
+    return problems
+
+
 RULES = [("namespace", rule_namespace), ("restricted", rule_restricted),
          ("variables", rule_variables), ("startup", rule_startup), ("scaling", rule_scaling),
          ("jobs", rule_jobs), ("secrets", rule_secrets), ("routes", rule_routes),
          ("governing", rule_governing), ("images", rule_images), ("nats version", rule_nats_version),
-         ("monitoring", rule_monitoring)]
+         ("monitoring", rule_monitoring), ("write-only", rule_write_only)]
 
 
 # --- what the rules compare against ----------------------------------------------------------
@@ -543,25 +607,52 @@ def self_test(builds, ctx):
                 c["env"] = [e for e in c.get("env") or []
                             if e["name"] != "INFLUXDB_HTTP_PPROF_AUTH_ENABLED"]
 
+    def with_stage_as_writer(docs):
+        # The stage's InfluxDB password as it was before the recorder: the writer's.
+        for v in stage(docs, "worker")["spec"]["template"]["spec"]["volumes"]:
+            for s in (v.get("projected") or {}).get("sources", []):
+                if "secret" in s and any(i.get("path", "").startswith("recorder-") for i in s["secret"].get("items") or []):
+                    s["secret"] = {"name": WRITER_SECRET,
+                                   "items": [{"key": WRITER_KEY, "path": "influx-writer-password"}]}
+
     def with_root(docs):
         first_container(stage(docs, "worker")).setdefault("securityContext", {})["runAsNonRoot"] = False
 
     doctors = {"startup": with_startup_on_readiness, "scaling": with_hpa, "secrets": with_secret,
                "routes": with_open_routes, "images": with_short_image,
                "governing": with_clusterip_governor, "nats version": with_old_nats,
-               "restricted": with_root, "monitoring": with_open_monitoring}
+               "restricted": with_root, "monitoring": with_open_monitoring,
+               "write-only": with_stage_as_writer}
     checks = dict(RULES)
     for rule, doctor in doctors.items():
         docs = copy.deepcopy(good)
         doctor(docs)
         if not checks[rule](build, docs, ctx):
             fail(f"self-test: the {rule} rule did not notice its defect ({doctor.__name__})")
+    # write-only, its other ways in: the writer's key by secretKeyRef, the whole Secret by
+    # envFrom, and a stage writing to InfluxDB itself.
+    def with_writer_env(docs):
+        first_container(stage(docs, "rng")).setdefault("env", []).append(
+            {"name": "INFLUX_PASSWORD", "valueFrom": {"secretKeyRef": {"name": WRITER_SECRET, "key": WRITER_KEY}}})
+
+    def with_writer_envfrom(docs):
+        first_container(stage(docs, "hasher")).setdefault("envFrom", []).append({"secretRef": {"name": WRITER_SECRET}})
+
+    def with_stage_to_influxdb(docs):
+        first_container(stage(docs, "hasher")).setdefault("env", []).append(
+            {"name": "INFLUX_URL", "value": "http://influxdb:8086"})
+
+    for doctor in (with_writer_env, with_writer_envfrom, with_stage_to_influxdb):
+        docs = copy.deepcopy(good)
+        doctor(docs)
+        if not rule_write_only(build, docs, ctx):
+            fail(f"self-test: the write-only rule did not notice its defect ({doctor.__name__})")
     # jobs: a template that follows the settings, and one that never goes away.
     jobs_ctx = dict(ctx, settings_changed={build: {n: {"changed": True} for n in job_templates(good)}})
     if job_templates(good) and not rule_jobs(build, good, jobs_ctx):
         fail("self-test: the jobs rule did not notice a template that follows the settings")
     print(f"[check-k8s] self-test: each rule refuses its defect on a doctored {build} "
-          f"({', '.join(sorted(doctors))}, jobs)")
+          f"({', '.join(sorted(doctors))}, jobs; write-only also by secretKeyRef, envFrom, INFLUX_URL)")
 
 
 if __name__ == "__main__":

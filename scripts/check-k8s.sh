@@ -8,7 +8,8 @@
 #    `kubernetes-validate --strict` (unknown fields are errors too).
 # 3. The rules of scripts/check-k8s-rules.py on every build (namespace, restricted pods,
 #    variables, startup probes, scaling, Jobs, Secrets, NATS routes, governing Services, images,
-#    the NATS version), each first shown to refuse a doctored build.
+#    the NATS version, monitoring, write-only: no stage holds InfluxDB's writer password), each
+#    first shown to refuse a doctored build.
 # 4. The policy scan: checkov on every build, each skipped check justified where it is skipped.
 #
 # It proves the files are well-formed, not that the pods run: nothing here starts a cluster.

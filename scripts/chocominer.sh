@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # `just status`, `just ping` and `just sub`: run the `chocominer` command that `just up` built
 # (target/release/chocominer). The release binaries are built first exactly as `up` builds
-# them (build_release in lib.sh): after `up` that is a no-op, and after a change cargo shows
-# what it compiles.
+# them (build_release_quietly in lib.sh): after `up` that is a no-op and prints nothing, and
+# after a change cargo shows what it compiles.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-build_release
+build_release_quietly
 # The servers `up` was given (INFLUX_URL, NATS_URL, ...; the environment wins).
 load_settings
 # As the NATS user `cli` of the local stack (its password from `up`), unless the environment

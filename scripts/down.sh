@@ -2,7 +2,8 @@
 # `just down`: stops exactly what `just up` and `just scale` started, found through the pid
 # files in .run/pids (a pid whose start time or command no longer matches is left alone).
 # Order: the dashboard (webui), then rng, hasher, worker (upstream first, so each stage can
-# finish what it holds and the worker can flush its last stats), then nats-server and influxd.
+# finish what it holds and the worker can flush its last stats), then the recorder (which
+# passes those stats on), then nats-server and influxd.
 # Each group gets SIGTERM and STOP_TIMEOUT seconds (default 15) before SIGKILL. Safe to run any
 # number of times.
 set -euo pipefail
@@ -17,6 +18,7 @@ for stage in "${STAGES[@]}"; do
   mapfile -t group < <(instances "$stage")
   stop_names "${group[@]}"
 done
+stop_names recorder
 stop_names nats
 stop_names influxd
 # Anything else with a pid file (there should be nothing).

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # The images of ChocoMiner on a machine that reaches no image registry: a Docker engine, the
-# static release binaries, stand-ins for the images that cannot be pulled, and the five images
+# static release binaries, stand-ins for the images that cannot be pulled, and the six images
 # of the Dockerfile built on them. Shared by scripts/test-containers.sh (the compose lesson),
 # scripts/test-k8s-pods.sh (the Kubernetes manifests under podman) and
 # scripts/build-images-source.sh (its base stand-in). Source it: it only defines functions and
@@ -16,7 +16,7 @@
 #   static_binaries          STATIC_BIN: scripts/static-bins.sh's directory (or
 #                            CHOCOMINER_STATIC_BIN_DIR's, not rebuilt), stripped into
 #                            target/docker-bin/ for the Dockerfile's BINARIES=prebuilt
-#   build_images WORK        the stand-ins that are missing, then the five images with
+#   build_images WORK        the stand-ins that are missing, then the six images with
 #                            BINARIES=prebuilt (the Dockerfile's runtime stages as they are, its
 #                            Rust stage skipped), each at most 30 MB and run as 65532; sets
 #                            IMAGE_SIZES (a table) and BUILT_IMAGES (every image made or used)
@@ -50,9 +50,9 @@ DOCKER=${DOCKER:-/usr/bin/docker} # Debian's 20.10 CLI: it builds with BuildKit 
 export DOCKER_BUILDKIT=1
 IMAGES_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # The Dockerfile's targets: one image each.
-IMAGE_TARGETS=(rng hasher worker webui cli)
+IMAGE_TARGETS=(rng hasher worker webui recorder cli)
 # The binaries they carry (cli's is chocominer).
-IMAGE_BINS=(rng hasher worker webui chocominer)
+IMAGE_BINS=(rng hasher worker webui recorder chocominer)
 DOCKERD_PID=${DOCKERD_PID:-} # a caller that started dockerd before sourcing this keeps its pid
 declare -gA IMAGE_OF=()
 IMAGE_SIZES=""

@@ -7,10 +7,11 @@
 #
 # Why not Secrets in k8s/: whatever k8s/ holds is written back by every `kubectl apply -k`,
 # and InfluxDB takes its users' passwords on its first start only, so a Secret that changed
-# after that (replaced by hand, then re-applied) no longer matches and the stages' writes are
-# refused. Made here, in the cluster only, a password is random, made once, and survives every
-# re-apply. A key a newer release needs (say route-password) is added beside the others; the
-# existing ones are left as they are.
+# after that (replaced by hand, then re-applied) no longer matches and the recorder's writes
+# (the stages' stats) are refused. Made here, in the cluster only, a password is random, made
+# once, and survives every re-apply. A key a newer release needs (say route-password, or
+# chocominer-recorder's stages-password) is added beside the others; the existing ones are
+# left as they are.
 #
 # The keys are the one list below; `just check-k8s` checks that every secretKeyRef in k8s/
 # names one of them. Passwords are `n` + 32 hex digits: nats-server wants letters, digits, `-`
@@ -20,10 +21,12 @@ set -euo pipefail
 
 NAMESPACE=${CHOCOMINER_NAMESPACE:-chocominer}
 # Secret name, then its keys: one password per NATS user (nats/nats-server.conf; route is the
-# servers' own, for the cluster routes) and per InfluxDB user.
+# servers' own, for the cluster routes), per InfluxDB user, and the stages' password for the
+# recorder (the stages write their stats through it, never as InfluxDB's writer).
 SECRETS=(
   "chocominer-nats rng-password hasher-password worker-password cli-password debug-password route-password"
   "chocominer-influx admin-password writer-password reader-password"
+  "chocominer-recorder stages-password"
 )
 
 usage() {

@@ -20,8 +20,8 @@ LOG_DIR="$RUN_DIR/logs"
 PID_DIR="$RUN_DIR/pids"
 INFLUX_DIR="$RUN_DIR/influxdb"
 ENV_FILE="$RUN_DIR/env"
-# Passwords of the local stack, made on the first `up`: nats-<role>.password (and the InfluxDB
-# ones beside them). The directory is 0700, each file 0600.
+# Passwords of the local stack, made on the first `up`: nats-<role>.password, the InfluxDB
+# ones and the stages' one for the recorder beside them. The directory is 0700, each file 0600.
 SECRETS_DIR="$RUN_DIR/secrets"
 # CHOCOMINER_BIN_DIR: run the binaries found there, as they are, instead of building the release
 # ones (the local-stack test runs the dev build that `just test` has made anyway).
@@ -32,13 +32,14 @@ case "$BIN_DIR" in /*) ;; *) BIN_DIR="$ROOT/$BIN_DIR" ;; esac
 PATH="$ROOT/.tools/venv/bin:$PATH"
 
 STAGES=(rng hasher worker)       # in pipeline order: stopping goes this way too
-INFRA=(nats influxd)             # started before and stopped after the stages
+INFRA=(nats influxd recorder)    # started before and stopped after the stages
 UI=(webui)                       # the dashboard: started after and stopped before the stages
 NATS_PORT="${CHOCOMINER_NATS_PORT:-4222}"
 NATS_MONITOR_PORT="${CHOCOMINER_NATS_MONITOR_PORT:-8222}"
 INFLUX_PORT="${CHOCOMINER_INFLUX_PORT:-8086}"
 INFLUX_RPC_PORT="${CHOCOMINER_INFLUX_RPC_PORT:-8088}"
 WEBUI_PORT="${CHOCOMINER_WEBUI_PORT:-8000}"
+RECORDER_PORT="${CHOCOMINER_RECORDER_PORT:-8087}"
 READY_TIMEOUT="${READY_TIMEOUT:-30}"   # seconds to wait for a server to answer
 STOP_TIMEOUT="${STOP_TIMEOUT:-15}"     # seconds between SIGTERM and SIGKILL
 
@@ -130,7 +131,7 @@ tracked_names() {
   for f in "$PID_DIR"/*.pid; do
     [ -e "$f" ] || continue
     n="$(basename "$f" .pid)"
-    [[ "$n" =~ ^(nats|influxd|webui|(rng|hasher|worker)-[0-9]+)$ ]] || say "$n"
+    [[ "$n" =~ ^(nats|influxd|recorder|webui|(rng|hasher|worker)-[0-9]+)$ ]] || say "$n"
   done
 }
 
@@ -199,7 +200,7 @@ spawn() {
 # Sends SIGTERM to every live NAME given, waits up to STOP_TIMEOUT seconds for all of them,
 # then SIGKILLs what is left. Reports each one and removes the pid files.
 stop_names() {
-  local n pid left=() still=() deadline t0=$EPOCHREALTIME
+  local n pid left=() still=() deadline told t0=$EPOCHREALTIME
   for n in "$@"; do
     if alive "$n"; then
       read_pidfile "$n"
@@ -212,7 +213,14 @@ stop_names() {
   done
   [ "${#left[@]}" -gt 0 ] || return 0
   deadline=$((SECONDS + STOP_TIMEOUT))
+  told=$((SECONDS + 2)) # SECONDS counts whole seconds: at least one passes first
   while :; do
+    # A stage finishes what it holds before it exits (an rng waits for its batches in flight to
+    # be acknowledged): say so once rather than sit silent.
+    if [ "$told" -gt 0 ] && [ "$SECONDS" -ge "$told" ]; then
+      say "  waiting for ${left[*]} to finish the batches in hand (up to ${STOP_TIMEOUT} s)"
+      told=0
+    fi
     still=()
     for n in "${left[@]}"; do
       if alive "$n"; then still+=("$n"); else
@@ -329,6 +337,15 @@ load_settings() {
 # -p ...`) would resolve features differently and compile the dependencies a second time.
 build_release() { [ -n "${CHOCOMINER_BIN_DIR:-}" ] || (cd "$ROOT" && cargo build --release --bins); }
 
+# build_release for the commands run often (`status`, `sub`, `ping`): what cargo compiles is
+# shown, its "Finished" line is not (printed on every run, even with nothing to do).
+build_release_quietly() {
+  [ -n "${CHOCOMINER_BIN_DIR:-}" ] && return 0
+  local color=never
+  [ -t 2 ] && color=always
+  (cd "$ROOT" && cargo build --release --bins --color "$color" 2> >(grep -v --line-buffered 'Finished' >&2))
+}
+
 # Prints an InfluxDB 1.x config for `influxd run -config` from influxdb/influxdb.conf (the
 # template the tests' influxd uses too): data under DIR, HTTP API on HTTP_ADDR, the backup/RPC
 # service on RPC_ADDR. Used by `up` and by the container test's influxdb stand-in.
@@ -410,20 +427,23 @@ nats_client_env() {
 # --- InfluxDB users and their passwords ---------------------------------------------------
 
 # The users of the local influxd (influxdb/influxdb.conf has auth-enabled): admin sets up the
-# database and the users, writer may only write it (the stages), reader only read it (the
-# dashboard, `just status`).
+# database and the users, writer may only write it (the recorder: InfluxDB would let it delete
+# too, so no stage holds it), reader only read it (the dashboard, `just status`).
 INFLUX_ROLES=(admin writer reader)
 
 influx_password_file() { printf '%s/influx-%s.password\n' "$SECRETS_DIR" "$1"; }
+# The stages' password for the recorder (user `stages`): not one of InfluxDB's.
+recorder_password_file() { printf '%s/recorder-stages.password\n' "$SECRETS_DIR"; }
 
-# Makes a random password for every InfluxDB role that has none yet. Kept across `down`/`up`:
-# the users live in .run/influxdb with the data.
+# Makes a random password for every InfluxDB role, and for the stages, that has none yet. Kept
+# across `down`/`up`: the users live in .run/influxdb with the data.
 ensure_influx_secrets() {
-  local role f
+  local role f files
   (umask 077 && mkdir -p "$SECRETS_DIR")
   chmod 700 "$SECRETS_DIR"
-  for role in "${INFLUX_ROLES[@]}"; do
-    f="$(influx_password_file "$role")"
+  files=("$(recorder_password_file)")
+  for role in "${INFLUX_ROLES[@]}"; do files+=("$(influx_password_file "$role")"); done
+  for f in "${files[@]}"; do
     if [ ! -e "$f" ]; then
       (umask 077 && head -c 18 /dev/urandom | base64 | tr '+/' '-_' >"$f")
     fi
@@ -488,11 +508,24 @@ influx_client_env() {
   printf 'INFLUX_USER=%s\nINFLUX_PASSWORD_FILE=%s\n' "$1" "$(influx_password_file "$1")"
 }
 
-# Starts instance number N of STAGE (the binary from build_release), as NATS user STAGE and
-# as InfluxDB's writer.
-spawn_stage() {
-  local stage=$1 n=$2 auth influx
-  mapfile -t auth < <(nats_client_env "$stage")
+# Starts the recorder, the stages' write-only way to InfluxDB: it takes their points as user
+# `stages` and writes them to INFLUX_URL as InfluxDB's writer (or as the environment's user).
+spawn_recorder() {
+  local influx
   mapfile -t influx < <(influx_client_env writer)
-  spawn "$stage-$n" "INSTANCE=$stage-$n" "${auth[@]}" "${influx[@]}" -- "$BIN_DIR/$stage"
+  spawn recorder "RECORDER_LISTEN=127.0.0.1:$RECORDER_PORT" RECORDER_USER=stages \
+    "RECORDER_PASSWORD_FILE=$(recorder_password_file)" "${influx[@]}" -- "$BIN_DIR/recorder"
+}
+
+# Starts instance number N of STAGE (the binary from build_release), as NATS user STAGE,
+# writing its stats to the recorder as user `stages` (none when INFLUX_URL is empty: no stats).
+spawn_stage() {
+  local stage=$1 n=$2 auth stats=()
+  mapfile -t auth < <(nats_client_env "$stage")
+  if [ -n "${INFLUX_URL:-}" ]; then
+    # -u: a password for InfluxDB itself in the environment is the recorder's, not theirs.
+    stats=(-u INFLUX_PASSWORD "INFLUX_URL=http://127.0.0.1:$RECORDER_PORT" INFLUX_USER=stages
+      "INFLUX_PASSWORD_FILE=$(recorder_password_file)")
+  fi
+  spawn "$stage-$n" "${stats[@]}" "INSTANCE=$stage-$n" "${auth[@]}" -- "$BIN_DIR/$stage"
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `just logs [STAGE]`: the last LOG_LINES lines (default 3) of each log of the local stack, all
-# of them or those of one stage (rng, hasher, worker) or service (nats, influxd, webui), in
-# natural order (hasher-2 before hasher-10), then follows them all with tail -F. The files are
-# the ones there when it starts: after `just scale` adds instances, run it again to see theirs.
+# of them or those of one stage (rng, hasher, worker) or service (nats, influxd, recorder,
+# webui), in natural order (hasher-2 before hasher-10), then follows them all with tail -F.
+# The files are the ones there when it starts: after `just scale` adds instances, run it again
+# to see theirs.
 #   LOG_LINES=20 just logs hasher     more of each log first
 #   LOG_LINES=0 just logs             only what comes from now on
 set -euo pipefail
@@ -16,8 +17,8 @@ filter="${1:-}"
 case "$filter" in
   "") pattern='*' ;;
   rng | hasher | worker) pattern="$filter-*" ;;
-  nats | influxd | webui) pattern="$filter" ;;
-  *) die "unknown stage '$filter': use rng, hasher, worker, nats, influxd or webui (or nothing for all)" ;;
+  nats | influxd | recorder | webui) pattern="$filter" ;;
+  *) die "unknown stage '$filter': use rng, hasher, worker, nats, influxd, recorder or webui (or nothing for all)" ;;
 esac
 
 shopt -s nullglob

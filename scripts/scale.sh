@@ -13,7 +13,9 @@ is_stage "$stage" || die "unknown stage '$stage'; $usage"
 [[ "$want" =~ ^[0-9]+$ ]] || die "N must be a whole number, not '$want'; $usage"
 want=$((10#$want))
 max=64
-[ "$want" -le "$max" ] || die "$want is more than $max instances; this is a 2-core machine"
+# Each instance is a process with its own connections: past this the local stack measures the
+# machine, not the pipeline.
+[ "$want" -le "$max" ] || die "$want is more than $max instances, the local stack's limit per stage (this machine has $(nproc) cores)"
 alive nats || die "the stack is not up: run \`just up\` first"
 
 mapfile -t names < <(instances "$stage")

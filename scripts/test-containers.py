@@ -16,6 +16,10 @@ Each subcommand prints one line and exits 0, or exits 1 with the reason on stder
   lost SECONDS               numbers/s rng and the hashers counted lost, in the window of `rate`
   losses SINCE_EPOCH_S       rng's lost numbers and the hashers'/workers' expired ones since then
   anonymous                  the HTTP status InfluxDB answers a query without credentials with
+  points MEASUREMENT FROM TO how many MEASUREMENT points are stamped in [FROM, TO] (epoch s)
+  stages-cannot-drop FILE    as user `stages` with FILE's password (the recorder's, which the
+                             stages hold), InfluxDB refuses `DROP SERIES FROM worker` and `DELETE
+                             FROM worker` with 401, and the worker points are all still there
 
 It reads as INFLUX_USER with the password in INFLUX_PASSWORD_FILE (InfluxDB checks credentials).
 """
@@ -170,6 +174,36 @@ def anonymous():
     return "200"
 
 
+def points(measurement, since, until):
+    return str(scalar(f"SELECT count(*) FROM {measurement} "
+                      f"WHERE time >= {int(since) * 10**9} AND time <= {int(until) * 10**9}"))
+
+
+def stages_cannot_drop(password_file):
+    """The stages' password is the recorder's, not InfluxDB's: InfluxDB must refuse it (401)
+    for the statements a WRITE user could run, and nothing may go missing."""
+    with open(password_file, encoding="utf-8") as f:
+        password = f.read().removesuffix("\n").removesuffix("\r")
+    stages = {"Authorization": "Basic " + base64.b64encode(f"stages:{password}".encode()).decode()}
+    before = scalar("SELECT count(hashes) FROM worker")
+    answers = []
+    for q in ("DROP SERIES FROM worker", "DELETE FROM worker"):
+        body = urllib.parse.urlencode({"db": DB, "q": q}).encode()
+        request = urllib.request.Request(f"{URL}/query", data=body, headers=stages, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                said = response.read()[:200]
+                raise RuntimeError(f"InfluxDB answered {q!r} as stages with HTTP {response.status}: {said!r}")
+        except urllib.error.HTTPError as e:
+            if e.code != 401:
+                raise RuntimeError(f"InfluxDB answered {q!r} as stages with HTTP {e.code}, not 401") from e
+        answers.append(f"{q}: 401")
+    after = scalar("SELECT count(hashes) FROM worker")
+    if not before or after < before:
+        raise RuntimeError(f"worker points: {before} before, {after} after")
+    return f"{'; '.join(answers)}; worker points {before} before, {after} after"
+
+
 def main(argv):
     commands = {
         "ready": lambda: ready(),
@@ -181,6 +215,8 @@ def main(argv):
         "bottleneck": lambda: bottleneck(argv[2]),
         "losses": lambda: losses(argv[2]),
         "anonymous": lambda: anonymous(),
+        "points": lambda: points(argv[2], argv[3], argv[4]),
+        "stages-cannot-drop": lambda: stages_cannot_drop(argv[2]),
     }
     if len(argv) < 2 or argv[1] not in commands:
         print(__doc__, file=sys.stderr)

@@ -11,6 +11,10 @@
   probes PLAN SECONDS          every startup, readiness and liveness probe of every container,
                                called as a kubelet calls it (see probe_all); one line each
   routez PLAN SECONDS          each NATS pod's /routez names the other two servers (polls)
+  recorder PLAN SECRETS        the stages write through the recorder only (see recorder_checks):
+                               their played files and environments, the recorder's answers
+                               to the stages' and to InfluxDB's writer's passwords;
+                               SECRETS is OUT/secrets of `plan`; one line each
   get PLAN KEY...              a value of the plan (e.g. `get PLAN ip nats-0`)
 
 Translation (each item is printed by `plan`, and nothing else is changed):
@@ -37,6 +41,7 @@ Translation (each item is printed by `plan`, and nothing else is changed):
 import base64
 import copy
 import http.client
+import urllib.parse
 import ipaddress
 import json
 import os
@@ -517,6 +522,105 @@ def routez(plan, seconds):
         time.sleep(1)
 
 
+# --- the recorder ----------------------------------------------------------------------------
+
+STAGES = ("rng", "hasher", "worker")
+
+
+def http_call(ip, port, method, path, user=None, password=None, body=None):
+    """(status, the first 200 bytes of the body) of one request, basic auth when user is given."""
+    headers = {}
+    if user is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    if body is not None:
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+    conn = http.client.HTTPConnection(ip, port, timeout=5)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()[:200].decode(errors="replace")
+    finally:
+        conn.close()
+
+
+def password(secrets, secret, key):
+    with open(f"{secrets}/{secret}.{key}", encoding="utf-8") as f:
+        return f.read().removesuffix("\n")
+
+
+def recorder_checks(plan, secrets):
+    """The stages write through the recorder and nowhere else, with a password that opens
+    nothing but the recorder's /write:
+
+    - the played files: no stage's holds InfluxDB's writer password (its volumes and variables
+      as played), each holds the stages' password; the recorder's holds both;
+    - the running stages' environment: INFLUX_URL the recorder's Service, INFLUX_USER stages,
+      INFLUX_PASSWORD_FILE the stages' password file;
+    - the recorder: /ping 204; /write without credentials 401, as InfluxDB's writer 401 (it
+      knows the stages' user only); /query (DROP SERIES) as the stages not taken.
+    InfluxDB's refusal of the stages' password is test-containers.py's stages-cannot-drop."""
+    pods = {p["name"]: p for p in plan["pods"]}
+    for name in ("recorder", *STAGES):
+        if name not in pods:
+            fail(f"no pod {name} in the plan")
+    writer = password(secrets, "chocominer-influx", "writer-password")
+    stages = password(secrets, "chocominer-recorder", "stages-password")
+    recorder = pods["recorder"]
+    out = []
+
+    for stage in STAGES:
+        with open(pods[stage]["file"], encoding="utf-8") as f:
+            played = f.read()
+        if writer in played:
+            fail(f"{stage}'s played pod holds InfluxDB's writer password")
+        if stages not in played:
+            fail(f"{stage}'s played pod does not hold the stages' password")
+    with open(recorder["file"], encoding="utf-8") as f:
+        played = f.read()
+    if writer not in played or stages not in played:
+        fail("the recorder's played pod does not hold both InfluxDB's writer password and the stages'")
+    out.append("played files: no stage holds InfluxDB's writer password, each the stages'; "
+               "the recorder both")
+
+    for stage in STAGES:
+        container = next(c for c in pods[stage]["containers"] if c["name"] == stage)["podman"]
+        done = subprocess.run(["podman", "inspect", "--format", "{{range .Config.Env}}{{println .}}{{end}}",
+                               container], capture_output=True, text=True, timeout=30)
+        if done.returncode != 0:
+            fail(f"podman inspect {container}: {done.stderr.strip()}")
+        env = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+        want = {"INFLUX_URL": "http://recorder:8087", "INFLUX_USER": "stages",
+                "INFLUX_PASSWORD_FILE": "/run/secrets/recorder-stages-password"}
+        got = {k: env.get(k) for k in want}
+        if got != want:
+            fail(f"{container}'s environment: {got}, not {want}")
+        if writer in done.stdout:
+            fail(f"{container}'s environment holds InfluxDB's writer password")
+    out.append("rng, hasher, worker run with INFLUX_URL=http://recorder:8087 INFLUX_USER=stages "
+               "INFLUX_PASSWORD_FILE=/run/secrets/recorder-stages-password")
+
+    port = next(c for c in recorder["containers"] if c["name"] == "recorder")["ports"]["http"]
+    ip = recorder["ip"]
+    status, body = http_call(ip, port, "GET", "/ping")
+    if status != 204:
+        fail(f"the recorder's /ping: HTTP {status} {body!r}, not 204")
+    write = "/write?db=chocominer"
+    status, body = http_call(ip, port, "POST", write, body="")
+    if status != 401:
+        fail(f"the recorder answered /write without credentials with HTTP {status} {body!r}, not 401")
+    status_writer, body = http_call(ip, port, "POST", write, "writer", writer, body="")
+    if status_writer != 401:
+        fail(f"the recorder answered /write as InfluxDB's writer with HTTP {status_writer} {body!r}, not 401")
+    drop = "/query?" + urllib.parse.urlencode({"db": "chocominer", "q": "DROP SERIES FROM worker"})
+    status_drop, body = http_call(ip, port, "POST", drop, "stages", stages, body="")
+    if status_drop < 400:
+        fail(f"the recorder answered DROP SERIES as the stages with HTTP {status_drop} {body!r}")
+    out.append(f"recorder {ip}:{port}: /ping 204; /write without credentials 401, as InfluxDB's "
+               f"writer {status_writer}; /query DROP SERIES as the stages {status_drop}")
+
+    print("\n".join(out))
+
+
 def main(argv):
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
@@ -528,13 +632,15 @@ def main(argv):
         with open(argv[3], encoding="utf-8") as f:
             secret_docs = list(yaml.safe_load_all(f))
         Planner(rendered, secret_docs, argv[4], argv[5]).build()
-    elif cmd in ("probes", "routez", "get"):
+    elif cmd in ("probes", "routez", "get", "recorder"):
         with open(argv[2], encoding="utf-8") as f:
             plan = json.load(f)
         if cmd == "probes":
             probe_all(plan, int(argv[3]))
         elif cmd == "routez":
             routez(plan, int(argv[3]))
+        elif cmd == "recorder":
+            recorder_checks(plan, argv[3])
         else:
             what, pod = argv[3], argv[4]
             print(next(p for p in plan["pods"] if p["name"] == pod)[what])

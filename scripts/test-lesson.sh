@@ -22,9 +22,9 @@ done
 for v in $(compgen -e | grep -E "$SETTING_RE" || true); do unset "$v"; done
 unset CHOCOMINER_PROFILE CHOCOMINER_DISCOVERY
 export CHOCOMINER_NATS_PORT=14222 CHOCOMINER_NATS_MONITOR_PORT=18222 CHOCOMINER_INFLUX_PORT=18086 \
-  CHOCOMINER_INFLUX_RPC_PORT=18088 CHOCOMINER_WEBUI_PORT=18000
-for port in 14222 18222 18086 18088 18000; do
-  ! port_open "$port" || fail "port $port is taken: this test runs its stack on 14222/18222/18086/18088/18000"
+  CHOCOMINER_INFLUX_RPC_PORT=18088 CHOCOMINER_WEBUI_PORT=18000 CHOCOMINER_RECORDER_PORT=18087
+for port in 14222 18222 18086 18088 18000 18087; do
+  ! port_open "$port" || fail "port $port is taken: this test runs its stack on 14222/18222/18086/18088/18000/18087"
 done
 CHOCOMINER_RUN_DIR="$(mktemp -d "${TMPDIR:-/tmp}/chocominer-lesson.XXXXXX")"
 export CHOCOMINER_RUN_DIR

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # `just up`: builds ChocoMiner and starts the whole pipeline on this machine, in the background:
-# nats-server and influxd (loopback only), then one worker, one hasher and one rng, then the
-# dashboard (webui) on http://127.0.0.1:8000.
+# nats-server and influxd (loopback only), the recorder, then one worker, one hasher and one
+# rng, then the dashboard (webui) on http://127.0.0.1:8000.
 # Refuses if the stack (or anything else on its ports) is already up. If any step fails,
 # whatever this run started is stopped again, so it is all or nothing.
 # Service settings come from the environment: `CHOCOMINER_PROFILE=full just up`.
 # InfluxDB checks credentials: the first `up` makes random passwords for its admin, writer and
-# reader in .run/secrets/influx-<role>.password and sets the users up; the stages write as
-# writer, the dashboard reads as reader (INFLUX_USER & co. in the environment win).
+# reader in .run/secrets/influx-<role>.password and sets the users up. The recorder writes as
+# writer; the stages write to the recorder as `stages` (.run/secrets/recorder-stages.password),
+# since InfluxDB's writer may delete too; the dashboard reads as reader (INFLUX_USER & co. in
+# the environment win).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -22,7 +24,8 @@ fi
 
 # 2. Ports: something else (a system influxd, another nats-server, ...) must not hold them.
 for spec in "$NATS_PORT:NATS clients" "$NATS_MONITOR_PORT:NATS monitoring" \
-  "$INFLUX_PORT:InfluxDB HTTP" "$INFLUX_RPC_PORT:InfluxDB RPC" "$WEBUI_PORT:dashboard (webui)"; do
+  "$INFLUX_PORT:InfluxDB HTTP" "$INFLUX_RPC_PORT:InfluxDB RPC" "$RECORDER_PORT:recorder" \
+  "$WEBUI_PORT:dashboard (webui)"; do
   port=${spec%%:*}
   if port_open "$port"; then
     who="$(ss -Hltnp "sport = :$port" 2>/dev/null | grep -o 'users:(("[^"]*",pid=[0-9]*' | head -n 1 |
@@ -97,6 +100,12 @@ wait_http nats "http://127.0.0.1:$NATS_MONITOR_PORT/healthz" 200
 wait_http influxd "http://127.0.0.1:$INFLUX_PORT/ping" 204
 say "==> InfluxDB: database ${INFLUX_DB:-chocominer}, users admin, writer (WRITE) and reader (READ)"
 setup_influx "http://127.0.0.1:$INFLUX_PORT" "${INFLUX_DB:-chocominer}"
+# The stages' only way in: it checks their points and writes them as writer. No stats, no recorder.
+if [ -n "$INFLUX_URL" ]; then
+  say "==> starting the recorder (the stages' points to InfluxDB)"
+  spawn_recorder
+  wait_http recorder "http://127.0.0.1:$RECORDER_PORT/ping" 204
+fi
 
 # 6. The pipeline, downstream first: each stage is started once the one it sends to has
 # subscribed, so no early batch finds nobody to take it. (Only checkable when the services use
@@ -121,7 +130,9 @@ checkpoint
 for stage in worker hasher rng; do
   alive "$stage-1" || { log_tail "$stage-1"; die "$stage-1 exited right after starting"; }
 done
-alive webui || { log_tail webui; die "webui exited right after starting"; }
+for n in webui recorder; do
+  [ ! -f "$(pidfile "$n")" ] || alive "$n" || { log_tail "$n"; die "$n exited right after starting"; }
+done
 started=0
 
 cat <<EOF
@@ -132,11 +143,12 @@ ChocoMiner is up (profile ${CHOCOMINER_PROFILE:-demo}): 1 rng, 1 hasher, 1 worke
                 users $(nats_roles | paste -sd ' '): passwords in $SECRETS_DIR/nats-<user>.password
   InfluxDB      http://127.0.0.1:$INFLUX_PORT   (database ${INFLUX_DB:-chocominer}, data in $INFLUX_DIR;
                 users admin, writer, reader: passwords in $SECRETS_DIR/influx-*.password)
+  recorder      http://127.0.0.1:$RECORDER_PORT   (the stages write here as user stages, and only here)
   logs          $LOG_DIR
   processes     pid files in $PID_DIR
 
   just ps                 what runs, with uptimes
-  just logs [STAGE]       follow the logs (all, or rng|hasher|worker|nats|influxd|webui)
-  just scale hasher 5     run 5 hashers (any stage, any count)
+  just logs [STAGE]       follow the logs (all, or rng|hasher|worker|nats|influxd|recorder|webui)
+  just scale hasher 5     run 5 hashers (any stage, 0 to 64)
   just down               stop everything
 EOF

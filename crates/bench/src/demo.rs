@@ -31,14 +31,14 @@ pub async fn run(config: &Config, bins: &Bins) -> anyhow::Result<(Demo, Option<S
     // A window for ten hashers' worth of numbers through the pipeline's latency.
     let rng_args = [&args[..], &["--rate", &rng_rate, "--in-flight", "64"]].concat();
     let worker_args = [&args[..], &["--delay-ms", "0"]].concat();
-    let mut stack = stages::start_stack(config).await;
+    let mut stack = stages::start_stack(config, bins).await;
     let version = stack.nats.varz().await["version"]
         .as_str()
         .map(str::to_owned);
     for &hashers in &config.demo_hashers {
         if !stages::no_stage_connected(&stack).await {
             tracing::warn!("stages of the last run still connected: a new nats-server");
-            stack = stages::start_stack(config).await;
+            stack = stages::start_stack(config, bins).await;
         }
         let worker =
             stages::spawn_ready(&stack, "worker", &bins.worker, "w1", &worker_args).await?;

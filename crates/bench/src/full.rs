@@ -40,7 +40,7 @@ pub async fn run(
     limit: Option<f64>,
 ) -> anyhow::Result<(FullRun, Option<String>)> {
     let name = encoding.name();
-    let mut stack = stages::start_stack(config).await;
+    let mut stack = stages::start_stack(config, bins).await;
     let args = ["--profile", "full"];
     // The consumers first, so rng's first batches find them.
     let worker = stages::spawn_ready(&stack, "worker", &bins.worker, "w1", &args).await?;

@@ -2,6 +2,8 @@
 //! JSON result is it, serialized. The arithmetic on the raw figures (rates, ratios, scaling
 //! efficiency, nats-server's traffic over a window) lives here with the figures it makes.
 
+use std::fmt::Display;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -17,8 +19,28 @@ pub struct Bench {
     /// The full profile end to end, per encoding.
     pub full: Vec<FullRun>,
     pub demo: Option<Demo>,
-    /// The targets beside the figures; filled by [`crate::targets::judge`].
-    pub targets: Vec<crate::targets::Target>,
+    /// The targets beside the figures; filled by `targets::judge`.
+    pub targets: Vec<Target>,
+}
+
+/// One target beside what was measured.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Target {
+    pub what: String,
+    pub target: String,
+    pub measured: String,
+    pub pass: bool,
+}
+
+impl Target {
+    pub(crate) fn new(what: impl Display, target: &str, measured: String, pass: bool) -> Target {
+        Target {
+            what: what.to_string(),
+            target: target.to_owned(),
+            measured,
+            pass,
+        }
+    }
 }
 
 /// The machine and software the figures were measured on.
@@ -235,6 +257,91 @@ impl Demo {
             efficiency,
             lost,
         });
+    }
+}
+
+/// Made-up results for the tests of the report and the targets.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::*;
+
+    /// A bench with the given parts, on a made-up machine.
+    pub(crate) fn bench(full: Vec<FullRun>, demo: Option<Demo>) -> Bench {
+        Bench {
+            started_at: "2026-11-26T16:00:00Z".into(),
+            machine: Machine {
+                cores: 2,
+                cpu_model: "AMD EPYC".into(),
+                sha_ni: true,
+                kernel: "6.8.0".into(),
+                rustc: "rustc 1.91.0".into(),
+                nats_server: Some("2.15.1".into()),
+                commit: Some("abc1234".into()),
+                load_average: "0.10 0.20 0.30".into(),
+            },
+            settings: Settings {
+                limit_time_s: 5.0,
+                warm_up_s: 5.0,
+                duration_s: 20.0,
+                demo_hashers: vec![1, 2],
+                demo_warm_up_s: 5.0,
+                demo_duration_s: 15.0,
+                encodings: vec!["seeded".into(), "raw".into()],
+                batches: vec![32_000, 16_368],
+                skip_full: false,
+                skip_demo: demo.is_none(),
+                with_influx: false,
+            },
+            limit: vec![Limit {
+                encoding: "seeded".into(),
+                batch: 32_000,
+                threads: 2,
+                seconds: 5.0,
+                hashes: 50_000_000,
+                rate: 10e6,
+            }],
+            full,
+            demo,
+            targets: Vec::new(),
+        }
+    }
+
+    pub(crate) fn full_run(encoding: &str, ratio: f64) -> FullRun {
+        let process = |name: &str, rss: u64, ready: Option<f64>| ProcessFigures {
+            name: name.into(),
+            cpu_s: 10.0,
+            cpu_share: 0.5,
+            peak_rss_bytes: rss,
+            ready_ms: ready,
+        };
+        FullRun {
+            encoding: encoding.into(),
+            batch: 32_000,
+            seconds: 20.0,
+            worker_hashes: 100_000_000,
+            hasher_hashes: 100_000_000,
+            rng_numbers: 100_032_000,
+            rate: 5e6,
+            limit: Some(5e6 / ratio),
+            ratio: Some(ratio),
+            processes: vec![
+                process("rng", 6 << 20, Some(3.0)),
+                process("hasher", 20 << 20, Some(4.0)),
+                process("worker", 10 << 20, Some(5.0)),
+                process("nats-server", 80 << 20, None),
+            ],
+            traffic: None,
+            stops: Stops {
+                generated: Some(10),
+                rng_lost: Some(0),
+                rng_lost_batches: Some(0),
+                hasher_lost: Some(0),
+                judged: Some(10),
+                clean: true,
+            },
+            lost: Some(0),
+            conserved: true,
+        }
     }
 }
 

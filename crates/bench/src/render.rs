@@ -272,51 +272,10 @@ fn demo_table(demo: &Demo) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::model::{Limit, Machine, Settings};
+    use crate::model::fixtures::{bench, full_run};
     use crate::targets::judge;
-
-    /// A bench with the given parts, on a made-up machine.
-    pub(crate) fn bench(full: Vec<FullRun>, demo: Option<Demo>) -> Bench {
-        Bench {
-            started_at: "2026-11-26T16:00:00Z".into(),
-            machine: Machine {
-                cores: 2,
-                cpu_model: "AMD EPYC".into(),
-                sha_ni: true,
-                kernel: "6.8.0".into(),
-                rustc: "rustc 1.91.0".into(),
-                nats_server: Some("2.15.1".into()),
-                commit: Some("abc1234".into()),
-                load_average: "0.10 0.20 0.30".into(),
-            },
-            settings: Settings {
-                limit_time_s: 5.0,
-                warm_up_s: 5.0,
-                duration_s: 20.0,
-                demo_hashers: vec![1, 2],
-                demo_warm_up_s: 5.0,
-                demo_duration_s: 15.0,
-                encodings: vec!["seeded".into(), "raw".into()],
-                batches: vec![32_000, 16_368],
-                skip_full: false,
-                skip_demo: demo.is_none(),
-                with_influx: false,
-            },
-            limit: vec![Limit {
-                encoding: "seeded".into(),
-                batch: 32_000,
-                threads: 2,
-                seconds: 5.0,
-                hashes: 50_000_000,
-                rate: 10e6,
-            }],
-            full,
-            demo,
-            targets: Vec::new(),
-        }
-    }
 
     #[test]
     fn the_report_has_every_table_and_marks_misses() {
@@ -328,10 +287,7 @@ pub(crate) mod tests {
         };
         demo.add(1, 150, 15.0, Some(0));
         demo.add(2, 240, 15.0, Some(0));
-        let mut bench = bench(
-            vec![crate::targets::tests::full_run("seeded", 0.7)],
-            Some(demo),
-        );
+        let mut bench = bench(vec![full_run("seeded", 0.7)], Some(demo));
         bench.targets = judge(&bench);
         let md = markdown(&bench);
         for heading in [

@@ -32,12 +32,13 @@ pub struct Bins {
     pub worker: PathBuf,
 }
 
-/// A nats-server of the bench's own, with an influxd if `--with-influx` (the stages then
-/// write their stats, as in production; without it they run without).
-pub async fn start_stack(config: &Config) -> Stack {
+/// A nats-server of the bench's own, with an influxd and the recorder beside `bins` if
+/// `--with-influx` (the stages then write their stats through it, as in production; without it
+/// they run without).
+pub async fn start_stack(config: &Config, bins: &Bins) -> Stack {
     if config.with_influx {
-        tracing::info!("starting nats-server and influxd");
-        Stack::start().await
+        tracing::info!("starting nats-server, influxd and the recorder");
+        Stack::start_with_recorder(&bins.rng.with_file_name("recorder")).await
     } else {
         tracing::info!("starting nats-server");
         Stack::nats_only().await

@@ -1,11 +1,7 @@
 //! The targets of issue 11, and whether a run's figures meet them. A miss is reported, not an
 //! error: the bench exits 0 when it ran, 1 with `--check`.
 
-use std::fmt::Display;
-
-use serde::Serialize;
-
-use crate::model::{Bench, FullRun};
+use crate::model::{Bench, FullRun, Target};
 
 /// The full profile's rate against the in-process limit, seeded numbers.
 pub const SEEDED_RATIO: f64 = 0.60;
@@ -22,26 +18,6 @@ pub const MAX_READY_MS: f64 = 50.0;
 
 /// The services the memory and readiness targets are about.
 const SERVICES: [&str; 3] = ["rng", "hasher", "worker"];
-
-/// One target beside what was measured.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Target {
-    pub what: String,
-    pub target: String,
-    pub measured: String,
-    pub pass: bool,
-}
-
-impl Target {
-    fn new(what: impl Display, target: &str, measured: String, pass: bool) -> Target {
-        Target {
-            what: what.to_string(),
-            target: target.to_owned(),
-            measured,
-            pass,
-        }
-    }
-}
 
 /// The ratio of the full profile to the limit an encoding must reach.
 pub fn ratio_target(encoding: &str) -> f64 {
@@ -146,47 +122,10 @@ fn judge_full(run: &FullRun) -> Vec<Target> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::model::{Demo, ProcessFigures, Stops};
-
-    pub(crate) fn full_run(encoding: &str, ratio: f64) -> FullRun {
-        let process = |name: &str, rss: u64, ready: Option<f64>| ProcessFigures {
-            name: name.into(),
-            cpu_s: 10.0,
-            cpu_share: 0.5,
-            peak_rss_bytes: rss,
-            ready_ms: ready,
-        };
-        FullRun {
-            encoding: encoding.into(),
-            batch: 32_000,
-            seconds: 20.0,
-            worker_hashes: 100_000_000,
-            hasher_hashes: 100_000_000,
-            rng_numbers: 100_032_000,
-            rate: 5e6,
-            limit: Some(5e6 / ratio),
-            ratio: Some(ratio),
-            processes: vec![
-                process("rng", 6 << 20, Some(3.0)),
-                process("hasher", 20 << 20, Some(4.0)),
-                process("worker", 10 << 20, Some(5.0)),
-                process("nats-server", 80 << 20, None),
-            ],
-            traffic: None,
-            stops: Stops {
-                generated: Some(10),
-                rng_lost: Some(0),
-                rng_lost_batches: Some(0),
-                hasher_lost: Some(0),
-                judged: Some(10),
-                clean: true,
-            },
-            lost: Some(0),
-            conserved: true,
-        }
-    }
+    use crate::model::Demo;
+    use crate::model::fixtures::{bench, full_run};
 
     fn passes(targets: &[Target]) -> Vec<bool> {
         targets.iter().map(|t| t.pass).collect()
@@ -234,7 +173,7 @@ pub(crate) mod tests {
         demo.add(1, 149, 15.0, Some(0));
         demo.add(2, 297, 15.0, Some(0));
         demo.add(4, 570, 15.0, Some(0));
-        let bench = crate::render::tests::bench(Vec::new(), Some(demo));
+        let bench = bench(Vec::new(), Some(demo));
         let targets = judge(&bench);
         assert_eq!(passes(&targets), [false, true]);
         assert_eq!(targets[0].measured, "lowest 95.0 % (H = 4)");

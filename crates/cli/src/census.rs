@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_nats::Client;
 use async_nats::service::{PingResponse, endpoint};
 use bytes::Bytes;
-use chocominer_pipeline::Stage;
+use chocominer_model::Stage;
 use futures::StreamExt;
 use serde::Deserialize;
 use tokio::time::{Instant, timeout_at};

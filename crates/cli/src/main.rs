@@ -28,7 +28,7 @@ mod sub;
 
 use std::process::ExitCode;
 
-use chocominer_pipeline::Shutdown;
+use chocominer_process::Shutdown;
 use clap::Parser;
 
 /// Text at the end of `--help`.
@@ -76,9 +76,9 @@ fn stack_down_hint(server: &str, flag: &str, var: &str) -> String {
 fn main() -> ExitCode {
     // Reads the local UTC offset while the process still has one thread (see `clock`).
     clock::init();
-    let cli: Cli = chocominer_pipeline::parse();
+    let cli: Cli = chocominer_process::parse();
     if std::env::var_os("RUST_LOG").is_some() {
-        chocominer_pipeline::init_telemetry();
+        chocominer_process::init_telemetry();
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

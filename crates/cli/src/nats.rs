@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use async_nats::Client;
-use chocominer_pipeline::NatsArgs;
-use chocominer_pipeline::Shutdown;
+use chocominer_process::NatsArgs;
+use chocominer_process::Shutdown;
 
 /// How long a command waits for NATS before giving up.
 pub const CONNECT_WITHIN: Duration = Duration::from_secs(5);
@@ -18,10 +18,10 @@ pub async fn connect(
     shutdown: &Shutdown,
 ) -> anyhow::Result<Option<Client>> {
     // Credentials written in the URLs hidden, fit to print.
-    let urls = chocominer_pipeline::shown_urls(args);
+    let urls = chocominer_process::shown_urls(args);
     match tokio::time::timeout(
         CONNECT_WITHIN,
-        chocominer_pipeline::connect(args, name, shutdown),
+        chocominer_process::connect(args, name, shutdown),
     )
     .await
     {

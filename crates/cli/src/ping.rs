@@ -33,7 +33,8 @@ use std::time::Duration;
 
 use async_nats::Client;
 use chocominer_influx as influx;
-use chocominer_pipeline::{InfluxArgs, NatsArgs, Shutdown, Stage};
+use chocominer_model::Stage;
+use chocominer_process::{InfluxArgs, NatsArgs, Shutdown};
 use chocominer_status::{ALIVE_WITHIN_SECONDS, Snapshot};
 use serde::Serialize;
 use tokio::time::Instant;
@@ -270,7 +271,7 @@ pub async fn run(args: PingArgs, shutdown: Shutdown) -> anyhow::Result<()> {
 /// The next whole second of the wall clock, plus [`AFTER_THE_SECOND`].
 fn just_after_a_second() -> Instant {
     const SECOND_NS: i64 = 1_000_000_000;
-    let into = chocominer_pipeline::stats::now_ns().rem_euclid(SECOND_NS);
+    let into = chocominer_process::now_ns().rem_euclid(SECOND_NS);
     let after = AFTER_THE_SECOND.as_nanos() as i64;
     let wait = (after - into).rem_euclid(SECOND_NS);
     Instant::now() + Duration::from_nanos(wait as u64)
@@ -293,7 +294,7 @@ impl Prober {
         match self {
             Prober::Influx(reader) => {
                 let points = crate::status::recent(reader).await?;
-                let now = chocominer_pipeline::stats::now_ns();
+                let now = chocominer_process::now_ns();
                 let snapshot = Snapshot::from_points(&points, now);
                 Ok(rng_probe(n, now, &snapshot))
             }
@@ -303,7 +304,7 @@ impl Prober {
                 last,
             } => {
                 let answers = census::stats(client, *stage).await?;
-                let now = chocominer_pipeline::stats::now_ns();
+                let now = chocominer_process::now_ns();
                 let readings: BTreeMap<String, Reading> = answers
                     .iter()
                     .map(|(id, (at, answer))| (id.clone(), Reading::of(*at, answer)))

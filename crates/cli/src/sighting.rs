@@ -11,9 +11,9 @@
 //! who may publish chooses them.
 
 use async_nats::Message;
-use chocominer_pipeline::Subjects;
-use chocominer_pipeline::codec::{BatchHeaders, DigestBatch, NumberBatch, Numbers};
-use chocominer_pipeline::nugget::Nugget;
+use chocominer_codec::{BatchHeaders, DigestBatch, NumberBatch, Numbers};
+use chocominer_model::Subjects;
+use chocominer_model::nugget::Nugget;
 use serde::Serialize;
 
 use crate::clock;
@@ -109,7 +109,7 @@ impl Sighting {
             Err("not a subject of this pipeline".to_owned())
         };
         Sighting {
-            received_ns: chocominer_pipeline::stats::now_ns(),
+            received_ns: chocominer_process::now_ns(),
             subject: subject.to_owned(),
             content: decoded.unwrap_or_else(|reason| Content::Undecodable {
                 reason,

@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use async_nats::Client;
 use chocominer_influx::{self as influx, QueryError};
-use chocominer_pipeline::{InfluxArgs, NatsArgs};
-use chocominer_pipeline::{Shutdown, Stage};
+use chocominer_model::Stage;
+use chocominer_process::Shutdown;
+use chocominer_process::{InfluxArgs, NatsArgs};
 use chocominer_status::lesson::{self, Counts, Step};
 use chocominer_status::{
     self, LOOKBACK, Snapshot, StageFigures, StatsPoint, Verdict, WINDOW_SECONDS, bottleneck,
@@ -170,7 +171,7 @@ async fn look(client: &Client, reader: &influx::Client, discovery: bool) -> anyh
         census::replicas(client, Stage::Hasher),
         census::replicas(client, Stage::Worker),
     );
-    let now = chocominer_pipeline::stats::now_ns();
+    let now = chocominer_process::now_ns();
     let mut stages = Snapshot::from_points(&points?, now);
     stages.hasher.nats_replicas = Some(hashers?.len());
     stages.worker.nats_replicas = Some(workers?.len());

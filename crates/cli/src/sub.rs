@@ -10,9 +10,9 @@
 //! character of it and the JSON output writes them as `\uXXXX` (see `output`), so a message
 //! cannot drive the terminal.
 
-use chocominer_pipeline::NatsArgs;
-use chocominer_pipeline::Shutdown;
-use chocominer_pipeline::Subjects;
+use chocominer_model::Subjects;
+use chocominer_process::NatsArgs;
+use chocominer_process::Shutdown;
 use futures::StreamExt;
 
 use crate::output;
@@ -74,7 +74,7 @@ pub async fn run(args: SubArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     // Once a message to itself has come back, the server has the subscription: say we are
     // ready. (A flush only writes the subscription out; a message published meanwhile by
     // another connection could still reach the server first.)
-    chocominer_pipeline::round_trip(&client).await?;
+    chocominer_process::round_trip(&client).await?;
     eprintln!("watching {subject} (Ctrl-C to stop)");
 
     // Bodies are checked against the limit the stages use, so what does not decode here is

@@ -8,7 +8,7 @@ mod common;
 use std::process::Output;
 use std::time::Duration;
 
-use chocominer_pipeline::Shutdown;
+use chocominer_process::Shutdown;
 use common::{SOON, chocominer_on, finish, run};
 use serde_json::Value;
 use testkit::{Stack, eventually};

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use chocominer_pipeline::Shutdown;
+use chocominer_process::Shutdown;
 use common::{SOON, run, status};
 use serde_json::Value;
 use testkit::{Stack, eventually};
@@ -206,7 +206,7 @@ async fn status_escapes_what_it_reads_and_shows_forged_nuggets() {
         POLL,
         || async move {
             // Fresh points each round, so the instance is alive whenever status looks.
-            let now = chocominer_pipeline::stats::now_ns() / 1_000_000_000;
+            let now = chocominer_process::now_ns() / 1_000_000_000;
             let lines: String = (now - 8..=now)
                 .map(|t| {
                     format!(
@@ -251,7 +251,7 @@ async fn status_counts_no_value_no_stage_writes() {
         POLL,
         || async move {
             // Fresh points each round, so the instances are alive whenever status looks.
-            let now = chocominer_pipeline::stats::now_ns() / 1_000_000_000;
+            let now = chocominer_process::now_ns() / 1_000_000_000;
             let mut lines = String::new();
             for t in now - 8..=now {
                 let at = t * 1_000_000_000;
@@ -302,7 +302,7 @@ async fn status_counts_no_value_no_stage_writes() {
 /// Stats points of the seed's plateau, written for the last seconds: one rng at its 10/s
 /// limit, one hasher busy half the time, ten workers. The rule names rng.
 fn plateau_points() -> String {
-    let now = chocominer_pipeline::stats::now_ns() / 1_000_000_000;
+    let now = chocominer_process::now_ns() / 1_000_000_000;
     let mut lines = String::new();
     for t in now - 8..=now {
         let at = t * 1_000_000_000;

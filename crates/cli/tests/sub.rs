@@ -4,8 +4,8 @@
 
 mod common;
 
-use chocominer_pipeline::codec::{BatchHeaders, NumberBatch, Numbers};
-use chocominer_pipeline::nugget::Nugget;
+use chocominer_codec::{BatchHeaders, NumberBatch, Numbers};
+use chocominer_model::nugget::Nugget;
 use common::{Running, chocominer_on, run};
 use serde_json::Value;
 use testkit::Stack;
@@ -245,7 +245,7 @@ mod hostile {
             .to_vec()
         };
         let digests = {
-            use chocominer_pipeline::codec::DigestBatch;
+            use chocominer_codec::DigestBatch;
             DigestBatch {
                 seq: 2,
                 numbers: Numbers::Raw(&numbers),

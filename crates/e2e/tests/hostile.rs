@@ -1,6 +1,7 @@
 //! What a publisher on the pipeline's subjects cannot do, against a real nats-server: plant
 //! nuggets with forged digests, stall a demo hasher with one small costly batch (or keep it
-//! from stopping), or make its memory grow with a flood of junk.
+//! from stopping), or make its memory grow with a flood of junk; and what a stage's InfluxDB
+//! password cannot do (delete, or write nonsense) now that it is the recorder's.
 
 mod common;
 
@@ -431,9 +432,10 @@ async fn demo_hasher_process(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_costly_batch_cannot_stall_a_demo_hasher_nor_its_stop() {
     let stack = Stack::start().await;
-    // Demo-paced, allowed batches of up to 10 minutes (the default is the ack timeout).
+    // Demo-paced, allowed batches of up to 10 minutes: a batch may cost at most the hasher's
+    // own ack timeout (and its time to live).
     let (shutdown, worker, mut hasher, rng) =
-        demo_hasher_process(&stack, &["--max-batch-ms", "600000"]).await;
+        demo_hasher_process(&stack, &["--ack-timeout-ms", "600000"]).await;
     let client = &stack.client;
 
     // The attack: 38 bytes asking for 32,736 numbers, 55 minutes of demo hashing. Refused on
@@ -449,7 +451,7 @@ async fn a_costly_batch_cannot_stall_a_demo_hasher_nor_its_stop() {
     .encode();
     assert!(body.len() <= 40, "{} bytes", body.len());
     for (ttl, named) in [
-        (None, "HASHER_MAX_BATCH_MS"),
+        (None, "ACK_TIMEOUT_MS"),
         (Some(Duration::from_secs(10)), "its time to live"),
     ] {
         let (mut answers, sent) = send_numbers(&rng, huge, ttl).await;
@@ -466,7 +468,7 @@ async fn a_costly_batch_cannot_stall_a_demo_hasher_nor_its_stop() {
     }
 
     // A batch that could be done in its time to live when it came, but waits behind a slow
-    // one: let go as soon as it could no longer be done in time, within its time to live.
+    // one: left unfinished as soon as it could no longer be done in time, within its time to live.
     let slow_numbers = [5u8; 60 * NUMBER_LEN];
     let (mut slow, _) = send_numbers(&rng, Numbers::Raw(&slow_numbers), None).await;
     // Two batches taken in at once may start in either order (the runtime runs the task
@@ -482,9 +484,9 @@ async fn a_costly_batch_cannot_stall_a_demo_hasher_nor_its_stop() {
         stat(client, "hasher", "expired")
     })
     .await;
-    let let_go_in = sent.elapsed();
-    assert!(let_go_in < ttl, "let go after {let_go_in:?}");
-    tracing::info!(?let_go_in, ?ttl, "a batch stuck behind a slow one expired");
+    let left_after = sent.elapsed();
+    assert!(left_after < ttl, "left unfinished after {left_after:?}");
+    tracing::info!(?left_after, ?ttl, "a batch stuck behind a slow one expired");
     // The slow batch is finished and acknowledged; the late one never answered.
     let done = answer(&mut slow, SOON, "the slow batch").await;
     assert_eq!(service_error(&done), None);
@@ -867,4 +869,99 @@ async fn a_malformed_service_request_a_second_hides_the_services_from_few_probes
     );
     assert_eq!(rng.generated, worker.judged + rng.lost + hasher.lost);
     assert_eq!((rng.lost, hasher.lost), (0, 0), "{rng:?} {hasher:?}");
+}
+
+/// The value after `flag` in a stage's arguments.
+fn arg_of<'a>(args: &'a [String], flag: &str) -> &'a str {
+    let at = args.iter().position(|a| a == flag).expect(flag);
+    &args[at + 1]
+}
+
+/// Finding 3: InfluxDB's writer, which every stage held, may also `DELETE` and `DROP SERIES`
+/// (InfluxDB 1.x asks no more), and write nonsense. As deployed, a stage holds only the
+/// recorder's `stages` password: with exactly the credentials a stage is given, nothing is
+/// deleted, on InfluxDB or through the recorder; negative counts, a forged nugget and a point
+/// stamped ahead are refused whole; and the books of a real pipeline writing through the
+/// recorder balance. (On a [`Stack::start`], whose stages hold the writer, the deletes succeed
+/// and the books break.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stages_password_deletes_nothing_and_writes_no_nonsense() {
+    use chocominer_influx::{Client as Influx, InfluxArgs, WriteError};
+    use common::stages::{self, FAST_HASHER_ARGS, WORKER_ARGS};
+
+    let stack = Stack::start_with_recorder(&testkit::cargo_bin_async("recorder").await).await;
+    let bins = stages::bins().await;
+    let ([mut r1], [mut h1], [mut w1]) = bins
+        .spawn::<1, 1, 1>(&stack, FAST_HASHER_ARGS, WORKER_ARGS)
+        .await;
+    stages::grows(&stack, "worker", "hashes", "w1", stages::now_ns()).await;
+
+    // What the worker was started with: its InfluxDB URL, user and password.
+    let given = stack.stage_args("worker", "w1", &[]);
+    let password = std::fs::read_to_string(arg_of(&given, "--influx-password-file")).unwrap();
+    let as_a_stage = |url: &str| {
+        let mut args = InfluxArgs::new(url, testkit::DB);
+        args.influx_user = Some(arg_of(&given, "--influx-user").to_owned());
+        args.influx_password = Some(password.trim_end().to_owned());
+        Influx::new(&args).unwrap()
+    };
+    let stages_url = arg_of(&given, "--influx-url").to_owned();
+    let targets = [stages_url.clone(), stack.influx().url()];
+    for url in &targets {
+        for statement in [
+            r#"DELETE FROM "worker""#,
+            r#"DROP SERIES FROM "worker""#,
+            r#"DROP MEASUREMENT "rng""#,
+        ] {
+            let answer = as_a_stage(url).query(&[statement.to_owned()]).await;
+            assert!(answer.is_err(), "{statement} on {url}: {answer:?}");
+        }
+    }
+    let now = stages::now_ns();
+    let zeros = "0".repeat(64);
+    for nonsense in [
+        format!("worker,instance=w1 hashes=-1000000i {now}"),
+        format!("hasher,instance=h1 busy=3.85 {now}"),
+        format!("rng,instance=r1 numbers=5i,lost=-5i {now}"),
+        format!("worker,instance=w9 hashes=10i {}", now + 3_600_000_000_000),
+        format!(
+            "nugget,instance=w1 number=\"{}\",digest=\"{zeros}\",zero_bits=256i 4102444800000000000",
+            "ab".repeat(32)
+        ),
+    ] {
+        match as_a_stage(&stages_url)
+            .write(std::slice::from_ref(&nonsense))
+            .await
+        {
+            Err(WriteError::Refused(_)) => {}
+            other => panic!("{nonsense}: {other:?}"),
+        }
+        let direct = as_a_stage(&stack.influx().url())
+            .write(std::slice::from_ref(&nonsense))
+            .await;
+        assert!(
+            matches!(direct, Err(WriteError::Denied(_))),
+            "{nonsense} straight to InfluxDB: {direct:?}"
+        );
+    }
+
+    let books = stages::stop_and_read(
+        &stack,
+        &mut [("r1", &mut r1), ("h1", &mut h1), ("w1", &mut w1)],
+    )
+    .await;
+    println!("{books:?}");
+    books.assert_balanced();
+    assert!(books.judged > 0, "{books:?}");
+    let forged = stack
+        .rows(&format!(
+            r#"SELECT count("zero_bits") FROM "nugget" WHERE "digest" = '{zeros}'"#
+        ))
+        .await;
+    assert!(forged.is_empty(), "a forged nugget was written: {forged:?}");
+    let log = stack.recorder_log();
+    assert!(
+        log.contains("refused"),
+        "the recorder logged no refusal:\n{log}"
+    );
 }

@@ -5,7 +5,7 @@
 use chocominer_pipeline::Shutdown;
 use testkit::{POLL, SOON, Stack, as_i64, eventually};
 
-/// Whether the newest point of `measurement` shows batches held for a missing consumer.
+/// Whether the newest point of `measurement` shows batches waiting for a missing consumer.
 async fn shows_waiting(stack: &Stack, measurement: &str) -> bool {
     let rows = stack
         .rows(&format!(

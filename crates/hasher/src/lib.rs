@@ -6,17 +6,18 @@
 //! unacknowledged by the workers, so a slow worker stage slows it, and it slows rng. While no
 //! worker is listening it gives rng's batches back unhashed ("turned away"): rng holds them and
 //! waits, so stopping every worker loses nothing.
-//! `HASHER_DELAY_MS` simulates a costly hash (the demo's bottleneck); with no delay the
-//! hashing runs on a blocking thread per batch, on every core.
+//! `HASHER_DELAY_MS` simulates a costly hash (the demo's bottleneck); with no delay a batch is
+//! hashed in place on a runtime worker thread (`block_in_place`, other tasks move off it), up
+//! to `HASHER_CONCURRENCY` batches at once (in the full profile one per core by default).
 //!
 //! What one batch may cost is bounded, whoever sent it (a 38-byte seeded batch may ask for
 //! 32,736 numbers: 55 minutes at the demo's 100 ms each). A batch whose hashing would take
-//! longer than `HASHER_MAX_BATCH_MS` (by default the ack timeout) or than its own time to
-//! live is refused on arrival, counted as rejected. A batch is let go as soon as it could no
-//! longer be finished in time, checked while it waits for a slot and before every number:
-//! dropped as expired when its sender would give up on it first, and, once the hasher is
-//! told to stop, given back to rng unhashed when it cannot be finished within [`STOP_GRACE`]
-//! (rng resends it to another hasher). At most `HASHER_QUEUE` batches wait for a slot; more
+//! longer than its own time to live or than the hasher's own ack timeout is refused on
+//! arrival, counted as rejected. A batch is left unfinished as soon as it could no longer be
+//! finished in time, checked while it waits for a slot and before every number: dropped as
+//! expired when its sender would give up on it first, and, once the hasher is told to stop,
+//! given back to rng unhashed when it cannot be finished within [`STOP_GRACE`] (rng resends
+//! it to another hasher). At most `HASHER_QUEUE` batches wait for a slot; more
 //! are given back to rng, which holds them until a hasher has room: a flood cannot make a
 //! hasher hold more than that.
 //!
@@ -63,11 +64,6 @@ pub struct Config {
     /// Digest batches that may wait for a worker's acknowledgement at once [default: 8].
     #[arg(long, env = "HASHER_IN_FLIGHT", value_parser = clap::value_parser!(u64).range(1..))]
     pub in_flight: Option<u64>,
-    /// The most simulated hashing time one batch may cost (its numbers × HASHER_DELAY_MS), in
-    /// milliseconds: a batch over it, or over its own time to live, is refused on arrival
-    /// [default: ACK_TIMEOUT_MS].
-    #[arg(long, env = "HASHER_MAX_BATCH_MS", value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_batch_ms: Option<u64>,
     /// Batches taken in that may wait for a hashing slot; more are given back to rng, which
     /// holds them until a hasher has room [default: 128].
     #[arg(long, env = "HASHER_QUEUE", value_parser = clap::value_parser!(u64).range(1..))]
@@ -126,7 +122,7 @@ impl Meter for HasherMeter {
             hasher::EXPIRED.of(self.intake.expired.take_delta()),
             hasher::IN_FLIGHT.at(self.sender.in_flight()),
             hasher::WINDOW.at(self.sender.window()),
-            hasher::WAITING.at(self.sender.held()),
+            hasher::WAITING.at(self.sender.waiting()),
             hasher::STRAY.of(self.sender.stray.take_delta()),
         ]
     }
@@ -154,7 +150,7 @@ impl HasherMeter {
             "rejected": self.intake.rejected.total(),
             "expired": self.intake.expired.total(),
             "queue_full": self.queue_full.total(),
-            "waiting": self.sender.held(),
+            "waiting": self.sender.waiting(),
             "stray": self.sender.stray.total(),
         })
     }
@@ -188,9 +184,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     let concurrency = config
         .concurrency
         .map_or(defaults.hasher_concurrency, |n| n as usize);
-    let max_cost = config
-        .max_batch_ms
-        .map_or_else(|| config.common.ack_timeout(), Duration::from_millis);
+    let max_cost = config.common.ack_timeout();
     let queue = config.queue.map_or(defaults.hasher_queue, |n| n as usize);
     let sender = runtime
         .sender(
@@ -207,8 +201,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
             instance: runtime.instance.clone(),
             service: runtime.service_connector(),
             // A batch per hashing slot and two more at hand: while it holds fewer, NATS is
-            // steered towards this hasher (`EXTRA_PLACES` in the pipeline's intake).
-            room: Some(concurrency + 2),
+            // steered towards this hasher (`EXTRA_SUBSCRIPTIONS` in the pipeline's intake).
+            capacity: Some(concurrency + 2),
         },
     )
     .await?;
@@ -235,7 +229,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         free_at: Mutex::new(vec![tokio::time::Instant::now(); concurrency]),
         stop: shutdown.clone(),
         stop_by: OnceLock::new(),
-        let_go_log: Throttle::default(),
+        unfinished_log: Throttle::default(),
         queue_log: Throttle::default(),
     });
     // The stop grace counts from the stop itself, not from the first batch to notice it.
@@ -246,24 +240,24 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
             hashing.stop_by();
         }
     });
-    // A place for each batch taken in and not yet answered: those hashed and those waiting.
-    let places = Arc::new(Semaphore::new(concurrency + queue));
+    // A permit for each batch taken in and not yet answered: those hashed and those waiting.
+    let taken_in = Arc::new(Semaphore::new(concurrency + queue));
     // Every batch is taken off the subscription at once and waits for a hashing slot in its
     // own task: its time here then counts from its arrival, so a batch rng has given up on is
     // recognised as expired (a batch left in the client's buffer would look fresh).
     let batches = TaskTracker::new();
     while let Some(incoming) = intake.next(&shutdown).await {
-        // Malformed or too costly: refused on arrival, before it takes a place or waits.
+        // Malformed or too costly: refused on arrival, before it takes a permit or waits.
         if let Err(why) = hashing.admit(&incoming) {
             incoming.refuse(why).await;
             continue;
         }
-        let Ok(place) = places.clone().try_acquire_owned() else {
+        let Ok(permit) = taken_in.clone().try_acquire_owned() else {
             hashing.queue_full(incoming, queue).await;
             continue;
         };
         let hashing = hashing.clone();
-        batches.spawn(async move { hashing.take(incoming, place).await });
+        batches.spawn(async move { hashing.take(incoming, permit).await });
     }
     // Wait for the batches taken, then for the workers' acknowledgements.
     batches.close();
@@ -283,18 +277,18 @@ struct Hashing {
     meter: Arc<HasherMeter>,
     /// Simulated cost of one hash.
     delay: Duration,
-    /// The most simulated hashing time one batch may cost.
+    /// The most simulated hashing time one batch may cost: the hasher's own ack timeout.
     max_cost: Duration,
     max_payload: usize,
     /// One per batch hashed at once.
     slots: Semaphore,
-    /// When each free slot's last simulated hash was done (see [`Core`]).
+    /// When each free slot's last simulated hash was done (see [`Slot`]).
     free_at: Mutex<Vec<tokio::time::Instant>>,
     stop: Shutdown,
     /// Once stopping: when the hashing must be done ([`STOP_GRACE`] after the stop).
     stop_by: OnceLock<Instant>,
     /// Batches given back because the hasher is stopping.
-    let_go_log: Throttle,
+    unfinished_log: Throttle,
     /// Batches given back because the queue is full.
     queue_log: Throttle,
 }
@@ -308,13 +302,13 @@ const BOOKKEEPING: Duration = Duration::from_millis(10);
 /// hash `delay` after its last one, so the bookkeeping between two batches (handing on,
 /// acknowledging, taking the next: about a millisecond) does not add to every hash. Given back
 /// to the hasher when dropped.
-struct Core<'a> {
+struct Slot<'a> {
     _permit: SemaphorePermit<'a>,
     free_at: tokio::time::Instant,
     hashing: &'a Hashing,
 }
 
-impl Core<'_> {
+impl Slot<'_> {
     /// When the next simulated hash on this slot starts: when its last one was done, or when
     /// the batch arrived if later, unless that is more than [`BOOKKEEPING`] ago (the slot was
     /// idle or held up): then now.
@@ -330,15 +324,15 @@ impl Core<'_> {
     }
 }
 
-impl Drop for Core<'_> {
+impl Drop for Slot<'_> {
     fn drop(&mut self) {
         self.hashing.free_at.lock().unwrap().push(self.free_at);
     }
 }
 
-/// Why a batch is let go unfinished.
+/// Why a batch is left unfinished.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LetGo {
+enum Unfinished {
     /// It would not be done before its sender gives up on it: dropped, counted as expired.
     Expired,
     /// The hasher is stopping and would not be done with it within [`STOP_GRACE`]: given back
@@ -358,9 +352,10 @@ enum NotHandedOn {
 }
 
 impl Hashing {
-    /// Whether a batch may be taken in: it decodes, and hashing it would cost no more than a
-    /// batch may (`HASHER_MAX_BATCH_MS`) nor than its time to live (it could never be
-    /// acknowledged in time). Cheap, so it is checked on arrival, in the order batches come.
+    /// Whether a batch may be taken in: it decodes, and hashing it would cost no more than its
+    /// time to live (it could never be acknowledged in time) nor than the hasher's own ack
+    /// timeout (a sender's time to live is not trusted beyond what ours would be). Cheap, so
+    /// it is checked on arrival, in the order batches come.
     fn admit(&self, incoming: &Incoming) -> Result<(), String> {
         let count = NumberBatch::decode(incoming.body(), self.max_payload)
             .map_err(|e| e.to_string())?
@@ -368,7 +363,7 @@ impl Hashing {
         let cost = self.cost(count);
         let (limit, what) = match incoming.ttl() {
             Some(ttl) if ttl < self.max_cost => (ttl, "its time to live"),
-            _ => (self.max_cost, "one batch may cost (HASHER_MAX_BATCH_MS)"),
+            _ => (self.max_cost, "one batch may cost (ACK_TIMEOUT_MS)"),
         };
         if cost > limit {
             return Err(format!(
@@ -391,42 +386,46 @@ impl Hashing {
             .then(|| *self.stop_by.get_or_init(|| Instant::now() + STOP_GRACE))
     }
 
-    /// Why a batch that still needs `remaining` hashing time must be let go now, if it must:
-    /// it would not be done before its sender gives up on it, or, once the hasher is stopping,
-    /// before the stop grace ends.
-    fn must_let_go(&self, incoming: &Incoming, remaining: Duration) -> Option<LetGo> {
+    /// Why a batch that still needs `remaining` hashing time must be left unfinished now, if it
+    /// must: it would not be done before its sender gives up on it, or, once the hasher is
+    /// stopping, before the stop grace ends.
+    fn must_leave_unfinished(
+        &self,
+        incoming: &Incoming,
+        remaining: Duration,
+    ) -> Option<Unfinished> {
         // `None`: so far ahead that it is never in time.
         let done = Instant::now().checked_add(remaining);
         let too_late = |by: Instant| done.is_none_or(|done| done >= by);
         if incoming.deadline().is_some_and(too_late) {
-            return Some(LetGo::Expired);
+            return Some(Unfinished::Expired);
         }
         if self.stop_by().is_some_and(too_late) {
-            return Some(LetGo::Stopping);
+            return Some(Unfinished::Stopping);
         }
         None
     }
 
     /// One batch, from its arrival to its answer to rng: wait for a slot, hash, hand on to the
-    /// workers, acknowledge. `_place` is its place among the batches taken in.
-    async fn take(&self, mut incoming: Incoming, _place: OwnedSemaphorePermit) {
+    /// workers, acknowledge. `_permit` counts it among the batches taken in until it is done.
+    async fn take(&self, mut incoming: Incoming, _permit: OwnedSemaphorePermit) {
         // Decoded on arrival already (`admit`): this does not fail.
         let numbers = match NumberBatch::decode(incoming.body(), self.max_payload) {
             Ok(batch) => batch.numbers,
             Err(e) => return incoming.refuse(e).await,
         };
-        let mut core = match self.slot(&incoming, self.cost(numbers.count())).await {
-            Ok(core) => core,
-            Err(why) => return self.let_go(incoming, why).await,
+        let mut slot = match self.take_slot(&incoming, self.cost(numbers.count())).await {
+            Ok(slot) => slot,
+            Err(why) => return self.leave_unfinished(incoming, why).await,
         };
         // Nobody downstream takes digests now: give the batch back unhashed; rng holds it and
         // waits, so nothing is lost while the workers are gone.
         if self.sender.is_waiting() {
             return incoming.turn_away("no worker is listening").await;
         }
-        let body = match self.hash(&numbers, &incoming, &mut core).await {
+        let body = match self.hash(&numbers, &incoming, &mut slot).await {
             Ok(body) => body,
-            Err(why) => return self.let_go(incoming, why).await,
+            Err(why) => return self.leave_unfinished(incoming, why).await,
         };
         let count = numbers.count() as u64;
         // The digest batch has the numbers now: a batch waiting for room to be handed on need
@@ -455,11 +454,12 @@ impl Hashing {
     /// Waits for a hashing slot for a batch that takes `cost` to hash, unless it must be let
     /// go first: checked on arrival, at the stop, and once it could no longer be finished in
     /// time (before its sender gives up on it, or within the stop grace).
-    async fn slot(&self, incoming: &Incoming, cost: Duration) -> Result<Core<'_>, LetGo> {
+    async fn take_slot(&self, incoming: &Incoming, cost: Duration) -> Result<Slot<'_>, Unfinished> {
         // Each wake-up but the slot's comes once (the stop, the latest start), and the check
-        // after the latest start lets the batch go: three rounds at most.
+        // after the latest start lets the batch go: three rounds do; a fourth is a margin, and
+        // after it the batch is left unfinished anyway.
         for _ in 0..4 {
-            if let Some(why) = self.must_let_go(incoming, cost) {
+            if let Some(why) = self.must_leave_unfinished(incoming, cost) {
                 return Err(why);
             }
             // The last moment it can start and still be done in time (`None`: no such moment
@@ -471,10 +471,10 @@ impl Hashing {
                 .and_then(|by| by.checked_sub(cost))
                 .map(tokio::time::Instant::from_std);
             tokio::select! {
-                slot = self.slots.acquire() => {
-                    let permit = slot.expect("never closed");
+                permit = self.slots.acquire() => {
+                    let permit = permit.expect("never closed");
                     let free_at = self.free_at.lock().unwrap().pop();
-                    return Ok(Core {
+                    return Ok(Slot {
                         _permit: permit,
                         free_at: free_at.unwrap_or_else(tokio::time::Instant::now),
                         hashing: self,
@@ -484,15 +484,17 @@ impl Hashing {
                 _ = self.stop.triggered(), if !self.stop.is_triggered() => {}
             }
         }
-        Err(self.must_let_go(incoming, cost).unwrap_or(LetGo::Expired))
+        Err(self
+            .must_leave_unfinished(incoming, cost)
+            .unwrap_or(Unfinished::Expired))
     }
 
-    /// Lets a batch go unfinished (see [`LetGo`]).
-    async fn let_go(&self, incoming: Incoming, why: LetGo) {
+    /// Lets a batch go unfinished (see [`Unfinished`]).
+    async fn leave_unfinished(&self, incoming: Incoming, why: Unfinished) {
         match why {
-            LetGo::Expired => incoming.drop_expired(),
-            LetGo::Stopping => {
-                if let Some(left_out) = self.let_go_log.admit() {
+            Unfinished::Expired => incoming.drop_expired(),
+            Unfinished::Stopping => {
+                if let Some(left_out) = self.unfinished_log.admit() {
                     tracing::info!(
                         similar_left_out = left_out,
                         "stopping: gave back to its sender a batch it could not finish within \
@@ -520,16 +522,16 @@ impl Hashing {
         incoming.turn_away("the hasher's queue is full").await;
     }
 
-    /// Hashes a batch, counting the time spent as busy; a batch that must be let go on the way
-    /// is.
+    /// Hashes a batch, counting the time spent as busy; a batch that must be left unfinished on
+    /// the way is.
     async fn hash(
         &self,
         numbers: &Numbers<'_>,
         incoming: &Incoming,
-        core: &mut Core<'_>,
-    ) -> Result<DigestBody, LetGo> {
+        slot: &mut Slot<'_>,
+    ) -> Result<DigestBody, Unfinished> {
         if !self.delay.is_zero() {
-            return self.hash_slowly(numbers, incoming, core).await;
+            return self.hash_slowly(numbers, incoming, slot).await;
         }
         let started = Instant::now();
         // The largest batch takes a few milliseconds: nothing to stop for. Tell the scheduler,
@@ -547,35 +549,35 @@ impl Hashing {
         Ok(body)
     }
 
-    /// The demo's costly hash: one number at a time, `delay` each on its core (see [`Core`]),
+    /// The demo's costly hash: one number at a time, `delay` each on its slot (see [`Slot`]),
     /// counted as busy number by number (a long batch shows in the busy share while it lasts).
     /// Before each number, and at once when the stop comes, it checks whether the batch must be
-    /// let go.
+    /// left unfinished.
     async fn hash_slowly(
         &self,
         numbers: &Numbers<'_>,
         incoming: &Incoming,
-        core: &mut Core<'_>,
-    ) -> Result<DigestBody, LetGo> {
+        slot: &mut Slot<'_>,
+    ) -> Result<DigestBody, Unfinished> {
         let count = numbers.count();
         let mut body = DigestBody::new(numbers);
         for index in 0..count {
             let started = Instant::now();
-            let hashed_at = core.next_start(incoming) + self.delay;
+            let hashed_at = slot.next_start(incoming) + self.delay;
             let remaining = self.cost(count - index);
-            if let Some(why) = self.must_let_go(incoming, remaining) {
+            if let Some(why) = self.must_leave_unfinished(incoming, remaining) {
                 return Err(why);
             }
             tokio::select! {
                 _ = tokio::time::sleep_until(hashed_at) => {}
                 _ = self.stop.triggered(), if !self.stop.is_triggered() => {
-                    if let Some(why) = self.must_let_go(incoming, remaining) {
+                    if let Some(why) = self.must_leave_unfinished(incoming, remaining) {
                         return Err(why);
                     }
                     tokio::time::sleep_until(hashed_at).await;
                 }
             }
-            core.free_at = hashed_at;
+            slot.free_at = hashed_at;
             let digest = &mut body.digests_mut()[index * DIGEST_LEN..(index + 1) * DIGEST_LEN];
             digest::digest_into(&numbers.number(index), digest);
             self.meter.busy_ns.add(started.elapsed().as_nanos() as u64);
@@ -590,7 +592,7 @@ impl Hashing {
         count: usize,
         incoming: &Incoming,
     ) -> Result<(), NotHandedOn> {
-        let slot = self
+        let credit = self
             .sender
             .reserve_unless_waiting()
             .await
@@ -601,8 +603,8 @@ impl Hashing {
         if !incoming.answerable() {
             return Err(NotHandedOn::Unanswerable);
         }
-        let body = body.finish(slot.seq());
-        slot.send(body, count, incoming.origin()).await;
+        let body = body.finish(credit.seq());
+        credit.send(body, count, incoming.origin()).await;
         Ok(())
     }
 

@@ -1,4 +1,4 @@
 //! The `hasher` binary; see the library for what it does.
 fn main() -> std::process::ExitCode {
-    chocominer_pipeline::runtime::main(hasher::run)
+    chocominer_process::main(hasher::run)
 }

@@ -15,7 +15,8 @@
 mod args;
 mod client;
 pub mod credentials;
-pub mod schema;
+/// The stats schema, from `chocominer-model` (the read side names it there).
+pub use chocominer_model::schema;
 
 pub use args::{DEFAULT_INFLUX_DB, DEFAULT_INFLUX_URL, InfluxArgs, Secret, read_password_file};
 pub use client::{Client, QueryError, REQUEST_TIMEOUT, Row, WriteError};

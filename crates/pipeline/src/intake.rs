@@ -11,14 +11,15 @@
 //! NATS picks one *subscription* of the group at random for each batch, not the replica with
 //! the least to do, so with several replicas some sit idle while others have a queue (with 10
 //! demo hashers behind rng's window of 32, 15 % of the hashing went that way). A replica given
-//! a [`room`](IntakeConfig::room) therefore takes extra places in the group while it holds
-//! fewer batches than that: [`EXTRA_PLACES`] per batch short, each a subscription the server
+//! a [`capacity`](IntakeConfig::capacity) therefore makes extra subscriptions in the group while it
+//! holds fewer batches than that: [`EXTRA_SUBSCRIPTIONS`] per batch short, each one the server
 //! ends after one batch. An idle replica is then several times likelier to get the next batch
-//! than a busy one, whose only place is its own. Extra places are never withdrawn (a
+//! than a busy one, whose only subscription is its own. Extra subscriptions are never withdrawn (a
 //! subscription ended by the client loses the batch the server may already be sending it);
 //! they are only not renewed, and each takes one batch at most.
 //!
-//! Every batch taken in is settled once, through its [`Incoming`]: acknowledged, refused as
+//! Every batch taken in is settled once (what its sender makes of each: the sender module's *A
+//! batch's life*), through its [`Incoming`]: acknowledged, refused as
 //! malformed, turned away (the stage cannot hand it on now), or dropped without an answer
 //! because its sender has already counted it as lost — or will, because the answer cannot
 //! reach it: an answer may only go out on the NATS connection the batch came on (the server
@@ -34,9 +35,11 @@
 //! instead asks the server to auto-unsubscribe after [`STOP_FENCE`] more batches than it has
 //! received: server and client count the same messages, so the subscription ends exactly
 //! when the last batch the server sends has arrived — none in transit is dropped. It takes at
-//! most that many new batches after the stop (and finishes them), and one more per extra place
-//! left; if traffic has stopped instead, it ends after a quiet spell, once a round trip to the
-//! server has flushed the wire.
+//! most that many new batches after the stop (and finishes them), and one more per extra
+//! subscription left; if traffic has stopped instead, it ends after a quiet period, once a
+//! round trip to the server has flushed the wire. The quiet period starts only once every
+//! batch taken in is settled: until then an answer of ours can make a sender send again, and
+//! a batch the server routes here just as the subscription ends client-side would be lost.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -56,29 +59,31 @@ use crate::codec::{
     BatchHeaders, HEADER_BATCH, HEADER_INSTANCE, HEADER_SENT_MS, HEADER_TTL_MS, parse_sent_at,
     parse_ttl,
 };
-use crate::connection::{Connector, round_trip};
-use crate::sender::TURNED_AWAY;
 use crate::service::{Identity, Service};
-use crate::shutdown::Shutdown;
 use crate::stats::Counter;
-use crate::subjects::Stage;
-use crate::throttle::Throttle;
 use crate::transit::{Seen, Transit};
+use chocominer_model::Stage;
+use chocominer_process::Shutdown;
+use chocominer_process::Throttle;
+use chocominer_process::{Connector, round_trip};
 
 /// Header naming a service error, as the NATS service protocol does.
 pub use async_nats::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 
+/// The service error code of a receiver that cannot take a batch now but may later (its own
+/// next stage is gone): the sender holds the batch and waits, as for "no responders".
+pub(crate) const TURNED_AWAY: u16 = 503;
+
 /// Batches a stopping replica may still take after the stop: more than can be in transit to
 /// it, few enough to finish quickly (32 demo hashes take about 3 s).
 pub const STOP_FENCE: u64 = 32;
-/// Most of the margin by which a receiver gives up on a batch before its sender does.
-const EXPIRY_MARGIN: Duration = Duration::from_millis(500);
-/// With no batch for this long after the fence, traffic has stopped: the intake ends.
+/// With nothing unsettled and no batch for this long after the fence, traffic has stopped: the
+/// intake ends.
 const QUIET: Duration = Duration::from_millis(250);
-/// Extra places in the queue group a replica takes per batch it is short of its room.
+/// Extra subscriptions in the queue group a replica makes per batch it is short of its capacity.
 /// Measured with 8 and 10 demo hashers (issue 11's bench) and a model of the routing: 2 gives
 /// 98 % of what the hashers can do, against 85-87 % with none; more only adds subscriptions.
-pub const EXTRA_PLACES: usize = 2;
+pub const EXTRA_SUBSCRIPTIONS: usize = 2;
 
 /// Where a stage takes its batches from.
 #[derive(Debug, Clone)]
@@ -94,8 +99,9 @@ pub struct IntakeConfig {
     pub service: Connector,
     /// How many batches the replica can hold without keeping any waiting long (a hasher: one
     /// per hashing slot, and a little more so the next is at hand): while it holds fewer, it
-    /// takes extra places in its queue group (see the module docs). `None`: one place always.
-    pub room: Option<usize>,
+    /// makes extra subscriptions in its queue group (see the module docs). `None`: its own
+    /// subscription only.
+    pub capacity: Option<usize>,
 }
 
 /// Batches taken in and not worked on, counted in batches.
@@ -110,14 +116,14 @@ pub struct IntakeStats {
 
 /// Receives the batches; see the module docs.
 pub struct Intake {
-    /// The replica's own place in the queue group and its extra ones.
-    batches: SelectAll<Place>,
-    /// Batches received from the replica's own place so far (what the server counts too).
+    /// The replica's own subscription in the queue group and its extra ones.
+    batches: SelectAll<Member>,
+    /// Batches received from the replica's own subscription so far (what the server counts too).
     received: u64,
-    /// See [`IntakeConfig::room`].
-    room: Option<usize>,
-    /// Extra places taken and not yet used (each takes one batch).
-    extra_places: usize,
+    /// See [`IntakeConfig::capacity`].
+    capacity: Option<usize>,
+    /// Extra subscriptions made and not yet used (each takes one batch).
+    extra_subscriptions: usize,
     state: IntakeState,
     /// Batches taken off the subscription while stopping, not yet handed out.
     held: VecDeque<Message>,
@@ -131,15 +137,15 @@ enum IntakeState {
     Done,
 }
 
-/// A subscription in the stage's queue group: the replica's own, or an extra place that ends
+/// A subscription in the stage's queue group: the replica's own, or an extra one that ends
 /// after one batch.
-struct Place {
+struct Member {
     subscription: Subscriber,
     own: bool,
 }
 
-impl Stream for Place {
-    /// The batch, and whether it came through the replica's own place.
+impl Stream for Member {
+    /// The batch, and whether it came through the replica's own subscription.
     type Item = (bool, Message);
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -154,7 +160,7 @@ impl Stream for Place {
 #[derive(Debug, Default)]
 struct Holding {
     batches: AtomicUsize,
-    /// One was settled: the intake may take extra places again.
+    /// One was settled: the intake may make extra subscriptions again.
     settled: Notify,
 }
 
@@ -217,7 +223,7 @@ pub struct Incoming {
     received: Instant,
     /// The connection it came on.
     session: Session,
-    /// How much longer than its sender's quickest batches it took to get here (a wait this
+    /// How much longer than its sender's transit baseline it took to get here (a wait this
     /// process's clock did not see, such as a freeze).
     late: Duration,
     /// Its transit figure, noted (under the sender its headers name) once it proves to be a
@@ -235,7 +241,7 @@ impl Intake {
             subject,
             instance,
             service,
-            room,
+            capacity,
         } = config;
         let id = client
             .new_inbox()
@@ -253,14 +259,14 @@ impl Intake {
         let service = Service::start(service, identity.clone()).await?;
         tracing::info!(%subject, queue_group = stage.queue_group(), service_id = %id, "taking batches");
         Ok(Intake {
-            batches: std::iter::once(Place {
+            batches: std::iter::once(Member {
                 subscription: batches,
                 own: true,
             })
             .collect(),
             received: 0,
-            room,
-            extra_places: 0,
+            capacity,
+            extra_subscriptions: 0,
             state: IntakeState::Running,
             held: VecDeque::new(),
             shared: Arc::new(Shared {
@@ -291,14 +297,14 @@ impl Intake {
     /// delivered or on their way, then `None`.
     pub async fn next(&mut self, stop: &Shutdown) -> Option<Incoming> {
         while self.state == IntakeState::Running {
-            self.take_extra_places().await;
+            self.subscribe_extra().await;
             let holding = self.shared.holding.clone();
             tokio::select! {
                 message = self.batches.next() => {
                     return message.map(|(own, m)| self.taken(own, m));
                 }
-                // Room again: maybe more extra places.
-                _ = holding.settled.notified(), if self.room.is_some() => {}
+                // Capacity again: maybe more extra subscriptions.
+                _ = holding.settled.notified(), if self.capacity.is_some() => {}
                 _ = stop.triggered() => self.begin_stop().await,
             }
         }
@@ -308,44 +314,57 @@ impl Intake {
         if self.state == IntakeState::Done {
             return None;
         }
-        match tokio::time::timeout(QUIET, self.batches.next()).await {
-            Ok(Some((own, message))) => Some(self.taken(own, message)),
-            // Every place reached its fence and ended.
-            Ok(None) => {
-                self.state = IntakeState::Done;
-                None
-            }
-            // Traffic has stopped: whatever the server sent before the fence has arrived.
-            Err(_) => {
-                self.state = IntakeState::Done;
-                for place in self.batches.iter_mut() {
-                    let _ = place.subscription.unsubscribe().await;
+        // Traffic has stopped once nothing taken in is unsettled (answering one lets its sender
+        // send again, perhaps to us) and no batch has come for QUIET since.
+        let holding = self.shared.holding.clone();
+        loop {
+            let quiet = if holding.batches.load(Ordering::Relaxed) > 0 {
+                tokio::select! {
+                    message = self.batches.next() => Ok(message),
+                    _ = holding.settled.notified() => continue,
                 }
-                None
-            }
+            } else {
+                tokio::time::timeout(QUIET, self.batches.next()).await
+            };
+            return match quiet {
+                Ok(Some((own, message))) => Some(self.taken(own, message)),
+                // Every subscription reached its fence and ended.
+                Ok(None) => {
+                    self.state = IntakeState::Done;
+                    None
+                }
+                // Whatever the server sent before the fence has arrived.
+                Err(_) => {
+                    self.state = IntakeState::Done;
+                    for member in self.batches.iter_mut() {
+                        let _ = member.subscription.unsubscribe().await;
+                    }
+                    None
+                }
+            };
         }
     }
 
-    /// Counts a batch off the place it came through.
+    /// Counts a batch off the subscription it came through.
     fn taken(&mut self, own: bool, message: Message) -> Incoming {
         if own {
             self.received += 1;
         } else {
-            self.extra_places = self.extra_places.saturating_sub(1);
+            self.extra_subscriptions = self.extra_subscriptions.saturating_sub(1);
         }
         self.incoming(message)
     }
 
-    /// Takes extra places in the queue group up to [`EXTRA_PLACES`] per batch the replica is
-    /// short of its room (see the module docs). One that cannot be taken is not: the replica
-    /// still has its own.
-    async fn take_extra_places(&mut self) {
-        let Some(room) = self.room else {
+    /// Makes extra subscriptions in the queue group, up to [`EXTRA_SUBSCRIPTIONS`] per batch the
+    /// replica is short of its capacity (see the module docs). One that cannot be made is not:
+    /// the replica still has its own.
+    async fn subscribe_extra(&mut self) {
+        let Some(capacity) = self.capacity else {
             return;
         };
         let holding = self.shared.holding.batches.load(Ordering::Relaxed);
-        let wanted = room.saturating_sub(holding) * EXTRA_PLACES;
-        while self.extra_places < wanted {
+        let wanted = capacity.saturating_sub(holding) * EXTRA_SUBSCRIPTIONS;
+        while self.extra_subscriptions < wanted {
             let identity = &self.shared.identity;
             let taken = async {
                 let mut subscription = self
@@ -361,14 +380,16 @@ impl Intake {
             };
             match taken.await {
                 Ok(subscription) => {
-                    self.extra_places += 1;
-                    self.batches.push(Place {
+                    self.extra_subscriptions += 1;
+                    self.batches.push(Member {
                         subscription,
                         own: false,
                     });
                 }
                 Err(e) => {
-                    tracing::debug!("could not take an extra place in the queue group: {e:#}");
+                    tracing::debug!(
+                        "could not make an extra subscription in the queue group: {e:#}"
+                    );
                     return;
                 }
             }
@@ -406,9 +427,10 @@ impl Intake {
             }
             self.held.push_back(message);
         }
-        // Extra places end after their one batch anyway: only the replica's own needs a fence.
+        // Extra subscriptions end after their one batch anyway: only the replica's own needs a
+        // fence.
         let fence = self.received + STOP_FENCE;
-        if let Some(own) = self.batches.iter_mut().find(|place| place.own)
+        if let Some(own) = self.batches.iter_mut().find(|member| member.own)
             && let Err(e) = own.subscription.unsubscribe_after(fence).await
         {
             tracing::warn!("could not leave the queue group: {e}");
@@ -478,13 +500,13 @@ impl Incoming {
     /// clock (it comes from the message).
     pub fn deadline(&self) -> Option<Instant> {
         let ttl = self.ttl()?;
-        let left = (ttl - (ttl / 10).min(EXPIRY_MARGIN))
-            .checked_sub(self.late)
-            .unwrap_or_default();
+        // A tenth of it is the margin for the wire: the receiver gives up first.
+        let left = (ttl - ttl / 10).checked_sub(self.late).unwrap_or_default();
         self.received.checked_add(left)
     }
 
-    /// How much longer than its sender's quickest recent batches this one took to get here.
+    /// How much longer than its sender's transit baseline (its shortest recent transits) this one
+    /// took to get here.
     pub fn late_by(&self) -> Duration {
         self.late
     }

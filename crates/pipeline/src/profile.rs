@@ -99,7 +99,8 @@ impl Profile {
             Profile::Full => Defaults {
                 rng_rate: 0.0,
                 // Seeded batches of 32000 fill a ~1 MB digest batch: fewer, larger messages
-                // are what lets NATS keep up (measured: 8192 → ~6.5 M/s, 32000 → ~11 M/s).
+                // are what lets NATS keep up (measured when chosen: 8192 → ~6.5 M/s, 32000 →
+                // ~11 M/s; with later changes the bench now gets ~20 M/s, docs/performance.md).
                 rng_batch: 32_000,
                 rng_numbers: NumberEncoding::Seeded,
                 rng_in_flight: 16,

@@ -14,7 +14,7 @@ pub struct RateLimiter {
     next: Instant,
 }
 
-/// Largest burst allowed after an idle spell, in seconds of the rate.
+/// Largest burst allowed after an idle period, in seconds of the rate.
 const MAX_BURST: Duration = Duration::from_millis(100);
 
 impl RateLimiter {
@@ -37,7 +37,7 @@ impl RateLimiter {
             return;
         };
         let now = Instant::now();
-        // After an idle spell, do not let a long backlog of credit through at once.
+        // After an idle period, do not let a long backlog of credit through at once.
         if self.next + MAX_BURST < now {
             self.next = now - MAX_BURST;
         }

@@ -1,87 +1,25 @@
-//! What every stage process does around its own work: start-up, stats plumbing, the end.
+//! What a stage needs from the outside world, started and closed in the right order.
 //!
-//! [`main`] is the whole `main` of a stage binary (and of the dashboard): logging, one `Config`
-//! parsed once, signals turned into a [`Shutdown`], then the stage's `run(config, shutdown)` —
-//! or, with `--health-check`, only the probe ([`health::check`]). [`StageRuntime`] holds what
-//! `run` needs from the outside world (NATS client, subjects, stats sink, health endpoints) and
-//! closes it in the right order.
+//! A stage binary's `main` is `chocominer_process::main` around the stage's
+//! `run(config, shutdown)`; in `run`, [`StageRuntime`] holds the NATS client, the subjects,
+//! the stats sink and the health endpoints.
 
-use std::fmt::Debug;
-use std::future::Future;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::Client;
 
-use crate::config::{CommonArgs, HealthArgs};
-use crate::connection::{self, Connector};
-use crate::health::{self, Health, HealthServer};
+use chocominer_process::health::{Health, HealthServer};
+use chocominer_process::{Connector, Shutdown, connect};
+
+use crate::config::CommonArgs;
 use crate::sender::{Sender, SenderConfig};
-use crate::shutdown::Shutdown;
 use crate::stats::{Meter, Reporter, StatsSink, StatsWriter, WriteReport};
-use crate::subjects::{Stage, Subjects};
+use chocominer_model::{Stage, Subjects};
 
 /// How long a stopping stage keeps trying to write its last stats points.
 const STATS_GRACE: Duration = Duration::from_secs(10);
-
-/// Runs a stage binary: `main() { runtime::main(stage::run) }`.
-pub fn main<C, R, F, Fut>(run: F) -> ExitCode
-where
-    C: clap::Parser,
-    R: Debug,
-    F: FnOnce(C, Shutdown) -> Fut,
-    Fut: Future<Output = anyhow::Result<R>>,
-{
-    one_malloc_arena();
-    crate::telemetry::init();
-    // Every binary's Config flattens HealthArgs somewhere: read it from the same command line.
-    let (config, health): (C, HealthArgs) = crate::config::parse_with();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if health.health_check {
-        return runtime.block_on(health::check(&health));
-    }
-    runtime.block_on(async move {
-        match run(config, Shutdown::on_signals()).await {
-            Ok(report) => {
-                tracing::info!(?report, "stopped");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                tracing::error!("{e:#}");
-                // An unworkable setting is a usage error, as clap's are.
-                if e.is::<crate::config::SettingError>() {
-                    ExitCode::from(2)
-                } else {
-                    ExitCode::FAILURE
-                }
-            }
-        }
-    })
-}
-
-/// Asks glibc for one malloc arena instead of one per thread that allocates (up to eight per
-/// core). A stage allocates its 1 MB batches on one thread and frees them on another, and
-/// every arena kept such memory mapped: with one arena the full profile's hasher peaked at
-/// 16 MB instead of 52, at the same rate (`just bench`). A `MALLOC_ARENA_MAX` set by the
-/// operator wins. Other C libraries (musl, in the container images) have no such arenas.
-fn one_malloc_arena() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: runs first thing in `main`, before any other thread exists; mallopt only
-        // sets one of malloc's tunables.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 1);
-        }
-    }
-}
 
 /// A running stage's connections to NATS and InfluxDB, and its health endpoints.
 pub struct StageRuntime {
@@ -114,7 +52,7 @@ impl StageRuntime {
         let writer = StatsWriter::start(&common.influx, &instance)?;
         let name = format!("{stage} {instance}");
         health.set_not_ready("connecting to NATS");
-        let Some(client) = connection::connect(&common.nats, &name, shutdown).await? else {
+        let Some(client) = connect(&common.nats, &name, shutdown).await? else {
             writer.close(Duration::ZERO).await;
             if let Some(server) = health_server {
                 server.stop().await;

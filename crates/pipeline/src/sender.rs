@@ -9,20 +9,21 @@
 //! in [`SenderStats`], which the stage's meter reads.
 //!
 //! A batch that nobody could take — NATS answered "no responders", or the receiver turned it
-//! away because its own next stage is gone — was not delivered, so it is not lost: the sender
-//! holds it (in its window) and waits. While it waits it takes no new batch, says so once, and
-//! resends its oldest held batch every `PROBE_EVERY`; the first acknowledgement of a batch
-//! sent since the wait began ends the wait (said once) and every held batch goes out again.
+//! away because its own next stage is gone — was not delivered, so it is not lost: it waits
+//! in the sender's window for a consumer. While a batch waits the sender takes no new one,
+//! says so once, and resends its oldest waiting batch every `PROBE_EVERY`; the first
+//! acknowledgement of a batch sent since the wait began ends the wait (said once) and every
+//! waiting batch goes out again.
 //! Scaling a stage to zero and back, or starting the stages in any order, therefore loses
 //! nothing. Lost, counted in numbers and batches and logged (rate-limited), are the batches
 //! that reached a receiver and came to no good — refused as malformed, or unacknowledged
 //! within `ack_timeout` (the receiver died) — and those that could not be published, or were
-//! still held when the sender closed.
+//! still waiting when the sender closed.
 //!
 //! Each batch also carries the moment it was put on its way by this sender's clock, so a
 //! receiver that was frozen meanwhile drops it as stale instead of finishing it (see the
 //! `transit` module). An acknowledgement may still come after `ack_timeout`: sent just before
-//! a receiver froze, or held in a client while the connection to NATS was being mended. So a
+//! a receiver froze, or kept in a client while the connection to NATS was being mended. So a
 //! batch unacknowledged in time leaves the window at once but is counted lost only
 //! [`LATE_GRACE`] later; an acknowledgement in between counts it delivered (and logs it), so
 //! a batch is never counted both lost here and judged downstream for a late answer.
@@ -32,12 +33,54 @@
 //! there (a service reply, through a `$SRV` request naming it as its reply subject); such a
 //! message is counted as stray, logged (rate-limited) and otherwise ignored, and the batch
 //! waits for its real answer.
+//!
+//! # A batch's life
+//!
+//! The one place that says how a batch ends. Seen from its sender:
+//!
+//! ```text
+//!                 a credit in the window
+//!   made ───────────────────────────────► in flight ──── answer naming it: ack ──► ACKNOWLEDGED
+//!                                          │  ▲  │
+//!    "no responders", or turned away (503) │  │  ├── answer naming it: refused ────► REFUSED
+//!                                          ▼  │  │   (malformed, too costly)         (counted lost)
+//!                                     waiting ┘  │
+//!              resent every PROBE_EVERY (the     └── no answer within ack_timeout ──► LOST, once
+//!              oldest); all resent at the first      (out of the window at once;       LATE_GRACE
+//!              ack of a batch sent since             an ack within LATE_GRACE          has passed
+//!                                                    makes it ACKNOWLEDGED)
+//!   waiting or unpublishable when the sender stops ─────────────────────────────────► LOST
+//! ```
+//!
+//! A batch ends three ways, each counted by the sender in [`SenderStats`]: acknowledged
+//! (`acked`, and `late` too when after its ack timeout), refused and lost (both in `lost` and
+//! `lost_batches`). Waiting is not an end: a waiting batch goes out again. The receiver's own
+//! endings are what its sender sees as one of these: it acknowledges (after handing the batch
+//! on, or judging it), refuses (malformed, or costlier to hash than its time to live or the
+//! hasher's own ack timeout), turns it away (its own next stage is gone: the batch waits),
+//! gives it back unhashed at a stop (it waits), or drops it unanswered once its sender has
+//! given up on it (expired: the sender counts it lost).
+//!
+//! The time settings along that path, and what each bounds:
+//!
+//! | setting | value | bounds |
+//! | --- | --- | --- |
+//! | `ACK_TIMEOUT_MS` (`ack_timeout`) | demo 10 s, full 5 s | how long a batch stays in the window unanswered; sent as its time to live (`Chocominer-Ttl-Ms`), of which a receiver keeps nine tenths (the rest is the wire's); on a hasher also the most one batch may cost to hash |
+//! | [`LATE_GRACE`] | 5 s | how long after that an answer still counts it acknowledged, not lost |
+//! | `PROBE_EVERY` | 500 ms | how often a sender with waiting batches tries again |
+//! | transit `PERIOD` | 10 s | how long a sender's transit baseline (its shortest recent transits) is kept, against which lateness (a frozen receiver) is measured |
+//! | intake `QUIET` | 250 ms | after the stop fence, how long without a batch (and with none unsettled) before the intake ends |
+//! | hasher `STOP_GRACE` | 10 s | how long a stopping hasher keeps hashing; what cannot be finished by then is given back |
+//!
+//! No other time decides what becomes of a batch: the other durations in the code pace the
+//! demo's hashing, retry the connection to NATS, write the stats and space out log lines.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use async_nats::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 use async_nats::{Client, HeaderMap, StatusCode};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -48,23 +91,19 @@ use tokio::time::Instant;
 use crate::codec::{
     BatchHeaders, HEADER_BATCH, HEADER_SENT_MS, HEADER_TTL_MS, batch_id, format_sent_at, format_ttl,
 };
-use crate::intake::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
-use crate::shutdown::Shutdown;
+use crate::intake::TURNED_AWAY;
 use crate::stats::Counter;
-use crate::subjects::Stage;
-use crate::throttle::Throttle;
+use chocominer_model::Stage;
+use chocominer_process::Shutdown;
+use chocominer_process::Throttle;
 
-/// How often a waiting sender resends its oldest held batch to see whether a consumer is back.
+/// How often a waiting sender resends its oldest waiting batch to see whether a consumer is back.
 const PROBE_EVERY: Duration = Duration::from_millis(500);
 
 /// How long after its `ack_timeout` a batch's acknowledgement still counts it delivered rather
-/// than lost: room for acknowledgements held in a client while its connection to NATS was
+/// than lost: room for acknowledgements kept in a client while its connection to NATS was
 /// mended (a broker restart), or read late by a sender that was frozen.
 pub const LATE_GRACE: Duration = Duration::from_secs(5);
-
-/// The service error code of a receiver that cannot take a batch now but may later (its own
-/// next stage is gone): the sender holds the batch and waits, as for "no responders".
-pub(crate) const TURNED_AWAY: u16 = 503;
 
 /// Where a stage sends its batches, and how many may be unacknowledged.
 #[derive(Debug, Clone)]
@@ -97,21 +136,21 @@ pub struct SenderStats {
     /// Messages on the reply inbox that named no batch of this sender: ignored.
     pub stray: Counter,
     in_flight: AtomicUsize,
-    held: AtomicUsize,
+    waiting: AtomicUsize,
     /// The most batches that may be in flight.
     window: usize,
 }
 
 impl SenderStats {
-    /// Batches sent and not yet settled, held ones included.
+    /// Batches sent and not yet settled, waiting ones included.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Batches nobody could take, held until a consumer is back: more than 0 means this
+    /// Batches nobody could take, waiting until a consumer is back: more than 0 means this
     /// sender is waiting for the next stage.
-    pub fn held(&self) -> usize {
-        self.held.load(Ordering::Relaxed)
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// The most batches that may be in flight: when `in_flight` stays there, the receiving
@@ -134,7 +173,7 @@ pub struct NoConsumer(String);
 /// A batch sent and not yet settled.
 struct Pending {
     count: u64,
-    /// `Some(deadline)` while on its way; `None` while held because nobody could take it.
+    /// `Some(deadline)` while on its way; `None` while waiting because nobody could take it.
     deadline: Option<Instant>,
     /// When it was last put on its way.
     sent_at: Instant,
@@ -152,8 +191,8 @@ struct Overdue {
 
 /// The wait for a consumer, from the first batch nobody took to the first acknowledgement.
 #[derive(Default)]
-struct Absence {
-    /// While set (since when), no new batch is sent; held ones are resent one at a time as
+struct ConsumerWait {
+    /// While set (since when), no new batch is sent; waiting ones are resent one at a time as
     /// probes. Only the acknowledgement of a batch sent since ends it: a stopping replica
     /// still finishes (and acknowledges) batches it took before it left.
     waiting: Option<Instant>,
@@ -170,12 +209,12 @@ struct Shared {
     pending: Mutex<BTreeMap<u64, Pending>>,
     /// Batches past their `ack_timeout`, out of the window, within their [`LATE_GRACE`].
     overdue: Mutex<BTreeMap<u64, Overdue>>,
-    absence: Mutex<Absence>,
+    consumer_wait: Mutex<ConsumerWait>,
     stats: Arc<SenderStats>,
     /// Something changed: a batch settled, the wait began or ended.
     changed: Notify,
-    /// Wakes the tending task at once (a consumer is back: resend what is held).
-    tend_now: Notify,
+    /// Wakes the timer task at once (a consumer is back: resend what waits).
+    resend_now: Notify,
     loss_log: Throttle,
     late_log: Throttle,
     stray_log: Throttle,
@@ -184,10 +223,10 @@ struct Shared {
 /// How a receiver answered a batch.
 enum Answer {
     Acked,
-    /// Not delivered (no replica at all): hold it and wait.
+    /// Not delivered (no replica at all): it waits for a consumer.
     NobodyTook(String),
     /// Given back by a replica that cannot take it now (busy, stopping, or its own next stage
-    /// is gone): hold it and wait too, but a replica is there.
+    /// is gone): it waits too, but a replica is there.
     TurnedAway(String),
     Refused(String),
 }
@@ -201,7 +240,7 @@ impl Shared {
     fn take(&self, seq: u64) -> Option<Pending> {
         let pending = self.pending.lock().unwrap().remove(&seq)?;
         if pending.deadline.is_none() {
-            self.stats.held.fetch_sub(1, Ordering::Relaxed);
+            self.stats.waiting.fetch_sub(1, Ordering::Relaxed);
         }
         self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.changed.notify_waiters();
@@ -326,78 +365,78 @@ impl Shared {
     }
 
     fn is_waiting(&self) -> bool {
-        self.absence.lock().unwrap().waiting.is_some()
+        self.consumer_wait.lock().unwrap().waiting.is_some()
     }
 
-    /// A batch on its way came back untaken: hold it, and wait (saying so once per wait).
+    /// A batch on its way came back untaken: it waits for a consumer (said once per wait).
     /// `turned_away`: a replica gave it back, so there is one (busy or stopping), and the
     /// advice is not to start one.
-    fn hold(&self, seq: u64, why: String, turned_away: bool) {
+    fn wait_for_consumer(&self, seq: u64, why: String, turned_away: bool) {
         {
             let mut pending = self.pending.lock().unwrap();
             let Some(batch) = pending.get_mut(&seq) else {
                 return;
             };
             if batch.deadline.take().is_some() {
-                self.stats.held.fetch_add(1, Ordering::Relaxed);
+                self.stats.waiting.fetch_add(1, Ordering::Relaxed);
             }
         }
-        let mut absence = self.absence.lock().unwrap();
-        if absence.waiting.is_none() {
-            absence.waiting = Some(Instant::now());
-            absence.next_probe = Some(Instant::now() + PROBE_EVERY);
+        let mut consumer_wait = self.consumer_wait.lock().unwrap();
+        if consumer_wait.waiting.is_none() {
+            consumer_wait.waiting = Some(Instant::now());
+            consumer_wait.next_probe = Some(Instant::now() + PROBE_EVERY);
             self.changed.notify_waiters();
         }
-        if absence.announced.is_none() {
-            absence.announced = Some(Instant::now());
+        if consumer_wait.announced.is_none() {
+            consumer_wait.announced = Some(Instant::now());
             self.stats.waits.add(1);
             let target = self.config.target;
             if turned_away {
                 tracing::warn!(
                     subject = %self.config.subject,
-                    "{why}: holding the batches until a {target} takes them"
+                    "{why}: the batches wait until a {target} takes them"
                 );
             } else {
                 tracing::warn!(
                     subject = %self.config.subject,
-                    "{why}: holding the batches and waiting for a {target} \
+                    "{why}: the batches wait for a {target} \
                      (start one, e.g. `just scale {target} 1`)"
                 );
             }
         }
-        absence.why = why;
+        consumer_wait.why = why;
     }
 
     /// A batch sent at `sent_at` was acknowledged: a consumer is there, unless it is a
     /// stopping one finishing what it took before the wait began. Ends a wait (said once).
     fn consumer_seen(&self, sent_at: Instant) {
-        let mut absence = self.absence.lock().unwrap();
-        if absence.waiting.is_some_and(|since| sent_at < since) {
+        let mut consumer_wait = self.consumer_wait.lock().unwrap();
+        if consumer_wait.waiting.is_some_and(|since| sent_at < since) {
             return;
         }
-        let was_waiting = absence.waiting.take().is_some();
-        if let Some(since) = absence.announced.take() {
+        let was_waiting = consumer_wait.waiting.take().is_some();
+        if let Some(since) = consumer_wait.announced.take() {
             tracing::info!(
                 waited = ?since.elapsed(),
-                held = self.stats.held(),
+                waiting = self.stats.waiting(),
                 "a {} took a batch: resuming",
                 self.config.target
             );
         }
         if was_waiting {
             self.changed.notify_waiters();
-            self.tend_now.notify_one();
+            self.resend_now.notify_one();
         }
     }
 
-    /// Puts a held batch on its way again (nothing if it is not held any more).
+    /// Puts a waiting batch on its way again (nothing if it is not waiting any more).
     async fn resend(&self, seq: u64) {
         let (headers, body) = {
             let mut pending = self.pending.lock().unwrap();
             let Some(batch) = pending.get_mut(&seq).filter(|b| b.deadline.is_none()) else {
                 return;
             };
-            self.stats.held.fetch_sub(1, Ordering::Relaxed);
+            self.stats.waiting.fetch_sub(1, Ordering::Relaxed);
             batch.sent_at = Instant::now();
             batch.deadline = Some(batch.sent_at + self.config.ack_timeout);
             // Its time to live counts from now for the receiver too.
@@ -429,20 +468,21 @@ pub struct Sender {
     window: Arc<Semaphore>,
     shared: Arc<Shared>,
     next_seq: AtomicU64,
-    /// Listening for replies and tending the window; ended by `close` or the drop.
+    /// Listening for replies, and the timer task (`expire_and_resend`); ended by `close` or
+    /// the drop.
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
-/// Room for one batch in the window, with its sequence number: the batch's `seq` in its body
-/// and its id in the headers.
-pub struct Slot<'a> {
+/// A credit: room for one batch in the window, with its sequence number (the batch's `seq` in
+/// its body and its id in the headers). Spent by [`send`](Credit::send).
+pub struct Credit<'a> {
     sender: &'a Sender,
     seq: u64,
     permit: OwnedSemaphorePermit,
 }
 
 impl Sender {
-    /// Listens for the replies and starts tending the window (timeouts, held batches).
+    /// Listens for the replies and starts the timer task (timeouts, waiting batches).
     pub async fn start(client: Client, config: SenderConfig) -> anyhow::Result<Sender> {
         let inbox = client.new_inbox();
         let replies = client.subscribe(format!("{inbox}.*")).await?;
@@ -452,13 +492,13 @@ impl Sender {
             inbox,
             pending: Mutex::new(BTreeMap::new()),
             overdue: Mutex::new(BTreeMap::new()),
-            absence: Mutex::default(),
+            consumer_wait: Mutex::default(),
             stats: Arc::new(SenderStats {
                 window,
                 ..Default::default()
             }),
             changed: Notify::new(),
-            tend_now: Notify::new(),
+            resend_now: Notify::new(),
             loss_log: Throttle::default(),
             late_log: Throttle::default(),
             stray_log: Throttle::default(),
@@ -466,7 +506,7 @@ impl Sender {
         });
         let tasks = vec![
             tokio::spawn(receive_replies(replies, shared.clone())),
-            tokio::spawn(tend(shared.clone())),
+            tokio::spawn(expire_and_resend(shared.clone())),
         ];
         Ok(Sender {
             window: Arc::new(Semaphore::new(window)),
@@ -488,12 +528,12 @@ impl Sender {
 
     /// Why the sender waits, when it does.
     fn no_consumer(&self) -> NoConsumer {
-        NoConsumer(self.shared.absence.lock().unwrap().why.clone())
+        NoConsumer(self.shared.consumer_wait.lock().unwrap().why.clone())
     }
 
     /// For a new batch (rng's): waits until a consumer is there and the window has room.
     /// Gives up with [`Stopped`] when `stop` fires.
-    pub async fn reserve(&self, stop: &Shutdown) -> Result<Slot<'_>, Stopped> {
+    pub async fn reserve(&self, stop: &Shutdown) -> Result<Credit<'_>, Stopped> {
         loop {
             let changed = self.shared.changed.notified();
             if !self.shared.is_waiting() {
@@ -508,7 +548,7 @@ impl Sender {
             permit = self.window.clone().acquire_owned() => permit.expect("window is never closed"),
             _ = stop.triggered() => return Err(Stopped),
         };
-        Ok(self.slot(permit))
+        Ok(self.credit(permit))
     }
 
     /// For a batch already taken from upstream (the hasher's), which must be handed on or given
@@ -516,7 +556,7 @@ impl Sender {
     /// downstream takes batches, [`NoConsumer`] at once, so the caller can turn its batch away
     /// instead of sitting on it. Otherwise waits for room in the window, which comes as
     /// acknowledgements arrive or time out, so it needs no stop signal.
-    pub async fn reserve_unless_waiting(&self) -> Result<Slot<'_>, NoConsumer> {
+    pub async fn reserve_unless_waiting(&self) -> Result<Credit<'_>, NoConsumer> {
         loop {
             let changed = self.shared.changed.notified();
             if self.shared.is_waiting() {
@@ -524,16 +564,16 @@ impl Sender {
             }
             tokio::select! {
                 permit = self.window.clone().acquire_owned() => {
-                    return Ok(self.slot(permit.expect("window is never closed")));
+                    return Ok(self.credit(permit.expect("window is never closed")));
                 }
                 _ = changed => {}
             }
         }
     }
 
-    fn slot(&self, permit: OwnedSemaphorePermit) -> Slot<'_> {
+    fn credit(&self, permit: OwnedSemaphorePermit) -> Credit<'_> {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        Slot {
+        Credit {
             sender: self,
             seq,
             permit,
@@ -542,7 +582,7 @@ impl Sender {
 
     /// Waits until every batch sent is settled (acknowledged, refused or timed out, and an
     /// overdue one acknowledged or past its [`LATE_GRACE`]), then stops listening for
-    /// replies. Batches still held because no consumer is there cannot go anywhere: they are
+    /// replies. Batches still waiting because no consumer is there cannot go anywhere: they are
     /// counted as lost.
     pub async fn close(&self) {
         let shared = &self.shared;
@@ -550,15 +590,15 @@ impl Sender {
             Instant::now() + shared.config.ack_timeout + LATE_GRACE + Duration::from_secs(1);
         loop {
             let changed = shared.changed.notified();
-            let (on_the_way, held, overdue) = {
+            let (on_the_way, waiting, overdue) = {
                 let overdue = shared.overdue.lock().unwrap();
                 let pending = shared.pending.lock().unwrap();
-                let held = pending.values().filter(|p| p.deadline.is_none()).count();
-                (pending.len() - held, held, !overdue.is_empty())
+                let waiting = pending.values().filter(|p| p.deadline.is_none()).count();
+                (pending.len() - waiting, waiting, !overdue.is_empty())
             };
-            // Held batches go out again once a consumer is back, so wait for them only then.
+            // Waiting batches go out again once a consumer is back, so wait for them only then.
             let nothing_to_wait_for =
-                on_the_way == 0 && !overdue && (held == 0 || shared.is_waiting());
+                on_the_way == 0 && !overdue && (waiting == 0 || shared.is_waiting());
             if nothing_to_wait_for || Instant::now() >= deadline {
                 break;
             }
@@ -571,8 +611,8 @@ impl Sender {
             task.abort();
             let _ = task.await;
         }
-        let held = shared.seqs_where(|batch| batch.deadline.is_none());
-        shared.lose(held, || {
+        let waiting = shared.seqs_where(|batch| batch.deadline.is_none());
+        shared.lose(waiting, || {
             format!("stopping while no {} takes them", shared.config.target)
         });
         let on_the_way = shared.seqs_where(|batch| batch.deadline.is_some());
@@ -589,7 +629,7 @@ impl Drop for Sender {
     }
 }
 
-impl Slot<'_> {
+impl Credit<'_> {
     /// The batch's sequence number, unique for this sender.
     pub fn seq(&self) -> u64 {
         self.seq
@@ -599,7 +639,7 @@ impl Slot<'_> {
     /// from here on. `origin`: for a batch made from another (the hasher's digests), the rng
     /// batch its numbers came from.
     pub async fn send(self, body: Bytes, count: usize, origin: Option<String>) {
-        let Slot {
+        let Credit {
             sender,
             seq,
             permit,
@@ -671,7 +711,7 @@ async fn receive_replies(mut replies: async_nats::Subscriber, shared: Arc<Shared
             shared.stray(&reply);
             continue;
         };
-        // Past its time: no longer in the window, so it cannot be held again either.
+        // Past its time: no longer in the window, so it cannot wait again either.
         if let Some(count) = shared.take_overdue(seq) {
             match answer {
                 Answer::Acked => shared.acked_late(seq, count),
@@ -682,8 +722,8 @@ async fn receive_replies(mut replies: async_nats::Subscriber, shared: Arc<Shared
             continue;
         }
         match answer {
-            Answer::NobodyTook(why) => shared.hold(seq, why, false),
-            Answer::TurnedAway(why) => shared.hold(seq, why, true),
+            Answer::NobodyTook(why) => shared.wait_for_consumer(seq, why, false),
+            Answer::TurnedAway(why) => shared.wait_for_consumer(seq, why, true),
             Answer::Refused(why) => {
                 if let Some(count) = shared.settle(seq) {
                     shared.count_lost(1, count, &why);
@@ -702,35 +742,35 @@ async fn receive_replies(mut replies: async_nats::Subscriber, shared: Arc<Shared
 }
 
 /// Takes batches whose acknowledgement did not come in time out of the window (counted lost
-/// after their [`LATE_GRACE`]), and sends held batches again: all of them once a consumer is
+/// after their [`LATE_GRACE`]), and sends waiting batches again: all of them once a consumer is
 /// back, the oldest one every [`PROBE_EVERY`] meanwhile.
-async fn tend(shared: Arc<Shared>) {
+async fn expire_and_resend(shared: Arc<Shared>) {
     let every = (shared.config.ack_timeout / 4)
         .clamp(Duration::from_millis(10), Duration::from_millis(250));
     let mut ticks = tokio::time::interval(every);
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
-            _ = shared.tend_now.notified() => {}
+            _ = shared.resend_now.notified() => {}
         }
         let now = Instant::now();
         let expired = shared.seqs_where(|batch| batch.deadline.is_some_and(|d| d <= now));
         shared.overdue(expired);
         shared.lose_overdue(Some(now));
-        let held = shared.seqs_where(|batch| batch.deadline.is_none());
+        let waiting = shared.seqs_where(|batch| batch.deadline.is_none());
         let resend: Vec<u64> = {
-            let mut absence = shared.absence.lock().unwrap();
-            if absence.waiting.is_none() {
-                held
-            } else if held.is_empty() && shared.pending.lock().unwrap().is_empty() {
+            let mut consumer_wait = shared.consumer_wait.lock().unwrap();
+            if consumer_wait.waiting.is_none() {
+                waiting
+            } else if waiting.is_empty() && shared.pending.lock().unwrap().is_empty() {
                 // The probes themselves were lost (a receiver took them and died): the next
                 // new batch is the probe.
-                absence.waiting = None;
+                consumer_wait.waiting = None;
                 shared.changed.notify_waiters();
                 Vec::new()
-            } else if absence.next_probe.is_some_and(|at| at <= now) && !held.is_empty() {
-                absence.next_probe = Some(now + PROBE_EVERY);
-                held.into_iter().take(1).collect()
+            } else if consumer_wait.next_probe.is_some_and(|at| at <= now) && !waiting.is_empty() {
+                consumer_wait.next_probe = Some(now + PROBE_EVERY);
+                waiting.into_iter().take(1).collect()
             } else {
                 Vec::new()
             }

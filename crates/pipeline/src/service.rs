@@ -25,9 +25,9 @@ use async_nats::{Client, Subscriber};
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
-use crate::connection::{Connector, round_trip};
-use crate::subjects::{Stage, is_people_inbox};
-use crate::throttle::Throttle;
+use chocominer_model::{Stage, is_people_inbox};
+use chocominer_process::Throttle;
+use chocominer_process::{Connector, round_trip};
 
 /// Pause before opening a new service connection, times the number of times in a row it was
 /// needed (up to [`MAX_PAUSES`]): whatever ended the last one may come again at once. Not

@@ -14,13 +14,14 @@
 //!
 //! A tag or string value holding a control character is never written: the line protocol
 //! library leaves a line break in a tag raw, which would end the line and start a point of the
-//! sender's choosing. The instance name is checked at start (`config::parse_instance`); here,
-//! as a second line of defence, such a point is withheld, counted and logged.
+//! sender's choosing. The instance name is checked at start
+//! (`chocominer_process::parse_instance`); here, as a second line of defence, such a point is
+//! withheld, counted and logged.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use influxdb_line_protocol::LineProtocolBuilder;
 use tokio::sync::Notify;
@@ -32,8 +33,9 @@ use chocominer_influx::{Client, InfluxArgs, WriteError};
 /// What the points are made of: the stages' meters name their fields from it.
 pub use chocominer_influx::schema;
 
-use crate::shutdown::Shutdown;
-use crate::throttle::Throttle;
+use chocominer_process::Shutdown;
+use chocominer_process::Throttle;
+pub use chocominer_process::now_ns;
 
 /// Points held in memory while InfluxDB is unreachable. One process writes one point per
 /// second plus one per nugget: this holds well over an hour of either profile.
@@ -87,13 +89,6 @@ pub trait Meter: Send + Sync + 'static {
     /// Field values for the period just ended: counts since the last call, gauges now; every
     /// field of the measurement, once.
     fn fields(&self, period: Duration) -> Vec<FieldValue>;
-}
-
-/// Nanoseconds since the Unix epoch.
-pub fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 const SECOND_NS: i64 = 1_000_000_000;

@@ -6,35 +6,35 @@
 //! while this process was frozen (SIGSTOP, a paused container) looks fresh when it is read,
 //! although its sender gave up on it long ago. The sender's send time shows that wait. Two
 //! clocks never agree exactly, though, and may be seconds apart, so the wait is not
-//! `now - sent` but how much later than the quickest recent batches *from the same sender*
-//! this one is: their figure is the clocks' difference plus the wire's shortest time,
-//! whatever the difference is, either way. The figure is kept over the last two spells of
-//! [`SPELL`] (so a clock that is set anew is followed within two spells), and a spell ends
-//! only when a batch is noted, one spell per batch at most: after a freeze, the spell from
-//! before it still holds the figure the stale batches are judged against.
+//! `now - sent` but how much later than the shortest recent transits *from the same sender*
+//! this one is: that baseline is the clocks' difference plus the wire's shortest time,
+//! whatever the difference is, either way. The baseline is kept over the last two periods of
+//! [`PERIOD`] (so a clock that is set anew is followed within two periods), and a period ends
+//! only when a batch is noted, one period per batch at most: after a freeze, the period from
+//! before it still holds the baseline the stale batches are judged against.
 //!
 //! Sender names and send times are headers anyone allowed to publish there can write. So a
 //! batch is only noted once it has proved to be one ([`Transit::note`]: the receiver took it,
-//! or dropped it as stale), never on arrival, and the figure is the [`RANKED`]-th quickest of
-//! a spell, not the quickest: a message claiming to come from an honest sender, sent an hour
-//! ahead, is refused as malformed and noted nowhere, and one or two well-formed batches
-//! claiming that cannot move the figure either. (A forger needs more than that per spell, with
-//! a publishing password of the sender's stage; then the sender's batches are dropped as stale
-//! and counted lost by it: the books still balance.)
+//! or dropped it as stale), never on arrival, and the baseline is the [`RANKED`]-th shortest
+//! transit of a period, not the shortest: a message claiming to come from an honest sender,
+//! sent an hour ahead, is refused as malformed and noted nowhere, and one or two well-formed
+//! batches claiming that cannot move the baseline either. (A forger needs more than that per
+//! period, with a publishing password of the sender's stage; then the sender's batches are
+//! dropped as stale and counted lost by it: the books still balance.)
 //!
 //! [`intake`]: crate::intake
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
-/// How long one spell of the figure lasts.
-const SPELL: Duration = Duration::from_secs(10);
-/// Which of a spell's quickest batches gives the figure: the third, so no one or two batches
-/// set it. Batches come by the dozen a second; the third-quickest is within a millisecond or
-/// so of the quickest.
+/// How long one period of the baseline lasts.
+const PERIOD: Duration = Duration::from_secs(10);
+/// Which of a period's shortest transits is the baseline: the third, so no one or two batches
+/// set it. Batches come by the dozen a second; the third-shortest is within a millisecond or
+/// so of the shortest.
 const RANKED: usize = 3;
 /// Senders remembered at once; when more come (a pipeline does not have that many, a forger
-/// might), the figures start over, and batches count as on time until they have some again.
+/// might), the baselines start over, and batches count as on time until they have some again.
 const MAX_SENDERS: usize = 1024;
 
 /// A batch's figure: `receiver's clock at arrival - sender's clock at send`, in milliseconds
@@ -49,18 +49,18 @@ impl Seen {
     }
 }
 
-/// The quickest figures of one sender in the current spell (in order, [`RANKED`] at most),
-/// and the figure of the previous spell.
+/// One sender's baseline: its shortest figures in the current period (in order, [`RANKED`] at
+/// most), and the baseline of the previous period.
 #[derive(Debug, Clone, Copy)]
-struct Quickest {
-    spell_began: Instant,
+struct Baseline {
+    period_began: Instant,
     current: [i64; RANKED],
     previous: i64,
 }
 
-impl Quickest {
-    /// The figure, if the spells have seen [`RANKED`] batches: `i64::MAX` stands for none.
-    fn baseline(&self) -> Option<i64> {
+impl Baseline {
+    /// The baseline, if the periods have seen [`RANKED`] batches: `i64::MAX` stands for none.
+    fn value(&self) -> Option<i64> {
         let baseline = self.previous.min(self.current[RANKED - 1]);
         (baseline != i64::MAX).then_some(baseline)
     }
@@ -73,18 +73,17 @@ impl Quickest {
     }
 }
 
-/// The transit figures of the senders a receiver hears from.
+/// The transit baselines of the senders a receiver hears from.
 #[derive(Debug, Default)]
 pub(crate) struct Transit {
-    senders: HashMap<String, Quickest>,
+    senders: HashMap<String, Baseline>,
 }
 
 impl Transit {
-    /// How much longer than the quickest recent batches of `sender` a batch with figure `seen`
-    /// took: the time it waited somewhere, frozen receivers included. Zero while `sender` has
-    /// no figure yet.
+    /// How much longer than the baseline of `sender` a batch with figure `seen` took: the time
+    /// it waited somewhere, frozen receivers included. Zero while `sender` has no baseline yet.
     pub(crate) fn late_by(&self, sender: &str, seen: Seen) -> Duration {
-        let baseline = self.senders.get(sender).and_then(Quickest::baseline);
+        let baseline = self.senders.get(sender).and_then(Baseline::value);
         baseline.map_or(Duration::ZERO, |baseline| {
             Duration::from_millis(seen.0.saturating_sub(baseline).max(0) as u64)
         })
@@ -101,26 +100,26 @@ impl Transit {
             }
             self.senders.insert(
                 sender.to_owned(),
-                Quickest {
-                    spell_began: now,
+                Baseline {
+                    period_began: now,
                     current: [i64::MAX; RANKED],
                     previous: i64::MAX,
                 },
             );
         }
-        let quickest = self
+        let baseline = self
             .senders
             .get_mut(sender)
             .expect("inserted just above if it was not there");
-        if now.duration_since(quickest.spell_began) >= SPELL {
-            // A spell of fewer batches leaves the figure before it in force.
-            if quickest.current[RANKED - 1] != i64::MAX {
-                quickest.previous = quickest.current[RANKED - 1];
+        if now.duration_since(baseline.period_began) >= PERIOD {
+            // A period of fewer batches leaves the baseline before it in force.
+            if baseline.current[RANKED - 1] != i64::MAX {
+                baseline.previous = baseline.current[RANKED - 1];
             }
-            quickest.current = [i64::MAX; RANKED];
-            quickest.spell_began = now;
+            baseline.current = [i64::MAX; RANKED];
+            baseline.period_began = now;
         }
-        quickest.add(seen.0);
+        baseline.add(seen.0);
     }
 }
 
@@ -199,14 +198,14 @@ mod tests {
             let wall = skewed(sent + Duration::from_secs(20) + 2 * MS, skew);
             let late = arrive(&mut transit, "r1", sent, thawed, wall);
             assert_eq!(late, Duration::from_secs(20), "skew {skew} ms");
-            // The next stale one too: the spell from before the freeze still counts.
+            // The next stale one too: the period from before the freeze still counts.
             let late = arrive(&mut transit, "r1", sent + 100 * MS, thawed + MS, wall + MS);
             assert_eq!(late, Duration::from_millis(19_901), "skew {skew} ms");
         }
     }
 
     #[test]
-    fn a_clock_set_anew_is_followed_within_two_spells() {
+    fn a_clock_set_anew_is_followed_within_two_periods() {
         let (mut transit, start, epoch) = steady(0, 2 * MS, 20);
         // The receiver's clock jumps 5 s ahead: batches look 5 s late at first...
         let mut late = Duration::ZERO;
@@ -219,7 +218,7 @@ mod tests {
                 assert_eq!(late, Duration::from_secs(5));
             }
         }
-        // ...and on time again once the spells from before the jump are over.
+        // ...and on time again once the periods from before the jump are over.
         assert_eq!(late, Duration::ZERO);
     }
 
@@ -263,7 +262,7 @@ mod tests {
 
     /// Finding: 18 one-byte messages naming an honest rng, "sent" an hour ahead, made its
     /// batches look an hour late. Malformed ones are never noted; well-formed forgeries fewer
-    /// than [`RANKED`] a spell cannot move the figure.
+    /// than [`RANKED`] a period cannot move the figure.
     #[test]
     fn forged_send_times_cannot_move_the_figure() {
         let (mut transit, start, epoch) = steady(0, 2 * MS, 20);

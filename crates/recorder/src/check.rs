@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use chocominer_influx::schema::{self, Kind, Measurement, Type};
-use chocominer_pipeline::nugget;
+use chocominer_model::nugget;
 use influxdb_line_protocol::{FieldValue, parse_lines};
 
 /// How far ahead of the recorder's clock a point may be stamped: the stages stamp points with

@@ -13,7 +13,7 @@
 //!   not a stage's; 401 without the stages' credentials; 404 for another database; 503 (with
 //!   InfluxDB's reason) when InfluxDB cannot take them now, which a stage retries later;
 //! - `GET /ping`: 204, as InfluxDB's, for a stage that waits for its InfluxDB;
-//! - `GET /healthz`, `GET /readyz` (see `chocominer_pipeline::health`).
+//! - `GET /healthz`, `GET /readyz` (see `chocominer_process::health`).
 
 pub mod check;
 
@@ -28,8 +28,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chocominer_influx::{self as influx, Secret, WriteError};
-use chocominer_pipeline::health::{self, Health, HealthServer};
-use chocominer_pipeline::{HealthArgs, InfluxArgs, Shutdown, Throttle, http};
+use chocominer_process::health::{self, Health, HealthServer};
+use chocominer_process::{HealthArgs, InfluxArgs, Shutdown, Throttle, http};
 use tokio::net::TcpListener;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8087";
@@ -39,7 +39,7 @@ pub const DEFAULT_USER: &str = "stages";
 const MAX_BODY: usize = 4 << 20;
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "recorder", version, about = "ChocoMiner recorder: the stages' write-only path to InfluxDB", after_help = chocominer_pipeline::ENV_HELP)]
+#[command(name = "recorder", version, about = "ChocoMiner recorder: the stages' write-only path to InfluxDB", after_help = chocominer_process::ENV_HELP)]
 pub struct Config {
     /// Address and port the stages send their points to (their INFLUX_URL).
     #[arg(long, env = "RECORDER_LISTEN", default_value = DEFAULT_LISTEN)]
@@ -162,7 +162,7 @@ async fn write(
             "only nanosecond times (precision=ns)",
         );
     }
-    let now_ns = chocominer_pipeline::stats::now_ns();
+    let now_ns = chocominer_process::now_ns();
     let points = match check::check(&body, now_ns) {
         Ok(points) => points,
         Err(refused) => {

@@ -3,8 +3,8 @@
 //! but a write are refused, and nothing of a refused request reaches InfluxDB.
 
 use chocominer_influx::{Client, InfluxArgs, Secret, WriteError};
-use chocominer_pipeline::nugget::record_of;
-use chocominer_pipeline::{HealthArgs, Shutdown};
+use chocominer_model::nugget::record_of;
+use chocominer_process::{HealthArgs, Shutdown};
 use testkit::{DB, Influx};
 use tokio::net::TcpListener;
 
@@ -45,7 +45,7 @@ async fn a_stages_points_get_through_and_nothing_else() {
     influx.create_database(DB).await;
     let (url, shutdown, task) = recorder(&influx).await;
     let client = stage(&url, PASSWORD);
-    let now = chocominer_pipeline::stats::now_ns();
+    let now = chocominer_process::now_ns();
 
     let mut number = [7u8; 32];
     let (digest, zero_bits) = loop {

@@ -74,7 +74,7 @@ pub struct Report {
     pub generated: u64,
     /// Numbers whose batch a hasher acknowledged.
     pub acked: u64,
-    /// Numbers whose batch was lost: not acknowledged in time, refused, or still held (no
+    /// Numbers whose batch was lost: not acknowledged in time, refused, or still waiting (no
     /// hasher there) when rng stopped.
     pub lost: u64,
     pub lost_batches: u64,
@@ -102,7 +102,7 @@ impl Meter for RngMeter {
             rng::IN_FLIGHT.at(self.sender.in_flight()),
             rng::WINDOW.at(self.sender.window()),
             rng::RATE_LIMIT.at(self.rate_limit),
-            rng::WAITING.at(self.sender.held()),
+            rng::WAITING.at(self.sender.waiting()),
             rng::STRAY.of(self.sender.stray.take_delta()),
         ]
     }
@@ -164,15 +164,15 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
             _ = limiter.acquire(batch) => {}
             _ = shutdown.triggered() => break,
         }
-        let Ok(slot) = sender.reserve(&shutdown).await else {
+        let Ok(credit) = sender.reserve(&shutdown).await else {
             break;
         };
         let body = NumberBatch {
-            seq: slot.seq(),
+            seq: credit.seq(),
             numbers: maker.make(),
         }
         .encode();
-        slot.send(body, batch, None).await;
+        credit.send(body, batch, None).await;
     }
 
     sender.close().await;

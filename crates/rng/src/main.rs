@@ -1,4 +1,4 @@
 //! The `rng` binary; see the library for what it does.
 fn main() -> std::process::ExitCode {
-    chocominer_pipeline::runtime::main(rng::run)
+    chocominer_process::main(rng::run)
 }

@@ -12,7 +12,7 @@
 //! [`soak::Flatness`]). The result goes to stdout and, as
 //! Markdown and JSON, to `--out-dir`; the exit code is 1 when a check fails.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -48,9 +48,11 @@ struct Config {
     /// Where the rng, hasher and worker binaries are [default: beside this one].
     #[arg(long, env = "SOAK_BIN_DIR")]
     bin_dir: Option<PathBuf>,
-    /// Where the result is written (soak-<time>.md and .json); empty: only printed.
+    /// Where the result is written (soak-<time>.md and .json); empty (`--out-dir ''`): only
+    /// printed.
     #[arg(long, env = "SOAK_OUT_DIR", default_value = "soak/results")]
-    out_dir: PathBuf,
+    // A String, not a PathBuf: clap refuses an empty path, and empty is meaningful here.
+    out_dir: String,
 }
 
 /// The processes of a run, in the order of every table.
@@ -90,8 +92,16 @@ async fn soak(config: Config) -> anyhow::Result<bool> {
     let [rng_bin, hasher_bin, worker_bin] =
         stage_bins(config.bin_dir.as_deref(), "SOAK_BIN_DIR", "just soak")?;
     let started_at = time::OffsetDateTime::now_utc();
-    tracing::info!(duration = ?config.duration, every = ?config.every, "starting nats-server and influxd");
-    let mut stack = Stack::start().await;
+    tracing::info!(duration = ?config.duration, every = ?config.every, "starting nats-server, influxd and the recorder");
+    // The stats go through the recorder, as deployed: a point of the full profile it refused
+    // would show here as unbalanced books.
+    let recorder_bin = rng_bin.with_file_name("recorder");
+    anyhow::ensure!(
+        recorder_bin.is_file(),
+        "{} not found: build the release binaries (`cargo build --release --bins`)",
+        recorder_bin.display()
+    );
+    let mut stack = Stack::start_with_recorder(&recorder_bin).await;
     let full = ["--profile", "full"];
     // The consumers first, so rng's first batches find them.
     let worker = stack.spawn_process(&worker_bin, "w1", &full);
@@ -191,9 +201,9 @@ async fn soak(config: Config) -> anyhow::Result<bool> {
         varz: &varz,
     });
     println!("{}", result.markdown);
-    if !config.out_dir.as_os_str().is_empty() {
+    if !config.out_dir.is_empty() {
         write_result(
-            &config.out_dir,
+            Path::new(&config.out_dir),
             "soak",
             &started_at,
             &result.markdown,

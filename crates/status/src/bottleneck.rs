@@ -7,7 +7,7 @@
 //! dashboard applies too.
 
 use crate::{ALIVE_WITHIN_SECONDS, Snapshot};
-use chocominer_pipeline::Stage;
+use chocominer_model::Stage;
 
 /// The share from which a stage counts as saturated.
 pub const SATURATED: f64 = 0.9;

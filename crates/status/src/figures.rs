@@ -21,8 +21,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::{CLOCK_SKEW_ALLOWED, StatsPoint};
-use chocominer_influx::schema::{Count, Gauge, hasher, rng, worker};
-use chocominer_pipeline::Stage;
+use chocominer_model::Stage;
+use chocominer_model::schema::{Count, Gauge, hasher, rng, worker};
 
 /// Seconds the figures cover.
 pub const WINDOW_SECONDS: i64 = 5;
@@ -60,7 +60,7 @@ pub struct StageFigures {
     /// ...and the most they may have out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<f64>,
-    /// rng and hasher: batches held because no instance of the next stage takes them (it is
+    /// rng and hasher: batches waiting because no instance of the next stage takes them (it is
     /// scaled to zero, or cannot hand on), in each instance's newest point, summed. More than
     /// 0: the stage waits, and loses nothing.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -15,7 +15,7 @@
 use serde::Serialize;
 
 use crate::Snapshot;
-use chocominer_pipeline::Stage;
+use chocominer_model::Stage;
 
 /// The one setting that hides the named bottleneck and the hints (webui and `chocominer status`).
 pub const DISCOVERY_ENV: &str = "CHOCOMINER_DISCOVERY";

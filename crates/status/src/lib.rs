@@ -7,10 +7,11 @@
 //! The points are read with [`statements`] (one InfluxQL statement per stage, all its points
 //! of the last [`LOOKBACK`]) and turned into [`StatsPoint`]s by [`points_from_results`];
 //! [`read_recent`] does both in one request. Measurements and fields are named from
-//! `chocominer_influx::schema`, the stages' own spelling.
+//! `chocominer_model::schema`, the stages' own spelling.
 //!
-//! Whoever holds InfluxDB's `writer` role (every stage) can write any point, so what is read is
-//! held to what a stage could have written: points stamped more than [`CLOCK_SKEW_ALLOWED`]
+//! Whoever holds InfluxDB's `writer` role (the recorder's) can write any point, and a stage's
+//! password, through the recorder, any point the schema allows; so what is read is held to
+//! what a stage could have written: points stamped more than [`CLOCK_SKEW_ALLOWED`]
 //! ahead are not read, counts and gauges are never negative and a share (`busy`) is at most 1
 //! ([`within_range`]); nugget records are checked before they are listed ([`nuggets`]). A
 //! writer can still inflate a count with a large positive number: nothing read tells that
@@ -31,9 +32,9 @@ pub use figures::{
     ALIVE_WITHIN_NS, ALIVE_WITHIN_SECONDS, LOOKBACK, Snapshot, StageFigures, WINDOW_SECONDS,
 };
 
-use chocominer_influx::schema::{self, Field, INSTANCE, Kind, Measurement, hasher, worker};
 use chocominer_influx::{Client, QueryError, Row};
-use chocominer_pipeline::Stage;
+use chocominer_model::Stage;
+use chocominer_model::schema::{self, Field, INSTANCE, Kind, Measurement, hasher, worker};
 
 /// How far ahead of the reader's clock a point may be stamped and still be read. The stages
 /// stamp their points with their own clock; hosts kept by NTP agree within a second, and the
@@ -43,7 +44,7 @@ use chocominer_pipeline::Stage;
 pub const CLOCK_SKEW_ALLOWED: Duration = Duration::from_secs(10);
 
 /// The most leading zero bits a SHA-256 digest has: the highest difficulty.
-pub const MAX_ZERO_BITS: u32 = 8 * chocominer_pipeline::codec::DIGEST_LEN as u32;
+pub const MAX_ZERO_BITS: u32 = 8 * chocominer_model::codec::DIGEST_LEN as u32;
 
 /// One stats point of one instance: numeric fields by name.
 #[derive(Debug, Clone, PartialEq)]
@@ -166,7 +167,7 @@ pub async fn read_recent(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chocominer_influx::schema::{hasher, worker};
+    use chocominer_model::schema::{hasher, worker};
     use serde_json::json;
 
     fn row(value: Value) -> Row {

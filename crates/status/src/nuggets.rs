@@ -14,8 +14,8 @@
 use std::collections::BTreeSet;
 
 use chocominer_influx::Row;
-use chocominer_influx::schema::{INSTANCE, NUGGET, nugget};
-use chocominer_pipeline::nugget::{Unsound, check_record};
+use chocominer_model::nugget::{Unsound, check_record};
+use chocominer_model::schema::{INSTANCE, NUGGET, nugget};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -222,7 +222,7 @@ fn record(row: &Row, now_ms: i64) -> Result<Record, Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chocominer_pipeline::nugget::record_of;
+    use chocominer_model::nugget::record_of;
     use serde_json::json;
 
     const NOW_MS: i64 = 1_700_000_000_000;
@@ -351,7 +351,7 @@ mod tests {
         );
         for statement in [latest, later] {
             assert_eq!(
-                chocominer_influx::schema::unknown_names(&statement),
+                chocominer_model::schema::unknown_names(&statement),
                 Vec::<String>::new(),
                 "{statement}"
             );

@@ -62,7 +62,8 @@ pub use poll::{eventually, eventually_eq, eventually_ok};
 pub use procstat::{Memory, ProcSample};
 pub use service::{STOP_WITHIN, Service};
 pub use stack::{
-    DB, POLL, Pipeline, PipelineBuilder, SOON, Stack, as_i64, service_stats, wait_for_service,
+    DB, POLL, Pipeline, PipelineBuilder, SOON, STAGES_PASSWORD, Stack, as_i64, service_stats,
+    wait_for_service,
 };
 pub use stage_process::StageProcess;
 

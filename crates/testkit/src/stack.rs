@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_nats::Client;
@@ -30,8 +30,22 @@ pub const SOON: Duration = Duration::from_secs(30);
 pub struct Stack {
     pub nats: NatsServer,
     influx: Option<Influx>,
+    recorder: Option<Recorder>,
     pub client: Client,
 }
+
+/// The `recorder` binary in front of the stack's influxd, as deployed: the stages write to it
+/// as user `stages`, it writes on as InfluxDB's writer.
+struct Recorder {
+    url: String,
+    password_file: PathBuf,
+    process: StageProcess,
+    // Holds the password file.
+    _dir: tempfile::TempDir,
+}
+
+/// The stages' password for the recorder of [`Stack::start_with_recorder`].
+pub const STAGES_PASSWORD: &str = "stages-password-of-the-tests";
 
 impl Stack {
     /// nats-server and influxd, started side by side, with the stats database [`DB`] created up
@@ -42,6 +56,71 @@ impl Stack {
         let (nats, influx) = tokio::join!(NatsServer::start(), Influx::start());
         influx.create_database(DB).await;
         Stack::with(nats, Some(influx)).await
+    }
+
+    /// [`Stack::start`], and the `recorder` binary `bin` between the stages and influxd, as
+    /// `just up`, Compose and Kubernetes run them: stages started on this stack write their
+    /// stats to it as user `stages` with [`STAGES_PASSWORD`], and never hold InfluxDB's writer
+    /// password.
+    pub async fn start_with_recorder(bin: &Path) -> Stack {
+        let mut stack = Stack::start().await;
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let password_file = dir.path().join("recorder-stages.password");
+        std::fs::write(&password_file, STAGES_PASSWORD).expect("the stages' password file");
+        let listen = format!("127.0.0.1:{}", crate::free_port());
+        let mut args = vec![
+            "--listen".to_owned(),
+            listen.clone(),
+            "--password-file".to_owned(),
+            password_file.display().to_string(),
+        ];
+        args.extend(stack.influx().writer_args());
+        let process = StageProcess::spawn(bin, "recorder", &args);
+        let url = format!("http://{listen}");
+        let ping = format!("{url}/ping");
+        let http = crate::http_client();
+        let (ping, http) = (&ping, &http);
+        let answered = timeout_at(Instant::now() + SOON, async move {
+            loop {
+                if let Ok(answer) = http.get(ping).send().await
+                    && answer.status() == 204
+                {
+                    return;
+                }
+                tokio::time::sleep(POLL).await;
+            }
+        })
+        .await;
+        assert!(
+            answered.is_ok(),
+            "the recorder did not answer {ping} within {SOON:?}: {}",
+            process.log_tail()
+        );
+        stack.recorder = Some(Recorder {
+            url,
+            password_file,
+            process,
+            _dir: dir,
+        });
+        stack
+    }
+
+    /// The recorder's URL (the stages' InfluxDB); panics unless [`Stack::start_with_recorder`].
+    pub fn recorder_url(&self) -> &str {
+        &self
+            .recorder
+            .as_ref()
+            .expect("no recorder (Stack::start_with_recorder)")
+            .url
+    }
+
+    /// The recorder's log so far; panics unless [`Stack::start_with_recorder`].
+    pub fn recorder_log(&self) -> String {
+        self.recorder
+            .as_ref()
+            .expect("no recorder (Stack::start_with_recorder)")
+            .process
+            .log()
     }
 
     /// nats-server only: stages started on it write no stats.
@@ -64,6 +143,7 @@ impl Stack {
         Stack {
             nats,
             influx,
+            recorder: None,
             client,
         }
     }
@@ -89,7 +169,8 @@ impl Stack {
 
     /// Command-line arguments of a stage of this stack, without the program name: its NATS
     /// URL (unless `extra` has a `--nats-url` of its own, e.g. a list) and credentials (the
-    /// NATS user named after the stage), its InfluxDB URL and the writer's credentials (an
+    /// NATS user named after the stage), its InfluxDB URL and the writer's credentials (the
+    /// recorder's URL and the stages' credentials on a [`Stack::start_with_recorder`]; an
     /// empty URL, so no stats, on a [`Stack::nats_only`]), its instance name, a worker's
     /// `--delay-ms 0` (unless `extra` has one), then `extra`.
     pub fn stage_args(&self, stage: &str, instance: &str, extra: &[&str]) -> Vec<String> {
@@ -99,9 +180,17 @@ impl Stack {
             args.extend(["--nats-url".into(), self.nats.url()]);
         }
         args.extend(self.nats.user_args(stage));
-        match &self.influx {
-            Some(influx) => args.extend(influx.writer_args()),
-            None => args.extend(["--influx-url".into(), String::new()]),
+        match (&self.recorder, &self.influx) {
+            (Some(recorder), _) => args.extend([
+                "--influx-url".into(),
+                recorder.url.clone(),
+                "--influx-user".into(),
+                "stages".into(),
+                "--influx-password-file".into(),
+                recorder.password_file.display().to_string(),
+            ]),
+            (None, Some(influx)) => args.extend(influx.writer_args()),
+            (None, None) => args.extend(["--influx-url".into(), String::new()]),
         }
         args.extend(["--instance".into(), instance.into()]);
         // A worker judges at once unless the test sets its pace: the demo's 300 ms a hash is

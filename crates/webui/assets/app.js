@@ -31,8 +31,9 @@ function since(ms, nowMs) {
   if (d.toDateString() === new Date(nowMs).toDateString()) return clock(ms);
   return d.toLocaleDateString("en-GB", { day: "numeric", month: "short" }) + " " + clock(ms).slice(0, 5);
 }
-// Batches in a window: whole numbers as they are, averages with one decimal.
-const fmtBatches = (v) => (v === null || v === undefined ? "–" : Number.isInteger(v) ? String(v) : v.toFixed(1));
+// Batches in a window, rounded: the figures are averages over the rate window's seconds, but a
+// batch is whole, and "17.8/32" puzzles a class (the exact value stays in data-in-flight).
+const fmtBatches = (v) => (v === null || v === undefined ? "–" : String(Math.round(v)));
 // A difficulty range of one second: "4", or "4–23" while workers of both run.
 const fmtRange = (r) => (r.min === r.max ? String(r.min) : `${r.min}–${r.max}`);
 // "4", "4 and 23", "4, 20 and 23".
@@ -164,7 +165,7 @@ function renderWindow(name, stage) {
 function renderWaiting(name, stage, next) {
   const waiting = stage.waiting || 0;
   const line = show(`${name}-waiting`, stage.waiting, waiting > 0
-    ? `waiting for a ${next} to come back: ${fmtCount(waiting)} batch${waiting === 1 ? "" : "es"} held, no ${next} listens` : "");
+    ? `waiting for a ${next} to come back: ${fmtCount(waiting)} batch${waiting === 1 ? "" : "es"} waiting, no ${next} listens` : "");
   line.hidden = !(waiting > 0);
 }
 

@@ -4,18 +4,17 @@
 //!
 //! The step, its texts and the commands are `chocominer_status::lesson`'s, shared with
 //! `chocominer status`, read from the instances alive per stage. What only the dashboard does is
-//! remember the rate from one summary to the next: the server keeps one [`RateChange`] and feeds
-//! it each summary it makes. Pages polling at once share a summary, so it sees one snapshot per
+//! remember the rate from one summary to the next: the server keeps one
+//! [`RateChange`](chocominer_status::lesson::RateChange) and feeds it each summary it makes
+//! (`Summary::for_class`). Pages polling at once share a summary, so it sees one snapshot per
 //! refresh however many pages are open.
 //!
 //! In discovery mode ([`chocominer_status::lesson::DISCOVERY_ENV`]) the summary names no
 //! bottleneck, in its JSON too: a student reading `/api/summary` finds the stages' own figures
 //! (rate, busy, window, rate limit) and the probes to run, not the answer.
 
-use chocominer_status::lesson::{self, Change, Counts, RateChange, SETTLE_NS, Step};
+use chocominer_status::lesson::{self, Change, Counts, SETTLE_NS, Step};
 use serde::Serialize;
-
-use crate::summary::Summary;
 
 /// The `lesson` object of `/api/summary`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -44,24 +43,6 @@ impl Lesson {
             change,
             settles_at_ms,
         }
-    }
-}
-
-impl Summary {
-    /// Makes the summary the class sees: feeds its instances and rate (as of `now_ns`) to
-    /// `rate_change`, fills in the lesson with the change, and in discovery mode takes out the
-    /// bottleneck and the hints that would name it.
-    pub fn for_class(mut self, rate_change: &mut RateChange, now_ns: i64, discovery: bool) -> Self {
-        let counts = self.lesson.counts;
-        let change = rate_change.observe(now_ns, counts, self.hashes_per_s);
-        self.lesson = Lesson::new(counts, change, discovery);
-        self.discovery = discovery;
-        if discovery {
-            // The stage and its reason ("busy 95 %: more hashers would hash more") are the
-            // answer to the exercise; the per-stage figures they come from stay.
-            self.bottleneck = None;
-        }
-        self
     }
 }
 

@@ -21,7 +21,7 @@
 //!   …: …"}` with status 503 (502 for an error or an answer not from InfluxDB 1.x), which the
 //!   page shows until InfluxDB is back;
 //! - `GET /healthz`: `ok`; `GET /readyz`: `ready`, or 503 `not ready: stopping` once it stops
-//!   (see `chocominer_pipeline::health`), also on `HEALTH_LISTEN` when that is set.
+//!   (see `chocominer_process::health`), also on `HEALTH_LISTEN` when that is set.
 //!
 //! Each request must name in its `Host` an IP address, localhost or a name allowed by
 //! `WEBUI_ALLOWED_HOSTS`, or gets 421 ([`hosts`]: DNS rebinding). The InfluxDB URL is shown
@@ -47,10 +47,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::middleware;
 use chocominer_influx as influx;
-use chocominer_pipeline::Shutdown;
-use chocominer_pipeline::health::{self, Health, HealthServer};
-use chocominer_pipeline::http;
-use chocominer_pipeline::{HealthArgs, InfluxArgs};
+use chocominer_process::Shutdown;
+use chocominer_process::health::{self, Health, HealthServer};
+use chocominer_process::http;
+use chocominer_process::{HealthArgs, InfluxArgs};
 use chocominer_status::lesson::DISCOVERY_ENV;
 use clap::builder::BoolishValueParser;
 use tokio::net::TcpListener;
@@ -61,7 +61,7 @@ use crate::server::AppState;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8000";
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "webui", version, about = "ChocoMiner dashboard: the pipeline's rates, stages and nuggets in a web page", after_help = chocominer_pipeline::ENV_HELP)]
+#[command(name = "webui", version, about = "ChocoMiner dashboard: the pipeline's rates, stages and nuggets in a web page", after_help = chocominer_process::ENV_HELP)]
 pub struct Config {
     /// Address and port the dashboard listens on.
     #[arg(long, env = "WEBUI_LISTEN", default_value = DEFAULT_LISTEN)]
@@ -135,7 +135,7 @@ pub async fn serve(
         .merge(health::routes(health.clone()))
         .layer(middleware::from_fn_with_state(allowed, hosts::check));
     health.set_ready();
-    // Connections capped and timed out (chocominer_pipeline::http), as on HEALTH_LISTEN.
+    // Connections capped and timed out (chocominer_process::http), as on HEALTH_LISTEN.
     http::serve(listener, app, async move { shutdown.triggered().await }).await;
     if let Some(server) = health_server {
         server.stop().await;

@@ -1,4 +1,4 @@
 //! The `webui` binary; see the library for what it does.
 fn main() -> std::process::ExitCode {
-    chocominer_pipeline::runtime::main(webui::run)
+    chocominer_process::main(webui::run)
 }

@@ -1,5 +1,5 @@
 //! The HTTP side: the page and its assets (embedded in the binary), `/api/summary`. (The health
-//! endpoints are `chocominer_pipeline::health`'s, merged in by `serve`.)
+//! endpoints are `chocominer_process::health`'s, merged in by `serve`.)
 //!
 //! Every open page polls `/api/summary` once a second. Summaries are shared: one made less
 //! than [`SUMMARY_MAX_AGE`] ago is served again, and requests arriving while one is being made
@@ -122,7 +122,7 @@ impl AppState {
 
     async fn make_summary(&self, rate_change: &mut RateChange) -> Reply {
         self.summaries.fetch_add(1, Ordering::Relaxed);
-        let now_ns = chocominer_pipeline::stats::now_ns();
+        let now_ns = chocominer_process::now_ns();
         let spans = Spans::at(now_ns / 1_000_000);
         match self.read_summary(spans, now_ns).await {
             Ok(summary) => {

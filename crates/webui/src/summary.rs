@@ -16,10 +16,10 @@
 //!   nuggets and hashes at that difficulty (nuggets of different difficulties do not add up to
 //!   anything meaningful). Which difficulty that is comes from the first request, so those
 //!   totals are a second request ([`difficulty_statements`]);
-//! - what the stages wait for: their `waiting` gauge (batches held while no instance of the
+//! - what the stages wait for: their `waiting` gauge (batches waiting while no instance of the
 //!   next stage listens), from each alive instance's newest point, missing counted as 0.
 //!
-//! Measurements and fields are named from `chocominer_influx::schema`; the column aliases
+//! Measurements and fields are named from `chocominer_model::schema`; the column aliases
 //! (`AS hashes`) are this module's own. The lesson (the step, the last change and what to try
 //! next) is filled in by the server, which remembers the rate between summaries: see
 //! [`crate::lesson`].
@@ -29,9 +29,10 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use chocominer_influx::Row;
-use chocominer_influx::schema::{Count, HASHER, Measurement, RNG, WORKER, hasher, rng, worker};
-use chocominer_pipeline::{Stage, Throttle};
-use chocominer_status::lesson::Counts;
+use chocominer_model::Stage;
+use chocominer_model::schema::{Count, HASHER, Measurement, RNG, WORKER, hasher, rng, worker};
+use chocominer_process::Throttle;
+use chocominer_status::lesson::{Counts, RateChange};
 use chocominer_status::nuggets::{self, Refused};
 use chocominer_status::{
     self, CLOCK_SKEW_ALLOWED, LOOKBACK, MAX_ZERO_BITS, Snapshot, StageFigures, StatsPoint,
@@ -367,7 +368,7 @@ pub struct StageNow {
     pub window: Option<f64>,
     /// ...and the one over the other (0..1).
     pub window_fill: Option<f64>,
-    /// rng, hasher: batches held because no instance of the next stage listens, summed over
+    /// rng, hasher: batches waiting because no instance of the next stage listens, summed over
     /// the alive instances' newest points; `None` when no instance is alive.
     pub waiting: Option<f64>,
     /// rng: summed rate limit in numbers/s; `None` when some rng is unlimited.
@@ -498,6 +499,24 @@ fn series(
 }
 
 impl Summary {
+    /// Makes the summary the class sees: feeds its instances and rate (as of `now_ns`) to
+    /// `rate_change`, fills in the lesson with the change, and in discovery mode takes out the
+    /// bottleneck and the hints that would name it.
+    pub fn for_class(mut self, rate_change: &mut RateChange, now_ns: i64, discovery: bool) -> Self {
+        let counts = self.lesson.counts;
+        let change = rate_change.observe(now_ns, counts, self.hashes_per_s);
+        self.lesson = Lesson::new(counts, change, discovery);
+        self.discovery = discovery;
+        if discovery {
+            // The stage and its reason ("busy 95 %: more hashers would hash more") are the
+            // answer to the exercise; the per-stage figures they come from stay.
+            self.bottleneck = None;
+        }
+        self
+    }
+}
+
+impl Summary {
     /// Reads the results of [`statements`]; the stages' figures are as of `now_ns`. The
     /// difficulty totals are left empty: see [`DifficultyNow::read_totals`]; the lesson knows
     /// no change yet, and the mode is not discovery: see [`Summary::for_class`].
@@ -511,7 +530,7 @@ impl Summary {
         let snapshot = Snapshot::from_points(&points, now_ns);
         let verdict = chocominer_status::bottleneck::find(&snapshot);
         let newest = |stage: Stage| newest_points(&points, stage, &snapshot.stage(stage).instances);
-        // Missing in points of stages that do not write it yet: nothing held.
+        // Missing in points of stages that do not write it yet: nothing waits.
         let waiting = |stage: Stage| {
             let newest = newest(stage);
             (!newest.is_empty()).then(|| newest.iter().map(|p| p.get(rng::WAITING)).sum())
@@ -601,7 +620,7 @@ fn log_refused(refused: &Refused) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chocominer_pipeline::nugget::record_of;
+    use chocominer_model::nugget::record_of;
     use serde_json::json;
 
     #[test]
@@ -626,7 +645,7 @@ mod tests {
         let all = [statements(&spans), difficulty_statements(&[4, 23])].concat();
         for statement in all {
             assert_eq!(
-                chocominer_influx::schema::unknown_names(&statement),
+                chocominer_model::schema::unknown_names(&statement),
                 Vec::<String>::new(),
                 "{statement}"
             );
@@ -696,7 +715,7 @@ mod tests {
             (Some(2.0), Some(16.0))
         );
         assert_eq!(s.stages.hasher.waiting, Some(3.0), "the newest points");
-        assert_eq!(s.stages.rng.waiting, Some(0.0), "no field: nothing held");
+        assert_eq!(s.stages.rng.waiting, Some(0.0), "no field: nothing waits");
         assert_eq!(s.stages.worker.waiting, None);
         assert_eq!(s.stages.hasher.instances, ["hasher-2", "hasher-10"]);
         assert!(s.stages.worker.instances.is_empty());

@@ -14,7 +14,7 @@ mod common;
 
 use std::time::Duration;
 
-use chocominer_pipeline::nugget::record_of;
+use chocominer_model::nugget::record_of;
 use chocominer_status::lesson::Counts;
 use common::lesson::{
     Classroom, counts, lesson_path, rate, settled, spread_over_a_window, summary_when,
@@ -112,7 +112,7 @@ async fn serves_health_on_health_listen_and_answers_the_probe() {
         ]
         .map(String::from),
     );
-    let shutdown = chocominer_pipeline::Shutdown::new();
+    let shutdown = chocominer_process::Shutdown::new();
     let webui = Service::spawn("webui", &shutdown, |shutdown| webui::run(config, shutdown));
 
     let readyz = format!("http://{listen}/readyz");
@@ -185,7 +185,7 @@ fn nugget_line(instance: &str, number: &str, digest: &str, zero_bits: u32, time_
 }
 
 fn now_s() -> i64 {
-    chocominer_pipeline::stats::now_ns() / SECOND_NS
+    chocominer_process::now_ns() / SECOND_NS
 }
 
 fn f(v: &Value) -> f64 {
@@ -637,7 +637,7 @@ async fn webui_with(args: &[&str]) -> (String, Service<webui::Report>) {
     let mut all = vec!["webui".to_owned()];
     all.extend(args.iter().map(|a| a.to_string()));
     let config: webui::Config = parse(&all);
-    let service = Service::spawn("webui", &chocominer_pipeline::Shutdown::new(), |shutdown| {
+    let service = Service::spawn("webui", &chocominer_process::Shutdown::new(), |shutdown| {
         webui::serve(listener, config, shutdown)
     });
     (format!("http://{address}"), service)

@@ -278,14 +278,10 @@ fn highlighted_bits(cell: &Element) -> String {
     text
 }
 
-/// How the page writes a number of batches: whole, or with one decimal.
+/// How the page writes a number of batches: rounded to a whole one.
 fn fmt_batches(value: &str) -> String {
     let v: f64 = value.parse().unwrap_or_else(|e| panic!("{value:?}: {e}"));
-    if v.fract() == 0.0 {
-        format!("{v}")
-    } else {
-        format!("{v:.1}")
-    }
+    format!("{}", v.round())
 }
 
 /// On points written by the test: a run at difficulty 4 that stopped, then one at 23 still
@@ -297,7 +293,7 @@ async fn page_shows_a_change_of_difficulty_no_data_and_the_zero_bits() {
     testkit::init_tracing();
     let influx = Influx::start().await;
     influx.create_database(DB).await;
-    let now = chocominer_pipeline::stats::now_ns() / SECOND_NS;
+    let now = chocominer_process::now_ns() / SECOND_NS;
     // Far enough ahead that the runs are still going when Chromium reads the page.
     let (old, demo, full) = (
         (now - 250, now - 231),
@@ -312,7 +308,7 @@ async fn page_shows_a_change_of_difficulty_no_data_and_the_zero_bits() {
     for (value, ago) in numbers.into_iter().zip([3, 2]) {
         let mut number = [0u8; 32];
         number[24..].copy_from_slice(&value.to_be_bytes());
-        let (digest, zero_bits) = chocominer_pipeline::nugget::record_of(&number);
+        let (digest, zero_bits) = chocominer_model::nugget::record_of(&number);
         lines += &format!(
             "nugget,instance=worker-1 number=\"{}\",digest=\"{digest}\",zero_bits={zero_bits}i {}\n",
             number
@@ -415,7 +411,7 @@ async fn page_shows_a_change_of_difficulty_no_data_and_the_zero_bits() {
     assert!(
         waiting
             .text()
-            .starts_with("waiting for a hasher to come back: 2 batches held"),
+            .starts_with("waiting for a hasher to come back: 2 batches waiting"),
         "{}",
         waiting.text()
     );

@@ -146,10 +146,11 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
             subject: runtime.subjects.digests.clone(),
             instance: runtime.instance.clone(),
             service: runtime.service_connector(),
-            // One place in the group, read in the order the server delivers: a worker judges
-            // one batch at a time, and extra places read in turn with its own let the batches
-            // queued there wait past their senders' patience (measured: 15-33 s, counted lost).
-            room: None,
+            // One subscription in the group, read in the order the server delivers: a worker
+            // judges one batch at a time, and extra subscriptions read in turn with its own
+            // let the batches queued there wait past their senders' patience (measured: 15-33 s,
+            // counted lost).
+            capacity: None,
         },
     )
     .await?;
@@ -319,7 +320,8 @@ impl Judging {
     async fn publish(&self, found: &Nugget) {
         let json = serde_json::to_vec(found).expect("a nugget always serializes");
         if let Err(e) = self.client.publish(self.nuggets.clone(), json.into()).await {
-            // The nugget is in InfluxDB regardless; only the live feed missed it.
+            // Only the live feed missed it: the nugget's record goes to InfluxDB with the stats
+            // (when they are written at all), apart from this publication.
             tracing::warn!("could not publish a nugget on {}: {e}", self.nuggets);
         }
     }

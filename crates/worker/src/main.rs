@@ -1,4 +1,4 @@
 //! The `worker` binary; see the library for what it does.
 fn main() -> std::process::ExitCode {
-    chocominer_pipeline::runtime::main(worker::run)
+    chocominer_process::main(worker::run)
 }

@@ -201,7 +201,7 @@ async fn write_every_second(client: Client, counts: watch::Receiver<Counts>) {
 }
 
 fn now_ns() -> i64 {
-    chocominer_pipeline::stats::now_ns()
+    chocominer_process::now_ns()
 }
 
 /// One step of the lesson as the class plays it.

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use chocominer_pipeline::Shutdown;
+use chocominer_process::Shutdown;
 use serde_json::{Map, Value};
 use testkit::{DB, Influx, Service, parse};
 use tokio::net::TcpListener;

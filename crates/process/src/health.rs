@@ -10,7 +10,7 @@
 //! Every long-running binary serves both on `HEALTH_LISTEN` when it is set ([`HealthServer`];
 //! unset, nothing listens), and `<binary> --health-check` asks its own `/readyz` ([`check`]),
 //! since the runtime images have no shell or curl. A [`Health`] is one process's readiness:
-//! [`crate::runtime::StageRuntime`] makes a stage's (ready once connected to NATS and taking
+//! `chocominer-pipeline`'s `StageRuntime` makes a stage's (ready once connected to NATS and taking
 //! its input, see [`Health::set_ready`]; not ready while NATS is unreachable), the dashboard
 //! makes its own (ready once it serves). Either way a process stops being ready the moment
 //! its shutdown is triggered, while it still finishes its batches and `/healthz` stays `200`.

@@ -1,14 +1,16 @@
 //! Flow control between stages against a real nats-server: the sender's window and loss
 //! accounting, and the intake's service protocol and drain on stop. These run the library on
 //! subjects of their own (`t.*`), which no role of the project's configuration may use, so on
-//! a server without its authorization; the stages themselves are tested with it (e2e).
+//! a server without its authorization; the stages themselves are tested with it (`pipeline.rs`).
 
 use std::time::Duration;
 
 use async_nats::service::{Info, PingResponse, Stats};
 use bytes::Bytes;
 use chocominer_pipeline::codec::HEADER_BATCH;
-use chocominer_pipeline::{Connector, EXTRA_PLACES, Intake, IntakeConfig, NATS_SERVICE_ERROR};
+use chocominer_pipeline::{
+    Connector, EXTRA_SUBSCRIPTIONS, Intake, IntakeConfig, NATS_SERVICE_ERROR,
+};
 use chocominer_pipeline::{Incoming, STOP_FENCE};
 use chocominer_pipeline::{LATE_GRACE, Sender, SenderConfig};
 use chocominer_pipeline::{Shutdown, Stage};
@@ -19,14 +21,14 @@ const WAIT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(20);
 
 async fn intake(client: &async_nats::Client, url: &str, subject: &str) -> Intake {
-    intake_with_room(client, url, subject, None).await
+    intake_with_capacity(client, url, subject, None).await
 }
 
-async fn intake_with_room(
+async fn intake_with_capacity(
     client: &async_nats::Client,
     url: &str,
     subject: &str,
-    room: Option<usize>,
+    capacity: Option<usize>,
 ) -> Intake {
     let intake = Intake::start(
         client.clone(),
@@ -41,7 +43,7 @@ async fn intake_with_room(
                     Box::pin(async move { Ok(Some(async_nats::connect(url).await?)) })
                 }
             }),
-            room,
+            capacity,
         },
     )
     .await
@@ -68,7 +70,7 @@ async fn json<T: serde::de::DeserializeOwned>(client: &async_nats::Client, subje
     serde_json::from_slice(&reply.payload).unwrap()
 }
 
-/// Reserves a slot in `sender`'s window (waiting for room or a consumer) and sends one batch of
+/// Reserves a credit in `sender`'s window (waiting for room or a consumer) and sends one batch of
 /// `count` numbers in it.
 async fn send_one(sender: &Sender, stop: &Shutdown, count: usize) {
     sender
@@ -142,18 +144,18 @@ async fn stopping_intake_finishes_what_was_delivered() {
     stopping_intake_finishes(None).await;
 }
 
-/// The same with extra places in the queue group: each ends after one batch, so they need no
+/// The same with extra subscriptions in the queue group: each ends after one batch, so they need no
 /// fence of their own.
 #[tokio::test]
-async fn stopping_intake_with_extra_places_finishes_what_was_delivered() {
+async fn stopping_intake_with_extra_subscriptions_finishes_what_was_delivered() {
     stopping_intake_finishes(Some(2)).await;
 }
 
-async fn stopping_intake_finishes(room: Option<usize>) {
+async fn stopping_intake_finishes(capacity: Option<usize>) {
     testkit::init_tracing();
     let nats = NatsServer::start_without_authorization("").await;
     let client = async_nats::connect(nats.url()).await.unwrap();
-    let mut intake = intake_with_room(&client, &nats.url(), "t.drain", room).await;
+    let mut intake = intake_with_capacity(&client, &nats.url(), "t.drain", capacity).await;
     let inbox = client.new_inbox();
     let mut replies = client.subscribe(format!("{inbox}.*")).await.unwrap();
     // A burst reaches the replica as it is told to stop, much of it still on the wire.
@@ -191,7 +193,7 @@ async fn stopping_intake_finishes(room: Option<usize>) {
         incoming.ack().await;
         taken += 1;
     }
-    let extra = room.map_or(0, |room| room * EXTRA_PLACES);
+    let extra = capacity.map_or(0, |capacity| capacity * EXTRA_SUBSCRIPTIONS);
     assert!(
         (burst..=burst + STOP_FENCE as usize + extra).contains(&taken),
         "took {taken}"
@@ -225,9 +227,9 @@ async fn stopping_intake_finishes(room: Option<usize>) {
     assert!(after.is_err(), "a stopped intake must not take new batches");
 }
 
-/// Places in the queue group on `subject` that the connection named `name` holds, from the
-/// server's `/connz`.
-async fn places(nats: &NatsServer, name: &str, subject: &str) -> usize {
+/// Subscriptions in the queue group on `subject` that the connection named `name` holds, from
+/// the server's `/connz`.
+async fn subscriptions(nats: &NatsServer, name: &str, subject: &str) -> usize {
     nats.connections()
         .await
         .iter()
@@ -242,11 +244,11 @@ async fn places(nats: &NatsServer, name: &str, subject: &str) -> usize {
         .count()
 }
 
-/// A replica short of its room holds extra places in the queue group, two per batch short, so
-/// NATS steers batches to it; it takes no new ones while it holds its room, and takes them
-/// again once it has room.
+/// A replica short of its capacity holds extra subscriptions in the queue group, two per batch
+/// short, so NATS steers batches to it; it makes no new ones while it holds its capacity, and
+/// makes them again once it has capacity.
 #[tokio::test]
-async fn a_replica_short_of_room_takes_extra_places_in_the_group() {
+async fn a_replica_short_of_capacity_makes_extra_subscriptions_in_the_group() {
     testkit::init_tracing();
     let nats = NatsServer::start_without_authorization("").await;
     let replica = async_nats::ConnectOptions::new()
@@ -254,8 +256,8 @@ async fn a_replica_short_of_room_takes_extra_places_in_the_group() {
         .connect(nats.url())
         .await
         .unwrap();
-    let room = 2;
-    let mut intake = intake_with_room(&replica, &nats.url(), "t.places", Some(room)).await;
+    let capacity = 2;
+    let mut intake = intake_with_capacity(&replica, &nats.url(), "t.extra", Some(capacity)).await;
     let stop = Shutdown::new();
     let (held_tx, mut held_rx) = tokio::sync::mpsc::unbounded_channel::<Incoming>();
     let taking = tokio::spawn({
@@ -266,25 +268,25 @@ async fn a_replica_short_of_room_takes_extra_places_in_the_group() {
             }
         }
     });
-    let idle = 1 + room * EXTRA_PLACES;
+    let idle = 1 + capacity * EXTRA_SUBSCRIPTIONS;
     eventually(
-        "an idle replica holds its own place and its extra ones",
+        "an idle replica holds its own subscription and its extra ones",
         WAIT,
         POLL,
-        || async { (places(&nats, "replica-1", "t.places").await == idle).then_some(()) },
+        || async { (subscriptions(&nats, "replica-1", "t.extra").await == idle).then_some(()) },
     )
     .await;
 
-    // Held, not settled: the replica is at (and past) its room. Each extra place takes one
-    // batch at most; with this many, every one of them is used (a place is missed by all of
-    // them with a chance of (4/5)^60, about 1e-6).
+    // Taken in, not settled: the replica is at (and past) its capacity. Each extra subscription
+    // takes one batch at most; with this many, every one of them is used (one is missed by
+    // all of them with a chance of (4/5)^60, about 1e-6).
     let client = async_nats::connect(nats.url()).await.unwrap();
     let inbox = client.new_inbox();
     let mut replies = client.subscribe(format!("{inbox}.*")).await.unwrap();
     let batches = 60;
     for i in 0..batches {
         client
-            .publish_with_reply("t.places", format!("{inbox}.{i}"), Bytes::from_static(b"x"))
+            .publish_with_reply("t.extra", format!("{inbox}.{i}"), Bytes::from_static(b"x"))
             .await
             .unwrap();
     }
@@ -294,20 +296,20 @@ async fn a_replica_short_of_room_takes_extra_places_in_the_group() {
         held.push(incoming.unwrap());
     }
     assert_eq!(
-        places(&nats, "replica-1", "t.places").await,
+        subscriptions(&nats, "replica-1", "t.extra").await,
         1,
-        "a replica holding its room keeps only its own place"
+        "a replica holding its capacity keeps only its own subscription"
     );
 
-    // Settled: room again, so extra places again.
+    // Settled: capacity again, so extra subscriptions again.
     for incoming in held {
         incoming.ack().await;
     }
     eventually(
-        "a replica with room again takes extra places again",
+        "a replica with capacity again takes extra subscriptions again",
         WAIT,
         POLL,
-        || async { (places(&nats, "replica-1", "t.places").await == idle).then_some(()) },
+        || async { (subscriptions(&nats, "replica-1", "t.extra").await == idle).then_some(()) },
     )
     .await;
     let mut acked = 0;
@@ -333,10 +335,10 @@ fn serve(mut intake: Intake, stop: &Shutdown) -> tokio::task::JoinHandle<u64> {
     })
 }
 
-/// With nobody listening, a batch is not lost: the sender holds it, takes no new one, says so
-/// once, and sends everything once a consumer appears.
+/// With nobody listening, a batch is not lost: it waits in the sender's window; the sender takes
+/// no new one, says so once, and sends everything once a consumer appears.
 #[tokio::test]
-async fn sender_holds_batches_nobody_took_and_resumes() {
+async fn batches_nobody_took_wait_and_the_sender_resumes() {
     testkit::init_tracing();
     let nats = NatsServer::start_without_authorization("").await;
     let client = async_nats::connect(nats.url()).await.unwrap();
@@ -346,8 +348,8 @@ async fn sender_holds_batches_nobody_took_and_resumes() {
     let stats = sender.stats();
     let stop = Shutdown::new();
     send_one(&sender, &stop, 10).await;
-    eventually("the batch nobody took is held", WAIT, POLL, || async {
-        (stats.held() == 1 && sender.is_waiting()).then_some(())
+    eventually("the batch nobody took waits", WAIT, POLL, || async {
+        (stats.waiting() == 1 && sender.is_waiting()).then_some(())
     })
     .await;
 
@@ -359,7 +361,7 @@ async fn sender_holds_batches_nobody_took_and_resumes() {
             sender
         }
     });
-    // Several probes (the held batch, sent again) find nobody: still one wait, nothing lost,
+    // Several probes (the waiting batch, sent again) find nobody: still one wait, nothing lost,
     // nothing new sent.
     let s = &stats;
     let before = nats.messages_in().await;
@@ -369,7 +371,7 @@ async fn sender_holds_batches_nobody_took_and_resumes() {
     .await;
     assert!(!waiting.is_finished(), "the sender must wait");
     assert_eq!(
-        (s.lost.total(), s.waits.total(), s.held(), s.sent.total()),
+        (s.lost.total(), s.waits.total(), s.waiting(), s.sent.total()),
         (0, 1, 1, 10)
     );
 
@@ -383,16 +385,16 @@ async fn sender_holds_batches_nobody_took_and_resumes() {
     stop.trigger();
     assert_eq!(served.await.unwrap(), 2, "each batch taken exactly once");
     assert_eq!(
-        (s.sent.total(), s.lost.total(), s.held(), s.waits.total()),
+        (s.sent.total(), s.lost.total(), s.waiting(), s.waits.total()),
         (15, 0, 0, 1)
     );
 }
 
-/// A receiver that cannot hand batches on turns them away: its sender holds them and waits, as
-/// for "no responders", and nothing counts as refused or lost. Held batches a stopping sender
+/// A receiver that cannot hand batches on turns them away: they wait in its sender's window, as
+/// for "no responders", and nothing counts as refused or lost. Waiting batches a stopping sender
 /// still has are counted as lost.
 #[tokio::test]
-async fn turned_away_batches_are_held_then_sent_again() {
+async fn turned_away_batches_wait_then_are_sent_again() {
     testkit::init_tracing();
     let nats = NatsServer::start_without_authorization("").await;
     let client = async_nats::connect(nats.url()).await.unwrap();
@@ -415,26 +417,30 @@ async fn turned_away_batches_are_held_then_sent_again() {
     }
     assert!(sender.is_waiting());
     assert_eq!((stats.lost.total(), stats.waits.total()), (0, 1));
-    // Then take everything: the probe, then the other two held batches.
+    // Then take everything: the probe, then the other two waiting batches.
     let served = serve(intake, &stop);
     eventually("every batch acknowledged", WAIT, POLL, || async {
         (stats.acked.total() == 6).then_some(())
     })
     .await;
     assert!(!sender.is_waiting());
-    assert_eq!((stats.lost.total(), stats.held()), (0, 0));
+    assert_eq!((stats.lost.total(), stats.waiting()), (0, 0));
     stop.trigger();
     assert_eq!(served.await.unwrap(), 3);
 
-    // Nobody listens any more: a held batch cannot go anywhere when the sender stops.
+    // Nobody listens any more: a waiting batch cannot go anywhere when the sender stops.
     send_one(&sender, &Shutdown::new(), 7).await;
-    eventually("the last batch is held", WAIT, POLL, || async {
-        (stats.held() == 1).then_some(())
+    eventually("the last batch waits", WAIT, POLL, || async {
+        (stats.waiting() == 1).then_some(())
     })
     .await;
     sender.close().await;
     assert_eq!(
-        (stats.lost.total(), stats.lost_batches.total(), stats.held()),
+        (
+            stats.lost.total(),
+            stats.lost_batches.total(),
+            stats.waiting()
+        ),
         (7, 1, 0)
     );
 }
@@ -458,7 +464,7 @@ async fn sender_window_is_bounded_and_timeouts_are_lost() {
     assert_eq!(stats.in_flight(), 2);
     // The window is full: the third batch can only go once the first two time out.
     let started = tokio::time::Instant::now();
-    let slot = tokio::time::timeout(WAIT, sender.reserve(&stop))
+    let credit = tokio::time::timeout(WAIT, sender.reserve(&stop))
         .await
         .unwrap()
         .unwrap();
@@ -469,7 +475,7 @@ async fn sender_window_is_bounded_and_timeouts_are_lost() {
     );
     // Out of the window, but counted lost only after their grace (an answer may still come).
     assert_eq!((stats.lost.total(), stats.in_flight()), (0, 0));
-    slot.send(Bytes::from_static(b"b"), 3, None).await;
+    credit.send(Bytes::from_static(b"b"), 3, None).await;
     eventually(
         "the first two counted lost",
         WAIT + LATE_GRACE,

@@ -64,7 +64,7 @@ pub enum Unsound {
 pub fn check_record(number_hex: &str, digest_hex: &str, zero_bits: i64) -> Result<(), Unsound> {
     let bytes = |hex: &str| {
         let lowercase = hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        let digits = 2 * crate::codec::NUMBER_LEN;
+        let digits = 2 * chocominer_codec::NUMBER_LEN;
         (lowercase && hex.len() == digits).then(|| hex::decode(hex).ok())?
     };
     let (Some(number), Some(digest)) = (bytes(number_hex), bytes(digest_hex)) else {
@@ -149,7 +149,7 @@ impl Nugget {
     pub fn verify(number_hex: &str, digest_hex: &str, difficulty: u32) -> Result<(), String> {
         let number = hex::decode(number_hex).map_err(|e| format!("number is not hex: {e}"))?;
         let digest = hex::decode(digest_hex).map_err(|e| format!("digest is not hex: {e}"))?;
-        if number.len() != crate::codec::NUMBER_LEN {
+        if number.len() != chocominer_codec::NUMBER_LEN {
             return Err(format!("number has {} bytes, not 32", number.len()));
         }
         if !is_digest_of(&number, &digest) {

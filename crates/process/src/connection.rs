@@ -20,21 +20,12 @@ use futures::future::BoxFuture;
 
 use crate::config::NatsArgs;
 use crate::shutdown::Shutdown;
-use crate::subjects::inbox_prefix;
 use crate::throttle::Throttle;
+use chocominer_model::inbox_prefix;
 
 /// How often to retry the first connection, and how often to repeat the waiting notice.
 const RETRY_EVERY: Duration = Duration::from_millis(500);
 const REMIND_EVERY: Duration = Duration::from_secs(30);
-
-/// The comma-separated URLs of `NATS_URL`, one per server, blanks dropped.
-pub(crate) fn split_urls(urls: &str) -> Vec<String> {
-    urls.split(',')
-        .map(str::trim)
-        .filter(|url| !url.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
 
 /// The NATS URLs as they may be shown in logs and messages: credentials written in them hidden.
 pub fn shown_urls(args: &NatsArgs) -> String {
@@ -293,22 +284,5 @@ impl fmt::Debug for Connector {
         f.debug_struct("Connector")
             .field("name", &self.name)
             .finish()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_split_at_commas() {
-        assert_eq!(
-            split_urls("nats://127.0.0.1:4222"),
-            ["nats://127.0.0.1:4222"]
-        );
-        assert_eq!(
-            split_urls("nats://nats:4222, nats://other:4222,"),
-            ["nats://nats:4222", "nats://other:4222"]
-        );
     }
 }

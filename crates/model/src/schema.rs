@@ -324,7 +324,7 @@ mod sending {
     pub const WINDOW: Gauge = Gauge::integer("window", "the most batches it may have in flight");
     pub const WAITING: Gauge = Gauge::integer(
         "waiting",
-        "batches held because no instance of the next stage takes them",
+        "batches waiting because no instance of the next stage takes them",
     );
     pub const STRAY: Count = Count::new(
         "stray",
@@ -365,7 +365,7 @@ pub mod hasher {
     pub const REJECTED: Count = Count::new(
         "rejected",
         "messages refused: malformed, or batches that would take longer to hash than \
-         `HASHER_MAX_BATCH_MS` or their time to live",
+         their time to live or the hasher's ack timeout",
     );
     pub use super::receiving::EXPIRED;
     pub use super::sending::{IN_FLIGHT, LOST, STRAY, WAITING, WINDOW};
@@ -874,7 +874,7 @@ mod tests {
             .expect("docs/schema.md has the schema's end marker");
         assert!(
             readme[start..end] == markdown(),
-            "docs/schema.md's table differs from crates/influx/src/schema.rs; it should be:\n{}",
+            "docs/schema.md's table differs from crates/model/src/schema.rs; it should be:\n{}",
             markdown()
         );
     }
