@@ -22,9 +22,13 @@
 #      from fieldRef is the pod's name, and (when the manifests give the routes a password) a
 #      fourth nats-server routing to nats-0 without it gets no route; InfluxDB answers 401
 #      without credentials, and read as its reader: worker hashes and nugget points, every
-#      nugget verified; rng, hasher and worker each write stats; the chronograf stand-in (NOT
-#      Chronograf, scripts/images.sh) finds its resources provisioned; the nats preStop hook
-#      (lame duck mode) run as the kubelet would on delete;
+#      nugget verified; rng, hasher and worker each write stats; they write them through the
+#      recorder only (test-k8s-pods.py recorder: no stage holds InfluxDB's writer password,
+#      their INFLUX_URL is the recorder's, the recorder refuses other credentials; and
+#      test-containers.py stages-cannot-drop: InfluxDB refuses the stages'), and with the
+#      recorder's pod stopped no stats arrive, started again they do, those held meanwhile
+#      too; the chronograf stand-in (NOT Chronograf, scripts/images.sh) finds its resources
+#      provisioned; the nats preStop hook (lame duck mode) run as the kubelet would on delete;
 #   5. everything it made removed (pods, volumes, secrets, network; dockerd if it started it),
 #      on failure too.
 # Bounded: every wait has a deadline; about 2 minutes once the images exist.
@@ -237,7 +241,7 @@ if grep -q 'route-password' "$WORK/rendered.yaml"; then
     nats-server -n intruder -p 4222 -m 8222 --cluster_name "$cluster_name" --cluster "nats://0.0.0.0:6222" \
     --routes "nats://$(plan ip nats-0):6222" >/dev/null
   refused() {
-    podman logs "$INTRUDER" 2>&1 | grep -q 'Authorization Violation' || { echo "no refusal in its log yet"; return 1; }
+    grep -q 'Authorization Violation' <<<"$(podman logs "$INTRUDER" 2>&1)" || { echo "no refusal in its log yet"; return 1; }
   }
   wait_for 20 "nats-0 refusing the route without credentials" refused >/dev/null
   routes=$(curl -sf --max-time 3 "http://$intruder_ip:8222/routez" | python3 -c 'import json, sys; print(json.load(sys.stdin)["num_routes"])')
@@ -245,7 +249,10 @@ if grep -q 'route-password' "$WORK/rendered.yaml"; then
   if [ "$routes" != 0 ] || [ "$on_nats0" != 0 ]; then
     fail "a route without credentials was accepted ($routes routes; nats-0 lists it $on_nats0 times)"
   fi
-  ROUTE_AUTH="refused: $(podman logs "$INTRUDER" 2>&1 | grep -m 1 'Authorization Violation' | sed 's/^.*\] //')"
+  # The log is read whole first: a grep that stops at its first match would cut `podman logs`
+  # off (SIGPIPE, status 141 under pipefail).
+  intruder_log=$(podman logs "$INTRUDER" 2>&1)
+  ROUTE_AUTH="refused: $(grep -m 1 'Authorization Violation' <<<"$intruder_log" | sed 's/^.*\] //')"
   say "route without credentials $ROUTE_AUTH"
   podman rm -f -t 2 "$INTRUDER" >/dev/null
 fi
@@ -267,6 +274,35 @@ say "rate: $rate hashes/s (the last 10 s, as worker wrote it)"
 "${LOOKUP[@]}" verify-nuggets | sed 's/^/  /' || fail "a nugget does not verify"
 nuggets=$("${LOOKUP[@]}" ready | sed 's/.*, //')
 
+# The stages' stats go through the recorder and nowhere else.
+say "the stages write through the recorder only"
+"${HELPER[@]}" recorder "$WORK/plan.json" "$WORK/secrets" | sed 's/^/  /' || fail "the stages' way to InfluxDB (above)"
+out=$("${LOOKUP[@]}" stages-cannot-drop "$WORK/secrets/chocominer-recorder.stages-password") || fail "$out"
+say "the stages' password at InfluxDB: $out"
+recorder_pod=$(plan podman recorder)
+say "the recorder's pod stopped: no stage's stats may arrive"
+podman pod stop -t 10 "$recorder_pod" >/dev/null || fail "podman pod stop $recorder_pod failed"
+stopped=$(date +%s)
+sleep 8
+during=$("${LOOKUP[@]}" alive 5) || fail "reading the stats: $during"
+[ "$during" = "0 0 0" ] || fail "with the recorder stopped, rng hasher worker instances still writing stats: $during (a way around the recorder)"
+say "none for 8 s (rng hasher worker instances writing in the last 5 s: $during); the recorder's pod started again"
+podman pod start "$recorder_pod" >/dev/null || fail "podman pod start $recorder_pod failed"
+restarted=$(date +%s)
+writing_again() {
+  local a
+  a=$("${LOOKUP[@]}" alive 3) || { echo "$a"; return 1; }
+  echo "$a"
+  [ "$a" = "1 1 1" ]
+}
+again=$(wait_for 60 "rng, hasher and worker stats through the restarted recorder" writing_again)
+back_seconds=$(($(date +%s) - restarted))
+held=$("${LOOKUP[@]}" points worker $((stopped + 1)) $((restarted - 1))) \
+  || fail "counting the worker points of the outage: $held"
+[ "$held" -gt 0 ] || fail "no worker points stamped while the recorder was stopped: the points the stages held did not arrive"
+RECORDER="stopped $((restarted - stopped)) s: no stats; started again: stats in $back_seconds s (instances $again), $held worker points of the outage written late"
+say "recorder $RECORDER"
+
 page=$(curl -sfL --max-time 5 "http://$(plan ip chronograf):8888/sources/1/dashboards/1") \
   || fail "the chronograf pod's /sources/1/dashboards/1 did not answer"
 case "$page" in
@@ -280,7 +316,7 @@ if [ -n "$prestop" ]; then
   say "nats-2's preStop hook: podman exec nats-2-nats $prestop"
   # shellcheck disable=SC2086 # the hook's words
   timeout 20 podman exec nats-2-nats $prestop || fail "nats-2's preStop hook failed"
-  lame() { podman logs nats-2-nats 2>&1 | grep -q 'lame duck' || { echo "no lame duck mode in its log"; return 1; }; }
+  lame() { grep -q 'lame duck' <<<"$(podman logs nats-2-nats 2>&1)" || { echo "no lame duck mode in its log"; return 1; }; }
   wait_for 10 "nats-2 entering lame duck mode" lame >/dev/null
   say "nats-2 entered lame duck mode (its pid file on the emptyDir, the root file system read-only)"
 fi
@@ -291,5 +327,6 @@ test-k8s-pods passed in $(elapsed) s: podman $podman_version played $(python3 -c
   images: built or found and loaded into podman in $images_seconds s
   played to every probe passing: $ready_seconds s; to worker hashes and a nugget in InfluxDB: $first_nugget_seconds s
   rate: $rate hashes/s; $nuggets
+  stats through the recorder only: $RECORDER
   route without credentials: $ROUTE_AUTH
 EOF

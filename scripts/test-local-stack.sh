@@ -27,8 +27,8 @@ for v in $(compgen -e | grep -E "$SETTING_RE" || true); do unset "$v"; done
 unset STOP_TIMEOUT READY_TIMEOUT LOG_LINES
 export CHOCOMINER_PROFILE=demo HASHER_DELAY_MS=20 # the latter: a setting to find in scaled-up hashers
 export CHOCOMINER_NATS_PORT=24222 CHOCOMINER_NATS_MONITOR_PORT=28222 CHOCOMINER_INFLUX_PORT=28086 \
-  CHOCOMINER_INFLUX_RPC_PORT=28088 CHOCOMINER_WEBUI_PORT=28000
-PORTS=(24222 28222 28086 28088 28000)
+  CHOCOMINER_INFLUX_RPC_PORT=28088 CHOCOMINER_WEBUI_PORT=28000 CHOCOMINER_RECORDER_PORT=28087
+PORTS=(24222 28222 28086 28088 28000 28087)
 CHOCOMINER_RUN_DIR="$(mktemp -d "${TMPDIR:-/tmp}/chocominer-stack-test.XXXXXX")"
 export CHOCOMINER_RUN_DIR
 SECRETS_DIR="$CHOCOMINER_RUN_DIR/secrets" # lib.sh's, for influx_query, was set before the line above
@@ -57,7 +57,7 @@ j() {
 # pid_of NAME: NAME's pid in the last `just ps` output ($out), if it is listed as running.
 pid_of() { awk -v n="$1" '$1 == n && $2 ~ /^[0-9]+$/ && /running/ { print $2 }' <<<"$out"; }
 # has_env PID VAR=VALUE: the process was started with that variable.
-has_env() { tr '\0' '\n' <"/proc/$1/environ" 2>/dev/null | grep -qxF "$2"; }
+has_env() { grep -qxF "$2" <<<"$(tr '\0' '\n' <"/proc/$1/environ" 2>/dev/null)"; }
 # before A B: A first appears before B in $out.
 before() {
   local a b
@@ -115,12 +115,12 @@ say "just ps"
 j 30 ps
 [ "$rc" = 0 ] || fail "just ps failed"
 declare -A pid
-for n in nats influxd webui rng-1 hasher-1 worker-1; do
+for n in nats influxd recorder webui rng-1 hasher-1 worker-1; do
   pid[$n]="$(pid_of "$n")"
   [ -n "${pid[$n]}" ] && runs "${pid[$n]}" || fail "ps does not list $n with the pid of a live process"
 done
 has_env "${pid[hasher-1]}" INSTANCE=hasher-1 || fail "hasher-1 does not run with INSTANCE=hasher-1"
-ok "ps lists nats, influxd, webui and one rng, hasher and worker, with their pids"
+ok "ps lists nats, influxd, recorder, webui and one rng, hasher and worker, with their pids"
 
 say "NATS authorization: a password per user, each stage as its own user, no one anonymous"
 secrets="$CHOCOMINER_RUN_DIR/secrets"
@@ -131,10 +131,10 @@ done
 for s in rng hasher worker; do
   has_env "${pid[$s-1]}" "NATS_USER=$s" && has_env "${pid[$s-1]}" "NATS_PASSWORD_FILE=$secrets/nats-$s.password" ||
     fail "$s-1 does not run as NATS user $s with its own password file"
-  ! tr '\0' '\n' <"/proc/${pid[$s-1]}/environ" | grep -q '^CHOCOMINER_NATS_[A-Z0-9_]*_PASSWORD=' ||
+  ! grep -q '^CHOCOMINER_NATS_[A-Z0-9_]*_PASSWORD=' <<<"$(tr '\0' '\n' <"/proc/${pid[$s-1]}/environ")" ||
     fail "$s-1 has the server's passwords"
 done
-! tr '\0' '\n' <"/proc/${pid[nats]}/cmdline" | grep -qxF "$(cat "$secrets/nats-rng.password")" ||
+! grep -qxF "$(cat "$secrets/nats-rng.password")" <<<"$(tr '\0' '\n' <"/proc/${pid[nats]}/cmdline")" ||
   fail "a password is on nats-server's command line"
 # A client without credentials: greeted with auth_required, then refused.
 # shellcheck disable=SC2016  # the inner script's $1 and $info are its own
@@ -145,11 +145,12 @@ reply="$(timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"; read -r info <&3; e
 NATS_URL="nats://127.0.0.1:${PORTS[0]}" j 60 sub numbers --count 1
 [ "$rc" = 0 ] && [[ "$out" == *"chocominer.numbers"* ]] || fail "just sub (as cli) saw no batch of rng's"
 ok "passwords in $secrets (700/600), stages as their own users, anonymous refused, just sub as cli sees rng's batches"
-say "InfluxDB checks credentials: writer for the stages, reader for the dashboard and status"
+say "InfluxDB checks credentials: writer for the recorder only, the stages through it, reader for the dashboard and status"
 secrets="$SECRETS_DIR"
 [ "$(stat -c %a "$secrets")" = 700 ] || fail "$secrets is not mode 700"
-for role in admin writer reader; do
+for role in admin writer reader stages; do
   f="$secrets/influx-$role.password"
+  [ "$role" != stages ] || f="$secrets/recorder-stages.password"
   [ -s "$f" ] && [ "$(stat -c %a "$f")" = 600 ] || fail "$f is missing, empty or not mode 600"
   for n in "${!pid[@]}"; do
     ! grep -qF "$(cat "$f")" "/proc/${pid[$n]}/environ" || fail "$n has the $role password in its environment"
@@ -157,9 +158,13 @@ for role in admin writer reader; do
   ! grep -rqF "$(cat "$f")" "$LOGS" || fail "the $role password is in a log"
 done
 for n in rng-1 hasher-1 worker-1; do
-  has_env "${pid[$n]}" INFLUX_USER=writer && has_env "${pid[$n]}" "INFLUX_PASSWORD_FILE=$secrets/influx-writer.password" ||
-    fail "$n does not write as InfluxDB's writer (INFLUX_USER, INFLUX_PASSWORD_FILE)"
+  has_env "${pid[$n]}" "INFLUX_URL=http://127.0.0.1:$CHOCOMINER_RECORDER_PORT" && has_env "${pid[$n]}" INFLUX_USER=stages &&
+    has_env "${pid[$n]}" "INFLUX_PASSWORD_FILE=$secrets/recorder-stages.password" ||
+    fail "$n does not write to the recorder as stages (INFLUX_URL, INFLUX_USER, INFLUX_PASSWORD_FILE)"
+  ! grep -qF influx-writer "/proc/${pid[$n]}/environ" || fail "$n knows where InfluxDB's writer password is"
 done
+has_env "${pid[recorder]}" INFLUX_USER=writer && has_env "${pid[recorder]}" "INFLUX_PASSWORD_FILE=$secrets/influx-writer.password" ||
+  fail "the recorder does not write as InfluxDB's writer"
 has_env "${pid[webui]}" INFLUX_USER=reader || fail "the dashboard does not read as InfluxDB's reader"
 anonymous="$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -G "http://127.0.0.1:$CHOCOMINER_INFLUX_PORT/query" \
   --data-urlencode db=chocominer --data-urlencode 'q=SELECT count(hashes) FROM worker')"
@@ -173,11 +178,18 @@ done
 [[ "$answer" == *'"values"'* ]] || fail "the reader finds no worker points within 30 s: $answer"
 ! influx_query "$influx_url" writer 'SELECT count(hashes) FROM chocominer.autogen.worker' >/dev/null ||
   fail "the writer may read"
+# The stages' password is no InfluxDB user's, and the recorder takes nothing but writes.
+stages_password="$(cat "$secrets/recorder-stages.password")"
+for url in "$influx_url" "http://127.0.0.1:$CHOCOMINER_RECORDER_PORT"; do
+  code="$(printf 'user = "stages:%s"\n' "$stages_password" | curl -s -K - -o /dev/null -w '%{http_code}' --max-time 5 \
+    -XPOST "$url/query" --data-urlencode db=chocominer --data-urlencode 'q=DROP SERIES FROM worker')"
+  [[ "$code" =~ ^40[145]$ ]] || fail "DROP SERIES with the stages' password on $url: HTTP $code"
+done
 j 30 status --json
 [ "$rc" = 0 ] && [[ "$out" == *'"worker"'* ]] || fail "just status did not read the stats as reader"
 influx_dir_mode="$(stat -c %a "$CHOCOMINER_RUN_DIR/influxdb")"
 [ "$influx_dir_mode" = 700 ] || fail "the InfluxDB directory is $influx_dir_mode, not 700: meta.db's password hashes are readable"
-ok "InfluxDB: anonymous refused (401), data dir 0700, stages write as writer, reader reads (dashboard, status), passwords 0600 in a 0700 dir, in no environment or log"
+ok "InfluxDB: anonymous refused (401), data dir 0700, only the recorder writes as writer, the stages' password deletes nothing, reader reads (dashboard, status), passwords 0600 in a 0700 dir, in no environment or log"
 
 say "just scale hasher 2 (HASHER_DELAY_MS=30 on the command line), then 3"
 HASHER_DELAY_MS=30 j 60 scale hasher 2
@@ -232,8 +244,8 @@ ok "logs hasher: each hasher's log, in order, followed"
 say "just down"
 j 120 down
 [ "$rc" = 0 ] || fail "just down failed"
-before webui rng-1 && before rng-1 hasher-1 && before hasher-1 worker-1 && before worker-1 nats &&
-  before nats influxd || fail "down did not stop webui, rng, hasher, worker, nats, influxd in that order"
+before webui rng-1 && before rng-1 hasher-1 && before hasher-1 worker-1 && before worker-1 recorder &&
+  before recorder nats && before nats influxd || fail "down did not stop webui, rng, hasher, worker, recorder, nats, influxd in that order"
 nothing_left "${pid[@]}"
 j 30 ps
 [[ "$out" == *"not up"* ]] || fail "ps after down does not say the stack is down"
