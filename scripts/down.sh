@@ -10,19 +10,16 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-tracked_or_exit "nothing to stop: the stack is not up"
+mapfile -t tracked < <(tracked_names)
+[ "${#tracked[@]}" -gt 0 ] || { say "nothing to stop: the stack is not up"; exit 0; }
 
 say "stopping ChocoMiner"
-stop_names "${UI[@]}"
-for stage in "${STAGES[@]}"; do
-  mapfile -t group < <(instances "$stage")
-  stop_names "${group[@]}"
+for group in "${UI[@]}" "${STAGES[@]}" recorder nats influxd; do
+  mapfile -t names < <(instances "$group")
+  stop_names "${names[@]}"
 done
-stop_names recorder
-stop_names nats
-stop_names influxd
 # Anything else with a pid file (there should be nothing).
-mapfile -t rest < <(tracked_names)
-stop_names "${rest[@]}"
+mapfile -t names < <(tracked_names)
+stop_names "${names[@]}"
 rm -f "$ENV_FILE"
 say "the stack is down (logs stay in $LOG_DIR, InfluxDB data in $INFLUX_DIR)"

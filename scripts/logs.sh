@@ -18,13 +18,15 @@ case "$filter" in
   "") pattern='*' ;;
   rng | hasher | worker) pattern="$filter-*" ;;
   nats | influxd | recorder | webui) pattern="$filter" ;;
-  *) die "unknown stage '$filter': use rng, hasher, worker, nats, influxd, recorder or webui (or nothing for all)" ;;
+  *) die "unknown stage '$filter': use rng, hasher, worker, nats, influxd, recorder or webui" \
+    "(or nothing for all)" ;;
 esac
 
 shopt -s nullglob
 # shellcheck disable=SC2206  # $pattern is a glob on purpose
 files=("$LOG_DIR"/$pattern.log)
-[ "${#files[@]}" -gt 0 ] || die "no logs in $LOG_DIR${filter:+ for $filter}: start the stack with \`just up\`"
+[ "${#files[@]}" -gt 0 ] ||
+  die "no logs in $LOG_DIR${filter:+ for $filter}: start the stack with \`just up\`"
 # A glob sorts hasher-10 before hasher-2; sort -V puts the numbers in order.
 mapfile -t files < <(printf '%s\n' "${files[@]}" | sort -V)
 exec tail -n "$lines" -F "${files[@]}"

@@ -5,25 +5,25 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-tracked_or_exit "nothing runs: the stack is not up (\`just up\`)"
+mapfile -t tracked < <(tracked_names)
+[ "${#tracked[@]}" -gt 0 ] || { say "nothing runs: the stack is not up (\`just up\`)"; exit 0; }
 
-# Servers first, then the dashboard, then the stages in pipeline order.
-ordered=()
-for n in "${INFRA[@]}" "${UI[@]}"; do [ -f "$(pidfile "$n")" ] && ordered+=("$n"); done
-for n in "${TRACKED[@]}"; do case " ${INFRA[*]} ${UI[*]} " in *" $n "*) ;; *) ordered+=("$n") ;; esac; done
-
+read -r now _ </proc/uptime
+hz="$(getconf CLK_TCK)"
 declare -A count=([rng]=0 [hasher]=0 [worker]=0)
 printf '%-12s %8s %9s %9s  %s\n' NAME PID UPTIME RSS STATE
-for n in "${ordered[@]}"; do
-  read_pidfile "$n" || continue
+for n in "${tracked[@]}"; do # servers first, then the dashboard, then the stages
   if alive "$n"; then
-    up="$(human_duration "$(proc_uptime "$STARTTIME")")"
+    s=$((${now%.*} - STARTTIME / hz)) # seconds: the uptime minus its start (ticks since boot)
+    if ((s < 60)); then up=${s}s
+    elif ((s < 3600)); then printf -v up '%dm%02ds' $((s / 60)) $((s % 60))
+    else printf -v up '%dh%02dm' $((s / 3600)) $((s % 3600 / 60)); fi
     rss="$(awk '/^VmRSS:/ { printf "%d MiB", $2 / 1024 }' "/proc/$PID/status" 2>/dev/null || true)"
     state=running
-    stage=${n%-[0-9]*}
-    is_stage "$stage" && count[$stage]=$((count[$stage] + 1))
+    ! is_stage "${n%-*}" || count[${n%-*}]=$((count[${n%-*}] + 1))
   else
-    up=- rss=- state="exited (see .run/logs/$n.log)"
+    [ -n "$PID" ] || continue # its pid file is gone
+    up=- rss=- state="exited (see $LOG_DIR/$n.log)"
   fi
   printf '%-12s %8s %9s %9s  %s\n' "$n" "$PID" "$up" "$rss" "$state"
 done

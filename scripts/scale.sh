@@ -8,26 +8,25 @@ set -euo pipefail
 
 usage="usage: just scale rng|hasher|worker N"
 [ "$#" -eq 2 ] || die "$usage"
-stage=$1 want=$2
+stage=$1 want=$2 max=64
 is_stage "$stage" || die "unknown stage '$stage'; $usage"
 [[ "$want" =~ ^[0-9]+$ ]] || die "N must be a whole number, not '$want'; $usage"
 want=$((10#$want))
-max=64
 # Each instance is a process with its own connections: past this the local stack measures the
 # machine, not the pipeline.
-[ "$want" -le "$max" ] || die "$want is more than $max instances, the local stack's limit per stage (this machine has $(nproc) cores)"
+[ "$want" -le "$max" ] || die "$want is more than $max instances, the local stack's limit per" \
+  "stage (this machine has $(nproc) cores)"
 alive nats || die "the stack is not up: run \`just up\` first"
 
 mapfile -t names < <(instances "$stage")
 forget_dead "${names[@]}"
-mapfile -t names < <(instances "$stage")
-have=${#names[@]}
+names=("${LIVE[@]}") have=${#LIVE[@]}
 
 if [ "$want" -gt "$have" ]; then
   trap 'INTERRUPTED=1' INT TERM   # finish starting the current instance first (see lib.sh)
   load_settings
   last=0
-  [ "$have" -gt 0 ] && last="${names[-1]#"$stage"-}"
+  [ "$have" -eq 0 ] || last="${names[-1]#"$stage"-}"
   new=()
   for ((n = last + 1; n <= last + want - have; n++)); do
     spawn_stage "$stage" "$n"
@@ -35,13 +34,11 @@ if [ "$want" -gt "$have" ]; then
   done
   sleep 0.5
   for n in "${new[@]}"; do
-    alive "$n" || { log_tail "$n"; warn "$n exited right after starting"; }
+    alive "$n" || { log_tail "$n"; say "warning: $n exited right after starting" >&2; }
   done
   say "started ${new[*]}"
 elif [ "$want" -lt "$have" ]; then
-  # Newest (highest number) first.
-  surplus=()
-  for ((i = have - 1; i >= want; i--)); do surplus+=("${names[i]}"); done
+  mapfile -t surplus < <(printf '%s\n' "${names[@]:want}" | tac) # newest (highest number) first
   stop_names "${surplus[@]}"
 fi
 

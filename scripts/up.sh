@@ -5,11 +5,9 @@
 # Refuses if the stack (or anything else on its ports) is already up. If any step fails,
 # whatever this run started is stopped again, so it is all or nothing.
 # Service settings come from the environment: `CHOCOMINER_PROFILE=full just up`.
-# InfluxDB checks credentials: the first `up` makes random passwords for its admin, writer and
-# reader in .run/secrets/influx-<role>.password and sets the users up. The recorder writes as
-# writer; the stages write to the recorder as `stages` (.run/secrets/recorder-stages.password),
-# since InfluxDB's writer may delete too; the dashboard reads as reader (INFLUX_USER & co. in
-# the environment win).
+# The first `up` makes random passwords in .run/secrets (lib.sh ensure_secrets) for each NATS
+# user and InfluxDB's admin, writer and reader. The recorder writes as writer, the stages write
+# to the recorder (InfluxDB's writer may delete too), the dashboard reads as reader.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -17,46 +15,42 @@ set -euo pipefail
 # 1. Already up? Only pid files of processes that still run count; the rest are forgotten.
 mapfile -t names < <(tracked_names)
 forget_dead "${names[@]}"
-mapfile -t running < <(tracked_names)
-if [ "${#running[@]}" -gt 0 ]; then
-  die "the stack is already up (${running[*]}): see \`just ps\`, or \`just down\` first"
-fi
+[ "${#LIVE[@]}" -eq 0 ] ||
+  die "the stack is already up (${LIVE[*]}): see \`just ps\`, or \`just down\` first"
 
 # 2. Ports: something else (a system influxd, another nats-server, ...) must not hold them.
 for spec in "$NATS_PORT:NATS clients" "$NATS_MONITOR_PORT:NATS monitoring" \
   "$INFLUX_PORT:InfluxDB HTTP" "$INFLUX_RPC_PORT:InfluxDB RPC" "$RECORDER_PORT:recorder" \
   "$WEBUI_PORT:dashboard (webui)"; do
   port=${spec%%:*}
-  if port_open "$port"; then
-    who="$(ss -Hltnp "sport = :$port" 2>/dev/null | grep -o 'users:(("[^"]*",pid=[0-9]*' | head -n 1 |
-      sed 's/users:(("\(.*\)",pid=\(.*\)/\1, pid \2/' || true)"
-    die "port $port (${spec#*:}) is taken by another program${who:+ ($who)}; stop it and run \`just up\` again"
-  fi
+  port_open "$port" || continue
+  who="$(ss -Hltnp "sport = :$port" 2>/dev/null |
+    sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\1, pid \2/p' | head -n 1 || true)"
+  die "port $port (${spec#*:}) is taken by another program${who:+ ($who)};" \
+    "stop it and run \`just up\` again"
 done
 
 # 3. Tools and binaries.
-if ! command -v nats-server >/dev/null || ! command -v influxd >/dev/null || ! command -v just >/dev/null; then
+if ! type -P nats-server influxd just >/dev/null; then
   say "==> installing nats-server / influxd / just (scripts/install-deps.sh)"
   "$ROOT/scripts/install-deps.sh"
 fi
 NATS_BIN="$(command -v nats-server)" || die "nats-server not found after scripts/install-deps.sh"
 INFLUXD_BIN="$(command -v influxd)" || die "influxd not found after scripts/install-deps.sh"
-case "$("$INFLUXD_BIN" version 2>&1)" in
-  "InfluxDB v1."*) ;;
-  *) die "$INFLUXD_BIN is not InfluxDB 1.x ($("$INFLUXD_BIN" version 2>&1 | head -n 1)); ChocoMiner needs 1.x (Debian package influxdb)" ;;
-esac
-if [ -n "${CHOCOMINER_BIN_DIR:-}" ]; then say "==> the binaries in $BIN_DIR (CHOCOMINER_BIN_DIR), not built"; else
-  say "==> cargo build --release --bins"; fi
+version="$("$INFLUXD_BIN" version 2>&1 | head -n 1)" || true
+[[ "$version" == "InfluxDB v1."* ]] || die "$INFLUXD_BIN is not InfluxDB 1.x ($version);" \
+  "ChocoMiner needs 1.x (Debian package influxdb)"
+if [ -n "${CHOCOMINER_BIN_DIR:-}" ]; then
+  say "==> the binaries in $BIN_DIR (CHOCOMINER_BIN_DIR), not built"
+else say "==> cargo build --release --bins"; fi
 build_release
 
 # From here on, a failure (or Ctrl-C) stops what this run started.
 started=0
 cleanup() {
   local rc=$?
-  if [ "$started" = 1 ]; then
-    say "==> start failed: stopping what was started (logs stay in $LOG_DIR)" >&2
-    "$ROOT/scripts/down.sh" >&2 || true
-  fi
+  [ "$started" = 0 ] || { say "==> start failed: stopping what was started (logs stay in $LOG_DIR)"
+    "$ROOT/scripts/down.sh" || true; } >&2
   exit "$rc"
 }
 trap cleanup EXIT
@@ -69,41 +63,79 @@ chmod 700 "$INFLUX_DIR"
 rm -f "$LOG_DIR"/*.log
 # The services' default URLs are the default ports; these follow CHOCOMINER_*_PORT (an empty
 # INFLUX_URL, "no stats", stays empty).
-export NATS_URL="${NATS_URL-nats://127.0.0.1:$NATS_PORT}" INFLUX_URL="${INFLUX_URL-http://127.0.0.1:$INFLUX_PORT}"
-save_settings
+export NATS_URL="${NATS_URL-nats://127.0.0.1:$NATS_PORT}"
+export INFLUX_URL="${INFLUX_URL-http://127.0.0.1:$INFLUX_PORT}"
+# The settings, for the instances `scale` adds later (lib.sh load_settings); umask 077:
+# NATS_PASSWORD or INFLUX_PASSWORD may be among them. The ${...} is for the file, not for now.
+# shellcheck disable=SC2016
+(umask 077 && for v in $(compgen -e | grep -E "$SETTING_RE" || true); do
+  printf '[ -n "${%s+x}" ] || export %s=%q\n' "$v" "$v" "${!v}"; done >"$ENV_FILE")
 
 # 4. InfluxDB 1.x config: everything under .run/influxdb, loopback only, quiet. Regenerated on
 # every `up`; the data in .run/influxdb stays until you delete it.
 {
-  echo "# Generated by scripts/up.sh on every \`just up\` from influxdb/influxdb.conf: edit that, not this file."
+  echo "# Generated by scripts/up.sh on every \`just up\` from influxdb/influxdb.conf:" \
+    "edit that, not this file."
   influx_conf "$INFLUX_DIR" "127.0.0.1:$INFLUX_PORT" "127.0.0.1:$INFLUX_RPC_PORT"
 } >"$INFLUX_DIR/influxdb.conf"
 
-# The InfluxDB users' passwords: made on the first `up`, kept with the data.
-ensure_influx_secrets
+ensure_secrets
 
 # 5. Servers, started together, then waited for. nats-server takes each role's password from
-# its environment (nats/nats-server.conf); they are made on the first `up`, in $SECRETS_DIR.
+# its environment (nats/nats-server.conf): never on a command line, which anyone on the machine
+# may read, and taken away again once it is started.
 say "==> starting nats-server and influxd"
-ensure_nats_secrets
 started=1
-export_nats_secrets
-# Its Go runtime settings (GOGC) come from nats/go-runtime.env, as everywhere it runs.
-mapfile -t nats_go_runtime < <(grep -Ev '^(#|$)' "$ROOT/nats/go-runtime.env")
-spawn nats "${nats_go_runtime[@]}" -- "$NATS_BIN" -c "$ROOT/nats/nats-server.conf" -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MONITOR_PORT"
-unexport_nats_secrets
-# Its server settings (no continuous queries, query limits) come from influxdb/server.env, as
-# everywhere it runs.
-mapfile -t influx_server < <(grep -Ev '^(#|$)' "$ROOT/influxdb/server.env")
-spawn influxd "${influx_server[@]}" -- "$INFLUXD_BIN" run -config "$INFLUX_DIR/influxdb.conf"
+# Their settings are the ones they run with everywhere: nats/go-runtime.env (Go runtime: GOGC)
+# and influxdb/server.env (no continuous queries, query limits).
+mapfile -t nats_env < <(grep -Ev '^(#|$)' "$ROOT/nats/go-runtime.env")
+mapfile -t influx_env < <(grep -Ev '^(#|$)' "$ROOT/influxdb/server.env")
+for role in $(nats_roles); do
+  var="CHOCOMINER_NATS_${role^^}_PASSWORD"
+  IFS= read -r "${var?}" <"$SECRETS_DIR/nats-$role.password"
+  export "${var?}"
+done
+spawn nats "${nats_env[@]}" -- "$NATS_BIN" -c "$ROOT/nats/nats-server.conf" \
+  -a 127.0.0.1 -p "$NATS_PORT" -m "$NATS_MONITOR_PORT"
+for var in "${!CHOCOMINER_NATS_@}"; do [[ "$var" != *_PASSWORD ]] || unset "$var"; done
+spawn influxd "${influx_env[@]}" -- "$INFLUXD_BIN" run -config "$INFLUX_DIR/influxdb.conf"
 wait_http nats "http://127.0.0.1:$NATS_MONITOR_PORT/healthz" 200
 wait_http influxd "http://127.0.0.1:$INFLUX_PORT/ping" 204
-say "==> InfluxDB: database ${INFLUX_DB:-chocominer}, users admin, writer (WRITE) and reader (READ)"
-setup_influx "http://127.0.0.1:$INFLUX_PORT" "${INFLUX_DB:-chocominer}"
-# The stages' only way in: it checks their points and writes them as writer. No stats, no recorder.
+
+# The users, the database and the rights. Safe to repeat: the first `up` creates the
+# administrator (InfluxDB lets the first one in without credentials while it has no user);
+# later ones find it and set the same.
+url="http://127.0.0.1:$INFLUX_PORT" db="${INFLUX_DB:-chocominer}"
+qdb="\"${db//\"/\\\"}\""
+admin() { influx_query "$url" admin "$1" >/dev/null; }
+say "==> InfluxDB: database $db, users admin, writer (WRITE) and reader (READ)"
+if ! admin "SHOW USERS"; then
+  IFS= read -r password <"$SECRETS_DIR/influx-admin.password"
+  statement="CREATE USER admin WITH PASSWORD '${password//\'/\\\'}' WITH ALL PRIVILEGES"
+  out="$(influx_query "$url" "" "$statement")" ||
+    die "InfluxDB in $INFLUX_DIR has users but not the admin password in" \
+      "$SECRETS_DIR/influx-admin.password ($out): put the right one there, or" \
+      "\`rm -rf $INFLUX_DIR\` (its stats are lost) and \`just up\` again"
+fi
+admin "CREATE DATABASE $qdb" || die "creating database $db failed"
+for role in writer:WRITE reader:READ; do
+  right=${role#*:} role=${role%:*}
+  IFS= read -r password <"$SECRETS_DIR/influx-$role.password"
+  password="'${password//\'/\\\'}'"
+  # CREATE USER refuses an existing user with another password: SET PASSWORD makes it ours.
+  admin "CREATE USER $role WITH PASSWORD $password" || admin "SET PASSWORD FOR $role = $password" ||
+    die "InfluxDB user $role: cannot create it nor set its password"
+  admin "GRANT $right ON $qdb TO $role" || die "granting $role $right on $db failed"
+done
+
+# The recorder, the stages' only way in: it takes their points as user `stages` and writes them
+# to INFLUX_URL as InfluxDB's writer (or as the environment's user). No stats, no recorder.
 if [ -n "$INFLUX_URL" ]; then
   say "==> starting the recorder (the stages' points to InfluxDB)"
-  spawn_recorder
+  mapfile -t influx_writer < <(influx_client_env writer)
+  spawn recorder "RECORDER_LISTEN=127.0.0.1:$RECORDER_PORT" RECORDER_USER=stages \
+    "RECORDER_PASSWORD_FILE=$SECRETS_DIR/recorder-stages.password" "${influx_writer[@]}" \
+    -- "$BIN_DIR/recorder"
   wait_http recorder "http://127.0.0.1:$RECORDER_PORT/ping" 204
 fi
 
@@ -111,13 +143,10 @@ fi
 # subscribed, so no early batch finds nobody to take it. (Only checkable when the services use
 # this local server, i.e. NATS_URL is unset or points at it.)
 say "==> starting worker, hasher, rng (profile ${CHOCOMINER_PROFILE:-demo})"
-prefix="${SUBJECT_PREFIX:-chocominer}"
-local_nats=0
-if nats_is_local; then local_nats=1; fi
 spawn_stage worker 1
-[ "$local_nats" = 0 ] || wait_subscribed worker-1 "$prefix.digests"
+! nats_is_local || wait_subscribed worker-1 "${SUBJECT_PREFIX:-chocominer}.digests"
 spawn_stage hasher 1
-[ "$local_nats" = 0 ] || wait_subscribed hasher-1 "$prefix.numbers"
+! nats_is_local || wait_subscribed hasher-1 "${SUBJECT_PREFIX:-chocominer}.numbers"
 spawn_stage rng 1
 
 # 7. The dashboard: it only reads InfluxDB (INFLUX_URL, INFLUX_DB, ... as the stages), as reader.
@@ -127,11 +156,8 @@ spawn webui "WEBUI_LISTEN=127.0.0.1:$WEBUI_PORT" "${influx_reader[@]}" -- "$BIN_
 wait_http webui "http://127.0.0.1:$WEBUI_PORT/healthz" 200
 sleep 1
 checkpoint
-for stage in worker hasher rng; do
-  alive "$stage-1" || { log_tail "$stage-1"; die "$stage-1 exited right after starting"; }
-done
-for n in webui recorder; do
-  [ ! -f "$(pidfile "$n")" ] || alive "$n" || { log_tail "$n"; die "$n exited right after starting"; }
+for n in worker-1 hasher-1 rng-1 webui ${INFLUX_URL:+recorder}; do
+  alive "$n" || log_tail "$n" "$n exited right after starting"
 done
 started=0
 
@@ -141,9 +167,9 @@ ChocoMiner is up (profile ${CHOCOMINER_PROFILE:-demo}): 1 rng, 1 hasher, 1 worke
   dashboard     http://127.0.0.1:$WEBUI_PORT   (open it in a browser)
   NATS          nats://127.0.0.1:$NATS_PORT   (monitoring http://127.0.0.1:$NATS_MONITOR_PORT)
                 users $(nats_roles | paste -sd ' '): passwords in $SECRETS_DIR/nats-<user>.password
-  InfluxDB      http://127.0.0.1:$INFLUX_PORT   (database ${INFLUX_DB:-chocominer}, data in $INFLUX_DIR;
+  InfluxDB      http://127.0.0.1:$INFLUX_PORT   (database $db, data in $INFLUX_DIR;
                 users admin, writer, reader: passwords in $SECRETS_DIR/influx-*.password)
-  recorder      http://127.0.0.1:$RECORDER_PORT   (the stages write here as user stages, and only here)
+  recorder      http://127.0.0.1:$RECORDER_PORT   (the stages write here as user stages, only here)
   logs          $LOG_DIR
   processes     pid files in $PID_DIR
 
