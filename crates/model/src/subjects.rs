@@ -57,15 +57,6 @@ impl Subjects {
             nuggets: format!("{prefix}.nuggets"),
         }
     }
-
-    /// The subject a stage consumes, if it consumes one (rng only produces).
-    pub fn input_of(&self, stage: Stage) -> Option<&str> {
-        match stage {
-            Stage::Rng => None,
-            Stage::Hasher => Some(&self.numbers),
-            Stage::Worker => Some(&self.digests),
-        }
-    }
 }
 
 /// The first token of every reply inbox.
@@ -117,8 +108,6 @@ mod tests {
     fn subjects_follow_the_prefix() {
         let s = Subjects::new("demo");
         assert_eq!(s.numbers, "demo.numbers");
-        assert_eq!(s.input_of(Stage::Worker), Some("demo.digests"));
-        assert_eq!(s.input_of(Stage::Rng), None);
         assert_eq!(
             s.output_of(Stage::Rng),
             Some(("demo.numbers", Stage::Hasher))
