@@ -15,7 +15,7 @@ the lesson says, as ratios:
   2. worker=2                    rate >= 1.7 x step 1, the worker is named
   3. worker=10                   rate < 0.5 x (5 x step 2): a plateau; rng is named
   4. rng=3 (workers stay 10)     rate >= 1.7 x step 3; the hasher is named
-  5. hasher=2                    rate >= 1.3 x step 4
+  5. hasher=2                    rate >= 1.2 x step 4 (see RISE_WITH_TWO_HASHERS)
   and at every step nothing lost (rng's and the hashers' lost numbers/s are 0)
 
 It prints the table the README shows, and exits 1 on the first step that does not hold. Every
@@ -28,6 +28,14 @@ import shlex
 import subprocess
 import sys
 import time
+
+# Two hashers against one: the rate rises by a fifth at least. Not more is asked: with both
+# hashers' windows full, 32 batches are in flight to ten workers, each batch to one picked at
+# random, so some queue while others idle; ten workers of 3.3/s then judge about
+# 33.3 x 32 / (32 + 9) = 26/s (a closed queueing network with random routing), measured 25-29,
+# against rng's 30/s. A check at 1.3 x ~20 = 26 sat on that figure: CI runs failed on 25.0
+# (this test) and 25.5 (test-containers) against 19.7 and 20.1.
+RISE_WITH_TWO_HASHERS = 1.2
 
 # (step, stage scaled, replicas after it, counts after it).
 STEPS = [
@@ -157,7 +165,10 @@ def main():
         ("worker=10: rng is named", named["worker=10"] == "rng"),
         ("rng=3: >= 1.7x the plateau", rate["rng=3"] >= 1.7 * rate["worker=10"]),
         ("rng=3: the hasher is named", named["rng=3"] == "hasher"),
-        ("hasher=2: >= 1.3x rng=3", rate["hasher=2"] >= 1.3 * rate["rng=3"]),
+        (
+            f"hasher=2: >= {RISE_WITH_TWO_HASHERS}x rng=3",
+            rate["hasher=2"] >= RISE_WITH_TWO_HASHERS * rate["rng=3"],
+        ),
         ("nothing lost at any step", all(lost == 0 for *_, lost in rows)),
     ]
     print(f"\n| step | command ({args.spelling}) | hashes/s | bottleneck named |")

@@ -24,9 +24,9 @@
 #      over the workers, from InfluxDB: two back-to-back windows that agree, see SETTLE_MIN)
 #      and the bottleneck `chocominer status --json` names. Checked, as ratios: 2 workers ≥
 #      1.7 × one; 10 workers < half of linear (0.5 × 5 × the rate of 2) with rng named; 3 rngs
-#      ≥ 1.7 × that plateau with the hasher named; 2 hashers > 1.3 × that. One worker, the
-#      first step, must be named. The next command status gives (`lesson.next.compose`) must be
-#      the next step's, v2's spelling.
+#      ≥ 1.7 × that plateau with the hasher named; 2 hashers ≥ 1.2 × that (scripts/lesson.py
+#      says why not more). One worker, the first step, must be named. The next command status
+#      gives (`lesson.next.compose`) must be the next step's, v2's spelling.
 #      After the first step: `worker` and `nugget` points in InfluxDB, every nugget verified
 #      (sha256, leading zero bits), InfluxDB answers 401 without credentials, the stages' path
 #      is write-only (they hold only the recorder's password, no InfluxDB one; InfluxDB refuses
@@ -84,10 +84,10 @@ LESSON_ALIVE=("1 1 1" "1 1 2" "1 1 10" "3 1 10" "3 2 10")
 # The rate is read once the new shape has settled: after `--scale worker=2` the new worker
 # starts with an empty queue while the first holds the hasher's window (16 batches), and NATS's
 # random choice evens them out over tens of seconds (with a fixed 6 s, v2 once measured 5.4
-# hashes/s for two workers against 3.2 for one; with 20 s, 25.5 for two hashers against 20.1
-# for one, where settled runs give 28-29). So: SETTLE_MIN s after every instance writes stats,
-# back-to-back windows of RATE_SECONDS until two in a row agree within SETTLED_WITHIN (a
-# fraction), at most SETTLE_MAX s after the instances showed; the rate is those two windows'.
+# hashes/s for two workers against 3.2 for one; with a fixed 20 s, 5.9 against 3.4). So:
+# SETTLE_MIN s after every instance writes stats, back-to-back windows of RATE_SECONDS until
+# two in a row agree within SETTLED_WITHIN (a fraction), at most SETTLE_MAX s after the
+# instances showed; the rate is those two windows' mean.
 SETTLE_MIN=16
 SETTLE_MAX=75
 SETTLED_WITHIN=0.08
@@ -360,8 +360,7 @@ play_lesson() {
   ratio_at_least "3 rngs against the plateau" "${RATE[$VERSION:3]}" "$r" 1.7
   named_is 3 hasher
   lesson_step 4
-  awk -v a="${RATE[$VERSION:4]}" -v b="${RATE[$VERSION:3]}" 'BEGIN { exit !(a > 1.3 * b) }' \
-    || fail "$VERSION: 2 hashers give ${RATE[$VERSION:4]} hashes/s, not > 1.3 × ${RATE[$VERSION:3]}"
+  ratio_at_least "2 hashers against 1" "${RATE[$VERSION:4]}" "${RATE[$VERSION:3]}" 1.2
   say "$VERSION: the lesson's rates and bottlenecks hold"
 }
 
