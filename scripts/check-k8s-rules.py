@@ -220,6 +220,18 @@ def rule_jobs(build, docs, ctx):
     return problems
 
 
+def secret_volumes(doc):
+    """(volume, Secret, keys) for every Secret a pod of `doc` mounts, whole or projected; keys
+    are the items it names, none when it mounts every key."""
+    for pod in pod_specs(doc):
+        for v in pod.get("volumes", []):
+            sources = [s["secret"] for s in (v.get("projected") or {}).get("sources", []) if "secret" in s]
+            if "secret" in v:
+                sources.append({"name": v["secret"]["secretName"], "items": v["secret"].get("items")})
+            for s in sources:
+                yield v["name"], s["name"], [i["key"] for i in s.get("items") or []]
+
+
 def rule_secrets(build, docs, ctx):
     problems = [f"{name_of(d)}: a Secret in k8s/ is written back over the cluster's by every "
                 "apply; scripts/k8s-secrets.sh makes them once" for d in docs if d["kind"] == "Secret"]
@@ -236,17 +248,11 @@ def rule_secrets(build, docs, ctx):
                 if "secretRef" in source and source["secretRef"]["name"] not in made:
                     problems.append(f"{where}: envFrom Secret {source['secretRef']['name']}, "
                                     "which scripts/k8s-secrets.sh does not make")
-        for pod in pod_specs(d):
-            for v in pod.get("volumes", []):
-                sources = [s["secret"] for s in (v.get("projected") or {}).get("sources", []) if "secret" in s]
-                if "secret" in v:
-                    sources.append({"name": v["secret"]["secretName"], "items": v["secret"].get("items")})
-                for s in sources:
-                    keys = [i["key"] for i in s.get("items") or []] or ["(all keys)"]
-                    for key in keys:
-                        if s["name"] not in made or (key != "(all keys)" and key not in made[s["name"]]):
-                            problems.append(f"{name_of(d)} volume {v['name']}: Secret {s['name']} key "
-                                            f"{key}, which scripts/k8s-secrets.sh does not make")
+        for volume, secret, keys in secret_volumes(d):
+            for key in keys or ["(all keys)"]:
+                if secret not in made or (keys and key not in made[secret]):
+                    problems.append(f"{name_of(d)} volume {volume}: Secret {secret} key "
+                                    f"{key}, which scripts/k8s-secrets.sh does not make")
     return problems
 
 
@@ -377,15 +383,9 @@ def rule_write_only(build, docs, ctx):
     for d in docs:
         if not is_stage(d):
             continue
-        for pod in pod_specs(d):
-            for v in pod.get("volumes", []):
-                sources = [s["secret"] for s in (v.get("projected") or {}).get("sources", []) if "secret" in s]
-                if "secret" in v:
-                    sources.append({"name": v["secret"]["secretName"], "items": v["secret"].get("items")})
-                for s in sources:
-                    keys = [i["key"] for i in s.get("items") or []]
-                    if s["name"] == WRITER_SECRET and (not keys or WRITER_KEY in keys):
-                        problems.append(f"{name_of(d)} volume {v['name']}: mounts {writer}")
+        for volume, secret, keys in secret_volumes(d):
+            if secret == WRITER_SECRET and (not keys or WRITER_KEY in keys):
+                problems.append(f"{name_of(d)} volume {volume}: mounts {writer}")
         for _, c in containers(d):
             where = f"{name_of(d)} container {c['name']}"
             env = {}
