@@ -1,9 +1,4 @@
-//! The options every stage has, [`CommonArgs`]: how to reach NATS and InfluxDB, the health
-//! endpoints (all three from `chocominer-process`), and the stage's own instance name, pacing
-//! profile and ack timeout.
-//!
-//! Each stage binary has one `Config` (clap derive) that flattens [`CommonArgs`] and adds its
-//! own knobs; `chocominer_process::main` parses it once.
+//! The options every stage has, [`CommonArgs`], flattened into each stage binary's `Config`.
 
 use std::time::Duration;
 
@@ -41,8 +36,7 @@ pub struct CommonArgs {
 }
 
 impl CommonArgs {
-    /// The instance name: as configured (checked by `parse_instance`), or the default for this
-    /// host and process (`default_instance`).
+    /// The instance name as configured, or `default_instance`.
     pub fn instance_name(&self) -> String {
         match &self.instance {
             Some(name) if !name.trim().is_empty() => name.trim().to_owned(),

@@ -1,45 +1,24 @@
 //! Taking batches in: the input side of a stage, as [`sender`](crate::sender) is its output
-//! side. A stage's input subject is consumed in the stage's queue group, and the stage is
-//! announced as a NATS service.
+//! side. A replica consumes the stage's input subject in the stage's queue group and answers
+//! the NATS service protocol ([`crate::service`]).
 //!
-//! NATS hands each batch to one replica of the queue group, so scaling a stage is starting
-//! replicas. Each replica also answers the NATS service protocol ([`crate::service`], on a
-//! connection of its own), so `nats micro ls|info|stats hasher` shows every replica with its
-//! request count and processing time, and `chocominer status` counts them by
-//! `$SRV.PING.<stage>`.
+//! NATS gives each batch to a random *subscription* of the group, not to the least busy
+//! replica. So a replica given a [`capacity`](IntakeConfig::capacity) makes
+//! [`EXTRA_SUBSCRIPTIONS`] more per batch it is short of it, each ended by the server after one
+//! batch (docs/performance.md, "Random routing"). They are never withdrawn, only not renewed: a
+//! subscription ended by the client loses the batch the server may already be sending it.
 //!
-//! NATS picks one *subscription* of the group at random for each batch, not the replica with
-//! the least to do, so with several replicas some sit idle while others have a queue (with 10
-//! demo hashers behind rng's window of 32, 15 % of the hashing went that way). A replica given
-//! a [`capacity`](IntakeConfig::capacity) therefore makes extra subscriptions in the group while it
-//! holds fewer batches than that: [`EXTRA_SUBSCRIPTIONS`] per batch short, each one the server
-//! ends after one batch. An idle replica is then several times likelier to get the next batch
-//! than a busy one, whose only subscription is its own. Extra subscriptions are never withdrawn (a
-//! subscription ended by the client loses the batch the server may already be sending it);
-//! they are only not renewed, and each takes one batch at most.
+//! Every batch taken in is settled once, through its [`Incoming`] (the sender module's *A
+//! batch's life*). An answer may only go out on the connection the batch came on (a restarted
+//! server, or another node of a cluster, refuses it), so a batch that came before the
+//! connection broke is dropped, not worked on: its sender counts it lost.
 //!
-//! Every batch taken in is settled once (what its sender makes of each: the sender module's *A
-//! batch's life*), through its [`Incoming`]: acknowledged, refused as
-//! malformed, turned away (the stage cannot hand it on now), or dropped without an answer
-//! because its sender has already counted it as lost — or will, because the answer cannot
-//! reach it: an answer may only go out on the NATS connection the batch came on (the server
-//! lets a receiver answer a request it delivered, once; a server restarted, or another node of
-//! a cluster, knows nothing of it and refuses the answer). So a batch that came before the
-//! connection broke is not worked on after: its sender counts it lost, and it is not judged
-//! too. The intake reads the batch's headers
-//! and counts what it refused or dropped in [`IntakeStats`], which the stage's meter reads.
-//!
-//! Stopping without losing batches on their way to the replica: async-nats's endpoint can only
-//! unsubscribe, and its `drain` (0.51) forgets the subscription before the server has
-//! confirmed, so batches the server already sent are dropped by the client. This intake
-//! instead asks the server to auto-unsubscribe after [`STOP_FENCE`] more batches than it has
-//! received: server and client count the same messages, so the subscription ends exactly
-//! when the last batch the server sends has arrived — none in transit is dropped. It takes at
-//! most that many new batches after the stop (and finishes them), and one more per extra
-//! subscription left; if traffic has stopped instead, it ends after a quiet period, once a
-//! round trip to the server has flushed the wire. The quiet period starts only once every
-//! batch taken in is settled: until then an answer of ours can make a sender send again, and
-//! a batch the server routes here just as the subscription ends client-side would be lost.
+//! Stopping drops no batch on its way here (async-nats's `drain`, 0.51, forgets the
+//! subscription before the server has confirmed, dropping what the server already sent): the
+//! intake asks the server to unsubscribe after [`STOP_FENCE`] more batches than it has
+//! received. Server and client count the same messages, so the subscription ends exactly at the
+//! last batch sent. If traffic stops first, the intake ends after `QUIET` with nothing
+//! unsettled (until then an answer of ours can make a sender send again).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -67,22 +46,19 @@ use chocominer_process::Shutdown;
 use chocominer_process::Throttle;
 use chocominer_process::{Connector, round_trip};
 
-/// Header naming a service error, as the NATS service protocol does.
 pub use async_nats::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 
-/// The service error code of a receiver that cannot take a batch now but may later (its own
-/// next stage is gone): the sender holds the batch and waits, as for "no responders".
+/// The service error code of a batch turned away: its sender holds it and waits, as for "no
+/// responders".
 pub(crate) const TURNED_AWAY: u16 = 503;
 
-/// Batches a stopping replica may still take after the stop: more than can be in transit to
-/// it, few enough to finish quickly (32 demo hashes take about 3 s).
+/// Batches a stopping replica may still take: more than can be in transit to it, few enough to
+/// finish quickly (32 demo hashes take about 3 s).
 pub const STOP_FENCE: u64 = 32;
-/// With nothing unsettled and no batch for this long after the fence, traffic has stopped: the
-/// intake ends.
+/// After the fence, with nothing unsettled, no batch for this long means traffic has stopped.
 const QUIET: Duration = Duration::from_millis(250);
-/// Extra subscriptions in the queue group a replica makes per batch it is short of its capacity.
-/// Measured with 8 and 10 demo hashers (issue 11's bench) and a model of the routing: 2 gives
-/// 98 % of what the hashers can do, against 85-87 % with none; more only adds subscriptions.
+/// Measured with 8 and 10 demo hashers: 2 gives 98 % of what the hashers can do, against
+/// 85-87 % with none; more only adds subscriptions.
 pub const EXTRA_SUBSCRIPTIONS: usize = 2;
 
 /// Where a stage takes its batches from.
@@ -90,17 +66,13 @@ pub const EXTRA_SUBSCRIPTIONS: usize = 2;
 pub struct IntakeConfig {
     /// The stage taking the batches: its queue group and service name.
     pub stage: Stage,
-    /// Subject the batches come on.
     pub subject: String,
     /// This instance, in the service's metadata.
     pub instance: String,
-    /// How to open the connection the replica answers the service protocol on (see
-    /// the `service` module for why it is not the batches' own).
+    /// Opens the connection the service protocol is answered on.
     pub service: Connector,
-    /// How many batches the replica can hold without keeping any waiting long (a hasher: one
-    /// per hashing slot, and a little more so the next is at hand): while it holds fewer, it
-    /// makes extra subscriptions in its queue group (see the module docs). `None`: its own
-    /// subscription only.
+    /// How many batches the replica can hold without keeping any waiting long: while it holds
+    /// fewer, it makes extra subscriptions. `None`: its own subscription only.
     pub capacity: Option<usize>,
 }
 
@@ -109,8 +81,7 @@ pub struct IntakeConfig {
 pub struct IntakeStats {
     /// Messages refused: malformed, or unfit to take (a batch too costly to hash).
     pub rejected: Counter,
-    /// Batches dropped because their sender had counted them as lost, or would have before
-    /// they could be finished.
+    /// Batches dropped because their sender counts them as lost, or will.
     pub expired: Counter,
 }
 
@@ -118,11 +89,10 @@ pub struct IntakeStats {
 pub struct Intake {
     /// The replica's own subscription in the queue group and its extra ones.
     batches: SelectAll<Member>,
-    /// Batches received from the replica's own subscription so far (what the server counts too).
+    /// Batches received on the replica's own subscription (as the server counts them).
     received: u64,
-    /// See [`IntakeConfig::capacity`].
     capacity: Option<usize>,
-    /// Extra subscriptions made and not yet used (each takes one batch).
+    /// Extra subscriptions made and not yet used.
     extra_subscriptions: usize,
     state: IntakeState,
     /// Batches taken off the subscription while stopping, not yet handed out.
@@ -137,15 +107,14 @@ enum IntakeState {
     Done,
 }
 
-/// A subscription in the stage's queue group: the replica's own, or an extra one that ends
-/// after one batch.
+/// A subscription in the queue group: the replica's own, or an extra one.
 struct Member {
     subscription: Subscriber,
     own: bool,
 }
 
 impl Stream for Member {
-    /// The batch, and whether it came through the replica's own subscription.
+    /// Whether it came through the replica's own subscription, and the batch.
     type Item = (bool, Message);
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -156,7 +125,7 @@ impl Stream for Member {
     }
 }
 
-/// Batches taken in and not yet settled: what the replica holds.
+/// Batches taken in and not yet settled.
 #[derive(Debug, Default)]
 struct Holding {
     batches: AtomicUsize,
@@ -164,7 +133,7 @@ struct Holding {
     settled: Notify,
 }
 
-/// One batch held, from its arrival until it is settled (dropped).
+/// One batch held, until it is settled (dropped).
 struct Held(Arc<Holding>);
 
 impl Held {
@@ -181,53 +150,34 @@ impl Drop for Held {
     }
 }
 
-/// What answering a batch needs; shared with every [`Incoming`], which may be answered from
-/// any task.
+/// What answering a batch needs; shared with every [`Incoming`].
 struct Shared {
     client: Client,
     identity: Arc<Identity>,
     stats: Arc<IntakeStats>,
-    /// The answerer of the service protocol.
     service: Service,
     /// For refused and dropped batches alike.
     reject_log: Throttle,
     holding: Arc<Holding>,
-    /// How long batches took to get here, by their senders' clocks: read as each arrives,
-    /// noted as each proves to be a batch.
+    /// Read as each batch arrives, noted as each proves to be a batch.
     transit: Mutex<Transit>,
 }
 
-/// A connection to NATS, as the server knows it: the server's id (new at every start) and the
-/// client's id there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Session {
-    server: String,
-    client: u64,
+/// The connection to NATS as the server knows it: the server's id (new at every start) and the
+/// client's.
+fn session(client: &Client) -> (String, u64) {
+    let info = client.server_info();
+    (info.server_id, info.client_id)
 }
 
-impl Session {
-    fn of(client: &Client) -> Session {
-        let info = client.server_info();
-        Session {
-            server: info.server_id,
-            client: info.client_id,
-        }
-    }
-}
-
-/// One batch taken in. Settle it once (each way takes it): [`ack`](Self::ack),
-/// [`refuse`](Self::refuse), [`turn_away`](Self::turn_away),
-/// [`drop_expired`](Self::drop_expired) or [`drop_unanswerable`](Self::drop_unanswerable).
+/// One batch taken in, settled once by one of the methods that take it.
 pub struct Incoming {
     message: Message,
     received: Instant,
     /// The connection it came on.
-    session: Session,
-    /// How much longer than its sender's transit baseline it took to get here (a wait this
-    /// process's clock did not see, such as a freeze).
+    session: (String, u64),
     late: Duration,
-    /// Its transit figure, noted (under the sender its headers name) once it proves to be a
-    /// batch.
+    /// Its transit figure, noted once it proves to be a batch.
     seen: Option<Seen>,
     shared: Arc<Shared>,
     _held: Held,
@@ -243,17 +193,12 @@ impl Intake {
             service,
             capacity,
         } = config;
-        let id = client
-            .new_inbox()
-            .rsplit('.')
-            .next()
-            .unwrap_or("0")
-            .to_owned();
+        let inbox = client.new_inbox();
+        let id = inbox.rsplit('.').next().unwrap_or("0").to_owned();
         let batches = client
             .queue_subscribe(subject.clone(), stage.queue_group().to_owned())
             .await?;
-        // The server has the queue subscription before the replica answers `$SRV` (which is
-        // how tests and `chocominer status` learn it is there), and before it says it is ready.
+        // Subscribed on the server before the replica answers `$SRV` or says it is ready.
         round_trip(&client).await?;
         let identity = Arc::new(Identity::new(stage, id.clone(), &subject, instance));
         let service = Service::start(service, identity.clone()).await?;
@@ -281,20 +226,17 @@ impl Intake {
         })
     }
 
-    /// The batches refused or dropped, for the stage's meter and report.
     pub fn stats(&self) -> Arc<IntakeStats> {
         self.shared.stats.clone()
     }
 
-    /// Sets the stage's own figures in this replica's `$SRV.STATS` answer (none until then).
-    /// Set after the start because they come from the stage's meter, which reads the intake's
-    /// [`stats`](Self::stats); only the first call counts.
+    /// Sets the stage's own figures in this replica's `$SRV.STATS` answer; only the first call
+    /// counts. (The figures come from the stage's meter, which reads [`stats`](Self::stats).)
     pub fn set_stats_data(&self, data: impl Fn() -> serde_json::Value + Send + Sync + 'static) {
         let _ = self.shared.identity.stats_data.set(Box::new(data));
     }
 
-    /// The next batch. Once `stop` fires, stops taking new ones and returns those already
-    /// delivered or on their way, then `None`.
+    /// The next batch. Once `stop` fires, those already delivered or on their way, then `None`.
     pub async fn next(&mut self, stop: &Shutdown) -> Option<Incoming> {
         while self.state == IntakeState::Running {
             self.subscribe_extra().await;
@@ -314,8 +256,7 @@ impl Intake {
         if self.state == IntakeState::Done {
             return None;
         }
-        // Traffic has stopped once nothing taken in is unsettled (answering one lets its sender
-        // send again, perhaps to us) and no batch has come for QUIET since.
+        // Traffic has stopped once nothing taken in is unsettled and no batch came for QUIET.
         let holding = self.shared.holding.clone();
         loop {
             let quiet = if holding.batches.load(Ordering::Relaxed) > 0 {
@@ -328,13 +269,9 @@ impl Intake {
             };
             return match quiet {
                 Ok(Some((own, message))) => Some(self.taken(own, message)),
-                // Every subscription reached its fence and ended.
-                Ok(None) => {
-                    self.state = IntakeState::Done;
-                    None
-                }
-                // Whatever the server sent before the fence has arrived.
-                Err(_) => {
+                // Every subscription reached its fence and ended, or whatever the server sent
+                // before the fence has arrived.
+                Ok(None) | Err(_) => {
                     self.state = IntakeState::Done;
                     for member in self.batches.iter_mut() {
                         let _ = member.subscription.unsubscribe().await;
@@ -345,7 +282,6 @@ impl Intake {
         }
     }
 
-    /// Counts a batch off the subscription it came through.
     fn taken(&mut self, own: bool, message: Message) -> Incoming {
         if own {
             self.received += 1;
@@ -355,9 +291,8 @@ impl Intake {
         self.incoming(message)
     }
 
-    /// Makes extra subscriptions in the queue group, up to [`EXTRA_SUBSCRIPTIONS`] per batch the
-    /// replica is short of its capacity (see the module docs). One that cannot be made is not:
-    /// the replica still has its own.
+    /// Makes extra subscriptions up to [`EXTRA_SUBSCRIPTIONS`] per batch short of the capacity.
+    /// One that cannot be made is not: the replica still has its own.
     async fn subscribe_extra(&mut self) {
         let Some(capacity) = self.capacity else {
             return;
@@ -398,18 +333,17 @@ impl Intake {
 
     fn incoming(&mut self, message: Message) -> Incoming {
         let received = Instant::now();
-        let seen = message.headers.as_ref().and_then(|headers| {
-            let sent = parse_sent_at(headers.get(HEADER_SENT_MS)?.as_str())?;
-            Some(Seen::new(sent, SystemTime::now()))
-        });
+        let seen = header(&message, HEADER_SENT_MS)
+            .and_then(parse_sent_at)
+            .map(|sent| Seen::new(sent, SystemTime::now()));
         let late = seen.map_or(Duration::ZERO, |seen| {
             let transit = self.shared.transit.lock().unwrap();
-            transit.late_by(claimed_sender(&message), seen)
+            transit.late_by(header(&message, HEADER_INSTANCE).unwrap_or(""), seen)
         });
         Incoming {
             message,
             received,
-            session: Session::of(&self.shared.client),
+            session: session(&self.shared.client),
             late,
             seen,
             _held: Held::new(&self.shared.holding),
@@ -427,8 +361,7 @@ impl Intake {
             }
             self.held.push_back(message);
         }
-        // Extra subscriptions end after their one batch anyway: only the replica's own needs a
-        // fence.
+        // Extra subscriptions end after their one batch anyway.
         let fence = self.received + STOP_FENCE;
         if let Some(own) = self.batches.iter_mut().find(|member| member.own)
             && let Err(e) = own.subscription.unsubscribe_after(fence).await
@@ -452,14 +385,12 @@ impl Intake {
 }
 
 impl Incoming {
-    /// The encoded batch.
     pub fn body(&self) -> &[u8] {
         &self.message.payload
     }
 
-    /// Lets go of the encoded batch once it is no longer needed (its numbers copied on), so a
-    /// batch waiting to be answered does not keep it in memory; [`body`](Self::body) is empty
-    /// from then on.
+    /// Lets go of the encoded batch (its numbers copied on) while it waits to be answered;
+    /// [`body`](Self::body) is empty from then on.
     pub fn release_body(&mut self) {
         self.message.payload = Bytes::new();
     }
@@ -469,68 +400,53 @@ impl Incoming {
         self.received
     }
 
-    /// The id of the rng batch whose numbers these are, from the headers: the origin a hasher
-    /// names, or, for a batch straight from rng, its own id. `None` without the headers (they
-    /// are informative; the body alone is authoritative).
+    /// The id of the rng batch whose numbers these are (a hasher's origin, or rng's own id),
+    /// from the headers, which are informative: the body alone is authoritative.
     pub fn origin(&self) -> Option<String> {
         let headers = BatchHeaders::from_header_map(self.message.headers.as_ref()?)?;
         Some(headers.origin.unwrap_or(headers.batch))
     }
 
-    /// The instance that says it sent this batch (`Chocominer-Instance`), if it says: for log
-    /// lines, not to be trusted.
+    /// The instance that says it sent this batch (`Chocominer-Instance`): for logs, not trusted.
     pub fn sender(&self) -> Option<String> {
-        let headers = self.message.headers.as_ref()?;
-        Some(headers.get(HEADER_INSTANCE)?.as_str().to_owned())
+        header(&self.message, HEADER_INSTANCE).map(str::to_owned)
     }
 
-    /// How long its sender waits for the answer before counting the batch as lost
-    /// (`Chocominer-Ttl-Ms`); `None` without the header (e.g. a hand-made request).
+    /// How long its sender waits for the answer (`Chocominer-Ttl-Ms`), if it says.
     pub fn ttl(&self) -> Option<Duration> {
-        let ttl = self.message.headers.as_ref()?.get(HEADER_TTL_MS)?;
-        parse_ttl(ttl.as_str())
+        parse_ttl(header(&self.message, HEADER_TTL_MS)?)
     }
 
-    /// When the sender (about) gives up on this batch: its time to live from its arrival
-    /// here, less a margin for the time on the wire, less the time it waited on its way
-    /// beyond what its sender's batches usually take (read from `Chocominer-Sent-Ms`, see
-    /// the `transit` module: a batch that reached a frozen replica is stale when the
-    /// replica thaws). From then on it is [`expired`](Self::expired); work that cannot be
-    /// done by then is wasted. `None` without a time to live, or with one too long for the
-    /// clock (it comes from the message).
+    /// When the sender (about) gives up on this batch: its time to live from its arrival, less
+    /// a tenth for the wire and its [`late_by`](Self::late_by). `None` without a time to live,
+    /// or with one too long for the clock.
     pub fn deadline(&self) -> Option<Instant> {
         let ttl = self.ttl()?;
-        // A tenth of it is the margin for the wire: the receiver gives up first.
         let left = (ttl - ttl / 10).checked_sub(self.late).unwrap_or_default();
         self.received.checked_add(left)
     }
 
-    /// How much longer than its sender's transit baseline (its shortest recent transits) this one
-    /// took to get here.
+    /// How much longer than its sender's transit baseline this one took to get here: a wait
+    /// this process's clock did not see, such as a freeze (the `transit` module).
     pub fn late_by(&self) -> Duration {
         self.late
     }
 
-    /// Whether the sender has (about) given up on this batch: it counts a batch as lost once
-    /// its `Chocominer-Ttl-Ms` has passed, so finishing it now would count it twice (lost and
-    /// done). See [`deadline`](Self::deadline).
+    /// Whether the [`deadline`](Self::deadline) has passed: finishing it now would count it
+    /// twice, lost and done.
     pub fn expired(&self) -> bool {
         self.deadline()
             .is_some_and(|deadline| Instant::now() >= deadline)
     }
 
-    /// Whether its answer can still reach its sender: the connection it came on is still the
-    /// one this stage is connected with (see the module docs). Checked before the work that
-    /// the answer confirms (handing on, judging): a batch that is not must be
-    /// [dropped](Self::drop_unanswerable).
+    /// Whether its answer can still reach its sender: the connection it came on is still up.
+    /// Checked before the work the answer confirms; if not, [drop](Self::drop_unanswerable) it.
     pub fn answerable(&self) -> bool {
         let client = &self.shared.client;
-        client.connection_state() == State::Connected && Session::of(client) == self.session
+        client.connection_state() == State::Connected && session(client) == self.session
     }
 
-    /// Drops a batch whose answer could not reach its sender (see
-    /// [`answerable`](Self::answerable)): its sender counts it lost. Counted as expired,
-    /// logged (rate-limited), not answered.
+    /// Drops a batch whose answer could not reach its sender: counted as expired, not answered.
     pub fn drop_unanswerable(self) {
         self.drop_unanswered(
             "dropped a batch that came before the NATS connection broke: its answer cannot \
@@ -544,18 +460,17 @@ impl Incoming {
         self.answer(HeaderMap::new(), None).await;
     }
 
-    /// Notes the batch's transit figure: it has proved to be a batch, taken or found stale
-    /// (see the `transit` module; a message refused as malformed is never noted).
+    /// Notes the transit figure of a proven batch (never of a message refused as malformed).
     fn note_transit(&mut self) {
         if let Some(seen) = self.seen.take() {
             let mut transit = self.shared.transit.lock().unwrap();
-            transit.note(claimed_sender(&self.message), seen, self.received);
+            let sender = header(&self.message, HEADER_INSTANCE).unwrap_or("");
+            transit.note(sender, seen, self.received);
         }
     }
 
-    /// Refuses a message, malformed or otherwise unfit to take (a batch too costly to hash):
-    /// counts it as rejected, logs it (rate-limited) and answers the sender with a service
-    /// error, if it asked for an answer.
+    /// Refuses a message, malformed or unfit to take (too costly to hash): counted as rejected,
+    /// answered with a service error.
     pub async fn refuse(self, why: impl std::fmt::Display) {
         let shared = &self.shared;
         shared.stats.rejected.add(1);
@@ -579,10 +494,8 @@ impl Incoming {
         self.answer(headers, Some(error)).await;
     }
 
-    /// Gives the batch back to its sender unprocessed, because this stage cannot hand it on
-    /// now (its own next stage is gone): a service error with the code the sender reads as
-    /// "turned away", on which it holds the batch and waits, as for "no responders". Not a
-    /// malformed message: not counted as rejected.
+    /// Gives the batch back unprocessed, because this stage cannot hand it on now: its sender
+    /// holds it and waits (service error 503). Not counted as rejected.
     pub async fn turn_away(self, why: impl std::fmt::Display) {
         let mut headers = HeaderMap::new();
         headers.insert(NATS_SERVICE_ERROR, why.to_string().as_str());
@@ -590,9 +503,8 @@ impl Incoming {
         self.answer(headers, None).await;
     }
 
-    /// Drops a batch its sender has counted as lost (see [`expired`](Self::expired)), or will
-    /// have before the batch could be finished: counted as expired, logged (rate-limited), not
-    /// answered.
+    /// Drops a batch its sender counts as lost, or will before it could be finished: counted as
+    /// expired, not answered.
     pub fn drop_expired(mut self) {
         self.note_transit();
         self.drop_unanswered(
@@ -600,7 +512,6 @@ impl Incoming {
         );
     }
 
-    /// Counts a batch dropped without an answer as expired and says why (rate-limited).
     fn drop_unanswered(self, why: &str) {
         let shared = &self.shared;
         shared.stats.expired.add(1);
@@ -616,26 +527,19 @@ impl Incoming {
         }
     }
 
-    /// Tallies the batch for `$SRV.STATS` and answers it, if its sender asked for an answer.
-    /// Every answer names the batch it settles (`Chocominer-Batch`, as the batch named itself):
-    /// its sender takes nothing else as one, so a message that merely reaches its reply inbox
-    /// (a service reply turned there by someone else's request) settles no batch.
+    /// Tallies the batch for `$SRV.STATS` and answers it, if asked, naming it as it named
+    /// itself (`Chocominer-Batch`): its sender takes nothing else as an answer.
     async fn answer(
         self,
         mut headers: HeaderMap,
         error: Option<async_nats::service::error::Error>,
     ) {
         self.shared.identity.tally(self.received.elapsed(), error);
-        let Some(reply) = self.message.reply else {
+        let Some(reply) = self.message.reply.clone() else {
             return;
         };
-        if let Some(batch) = self
-            .message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(HEADER_BATCH))
-        {
-            headers.insert(HEADER_BATCH, batch.as_str());
+        if let Some(batch) = header(&self.message, HEADER_BATCH) {
+            headers.insert(HEADER_BATCH, batch);
         }
         let client = &self.shared.client;
         let sent = if headers.is_empty() {
@@ -651,12 +555,6 @@ impl Incoming {
     }
 }
 
-/// The sender a message names (`Chocominer-Instance`), empty if none: borrowed, as a transit
-/// figure is looked up for every batch and its name copied only for a sender new to it.
-fn claimed_sender(message: &Message) -> &str {
-    message
-        .headers
-        .as_ref()
-        .and_then(|headers| headers.get(HEADER_INSTANCE))
-        .map_or("", |value| value.as_str())
+pub(crate) fn header<'a>(message: &'a Message, name: &str) -> Option<&'a str> {
+    Some(message.headers.as_ref()?.get(name)?.as_str())
 }

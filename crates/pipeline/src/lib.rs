@@ -1,30 +1,13 @@
-//! What the three ChocoMiner stages share: the pipeline's runtime.
+//! What the three ChocoMiner stages share: the pipeline's runtime (docs/architecture.md).
 //!
-//! The pipeline is `rng` → `hasher` → `worker` over NATS. Each stage is a small binary whose
-//! `main` is `chocominer_process::main` (what every process does: one configuration parsed
-//! once, one NATS connection, one [`Shutdown`], logging, health endpoints), with
-//! [`CommonArgs`] flattened into the stage's own `Config`. A stage moves batches
-//! between the [`Subjects`] of its [`Stage`]: it takes them in with an [`Intake`] and hands them on
-//! with a [`Sender`], which keeps a bounded window of unacknowledged requests; it counts what it
-//! does in a [`stats::Meter`], written once a second to InfluxDB (through `chocominer-influx`;
-//! the front ends read it back with `chocominer-status`).
+//! Each stage (`rng` → `hasher` → `worker` over NATS) is a small binary whose `main` is
+//! `chocominer_process::main`, with [`CommonArgs`] flattened into its own `Config`. It takes
+//! batches in with an [`Intake`] and hands them on with a [`Sender`], counts what it does in a
+//! [`stats::Meter`], and [`runtime::StageRuntime`] starts and closes all of it in order.
 //!
-//! Modules, in the order a batch meets them:
-//! - `config`: [`CommonArgs`], built of `chocominer-process`'s [`NatsArgs`], [`HealthArgs`],
-//!   [`InfluxArgs`]; `profile`: the defaults of every knob per [`Profile`];
-//! - [`Stage`], [`Subjects`]: the subject and queue group of each stage, from
-//!   `chocominer-model` (shared with the read side, as are [`nugget`] and [`stats::schema`]);
-//! - [`codec`]: the wire format, every byte that crosses NATS (the `chocominer-codec` crate);
-//! - `sender`: [`Sender`], the window of batches handed on and their acknowledgements;
-//!   `rate`: [`RateLimiter`], rng's pacing;
-//! - `intake`: [`Intake`], the batches taken in from a queue group, each [`Incoming`] answering
-//!   itself, judged stale by its time to live and its wait on the way (`transit`); `service`:
-//!   the NATS service protocol (`$SRV.PING|INFO|STATS`), on a connection of its own
-//!   ([`Connector`]);
-//! - [`nugget`]: the difficulty rule and the nugget record (`chocominer-model`);
-//! - [`stats`]: counters, one point per second, the writer to InfluxDB;
-//! - [`runtime`]: [`StageRuntime`](runtime::StageRuntime), what a stage's `run` needs from the
-//!   outside world, started and closed in order.
+//! Modules, in the order a batch meets them: `config`, `profile` (the defaults per
+//! [`Profile`]); [`codec`], the wire format; `sender`, `rate` (rng's pacing); `intake`,
+//! `transit` (stale batches), `service` (`$SRV`); [`stats`]; [`runtime`].
 
 /// The wire format; a crate of its own so that it can be fuzzed without building the rest.
 pub use chocominer_codec as codec;

@@ -1,13 +1,9 @@
-//! The two ways to run ChocoMiner, and the default of every knob in each.
+//! The two ways to run ChocoMiner, and the default of every knob in each (a knob given wins).
 //!
-//! `demo` (the default) is paced to play the seed's lesson, each stage with a capacity of its
-//! own: a worker judges one hash in 300 ms (the original's worker loop, about 3.3 hashes/s),
-//! rng makes at most 10 numbers/s per instance, one per batch, and a hasher takes 50 ms per
-//! hash, one at a time (20/s). So one of each is held back by the worker (3.3/s), two workers
-//! double it, ten reach rng's cap (10/s), three rngs lift it to the hasher's cap (20/s), and
-//! a second hasher lifts it again (30/s). `full` removes the simulated costs, sends large
-//! batches and hashes on every core, to show how fast the pipeline really goes.
-//! Every knob can still be set on its own; a knob left unset takes its profile's default.
+//! In `demo`, one of each stage is held back by the worker (3.3 hashes/s), two workers double
+//! it, ten reach rng's cap (10/s), three rngs the hasher's (20/s), and a second hasher lifts it
+//! again (30/s). `full` removes the simulated costs, sends large batches and hashes on every
+//! core.
 
 use std::time::Duration;
 
@@ -22,47 +18,31 @@ pub enum Profile {
     Full,
 }
 
-/// Default knob values of a profile.
+/// Default knob values of a profile, each of the stage option it names (`rng_rate`: `--rate`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Defaults {
-    /// Numbers per second per rng instance; 0 means unlimited.
     pub rng_rate: f64,
-    /// Numbers per batch.
     pub rng_batch: usize,
-    /// Wire encoding of the numbers.
     pub rng_numbers: NumberEncoding,
-    /// Unacknowledged batches an rng instance may have out.
     pub rng_in_flight: usize,
-    /// The same with raw numbers, whose batches are large on the wire (32 bytes a number, a
-    /// seeded batch is 40 bytes whatever its size): each one out is kept by rng and waits in a
-    /// hasher's memory.
+    /// With raw numbers, whose batches are large on the wire and wait in a hasher's memory.
     pub rng_in_flight_raw: usize,
-    /// Simulated cost of one hash.
     pub hasher_delay: Duration,
-    /// Batches a hasher works on at once.
     pub hasher_concurrency: usize,
-    /// Unacknowledged digest batches a hasher may have out.
     pub hasher_in_flight: usize,
-    /// Batches a hasher takes in to wait for a hashing slot.
     pub hasher_queue: usize,
-    /// Leading zero bits that make a nugget.
     pub difficulty: u32,
-    /// Simulated cost of judging one hash (the worker judges one batch at a time).
     pub worker_delay: Duration,
-    /// How long a sender waits for an acknowledgement before counting the batch as lost.
     pub ack_timeout: Duration,
 }
 
 impl Defaults {
-    /// Numbers per rng batch for numbers sent as `encoding` on a server whose max payload is
-    /// `max_payload`: the profile's batch, lowered to what fits (a digest batch must fit the
-    /// payload), so a server with a small max payload still works.
+    /// The profile's rng batch, lowered so that its digest batch fits `max_payload`.
     pub fn rng_batch_for(&self, encoding: NumberEncoding, max_payload: usize) -> usize {
         self.rng_batch
             .min(crate::codec::max_batch_for_payload(max_payload, encoding))
     }
 
-    /// The most batches an rng instance may have out, for numbers sent as `encoding`.
     pub fn rng_in_flight_for(&self, encoding: NumberEncoding) -> usize {
         match encoding {
             NumberEncoding::Raw => self.rng_in_flight_raw,

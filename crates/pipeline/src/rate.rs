@@ -1,7 +1,5 @@
-//! Pacing: a limiter that lets through at most `rate` numbers per second on average.
-//!
-//! rng asks it for each batch before making it. Time is virtual-friendly (tokio's clock), so
-//! tests run it with a paused clock.
+//! rng's pacing: at most `rate` numbers per second on average, by tokio's clock (so tests can
+//! pause it).
 
 use std::time::Duration;
 use tokio::time::Instant;
@@ -18,7 +16,7 @@ pub struct RateLimiter {
 const MAX_BURST: Duration = Duration::from_millis(100);
 
 impl RateLimiter {
-    /// `rate` in numbers per second; 0 (or not finite) means unlimited.
+    /// 0 (or not finite) means unlimited.
     pub fn new(rate: f64) -> Self {
         let interval = (rate.is_finite() && rate > 0.0).then(|| 1.0 / rate);
         RateLimiter {

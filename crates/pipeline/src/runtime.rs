@@ -1,8 +1,4 @@
-//! What a stage needs from the outside world, started and closed in the right order.
-//!
-//! A stage binary's `main` is `chocominer_process::main` around the stage's
-//! `run(config, shutdown)`; in `run`, [`StageRuntime`] holds the NATS client, the subjects,
-//! the stats sink and the health endpoints.
+//! What a stage's `run` needs from the outside world, started and closed in the right order.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,9 +23,7 @@ pub struct StageRuntime {
     pub instance: String,
     pub subjects: Subjects,
     pub client: Client,
-    /// Not ready until the stage calls [`Health::set_ready`] once it takes its input (rng: once
-    /// its sender runs); not ready while NATS is unreachable, and from the moment shutdown is
-    /// triggered.
+    /// The stage calls [`Health::set_ready`] once it takes its input (rng: once it sends).
     pub health: Health,
     health_server: Option<HealthServer>,
     writer: StatsWriter,
@@ -38,8 +32,8 @@ pub struct StageRuntime {
 }
 
 impl StageRuntime {
-    /// Serves the health endpoints (if `HEALTH_LISTEN` is set), starts stats and connects to
-    /// NATS (waiting for it). `None` if shutdown came first.
+    /// Serves the health endpoints, starts stats and connects to NATS (waiting for it); `None`
+    /// if shutdown came first.
     pub async fn start(
         stage: Stage,
         common: &CommonArgs,
@@ -77,8 +71,7 @@ impl StageRuntime {
         }))
     }
 
-    /// How the stage's intake opens the connection it answers the NATS service protocol on:
-    /// one of its own, named "`<stage> <instance> service`" (see the `service` module).
+    /// Opens the intake's service protocol connection, "`<stage> <instance> service`".
     pub fn service_connector(&self) -> Connector {
         self.service.clone()
     }
@@ -87,9 +80,7 @@ impl StageRuntime {
         self.writer.sink()
     }
 
-    /// Starts the sender that hands this stage's batches on to the next stage (rng to the
-    /// hashers, a hasher to the workers), with a window of `max_in_flight` batches and the
-    /// stage's ack timeout.
+    /// Starts the sender that hands this stage's batches on to the next stage.
     pub async fn sender(&self, max_in_flight: usize) -> anyhow::Result<Sender> {
         let (subject, target) = self
             .subjects
@@ -108,17 +99,15 @@ impl StageRuntime {
         .await
     }
 
-    /// The largest message the server accepts.
     pub fn max_payload(&self) -> usize {
         self.client.server_info().max_payload
     }
 
-    /// Starts the per-second stats of `meter`.
     pub fn report(&self, meter: Arc<dyn Meter>) -> Reporter {
         Reporter::start(meter, self.sink())
     }
 
-    /// Emits the last stats point, writes what is held, flushes NATS; then closes the health
+    /// Emits the last stats point, flushes NATS, writes what is held; then closes the health
     /// endpoints, which said "alive, not ready" all along the stop.
     pub async fn finish(self, reporter: Reporter) -> WriteReport {
         reporter.stop().await;

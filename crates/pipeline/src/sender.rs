@@ -1,38 +1,12 @@
-//! Sending batches to the next stage as requests, with a bounded window of unacknowledged ones:
-//! the output side of a stage, as [`intake`](crate::intake) is its input side.
+//! Sending batches to the next stage: the output side of a stage, as [`intake`](crate::intake)
+//! is its input side.
 //!
-//! Each batch is published with a reply subject `<inbox>.<seq>` on the sender's own inbox
+//! Each batch is published with the reply subject `<inbox>.<seq>` on the sender's own inbox
 //! subscription (not `Client::request`, whose entries stay in the client's reply map when no
-//! reply comes), with its headers ([`BatchHeaders`] and its time to live) written here. A
-//! sender keeps at most `max_in_flight` batches unacknowledged, so a slow stage slows the
-//! stages before it and nobody buffers without bound. What became of the batches is counted
-//! in [`SenderStats`], which the stage's meter reads.
-//!
-//! A batch that nobody could take — NATS answered "no responders", or the receiver turned it
-//! away because its own next stage is gone — was not delivered, so it is not lost: it waits
-//! in the sender's window for a consumer. While a batch waits the sender takes no new one,
-//! says so once, and resends its oldest waiting batch every `PROBE_EVERY`; the first
-//! acknowledgement of a batch sent since the wait began ends the wait (said once) and every
-//! waiting batch goes out again.
-//! Scaling a stage to zero and back, or starting the stages in any order, therefore loses
-//! nothing. Lost, counted in numbers and batches and logged (rate-limited), are the batches
-//! that reached a receiver and came to no good — refused as malformed, or unacknowledged
-//! within `ack_timeout` (the receiver died) — and those that could not be published, or were
-//! still waiting when the sender closed.
-//!
-//! Each batch also carries the moment it was put on its way by this sender's clock, so a
-//! receiver that was frozen meanwhile drops it as stale instead of finishing it (see the
-//! `transit` module). An acknowledgement may still come after `ack_timeout`: sent just before
-//! a receiver froze, or kept in a client while the connection to NATS was being mended. So a
-//! batch unacknowledged in time leaves the window at once but is counted lost only
-//! [`LATE_GRACE`] later; an acknowledgement in between counts it delivered (and logs it), so
-//! a batch is never counted both lost here and judged downstream for a late answer.
-//!
-//! An answer settles a batch only if it names it (`Chocominer-Batch`, which the receiver copies
-//! from the batch). Anyone who can see a batch's reply subject can have some other message sent
-//! there (a service reply, through a `$SRV` request naming it as its reply subject); such a
-//! message is counted as stray, logged (rate-limited) and otherwise ignored, and the batch
-//! waits for its real answer.
+//! reply comes). At most `max_in_flight` batches are unacknowledged (the window), so a slow
+//! stage slows the ones before it. An answer settles a batch only if it names it
+//! (`Chocominer-Batch`): anything else on the inbox is counted as stray and ignored. The rules
+//! and their reasons: docs/architecture.md.
 //!
 //! # A batch's life
 //!
@@ -52,14 +26,12 @@
 //!   waiting or unpublishable when the sender stops ─────────────────────────────────► LOST
 //! ```
 //!
-//! A batch ends three ways, each counted by the sender in [`SenderStats`]: acknowledged
-//! (`acked`, and `late` too when after its ack timeout), refused and lost (both in `lost` and
-//! `lost_batches`). Waiting is not an end: a waiting batch goes out again. The receiver's own
-//! endings are what its sender sees as one of these: it acknowledges (after handing the batch
-//! on, or judging it), refuses (malformed, or costlier to hash than its time to live or the
-//! hasher's own ack timeout), turns it away (its own next stage is gone: the batch waits),
-//! gives it back unhashed at a stop (it waits), or drops it unanswered once its sender has
-//! given up on it (expired: the sender counts it lost).
+//! A batch ends three ways, counted in [`SenderStats`]: acknowledged (`acked`, and `late` too
+//! when after its ack timeout), refused or lost (both in `lost` and `lost_batches`). Waiting is
+//! no end: the batch goes out again. The receiver's endings map onto these: it acknowledges
+//! (handed on, or judged), refuses (malformed, or costlier to hash than its time to live or the
+//! hasher's ack timeout), turns it away or gives it back unhashed at a stop (it waits), or
+//! drops it unanswered once its sender has given up on it (expired: lost here).
 //!
 //! The time settings along that path, and what each bounds:
 //!
@@ -91,33 +63,29 @@ use tokio::time::Instant;
 use crate::codec::{
     BatchHeaders, HEADER_BATCH, HEADER_SENT_MS, HEADER_TTL_MS, batch_id, format_sent_at, format_ttl,
 };
-use crate::intake::TURNED_AWAY;
+use crate::intake::{TURNED_AWAY, header};
 use crate::stats::Counter;
 use chocominer_model::Stage;
 use chocominer_process::Shutdown;
 use chocominer_process::Throttle;
 
-/// How often a waiting sender resends its oldest waiting batch to see whether a consumer is back.
+/// How often a waiting sender resends its oldest waiting batch, to see if a consumer is back.
 const PROBE_EVERY: Duration = Duration::from_millis(500);
 
-/// How long after its `ack_timeout` a batch's acknowledgement still counts it delivered rather
-/// than lost: room for acknowledgements kept in a client while its connection to NATS was
-/// mended (a broker restart), or read late by a sender that was frozen.
+/// How long after its `ack_timeout` an acknowledgement still counts a batch delivered, not lost:
+/// one kept in a client while its NATS connection was mended, or read late by a frozen sender.
 pub const LATE_GRACE: Duration = Duration::from_secs(5);
 
 /// Where a stage sends its batches, and how many may be unacknowledged.
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
-    /// Subject the batches go to.
     pub subject: String,
     /// The stage that consumes it (for messages).
     pub target: Stage,
-    /// This instance, named in every batch's headers (batch id and sender).
+    /// This instance, named in every batch's headers.
     pub instance: String,
-    /// The most batches unacknowledged at once: the window.
     pub max_in_flight: usize,
-    /// How long a batch may wait for its acknowledgement before it counts as lost; sent
-    /// along as its time to live, so a receiver can drop it rather than finish it too late.
+    /// How long a batch may wait for its acknowledgement; sent along as its time to live.
     pub ack_timeout: Duration,
 }
 
@@ -128,16 +96,14 @@ pub struct SenderStats {
     pub acked: Counter,
     pub lost: Counter,
     pub lost_batches: Counter,
-    /// Batches acknowledged after their `ack_timeout` (within [`LATE_GRACE`]): counted
-    /// delivered, not lost.
+    /// Batches acknowledged after their `ack_timeout`, within [`LATE_GRACE`] (also in `acked`).
     pub late: Counter,
-    /// Times the sender started waiting for a consumer (each logged once).
+    /// Times the sender started waiting for a consumer.
     pub waits: Counter,
-    /// Messages on the reply inbox that named no batch of this sender: ignored.
+    /// Messages on the reply inbox that named no batch of this sender.
     pub stray: Counter,
     in_flight: AtomicUsize,
     waiting: AtomicUsize,
-    /// The most batches that may be in flight.
     window: usize,
 }
 
@@ -147,14 +113,12 @@ impl SenderStats {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Batches nobody could take, waiting until a consumer is back: more than 0 means this
-    /// sender is waiting for the next stage.
+    /// Batches nobody could take, waiting until a consumer is back.
     pub fn waiting(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
     }
 
-    /// The most batches that may be in flight: when `in_flight` stays there, the receiving
-    /// stage is what holds this sender back.
+    /// The most batches that may be in flight.
     pub fn window(&self) -> usize {
         self.window
     }
@@ -165,7 +129,7 @@ impl SenderStats {
 #[error("stopped before the batch could be sent")]
 pub struct Stopped;
 
-/// Nobody downstream can take a batch now; the reason is fit for a log line or a reply.
+/// Nobody downstream can take a batch now, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct NoConsumer(String);
@@ -182,21 +146,13 @@ struct Pending {
     _permit: OwnedSemaphorePermit,
 }
 
-/// A batch unacknowledged within its time, not yet counted lost (see [`LATE_GRACE`]).
-struct Overdue {
-    count: u64,
-    /// When it is counted lost unless acknowledged first.
-    lost_at: Instant,
-}
-
 /// The wait for a consumer, from the first batch nobody took to the first acknowledgement.
 #[derive(Default)]
 struct ConsumerWait {
-    /// While set (since when), no new batch is sent; waiting ones are resent one at a time as
-    /// probes. Only the acknowledgement of a batch sent since ends it: a stopping replica
-    /// still finishes (and acknowledges) batches it took before it left.
+    /// Since when no new batch is sent. Only the acknowledgement of a batch sent since ends
+    /// it: a stopping replica still acknowledges batches it took before it left.
     waiting: Option<Instant>,
-    /// When the wait was announced (the resumption is announced once, with how long it was).
+    /// When the wait was logged; the resumption is logged once too.
     announced: Option<Instant>,
     why: String,
     next_probe: Option<Instant>,
@@ -207,36 +163,31 @@ struct Shared {
     inbox: String,
     config: SenderConfig,
     pending: Mutex<BTreeMap<u64, Pending>>,
-    /// Batches past their `ack_timeout`, out of the window, within their [`LATE_GRACE`].
-    overdue: Mutex<BTreeMap<u64, Overdue>>,
+    /// Batches past their `ack_timeout`, out of the window: their size, and when they are
+    /// counted lost unless acknowledged first.
+    overdue: Mutex<BTreeMap<u64, (u64, Instant)>>,
     consumer_wait: Mutex<ConsumerWait>,
     stats: Arc<SenderStats>,
-    /// Something changed: a batch settled, the wait began or ended.
+    /// A batch settled, or the wait began or ended.
     changed: Notify,
-    /// Wakes the timer task at once (a consumer is back: resend what waits).
+    /// A consumer is back: the timer task resends what waits at once.
     resend_now: Notify,
     loss_log: Throttle,
     late_log: Throttle,
     stray_log: Throttle,
 }
 
-/// How a receiver answered a batch.
 enum Answer {
     Acked,
     /// Not delivered (no replica at all): it waits for a consumer.
     NobodyTook(String),
-    /// Given back by a replica that cannot take it now (busy, stopping, or its own next stage
-    /// is gone): it waits too, but a replica is there.
+    /// Given back by a replica that cannot take it now: it waits too, but a replica is there.
     TurnedAway(String),
     Refused(String),
 }
 
 impl Shared {
-    /// Settles a batch; returns its size if it was still pending.
-    fn settle(&self, seq: u64) -> Option<u64> {
-        self.take(seq).map(|pending| pending.count)
-    }
-
+    /// Takes a batch out of the window, if it is still there.
     fn take(&self, seq: u64) -> Option<Pending> {
         let pending = self.pending.lock().unwrap().remove(&seq)?;
         if pending.deadline.is_none() {
@@ -263,36 +214,33 @@ impl Shared {
         }
     }
 
-    /// Takes the batches `seqs` that are still pending out of the window as overdue: counted
-    /// lost after [`LATE_GRACE`] unless acknowledged first.
+    /// Moves the batches `seqs` still pending out of the window, to be counted lost after
+    /// [`LATE_GRACE`] unless acknowledged first.
     fn overdue(&self, seqs: Vec<u64>) {
         let lost_at = Instant::now() + LATE_GRACE;
-        // Locked across the move (before `pending`, as in `close`), so that a batch is never
-        // seen in neither place.
+        // Locked across the move (before `pending`, as in `close`): a batch is always in one.
         let mut overdue = self.overdue.lock().unwrap();
         for seq in seqs {
-            if let Some(pending) = self.take(seq) {
-                let count = pending.count;
-                overdue.insert(seq, Overdue { count, lost_at });
+            if let Some(Pending { count, .. }) = self.take(seq) {
+                overdue.insert(seq, (count, lost_at));
             }
         }
     }
 
-    /// An overdue batch's size, taking it off the overdue list.
     fn take_overdue(&self, seq: u64) -> Option<u64> {
-        let overdue = self.overdue.lock().unwrap().remove(&seq)?;
+        let (count, _) = self.overdue.lock().unwrap().remove(&seq)?;
         self.changed.notify_waiters();
-        Some(overdue.count)
+        Some(count)
     }
 
-    /// Counts the overdue batches whose grace is over by `now` (all of them: `None`) as lost.
+    /// Counts the overdue batches whose grace is over by `now` (`None`: all) as lost.
     fn lose_overdue(&self, now: Option<Instant>) {
         let (mut batches, mut numbers) = (0, 0);
-        self.overdue.lock().unwrap().retain(|_, batch| {
-            let keep = now.is_some_and(|now| batch.lost_at > now);
+        self.overdue.lock().unwrap().retain(|_, (count, lost_at)| {
+            let keep = now.is_some_and(|now| *lost_at > now);
             if !keep {
                 batches += 1;
-                numbers += batch.count;
+                numbers += *count;
             }
             keep
         });
@@ -306,7 +254,6 @@ impl Shared {
         }
     }
 
-    /// A message on the reply inbox that settles no batch: counted, logged (rate-limited).
     fn stray(&self, message: &async_nats::Message) {
         self.stats.stray.add(1);
         if let Some(left_out) = self.stray_log.admit() {
@@ -322,7 +269,6 @@ impl Shared {
         }
     }
 
-    /// A batch acknowledged after its time, within its grace: delivered after all.
     fn acked_late(&self, seq: u64, count: u64) {
         self.stats.acked.add(count);
         self.stats.late.add(1);
@@ -339,15 +285,12 @@ impl Shared {
         }
     }
 
-    /// Settles the batches `seqs` that are still pending as lost: counted and logged once,
-    /// for all of them.
+    /// Settles the batches `seqs` still pending as lost, logged once for all.
     fn lose(&self, seqs: Vec<u64>, why: impl FnOnce() -> String) {
         let (mut batches, mut numbers) = (0, 0);
-        for seq in seqs {
-            if let Some(count) = self.settle(seq) {
-                batches += 1;
-                numbers += count;
-            }
+        for pending in seqs.into_iter().filter_map(|seq| self.take(seq)) {
+            batches += 1;
+            numbers += pending.count;
         }
         if batches > 0 {
             self.count_lost(batches, numbers, &why());
@@ -368,9 +311,8 @@ impl Shared {
         self.consumer_wait.lock().unwrap().waiting.is_some()
     }
 
-    /// A batch on its way came back untaken: it waits for a consumer (said once per wait).
-    /// `turned_away`: a replica gave it back, so there is one (busy or stopping), and the
-    /// advice is not to start one.
+    /// A batch on its way came back untaken: it waits for a consumer (logged once per wait).
+    /// `turned_away`: a replica gave it back, so the advice is not to start one.
     fn wait_for_consumer(&self, seq: u64, why: String, turned_away: bool) {
         {
             let mut pending = self.pending.lock().unwrap();
@@ -391,24 +333,16 @@ impl Shared {
             consumer_wait.announced = Some(Instant::now());
             self.stats.waits.add(1);
             let target = self.config.target;
-            if turned_away {
-                tracing::warn!(
-                    subject = %self.config.subject,
-                    "{why}: the batches wait until a {target} takes them"
-                );
-            } else {
-                tracing::warn!(
-                    subject = %self.config.subject,
-                    "{why}: the batches wait for a {target} \
-                     (start one, e.g. `just scale {target} 1`)"
-                );
-            }
+            let until = match turned_away {
+                true => format!("until a {target} takes them"),
+                false => format!("for a {target} (start one, e.g. `just scale {target} 1`)"),
+            };
+            tracing::warn!(subject = %self.config.subject, "{why}: the batches wait {until}");
         }
         consumer_wait.why = why;
     }
 
-    /// A batch sent at `sent_at` was acknowledged: a consumer is there, unless it is a
-    /// stopping one finishing what it took before the wait began. Ends a wait (said once).
+    /// A batch sent at `sent_at` was acknowledged: ends a wait begun before then (logged once).
     fn consumer_seen(&self, sent_at: Instant) {
         let mut consumer_wait = self.consumer_wait.lock().unwrap();
         if consumer_wait.waiting.is_some_and(|since| sent_at < since) {
@@ -429,7 +363,7 @@ impl Shared {
         }
     }
 
-    /// Puts a waiting batch on its way again (nothing if it is not waiting any more).
+    /// Puts a batch on its way again, if it still waits.
     async fn resend(&self, seq: u64) {
         let (headers, body) = {
             let mut pending = self.pending.lock().unwrap();
@@ -447,8 +381,7 @@ impl Shared {
         self.transmit(seq, headers, body).await;
     }
 
-    /// Publishes a pending batch that is on its way; a batch that cannot even be published
-    /// is lost.
+    /// Publishes a batch of the window; one that cannot even be published is lost.
     async fn transmit(&self, seq: u64, headers: HeaderMap, body: Bytes) {
         let reply = format!("{}.{seq}", self.inbox);
         let published = self
@@ -456,9 +389,9 @@ impl Shared {
             .publish_with_reply_and_headers(self.config.subject.clone(), reply, headers, body)
             .await;
         if let Err(err) = published
-            && let Some(count) = self.settle(seq)
+            && let Some(pending) = self.take(seq)
         {
-            self.count_lost(1, count, &format!("could not publish: {err}"));
+            self.count_lost(1, pending.count, &format!("could not publish: {err}"));
         }
     }
 }
@@ -468,13 +401,11 @@ pub struct Sender {
     window: Arc<Semaphore>,
     shared: Arc<Shared>,
     next_seq: AtomicU64,
-    /// Listening for replies, and the timer task (`expire_and_resend`); ended by `close` or
-    /// the drop.
+    /// `receive_replies` and `expire_and_resend`, ended by `close` or the drop.
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
-/// A credit: room for one batch in the window, with its sequence number (the batch's `seq` in
-/// its body and its id in the headers). Spent by [`send`](Credit::send).
+/// Room for one batch in the window, with its sequence number; spent by [`send`](Credit::send).
 pub struct Credit<'a> {
     sender: &'a Sender,
     seq: u64,
@@ -482,7 +413,7 @@ pub struct Credit<'a> {
 }
 
 impl Sender {
-    /// Listens for the replies and starts the timer task (timeouts, waiting batches).
+    /// Subscribes to the replies and starts the tasks.
     pub async fn start(client: Client, config: SenderConfig) -> anyhow::Result<Sender> {
         let inbox = client.new_inbox();
         let replies = client.subscribe(format!("{inbox}.*")).await?;
@@ -516,23 +447,16 @@ impl Sender {
         })
     }
 
-    /// What became of the batches sent, for the stage's meter and report.
     pub fn stats(&self) -> Arc<SenderStats> {
         self.shared.stats.clone()
     }
 
-    /// Whether the sender is waiting for a consumer (nobody took its last batches).
     pub fn is_waiting(&self) -> bool {
         self.shared.is_waiting()
     }
 
-    /// Why the sender waits, when it does.
-    fn no_consumer(&self) -> NoConsumer {
-        NoConsumer(self.shared.consumer_wait.lock().unwrap().why.clone())
-    }
-
-    /// For a new batch (rng's): waits until a consumer is there and the window has room.
-    /// Gives up with [`Stopped`] when `stop` fires.
+    /// For a new batch (rng's): waits until a consumer is there and the window has room, or
+    /// `stop` fires.
     pub async fn reserve(&self, stop: &Shutdown) -> Result<Credit<'_>, Stopped> {
         loop {
             let changed = self.shared.changed.notified();
@@ -551,16 +475,15 @@ impl Sender {
         Ok(self.credit(permit))
     }
 
-    /// For a batch already taken from upstream (the hasher's), which must be handed on or given
-    /// back: unlike [`reserve`](Self::reserve), does not wait for a consumer — while nobody
-    /// downstream takes batches, [`NoConsumer`] at once, so the caller can turn its batch away
-    /// instead of sitting on it. Otherwise waits for room in the window, which comes as
-    /// acknowledgements arrive or time out, so it needs no stop signal.
+    /// For a batch taken from upstream (the hasher's): while nobody downstream takes batches,
+    /// [`NoConsumer`] at once, so the caller can turn its batch away instead of sitting on it.
+    /// Room in the window comes as acknowledgements arrive or time out: no stop signal needed.
     pub async fn reserve_unless_waiting(&self) -> Result<Credit<'_>, NoConsumer> {
         loop {
             let changed = self.shared.changed.notified();
             if self.shared.is_waiting() {
-                return Err(self.no_consumer());
+                let why = self.shared.consumer_wait.lock().unwrap().why.clone();
+                return Err(NoConsumer(why));
             }
             tokio::select! {
                 permit = self.window.clone().acquire_owned() => {
@@ -580,10 +503,8 @@ impl Sender {
         }
     }
 
-    /// Waits until every batch sent is settled (acknowledged, refused or timed out, and an
-    /// overdue one acknowledged or past its [`LATE_GRACE`]), then stops listening for
-    /// replies. Batches still waiting because no consumer is there cannot go anywhere: they are
-    /// counted as lost.
+    /// Waits until every batch sent is settled (an overdue one acknowledged or past its
+    /// [`LATE_GRACE`]), then stops listening; batches still waiting for a consumer are lost.
     pub async fn close(&self) {
         let shared = &self.shared;
         let deadline =
@@ -604,8 +525,7 @@ impl Sender {
             }
             let _ = tokio::time::timeout_at(deadline, changed).await;
         }
-        // The tasks are over before the last batches are counted: none of them may count one
-        // after the stage has reported.
+        // No task may count a batch after the stage has reported.
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap());
         for task in tasks {
             task.abort();
@@ -635,24 +555,16 @@ impl Credit<'_> {
         self.seq
     }
 
-    /// Publishes `body`, a batch of `count` numbers, with its headers; its fate is tracked
-    /// from here on. `origin`: for a batch made from another (the hasher's digests), the rng
-    /// batch its numbers came from.
+    /// Publishes `body`, a batch of `count` numbers; `origin`: for a batch made from another
+    /// (the hasher's digests), the rng batch its numbers came from.
     pub async fn send(self, body: Bytes, count: usize, origin: Option<String>) {
-        let Credit {
-            sender,
-            seq,
-            permit,
-        } = self;
-        let shared = &sender.shared;
+        let (shared, seq) = (&self.sender.shared, self.seq);
         let config = &shared.config;
         let mut headers = BatchHeaders::new(&config.instance, seq, count);
         headers.origin = origin;
         let mut headers = headers.to_header_map();
-        let ttl_ms = format_ttl(config.ack_timeout);
-        headers.insert(HEADER_TTL_MS, ttl_ms.as_str());
-        let sent_at = format_sent_at(SystemTime::now());
-        headers.insert(HEADER_SENT_MS, sent_at.as_str());
+        headers.insert(HEADER_TTL_MS, format_ttl(config.ack_timeout).as_str());
+        headers.insert(HEADER_SENT_MS, format_sent_at(SystemTime::now()).as_str());
         let count = count as u64;
         shared.pending.lock().unwrap().insert(
             seq,
@@ -662,7 +574,7 @@ impl Credit<'_> {
                 sent_at: Instant::now(),
                 headers: headers.clone(),
                 body: body.clone(),
-                _permit: permit,
+                _permit: self.permit,
             },
         );
         shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -677,19 +589,13 @@ fn classify(reply: &async_nats::Message, target: Stage, batch: &str) -> Option<A
     if reply.status == Some(StatusCode::NO_RESPONDERS) {
         return Some(Answer::NobodyTook(format!("no {target} is listening")));
     }
-    let header = |name| {
-        reply
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(name))
-            .map(|v| v.as_str().to_owned())
-    };
-    if header(HEADER_BATCH).as_deref() != Some(batch) {
+    if header(reply, HEADER_BATCH) != Some(batch) {
         return None;
     }
-    Some(match header(NATS_SERVICE_ERROR) {
+    let code = header(reply, NATS_SERVICE_ERROR_CODE);
+    Some(match header(reply, NATS_SERVICE_ERROR) {
         None => Answer::Acked,
-        Some(error) if header(NATS_SERVICE_ERROR_CODE) == Some(TURNED_AWAY.to_string()) => {
+        Some(error) if code == Some(TURNED_AWAY.to_string().as_str()) => {
             Answer::TurnedAway(format!("the {target} turned a batch away: {error}"))
         }
         Some(error) => Answer::Refused(format!("{target} refused it: {error}")),
@@ -698,12 +604,7 @@ fn classify(reply: &async_nats::Message, target: Stage, batch: &str) -> Option<A
 
 async fn receive_replies(mut replies: async_nats::Subscriber, shared: Arc<Shared>) {
     while let Some(reply) = replies.next().await {
-        let Some(seq) = reply
-            .subject
-            .rsplit('.')
-            .next()
-            .and_then(|s| s.parse::<u64>().ok())
-        else {
+        let Some(Ok(seq)) = reply.subject.rsplit('.').next().map(str::parse::<u64>) else {
             continue;
         };
         let batch = batch_id(&shared.config.instance, seq);
@@ -711,7 +612,7 @@ async fn receive_replies(mut replies: async_nats::Subscriber, shared: Arc<Shared
             shared.stray(&reply);
             continue;
         };
-        // Past its time: no longer in the window, so it cannot wait again either.
+        // Past its time: out of the window, so it cannot wait again either.
         if let Some(count) = shared.take_overdue(seq) {
             match answer {
                 Answer::Acked => shared.acked_late(seq, count),
@@ -725,8 +626,8 @@ async fn receive_replies(mut replies: async_nats::Subscriber, shared: Arc<Shared
             Answer::NobodyTook(why) => shared.wait_for_consumer(seq, why, false),
             Answer::TurnedAway(why) => shared.wait_for_consumer(seq, why, true),
             Answer::Refused(why) => {
-                if let Some(count) = shared.settle(seq) {
-                    shared.count_lost(1, count, &why);
+                if let Some(batch) = shared.take(seq) {
+                    shared.count_lost(1, batch.count, &why);
                 }
             }
             Answer::Acked => match shared.take(seq) {
@@ -741,9 +642,9 @@ async fn receive_replies(mut replies: async_nats::Subscriber, shared: Arc<Shared
     }
 }
 
-/// Takes batches whose acknowledgement did not come in time out of the window (counted lost
-/// after their [`LATE_GRACE`]), and sends waiting batches again: all of them once a consumer is
-/// back, the oldest one every [`PROBE_EVERY`] meanwhile.
+/// Moves the batches not acknowledged in time out of the window, counts those past their
+/// grace lost, and resends waiting batches: all once a consumer is back, else the oldest every
+/// [`PROBE_EVERY`].
 async fn expire_and_resend(shared: Arc<Shared>) {
     let every = (shared.config.ack_timeout / 4)
         .clamp(Duration::from_millis(10), Duration::from_millis(250));

@@ -1,20 +1,11 @@
-//! The NATS service protocol (`$SRV.PING|INFO|STATS`) for one replica of a stage, answered on a
-//! NATS connection of its own.
+//! The NATS service protocol (`$SRV.PING|INFO|STATS`) for one replica of a stage, so that
+//! `nats micro ls|info|stats hasher` and `chocominer status` see each replica with its figures.
 //!
-//! Every replica answers `$SRV.<verb>`, `$SRV.<verb>.<stage>` and `$SRV.<verb>.<stage>.<id>`, so
-//! `nats micro ls|info|stats hasher` and `chocominer status` see each one with its figures.
-//!
-//! Why a connection of its own: everyone allowed to publish on `$SRV.>` reaches every replica,
-//! and the client library (async-nats 0.51) cannot take every message a server will pass on. A
-//! header block it cannot read (a line without a colon, invalid UTF-8, a bad status line) makes
-//! it drop the connection and open it again; a bare carriage return in a header value panics its
-//! connection task, which ends every subscription of that client for good. On the connection
-//! that carries the batches, one such 25-byte message would cost in-flight batches or stop the
-//! stage taking any. Here it costs only the service connection: the client re-opens it itself,
-//! and when it is gone for good, [`Service`] opens a new one, at once while its budget of quick
-//! reopens lasts (one a second is a moment's absence each; measured, 99 of 100 probes answered
-//! at that rate, against 84 with a pause before each). The fault itself is the library's and
-//! cannot be fixed here.
+//! It is answered on a NATS connection of its own: anyone allowed to publish on `$SRV.>`
+//! reaches every replica, and async-nats 0.51 cannot take every message a server passes on (a
+//! header block it cannot read drops the connection; a bare carriage return in a header value
+//! panics its connection task, ending every subscription for good). Here that costs only this
+//! connection, which [`Service`] replaces.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -29,25 +20,22 @@ use chocominer_model::{Stage, is_people_inbox};
 use chocominer_process::Throttle;
 use chocominer_process::{Connector, round_trip};
 
-/// Pause before opening a new service connection, times the number of times in a row it was
-/// needed (up to [`MAX_PAUSES`]): whatever ended the last one may come again at once. Not
-/// paid while the reopen budget lasts ([`QUICK_REOPENS`]).
+/// Pause before reopening, times the reopens in a row (up to [`MAX_PAUSES`]), once the budget
+/// of [`QUICK_REOPENS`] is spent: what ended the last connection may come again at once.
 const REOPEN_PAUSE: Duration = Duration::from_millis(250);
 const MAX_PAUSES: u32 = 20;
-/// Service connections that may be opened again at once, one more each [`REOPEN_REFILL`]: one
-/// malformed request now and then (anyone allowed on `$SRV.>` can send one) costs the
-/// replica's answers only the moment it takes to reconnect (a quarter of a second's pause hid
-/// it from 20 % of probes at one a second); a flood of them meets the pauses.
+/// Reopens without a pause, one more earned each [`REOPEN_REFILL`]: one a second costs only a
+/// moment's absence each (measured: 99 of 100 probes answered at that rate, against 84 with a
+/// pause before each); a flood meets the pauses.
 const QUICK_REOPENS: u32 = 10;
 const REOPEN_REFILL: Duration = Duration::from_secs(1);
 
-/// The service protocol's verbs this replica answers.
 const VERBS: [&str; 3] = ["PING", "INFO", "STATS"];
 
 /// Custom data for the service's `$SRV.STATS` answer (e.g. lost, busy, in flight).
 pub(crate) type StatsData = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
 
-/// Request count, errors and processing time of the endpoint, as `$SRV.STATS` reports them.
+/// The endpoint's figures in `$SRV.STATS`.
 #[derive(Default)]
 pub(crate) struct EndpointTally {
     requests: usize,
@@ -91,7 +79,7 @@ impl Identity {
         }
     }
 
-    /// Counts one request of the endpoint (a batch answered), and its error if it was refused.
+    /// Counts a batch answered, and its error if it was refused.
     pub(crate) fn tally(
         &self,
         processing_time: Duration,
@@ -106,9 +94,8 @@ impl Identity {
         }
     }
 
-    /// The subjects this replica answers on: each verb for every service, for its stage and for
-    /// itself, written out. A wildcard (`$SRV.*`) would need a permission nats-server also
-    /// reads as allowing `$SRV.>`, every stage's questions (nats/nats-server.conf).
+    /// Each verb for every service, for its stage and for itself, written out: a wildcard
+    /// (`$SRV.*`) needs a permission nats-server also reads as allowing `$SRV.>`.
     fn subjects(&self) -> Vec<String> {
         let (stage, id) = (self.stage, &self.id);
         VERBS
@@ -123,7 +110,6 @@ impl Identity {
             .collect()
     }
 
-    /// The answer to `verb`, if it is one of the protocol's.
     fn answer(&self, verb: &str) -> Option<serde_json::Result<Vec<u8>>> {
         let body = match verb {
             "PING" => serde_json::to_vec(&PingResponse {
@@ -181,15 +167,13 @@ impl Identity {
     }
 }
 
-/// The replica's answerer of the service protocol: its connection, and the task that answers
-/// and replaces the connection should it die. Stops when closed or dropped.
+/// The task that answers the service protocol and replaces its connection should it die.
 pub(crate) struct Service {
     task: JoinHandle<()>,
 }
 
 impl Service {
-    /// Opens the service connection and subscribes; answering has begun when this returns, so
-    /// a replica is counted as soon as it says it is ready.
+    /// Returns once answering has begun, so a replica is counted as soon as it says it is ready.
     pub(crate) async fn start(connector: Connector, me: Arc<Identity>) -> anyhow::Result<Service> {
         let task = match listen(&connector, &me).await? {
             Some((client, subs)) => tokio::spawn(serve(connector, me, client, subs)),
@@ -199,7 +183,6 @@ impl Service {
         Ok(Service { task })
     }
 
-    /// Stops answering: this replica is gone from `nats micro ls`.
     pub(crate) fn close(&self) {
         self.task.abort();
     }
@@ -211,8 +194,7 @@ impl Drop for Service {
     }
 }
 
-/// A new service connection with its subscriptions in place on the server; `None` if shutdown
-/// came first.
+/// A new service connection, subscribed on the server; `None` if shutdown came first.
 async fn listen(
     connector: &Connector,
     me: &Identity,
@@ -228,7 +210,7 @@ async fn listen(
     Ok(Some((client, subs)))
 }
 
-/// Answers on `client` until its subscriptions end, then opens a new connection; for ever.
+/// Answers on `client` until its subscriptions end, then on a new connection; for ever.
 async fn serve(connector: Connector, me: Arc<Identity>, client: Client, subs: Vec<Subscriber>) {
     let (mut client, mut subs) = (client, subs);
     let mut in_a_row = 0u32;
@@ -236,8 +218,7 @@ async fn serve(connector: Connector, me: Arc<Identity>, client: Client, subs: Ve
     let ended_log = Throttle::default();
     loop {
         let answered = answer(&client, &me, subs).await;
-        // The subscriptions ended: the client's connection task is gone (it panicked, see the
-        // module docs), or the client was closed. It will not come back by itself.
+        // The client's connection task is gone (it panicked) or was closed: it stays gone.
         in_a_row = if answered > 0 { 1 } else { in_a_row + 1 };
         if let Some(left_out) = ended_log.admit() {
             tracing::warn!(
@@ -262,7 +243,7 @@ async fn serve(connector: Connector, me: Arc<Identity>, client: Client, subs: Ve
     }
 }
 
-/// How many service connections may still be opened again at once ([`QUICK_REOPENS`]).
+/// How many service connections may still be reopened at once ([`QUICK_REOPENS`]).
 struct ReopenBudget {
     left: u32,
     refilled: Instant,
@@ -299,9 +280,8 @@ async fn answer(client: &Client, me: &Identity, subs: Vec<Subscriber>) -> u64 {
     let mut requests = futures::stream::select_all(subs);
     while let Some(request) = requests.next().await {
         let Some(reply) = request.reply else { continue };
-        // A stage's inbox is where its batches are acknowledged: anyone who sees a batch go
-        // by could otherwise have every replica answer there (or on a pipeline subject). The
-        // server refuses those too (nats/nats-server.conf); this keeps a stage from trying.
+        // Else anyone who saw a batch could have every replica answer on a stage's inbox (or
+        // a pipeline subject). The server refuses those too; this keeps a stage from trying.
         if !is_people_inbox(&reply) {
             if let Some(left_out) = unanswered.admit() {
                 tracing::warn!(
@@ -323,9 +303,8 @@ async fn answer(client: &Client, me: &Identity, subs: Vec<Subscriber>) -> u64 {
     answered
 }
 
-/// Now, to the millisecond, for the service protocol's `started`. RFC 3339 allows any number of
-/// fraction digits and Go's and Rust's clients read any; nats-py's `nats.micro` reads one to six
-/// and writes three. Milliseconds, never a whole second, survive all three unchanged.
+/// Now, for `started`, in milliseconds never on a whole second: nats-py's `nats.micro` reads
+/// one to six fraction digits, Go's and Rust's clients any.
 fn started_now() -> async_nats::datetime::DateTime {
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

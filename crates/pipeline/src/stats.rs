@@ -1,22 +1,12 @@
 //! Stats: counters in the stages, one point per second per process, written to InfluxDB 1.x.
 //!
-//! A stage keeps [`Counter`]s and implements [`Meter`], naming its measurement and fields from
-//! `chocominer_influx::schema`; a [`Reporter`] turns the meter into one point per second
-//! (timestamps on whole seconds) and logs a progress line every ten seconds.
-//! Points go to a [`StatsSink`], a bounded in-memory queue that a [`StatsWriter`] task drains to
-//! InfluxDB's `/write` in line protocol. Mining never waits for InfluxDB: when it is down the
-//! points are held (up to [`HELD_POINTS`], over an hour of a busy process) and written when it
-//! is back, with one warning when it goes and one notice when it returns. Points are stamped
-//! when they are made, so late writes land at the right time. When InfluxDB refuses the writer
-//! itself (wrong credentials, no right to write, no database and no right to create it) the
-//! points are held the same way, and an error saying which and what to change is logged at
-//! once and every [`DENIED_LOG_EVERY`] while it lasts: that needs someone to act.
-//!
-//! A tag or string value holding a control character is never written: the line protocol
-//! library leaves a line break in a tag raw, which would end the line and start a point of the
-//! sender's choosing. The instance name is checked at start
-//! (`chocominer_process::parse_instance`); here, as a second line of defence, such a point is
-//! withheld, counted and logged.
+//! A stage keeps [`Counter`]s and implements [`Meter`]; a [`Reporter`] turns it into a point
+//! each second and a progress line each ten. Points go to a [`StatsSink`], a bounded queue
+//! that a [`StatsWriter`] task drains to InfluxDB's `/write`. Mining never waits for InfluxDB:
+//! while it is away or refuses the writer, points are held (stamped when made) and written
+//! when it is back. A point with a control character in a tag or string value is withheld: the
+//! line protocol library leaves a line break in a tag raw, starting a point of the sender's
+//! choosing (the instance name is also checked at start, `parse_instance`).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -37,16 +27,14 @@ use chocominer_process::Shutdown;
 use chocominer_process::Throttle;
 pub use chocominer_process::now_ns;
 
-/// Points held in memory while InfluxDB is unreachable. One process writes one point per
-/// second plus one per nugget: this holds well over an hour of either profile.
+/// Points held while InfluxDB is unreachable: well over an hour of a busy process.
 pub const HELD_POINTS: usize = 200_000;
 /// Lines per `/write` request.
 const WRITE_BATCH: usize = 5_000;
-/// How often the writer wakes up to write what was queued.
 const WRITE_EVERY: Duration = Duration::from_secs(1);
-/// How often the error is repeated while InfluxDB refuses the writer's credentials or rights.
+/// How often the error is repeated while InfluxDB refuses the writer: someone must act.
 pub const DENIED_LOG_EVERY: Duration = Duration::from_secs(60);
-/// How often a progress line is logged.
+/// Periods (seconds) per progress line.
 const PROGRESS_EVERY: u32 = 10;
 
 /// A monotonically increasing count, read both as a total and as per-period deltas.
@@ -65,8 +53,7 @@ impl Counter {
         self.total.load(Ordering::Relaxed)
     }
 
-    /// What was added since the previous call. Only a stage's [`Meter`] calls this, once per
-    /// period; totals are unaffected.
+    /// What was added since the previous call (a stage's [`Meter`]'s, once per period).
     pub fn take_delta(&self) -> u64 {
         let total = self.total();
         total - self.reported.swap(total, Ordering::Relaxed)
@@ -86,14 +73,12 @@ pub struct Point {
 pub trait Meter: Send + Sync + 'static {
     /// The measurement of the per-second point (`schema::RNG`, `HASHER`, `WORKER`).
     fn measurement(&self) -> &'static Measurement;
-    /// Field values for the period just ended: counts since the last call, gauges now; every
-    /// field of the measurement, once.
+    /// Every field of the measurement once: counts since the last call, gauges now.
     fn fields(&self, period: Duration) -> Vec<FieldValue>;
 }
 
 const SECOND_NS: i64 = 1_000_000_000;
 
-/// Renders one line of line protocol.
 fn render(point: &Point, instance: &str) -> Option<String> {
     let (first, rest) = point.fields.split_first()?;
     let b = LineProtocolBuilder::new()
@@ -115,8 +100,7 @@ fn render(point: &Point, instance: &str) -> Option<String> {
     String::from_utf8(line).ok()
 }
 
-/// The first tag or string field value of `point` (the `instance` tag included) that holds a
-/// control character, which the line protocol could not carry safely.
+/// The first tag or string value of `point` (`instance` included) with a control character.
 fn unsafe_value<'a>(point: &'a Point, instance: &'a str) -> Option<(&'static str, &'a str)> {
     std::iter::once((INSTANCE, instance))
         .chain(point.fields.iter().filter_map(|field| match field.value() {
@@ -132,16 +116,16 @@ pub struct StatsSink {
     inner: Arc<SinkInner>,
 }
 
+#[derive(Default)]
 struct SinkInner {
     instance: String,
     enabled: bool,
     queue: Mutex<VecDeque<String>>,
     capacity: usize,
     dropped: AtomicU64,
-    /// Lines InfluxDB took, and lines it refused as malformed (retrying cannot help those).
     written: AtomicU64,
+    /// Refused by InfluxDB as malformed: retrying cannot help.
     refused: AtomicU64,
-    /// Points never queued because a tag or string value holds a control character.
     withheld: AtomicU64,
     drop_log: Throttle,
     withheld_log: Throttle,
@@ -156,21 +140,15 @@ impl StatsSink {
             inner: Arc::new(SinkInner {
                 instance: instance.to_owned(),
                 enabled,
-                queue: Mutex::new(VecDeque::new()),
                 capacity,
-                dropped: AtomicU64::new(0),
-                written: AtomicU64::new(0),
-                refused: AtomicU64::new(0),
-                withheld: AtomicU64::new(0),
                 drop_log: Throttle::new(Duration::from_secs(30)),
                 withheld_log: Throttle::new(Duration::from_secs(30)),
-                last_event_ns: AtomicI64::new(0),
-                wake: Notify::new(),
+                ..Default::default()
             }),
         }
     }
 
-    /// A sink that discards everything (stats disabled).
+    /// Discards everything (stats disabled).
     pub fn disabled(instance: &str) -> Self {
         StatsSink::new(instance, false, 0)
     }
@@ -192,9 +170,8 @@ impl StatsSink {
         now.max(prev + 1)
     }
 
-    /// Queues a point. Never waits; when the queue is full the oldest point is dropped, counted
-    /// and logged. A point with a control character in a tag or string value is withheld,
-    /// counted and logged instead: it could write lines of its own.
+    /// Queues a point without waiting, dropping the oldest when full; a point with a control
+    /// character is withheld. Both counted and logged.
     pub fn push(&self, point: Point) {
         // Debug builds (the tests) catch a stage writing another measurement's fields, or
         // leaving one out, even with stats disabled.
@@ -221,11 +198,7 @@ impl StatsSink {
         let len = {
             let mut queue = self.inner.queue.lock().unwrap();
             queue.push_back(line);
-            let over = queue.len().saturating_sub(self.inner.capacity);
-            queue.drain(..over);
-            if over > 0 {
-                self.note_dropped(over as u64, queue.len());
-            }
+            self.trim(&mut queue);
             queue.len()
         };
         if len >= WRITE_BATCH {
@@ -233,12 +206,18 @@ impl StatsSink {
         }
     }
 
-    fn note_dropped(&self, n: u64, held: usize) {
-        let total = self.inner.dropped.fetch_add(n, Ordering::Relaxed) + n;
+    /// Drops the oldest lines beyond the capacity, counted and logged.
+    fn trim(&self, queue: &mut VecDeque<String>) {
+        let over = queue.len().saturating_sub(self.inner.capacity);
+        if over == 0 {
+            return;
+        }
+        queue.drain(..over);
+        let total = self.inner.dropped.fetch_add(over as u64, Ordering::Relaxed) + over as u64;
         if self.inner.drop_log.admit().is_some() {
             tracing::error!(
                 dropped_total = total,
-                held,
+                held = queue.len(),
                 "InfluxDB has been unreachable too long: dropping the oldest stats points"
             );
         }
@@ -271,11 +250,7 @@ impl StatsSink {
         for line in lines.into_iter().rev() {
             queue.push_front(line);
         }
-        let over = queue.len().saturating_sub(self.inner.capacity);
-        queue.drain(..over);
-        if over > 0 {
-            self.note_dropped(over as u64, queue.len());
-        }
+        self.trim(&mut queue);
     }
 }
 
@@ -286,7 +261,6 @@ pub struct WriteReport {
     pub refused: u64,
     pub dropped: u64,
     pub unwritten: u64,
-    /// Never sent: a tag or string value held a control character.
     pub withheld: u64,
 }
 
@@ -298,7 +272,7 @@ pub struct StatsWriter {
 }
 
 impl StatsWriter {
-    /// Starts the writer; with an empty URL, stats are disabled and nothing is written.
+    /// Starts the writer; with an empty URL, stats are disabled.
     pub fn start(args: &InfluxArgs, instance: &str) -> anyhow::Result<StatsWriter> {
         if args.url().is_empty() {
             tracing::info!("INFLUX_URL is empty: stats are not written");
@@ -366,17 +340,15 @@ async fn write_loop(influx: Client, sink: StatsSink, stop: Shutdown) {
     }
     loop {
         let stopping = stop.is_triggered();
-        // Write everything queued, batch by batch.
         loop {
             let lines = sink.take(WRITE_BATCH);
             if lines.is_empty() {
                 break;
             }
+            let n = lines.len() as u64;
             match influx.write(&lines).await {
                 Ok(()) => {
-                    sink.inner
-                        .written
-                        .fetch_add(lines.len() as u64, Ordering::Relaxed);
+                    sink.inner.written.fetch_add(n, Ordering::Relaxed);
                     if let Some(since) = failing_since.take() {
                         tracing::info!(
                             url = %influx.url(),
@@ -387,10 +359,8 @@ async fn write_loop(influx: Client, sink: StatsSink, stop: Shutdown) {
                     }
                 }
                 Err(WriteError::Refused(e)) => {
-                    sink.inner
-                        .refused
-                        .fetch_add(lines.len() as u64, Ordering::Relaxed);
-                    tracing::error!(points = lines.len(), "InfluxDB refused stats points: {e}");
+                    sink.inner.refused.fetch_add(n, Ordering::Relaxed);
+                    tracing::error!(points = n, "InfluxDB refused stats points: {e}");
                 }
                 Err(WriteError::Denied(e)) => {
                     let held = sink.held() + lines.len();
@@ -437,7 +407,7 @@ async fn write_loop(influx: Client, sink: StatsSink, stop: Shutdown) {
     }
 }
 
-/// Emits a stage's point every second, on whole seconds, and a progress line every ten.
+/// Emits a stage's point every second, on whole seconds.
 pub struct Reporter {
     stop: Shutdown,
     task: JoinHandle<()>,
@@ -505,7 +475,7 @@ async fn report_loop(meter: Arc<dyn Meter>, sink: StatsSink, stop: Shutdown) {
     }
 }
 
-/// Per-second averages over the last few periods, for the progress line in the logs.
+/// Per-second averages over the last few periods, for the progress line.
 #[derive(Default)]
 struct Progress {
     periods: u32,

@@ -1,26 +1,11 @@
-//! How long a batch spent getting here: from its sender's wall clock (`Chocominer-Sent-Ms`)
-//! to this receiver's, net of the difference between the two clocks. The [`intake`] takes it
-//! off a batch's time to live.
-//!
-//! A receiver's own clock cannot see time it did not run: a batch that sat in the socket
-//! while this process was frozen (SIGSTOP, a paused container) looks fresh when it is read,
-//! although its sender gave up on it long ago. The sender's send time shows that wait. Two
-//! clocks never agree exactly, though, and may be seconds apart, so the wait is not
-//! `now - sent` but how much later than the shortest recent transits *from the same sender*
-//! this one is: that baseline is the clocks' difference plus the wire's shortest time,
-//! whatever the difference is, either way. The baseline is kept over the last two periods of
-//! [`PERIOD`] (so a clock that is set anew is followed within two periods), and a period ends
-//! only when a batch is noted, one period per batch at most: after a freeze, the period from
-//! before it still holds the baseline the stale batches are judged against.
-//!
-//! Sender names and send times are headers anyone allowed to publish there can write. So a
-//! batch is only noted once it has proved to be one ([`Transit::note`]: the receiver took it,
-//! or dropped it as stale), never on arrival, and the baseline is the [`RANKED`]-th shortest
-//! transit of a period, not the shortest: a message claiming to come from an honest sender,
-//! sent an hour ahead, is refused as malformed and noted nowhere, and one or two well-formed
-//! batches claiming that cannot move the baseline either. (A forger needs more than that per
-//! period, with a publishing password of the sender's stage; then the sender's batches are
-//! dropped as stale and counted lost by it: the books still balance.)
+//! How long a batch spent getting here, from its sender's wall clock (`Chocominer-Sent-Ms`) to
+//! this receiver's: the [`intake`] takes it off the batch's time to live, so a receiver that
+//! was frozen drops what waited in its socket as stale. Two clocks never agree, so the wait is
+//! how much longer than the shortest recent transits *from the same sender* this one took (the
+//! baseline, kept over the last two periods of [`PERIOD`]; a period ends only when a batch is
+//! noted, so after a freeze the one from before it holds). Only proven batches are noted, and
+//! the baseline is the [`RANKED`]-th shortest, so forged send times cannot move it
+//! (docs/security.md).
 //!
 //! [`intake`]: crate::intake
 

@@ -1,9 +1,6 @@
-//! Command-line and environment configuration shared by every process.
-//!
-//! Each binary has one `Config` (clap derive) that flattens the groups it needs ([`NatsArgs`],
-//! [`InfluxArgs`], [`HealthArgs`]; a stage's `CommonArgs` holds all three) and adds its own
-//! knobs, parsed once with [`parse`]. Every flag also reads an environment variable, so
-//! containers configure services with `environment:` alone.
+//! Command-line and environment configuration shared by every process: each binary's one
+//! `Config` (clap derive) flattens the groups it needs and is parsed once with [`parse`]. Every
+//! flag also reads an environment variable, so containers are configured by `environment:`.
 
 use std::ffi::{OsStr, OsString};
 use std::net::SocketAddr;
@@ -17,13 +14,13 @@ use chocominer_model::DEFAULT_PREFIX;
 
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 
-/// Messages the NATS client holds per subscription by default: room for the windows of 32
-/// hashers sending to one worker (8 each), or of 8 demo rngs sending to one hasher (32 each).
+/// Room for the windows of 32 hashers sending to one worker (8 each), or of 8 demo rngs
+/// sending to one hasher (32 each).
 pub const DEFAULT_SUBSCRIPTION_CAPACITY: u64 = 256;
 /// More would only let a flood take more memory (async-nats's own default is 65536).
 const MAX_SUBSCRIPTION_CAPACITY: u64 = 1 << 20;
 
-/// Text appended to every binary's `--help`.
+/// Appended to every binary's `--help`.
 pub const ENV_HELP: &str = "Every option can also be set by the environment variable shown \
 with it. Logging is set with RUST_LOG (default: info), e.g. RUST_LOG=debug.";
 
@@ -91,8 +88,6 @@ pub struct NatsArgs {
 }
 
 impl NatsArgs {
-    /// Whether the settings ask for TLS: `NATS_TLS`, a CA, a client certificate, or a
-    /// `tls://` URL.
     pub fn tls_wanted(&self) -> bool {
         self.nats_tls
             || self.nats_ca.is_some()
@@ -103,14 +98,11 @@ impl NatsArgs {
                 .any(|url| url.starts_with("tls://"))
     }
 
-    /// The server URLs of `NATS_URL`, credentials taken out, one per server: async-nats reads a
-    /// single string as a single address, so a list must be handed over as a list.
+    /// The server URLs of `NATS_URL`, one per server: async-nats reads one string as one address.
     pub fn server_urls(&self) -> Vec<String> {
         split_urls(&self.nats_url)
     }
 
-    /// The password: `--nats-password`, or the content of `--nats-password-file` without its
-    /// trailing line break.
     pub fn password(&self) -> anyhow::Result<Option<String>> {
         match (&self.nats_password, &self.nats_password_file) {
             (Some(password), _) => Ok(Some(password.clone())),
@@ -122,13 +114,11 @@ impl NatsArgs {
     }
 }
 
-/// The largest `max_payload` a nats-server takes (its setting is a 32-bit signed number of
-/// bytes; it only warns above 8 MB): no batch can ever be larger.
+/// The largest `max_payload` a nats-server takes (a 32-bit signed number of bytes).
 pub const NATS_PAYLOAD_LIMIT: usize = i32::MAX as usize;
 
-/// A setting found unworkable only once connected (e.g. a batch the server's max payload
-/// cannot carry): the binary says so in one line naming it and exits with code 2, as for a
-/// setting refused at start.
+/// A setting found unworkable only once connected (a batch the server's max payload cannot
+/// carry): the binary exits with code 2, as for a setting refused at start.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid value for {setting}: {reason}")]
 pub struct SettingError {
@@ -137,7 +127,6 @@ pub struct SettingError {
     pub reason: String,
 }
 
-/// The comma-separated URLs of `NATS_URL`, one per server, blanks dropped.
 pub(crate) fn split_urls(urls: &str) -> Vec<String> {
     urls.split(',')
         .map(str::trim)
@@ -146,11 +135,8 @@ pub(crate) fn split_urls(urls: &str) -> Vec<String> {
         .collect()
 }
 
-/// `NATS_URL`'s value parser: every comma-separated URL must be one async-nats can use, so a
-/// typo is a configuration error at start (exit 2), not a wait for a server that cannot be.
-/// A URL with credentials in it is refused: the client would ignore them (so would we, since
-/// credentials come from NATS_USER and NATS_PASSWORD(_FILE) only). The value is never shown
-/// with them (see `name_the_variable`).
+/// `NATS_URL`'s value parser: a typo is an error at start (exit 2), not a wait for a server
+/// that cannot be. Credentials in a URL are refused: the client would ignore them.
 fn nats_urls(text: &str) -> Result<String, String> {
     for url in split_urls(text) {
         let (clean, userinfo) = chocominer_influx::credentials::split_userinfo(&url);
@@ -166,15 +152,13 @@ fn nats_urls(text: &str) -> Result<String, String> {
     Ok(text.to_owned())
 }
 
-/// `NATS_PASSWORD_FILE`'s value parser: the file must be readable and hold a password at
-/// start (exit 2 otherwise), never shown.
+/// `NATS_PASSWORD_FILE`'s value parser: readable and not empty at start.
 fn password_file(text: &str) -> Result<PathBuf, String> {
     let path = PathBuf::from(text);
     read_password_file(&path).map(|_| path)
 }
 
-/// A file that must be readable at start (credentials, CA certificate): better a clear
-/// configuration error (exit 2) than a failure once connecting.
+/// A file that must be readable at start: better an error then than once connecting.
 fn readable_file(text: &str) -> Result<PathBuf, String> {
     let path = PathBuf::from(text);
     std::fs::File::open(&path)
@@ -182,8 +166,7 @@ fn readable_file(text: &str) -> Result<PathBuf, String> {
         .map_err(|e| format!("cannot read {text}: {e}"))
 }
 
-/// The health endpoints and their probe, for containers ([`crate::health`]). Every
-/// long-running binary has them: the stages through their `CommonArgs`, the dashboard directly.
+/// The health endpoints and their probe ([`crate::health`]), in every long-running binary.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct HealthArgs {
     /// Address to serve GET /healthz (alive) and GET /readyz (ready for work) on, e.g.
@@ -199,14 +182,12 @@ pub struct HealthArgs {
 }
 
 impl HealthArgs {
-    /// Where the health server listens, if anywhere.
     pub fn listen(&self) -> Option<SocketAddr> {
         self.health_listen.and_then(|address| address.0)
     }
 }
 
-/// An address like `0.0.0.0:8081`, or none when given empty (`HEALTH_LISTEN=` is "off", as if
-/// unset).
+/// An address like `0.0.0.0:8081`, or none when empty (`HEALTH_LISTEN=` is "off").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OptionalAddr(pub Option<SocketAddr>);
 
@@ -226,22 +207,17 @@ impl FromStr for OptionalAddr {
     }
 }
 
-/// The longest instance name: a host name of 64 characters (the kernel's limit), a dash and a
-/// pid fit.
+/// A host name of 64 characters (the kernel's limit), a dash and a pid fit.
 pub const MAX_INSTANCE_LEN: usize = 80;
 
-/// Whether `c` may be part of an instance name: what host, container and pod names are made of.
+/// What host, container and pod names are made of.
 fn instance_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }
 
-/// Checks an instance name as given (`--instance`, `INSTANCE`); blank means "the default".
-///
-/// The name is the `instance` tag of every point written to InfluxDB and names the sender in
-/// message headers. InfluxDB's line protocol cannot escape a line break in a tag (the library
-/// writing it leaves it raw), so `INSTANCE=$'w1\nnugget'` would write points of its own: the
-/// name is refused here, at start, before anything connects anywhere. Letters, digits, `.`,
-/// `_` and `-` (every host, container and pod name), at most [`MAX_INSTANCE_LEN`].
+/// Checks an instance name as given; blank means "the default". It tags every stats point, and
+/// the line protocol cannot escape a line break in a tag: `INSTANCE=$'w1\nnugget'` would write
+/// points of its own.
 pub fn parse_instance(text: &str) -> Result<String, String> {
     let name = text.trim();
     let rule = format!(
@@ -256,26 +232,21 @@ pub fn parse_instance(text: &str) -> Result<String, String> {
         };
         return Err(format!("{rule}; this one holds {what}, {:?}", bad));
     }
-    if name.chars().count() > MAX_INSTANCE_LEN {
-        return Err(format!(
-            "{rule}; this one has {} characters",
-            name.chars().count()
-        ));
+    // ASCII by now: bytes are characters.
+    if name.len() > MAX_INSTANCE_LEN {
+        return Err(format!("{rule}; this one has {} characters", name.len()));
     }
     Ok(name.to_owned())
 }
 
-/// Parses the command line and the environment into `C`, as `C::parse()` does (`--help`,
-/// `--version`, exit code 2 on an error), except that an invalid value read from an
-/// environment variable names that variable: `RNG_RATE=abc` gives "invalid value 'abc' for
-/// RNG_RATE (--rate \<RATE\>)", not only the flag the user never typed. Every binary parses
-/// its configuration with this.
+/// `C::parse()`, except that an invalid value read from an environment variable names it:
+/// "invalid value 'abc' for RNG_RATE (--rate \<RATE\>)", not only the flag never typed.
 pub fn parse<C: clap::Parser>() -> C {
     C::try_parse().unwrap_or_else(|error| exit_on::<C>(error))
 }
 
-/// [`parse`], and also `A`, a group of options flattened into `C`, read from the same command
-/// line: how [`crate::main`] finds `--health-check` in any binary's `Config`.
+/// [`parse`], and also `A`, a group of options flattened into `C` (how [`crate::main`] finds
+/// `--health-check`).
 pub fn parse_with<C: clap::Parser, A: clap::FromArgMatches>() -> (C, A) {
     let matches = C::command()
         .try_get_matches()
@@ -291,11 +262,9 @@ fn exit_on<C: clap::Parser>(error: clap::Error) -> ! {
     name_the_variable(error, C::command(), &args, |var| std::env::var_os(var)).exit()
 }
 
-/// `error` with the environment variable named, when it is an invalid value that came from
-/// one: the argument has a variable, the variable is set (`env`) to that very value, and
-/// its flag is not among `args`. An invalid value holding control characters (a line break in
-/// `INSTANCE`) is shown with them escaped, so that the error stays on one line; an invalid URL
-/// without the credentials written in it. Any other error is returned as it is.
+/// `error` with the environment variable named, when the invalid value came from one (set to
+/// that very value, its flag not among `args`); the value shown with its control characters
+/// escaped (one line), and a hidden one without credentials. Other errors as they are.
 fn name_the_variable(
     error: clap::Error,
     mut cmd: clap::Command,
@@ -315,8 +284,7 @@ fn name_the_variable(
     ) else {
         return error;
     };
-    // The error names the argument as `--rate <RATE>`: find it in the command or one of its
-    // subcommands, with the variable it reads. (An argument shows that way once built.)
+    // Found by how the error names it, `--rate <RATE>` (once the command is built).
     cmd.build();
     let refused: Vec<&clap::Arg> = all_args(&cmd)
         .filter(|arg| arg.to_string() == *shown)
@@ -326,8 +294,6 @@ fn name_the_variable(
         .filter(|arg| !given(arg, args))
         .filter_map(|arg| arg.get_env())
         .find(|var| env(var).is_some_and(|set| set.to_string_lossy() == value.as_str()));
-    // A value --help does not show (NATS_URL, INFLUX_URL) is shown without the credentials it
-    // may hold.
     let escaped = if refused.iter().any(|arg| arg.is_hide_env_values_set()) {
         escape_controls(&chocominer_influx::redact_url(value))
     } else {
@@ -336,9 +302,8 @@ fn name_the_variable(
     if var.is_none() && escaped == *value {
         return error;
     }
-    // Clap's own message, with "for '--rate <RATE>'" turned into "for RNG_RATE (--rate <RATE>)"
-    // and the value escaped. (Its rendering strips escape sequences, not other control
-    // characters: the value is written anew rather than looked for in it.)
+    // Clap's message, the value written anew (its rendering strips escape sequences, not
+    // other control characters) and "for '--rate <RATE>'" naming the variable.
     let text = error.render().to_string();
     let quoted = format!("for '{shown}'");
     let Some((_, tail)) = text
@@ -355,7 +320,7 @@ fn name_the_variable(
     clap::Error::raw(error.kind(), message).with_cmd(&cmd)
 }
 
-/// `text` with its control characters escaped (`\n`, `\u{1b}`), the rest as it is.
+/// `text` with its control characters escaped (`\n`, `\u{1b}`).
 fn escape_controls(text: &str) -> String {
     text.chars()
         .map(|c| {
@@ -392,14 +357,9 @@ fn given(arg: &clap::Arg, args: &[OsString]) -> bool {
     })
 }
 
-/// The instance name when none is configured: `<host>-<pid>`, which tells apart several
-/// instances on one host; but in a container the service is pid 1 and the host name is already
-/// the container's (`chocominer-hasher-2` under Compose, the pod name in Kubernetes), so there
-/// it is the host name alone rather than a name that always ends in `-1`.
-///
-/// A host name is made of what an instance name allows; anything else in it (it comes from the
-/// system, not from us) is replaced by `-`, and it is cut to 64 characters, so that the default
-/// always passes [`parse_instance`].
+/// The instance name when none is configured: `<host>-<pid>`, or in a container (pid 1) the
+/// host name alone, already the container's or pod's. Anything in the host name an instance
+/// name does not allow becomes `-`, and it is cut to 64, so it always passes [`parse_instance`].
 pub fn default_instance(host: &str, pid: u32) -> String {
     let host: String = host
         .chars()
@@ -413,7 +373,7 @@ pub fn default_instance(host: &str, pid: u32) -> String {
     }
 }
 
-/// This machine's host name (a container's or pod's name inside one).
+/// This machine's host name (a container's or pod's name in one).
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()

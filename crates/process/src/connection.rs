@@ -1,12 +1,6 @@
-//! Connecting to NATS, the same way for every stage.
-//!
-//! At start a stage waits for NATS (saying so once, not in a loop); after that the client
-//! reconnects by itself and connection events are logged. Credentials come from `NATS_USER`
-//! with `NATS_PASSWORD` or `NATS_PASSWORD_FILE` (or a token, or a creds file), never from a
-//! URL: a URL holding some is refused at start (`config::nats_urls`), and every URL shown is
-//! redacted with [`shown_urls`]. The servers of a `NATS_URL` list are tried in the order
-//! given. Each subscription holds at most `NATS_SUBSCRIPTION_CAPACITY` messages not yet taken
-//! (the client drops more, a "slow consumer"): what bounds the memory a flood takes.
+//! Connecting to NATS, the same way for every process: waiting for it at start (saying so once,
+//! not in a loop), then reconnecting by itself and logging the events. Credentials never come
+//! from a URL, and every URL shown is redacted ([`shown_urls`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -23,18 +17,18 @@ use crate::shutdown::Shutdown;
 use crate::throttle::Throttle;
 use chocominer_model::inbox_prefix;
 
-/// How often to retry the first connection, and how often to repeat the waiting notice.
+/// How often to retry the first connection, and to repeat the waiting notice.
 const RETRY_EVERY: Duration = Duration::from_millis(500);
 const REMIND_EVERY: Duration = Duration::from_secs(30);
 
-/// The NATS URLs as they may be shown in logs and messages: credentials written in them hidden.
+/// The NATS URLs as they may be shown: credentials hidden.
 pub fn shown_urls(args: &NatsArgs) -> String {
     credentials::redact(&args.nats_url)
 }
 
 async fn options(args: &NatsArgs, name: &str) -> anyhow::Result<ConnectOptions> {
-    // Two TLS crypto back ends end up in the build (async-nats: ring, reqwest: aws-lc-rs), so
-    // rustls cannot pick one by itself and would panic on the first TLS connection: choose.
+    // Two TLS crypto back ends are in the build (async-nats: ring, reqwest: aws-lc-rs): rustls
+    // would panic on the first TLS connection rather than pick one.
     let _ = async_nats::rustls::crypto::ring::default_provider().install_default();
     let mut opts = match &args.nats_creds {
         Some(path) => ConnectOptions::with_credentials_file(path)
@@ -44,7 +38,6 @@ async fn options(args: &NatsArgs, name: &str) -> anyhow::Result<ConnectOptions> 
     };
     if let Some(user) = &args.nats_user {
         let password = args.password()?.unwrap_or_default();
-        // Replies come to `_INBOX.<user>.…`, which the server lets only this user read.
         opts = opts
             .user_and_password(user.clone(), password)
             .custom_inbox_prefix(inbox_prefix(user));
@@ -58,14 +51,13 @@ async fn options(args: &NatsArgs, name: &str) -> anyhow::Result<ConnectOptions> 
     if let (Some(cert), Some(key)) = (&args.nats_cert, &args.nats_key) {
         opts = opts.add_client_certificate(cert.clone(), key.clone());
     }
-    // Asked for, TLS is required: a server that offers none is refused, never used in plain.
+    // A server that offers no TLS is refused, never used in plain.
     if args.tls_wanted() {
         opts = opts.require_tls(true);
     }
     let capacity = usize::try_from(args.nats_subscription_capacity).unwrap_or(usize::MAX);
-    // One event per message dropped: a flood must not become a flood of log lines.
+    // One event per message dropped or refused: a flood must not flood the log.
     let slow_log = Arc::new(Throttle::default());
-    // The server reports each refused publication or subscription: as many as the messages.
     let refused_log = Arc::new(Throttle::default());
     let user = args.nats_user.clone().unwrap_or_else(|| "(none)".into());
     // A stage has two connections (batches, service protocol): say which one an event is on.
@@ -73,11 +65,8 @@ async fn options(args: &NatsArgs, name: &str) -> anyhow::Result<ConnectOptions> 
     Ok(opts
         .name(name)
         .max_reconnects(None)
-        // NATS_URL's first server is tried first, at start and at every reconnection (the
-        // client would shuffle the list otherwise): people list their nearest server first,
-        // and a test puts each stage on the node it chose. The price: a dead first server is
-        // tried again each time (refused at once, or up to the connection timeout if the
-        // host does not answer) before the next one.
+        // The first server first, at every reconnection too (the client would shuffle): people
+        // list their nearest first. The price: a dead first server is tried again each time.
         .retain_servers_order()
         .connection_timeout(Duration::from_secs(5))
         .subscription_capacity(capacity)
@@ -103,9 +92,8 @@ async fn options(args: &NatsArgs, name: &str) -> anyhow::Result<ConnectOptions> 
                             )
                         }
                     }
-                    // A permission violation: this user may not do what the code tried (the
-                    // server's permissions and the code disagree), and the message or
-                    // subscription is lost. Nothing retries it, so it must be seen.
+                    // A permission violation: the server's permissions and the code disagree,
+                    // and nothing retries what was refused, so it must be seen.
                     Event::ServerError(error) => {
                         if let Some(left_out) = refused_log.admit() {
                             tracing::error!(
@@ -122,8 +110,7 @@ async fn options(args: &NatsArgs, name: &str) -> anyhow::Result<ConnectOptions> 
         }))
 }
 
-/// Connects to NATS, waiting for it as long as it takes (or until shutdown).
-/// Returns `Ok(None)` when shutdown came first.
+/// Connects to NATS, waiting for it as long as it takes; `Ok(None)` if shutdown came first.
 pub async fn connect(
     args: &NatsArgs,
     name: &str,
@@ -171,12 +158,10 @@ pub async fn connect(
     }
 }
 
-/// How long a [`round_trip`] may take.
 const ROUND_TRIP_WITHIN: Duration = Duration::from_secs(10);
 
-/// Returns once the server has read everything sent before on `client` (subscriptions
-/// included): a message to the client's own inbox, echoed back to it. `Client::flush` only
-/// writes the client's buffer out. Each NATS user may publish to its own inbox for this.
+/// Returns once the server has read everything sent before on `client`, subscriptions
+/// included (`Client::flush` only writes the buffer out): a message to its own inbox, echoed.
 pub async fn round_trip(client: &Client) -> anyhow::Result<()> {
     let probe = client.new_inbox();
     let mut echo = client.subscribe(probe.clone()).await?;
@@ -193,9 +178,8 @@ pub async fn round_trip(client: &Client) -> anyhow::Result<()> {
     }
 }
 
-/// Whether a failed attempt is one that waiting will not mend: credentials refused, or a TLS
-/// set-up that does not match the server's (a certificate from an unknown CA, no client
-/// certificate where the server asks for one, TLS asked of a server without it).
+/// Whether waiting will not mend a failed attempt: credentials refused, or a TLS set-up that
+/// does not match the server's.
 fn will_not_mend(err: &async_nats::ConnectError) -> bool {
     use async_nats::ConnectErrorKind as K;
     if matches!(
@@ -234,8 +218,8 @@ fn chain(err: &dyn std::error::Error) -> String {
     text
 }
 
-/// How to open a NATS connection, for a part that may need to open its own again: the
-/// service protocol's connection (module `service`) replaces one that died.
+/// How to open a NATS connection, for a part that may need to open its own again (the
+/// pipeline's service protocol).
 #[derive(Clone)]
 pub struct Connector {
     name: String,
@@ -243,8 +227,7 @@ pub struct Connector {
 }
 
 impl Connector {
-    /// Connects as [`connect`] does (waiting for NATS until `shutdown`), with these settings,
-    /// under this connection name.
+    /// Connects as [`connect`] does, under this connection name.
     pub fn new(args: &NatsArgs, name: impl Into<String>, shutdown: &Shutdown) -> Connector {
         let name = name.into();
         let (args, shutdown) = (args.clone(), shutdown.clone());
@@ -255,8 +238,7 @@ impl Connector {
         })
     }
 
-    /// Connects by calling `open` (for tests: a plain `async_nats::connect`); `Ok(None)` means
-    /// shutdown came first.
+    /// Connects by calling `open` (for tests); `Ok(None)` means shutdown came first.
     pub fn from_fn(
         name: impl Into<String>,
         open: impl Fn() -> BoxFuture<'static, anyhow::Result<Option<Client>>> + Send + Sync + 'static,
@@ -267,7 +249,6 @@ impl Connector {
         }
     }
 
-    /// Opens a connection; `Ok(None)` if shutdown came first.
     pub async fn open(&self) -> anyhow::Result<Option<Client>> {
         (self.open)().await
     }

@@ -1,19 +1,9 @@
-//! Health endpoints, for Docker, Compose and Kubernetes: is this process alive, is it ready?
-//!
-//! An orchestrator asks a container two questions. *Alive?* `GET /healthz` answers `200 ok` as
-//! long as the process runs (a failing answer gets it restarted). *Ready?* `GET /readyz` answers
-//! `200 ready`, or `503` and one line saying why not (`not ready: stopping`): a replica that is
-//! not ready is not counted as available, so a rolling update waits for its replacement to be
-//! ready before it stops the next one. NATS queue groups, not these answers, decide which
-//! replica gets a batch.
-//!
-//! Every long-running binary serves both on `HEALTH_LISTEN` when it is set ([`HealthServer`];
-//! unset, nothing listens), and `<binary> --health-check` asks its own `/readyz` ([`check`]),
-//! since the runtime images have no shell or curl. A [`Health`] is one process's readiness:
-//! `chocominer-pipeline`'s `StageRuntime` makes a stage's (ready once connected to NATS and taking
-//! its input, see [`Health::set_ready`]; not ready while NATS is unreachable), the dashboard
-//! makes its own (ready once it serves). Either way a process stops being ready the moment
-//! its shutdown is triggered, while it still finishes its batches and `/healthz` stays `200`.
+//! Health endpoints for Docker, Compose and Kubernetes: `GET /healthz` answers `200 ok` while
+//! the process runs, `GET /readyz` `200 ready` or `503` with why not (`not ready: stopping`).
+//! Every long-running binary serves them on `HEALTH_LISTEN` ([`HealthServer`]), and
+//! `<binary> --health-check` asks its own `/readyz` ([`check`]): the images have no curl. A
+//! process stops being ready the moment its shutdown is triggered, while it still finishes its
+//! batches and `/healthz` stays `200`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
@@ -35,12 +25,11 @@ use crate::config::HealthArgs;
 use crate::http;
 use crate::shutdown::Shutdown;
 
-/// How long `--health-check` waits for the answer.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a stopping health server lets the requests in progress finish.
+/// How long a stopping health server lets requests in progress finish.
 const STOP_GRACE: Duration = Duration::from_secs(1);
 
-/// The readiness of this process, shared by what changes it and the server that tells it.
+/// The readiness of this process.
 #[derive(Debug, Clone)]
 pub struct Health {
     inner: Arc<Inner>,
@@ -49,9 +38,7 @@ pub struct Health {
 #[derive(Debug)]
 struct Inner {
     shutdown: Shutdown,
-    /// Why it is not ready yet; `None` once it is.
     not_ready: Mutex<Option<&'static str>>,
-    /// The NATS connection readiness follows, once there is one.
     nats: OnceLock<Client>,
 }
 
@@ -68,7 +55,7 @@ impl Health {
         }
     }
 
-    /// Not ready, for the reason `/readyz` gives ("connecting to NATS").
+    /// Not ready, for the reason `/readyz` gives.
     pub fn set_not_ready(&self, why: &'static str) {
         *self.lock() = Some(why);
     }
@@ -83,7 +70,6 @@ impl Health {
         let _ = self.inner.nats.set(client.clone());
     }
 
-    /// `Ok` when ready, else why not.
     pub fn readiness(&self) -> Result<(), &'static str> {
         if self.inner.shutdown.is_triggered() {
             return Err("stopping");
@@ -105,17 +91,13 @@ impl Health {
     }
 }
 
-/// `GET /healthz` and `GET /readyz` for `health`, to serve alone ([`HealthServer`]) or beside
-/// other routes (the dashboard's). No fallback, so that it merges with a router that has one.
+/// `GET /healthz` and `GET /readyz`, to serve alone or beside the dashboard's routes (no
+/// fallback, so it merges with a router that has one).
 pub fn routes(health: Health) -> Router {
     Router::new()
-        .route("/healthz", get(alive))
+        .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(health)
-}
-
-async fn alive() -> &'static str {
-    "ok"
 }
 
 async fn ready(State(health): State<Health>) -> (StatusCode, String) {
@@ -125,16 +107,8 @@ async fn ready(State(health): State<Health>) -> (StatusCode, String) {
     }
 }
 
-async fn not_found() -> (StatusCode, &'static str) {
-    (StatusCode::NOT_FOUND, "not found")
-}
-
-/// The health endpoints served on an address of their own, until [`HealthServer::stop`] (or
-/// until dropped).
-///
-/// The HTTP server is [`crate::http`]'s, as the dashboard's: at most 1024 connections open, a
-/// silent or idle one closed after 5 s, a request head of at most 32 KB (431 beyond); the
-/// handlers never read a body.
+/// The health endpoints on an address of their own ([`crate::http`]'s server), until stopped
+/// or dropped.
 pub struct HealthServer {
     address: SocketAddr,
     task: JoinHandle<()>,
@@ -142,7 +116,6 @@ pub struct HealthServer {
 }
 
 impl HealthServer {
-    /// Serves `health` on the address of `args`, if it has one.
     pub async fn start(args: &HealthArgs, health: &Health) -> anyhow::Result<Option<HealthServer>> {
         match args.listen() {
             Some(address) => Ok(Some(HealthServer::serve(address, health.clone()).await?)),
@@ -150,13 +123,12 @@ impl HealthServer {
         }
     }
 
-    /// Serves `health` on `address`.
     pub async fn serve(address: SocketAddr, health: Health) -> anyhow::Result<HealthServer> {
         let listener = TcpListener::bind(address)
             .await
             .with_context(|| format!("cannot listen on {address} (HEALTH_LISTEN)"))?;
         let address = listener.local_addr()?;
-        let app = routes(health).fallback(not_found);
+        let app = routes(health).fallback(|| async { (StatusCode::NOT_FOUND, "not found") });
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         let task = tokio::spawn(async move {
@@ -170,25 +142,25 @@ impl HealthServer {
         })
     }
 
-    /// The address it listens on (the port chosen when asked for port 0).
+    /// The address it listens on (the port chosen for port 0).
     pub fn address(&self) -> SocketAddr {
         self.address
     }
 
     /// Stops listening and lets the requests in progress finish, for a moment at most.
     pub async fn stop(self) {
-        let HealthServer { task, _stop, .. } = self;
+        let HealthServer {
+            mut task, _stop, ..
+        } = self;
         drop(_stop);
-        let abort = task.abort_handle();
-        if tokio::time::timeout(STOP_GRACE, task).await.is_err() {
-            abort.abort();
+        if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
+            task.abort();
         }
     }
 }
 
-/// `--health-check`: asks the health server on `args`' address whether this instance is ready,
-/// prints one line, and returns the exit code: 0 ready, 1 not ready or no answer, 2 no address
-/// to ask.
+/// `--health-check`: asks `/readyz` on `args`' address, prints one line and returns the exit
+/// code: 0 ready, 1 not ready or no answer, 2 no address.
 pub async fn check(args: &HealthArgs) -> ExitCode {
     let Some(listen) = args.listen() else {
         eprintln!(
@@ -217,8 +189,7 @@ pub async fn check(args: &HealthArgs) -> ExitCode {
     }
 }
 
-/// Where to reach a server listening on `listen` from the same host: an unspecified address
-/// (`0.0.0.0`, `[::]`) is the loopback one.
+/// Where to reach a server listening on `listen` from the same host (`0.0.0.0`: loopback).
 pub fn probe_address(listen: SocketAddr) -> SocketAddr {
     let ip = match listen.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
@@ -228,7 +199,6 @@ pub fn probe_address(listen: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, listen.port())
 }
 
-/// GETs `url`: its status and body, or why there is no answer.
 async fn ask(url: &str) -> Result<(u16, String), String> {
     let http = reqwest::Client::builder()
         .no_proxy()

@@ -1,25 +1,16 @@
-//! The HTTP/1 server of the dashboard and of the health endpoints: an axum [`Router`] served on
-//! a [`TcpListener`] with bounds no client can lift, so that idle or slow connections cannot
-//! pile up until `/healthz` stops answering.
+//! The HTTP/1 server of the dashboard and of the health endpoints: an axum [`Router`] served
+//! with bounds no client can lift, so idle or slow connections cannot pile up until `/healthz`
+//! stops answering:
 //!
-//! - At most [`MAX_CONNECTIONS`] connections are open at once (fewer when the open-file limit is
-//!   low, see [`Limits::default`]). A connection over the cap closes the one that has been
-//!   idle the longest (no request in progress) and takes its place, so a flood of idle
-//!   sockets only evicts its own and a client that sends its request at once gets an answer.
-//!   When every connection is busy with a request, the new one is closed at once.
-//! - A new connection has [`HEADER_READ_TIMEOUT`] to send its first byte, then as long again
-//!   to finish its request head; after an answer, as long to send the next whole head (hyper
-//!   times the wait for it and its reading with one timer: this is also the keep-alive idle
-//!   timeout). A dashboard page asks every second, so its connection stays open. Until its
-//!   first byte a connection is only a small task (about 1 KB; hyper's read buffer alone is
-//!   8 KB).
-//! - A connection with no request in progress on which nothing moves for [`STALL_TIMEOUT`] is
-//!   closed: a client that stops reading its answer.
-//! - A request head is at most [`MAX_HEAD_BYTES`] (hyper answers 431 beyond).
+//! - at most [`MAX_CONNECTIONS`] open (fewer with a low open-file limit); over the cap a new
+//!   connection closes the one idle the longest, or is closed itself when all are busy;
+//! - [`HEADER_READ_TIMEOUT`] to send the first byte, as long again to finish the request head,
+//!   and as long for each next head (hyper's keep-alive timeout);
+//! - [`STALL_TIMEOUT`] with nothing moving on a connection with no request in progress;
+//! - a request head of at most [`MAX_HEAD_BYTES`] (hyper answers 431 beyond).
 //!
-//! What the limits close is counted and logged in one line per [`REPORT_EVERY`] at most per
-//! server, never one per connection. The shutdown is axum's: stop accepting, let each
-//! connection finish its request in progress, wait for them all.
+//! What the limits close is logged in one line per [`REPORT_EVERY`] at most. The shutdown is
+//! axum's: stop accepting, let requests in progress finish, wait for every connection.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -46,45 +37,34 @@ use tokio_util::task::TaskTracker;
 
 use crate::throttle::Throttle;
 
-/// Open connections per server at most: a classroom of pages and probes needs a few dozen;
-/// each open connection costs the process a file and some kilobytes.
+/// Open connections per server at most: a classroom of pages and probes needs a few dozen.
 pub const MAX_CONNECTIONS: usize = 1024;
-/// Time to send the first byte after connecting, then to finish the request head; after an
-/// answer, to send the next whole head. A real client sends its request at once; a silent or
-/// idle socket is closed after this.
+/// A real client sends its request at once; a silent or idle socket is closed after this.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// A connection with no request in progress on which nothing moves for this long is closed
-/// (a client that stopped reading its answer, which no other timeout catches).
+/// Catches a client that stopped reading its answer, which no other timeout does.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// The largest request head read, about what common servers accept (nginx: 4 x 8 KB); hyper's
-/// own default, ~400 KB, times the connection cap would be 400 MB held by slow clients.
+/// About what common servers accept (nginx: 4 x 8 KB); hyper's own ~400 KB, times the
+/// connection cap, would be 400 MB held by slow clients.
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
-/// How often the counts of connections closed by the limits are logged, at most.
 pub const REPORT_EVERY: Duration = Duration::from_secs(5);
 /// How long a new connection waits for the one it evicted to be gone (it goes at once).
 const EVICTED_GONE_WITHIN: Duration = Duration::from_secs(1);
-/// Pause after a failed accept (e.g. out of open files), so that a lasting error does not spin.
+/// Pause after a failed accept (e.g. out of open files), so a lasting error does not spin.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
-/// The smallest cap, whatever the open-file limit says.
 const MIN_CONNECTIONS: usize = 16;
 
-/// The bounds of one server; [`Limits::default`] is what the binaries use, tests shrink them.
+/// The bounds of one server: the constants above; tests shrink them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// See [`MAX_CONNECTIONS`].
     pub max_connections: usize,
-    /// See [`HEADER_READ_TIMEOUT`].
     pub header_read_timeout: Duration,
-    /// See [`STALL_TIMEOUT`].
     pub stall_timeout: Duration,
-    /// See [`MAX_HEAD_BYTES`].
     pub max_head_bytes: usize,
 }
 
 impl Default for Limits {
-    /// The constants above, the cap lowered to a quarter of the process's open-file limit when
-    /// that is low (1024 is a common default): the rest is for the process's own connections
-    /// (NATS, InfluxDB) and a second server.
+    /// The cap lowered to a quarter of the open-file limit when that is low (1024 is common):
+    /// the rest is for the process's own connections and a second server.
     fn default() -> Limits {
         let by_files = open_file_limit().map_or(usize::MAX, |files| files / 4);
         Limits {
@@ -114,8 +94,8 @@ fn open_file_limit() -> Option<usize> {
     None
 }
 
-/// Serves `app` on `listener` with the default [`Limits`] until `shutdown` completes, then
-/// lets the requests in progress finish and returns once every connection is closed.
+/// Serves `app` on `listener` until `shutdown` completes, then lets the requests in progress
+/// finish and returns once every connection is closed.
 pub async fn serve<F>(listener: TcpListener, app: Router, shutdown: F)
 where
     F: Future<Output = ()>,
@@ -123,7 +103,6 @@ where
     serve_with(listener, app, Limits::default(), shutdown).await
 }
 
-/// [`serve`] with `limits`.
 pub async fn serve_with<F>(listener: TcpListener, app: Router, limits: Limits, shutdown: F)
 where
     F: Future<Output = ()>,
@@ -172,13 +151,8 @@ where
             drop(stream);
             continue;
         };
-        connections.spawn(connection(
-            stream,
-            app.clone(),
-            shared.clone(),
-            slot,
-            stopping.clone(),
-        ));
+        let served = connection(stream, app.clone(), shared.clone(), slot, stopping.clone());
+        connections.spawn(served);
     }
     drop(listener);
     stopping.cancel();
@@ -212,37 +186,31 @@ fn is_out_of_files(e: &std::io::Error) -> bool {
     }
 }
 
-/// What the connections of one server share.
 struct Shared {
     limits: Limits,
     /// One permit per open connection.
     slots: Arc<Semaphore>,
     idle: Mutex<Idle>,
     counts: Counts,
-    /// When this server started: connections keep their last activity as time since then.
+    /// Connections keep their last activity as time since this.
     epoch: Instant,
 }
 
-/// The connections with no request in progress, oldest first, to evict at the cap.
+/// The connections with no request in progress, by the order they became idle, to evict.
 #[derive(Default)]
 struct Idle {
-    /// By the order in which they became idle: the key, and what closes the connection.
     by_age: std::collections::BTreeMap<u64, CancellationToken>,
     next: u64,
 }
 
-/// Connections closed by the limits since the last report.
+/// Connections closed by the limits since the last report, as it words them.
 #[derive(Default)]
 struct Counts {
-    /// Sent no whole request head within the header timeout (keep-alive ends not counted).
+    /// Keep-alive connections left idle are not counted.
     no_request: AtomicU64,
-    /// Nothing moved for the stall timeout.
     stalled: AtomicU64,
-    /// Closed, the oldest idle, to make room for a new one at the cap.
     evicted: AtomicU64,
-    /// Closed at once: the cap reached and every connection busy with a request.
     refused: AtomicU64,
-    /// Closed, the oldest idle, because the process ran out of open files.
     out_of_files: AtomicU64,
 }
 
@@ -280,13 +248,7 @@ impl Shared {
     /// Closes the connection idle the longest; false when none is idle.
     fn evict_oldest_idle(&self) -> bool {
         let oldest = self.idle().by_age.pop_first();
-        match oldest {
-            Some((_, close)) => {
-                close.cancel();
-                true
-            }
-            None => false,
-        }
+        oldest.map(|(_, close)| close.cancel()).is_some()
     }
 
     /// Logs what the limits closed since the last report, if anything, in one line.
@@ -362,7 +324,6 @@ struct Conn {
     last_moved: AtomicU64,
 }
 
-/// [`Conn::idle_key`] of a connection with a request in progress.
 const BUSY: u64 = u64::MAX;
 
 impl Conn {
@@ -401,9 +362,8 @@ impl Conn {
     }
 
     fn moved(&self) {
-        let since = self.shared.epoch.elapsed().as_millis();
-        self.last_moved
-            .store(u64::try_from(since).unwrap_or(u64::MAX), Ordering::Relaxed);
+        let since = self.shared.epoch.elapsed().as_millis() as u64;
+        self.last_moved.store(since, Ordering::Relaxed);
     }
 
     /// Returns once nothing has moved for the stall timeout while no request is in progress.
@@ -431,7 +391,6 @@ impl Drop for Conn {
     }
 }
 
-/// How a connection ended.
 enum End {
     /// The client closed it, or an error hyper answered (400, 431), or the shutdown.
     Done,
@@ -440,19 +399,18 @@ enum End {
     Evicted,
 }
 
-/// Serves one connection until it ends, holding its `slot` until then.
+/// Serves one connection until it ends and its socket is closed, holding its slot until then.
 async fn connection(
     stream: TcpStream,
     app: Router,
     shared: Arc<Shared>,
-    slot: OwnedSemaphorePermit,
+    _slot: OwnedSemaphorePermit,
     stopping: CancellationToken,
 ) {
     let conn = Conn::new(shared.clone());
     let limits = shared.limits;
-    // Nothing more is set up until the client sends something: a silent socket costs its task,
-    // not hyper's 8 KB read buffer too. Peeked, since tokio reports a new socket readable at
-    // once, data or not.
+    // A silent socket costs its task (about 1 KB), not hyper's 8 KB read buffer too. Peeked:
+    // tokio reports a new socket readable at once, data or not.
     let mut first = [0u8; 1];
     let silent = tokio::select! {
         peeked = stream.peek(&mut first) => match peeked {
@@ -471,19 +429,13 @@ async fn connection(
         // Boxed: a silent connection's task stays small.
         None => Box::pin(serve_http(stream, app, &conn, &limits, &stopping)).await,
     };
-    let counts = &shared.counts;
-    match end {
-        End::HeaderTimeout if !conn.served.load(Ordering::Relaxed) => {
-            counts.no_request.fetch_add(1, Ordering::Relaxed);
-        }
-        End::Stalled => {
-            counts.stalled.fetch_add(1, Ordering::Relaxed);
-        }
+    let count = match end {
+        End::HeaderTimeout if !conn.served.load(Ordering::Relaxed) => &shared.counts.no_request,
+        End::Stalled => &shared.counts.stalled,
         // Counted where it was chosen; a keep-alive connection left idle is no news.
-        End::Evicted | End::HeaderTimeout | End::Done => {}
-    }
-    // The socket is closed by now: its slot is free.
-    drop(slot);
+        End::Evicted | End::HeaderTimeout | End::Done => return,
+    };
+    count.fetch_add(1, Ordering::Relaxed);
 }
 
 /// HTTP/1 on `stream` until the connection ends; returns how.
@@ -585,22 +537,6 @@ impl AsyncWrite for Watched {
             self.conn.moved();
         }
         polled
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        data: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, data);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.conn.moved();
-        }
-        polled
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

@@ -1,18 +1,8 @@
-//! What every ChocoMiner process does around its own work, the stages and the read side
-//! (dashboard, `chocominer`) alike: one configuration parsed once, the connection to NATS, one
-//! stop signal, logging, HTTP listeners and health endpoints. Nothing here moves a batch: that
-//! is `chocominer-pipeline`, which only the stages use.
-//!
-//! Modules:
-//! - `config`: [`NatsArgs`], [`InfluxArgs`], [`HealthArgs`], instance names, and [`parse`],
-//!   which names the environment variable a refused value came from;
-//! - `connection`: [`connect`] to NATS (credentials, TLS, waiting for the server), the URLs
-//!   [`shown_urls`] with their credentials hidden, a [`Connector`] for further connections;
-//! - [`http`]: one HTTP/1 server with a connection cap and timeouts, for every listener;
-//!   [`health`]: `/healthz` and `/readyz` for orchestrators, and `--health-check`;
-//! - `shutdown`: [`Shutdown`], the one stop signal; `telemetry`: logging set up once
-//!   ([`init_telemetry`]); `throttle`: log lines that would repeat, counted instead
-//!   ([`Throttle`]); [`main`]: all of this around a binary's own `run`.
+//! What every ChocoMiner process does around its own work, the stages and the read side alike:
+//! one configuration parsed once (`config`), the connection to NATS (`connection`), one stop
+//! signal ([`Shutdown`]), logging, HTTP listeners ([`http`]) and health endpoints ([`health`]),
+//! all around a binary's own `run` ([`main`]). Nothing here moves a batch: that is
+//! `chocominer-pipeline`.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -28,18 +18,17 @@ mod telemetry;
 mod throttle;
 
 pub use config::{
-    DEFAULT_NATS_URL, DEFAULT_SUBSCRIPTION_CAPACITY, ENV_HELP, HealthArgs, InfluxArgs,
-    MAX_INSTANCE_LEN, NATS_PAYLOAD_LIMIT, NatsArgs, SettingError, default_instance, host_name,
-    parse, parse_instance, parse_with,
+    ENV_HELP, HealthArgs, InfluxArgs, NATS_PAYLOAD_LIMIT, NatsArgs, SettingError, default_instance,
+    host_name, parse, parse_instance,
 };
 pub use connection::{Connector, connect, round_trip, shown_urls};
 pub use shutdown::Shutdown;
 pub use telemetry::init as init_telemetry;
 pub use throttle::Throttle;
 
-/// Runs a binary: `fn main() -> ExitCode { chocominer_process::main(stage::run) }`. Logging, one
-/// `Config` parsed once, signals turned into a [`Shutdown`], then `run(config, shutdown)`; or,
-/// with `--health-check`, only the probe ([`health::check`]).
+/// Runs a binary: `fn main() -> ExitCode { chocominer_process::main(stage::run) }`. Logging,
+/// the `Config` parsed, signals turned into a [`Shutdown`], then `run(config, shutdown)`; or,
+/// with `--health-check`, only the probe.
 pub fn main<C, R, F, Fut>(run: F) -> ExitCode
 where
     C: clap::Parser,
@@ -49,7 +38,6 @@ where
 {
     one_malloc_arena();
     telemetry::init();
-    // Every binary's Config flattens HealthArgs somewhere: read it from the same command line.
     let (config, health): (C, HealthArgs) = config::parse_with();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -70,21 +58,15 @@ where
             Err(e) => {
                 tracing::error!("{e:#}");
                 // An unworkable setting is a usage error, as clap's are.
-                if e.is::<SettingError>() {
-                    ExitCode::from(2)
-                } else {
-                    ExitCode::FAILURE
-                }
+                ExitCode::from(if e.is::<SettingError>() { 2 } else { 1 })
             }
         }
     })
 }
 
-/// Asks glibc for one malloc arena instead of one per thread that allocates (up to eight per
-/// core). A stage allocates its 1 MB batches on one thread and frees them on another, and
-/// every arena kept such memory mapped: with one arena the full profile's hasher peaked at
-/// 16 MB instead of 52, at the same rate (`just bench`). A `MALLOC_ARENA_MAX` set by the
-/// operator wins. Other C libraries (musl, in the container images) have no such arenas.
+/// Asks glibc for one malloc arena instead of one per allocating thread: a stage allocates its
+/// 1 MB batches on one thread and frees them on another, and each arena kept such memory
+/// mapped (full hasher peak: 16 MB instead of 52, `just bench`). `MALLOC_ARENA_MAX` wins.
 fn one_malloc_arena() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {

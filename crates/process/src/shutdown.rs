@@ -1,8 +1,5 @@
-//! Graceful shutdown: one token that every task of a service watches.
-//!
-//! `main` turns SIGINT/SIGTERM into [`Shutdown::trigger`]; tests trigger it directly. On it,
-//! stages stop taking new batches, finish the ones in flight (a hasher gives back those it
-//! cannot finish within its stop grace), flush stats and return.
+//! Graceful shutdown: one token that every task of a process watches; `main` triggers it on
+//! SIGINT/SIGTERM, tests directly.
 
 use tokio_util::sync::CancellationToken;
 

@@ -3,10 +3,8 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// The filter when RUST_LOG is unset. The NATS client logs every connection event at INFO
-/// itself, unthrottled: a client that makes a stage reconnect over and over (or ask it things
-/// that fail) would fill its log. The stages log those events themselves, once each and the
-/// repeated ones throttled (`connection`), so the client's own lines are kept to warnings.
+/// The filter when RUST_LOG is unset. The NATS client logs every connection event at INFO,
+/// unthrottled; `connection` logs them, throttled, so the client's own are kept to warnings.
 pub const DEFAULT_FILTER: &str = "info,async_nats=warn";
 
 /// Installs the global subscriber; later calls (as in tests) are no-ops. Colours only when
@@ -25,9 +23,8 @@ pub fn init() {
     }
 }
 
-/// A panic in a spawned task does not stop the process (the NATS client's connection task can
-/// panic on a message it cannot read, see `service`): log it as an error line like any other,
-/// where the log collector sees it, rather than as a multi-line report beside the log.
+/// A panic in a spawned task does not stop the process (the NATS client's can panic on a
+/// message it cannot read): logged as one error line, where the log collector sees it.
 fn log_panics() {
     std::panic::set_hook(Box::new(|info| {
         let thread = std::thread::current();
