@@ -1,9 +1,5 @@
-//! Wall-clock times as people and scripts read them: local `HH:MM:SS.mmm` on screen, RFC 3339
-//! in UTC in JSON.
-//!
-//! The local UTC offset can only be read while the process has a single thread (the `time`
-//! crate refuses otherwise, as reading it races with `setenv`), so `main` reads it once with
-//! [`init`] before the async runtime starts. Without it, screen times are in UTC.
+//! Wall-clock times: local `HH:MM:SS.mmm` on screen, RFC 3339 in UTC in JSON. The local offset
+//! can only be read while the process has one thread, so `main` calls [`init`] first.
 
 use std::sync::OnceLock;
 

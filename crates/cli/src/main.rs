@@ -1,19 +1,9 @@
-//! `chocominer`: the pipeline seen from the outside.
+//! `chocominer`: the pipeline seen from the outside: `sub` prints the messages flowing between
+//! the stages, `status` sums up the stages and names the bottleneck, `ping STAGE` probes one
+//! stage as the lesson's `httping -c 3`. All only watch: they join no queue group.
 //!
-//! `chocominer sub` prints the messages flowing between the stages, decoded; `chocominer status`
-//! sums up what each stage did over the last seconds and names the one holding the others
-//! back (unless in discovery mode), with the lesson's step; `chocominer ping STAGE` probes one
-//! stage every second, as the lesson's `httping -c 3`. All only watch: they join no queue
-//! group and change nothing.
-//!
-//! Modules: `sub` prints what flows, each message a `sighting`; `status` renders the figures
-//! and bottleneck of `chocominer-status`, cross-checked with the `census` of replicas answering
-//! `$SRV.PING`; `ping` turns the replicas' `$SRV.STATS` answers (the `census` again) or rng's
-//! stats into time per item and busy share; `nats` connects the way the services do; `human`,
-//! `clock`, `paint` and `output` put figures, times and colours on the terminal.
-//!
-//! The command's own messages go to stderr, one line each; the services' library logs stay off
-//! unless `RUST_LOG` is set, so that stderr is not cluttered with connection chatter.
+//! The command's own messages go to stderr, one line each; the library logs stay off unless
+//! `RUST_LOG` is set.
 
 mod census;
 mod clock;

@@ -1,14 +1,7 @@
-//! Writing to stdout without panicking when the reader goes away, and without letting text
-//! from the bus drive the terminal.
-//!
-//! `println!` panics when stdout is a closed pipe (`chocominer sub | head`); these writes return
-//! the error instead, and `main` ends quietly on it.
-//!
-//! Whatever a message carries (subject, headers, a nugget's fields, the reason it did not
-//! decode) is anyone's text: anybody who may publish on the bus chooses it. Written raw, an
-//! escape sequence in it would set the window title, clear the screen, colour a line as if it
-//! were ours or overwrite one (`\r`). [`escape`] writes every such character as a visible
-//! escape for the text output; [`json_line`] leaves none raw in the JSON output.
+//! Writing to stdout: without panicking when the reader goes away (`chocominer sub | head`:
+//! `main` ends quietly on the error), and without letting text from the bus drive the
+//! terminal. Anybody who may publish chooses what a message carries: [`escape`] shows every
+//! control character as a visible escape, [`json_line`] leaves none raw in JSON.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -40,9 +33,8 @@ pub fn is_unsafe(c: char) -> bool {
 }
 
 /// `text` fit to print on a terminal: every [unsafe](is_unsafe) character written as an escape
-/// (`\n`, `\r`, `\t`, `\x1b`, `\u{9b}`, `\u{202e}`) and every backslash doubled, so that an
-/// escape on the screen is always one of these, never the sender's own text. Text without
-/// either comes back as it is.
+/// (`\n`, `\x1b`, `\u{9b}`, ...) and every backslash doubled, so that an escape on the screen is
+/// never the sender's own text. Text without either comes back as it is.
 pub fn escape(text: &str) -> Cow<'_, str> {
     if !text.chars().any(|c| c == '\\' || is_unsafe(c)) {
         return Cow::Borrowed(text);

@@ -1,32 +1,7 @@
-//! `chocominer ping STAGE`: the lesson's `httping -c 3` step, for a pipeline whose stages
-//! serve no HTTP.
-//!
-//! The seed finds its bottleneck with `httping -c 3` on rng and on the hasher: the time the
-//! slow service takes to answer grows with the load, the other's stays short. Our stages take
-//! their work from queue groups, so a probe sent on their work subjects would be work taken
-//! from the pipeline, and would be answered by whichever replica NATS picks. `ping` asks
-//! instead what each stage publishes about itself, once a second, and prints the figures that
-//! compare across stages: how long one item costs an instance of the stage, and how much of
-//! its time that fills (its busy share). It names no bottleneck: in discovery mode, reading
-//! the three lines side by side is the students' work.
-//!
-//! - hasher and worker are NATS services: each probe asks `$SRV.STATS.<stage>` and every
-//!   replica answers with its totals (batches answered and their processing time, and in its
-//!   custom data the hashes it made and, for a hasher, its busy share of the last second).
-//!   Rates come from the difference between two answers of the same replica, so a first
-//!   probe, not printed, sets the baseline.
-//!   - busy is the replica's own measure when its custom data has one (`busy`, over its last
-//!     second: the hasher's time spent hashing over its slots' time, a batch's waits for a
-//!     slot or for the workers left out), and a hash then costs busy × elapsed / hashes (per
-//!     slot: the demo hasher has one);
-//!   - without one, the processing time of its batches (arrival to answer) is taken as its
-//!     busy time, which holds for a stage that takes one batch at a time, as the worker
-//!     does: busy = Δprocessing / elapsed, a hash costs Δprocessing / Δhashes.
-//! - rng is no service (it only sends): each probe reads its stats points in InfluxDB, the
-//!   figures `chocominer status` shows (over the last complete seconds). rng is paced by a
-//!   rate limit, so at its limit a number costs each instance 1 / its limit, and the share of
-//!   the limit it uses is its busy share. Its batches in flight against its window tell
-//!   whether the hashers acknowledge as fast as it sends.
+//! `chocominer ping STAGE`: the lesson's `httping -c 3`, for stages that serve no HTTP. A probe
+//! on their work subjects would take work from their queue group, so each probe reads what the
+//! stage publishes about itself instead: hasher and worker their replicas' `$SRV.STATS`
+//! answers, rng its stats in InfluxDB. What each figure means: [`long_about`], docs/ping.md.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -39,39 +14,34 @@ use chocominer_status::{ALIVE_WITHIN_SECONDS, Snapshot};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use crate::census::{self, StatsAnswer};
+use crate::census::{self, Answer};
 use crate::clock;
 use crate::human;
 use crate::output;
 
 /// Time between two probes, as httping's default.
 const EVERY: Duration = Duration::from_secs(1);
-/// How long after a whole second of the wall clock a service is probed. A replica takes its
-/// busy share on whole seconds (its stats point's second) and its hash count is live: probed
-/// just after the second, the hashes counted since the probe before cover nearly the same
-/// second as the busy share, so the time per hash does not jump with every hash that fell on
-/// the other side of a second.
+/// How long after a whole second of the wall clock a service is probed: a replica takes its
+/// busy share on whole seconds, so the hashes counted then cover the same second.
 const AFTER_THE_SECOND: Duration = Duration::from_millis(50);
 
 /// `ping --help`.
 pub fn long_about() -> String {
     format!(
         "Probes one stage every second, COUNT times, like `httping -c COUNT` on a service of \
-         the original ChocoMiner, and prints one line per probe, then a summary: how many \
-         instances, their rate, how busy they are and how long one item costs one of them.\n\n\
-         hasher and worker: their replicas' answers to the NATS service API \
-         ($SRV.STATS.<stage>, what `nats micro stats <stage>` shows), compared with the \
-         answer of the probe before (a first probe, not printed, sets the baseline). hasher: \
-         busy is its own share of time spent hashing (so is a worker's, when it publishes \
-         one), a hash costs busy time / hashes. A replica that publishes no busy share takes \
-         one batch at a time (the worker): busy is its processing time / time elapsed, a hash \
-         costs processing time / hashes.\n\n\
+         the original ChocoMiner: one line per probe, then a summary of how many instances, \
+         their rate, how busy they are and how long one item costs one of them.\n\n\
+         hasher and worker: their replicas' answers to $SRV.STATS.<stage> (what `nats micro \
+         stats <stage>` shows), compared with the probe before (a first probe, not printed, \
+         sets the baseline). busy is a replica's own share of time spent hashing or, when it \
+         publishes none (it takes one batch at a time, as the worker), its processing time / \
+         time elapsed; a hash costs busy time / hashes.\n\n\
          rng (no NATS service: it only sends): its stats in InfluxDB, as `chocominer status` \
-         shows them: numbers/s against its rate limit (the share of its limit is how busy it \
-         is; at its limit a number costs each instance 1/limit), and its batches in flight \
-         against its window.\n\n\
+         shows them: numbers/s against its rate limit (the share used is how busy it is; at \
+         its limit a number costs each instance 1/limit), and its batches in flight against \
+         its window.\n\n\
          A stage that answers nothing (no replica within {} ms, no rng point in the last {} s) \
-         makes a probe without figures; none answered at all: exit status 1.",
+         makes a probe without figures; none answered at all: exit status 1. More: docs/ping.md.",
         census::LISTEN.as_millis(),
         ALIVE_WITHIN_SECONDS
     )
@@ -94,8 +64,7 @@ pub struct PingArgs {
     /// Print one JSON object per probe and line, for scripts (no summary).
     #[arg(long, env = "CHOCOMINER_JSON", value_parser = clap::builder::FalseyValueParser::new())]
     pub json: bool,
-    // hasher and worker are asked over NATS, rng's figures read from InfluxDB: each run
-    // connects to the one it needs only.
+    // hasher and worker are asked over NATS, rng read from InfluxDB: a run uses one only.
     #[command(flatten)]
     pub nats: NatsArgs,
     #[command(flatten)]
@@ -132,24 +101,18 @@ struct Probe {
     /// 1 for the first probe printed.
     probe: u64,
     stage: &'static str,
-    /// rng: instances alive (a stats point in the last seconds); hasher and worker: replicas
-    /// that answered.
+    /// rng: instances alive; hasher and worker: replicas that answered.
     instances: usize,
-    /// rng: numbers/s; hasher and worker: hashes/s, summed over the instances. Null while no
-    /// replica can be compared with an earlier answer of its own.
+    /// Items/s, summed; null while no replica can be compared with an earlier answer of its own.
     rate: Option<f64>,
     /// rng: its instances' limits summed, numbers/s (0: one of them is unlimited).
     #[serde(skip_serializing_if = "Option::is_none")]
     rate_limit: Option<f64>,
-    /// Share of the time spent on items, 0..1, averaged over the instances (rng: share of its
-    /// rate limit used). Null when unknown (rng unlimited).
+    /// Share of the time spent on items, 0..1, instances averaged (rng: of its limit used).
     busy: Option<f64>,
-    /// Milliseconds one item costs one instance (rng: a number at its limit; hasher and
-    /// worker: a hash). Null when nothing was made to time it on.
+    /// Milliseconds one item costs one instance (rng: a number at its limit).
     ms_per_item: Option<f64>,
-    /// hasher and worker: mean milliseconds from a batch's arrival to its answer (their NATS
-    /// processing time), waits included: a hasher's batch waits for a slot and for room in
-    /// the workers' window.
+    /// hasher and worker: mean milliseconds from a batch's arrival to its answer, waits included.
     #[serde(skip_serializing_if = "Option::is_none")]
     answer_ms: Option<f64>,
     /// rng and hasher: batches sent and not yet acknowledged...
@@ -160,8 +123,7 @@ struct Probe {
     window: Option<f64>,
     /// The figures of each instance (rng: its names only, its figures are the stage's).
     each: Vec<Each>,
-    /// hasher and worker: items made and the time spent on them (s), summed over the replicas
-    /// compared, so that the summary weighs each probe by its items.
+    /// hasher and worker: items made and the seconds spent on them, for the summary to weigh.
     #[serde(skip)]
     items: f64,
     #[serde(skip)]
@@ -207,35 +169,27 @@ pub async fn run(args: PingArgs, shutdown: Shutdown) -> anyhow::Result<()> {
             }
         }
     };
-    let start = match prober {
-        Prober::Influx(_) => Instant::now(),
-        Prober::Nats { .. } => just_after_a_second(),
+    // A service's figures are differences between two answers: its probe 0, not shown, gives
+    // the replicas' starting totals.
+    let (start, first) = match prober {
+        Prober::Influx(_) => (Instant::now(), 1),
+        Prober::Nats { .. } => (just_after_a_second(), 0),
     };
     let mut ticks = tokio::time::interval_at(start, EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The services' figures are differences between two answers: a first probe, not shown,
-    // gives the replicas' starting totals.
-    if matches!(prober, Prober::Nats { .. }) {
-        let baseline = tokio::select! {
-            baseline = async {
-                ticks.tick().await;
-                prober.probe(0).await
-            } => baseline,
-            _ = shutdown.triggered() => return Ok(()),
-        };
-        baseline?;
-    }
     let mut probes = Vec::new();
-    for n in 1..=args.count {
+    for n in first..=args.count {
         let probe = tokio::select! {
             probe = async {
                 ticks.tick().await;
                 prober.probe(n).await
             } => probe,
             // Interrupted, as httping: the summary of the probes made so far.
-            _ = shutdown.triggered() => break,
+            _ = shutdown.triggered(), if n == 0 => return Ok(()),
+            _ = shutdown.triggered(), if n > 0 => break,
         };
         let probe = match probe {
+            Ok(_) if n == 0 => continue,
             Ok(probe) => probe,
             // Unreachable from the start: one line, as `status` says it.
             Err(e) if probes.is_empty() => return Err(e),
@@ -303,7 +257,7 @@ impl Prober {
                 stage,
                 last,
             } => {
-                let answers = census::stats(client, *stage).await?;
+                let answers = census::ask(client, "STATS", *stage).await?;
                 let now = chocominer_process::now_ns();
                 let readings: BTreeMap<String, Reading> = answers
                     .iter()
@@ -332,7 +286,6 @@ fn rng_probe(n: u64, now: i64, snapshot: &Snapshot) -> Probe {
         busy: limit.map(|l| round(f.rate / l)),
         // Each instance at its limit makes one number per 1/limit; the stage's limit is the sum.
         ms_per_item: limit.map(|l| round(1000.0 * f.alive as f64 / l)),
-        answer_ms: None,
         in_flight: f.in_flight,
         window: f.window,
         each: f
@@ -364,31 +317,24 @@ struct Reading {
 }
 
 impl Reading {
-    fn of(at: Instant, answer: &StatsAnswer) -> Reading {
-        let mut reading = Reading {
+    fn of(at: Instant, answer: &Answer) -> Reading {
+        let endpoints = &answer.endpoints;
+        // A finite figure of the endpoints' custom data, as each has it.
+        let data = |name: &'static str| {
+            endpoints
+                .iter()
+                .filter_map(move |e| e.data.as_ref()?.get(name)?.as_f64())
+                .filter(|v| v.is_finite())
+        };
+        Reading {
             at,
             instance: answer.instance().to_owned(),
-            requests: 0,
-            processing: Duration::ZERO,
-            items: None,
-            busy: None,
-            in_flight: None,
-        };
-        let add = |sum: &mut Option<f64>, v: Option<f64>| {
-            if let Some(v) = v.filter(|v| v.is_finite()) {
-                *sum = Some(sum.unwrap_or(0.0) + v);
-            }
-        };
-        for endpoint in &answer.endpoints {
-            reading.requests += endpoint.requests as u64;
-            reading.processing += endpoint.processing_time;
-            let data = endpoint.data.as_ref();
-            let field = |name: &str| data.and_then(|d| d.get(name)).and_then(|v| v.as_f64());
-            add(&mut reading.items, field("hashes"));
-            add(&mut reading.in_flight, field("in_flight"));
-            reading.busy = reading.busy.or(field("busy").filter(|b| b.is_finite()));
+            requests: endpoints.iter().map(|e| e.requests as u64).sum(),
+            processing: endpoints.iter().map(|e| e.processing_time).sum(),
+            items: data("hashes").reduce(|a, b| a + b),
+            busy: data("busy").next(),
+            in_flight: data("in_flight").reduce(|a, b| a + b),
         }
-        reading
     }
 }
 
@@ -497,14 +443,6 @@ fn service_probe(
     let requests = sum(|d| d.requests);
     probe.answer_ms = (requests > 0.0).then(|| round(1000.0 * sum(|d| d.processing) / requests));
     probe
-}
-
-/// What the stage makes, plural.
-fn items(stage: Stage) -> &'static str {
-    match stage {
-        Stage::Rng => "numbers",
-        _ => "hashes",
-    }
 }
 
 /// A limit as it was set: `10`, not `10.0`, unless it needs a suffix or decimals.
@@ -621,15 +559,15 @@ fn summary(stage: Stage, probes: &[Probe]) -> String {
     let Some(rate) = mean(|p| p.rate) else {
         return head;
     };
-    let mut parts = vec![format!("{} {}/s", human::rate(rate), items(stage))];
+    let (items, what) = match stage {
+        Stage::Rng => ("numbers", "limit used"),
+        _ => ("hashes", "busy"),
+    };
+    let mut parts = vec![format!("{} {items}/s", human::rate(rate))];
     let busy: Vec<f64> = answered.iter().filter_map(|p| p.busy).collect();
     if let Some(avg) = mean(|p| p.busy) {
         let min = busy.iter().copied().fold(f64::INFINITY, f64::min);
         let max = busy.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let what = match stage {
-            Stage::Rng => "limit used",
-            _ => "busy",
-        };
         parts.push(format!(
             "{what} min/avg/max {:.0}/{:.0}/{:.0} %",
             min * 100.0,

@@ -1,14 +1,6 @@
-//! One message seen on a pipeline subject, decoded for reading: a batch of numbers or digests
-//! (its metadata and first few items in hex), a nugget, or why it could not be decoded.
-//!
-//! The body is decoded with the stages' own codec, so what is shown is what a hasher or worker
-//! would take; the headers only add names (batch id, sender), as the body alone is
-//! authoritative. A message that does not decode is a sighting too: the reason is shown and
-//! watching goes on.
-//!
-//! Every string of a sighting (subject, header values, a nugget's fields, the reason) is kept as
-//! received, for `--json`; [`Sighting::render`] escapes each one (`output::escape`), as anyone
-//! who may publish chooses them.
+//! One message seen on a pipeline subject, decoded with the stages' own codec (what a hasher or
+//! worker would take; the headers only add names), or why it could not be. Its strings are kept
+//! as received, for `--json`; [`Sighting::render`] escapes each one.
 
 use async_nats::Message;
 use chocominer_codec::{BatchHeaders, DigestBatch, NumberBatch, Numbers};

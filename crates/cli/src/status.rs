@@ -1,17 +1,7 @@
-//! `chocominer status`: one table of the stages from their last seconds of stats, the NATS
-//! replicas counted alongside, the bottleneck named, and the lesson's step.
-//!
-//! The figures and the bottleneck rule are `chocominer_status`'s (the dashboard
-//! shows the same), read from InfluxDB because every instance of every stage
-//! writes there, rng included; `$SRV.PING` answers cross-check the count of hashers and
-//! workers, which tells a replica that stopped writing stats from one that is gone.
-//!
-//! In discovery mode (`--discovery`, `CHOCOMINER_DISCOVERY`) finding the bottleneck is the
-//! class's exercise: the figures stay, but the verdict and its reason (which name the stage,
-//! or give it away: "busy 95 %: more hashers would hash more") are left out of the text and
-//! the JSON alike, and a line says to probe each stage with `chocominer ping` instead. The
-//! lesson's step ([`lesson::step`]) is shown in both modes, with what would name the
-//! bottleneck left out of it in discovery mode.
+//! `chocominer status`: one table of the stages from `chocominer_status` (the figures and the
+//! bottleneck rule the dashboard shows too), with the hashers and workers answering `$SRV.PING`
+//! counted alongside, which tells a replica that stopped writing stats from one that is gone.
+//! Discovery mode leaves out the verdict and whatever gives it away ([`StatusArgs::discovery`]).
 
 use std::time::Duration;
 
@@ -43,7 +33,7 @@ pub fn long_about() -> String {
         "One table of the stages from the last {WINDOW_SECONDS} complete seconds of the stats in \
          InfluxDB: instances alive (a point in the last 3 s; for hasher and worker, checked \
          against the replicas answering $SRV.PING on NATS), rate per second (rng: numbers, \
-         hasher and worker: hashes), busy share (hasher), batches in flight and the window \
+         hasher and worker: hashes), busy share (hasher, worker), batches in flight and the window \
          (rng, hasher), numbers lost per second, nuggets per second, and the bottleneck.\n\n{}",
         bottleneck::RULE
     )
@@ -180,17 +170,13 @@ async fn look(client: &Client, reader: &influx::Client, discovery: bool) -> anyh
 
 /// The status of `stages` seen at `now`: the verdict, unless `discovery` hides it.
 fn judge(now: i64, stages: Snapshot, discovery: bool) -> Status {
-    let verdict = match bottleneck::find(&stages) {
-        // Nothing to find while nothing runs: said as it is.
-        Verdict::NothingRuns => Verdict::NothingRuns,
-        // "No stage is saturated" is an answer too: hidden as well.
-        _ if discovery => Verdict::NoneSaturated,
-        verdict => verdict,
-    };
-    let summary = match verdict {
-        Verdict::NothingRuns => verdict.sentence(),
-        _ if discovery => PROBE_EACH.to_owned(),
-        _ => verdict.sentence(),
+    let (verdict, summary) = match bottleneck::find(&stages) {
+        // Nothing to find while nothing runs: said as it is. "No stage is saturated" is an
+        // answer too: hidden as well.
+        verdict if discovery && verdict != Verdict::NothingRuns => {
+            (Verdict::NoneSaturated, PROBE_EACH.to_owned())
+        }
+        verdict => (verdict.clone(), verdict.sentence()),
     };
     Status {
         time: now,
@@ -208,8 +194,7 @@ fn judge(now: i64, stages: Snapshot, discovery: bool) -> Status {
 }
 
 /// `lesson step 2/5: More workers — next: just scale worker 10`; where the lesson has no
-/// command to give (its end, a step whose command would name the bottleneck in discovery mode,
-/// a stack off its path), what to do instead.
+/// command to give, what to do instead.
 fn lesson_line(step: &Step) -> String {
     let at = match step.number {
         0 => "lesson".to_owned(),

@@ -1,14 +1,8 @@
 //! `chocominer sub`: prints every message on the pipeline's subjects, decoded, as it flows.
 //!
-//! It is a plain subscription, not a member of a queue group: NATS hands a plain subscriber a
-//! copy of each message and still gives each batch to exactly one replica of the stage, so
-//! watching never takes work away. Acknowledgements travel on `_INBOX` subjects and are not
-//! shown. One side effect: while it watches a subject, a sender to a stage with no replica left
-//! finds a subscriber there, so it waits for its ack timeout instead of getting "no responders".
-//!
-//! What it prints comes from whoever published it: the text output escapes every control
-//! character of it and the JSON output writes them as `\uXXXX` (see `output`), so a message
-//! cannot drive the terminal.
+//! A plain subscription, not a member of a queue group: it gets a copy of each message and
+//! takes no work away. One side effect: while it watches a subject, a sender to a stage with no
+//! replica left finds a subscriber there, so it waits for its ack timeout, not "no responders".
 
 use chocominer_model::Subjects;
 use chocominer_process::NatsArgs;

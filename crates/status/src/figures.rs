@@ -1,19 +1,12 @@
 //! What each stage did over the last few seconds, from its instances' per-second stats points:
-//! the one definition of the figures `chocominer status` and the dashboard show. Fields are
-//! read by their kind in the schema: only a [`Count`] makes a rate, only a [`Gauge`] an average.
-//!
-//! Every instance writes one point per second, stamped on the whole second, and the point
-//! reaches InfluxDB a second or two later (a stage writes once a second). So:
-//! - an instance is *alive* when it has a point in the last [`ALIVE_WITHIN_NS`];
-//! - the figures cover the [`WINDOW_SECONDS`] seconds ending at the newest second that every
-//!   alive instance has already written: complete seconds only, so an instance whose last point
-//!   is still on its way does not look slow;
-//! - counts (numbers, hashes, lost, rejected, nuggets) are summed over every point in that
-//!   window, whichever instance wrote it, and divided by the seconds of the window in which the
-//!   stage wrote any point: per-second rates, right from a stage's first seconds;
-//! - gauges (busy, in flight, window, rate limit) are averaged over each alive instance's
-//!   points in the window; then busy is averaged over the hashers, the others summed;
-//!   `waiting` is taken as it is now (each alive instance's newest point), summed.
+//! the one definition of the figures `chocominer status` and the dashboard show. Every instance
+//! writes one point a second, stamped on the whole second, that reaches InfluxDB a second or
+//! two later. So an instance is *alive* with a point in the last [`ALIVE_WITHIN_NS`], and the
+//! figures cover the [`WINDOW_SECONDS`] ending at the newest second every alive instance has
+//! written (complete seconds only: a point on its way does not make its instance look slow).
+//! A [`Count`] is summed over the window's points and divided by the seconds in which the stage
+//! wrote any: a rate. A [`Gauge`] is averaged over each alive instance's points, then summed
+//! over the instances (busy: averaged); `waiting` is each instance's newest value, summed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -60,9 +53,8 @@ pub struct StageFigures {
     /// ...and the most they may have out.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<f64>,
-    /// rng and hasher: batches waiting because no instance of the next stage takes them (it is
-    /// scaled to zero, or cannot hand on), in each instance's newest point, summed. More than
-    /// 0: the stage waits, and loses nothing.
+    /// rng and hasher: batches waiting because no instance of the next stage takes them, in
+    /// each instance's newest point, summed. More than 0: the stage waits, and loses nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting: Option<f64>,
     /// rng and hasher: numbers lost per second (batches not acknowledged).
@@ -113,52 +105,40 @@ impl Snapshot {
     /// stamped more than [`CLOCK_SKEW_ALLOWED`] ahead of it are left out.
     pub fn from_points(points: &[StatsPoint], now_ns: i64) -> Snapshot {
         let latest = now_ns.saturating_add(CLOCK_SKEW_ALLOWED.as_nanos() as i64);
-        let kept: Vec<StatsPoint>;
-        let points = match points.iter().any(|p| p.time_ns > latest) {
-            true => {
-                kept = points
-                    .iter()
-                    .filter(|p| p.time_ns <= latest)
-                    .cloned()
-                    .collect();
-                &kept[..]
-            }
-            false => points,
-        };
+        let points: Vec<&StatsPoint> = points.iter().filter(|p| p.time_ns <= latest).collect();
         let mut newest: BTreeMap<(&str, &str), &StatsPoint> = BTreeMap::new();
-        for point in points {
+        for point in &points {
             let key = (point.stage.name(), point.instance.as_str());
             if newest.get(&key).is_none_or(|p| p.time_ns < point.time_ns) {
                 newest.insert(key, point);
             }
         }
         newest.retain(|_, p| p.time_ns >= now_ns - ALIVE_WITHIN_NS);
-        let mut snapshot = Snapshot {
-            window_seconds: WINDOW_SECONDS,
-            ..Snapshot::default()
-        };
         let Some(end) = newest.values().map(|p| p.time_ns).min() else {
-            return snapshot;
+            return Snapshot {
+                window_seconds: WINDOW_SECONDS,
+                ..Snapshot::default()
+            };
         };
-        snapshot.up_to_ns = Some(end);
         let window = Window {
             start: end - WINDOW_SECONDS * SECOND_NS,
             end,
         };
-        for stage in Stage::ALL {
+        let figures = |stage: Stage| {
             let alive: Vec<&StatsPoint> = newest
                 .iter()
                 .filter(|((name, _), _)| *name == stage.name())
                 .map(|(_, point)| *point)
                 .collect();
-            let figures = window.figures(stage, points, &alive);
-            match stage {
-                Stage::Rng => snapshot.rng = figures,
-                Stage::Hasher => snapshot.hasher = figures,
-                Stage::Worker => snapshot.worker = figures,
-            }
+            window.figures(stage, &points, &alive)
+        };
+        Snapshot {
+            up_to_ns: Some(end),
+            window_seconds: WINDOW_SECONDS,
+            rng: figures(Stage::Rng),
+            hasher: figures(Stage::Hasher),
+            worker: figures(Stage::Worker),
         }
-        snapshot
     }
 
     pub fn stage(&self, stage: Stage) -> &StageFigures {
@@ -187,10 +167,11 @@ impl Window {
     }
 
     /// `stage`'s figures; `alive` holds the newest point of each of its alive instances.
-    fn figures(&self, stage: Stage, points: &[StatsPoint], alive: &[&StatsPoint]) -> StageFigures {
+    fn figures(&self, stage: Stage, points: &[&StatsPoint], alive: &[&StatsPoint]) -> StageFigures {
         let in_window: Vec<&StatsPoint> = points
             .iter()
             .filter(|p| p.stage == stage && self.holds(p))
+            .copied()
             .collect();
         let seconds: BTreeSet<i64> = in_window.iter().map(|p| p.time_ns).collect();
         let seconds = seconds.len().max(1) as f64;
@@ -231,8 +212,7 @@ impl Window {
             let means = instance_means(field);
             (!means.is_empty()).then(|| round(means.iter().sum::<f64>() / means.len() as f64))
         };
-        let names: BTreeSet<&str> = alive.iter().map(|p| p.instance.as_str()).collect();
-        let mut instances: Vec<String> = names.into_iter().map(str::to_owned).collect();
+        let mut instances: Vec<String> = alive.iter().map(|p| p.instance.clone()).collect();
         instances.sort_by_key(|name| natural_key(name));
         let mut figures = StageFigures {
             alive: instances.len(),

@@ -1,16 +1,8 @@
-//! Where the running stack stands in the scaling lesson, and what to try next.
-//!
-//! The lesson is the seed's, played on the demo pacing: one of each stage is held back by the
-//! worker; two workers double the rate; ten reach a plateau set by rng; three rngs lift it
-//! again (queue groups balance rng, which the original's HTTP could not do on compose) until
-//! the hasher holds it back; more hashers lift it once more. The step is read from what runs
-//! (instances alive per stage), never from a clock, so the dashboard and `chocominer status`
-//! agree with whatever the class typed. [`RateChange`] remembers the rate before the last
-//! change of instances, so a front end can say what the scale did.
-//!
-//! In *discovery* mode (one setting, `CHOCOMINER_DISCOVERY`) a front end hides the named
-//! bottleneck and any hint that gives it away; the step whose purpose is to find the
-//! bottleneck then asks for the per-stage probes (`chocominer ping`) instead of naming rng.
+//! Where the running stack stands in the scaling lesson (docs/dashboard.md), and what to try
+//! next. The step is read from the instances alive per stage, never from a clock, so the
+//! dashboard and `chocominer status` agree with whatever the class typed. [`RateChange`]
+//! remembers the rate before the last change of instances. In discovery mode
+//! ([`DISCOVERY_ENV`]) a step whose command would name the bottleneck asks for the probes.
 
 use serde::Serialize;
 
@@ -44,16 +36,6 @@ impl Counts {
             Stage::Worker => self.worker,
         }
     }
-
-    /// The same counts with `stage` at `n`.
-    pub fn with(mut self, stage: Stage, n: usize) -> Counts {
-        match stage {
-            Stage::Rng => self.rng = n,
-            Stage::Hasher => self.hasher = n,
-            Stage::Worker => self.worker = n,
-        }
-        self
-    }
 }
 
 /// One scaling command in the three places the lesson runs.
@@ -74,11 +56,12 @@ const COMPOSE_ORDER: [Stage; 3] = [Stage::Worker, Stage::Rng, Stage::Hasher];
 impl Command {
     /// Scale `stage` to `n` replicas, the others staying as in `now`.
     pub fn scale(now: Counts, stage: Stage, n: usize) -> Command {
-        let after = now.with(stage, n);
         let mut compose = "docker compose up -d".to_owned();
         for s in COMPOSE_ORDER {
-            if after.get(s) != 1 || s == stage {
-                compose.push_str(&format!(" --scale {s}={}", after.get(s)));
+            if s == stage {
+                compose.push_str(&format!(" --scale {s}={n}"));
+            } else if now.get(s) != 1 {
+                compose.push_str(&format!(" --scale {s}={}", now.get(s)));
             }
         }
         Command {
@@ -162,17 +145,14 @@ pub fn step(counts: Counts, discovery: bool) -> Step {
         probes: Vec::new(),
     };
     if rng == 0 || hasher == 0 || worker == 0 {
-        return Step {
-            probes: Vec::new(),
-            ..numbered(
-                StepId::Starting,
-                0,
-                "Start the pipeline",
-                "every stage needs at least one instance for hashes to flow",
-                "start one of each (just up / docker compose up -d)",
-                None,
-            )
-        };
+        return numbered(
+            StepId::Starting,
+            0,
+            "Start the pipeline",
+            "every stage needs at least one instance for hashes to flow",
+            "start one of each (just up / docker compose up -d)",
+            None,
+        );
     }
     match (rng, hasher, worker) {
         (1, 1, 1) => numbered(
@@ -192,25 +172,24 @@ pub fn step(counts: Counts, discovery: bool) -> Step {
             Some(Command::scale(counts, Stage::Worker, PLATEAU_WORKERS)),
         ),
         (1, 1, _) => {
-            let mut step = numbered(
-                StepId::Plateau,
-                3,
-                "A plateau",
-                "ten workers are not five times two: the rate stopped rising",
-                "",
-                Some(Command::scale(counts, Stage::Rng, MORE_RNGS)),
-            );
-            step.probes = probes();
-            if discovery {
-                step.why_next =
-                    "find the stage that holds the others back: probe each one".to_owned();
-                step.next = None;
-            } else {
-                step.why_next = "rng makes at most its rate limit: run more of them; queue \
-                                 groups share the work, no load balancer needed"
-                    .to_owned();
+            let why_next = match discovery {
+                true => "find the stage that holds the others back: probe each one",
+                false => {
+                    "rng makes at most its rate limit: run more of them; queue groups share the \
+                     work, no load balancer needed"
+                }
+            };
+            Step {
+                probes: probes(),
+                ..numbered(
+                    StepId::Plateau,
+                    3,
+                    "A plateau",
+                    "ten workers are not five times two: the rate stopped rising",
+                    why_next,
+                    (!discovery).then(|| Command::scale(counts, Stage::Rng, MORE_RNGS)),
+                )
             }
-            step
         }
         (_, 1, w) if w >= PLATEAU_WORKERS => {
             let mut step = numbered(
@@ -287,11 +266,9 @@ impl RateChange {
         }
         match (self.last, self.change) {
             (Some((before, _)), _) if before == counts => {}
-            // The instances of one scale come up (or go) over a few seconds, and a class may
-            // type two scales in a row: a change seen before the last one settled extends it,
-            // from the same counts and rate before. If it comes back to where it started (an
-            // instance missing from the figures for a moment, a scale taken back), nothing
-            // changed after all.
+            // A change seen before the last one settled extends it (the instances of a scale
+            // come up over seconds; a class may type two in a row); one back to where it started
+            // (an instance missing for a moment, a scale taken back) undoes it.
             (Some(_), Some(open)) if open.rate_after.is_none() => {
                 self.change = if open.from == counts {
                     self.previous.take()

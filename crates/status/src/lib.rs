@@ -1,21 +1,11 @@
 //! What the pipeline does right now, read back from the stages' per-second stats points in
-//! InfluxDB: each stage's figures over its last complete seconds ([`figures`]) and the stage
-//! that holds the others back ([`bottleneck`]). One definition for every front end: the
-//! `chocominer status` command and the dashboard show the same figures and name the same
-//! bottleneck.
+//! InfluxDB: each stage's figures ([`figures`]) and the stage that holds the others back
+//! ([`bottleneck`]), one definition for `chocominer status` and the dashboard alike.
 //!
-//! The points are read with [`statements`] (one InfluxQL statement per stage, all its points
-//! of the last [`LOOKBACK`]) and turned into [`StatsPoint`]s by [`points_from_results`];
-//! [`read_recent`] does both in one request. Measurements and fields are named from
-//! `chocominer_model::schema`, the stages' own spelling.
-//!
-//! Whoever holds InfluxDB's `writer` role (the recorder's) can write any point, and a stage's
-//! password, through the recorder, any point the schema allows; so what is read is held to
-//! what a stage could have written: points stamped more than [`CLOCK_SKEW_ALLOWED`]
-//! ahead are not read, counts and gauges are never negative and a share (`busy`) is at most 1
-//! ([`within_range`]); nugget records are checked before they are listed ([`nuggets`]). A
-//! writer can still inflate a count with a large positive number: nothing read tells that
-//! from the truth.
+//! Whoever holds InfluxDB's `writer` role can write any point, so what is read is held to what
+//! a stage could have written: no point stamped over [`CLOCK_SKEW_ALLOWED`] ahead, no value out of
+//! range ([`within_range`]), no nugget record that does not check out ([`nuggets`]). An
+//! inflated count still reads as the truth (docs/security.md).
 
 pub mod bottleneck;
 pub mod figures;
@@ -36,11 +26,8 @@ use chocominer_influx::{Client, QueryError, Row};
 use chocominer_model::Stage;
 use chocominer_model::schema::{self, Field, INSTANCE, Kind, Measurement, hasher, worker};
 
-/// How far ahead of the reader's clock a point may be stamped and still be read. The stages
-/// stamp their points with their own clock; hosts kept by NTP agree within a second, and the
-/// figures already need them within a couple ([`ALIVE_WITHIN_SECONDS`]). A point stamped
-/// further ahead was not written now: read, a nugget stamped in 2100 would stay the latest for
-/// ever, and an instance that does not exist would stay alive.
+/// How far ahead of the reader's clock a point may be stamped and still be read (hosts kept by
+/// NTP agree within a second). Read, a nugget stamped in 2100 would stay the latest for ever.
 pub const CLOCK_SKEW_ALLOWED: Duration = Duration::from_secs(10);
 
 /// The most leading zero bits a SHA-256 digest has: the highest difficulty.
@@ -94,11 +81,9 @@ pub fn statements(lookback: Duration) -> Vec<String> {
         .collect()
 }
 
-/// `value` of `stage`'s field `name` within what a stage writes: a count or a gauge is never
-/// negative, a share (`busy`) at most 1, a difficulty at most 256 bits. A value out of range
-/// is not one a stage wrote; clamped, it moves no sum below zero and no share above all the
-/// time (a negative count counts as 0, as `WHERE "field" >= 0` sums it in InfluxQL). Fields
-/// the schema does not know are left as they are: no figure reads them.
+/// `value` of `stage`'s field `name` clamped to what a stage writes: a count or a gauge is never
+/// negative, a share (`busy`) at most 1, a difficulty at most 256 bits. Fields the schema does
+/// not know are left as they are: no figure reads them.
 pub fn within_range(stage: Stage, name: &str, value: f64) -> f64 {
     let fields = measurement(stage).fields();
     let Some(field) = fields.iter().find(|f| f.name() == name) else {

@@ -1,15 +1,9 @@
-//! The nugget records read back from InfluxDB, checked before anything lists them. Whoever
-//! holds InfluxDB's `writer` role (every stage does) can write a `nugget` point that no hash
-//! made, so a record is listed only when:
-//! - its number and digest are 64 lowercase hex digits, as a worker writes them;
-//! - the digest is SHA-256 of the number, and its zero bits are the digest's;
-//! - it is not stamped in the future, beyond [`CLOCK_SKEW_ALLOWED`];
-//! - no earlier record read holds the same digest (a copy counts once, the first time seen).
-//!
-//! The others are counted by why they were refused ([`Refused`]). What no check on the read
-//! side can tell: a writer that hashes numbers itself writes records that pass (at a
-//! classroom's difficulties a laptop finds such digests in seconds), and it can delete real
-//! records, or bury them under more records than a reader reads.
+//! The nugget records read back from InfluxDB, checked before anything lists them: whoever
+//! holds its `writer` role can write a record no hash made. A record is listed only when its
+//! number and digest are 64 lowercase hex digits, the digest is SHA-256 of the number with the
+//! zero bits it claims, it is stamped at most [`CLOCK_SKEW_ALLOWED`] ahead, and no earlier
+//! record holds the same digest; the others are counted by why ([`Refused`]). A writer that
+//! hashes numbers itself still writes records that pass.
 
 use std::collections::BTreeSet;
 
@@ -55,14 +49,6 @@ impl From<Unsound> for Refusal {
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 5] = [
-        Refusal::Future,
-        Refusal::Malformed,
-        Refusal::NotItsDigest,
-        Refusal::WrongZeroBits,
-        Refusal::Copy,
-    ];
-
     /// In a few words, after a count ("3 nugget records refused: 2 stamped in the future").
     pub fn what(self) -> &'static str {
         match self {
@@ -79,7 +65,7 @@ impl Refusal {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Refused {
     pub count: u64,
-    /// The reasons met, each once, in [`Refusal::ALL`] order.
+    /// The reasons met, each once, in [`Refusal`] order.
     pub reasons: Vec<RefusedFor>,
 }
 

@@ -1,18 +1,7 @@
-//! The host a request names (`Host` header), checked: the dashboard's defence against DNS
-//! rebinding.
-//!
-//! Any web site can serve a page whose name, once the page is loaded, resolves to 127.0.0.1 or
-//! the dashboard's address: the page's scripts then read the dashboard as if it were their own
-//! site, its figures and settings with them. What gives the trick away is the `Host` header,
-//! which still names the other site. So the dashboard answers only requests that name
-//!
-//! - an IP address (no DNS was involved, nothing to rebind; the listen address among them),
-//! - `localhost` or a name under `.localhost` (browsers resolve those to loopback themselves),
-//! - a name given in `--allowed-hosts` / `WEBUI_ALLOWED_HOSTS` (`.example.org` allows every
-//!   name under example.org), such as the name of an Ingress in front of it,
-//!
-//! with any port (a port forward or a published port may differ from the listen port), and
-//! answers anything else with `421 Misdirected Request` and one line saying how to allow it.
+//! The dashboard's defence against DNS rebinding: a page of another site whose name resolves to
+//! the dashboard's address could read it, but its requests still name the other site in their
+//! `Host`. So only an IP address, `localhost` (and `*.localhost`) or a name allowed by
+//! `--allowed-hosts` is answered, with any port; anything else gets `421 Misdirected Request`.
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -1,17 +1,7 @@
-//! The dashboard as a live lesson: which step of the scaling lesson the running stack is at,
-//! what the last scale did to the rate, and what to try next; and discovery mode, which leaves
-//! the bottleneck for the class to find.
-//!
-//! The step, its texts and the commands are `chocominer_status::lesson`'s, shared with
-//! `chocominer status`, read from the instances alive per stage. What only the dashboard does is
-//! remember the rate from one summary to the next: the server keeps one
-//! [`RateChange`](chocominer_status::lesson::RateChange) and feeds it each summary it makes
-//! (`Summary::for_class`). Pages polling at once share a summary, so it sees one snapshot per
-//! refresh however many pages are open.
-//!
-//! In discovery mode ([`chocominer_status::lesson::DISCOVERY_ENV`]) the summary names no
-//! bottleneck, in its JSON too: a student reading `/api/summary` finds the stages' own figures
-//! (rate, busy, window, rate limit) and the probes to run, not the answer.
+//! The `lesson` object of `/api/summary`: the step of `chocominer_status::lesson` the running
+//! stack is at, and what the last scale did to the rate. The server keeps one
+//! [`RateChange`](chocominer_status::lesson::RateChange) and feeds it each summary it makes,
+//! so it sees one snapshot per refresh however many pages are open.
 
 use chocominer_status::lesson::{self, Change, Counts, SETTLE_NS, Step};
 use serde::Serialize;

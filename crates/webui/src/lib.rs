@@ -1,40 +1,12 @@
 //! webui: the ChocoMiner dashboard, a web page for the projector while students scale stages.
+//! It only reads InfluxDB (no NATS) and shows what [`summary`] computes, refreshed every
+//! second, with the scaling lesson played along ([`lesson`]; docs/dashboard.md). The page is
+//! embedded in the binary and loads nothing from elsewhere, so it works offline.
 //!
-//! It shows what InfluxDB holds about the pipeline, refreshed every second: hashes/s and
-//! nuggets/s now and over the last five minutes (no line where there is no data, a marker
-//! where the difficulty changed), the difficulty in force, each stage side by side (rate,
-//! instances alive, how busy, how full its window of unacknowledged batches is, whether it
-//! waits for the next stage to come back), the stage that holds the others back (figures and
-//! rule shared with `chocominer status` through `chocominer_status`), the
-//! latest nuggets with their leading zero bits, and the totals: of every run, since the
-//! first, and at the difficulty in force. It also plays the scaling lesson along ([`lesson`]):
-//! the step the running stack is at, the rate before and after the last scale, and the next
-//! command in its three spellings (just, Docker Compose, kubectl). In discovery mode
-//! (`--discovery`, `CHOCOMINER_DISCOVERY`) it names no bottleneck, in the page or in its JSON,
-//! and leaves the class the stages' figures and the probes (`chocominer ping STAGE`).
-//! The page (HTML, CSS and a little JavaScript that draws its own SVG charts) is embedded in
-//! the binary and loads nothing from anywhere else, so it works offline.
-//!
-//! - `GET /`: the page;
-//! - `GET /api/summary`: what the page shows, as JSON ([`summary::Summary`]); when InfluxDB is
-//!   unreachable or answers with an error, `{"ok": false, "error": "InfluxDB unreachable at
-//!   …: …"}` with status 503 (502 for an error or an answer not from InfluxDB 1.x), which the
-//!   page shows until InfluxDB is back;
-//! - `GET /healthz`: `ok`; `GET /readyz`: `ready`, or 503 `not ready: stopping` once it stops
-//!   (see `chocominer_process::health`), also on `HEALTH_LISTEN` when that is set.
-//!
-//! Each request must name in its `Host` an IP address, localhost or a name allowed by
-//! `WEBUI_ALLOWED_HOSTS`, or gets 421 ([`hosts`]: DNS rebinding). The InfluxDB URL is shown
-//! with its credentials hidden.
-//!
-//! Modules: [`server`] (the routes and the page's assets), [`summary`] (the InfluxQL and what
-//! the page gets back), [`lesson`] (the lesson panel and discovery mode), [`hosts`] (the `Host`
-//! check); the figures, the bottleneck rule and the lesson's steps come from
-//! `chocominer-status`.
-//!
-//! The dashboard only reads InfluxDB: it needs no NATS and changes nothing. It is ready as soon
-//! as it serves, whether InfluxDB answers or not: the page itself says when InfluxDB is
-//! unreachable, and restarting the dashboard would not bring InfluxDB back.
+//! Routes ([`server`]): `GET /` the page; `GET /api/summary` its JSON, or `{"ok": false, ...}`
+//! with 503 (InfluxDB unreachable) or 502 (an error, or no InfluxDB 1.x); `/healthz` and
+//! `/readyz`. A request whose `Host` is not allowed gets 421 ([`hosts`]). It is ready as soon
+//! as it serves: the page says when InfluxDB is unreachable, and a restart would not help.
 
 pub mod hosts;
 pub mod lesson;
@@ -83,8 +55,7 @@ pub struct Config {
     /// asks for the per-stage probes (chocominer ping STAGE) instead; every stage's own figures
     /// (rate, busy, window, rate limit) stay. In the environment: true/false, 1/0, yes/no,
     /// on/off.
-    // A flag; its environment variable goes through the parser too, so a typo is an error
-    // rather than quietly on or off.
+    // Its variable goes through the parser too: a typo is an error, not quietly on or off.
     #[arg(long, env = DISCOVERY_ENV, value_parser = BoolishValueParser::new())]
     pub discovery: bool,
     #[command(flatten)]
@@ -111,8 +82,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
 }
 
 /// Serves on `listener` (tests bind port 0 themselves) until `shutdown`, then finishes the
-/// requests in progress and returns. The health endpoints are served on the dashboard's
-/// address, and on `HEALTH_LISTEN` too when it is set, until then.
+/// requests in progress and returns.
 pub async fn serve(
     listener: TcpListener,
     config: Config,

@@ -1,12 +1,8 @@
-//! The HTTP side: the page and its assets (embedded in the binary), `/api/summary`. (The health
-//! endpoints are `chocominer_process::health`'s, merged in by `serve`.)
+//! The HTTP side: the page and its assets (embedded in the binary), `/api/summary`.
 //!
-//! Every open page polls `/api/summary` once a second. Summaries are shared: one made less
-//! than [`SUMMARY_MAX_AGE`] ago is served again, and requests arriving while one is being made
-//! wait for it, so a classroom of open pages costs InfluxDB about two query requests a second
-//! (the second reads the totals at the difficulty the first found in force). Each summary made
-//! feeds the lesson's [`RateChange`], kept beside the cached summary: one snapshot per refresh,
-//! in order.
+//! Every open page polls `/api/summary` once a second, so a summary made less than
+//! [`SUMMARY_MAX_AGE`] ago is served again and requests arriving while one is made wait for
+//! it: a classroom of pages costs InfluxDB about two query requests a second.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -173,10 +169,16 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/index.html", get(index))
-        .route("/app.js", get(app_js))
-        .route("/app.css", get(app_css))
+        .route(
+            "/app.js",
+            get(async || asset("text/javascript; charset=utf-8", APP_JS)),
+        )
+        .route(
+            "/app.css",
+            get(async || asset("text/css; charset=utf-8", APP_CSS)),
+        )
         .route("/api/summary", get(api_summary))
-        .fallback(not_found)
+        .fallback(async || (StatusCode::NOT_FOUND, "not found\n"))
         .with_state(state)
 }
 
@@ -198,14 +200,6 @@ async fn index() -> Response {
     asset("text/html; charset=utf-8", INDEX_HTML)
 }
 
-async fn app_js() -> Response {
-    asset("text/javascript; charset=utf-8", APP_JS)
-}
-
-async fn app_css() -> Response {
-    asset("text/css; charset=utf-8", APP_CSS)
-}
-
 async fn api_summary(State(state): State<Arc<AppState>>) -> Response {
     let reply = state.summary().await;
     (
@@ -217,8 +211,4 @@ async fn api_summary(State(state): State<Arc<AppState>>) -> Response {
         reply.body,
     )
         .into_response()
-}
-
-async fn not_found() -> (StatusCode, &'static str) {
-    (StatusCode::NOT_FOUND, "not found\n")
 }

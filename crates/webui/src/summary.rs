@@ -1,28 +1,11 @@
-//! What the page shows, computed from InfluxDB in two requests of a few InfluxQL statements.
-//!
-//! The stages' figures (rate over the last complete seconds, instances alive, busy, window
-//! fill, rate limit) and the bottleneck are `chocominer_status`'s, the same
-//! definition and rule as `chocominer status`: the page and the command agree. Only what the
-//! page alone shows is read here:
-//! - the charts ([`SERIES_SECS`] seconds, one value a second, ending [`LAG_SECS`] seconds ago,
-//!   when every instance has written its point). A second without any worker point is `null`,
-//!   not 0: before the stack started there is no data, and the page draws none. The seconds
-//!   where the difficulty changed are listed, so the page can mark them. Counts are summed
-//!   where they are not negative, as every total is (`Read`);
-//! - the difficulty in force: the `difficulty` of each alive worker's newest point;
-//! - the latest nuggets, checked first (`chocominer_status::nuggets`: a record InfluxDB's
-//!   writer role wrote that no hash made is not listed, and is counted as refused);
-//! - the totals: all runs since the first worker point, and, for the difficulty in force, the
-//!   nuggets and hashes at that difficulty (nuggets of different difficulties do not add up to
-//!   anything meaningful). Which difficulty that is comes from the first request, so those
-//!   totals are a second request ([`difficulty_statements`]);
-//! - what the stages wait for: their `waiting` gauge (batches waiting while no instance of the
-//!   next stage listens), from each alive instance's newest point, missing counted as 0.
-//!
-//! Measurements and fields are named from `chocominer_model::schema`; the column aliases
-//! (`AS hashes`) are this module's own. The lesson (the step, the last change and what to try
-//! next) is filled in by the server, which remembers the rate between summaries: see
-//! [`crate::lesson`].
+//! What the page shows, from InfluxDB in two requests of a few InfluxQL statements. The stages'
+//! figures and the bottleneck are `chocominer_status`'s, as `chocominer status` shows them.
+//! Read here is what the page alone shows: the charts ([`SERIES_SECS`] seconds ending
+//! [`LAG_SECS`] ago; a second without data is `null`, not 0, so the page draws nothing there),
+//! the difficulty in force (each alive worker's newest point), the latest nuggets checked by
+//! `chocominer_status::nuggets`, and the totals: of every run, and at the difficulty in force,
+//! which only the first request tells (so a second one, [`difficulty_statements`]): nuggets of
+//! different difficulties do not add up to anything meaningful.
 
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
@@ -49,10 +32,8 @@ pub const LAG_SECS: i64 = 2;
 pub const SERIES_SECS: i64 = 300;
 /// How many of the latest nuggets are listed.
 pub const NUGGETS_LISTED: usize = 10;
-/// How many of the latest nugget records are read to list [`NUGGETS_LISTED`]: refused ones
-/// (and copies) must not leave the list short. Bounded, so a flood of forged records costs a
-/// summary at most this many rows (about 20 kB) and SHA-256s: a writer that writes more than
-/// this in a row empties the list, which shows as refused records, not as nuggets.
+/// Nugget records read to list [`NUGGETS_LISTED`] though some are refused; bounded, so a flood
+/// of forged records costs a summary at most this many rows and SHA-256s.
 pub const NUGGETS_READ: usize = 10 * NUGGETS_LISTED;
 /// How often the log may say again that nugget records were refused.
 const REFUSED_LOG_EVERY: Duration = Duration::from_secs(60);
@@ -64,9 +45,8 @@ const MS_NS: i64 = 1_000_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Spans {
     pub now_ms: i64,
-    /// First and last second (inclusive, whole-second timestamps) of the rate window: the
-    /// [`WINDOW_SECONDS`] seconds of the stages' figures (before the figures are read, and
-    /// when nothing runs, the ones ending with the charts).
+    /// First and last second (inclusive) of the [`WINDOW_SECONDS`] of the stages' figures
+    /// (before they are read, and when nothing runs, the ones ending with the charts).
     pub window_start_ms: i64,
     pub window_end_ms: i64,
     /// First and last second of the charts.
@@ -98,12 +78,9 @@ impl Spans {
 }
 
 /// The statements of the first request, by what each reads; [`Summary::from_results`] finds
-/// each result at its place here, and the stages' after them ([`STAGES_AT`]).
-///
-/// Whoever holds InfluxDB's `writer` role can write any count, so a count is summed only where
-/// it is not negative (`WHERE "count" >= 0`, which sums a negative count as 0), one statement
-/// per count: a `WHERE` on several fields would also leave out the points that lack one of
-/// them (points written before a field existed). A difficulty is read only within 0..=256.
+/// each result at its place here, and the stages' after them ([`STAGES_AT`]). A count is summed
+/// only where it is not negative (InfluxDB's writer can write any), one statement per count: a
+/// `WHERE` on several fields would leave out the points that lack one of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Read {
     /// Per second of the charts: the hashes, and so which seconds have data...
@@ -254,7 +231,7 @@ pub struct Summary {
     pub discovery: bool,
     pub lesson: Lesson,
     /// The latest nugget records that passed every check ([`nuggets`]), newest first.
-    pub nuggets: Vec<NuggetRow>,
+    pub nuggets: Vec<nuggets::Record>,
     /// Of the records read, how many were refused, and why.
     pub nuggets_refused: Refused,
     pub totals: Totals,
@@ -298,7 +275,7 @@ pub struct DifficultyNow {
     pub in_force: Vec<i64>,
     /// The newest difficulty any worker wrote; when no worker runs, the last run's.
     pub last: Option<i64>,
-    /// Hashes and nuggets at each difficulty of [`DifficultyNow::totals_wanted`].
+    /// Hashes and nuggets at each difficulty of [`Summary::difficulty_totals_wanted`].
     pub totals: Vec<DifficultyTotals>,
 }
 
@@ -313,16 +290,6 @@ pub struct DifficultyTotals {
 }
 
 impl DifficultyNow {
-    /// The difficulties whose totals the page shows: those in force, or, when no worker runs,
-    /// the last run's.
-    pub fn totals_wanted(&self, workers_alive: bool) -> Vec<i64> {
-        match (self.in_force.is_empty(), workers_alive, self.last) {
-            (false, _, _) => self.in_force.clone(),
-            (true, false, Some(last)) => vec![last],
-            _ => Vec::new(),
-        }
-    }
-
     /// Reads the results of [`difficulty_statements`]`(difficulties)`.
     pub fn read_totals(&mut self, difficulties: &[i64], results: &[Vec<Row>]) {
         self.totals = difficulties
@@ -376,7 +343,7 @@ pub struct StageNow {
 }
 
 impl StageNow {
-    fn new(figures: &StageFigures, waiting: Option<f64>) -> StageNow {
+    fn new(figures: &StageFigures) -> StageNow {
         StageNow {
             rate: figures.rate,
             instances: figures.instances.clone(),
@@ -384,7 +351,7 @@ impl StageNow {
             in_flight: figures.in_flight,
             window: figures.window,
             window_fill: figures.window_use(),
-            waiting,
+            waiting: figures.waiting,
             rate_limit: figures.rate_limit.filter(|&limit| limit > 0.0),
         }
     }
@@ -396,9 +363,6 @@ pub struct Bottleneck {
     pub stage: &'static str,
     pub reason: String,
 }
-
-/// A nugget record as the page lists it: one that passed every check.
-pub type NuggetRow = nuggets::Record;
 
 /// Totals of every run the database holds, whatever their difficulty.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -419,18 +383,14 @@ fn num(row: Option<&Row>, column: &str) -> Option<f64> {
     row?.get(column)?.as_f64()
 }
 
-/// The newest point of each of `stage`'s instances named in `alive`.
-fn newest_points<'a>(
-    points: &'a [StatsPoint],
-    stage: Stage,
-    alive: &[String],
-) -> Vec<&'a StatsPoint> {
+/// The newest point of each worker named in `alive`.
+fn newest_workers<'a>(points: &'a [StatsPoint], alive: &[String]) -> Vec<&'a StatsPoint> {
     alive
         .iter()
         .filter_map(|name| {
             points
                 .iter()
-                .filter(|p| p.stage == stage && &p.instance == name)
+                .filter(|p| p.stage == Stage::Worker && &p.instance == name)
                 .max_by_key(|p| p.time_ns)
         })
         .collect()
@@ -499,9 +459,8 @@ fn series(
 }
 
 impl Summary {
-    /// Makes the summary the class sees: feeds its instances and rate (as of `now_ns`) to
-    /// `rate_change`, fills in the lesson with the change, and in discovery mode takes out the
-    /// bottleneck and the hints that would name it.
+    /// Makes the summary the class sees: feeds `rate_change`, fills in the lesson with the
+    /// change, and in discovery mode takes out the bottleneck.
     pub fn for_class(mut self, rate_change: &mut RateChange, now_ns: i64, discovery: bool) -> Self {
         let counts = self.lesson.counts;
         let change = rate_change.observe(now_ns, counts, self.hashes_per_s);
@@ -514,12 +473,9 @@ impl Summary {
         }
         self
     }
-}
 
-impl Summary {
-    /// Reads the results of [`statements`]; the stages' figures are as of `now_ns`. The
-    /// difficulty totals are left empty: see [`DifficultyNow::read_totals`]; the lesson knows
-    /// no change yet, and the mode is not discovery: see [`Summary::for_class`].
+    /// Reads the results of [`statements`], the stages' figures as of `now_ns`. Filled in later:
+    /// the difficulty totals ([`DifficultyNow::read_totals`]), the lesson ([`Summary::for_class`]).
     pub fn from_results(spans: Spans, now_ns: i64, results: &[Vec<Row>]) -> Summary {
         let empty = Vec::new();
         let result = |read: Read| results.get(read as usize).unwrap_or(&empty);
@@ -529,18 +485,12 @@ impl Summary {
             chocominer_status::points_from_results(results.get(STAGES_AT..).unwrap_or_default());
         let snapshot = Snapshot::from_points(&points, now_ns);
         let verdict = chocominer_status::bottleneck::find(&snapshot);
-        let newest = |stage: Stage| newest_points(&points, stage, &snapshot.stage(stage).instances);
-        // Missing in points of stages that do not write it yet: nothing waits.
-        let waiting = |stage: Stage| {
-            let newest = newest(stage);
-            (!newest.is_empty()).then(|| newest.iter().map(|p| p.get(rng::WAITING)).sum())
-        };
         let stages = Stages {
-            rng: StageNow::new(&snapshot.rng, waiting(Stage::Rng)),
-            hasher: StageNow::new(&snapshot.hasher, waiting(Stage::Hasher)),
-            worker: StageNow::new(&snapshot.worker, None),
+            rng: StageNow::new(&snapshot.rng),
+            hasher: StageNow::new(&snapshot.hasher),
+            worker: StageNow::new(&snapshot.worker),
         };
-        let in_force: BTreeSet<i64> = newest(Stage::Worker)
+        let in_force: BTreeSet<i64> = newest_workers(&points, &snapshot.worker.instances)
             .iter()
             .filter_map(|p| p.value(worker::DIFFICULTY))
             .map(|d| d as i64)
@@ -594,17 +544,24 @@ impl Summary {
         }
     }
 
-    /// The difficulties whose totals the second request reads.
+    /// The difficulties whose totals the second request reads: those in force, or, when no
+    /// worker runs, the last run's.
     pub fn difficulty_totals_wanted(&self) -> Vec<i64> {
-        self.difficulty
-            .totals_wanted(!self.stages.worker.instances.is_empty())
+        let d = &self.difficulty;
+        match (
+            d.in_force.is_empty(),
+            self.stages.worker.instances.is_empty(),
+            d.last,
+        ) {
+            (false, _, _) => d.in_force.clone(),
+            (true, true, Some(last)) => vec![last],
+            _ => Vec::new(),
+        }
     }
 }
 
 /// Says in the log, at most once every [`REFUSED_LOG_EVERY`], that nugget records were
-/// refused. A summary is made up to twice a second while pages are open, and records refused
-/// stay refused: without the throttle the same line would come every time. (One throttle for
-/// the process: it serves one dashboard.)
+/// refused: they stay refused, and a summary is made up to twice a second.
 fn log_refused(refused: &Refused) {
     static LOG: LazyLock<Throttle> = LazyLock::new(|| Throttle::new(REFUSED_LOG_EVERY));
     if let Some(sentence) = refused.sentence()
