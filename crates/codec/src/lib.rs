@@ -1,25 +1,13 @@
 //! The wire format of batches: every byte that crosses NATS is encoded and decoded here.
 //!
-//! A body is one format-version byte followed by a bincode (2.x, standard config) struct.
-//! Numbers and digests travel as flat byte runs of 32-byte items, so decoding borrows them
-//! straight from the received payload: no per-number allocation and no copy on the way in.
-//!
-//! Numbers come in two encodings ([`Numbers`]): `Raw`, the bytes themselves, or `Seeded`, a
-//! 32-byte ChaCha8 seed whose keystream, cut in 32-byte pieces, *is* the batch. Both describe
-//! the same thing — a batch of random numbers anyone can expand and check — but a seeded batch
-//! reaches the hasher as 32 bytes whatever its size, and the worker as its digests alone: 32
-//! bytes per number through NATS in all, instead of 96 raw (the number to the hasher, number
-//! and digest to the worker). That is what lets the `full` profile go past the cost of copying
-//! every number through the server twice.
-//! Readable metadata (batch id, count, sending instance) goes in NATS headers, for people
-//! watching with `nats sub`; the body alone is authoritative. Their values are read here too
-//! ([`BatchHeaders::from_lookup`], [`parse_ttl`]); the `nats` feature adds the glue to
-//! async-nats's `HeaderMap`.
+//! A body is one format-version byte followed by a bincode (2.x, standard config) struct whose
+//! numbers and digests are flat runs of 32-byte items, borrowed from the payload when decoded.
+//! Numbers travel raw or seeded ([`Numbers`]; docs/architecture.md says why). Readable metadata
+//! goes in NATS headers, for people watching with `nats sub`; the body alone is authoritative.
 //!
 //! Every decoder takes untrusted bytes: it answers with a value or a [`DecodeError`], never a
-//! panic, and whatever a message claims (a count, a length prefix) nothing it accepts costs
-//! more memory than the payload limit it is decoded under. `fuzz/` checks both with
-//! coverage-guided fuzzing.
+//! panic, and nothing it accepts costs more memory than the payload limit it is decoded under.
+//! `fuzz/` checks both.
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -37,9 +25,8 @@ pub const NUMBER_LEN: usize = 32;
 pub const DIGEST_LEN: usize = 32;
 /// Room kept in a message for headers and framing when sizing batches to the server's limit.
 const HEADROOM: usize = 1024;
-/// The max payload ChocoMiner's nats-server is configured with (`max_payload` in
-/// `nats/nats-server.conf`, nats-server's default too). The stages decode under what the server
-/// announces; tests and fuzz targets under this.
+/// The max payload ChocoMiner's nats-server is configured with (`nats/nats-server.conf`, the
+/// default too): what tests and fuzz targets decode under; the stages use what the server says.
 pub const CONFIGURED_MAX_PAYLOAD: usize = 1024 * 1024;
 
 /// Header: `<instance>/<seq>` of the batch, unique in a pipeline.
@@ -51,13 +38,10 @@ pub const HEADER_INSTANCE: &str = "Chocominer-Instance";
 /// Header: on digest batches, the rng batch the numbers came from.
 pub const HEADER_ORIGIN: &str = "Chocominer-Origin";
 /// Header: milliseconds the sender waits for the acknowledgement before counting the batch
-/// as lost; a receiver drops a batch it could not finish in that time (see the pipeline's
-/// `intake`).
+/// as lost; a receiver drops a batch it could not finish in that time.
 pub const HEADER_TTL_MS: &str = "Chocominer-Ttl-Ms";
-/// Header: when the sender put the batch on its way, in milliseconds since the Unix epoch
-/// by its wall clock. A receiver reads from it how long the batch waited before reaching it
-/// (say, while the receiver was frozen), which its own clock cannot tell (see the pipeline's
-/// `intake`).
+/// Header: when the sender put the batch on its way, in milliseconds since the Unix epoch by
+/// its wall clock: a receiver reads from it how long the batch waited to reach it.
 pub const HEADER_SENT_MS: &str = "Chocominer-Sent-Ms";
 
 fn config() -> impl bincode::config::Config {
@@ -65,7 +49,7 @@ fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<{ 64 * 1024 * 1024 }>()
 }
 
-/// The numbers of a batch, in one of two encodings (see the module docs).
+/// The numbers of a batch: the bytes themselves, or a seed whose keystream is the batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, BorrowDecode)]
 pub enum Numbers<'a> {
     /// `count × 32` bytes.
@@ -97,12 +81,7 @@ impl<'a> Numbers<'a> {
         let max = max_batch_for_payload(max_payload, self.encoding());
         match self {
             Numbers::Raw(bytes) => item_count(bytes, max),
-            Numbers::Seeded { count: 0, .. } => Err(DecodeError::NoItems),
-            Numbers::Seeded { count, .. } if *count as usize > max => Err(DecodeError::TooLarge {
-                count: *count as usize,
-                max,
-            }),
-            Numbers::Seeded { count, .. } => Ok(*count as usize),
+            Numbers::Seeded { count, .. } => within(*count as usize, max),
         }
     }
 
@@ -114,12 +93,11 @@ impl<'a> Numbers<'a> {
             Numbers::Seeded { seed, count } => {
                 let mut stream = ChaCha8Rng::from_seed(*seed);
                 let mut buf = [0u8; EXPAND_CHUNK * NUMBER_LEN];
-                let mut left = *count as usize;
-                while left > 0 {
-                    let n = left.min(EXPAND_CHUNK);
-                    stream.fill_bytes(&mut buf[..n * NUMBER_LEN]);
-                    f(&buf[..n * NUMBER_LEN]);
-                    left -= n;
+                let count = *count as usize;
+                for done in (0..count).step_by(EXPAND_CHUNK) {
+                    let run = &mut buf[..(count - done).min(EXPAND_CHUNK) * NUMBER_LEN];
+                    stream.fill_bytes(run);
+                    f(run);
                 }
             }
         }
@@ -238,9 +216,8 @@ impl NumberEncoding {
     }
 }
 
-/// The largest batch (in numbers) whose digest batch still fits a message of `max_payload`
-/// bytes; rng sizes its batches with this so the hasher can always hand them on. A digest
-/// batch carries 32 bytes per number, plus 32 more when the numbers travel raw.
+/// The largest batch (in numbers) whose digest batch, 32 bytes per number (64 raw), still fits
+/// a message of `max_payload` bytes: rng sizes its batches so the hasher can hand them on.
 pub fn max_batch_for_payload(max_payload: usize, encoding: NumberEncoding) -> usize {
     let per_number = match encoding {
         NumberEncoding::Raw => NUMBER_LEN + DIGEST_LEN,
@@ -274,14 +251,16 @@ fn item_count(run: &[u8], max: usize) -> Result<usize, DecodeError> {
     if !run.len().is_multiple_of(NUMBER_LEN) {
         return Err(DecodeError::Ragged { len: run.len() });
     }
-    let count = run.len() / NUMBER_LEN;
-    if count == 0 {
-        return Err(DecodeError::NoItems);
+    within(run.len() / NUMBER_LEN, max)
+}
+
+/// `count` items, refused unless there are some and at most `max`.
+fn within(count: usize, max: usize) -> Result<usize, DecodeError> {
+    match count {
+        0 => Err(DecodeError::NoItems),
+        count if count > max => Err(DecodeError::TooLarge { count, max }),
+        count => Ok(count),
     }
-    if count > max {
-        return Err(DecodeError::TooLarge { count, max });
-    }
-    Ok(count)
 }
 
 fn raw_len(numbers: &Numbers) -> usize {
@@ -296,8 +275,7 @@ impl<'a> NumberBatch<'a> {
         encode(self, raw_len(&self.numbers))
     }
 
-    /// Decodes and validates a body; batches too large to hand on within `max_payload` (the
-    /// server's limit) are refused.
+    /// Decodes and validates a body, refusing a batch too large to hand on within `max_payload`.
     pub fn decode(body: &'a [u8], max_payload: usize) -> Result<Self, DecodeError> {
         let batch: NumberBatch = decode(body)?;
         batch.numbers.validate(max_payload)?;
@@ -339,12 +317,9 @@ impl<'a> DigestBatch<'a> {
 /// the sequence number (a u64 takes at most 9 bytes as bincode's varint).
 const SEQ_ROOM: usize = 1 + 10;
 
-/// The body of a digest batch, built where it will be sent from: the hasher writes each digest
-/// straight into its place in the message ([`digests_mut`](Self::digests_mut)), and the
-/// sequence number, known only once the sender's window has room, goes in front at the end
-/// ([`finish`](Self::finish)). The same bytes as [`DigestBatch::encode`], without a digest
-/// vector of its own copied into the message: at full speed that copy (and the fresh memory
-/// it was made in) was about a sixth of the hasher's CPU time.
+/// A digest batch's body built in place, the same bytes as [`DigestBatch::encode`]: each digest
+/// written straight into the message, the sequence number, known last, put in front at the end.
+/// Copying a digest vector in was about a sixth of the hasher's CPU time at full speed.
 pub struct DigestBody {
     buf: Vec<u8>,
     /// Where the digests begin in `buf`.
@@ -352,8 +327,7 @@ pub struct DigestBody {
 }
 
 impl DigestBody {
-    /// A body for the digests of `numbers`, which it carries as they came; the digests are
-    /// zero until written.
+    /// A body for the digests of `numbers` (carried as they came), the digests zero until written.
     pub fn new(numbers: &Numbers) -> DigestBody {
         let digests_len = numbers.count() * DIGEST_LEN;
         let mut buf = Vec::with_capacity(SEQ_ROOM + raw_len(numbers) + 16 + digests_len);
@@ -418,9 +392,8 @@ impl BatchHeaders {
         fields
     }
 
-    /// Reads the headers `get` finds by name; a missing or unreadable one yields `None`
-    /// (they are informative). The values are copied as they are, whatever they hold: a
-    /// reader shows them escaped.
+    /// Reads the headers `get` finds by name: `None` if one is missing or unreadable. Values are
+    /// copied as they are, whatever they hold: a reader shows them escaped.
     pub fn from_lookup<'v>(get: impl Fn(&str) -> Option<&'v str>) -> Option<Self> {
         Some(BatchHeaders {
             batch: get(HEADER_BATCH)?.to_owned(),
@@ -453,8 +426,7 @@ pub fn format_ttl(ttl: Duration) -> String {
 }
 
 /// A `Chocominer-Ttl-Ms` value: whole milliseconds, decimal digits only. `None` for anything
-/// else, a value past `u64::MAX` included (the receiver then treats the batch as having no
-/// time to live, as without the header).
+/// else, a value past `u64::MAX` included (as without the header: no time to live).
 pub fn parse_ttl(value: &str) -> Option<Duration> {
     // `u64::from_str` also takes a leading `+`, which no sender writes.
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
@@ -463,16 +435,14 @@ pub fn parse_ttl(value: &str) -> Option<Duration> {
     value.parse::<u64>().ok().map(Duration::from_millis)
 }
 
-/// The value of `Chocominer-Sent-Ms` for a moment: whole milliseconds since the Unix epoch
-/// (0 for a clock set before it).
+/// `Chocominer-Sent-Ms` for a moment: whole milliseconds since the Unix epoch (0 before it).
 pub fn format_sent_at(at: SystemTime) -> String {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_millis())
         .to_string()
 }
 
-/// A `Chocominer-Sent-Ms` value, as [`format_sent_at`] writes it; `None` for anything else,
-/// a moment past what the clock can hold included.
+/// A `Chocominer-Sent-Ms` value as [`format_sent_at`] writes it, if the clock can hold it.
 pub fn parse_sent_at(value: &str) -> Option<SystemTime> {
     UNIX_EPOCH.checked_add(parse_ttl(value)?)
 }

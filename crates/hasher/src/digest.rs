@@ -1,12 +1,8 @@
-//! The hashing itself: SHA-256 of every number of a batch, the hasher's whole CPU cost at
-//! full speed.
-//!
-//! A number is always 32 bytes, so its SHA-256 is always one 64-byte block: the number, the
-//! padding bit, zeros, and the message length (256 bits). The block is laid out here and
-//! given straight to sha2's compression function (SHA-NI where the CPU has it), and the
-//! digest written straight into the batch's output. Going through `Sha256::digest` instead
-//! (buffering, padding worked out per call, a digest array copied out and appended) cost
-//! about a fifth of the time per number in the micro-benchmarks (`just bench-micro`).
+//! The hashing itself, the hasher's whole CPU cost at full speed. A 32-byte number always
+//! makes one 64-byte SHA-256 block, so the block is laid out here and given straight to sha2's
+//! compression function (SHA-NI where the CPU has it), the digest written straight into the
+//! batch's output: about a fifth of the time per number less than `Sha256::digest`
+//! (`just bench-micro`).
 
 use chocominer_pipeline::codec::{self, DIGEST_LEN, NUMBER_LEN, Numbers};
 use sha2::block_api::compress256;
@@ -44,8 +40,7 @@ pub(crate) fn digest_into(number: &[u8], digest: &mut [u8]) {
     }
 }
 
-/// Writes SHA-256 of each number into `digests` (32 bytes a number, in order): all the
-/// hashing a batch gets, straight into the message that carries it on (`DigestBody`).
+/// Writes SHA-256 of each number, in order, into `digests` (those of the batch's `DigestBody`).
 pub(crate) fn digest_each(numbers: &Numbers, digests: &mut [u8]) {
     let mut slots = digests.chunks_exact_mut(DIGEST_LEN);
     numbers.for_each_run(|run| {
@@ -55,9 +50,7 @@ pub(crate) fn digest_each(numbers: &Numbers, digests: &mut [u8]) {
     });
 }
 
-/// SHA-256 of each number, concatenated, in a vector of their own (as `digest_each`). Public so
-/// that `just bench` measures the machine's limit, and the micro-benchmarks the hashing, with
-/// the very code the hasher runs.
+/// SHA-256 of each number, concatenated: public, so the benchmarks measure the hasher's code.
 pub fn digest_all(numbers: &Numbers) -> Vec<u8> {
     let mut digests = vec![0u8; numbers.count() * codec::DIGEST_LEN];
     digest_each(numbers, &mut digests);

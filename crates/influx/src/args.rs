@@ -1,10 +1,5 @@
 //! Where the stats go and come from: the InfluxDB options every binary that touches InfluxDB
-//! flattens into its configuration (each with its environment variable), and who we are to it.
-//!
-//! Credentials come from `INFLUX_USER` with `INFLUX_PASSWORD_FILE` (a mounted secret, read
-//! once at start) or `INFLUX_PASSWORD`, or from the URL (`http://user:pass@host:8086`). When
-//! `INFLUX_USER` is set it wins: the credentials written in the URL are not sent (see
-//! [`crate::Client`]), so a request never carries two `Authorization` headers.
+//! flattens into its configuration (each with its environment variable).
 
 use std::fmt;
 use std::path::Path;
@@ -75,8 +70,7 @@ impl InfluxArgs {
     }
 }
 
-/// A password read from a file. Shown as `***` by `Debug`, so a logged configuration does not
-/// give it away.
+/// A password read from a file, shown as `***` by `Debug` (a logged configuration included).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
@@ -96,9 +90,9 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// `INFLUX_PASSWORD_FILE`'s value parser: the file's content without its trailing line break,
+/// The value parser of a password file (`INFLUX_PASSWORD_FILE`, the recorder's too): its content
 /// read now, so an unreadable or empty file is a configuration error at start (exit 2).
-fn password_file(text: &str) -> Result<Secret, String> {
+pub fn password_file(text: &str) -> Result<Secret, String> {
     read_password_file(Path::new(text)).map(Secret)
 }
 

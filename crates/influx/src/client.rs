@@ -1,21 +1,12 @@
 //! The one HTTP client of InfluxDB 1.x: `POST /write` of line protocol for the stages' stats,
 //! `GET /query` of InfluxQL (`epoch=ms`, several statements in one request) for the front ends
-//! and the tests, basic auth from [`InfluxArgs`], one timeout for every request.
-//!
-//! Errors are one line each. Reading: InfluxDB cannot be reached at all
-//! ([`QueryError::Unreachable`]), it refused who we are ([`QueryError::Denied`]: wrong or
-//! missing credentials, a user without the right), it answered with an error
-//! ([`QueryError::Failed`]: an HTTP error, a statement error such as a missing database), or
-//! what answered is not InfluxDB 1.x ([`QueryError::NotInflux`]). Writing: worth retrying later
-//! ([`WriteError::Retry`]), refused for who we are ([`WriteError::Denied`]: wrong credentials,
-//! no right to write, no database and no right to create it; worth retrying once an
-//! administrator has acted), or refused for good ([`WriteError::Refused`]).
-//!
-//! Exactly one set of credentials is sent: `INFLUX_USER`'s when it is set (credentials written
-//! in the URL are then left out of every request, with one warning), else the URL's.
+//! and the tests, one timeout for every request, errors of one line each. Exactly one set of
+//! credentials is sent: `INFLUX_USER`'s when it is set (those written in the URL are then left
+//! out, with one warning), else the URL's.
 
 use std::time::Duration;
 
+use reqwest::Method;
 use serde_json::{Map, Value};
 
 use crate::InfluxArgs;
@@ -33,8 +24,7 @@ pub enum QueryError {
     Failed { url: String, reason: String },
     #[error("{url} did not answer like InfluxDB 1.x: {reason}")]
     NotInflux { url: String, reason: String },
-    /// Wrong or missing credentials (401), or a user without the right to read (403): the
-    /// message says which and what to change.
+    /// Wrong or missing credentials (401), or no right to read (403): says what to change.
     #[error("{0}")]
     Denied(String),
 }
@@ -52,18 +42,14 @@ pub enum WriteError {
     /// Worth retrying later: unreachable, a 5xx, a database just created.
     #[error("{0}")]
     Retry(String),
-    /// InfluxDB refused us, not the points: wrong or missing credentials (401), a user without
-    /// the right (403), a database that does not exist and that this user may not create. The
-    /// message says which and what to change; retrying helps once that is done.
+    /// InfluxDB refused us, not the points (401, 403, a missing database this user may not
+    /// create): the message says what to change; retrying helps once that is done.
     #[error("{0}")]
     Denied(String),
     /// The points themselves were refused: retrying cannot help.
     #[error("{0}")]
     Refused(String),
 }
-
-/// The error InfluxDB gives for statements it skipped.
-const NOT_EXECUTED: &str = "not executed";
 
 /// One row of a result: column name -> value, plus the tags of its series (`GROUP BY` tags).
 pub type Row = Map<String, Value>;
@@ -72,8 +58,7 @@ pub type Row = Map<String, Value>;
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
-    /// The URL requests go to, credentials written in it included unless `user` is set
-    /// (reqwest sends them as basic auth): never shown.
+    /// Where requests go, with credentials written in the URL unless `user` is set: never shown.
     target: String,
     /// The URL as it is shown, in [`Client::url`] and every error: credentials hidden.
     url: String,
@@ -99,9 +84,8 @@ impl Client {
             .influx_user
             .clone()
             .map(|u| (u, args.password().map(str::to_owned)));
-        // reqwest sends credentials written in the URL as an Authorization header, and
-        // `basic_auth` adds a second one (InfluxDB reads the first): with INFLUX_USER set, the
-        // URL's are left out.
+        // reqwest sends credentials written in the URL as an Authorization header before
+        // `basic_auth`'s (InfluxDB reads the first): with INFLUX_USER set, they are left out.
         let target = match (&user, crate::credentials::split_userinfo(&url)) {
             (Some((name, _)), (clean, Some(_))) => {
                 tracing::warn!(
@@ -148,12 +132,8 @@ impl Client {
             .ok()
             .and_then(|json| json.get("error").and_then(Value::as_str).map(str::to_owned))
             .unwrap_or_else(|| text.to_owned());
-        let said = match reason.rfind("requires ") {
-            Some(at) => snippet(&reason[at..]),
-            None => snippet(&reason),
-        };
-        let user = self.user_name();
-        match (status, user) {
+        let said = snippet(&reason[reason.rfind("requires ").unwrap_or(0)..]);
+        match (status, self.user_name()) {
             (reqwest::StatusCode::UNAUTHORIZED, None) => Some(format!(
                 "InfluxDB at {} requires credentials (HTTP 401: {said}): set INFLUX_USER and \
                  INFLUX_PASSWORD_FILE (or INFLUX_PASSWORD)",
@@ -179,8 +159,7 @@ impl Client {
         &self.url
     }
 
-    /// Queries give times in nanoseconds instead of milliseconds: the precision the points
-    /// are written with, for tests that compare them exactly.
+    /// Queries give times in nanoseconds, as points are written, for tests that compare them.
     pub fn times_in_ns(mut self) -> Client {
         self.epoch = "ns";
         self
@@ -197,7 +176,7 @@ impl Client {
             // InfluxDB 1.6 answers a request of several statements on a missing database with
             // just "not executed": ask again with one to learn why.
             Err(QueryError::Failed { reason, .. })
-                if reason == NOT_EXECUTED && statements.len() > 1 =>
+                if reason == "not executed" && statements.len() > 1 =>
             {
                 self.send(&statements[..1]).await?;
                 Err(self.failed(reason))
@@ -206,22 +185,17 @@ impl Client {
         }
     }
 
-    /// Writes `lines` of line protocol (nanosecond timestamps). A missing database is created
-    /// and the write is to be retried.
+    /// Writes `lines` of line protocol (nanosecond times); a missing database is created, to retry.
     pub async fn write(&self, lines: &[String]) -> Result<(), WriteError> {
         self.write_body(lines.join("\n")).await
     }
 
-    /// Writes `body`, lines of line protocol as [`write`](Self::write) takes them, already
-    /// joined (a request passed on whole).
+    /// Writes `body`: the lines [`write`](Self::write) takes, already joined.
     pub async fn write_body(&self, body: String) -> Result<(), WriteError> {
-        let request = self
-            .http
-            .post(format!("{}/write", self.target))
-            .query(&[("db", self.db.as_str()), ("precision", "ns")])
-            .body(body);
         let response = self
-            .auth(request)
+            .request(Method::POST, "write")
+            .query(&[("db", self.db.as_str()), ("precision", "ns")])
+            .body(body)
             .send()
             .await
             .map_err(|e| WriteError::Retry(error_chain(&e.without_url())))?;
@@ -265,16 +239,12 @@ impl Client {
             .is_ok_and(|response| response.status() == reqwest::StatusCode::NO_CONTENT)
     }
 
-    /// Creates the database (nothing happens if it exists). [`WriteError::Denied`] when this
-    /// user may not (only an administrator may, when InfluxDB checks credentials).
+    /// Creates the database if it is missing; [`WriteError::Denied`] when this user may not.
     pub async fn create_database(&self) -> Result<(), WriteError> {
         let q = format!("CREATE DATABASE \"{}\"", self.db.replace('"', "\\\""));
-        let request = self
-            .http
-            .post(format!("{}/query", self.target))
-            .query(&[("q", q)]);
         let response = self
-            .auth(request)
+            .request(Method::POST, "query")
+            .query(&[("q", q)])
             .send()
             .await
             .map_err(|e| WriteError::Retry(error_chain(&e.without_url())))?;
@@ -300,7 +270,9 @@ impl Client {
         }
     }
 
-    fn auth(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    /// A request to `path` of InfluxDB, with our credentials.
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}/{path}", self.target));
         match &self.user {
             Some((user, password)) => request.basic_auth(user, password.as_ref()),
             None => request,
@@ -309,13 +281,9 @@ impl Client {
 
     async fn send(&self, statements: &[String]) -> Result<Vec<Vec<Row>>, QueryError> {
         let q = statements.join(";\n");
-        let request = self.http.get(format!("{}/query", self.target)).query(&[
-            ("db", self.db.as_str()),
-            ("q", &q),
-            ("epoch", self.epoch),
-        ]);
         let response = self
-            .auth(request)
+            .request(Method::GET, "query")
+            .query(&[("db", self.db.as_str()), ("q", &q), ("epoch", self.epoch)])
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;
@@ -325,24 +293,19 @@ impl Client {
         if let Some(why) = self.denied(status, &body, &needs) {
             return Err(QueryError::Denied(why));
         }
-        let json: Value = match serde_json::from_str(&body) {
-            Ok(json) => json,
-            Err(_) if !status.is_success() => {
-                return Err(self.failed(format!("HTTP {status}: {}", snippet(&body))));
-            }
-            Err(_) => {
-                return Err(QueryError::NotInflux {
-                    url: self.url.clone(),
-                    reason: format!("HTTP {status}, not JSON: {}", snippet(&body)),
-                });
-            }
-        };
-        if let Some(error) = json.get("error").and_then(Value::as_str) {
+        let json = serde_json::from_str::<Value>(&body).ok();
+        if let Some(error) = json.as_ref().and_then(|json| json.get("error")?.as_str()) {
             return Err(self.failed(format!("HTTP {status}: {error}")));
         }
         if !status.is_success() {
             return Err(self.failed(format!("HTTP {status}: {}", snippet(&body))));
         }
+        let Some(json) = json else {
+            return Err(QueryError::NotInflux {
+                url: self.url.clone(),
+                reason: format!("HTTP {status}, not JSON: {}", snippet(&body)),
+            });
+        };
         let Some(results) = json["results"].as_array() else {
             return Err(QueryError::NotInflux {
                 url: self.url.clone(),
@@ -383,35 +346,18 @@ impl Client {
 
 /// Flattens `series[*]` of one statement's result into rows.
 fn rows(result: &Value) -> Vec<Row> {
-    let Some(series) = result["series"].as_array() else {
-        return Vec::new();
-    };
     let mut rows = Vec::new();
-    for series in series {
-        let columns: Vec<&str> = series["columns"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
-        let values = series["values"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        for value in values {
-            let Some(value) = value.as_array() else {
-                continue;
-            };
+    for series in result["series"].as_array().into_iter().flatten() {
+        let list = |key: &str| series[key].as_array().into_iter().flatten();
+        let columns: Vec<&str> = list("columns").filter_map(Value::as_str).collect();
+        for value in list("values").filter_map(Value::as_array) {
             let mut row: Row = columns
                 .iter()
                 .map(|c| c.to_string())
                 .zip(value.iter().cloned())
                 .collect();
-            if let Some(tags) = series["tags"].as_object() {
-                for (tag, tag_value) in tags {
-                    row.entry(tag.clone()).or_insert_with(|| tag_value.clone());
-                }
+            for (tag, tag_value) in series["tags"].as_object().into_iter().flatten() {
+                row.entry(tag.clone()).or_insert_with(|| tag_value.clone());
             }
             rows.push(row);
         }
@@ -423,8 +369,7 @@ fn rows(result: &Value) -> Vec<Row> {
 /// Connection refused (os error 111)`: the generic wrappers above them say nothing more.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut messages: Vec<String> = Vec::new();
-    let mut next = Some(e);
-    while let Some(error) = next {
+    for error in std::iter::successors(Some(e), |e| e.source()) {
         let message = error.to_string();
         // A wrapper may repeat its cause in its own message: keep the shorter, deeper one.
         if let Some(last) = messages.last_mut()
@@ -434,7 +379,6 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         } else {
             messages.push(message);
         }
-        next = error.source();
     }
     let keep = messages.len().saturating_sub(2);
     messages[keep..].join(": ")

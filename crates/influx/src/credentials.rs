@@ -1,34 +1,24 @@
 //! Credentials written inside URLs (`http://user:pass@influxdb:8086`, `nats://token@nats:4222`):
-//! taken out of a URL to connect with, hidden from every URL that is shown.
-//!
-//! A URL is shown in logs, error messages, `chocominer status` and the dashboard's
-//! `/api/summary`, which any client of the dashboard reads: each goes through [`redact`] first.
-//! The NATS connection splits its URLs with [`split_userinfo`] too, as the NATS client ignores
-//! credentials written in them.
+//! split out of a URL to connect with ([`split_userinfo`]; NATS's client ignores them, too), and
+//! hidden ([`redact`]) wherever a URL is shown: logs, errors, `chocominer status`, the dashboard.
 
 /// What stands for the credentials in a shown URL.
 pub const HIDDEN: &str = "***";
 
-/// One URL without the credentials written in it, and those credentials (`user:pass` or
-/// `token`, as written). They run from the scheme's `://` (or the start, when there is none) to
-/// the last `@`: a password may hold `@` or `/`, which splitting at the first would leave in the
-/// URL.
+/// One URL without the credentials written in it, and those (`user:pass` or `token`).
 pub fn split_userinfo(url: &str) -> (String, Option<&str>) {
-    let from = scheme_end(url).unwrap_or(0);
-    match url[from..].rfind('@') {
-        Some(at) => {
-            let clean = format!("{}{}", &url[..from], &url[from + at + 1..]);
-            (clean, Some(&url[from..from + at]))
-        }
+    match userinfo(url) {
+        Some(at) => (
+            format!("{}{}", &url[..at.start], &url[at.end + 1..]),
+            Some(&url[at]),
+        ),
         None => (url.to_owned(), None),
     }
 }
 
 /// `urls` (one URL, or several separated by commas) fit to show: the credentials written in any
-/// of them replaced by [`HIDDEN`] (`http://***@influxdb:8086`), the rest as it was.
-///
-/// When in doubt it hides more: a password may hold a comma, so a comma starts another URL only
-/// when a `scheme://` follows it, and each URL hides everything from its `://` to its last `@`
+/// of them replaced by [`HIDDEN`] (`http://***@influxdb:8086`). In doubt it hides more: a
+/// password may hold a comma, so a comma starts another URL only when a `scheme://` follows it
 /// (`nats://n1,user:pw@n2` is shown `nats://***@n2`).
 pub fn redact(urls: &str) -> String {
     let mut begins = vec![0];
@@ -37,25 +27,22 @@ pub fn redact(urls: &str) -> String {
             .map(|(comma, _)| comma + 1)
             .filter(|&next| scheme_end(&urls[next..]).is_some()),
     );
-    let mut shown = String::with_capacity(urls.len());
-    for (i, &begin) in begins.iter().enumerate() {
-        let end = begins.get(i + 1).copied().unwrap_or(urls.len());
-        let url = &urls[begin..end];
-        let from = scheme_end(url).unwrap_or(0);
-        match url[from..].rfind('@') {
-            Some(at) => {
-                shown.push_str(&url[..from]);
-                shown.push_str(HIDDEN);
-                shown.push_str(&url[from + at..]);
-            }
-            None => shown.push_str(url),
-        }
-    }
-    shown
+    begins.push(urls.len());
+    let hide = |url: &str| match userinfo(url) {
+        Some(at) => format!("{}{HIDDEN}{}", &url[..at.start], &url[at.end..]),
+        None => url.to_owned(),
+    };
+    begins.windows(2).map(|w| hide(&urls[w[0]..w[1]])).collect()
 }
 
-/// Where the credentials of `url` would begin: just after its `scheme://` (blanks before the
-/// scheme allowed); `None` when it does not start with one.
+/// Where the credentials written in `url` are: from just after its `scheme://` (or the start)
+/// to its last `@`, as a password may hold `@`, `/` or `://`.
+fn userinfo(url: &str) -> Option<std::ops::Range<usize>> {
+    let from = scheme_end(url).unwrap_or(0);
+    url[from..].rfind('@').map(|at| from..from + at)
+}
+
+/// Where the credentials of `url` would begin: after its `scheme://` (blanks before it allowed).
 fn scheme_end(url: &str) -> Option<usize> {
     let trimmed = url.trim_start();
     let sep = trimmed.find("://")?;

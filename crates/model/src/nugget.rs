@@ -2,46 +2,31 @@
 //!
 //! A digest is a nugget when it starts with at least `difficulty` zero bits. Difficulty 4 is the
 //! classic demo's rule (the hex digest starts with `0`); every extra bit halves the nugget rate.
-//! A nugget is only one if its digest really is SHA-256 of its number ([`is_digest_of`]).
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// Number of leading zero bits of a digest.
 pub fn leading_zero_bits(digest: &[u8]) -> u32 {
-    let mut bits = 0;
-    for &byte in digest {
-        if byte != 0 {
-            return bits + byte.leading_zeros();
-        }
-        bits += 8;
+    match digest.iter().position(|&byte| byte != 0) {
+        Some(at) => 8 * at as u32 + digest[at].leading_zeros(),
+        None => 8 * digest.len() as u32,
     }
-    bits
 }
 
-/// Whether a digest meets the difficulty rule.
+/// Whether a digest meets the difficulty rule: most are decided by their first byte.
 pub fn is_nugget(digest: &[u8], difficulty: u32) -> bool {
-    // Fast path: most digests fail on their first byte.
-    if difficulty <= 8 {
-        return digest
-            .first()
-            .is_some_and(|&b| b.leading_zeros() >= difficulty);
-    }
     leading_zero_bits(digest) >= difficulty
 }
 
-/// Whether `digest` is SHA-256 of `number`. A worker checks this of every nugget candidate
-/// before recording it: anyone who may publish on `<prefix>.digests` could send any digest
-/// beside any number, and candidates are rare enough that one hash each costs nothing.
+/// Whether `digest` is SHA-256 of `number`: whoever sent it, a digest is not taken on trust.
 pub fn is_digest_of(number: &[u8], digest: &[u8]) -> bool {
-    use sha2::{Digest, Sha256};
     Sha256::digest(number).as_slice() == digest
 }
 
-/// What a nugget record of `number` holds beside it: SHA-256 of the number in lowercase hex,
-/// and the digest's leading zero bits. [`check_record`] passes it; tests write it to make a
-/// record that does.
+/// What a nugget record of `number` holds beside it, as [`check_record`] wants it: its SHA-256
+/// in lowercase hex, and the digest's leading zero bits.
 pub fn record_of(number: &[u8]) -> (String, u32) {
-    use sha2::{Digest, Sha256};
     let digest = Sha256::digest(number);
     (hex::encode(digest), leading_zero_bits(&digest))
 }
@@ -58,9 +43,8 @@ pub enum Unsound {
     WrongZeroBits,
 }
 
-/// Checks a stored record as a worker writes it ([`record_of`]):
-/// `number_hex` and `digest_hex` are 64 lowercase hex digits, the digest is SHA-256 of the
-/// number and `zero_bits` its leading zero bits.
+/// Checks a stored record as a worker writes it ([`record_of`]): both hex strings 64 lowercase
+/// digits, the digest SHA-256 of the number and `zero_bits` its leading zero bits.
 pub fn check_record(number_hex: &str, digest_hex: &str, zero_bits: i64) -> Result<(), Unsound> {
     let bytes = |hex: &str| {
         let lowercase = hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
@@ -79,10 +63,8 @@ pub fn check_record(number_hex: &str, digest_hex: &str, zero_bits: i64) -> Resul
     Ok(())
 }
 
-/// The digests of the nuggets a worker recorded lately, the oldest forgotten first, to refuse
-/// a nugget sent again, in the same batch or a later one. Numbers are random 32-byte values: an
-/// honest pipeline never makes one twice, so a digest seen again is a copy (someone who found a
-/// nugget, or saw one on `<prefix>.nuggets`, sending it in again to have it recorded again).
+/// The digests of the nuggets a worker recorded lately, the oldest forgotten first: an honest
+/// pipeline never makes a random 32-byte number twice, so a digest seen again is a copy.
 #[derive(Debug)]
 pub struct Recent {
     order: std::collections::VecDeque<[u8; 32]>,
@@ -101,7 +83,6 @@ impl Recent {
         }
     }
 
-    /// Whether `digest` is remembered.
     pub fn contains(&self, digest: &[u8]) -> bool {
         <[u8; 32]>::try_from(digest).is_ok_and(|digest| self.digests.contains(&digest))
     }
@@ -144,8 +125,7 @@ pub struct Nugget {
 }
 
 impl Nugget {
-    /// Checks the record on its own terms: the digest is SHA-256 of the number and meets the
-    /// difficulty. Tools and tests use it to verify any nugget they read.
+    /// Checks a nugget read back (tools, tests): its digest is its number's and meets `difficulty`.
     pub fn verify(number_hex: &str, digest_hex: &str, difficulty: u32) -> Result<(), String> {
         let number = hex::decode(number_hex).map_err(|e| format!("number is not hex: {e}"))?;
         let digest = hex::decode(digest_hex).map_err(|e| format!("digest is not hex: {e}"))?;
@@ -208,7 +188,7 @@ mod tests {
         assert_eq!(&hex::encode(zeros)[..8], "66687aad");
         assert!(is_nugget(&zeros, 1));
         assert!(!is_nugget(&zeros, 2));
-        // Boundaries around the one-byte fast path.
+        // Boundaries around the first byte.
         let d = [0x00, 0x00, 0x3f, 0xff];
         assert!(is_nugget(&d, 8));
         assert!(is_nugget(&d, 18));

@@ -1,18 +1,8 @@
 //! The stats contract: every measurement ChocoMiner writes to InfluxDB, its fields, and what
-//! kind of figure each field is. The stages write through these names, the read side and the
-//! dashboard read through them, and tests hold the Chronograf dashboard, docs/schema.md and what a
-//! real run writes against them: a renamed field breaks the build or a test, not a chart.
-//!
-//! - Measurements: [`RNG`], [`HASHER`], [`WORKER`] (one point per second per instance) and
-//!   [`NUGGET`] (one point per nugget), all in [`MEASUREMENTS`]. Every point has one tag,
-//!   [`INSTANCE`].
-//! - Their fields, in the modules [`rng`], [`hasher`], [`worker`] and [`nugget`], each typed by
-//!   its [`Kind`]: a [`Count`] is what happened in the point's second, a [`Gauge`] the value at
-//!   that second, an [`Event`] or [`Text`] describes the one event of the point. Only these
-//!   make the [`FieldValue`]s of a point, each with the type InfluxDB holds for the field.
-//!
-//! The tests hold every query to this schema with `unknown_names` (module `names`), built only
-//! for tests: `cfg(test)` here, the `query-check` feature for the other crates' tests.
+//! kind of figure each is ([`Kind`]: [`Count`], [`Gauge`], [`Event`], [`Text`]). Stages write
+//! and readers read through these names; tests hold the Chronograf dashboard, docs/schema.md,
+//! every query (`unknown_names`, built for tests only) and what a real run writes against them:
+//! a renamed field breaks the build or a test, not a chart. Every point has one tag, [`INSTANCE`].
 
 use std::collections::BTreeSet;
 
@@ -102,10 +92,8 @@ impl Count {
         Count(Field::new(name, Kind::Count, Type::Integer, meaning))
     }
 
-    /// The field with `n` things in the period.
     pub fn of(&self, n: u64) -> FieldValue {
-        self.0
-            .value(Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)))
+        self.0.value(Number::from(n).as_type(Type::Integer))
     }
 }
 
@@ -122,7 +110,6 @@ impl Gauge {
         Gauge(Field::new(name, Kind::Gauge, Type::Float, meaning))
     }
 
-    /// The field at `value`, written as the gauge's type.
     pub fn at(&self, value: impl Into<Number>) -> FieldValue {
         self.0.value(value.into().as_type(self.0.ty))
     }
@@ -203,29 +190,17 @@ impl From<f64> for Number {
     }
 }
 
-impl From<i64> for Number {
-    fn from(v: i64) -> Number {
-        Number::Integer(v)
-    }
+// Integers past i64 (none a stage writes) are written as the largest.
+macro_rules! integer_numbers {
+    ($($integer:ty),*) => {$(
+        impl From<$integer> for Number {
+            fn from(v: $integer) -> Number {
+                Number::Integer(i64::try_from(v).unwrap_or(i64::MAX))
+            }
+        }
+    )*};
 }
-
-impl From<u32> for Number {
-    fn from(v: u32) -> Number {
-        Number::Integer(i64::from(v))
-    }
-}
-
-impl From<u64> for Number {
-    fn from(v: u64) -> Number {
-        Number::Integer(i64::try_from(v).unwrap_or(i64::MAX))
-    }
-}
-
-impl From<usize> for Number {
-    fn from(v: usize) -> Number {
-        Number::Integer(i64::try_from(v).unwrap_or(i64::MAX))
-    }
-}
+integer_numbers!(i64, u32, u64, usize);
 
 /// A value as InfluxDB stores it.
 #[derive(Debug, Clone, PartialEq)]
@@ -288,8 +263,7 @@ impl Measurement {
         self.fields.iter().find(|f| f.name == name)
     }
 
-    /// Whether `values` make a point of this measurement: each of its fields once, each as
-    /// declared, and nothing else.
+    /// Whether `values` make a point of this measurement: each of its fields once, nothing else.
     pub fn check(&self, values: &[FieldValue]) -> Result<(), String> {
         let mut seen = BTreeSet::new();
         for value in values {
@@ -308,8 +282,9 @@ impl Measurement {
     }
 }
 
-/// Fields of a stage that hands batches on (rng, hasher): its `Sender`'s.
-mod sending {
+/// Fields more than one stage writes: a `Sender`'s (rng, hasher), and `expired`, an `Intake`'s
+/// (hasher, worker; `rejected` is each one's own: it says what it refuses).
+mod shared {
     use super::*;
 
     pub const LOST: Count = Count::new(
@@ -326,13 +301,6 @@ mod sending {
         "stray",
         "messages on its reply inbox that named no batch it sent: settled nothing, ignored",
     );
-}
-
-/// Fields of a stage that takes batches (hasher, worker): its `Intake`'s. (Each says what its
-/// `rejected` refuses.)
-mod receiving {
-    use super::*;
-
     pub const EXPIRED: Count = Count::new(
         "expired",
         "batches dropped unfinished: their sender's acknowledgement timeout had passed, or would \
@@ -345,7 +313,7 @@ pub mod rng {
     use super::*;
 
     pub const NUMBERS: Count = Count::new("numbers", "numbers made and sent");
-    pub use super::sending::{IN_FLIGHT, LOST, STRAY, WAITING, WINDOW};
+    pub use super::shared::{IN_FLIGHT, LOST, STRAY, WAITING, WINDOW};
     pub const RATE_LIMIT: Gauge = Gauge::float(
         "rate_limit",
         "numbers/s it may make (`RNG_RATE`), 0 = no limit",
@@ -363,8 +331,7 @@ pub mod hasher {
         "messages refused: malformed, or batches that would take longer to hash than \
          their time to live or the hasher's ack timeout",
     );
-    pub use super::receiving::EXPIRED;
-    pub use super::sending::{IN_FLIGHT, LOST, STRAY, WAITING, WINDOW};
+    pub use super::shared::{EXPIRED, IN_FLIGHT, LOST, STRAY, WAITING, WINDOW};
 }
 
 /// The fields of [`WORKER`].
@@ -382,7 +349,7 @@ pub mod worker {
         "messages refused: malformed, or batches with a digest that is not SHA-256 of its number \
          (checked: every nugget candidate and a sample) or a copy of a nugget recorded lately",
     );
-    pub use super::receiving::EXPIRED;
+    pub use super::shared::EXPIRED;
     pub const DIFFICULTY: Gauge = Gauge::integer(
         "difficulty",
         "leading zero bits that make a nugget here (`DIFFICULTY`)",

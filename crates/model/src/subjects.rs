@@ -57,6 +57,15 @@ impl Subjects {
             nuggets: format!("{prefix}.nuggets"),
         }
     }
+
+    /// The subject a stage hands its batches on to and the stage taking them (none for the worker).
+    pub fn output_of(&self, stage: Stage) -> Option<(&str, Stage)> {
+        match stage {
+            Stage::Rng => Some((&self.numbers, Stage::Hasher)),
+            Stage::Hasher => Some((&self.digests, Stage::Worker)),
+            Stage::Worker => None,
+        }
+    }
 }
 
 /// The first token of every reply inbox.
@@ -68,9 +77,8 @@ pub fn inbox_prefix(user: &str) -> String {
     format!("{INBOX}.{user}")
 }
 
-/// Whether `subject` is a reply inbox of someone watching or asking (`_INBOX.…`), not of a
-/// pipeline stage: the stages run as NATS users named after them, so their inboxes are
-/// `_INBOX.<stage>.…`, where their batches are acknowledged.
+/// Whether `subject` is a reply inbox of someone watching or asking, not of a stage: the stages
+/// run as NATS users named after them, their inboxes `_INBOX.<stage>.…`.
 pub fn is_people_inbox(subject: &str) -> bool {
     let Some(rest) = subject
         .strip_prefix(INBOX)
@@ -80,24 +88,6 @@ pub fn is_people_inbox(subject: &str) -> bool {
     };
     let user = rest.split('.').next().unwrap_or_default();
     !Stage::ALL.iter().any(|stage| stage.name() == user)
-}
-
-impl Subjects {
-    /// The subject a stage hands its batches on to, and the stage that takes them there, if
-    /// it hands any on (the worker only publishes nuggets, for people and tools).
-    pub fn output_of(&self, stage: Stage) -> Option<(&str, Stage)> {
-        match stage {
-            Stage::Rng => Some((&self.numbers, Stage::Hasher)),
-            Stage::Hasher => Some((&self.digests, Stage::Worker)),
-            Stage::Worker => None,
-        }
-    }
-}
-
-impl Default for Subjects {
-    fn default() -> Self {
-        Subjects::new(DEFAULT_PREFIX)
-    }
 }
 
 #[cfg(test)]

@@ -1,29 +1,16 @@
-//! What the recorder lets through: points as a stage writes them, checked line by line against
-//! the schema (`chocominer_influx::schema`), before anything reaches InfluxDB.
-//!
-//! A line passes when its measurement is one of the schema's, its only tag is `instance`,
-//! every field is one of that measurement's with its type, a count or a gauge is not negative
-//! (a share, such as `busy`, at most 1), a nugget record is one a hash made (its digest is
-//! SHA-256 of its number, with the zero bits it claims), and its time is given and not ahead of
-//! the recorder's clock by more than [`AHEAD_ALLOWED`]. A request passes whole or not at all.
+//! What the recorder lets through: each line checked against the stats schema (measurement, the
+//! one `instance` tag, field types and ranges, nugget records a hash made, a time given and not
+//! more than [`AHEAD_ALLOWED`] ahead). A request passes whole or not at all.
 
 use std::time::Duration;
 
-use chocominer_influx::schema::{self, Kind, Measurement, Type};
+use chocominer_influx::schema::{self, Field, Kind, Type};
 use chocominer_model::nugget;
 use influxdb_line_protocol::{FieldValue, parse_lines};
 
 /// How far ahead of the recorder's clock a point may be stamped: the stages stamp points with
 /// their own clocks, which the figures already need within a couple of seconds.
 pub const AHEAD_ALLOWED: Duration = Duration::from_secs(10);
-
-/// The measurements a stage writes.
-const MEASUREMENTS: [&Measurement; 4] = [
-    &schema::RNG,
-    &schema::HASHER,
-    &schema::WORKER,
-    &schema::NUGGET,
-];
 
 /// Why a request was refused: its first line that failed, and how.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,7 +32,7 @@ pub fn check(body: &str, now_ns: i64) -> Result<usize, Refused> {
         };
         let line = parsed.map_err(|e| refuse(format!("not line protocol: {e}")))?;
         let name = line.series.measurement.as_str();
-        let measurement = MEASUREMENTS
+        let measurement = schema::MEASUREMENTS
             .iter()
             .find(|m| m.name() == name)
             .ok_or_else(|| refuse(format!("measurement {name:?} is none of ours")))?;
@@ -82,7 +69,7 @@ pub fn check(body: &str, now_ns: i64) -> Result<usize, Refused> {
             };
             if let Some(value) = number
                 && known.kind() != Kind::Event
-                && !(value >= 0.0 && value <= most(measurement, field_name))
+                && !(value >= 0.0 && value <= most(known))
             {
                 return Err(refuse(format!(
                     "{name}.{field_name} = {value}: out of range"
@@ -90,28 +77,22 @@ pub fn check(body: &str, now_ns: i64) -> Result<usize, Refused> {
             }
         }
         if std::ptr::eq(*measurement, &schema::NUGGET) {
-            let text = |field: &str| {
-                line.field_set.iter().find_map(|(f, v)| match v {
-                    FieldValue::String(s) if f.as_str() == field => Some(s.as_str()),
-                    _ => None,
-                })
-            };
-            let zero_bits = line.field_set.iter().find_map(|(f, v)| match v {
-                FieldValue::I64(bits) if f.as_str() == schema::nugget::ZERO_BITS.name() => {
-                    Some(*bits)
-                }
-                _ => None,
-            });
-            let (Some(number), Some(digest), Some(zero_bits)) = (
-                text(schema::nugget::NUMBER.name()),
-                text(schema::nugget::DIGEST.name()),
-                zero_bits,
-            ) else {
+            let field = |name: &str| line.field_set.iter().find(|(f, _)| f.as_str() == name);
+            let (
+                Some((_, FieldValue::String(number))),
+                Some((_, FieldValue::String(digest))),
+                Some((_, FieldValue::I64(zero_bits))),
+            ) = (
+                field(schema::nugget::NUMBER.name()),
+                field(schema::nugget::DIGEST.name()),
+                field(schema::nugget::ZERO_BITS.name()),
+            )
+            else {
                 return Err(refuse(
                     "a nugget record without its number, digest or zero bits".into(),
                 ));
             };
-            nugget::check_record(number, digest, zero_bits)
+            nugget::check_record(number, digest, *zero_bits)
                 .map_err(|unsound| refuse(format!("a nugget no hash made: {unsound:?}")))?;
         }
         points += 1;
@@ -119,15 +100,12 @@ pub fn check(body: &str, now_ns: i64) -> Result<usize, Refused> {
     Ok(points)
 }
 
-/// The largest value a stage writes in `field` of `measurement`: a share at most 1, the
-/// difficulty at most a digest's 256 bits, anything else unbounded.
-fn most(measurement: &Measurement, field: &str) -> f64 {
-    let share = [schema::hasher::BUSY.name(), schema::worker::BUSY.name()];
-    if share.contains(&field) && !std::ptr::eq(measurement, &schema::RNG) {
+/// The largest value a stage writes in `field`: a share at most 1, the difficulty at most a
+/// digest's 256 bits, anything else unbounded.
+fn most(field: &Field) -> f64 {
+    if [schema::hasher::BUSY.field(), schema::worker::BUSY.field()].contains(field) {
         1.0
-    } else if std::ptr::eq(measurement, &schema::WORKER)
-        && field == schema::worker::DIFFICULTY.name()
-    {
+    } else if *field == schema::worker::DIFFICULTY.field() {
         256.0
     } else {
         f64::INFINITY

@@ -1,17 +1,12 @@
-//! recorder: the stages' write-only path to InfluxDB.
-//!
-//! InfluxDB 1.x lets whoever may write to a database also `DELETE` from it and `DROP SERIES`
-//! in it: no setting separates the two. So the stages do not hold InfluxDB's writer password;
-//! the recorder does. It takes the stages' points as InfluxDB would (`POST /write`, line
-//! protocol, the stages' own user and password in basic auth), checks every line against the
-//! schema ([`check`]: known measurements and fields, no negative count, nugget records a hash
-//! made, no time far ahead), and writes the request whole to InfluxDB, or refuses it whole
-//! (400, saying which line and why; the stage counts the points refused and logs it). It
-//! answers nothing else: no query, no delete.
+//! recorder: the stages' write-only path to InfluxDB. InfluxDB 1.x lets whoever may write to a
+//! database also delete from it, so the stages hold the recorder's password, not InfluxDB's
+//! (docs/security.md). It takes their points as InfluxDB would, checks every line ([`check`])
+//! and writes the request to InfluxDB whole, or refuses it whole; it answers nothing else:
 //!
 //! - `POST /write?db=<INFLUX_DB>`: 204 once InfluxDB has the points; 400 for a line that is
-//!   not a stage's; 401 without the stages' credentials; 404 for another database; 503 (with
-//!   InfluxDB's reason) when InfluxDB cannot take them now, which a stage retries later;
+//!   not a stage's (or times not in nanoseconds); 401 without the stages' credentials; 404 for
+//!   another database; 503 (with InfluxDB's reason) when InfluxDB cannot take them now, which
+//!   a stage retries later;
 //! - `GET /ping`: 204, as InfluxDB's, for a stage that waits for its InfluxDB;
 //! - `GET /healthz`, `GET /readyz` (see `chocominer_process::health`).
 
@@ -53,7 +48,7 @@ pub struct Config {
         long,
         env = "RECORDER_PASSWORD_FILE",
         value_name = "PATH",
-        value_parser = password_file
+        value_parser = influx::password_file
     )]
     pub password_file: Secret,
     /// Where the points go: InfluxDB, as its writer (INFLUX_USER, INFLUX_PASSWORD_FILE).
@@ -61,10 +56,6 @@ pub struct Config {
     pub influx: InfluxArgs,
     #[command(flatten)]
     pub health: HealthArgs,
-}
-
-fn password_file(path: &str) -> Result<Secret, String> {
-    influx::read_password_file(std::path::Path::new(path)).map(Secret::new)
 }
 
 /// What a run recorded.
@@ -162,8 +153,7 @@ async fn write(
             "only nanosecond times (precision=ns)",
         );
     }
-    let now_ns = chocominer_process::now_ns();
-    let points = match check::check(&body, now_ns) {
+    let points = match check::check(&body, chocominer_process::now_ns()) {
         Ok(points) => points,
         Err(refused) => {
             recorder.refused.fetch_add(1, Ordering::Relaxed);
@@ -217,13 +207,11 @@ fn basic(user: &str, password: &str) -> String {
         let n = (u32::from(chunk[0]) << 16)
             | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
             | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
+        // A character per 6 bits of the chunk, then a `=` per byte it is short of three.
+        for i in 0..=chunk.len() {
+            out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
         }
+        out.push_str(&"=="[..3 - chunk.len()]);
     }
     out
 }

@@ -1,9 +1,8 @@
 //! rng: makes random 32-byte numbers and sends them, in batches, to the hashers.
 //!
-//! It is the head of the pipeline: paced by `RNG_RATE` (numbers per second per instance), it
-//! publishes batches on `<prefix>.numbers` as requests and keeps at most `RNG_IN_FLIGHT` of them
-//! unacknowledged, so when the hashers fall behind it slows down instead of piling up work. When
-//! no hasher takes its batches (none running, or their workers gone) it holds them and waits.
+//! The head of the pipeline: paced by `RNG_RATE`, it sends batches on `<prefix>.numbers` as
+//! requests and keeps at most `RNG_IN_FLIGHT` of them unacknowledged, so when the hashers fall
+//! behind it slows down instead of piling up work; when no hasher takes them it holds them.
 //!
 //! One batch's path: [`run`] waits for the pace and for room in the sender's window, has
 //! `NumberMaker::make` make the numbers, encodes them and sends them.
@@ -11,14 +10,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chocominer_pipeline::NumberEncoding;
-use chocominer_pipeline::RateLimiter;
-use chocominer_pipeline::SenderStats;
 use chocominer_pipeline::codec::{self, NumberBatch, Numbers};
 use chocominer_pipeline::runtime::StageRuntime;
 use chocominer_pipeline::stats::Meter;
 use chocominer_pipeline::stats::schema::{self, FieldValue, Measurement, rng};
-use chocominer_pipeline::{CommonArgs, SettingError, Shutdown, Stage};
+use chocominer_pipeline::{CommonArgs, NumberEncoding, RateLimiter, SenderStats};
+use chocominer_pipeline::{SettingError, Shutdown, Stage};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -30,10 +27,9 @@ pub struct Config {
     /// Numbers per second made by this instance; 0 = unlimited [default: demo 100, full 0].
     #[arg(long, env = "RNG_RATE", value_parser = numbers_per_second)]
     pub rate: Option<f64>,
-    /// Numbers per batch [default: demo 1, full 32000]. Their digest batch must fit the
-    /// server's max payload (32 bytes a number seeded, 64 raw; 1 MB holds about 32,000 or
-    /// 16,000): a larger batch is refused once connected, naming the limit; the defaults are
-    /// lowered to fit.
+    /// Numbers per batch [default: demo 1, full 32000, lowered to fit]. Their digest batch must
+    /// fit the server's max payload (32 bytes a number seeded, 64 raw: 1 MB holds about 32,000
+    /// or 16,000); a larger batch is refused once connected, naming the limit.
     #[arg(long, env = "RNG_BATCH", value_parser = clap::value_parser!(u64).range(1..=largest_batch()))]
     pub batch: Option<u64>,
     /// How numbers travel: raw (32 bytes each) or seeded (a ChaCha8 seed per batch whose
@@ -49,8 +45,7 @@ pub struct Config {
     pub in_flight: Option<u64>,
 }
 
-/// The most numbers a batch may hold with any server: seeded numbers in a message of the
-/// largest max payload a nats-server takes.
+/// The most numbers a batch may hold with any server: seeded, in nats-server's largest payload.
 fn largest_batch() -> u64 {
     codec::max_batch_for_payload(
         chocominer_pipeline::NATS_PAYLOAD_LIMIT,
@@ -116,34 +111,29 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     let rate = config.rate.unwrap_or(defaults.rng_rate);
     let encoding = config.numbers.unwrap_or(defaults.rng_numbers);
     let max_payload = runtime.max_payload();
-    let batch = match config.batch.map(|b| b as usize) {
-        Some(wanted) => {
-            let max_batch = codec::max_batch_for_payload(max_payload, encoding);
-            if wanted > max_batch {
-                // Said before anything is sent; the runtime's stop is not needed for nothing
-                // sent.
-                return Err(SettingError {
-                    setting: "RNG_BATCH",
-                    reason: format!(
-                        "{wanted} {} numbers make digest batches larger than the server's \
-                         max payload of {max_payload} bytes; at most {max_batch} fit (or raise \
-                         max_payload in the nats-server config)",
-                        encoding.name(),
-                    ),
-                }
-                .into());
-            }
-            wanted
-        }
+    // The defaults are lowered to fit; a batch asked for is refused if it does not, before
+    // anything is sent (nothing for the runtime's stop to settle).
+    let batch = match config.batch {
+        Some(batch) => batch as usize,
         None => defaults.rng_batch_for(encoding, max_payload),
     };
-    let sender = runtime
-        .sender(
-            config
-                .in_flight
-                .map_or(defaults.rng_in_flight_for(encoding), |n| n as usize),
-        )
-        .await?;
+    let max_batch = codec::max_batch_for_payload(max_payload, encoding);
+    if batch > max_batch {
+        return Err(SettingError {
+            setting: "RNG_BATCH",
+            reason: format!(
+                "{batch} {} numbers make digest batches larger than the server's max payload of \
+                 {max_payload} bytes; at most {max_batch} fit (or raise max_payload in the \
+                 nats-server config)",
+                encoding.name(),
+            ),
+        }
+        .into());
+    }
+    let in_flight = config
+        .in_flight
+        .map_or(defaults.rng_in_flight_for(encoding), |n| n as usize);
+    let sender = runtime.sender(in_flight).await?;
     runtime.health.set_ready();
     let reporter = runtime.report(Arc::new(RngMeter {
         sender: sender.stats(),
@@ -189,12 +179,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// Makes the numbers of one batch after another, from one stream of random bytes. Public so
-/// that `just bench` measures the machine's limit with the very code rng runs.
+/// Makes one batch's numbers after another from one random stream: public for `just bench`.
 pub struct NumberMaker {
     rng: ChaCha8Rng,
     encoding: NumberEncoding,
-    /// Numbers per batch.
     batch: usize,
     /// The last raw batch (reused; empty when seeded).
     raw: Vec<u8>,

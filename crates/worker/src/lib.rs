@@ -1,27 +1,12 @@
 //! worker: judges every digest, keeps the nuggets, and counts hashes and nuggets per second.
 //!
-//! Replicas consume `<prefix>.digests` in queue group `worker`. A digest with at least
-//! `DIFFICULTY` leading zero bits is a nugget: it is published as one JSON object on
-//! `<prefix>.nuggets` and stored as a `nugget` point (number and digest, so anyone can verify
-//! it). Every second the `worker` point carries the hashes judged and nuggets found — the
-//! figures the dashboards graph — and the difficulty in force, so that a dashboard can tell
-//! nuggets found at different difficulties apart. A batch is acknowledged once judged and
-//! recorded.
+//! Replicas share `<prefix>.digests` in queue group `worker`. A digest with at least
+//! `DIFFICULTY` leading zero bits is a nugget: published as JSON on `<prefix>.nuggets` and
+//! stored as a `nugget` point. No digest is taken on trust (docs/architecture.md): every nugget
+//! candidate and a sample of the rest are hashed again, and a batch with a forged digest or a
+//! copy of a nugget recorded lately is refused whole; any other is acknowledged once recorded.
 //!
-//! A digest batch may come from anyone who can publish on `<prefix>.digests`, so it is not
-//! taken on trust. Before anything of it is recorded, every nugget candidate is hashed again
-//! (one SHA-256 each; they are rare), its number expanded from the seed for a seeded batch, and
-//! so is one digest in `SAMPLE_ONE_IN` (32) at random: a batch of made-up digests would otherwise
-//! count as hashes it never had. A batch with a digest that is not its number's SHA-256 (each
-//! such candidate counted as `forged`), or with a nugget recorded before (a copy sent again),
-//! is refused whole: nothing of it recorded or counted as judged, its sender counts it lost.
-//!
-//! `WORKER_DELAY_MS` simulates a costly judgement of each hash, one batch at a time, like the
-//! original's worker loop: 300 ms in the demo profile (about 3.3 hashes/s per worker, the
-//! lesson's first bottleneck), none in the full profile. Tests also use it to make the worker
-//! stage the slow one, to watch a slow stage slow the ones before it.
-//!
-//! One batch's path: [`run`] takes it from the intake and `Judging::take` decodes it, judges
+//! One batch's path: [`run`] takes it from the intake and `Judging::judge` decodes it, judges
 //! every digest, records and publishes the nuggets, and acknowledges it to the hasher.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,7 +45,7 @@ pub struct Report {
     pub nuggets: u64,
     /// Nugget candidates whose digest was not SHA-256 of their number: their batch refused.
     pub forged: u64,
-    /// Malformed messages refused.
+    /// Messages refused: malformed, or with forged digests or copied nuggets.
     pub rejected: u64,
 }
 
@@ -72,10 +57,7 @@ struct WorkerMeter {
     busy_ns: Counter,
     /// Last second's busy share, as f64 bits, for `$SRV.STATS`.
     last_busy: AtomicU64,
-    /// Malformed messages refused, and batches dropped because their hasher had already
-    /// given up on them.
     intake: Arc<IntakeStats>,
-    /// Leading zero bits that make a nugget here: a gauge, written every second.
     difficulty: u32,
 }
 
@@ -128,14 +110,11 @@ impl Meter for WorkerMeter {
 }
 
 pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
-    let difficulty = config
-        .difficulty
-        .unwrap_or(config.common.profile.defaults().difficulty);
-    let delay = config
-        .delay_ms
-        .map_or(config.common.profile.defaults().worker_delay, |ms| {
-            Duration::from_secs_f64(ms / 1000.0)
-        });
+    let defaults = config.common.profile.defaults();
+    let difficulty = config.difficulty.unwrap_or(defaults.difficulty);
+    let delay = config.delay_ms.map_or(defaults.worker_delay, |ms| {
+        Duration::from_secs_f64(ms / 1000.0)
+    });
     let Some(runtime) = StageRuntime::start(Stage::Worker, &config.common, &shutdown).await? else {
         return Ok(Report::default());
     };
@@ -146,10 +125,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
             subject: runtime.subjects.digests.clone(),
             instance: runtime.instance.clone(),
             service: runtime.service_connector(),
-            // One subscription in the group, read in the order the server delivers: a worker
-            // judges one batch at a time, and extra subscriptions read in turn with its own
-            // let the batches queued there wait past their senders' patience (measured: 15-33 s,
-            // counted lost).
+            // One subscription: a worker judges one batch at a time, and batches queued on extra
+            // subscriptions waited past their senders' patience (measured: 15-33 s, lost).
             capacity: None,
         },
     )
@@ -174,7 +151,10 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         delay,
     };
     while let Some(incoming) = intake.next(&shutdown).await {
-        judging.take(incoming).await;
+        let started = Instant::now();
+        judging.judge(incoming).await;
+        let busy = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        judging.meter.busy_ns.add(busy);
     }
     intake.close();
     let report = Report {
@@ -205,25 +185,15 @@ struct Judging {
 }
 
 impl Judging {
-    /// One batch, from its arrival to its answer, the time counted as busy.
-    async fn take(&self, incoming: Incoming) {
-        let started = Instant::now();
-        self.judge(incoming).await;
-        self.meter
-            .busy_ns
-            .add(u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
-    }
-
     /// Decodes the batch, judges every digest, checks and records the nuggets, acknowledges.
     async fn judge(&self, incoming: Incoming) {
         let batch = match DigestBatch::decode(incoming.body(), self.max_payload) {
             Ok(batch) => batch,
             Err(e) => return incoming.refuse(e).await,
         };
-        // The simulated cost comes before the expiry check: a batch whose sender gave up on
-        // it meanwhile is dropped, not counted twice (lost there, judged here). One that could
-        // not be judged in time is dropped before the cost is paid: paying it would make the
-        // batches behind it late too.
+        // The simulated cost comes before the expiry check, so a batch its sender gave up on
+        // meanwhile is dropped, not counted twice; one that cannot be judged in time is dropped
+        // before the cost is paid, which would make the batches behind it late too.
         if !self.delay.is_zero() {
             let cost = self
                 .delay
@@ -240,8 +210,7 @@ impl Judging {
         if incoming.expired() {
             return incoming.drop_expired();
         }
-        // Judged, it must be acknowledged; if that cannot be, the hasher counts it lost, so it
-        // is not judged either.
+        // Judged, it must be acknowledged: if it cannot be, the hasher counts it lost.
         if !incoming.answerable() {
             return incoming.drop_unanswerable();
         }
@@ -270,20 +239,15 @@ impl Judging {
                 ))
                 .await;
         }
-        let origin = incoming.origin();
         for (number, digest) in found {
-            let found = record_nugget(&self.sink, &number, digest, difficulty, origin.clone());
-            self.publish(&found).await;
-            self.meter.nuggets.add(1);
+            self.record(&number, digest, incoming.origin()).await;
         }
         self.meter.hashes.add(batch.count() as u64);
-        // Judged and recorded: acknowledge to the hasher.
         incoming.ack().await;
     }
 
-    /// How many of the nuggets `found` are copies: of one recorded lately, or twice in the
-    /// batch. When there are none and the batch is `sound` otherwise, they are remembered as
-    /// recorded.
+    /// How many of the nuggets `found` are copies (of one recorded lately, or twice in the batch);
+    /// with none, and the batch otherwise `sound`, they are remembered.
     fn remember(&self, found: &[([u8; 32], &[u8])], sound: bool) -> usize {
         let mut recent = self.recent.lock().unwrap();
         let mut in_batch = std::collections::HashSet::new();
@@ -299,7 +263,7 @@ impl Judging {
         copies
     }
 
-    /// Counts a nugget candidate whose digest is not its number's, and says so (rate-limited).
+    /// Counts a forged nugget candidate, and says so (rate-limited).
     fn forged(&self, incoming: &Incoming, number: &[u8], digest: &[u8]) {
         self.meter.forged.add(1);
         if let Some(left_out) = self.forgery_log.admit() {
@@ -316,14 +280,33 @@ impl Judging {
         }
     }
 
-    /// Publishes a nugget on the live feed.
-    async fn publish(&self, found: &Nugget) {
-        let json = serde_json::to_vec(found).expect("a nugget always serializes");
+    /// Stores a nugget (a point with the stats) and publishes it on the live feed.
+    async fn record(&self, number: &[u8], digest: &[u8], batch: Option<String>) {
+        let found = Nugget {
+            number: hex::encode(number),
+            digest: hex::encode(digest),
+            zero_bits: nugget::leading_zero_bits(digest),
+            difficulty: self.meter.difficulty,
+            instance: self.sink.instance().to_owned(),
+            batch,
+            found_at_ns: self.sink.event_time_ns(),
+        };
+        self.sink.push(Point {
+            measurement: &schema::NUGGET,
+            fields: vec![
+                schema::nugget::NUMBER.of(found.number.clone()),
+                schema::nugget::DIGEST.of(found.digest.clone()),
+                schema::nugget::ZERO_BITS.of(found.zero_bits),
+            ],
+            time_ns: found.found_at_ns,
+        });
+        tracing::debug!(digest = %found.digest, "nugget");
+        let json = serde_json::to_vec(&found).expect("a nugget always serializes");
         if let Err(e) = self.client.publish(self.nuggets.clone(), json.into()).await {
-            // Only the live feed missed it: the nugget's record goes to InfluxDB with the stats
-            // (when they are written at all), apart from this publication.
+            // Only the live feed missed it: its point goes with the stats all the same.
             tracing::warn!("could not publish a nugget on {}: {e}", self.nuggets);
         }
+        self.meter.nuggets.add(1);
     }
 }
 
@@ -333,14 +316,9 @@ const SAMPLE_ONE_IN: usize = 32;
 /// Nuggets remembered to refuse copies: minutes of the demo's, seconds of the full profile's.
 const RECENT_NUGGETS: usize = 4096;
 
-/// How many of a random sample of `batch`'s digests (one in [`SAMPLE_ONE_IN`], at least one)
-/// are not SHA-256 of their numbers.
+/// How many of a random sample of `batch`'s digests are not SHA-256 of their numbers.
 fn wrong_in_sample(batch: &DigestBatch<'_>) -> usize {
-    let count = batch.count();
-    if count == 0 {
-        return 0;
-    }
-    let stride = SAMPLE_ONE_IN.min(count);
+    let stride = SAMPLE_ONE_IN.min(batch.count()).max(1);
     let first = rand::random_range(0..stride);
     batch
         .digests()
@@ -359,35 +337,6 @@ fn parse_delay_ms(text: &str) -> Result<f64, String> {
     } else {
         Err("a number of milliseconds from 0 to 3600000".into())
     }
-}
-
-fn record_nugget(
-    sink: &StatsSink,
-    number: &[u8],
-    digest: &[u8],
-    difficulty: u32,
-    batch: Option<String>,
-) -> Nugget {
-    let found = Nugget {
-        number: hex::encode(number),
-        digest: hex::encode(digest),
-        zero_bits: nugget::leading_zero_bits(digest),
-        difficulty,
-        instance: sink.instance().to_owned(),
-        batch,
-        found_at_ns: sink.event_time_ns(),
-    };
-    sink.push(Point {
-        measurement: &schema::NUGGET,
-        fields: vec![
-            schema::nugget::NUMBER.of(found.number.clone()),
-            schema::nugget::DIGEST.of(found.digest.clone()),
-            schema::nugget::ZERO_BITS.of(found.zero_bits),
-        ],
-        time_ns: found.found_at_ns,
-    });
-    tracing::debug!(digest = %found.digest, "nugget");
-    found
 }
 
 #[cfg(test)]
