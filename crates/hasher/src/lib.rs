@@ -37,13 +37,14 @@ pub const STOP_GRACE: Duration = Duration::from_secs(10);
 pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Simulated cost of one hash, in milliseconds [default: demo 100, full 0].
+    /// Simulated cost of one hash, in milliseconds [default: demo 50, full 0].
     #[arg(long, env = "HASHER_DELAY_MS")]
     pub delay_ms: Option<u64>,
     /// Batches hashed at once [default: demo 1, full number of cores].
     #[arg(long, env = "HASHER_CONCURRENCY", value_parser = clap::value_parser!(u64).range(1..))]
     pub concurrency: Option<u64>,
-    /// Digest batches that may wait for a worker's acknowledgement at once [default: 8].
+    /// Digest batches that may wait for a worker's acknowledgement at once [default: demo 16,
+    /// full 8].
     #[arg(long, env = "HASHER_IN_FLIGHT", value_parser = clap::value_parser!(u64).range(1..))]
     pub in_flight: Option<u64>,
     /// Batches taken in that may wait for a hashing slot; more are given back to rng, which

@@ -24,7 +24,7 @@ use rand_chacha::ChaCha8Rng;
 pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,
-    /// Numbers per second made by this instance; 0 = unlimited [default: demo 100, full 0].
+    /// Numbers per second made by this instance; 0 = unlimited [default: demo 10, full 0].
     #[arg(long, env = "RNG_RATE", value_parser = numbers_per_second)]
     pub rate: Option<f64>,
     /// Numbers per batch [default: demo 1, full 32000, lowered to fit]. Their digest batch must
@@ -39,7 +39,7 @@ pub struct Config {
     /// Seed for a reproducible stream of numbers [default: random].
     #[arg(long, env = "RNG_SEED")]
     pub seed: Option<u64>,
-    /// Batches that may wait for an acknowledgement at once [default: demo 32, full 16, or 8
+    /// Batches that may wait for an acknowledgement at once [default: demo 16, full 16, or 8
     /// with raw numbers].
     #[arg(long, env = "RNG_IN_FLIGHT", value_parser = clap::value_parser!(u64).range(1..))]
     pub in_flight: Option<u64>,
