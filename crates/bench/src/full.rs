@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bench::model::{FullRun, ProcessFigures, Traffic};
-use chocominer_pipeline::NumberEncoding;
+use chocominer_codec::NumberEncoding;
 use serde_json::Value;
 use testkit::{Stack, procstat};
 use tokio::time::Instant;

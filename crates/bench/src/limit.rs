@@ -5,7 +5,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use chocominer_pipeline::NumberEncoding;
+use chocominer_codec::NumberEncoding;
 use rng::NumberMaker;
 
 use crate::model::Limit;

@@ -25,8 +25,8 @@ use std::time::Duration;
 use bench::limit;
 use bench::model::{Bench, Settings};
 use bench::{machine, render, targets};
-use chocominer_pipeline::codec::CONFIGURED_MAX_PAYLOAD;
-use chocominer_pipeline::{NumberEncoding, Profile};
+use chocominer_codec::{CONFIGURED_MAX_PAYLOAD, NumberEncoding};
+use chocominer_pipeline::Profile;
 use clap::Parser;
 use clap::builder::FalseyValueParser;
 use testkit::results::{parse_duration, stage_bins, write_result};
@@ -99,7 +99,7 @@ pub struct Config {
 fn main() -> ExitCode {
     // Its NATS client's own INFO lines are left out (as every binary's, see DEFAULT_FILTER):
     // the client of a stack already stopped would say every few seconds that it reconnects.
-    chocominer_pipeline::init_telemetry();
+    chocominer_process::init_telemetry();
     let mut config = Config::parse();
     // Increasing, once each: the efficiency is against the smallest H.
     config.demo_hashers.sort_unstable();

@@ -23,7 +23,7 @@ mod common;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::Client;
-use chocominer_pipeline::Shutdown;
+use chocominer_process::Shutdown;
 use common::DigestFlow;
 use testkit::{
     Cluster, DB, Influx, POLL, SOON, Service, Stack, as_i64, eventually, wait_for_service,

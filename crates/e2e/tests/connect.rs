@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use chocominer_pipeline::{NatsArgs, Shutdown};
+use chocominer_process::{NatsArgs, Shutdown};
 use testkit::NatsServer;
 use testkit::tls::TestCa;
 
@@ -36,7 +36,7 @@ async fn a_list_of_urls_connects_through_the_server_that_answers() {
     assert_eq!(args.server_urls().len(), 2);
     let connected = tokio::time::timeout(
         Duration::from_secs(20),
-        chocominer_pipeline::connect(&args, "list-test", &Shutdown::new()),
+        chocominer_process::connect(&args, "list-test", &Shutdown::new()),
     )
     .await
     .expect("connected within 20 s")
@@ -58,7 +58,7 @@ async fn the_first_url_of_a_list_is_tried_first() {
         for _ in 0..8 {
             let client = tokio::time::timeout(
                 Duration::from_secs(20),
-                chocominer_pipeline::connect(&args, "order-test", &Shutdown::new()),
+                chocominer_process::connect(&args, "order-test", &Shutdown::new()),
             )
             .await
             .expect("connected within 20 s")
@@ -80,7 +80,7 @@ async fn connect_with(nats: &NatsServer, settings: &[&str]) -> Result<async_nats
         .collect();
     let args = testkit::nats_args(&settings);
     let shutdown = Shutdown::new();
-    let attempt = chocominer_pipeline::connect(&args, "tls-test", &shutdown);
+    let attempt = chocominer_process::connect(&args, "tls-test", &shutdown);
     match tokio::time::timeout(Duration::from_secs(10), attempt).await {
         Ok(Ok(Some(client))) => Ok(client),
         Ok(Ok(None)) => unreachable!("no shutdown was triggered"),

@@ -5,15 +5,15 @@
 
 use std::time::Duration;
 
+use async_nats::service::NATS_SERVICE_ERROR;
 use async_nats::service::{Info, PingResponse, Stats};
 use bytes::Bytes;
-use chocominer_pipeline::codec::HEADER_BATCH;
-use chocominer_pipeline::{
-    Connector, EXTRA_SUBSCRIPTIONS, Intake, IntakeConfig, NATS_SERVICE_ERROR,
-};
+use chocominer_codec::HEADER_BATCH;
+use chocominer_model::Stage;
+use chocominer_pipeline::{EXTRA_SUBSCRIPTIONS, Intake, IntakeConfig};
 use chocominer_pipeline::{Incoming, STOP_FENCE};
 use chocominer_pipeline::{LATE_GRACE, Sender, SenderConfig};
-use chocominer_pipeline::{Shutdown, Stage};
+use chocominer_process::{Connector, Shutdown};
 use futures::StreamExt;
 use testkit::{NatsServer, eventually};
 
@@ -629,8 +629,8 @@ async fn only_an_answer_naming_its_batch_settles_it() {
 /// clock, is stale on arrival however fresh it looks to the receiver's own clock.
 #[tokio::test]
 async fn a_batch_that_waited_on_its_way_is_expired_on_arrival() {
-    use chocominer_pipeline::codec::format_sent_at;
-    use chocominer_pipeline::codec::{HEADER_INSTANCE, HEADER_SENT_MS, HEADER_TTL_MS};
+    use chocominer_codec::format_sent_at;
+    use chocominer_codec::{HEADER_INSTANCE, HEADER_SENT_MS, HEADER_TTL_MS};
     use std::time::SystemTime;
 
     let nats = NatsServer::start_without_authorization("").await;
@@ -715,7 +715,7 @@ async fn a_batch_outliving_its_ttl_is_expired() {
     // 585 million years a deadline that never comes (and no panic).
     for ttl in ["abc", "-5", "18446744073709551615"] {
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert(chocominer_pipeline::codec::HEADER_TTL_MS, ttl);
+        headers.insert(chocominer_codec::HEADER_TTL_MS, ttl);
         client
             .publish_with_reply_and_headers("t.ttl", "nobody", headers, Bytes::from_static(b"x"))
             .await

@@ -6,10 +6,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
 use async_nats::Message;
+use async_nats::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 use bytes::Bytes;
-use chocominer_pipeline::Shutdown;
-use chocominer_pipeline::codec::{DigestBatch, FORMAT_VERSION, NUMBER_LEN, NumberBatch, Numbers};
-use chocominer_pipeline::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
+use chocominer_codec::{DigestBatch, FORMAT_VERSION, NUMBER_LEN, NumberBatch, Numbers};
+use chocominer_process::Shutdown;
 use common::{DIGESTS, DigestFlow, NUGGETS, NUMBERS, junk};
 use testkit::{POLL, SOON, Stack, eventually};
 use tokio::time::timeout;

@@ -8,8 +8,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use async_nats::Client;
-use chocominer_pipeline::Shutdown;
-use chocominer_pipeline::codec::{BatchHeaders, NUMBER_LEN, NumberBatch, Numbers};
+use chocominer_codec::{BatchHeaders, NUMBER_LEN, NumberBatch, Numbers};
+use chocominer_process::Shutdown;
 use futures::StreamExt;
 use testkit::{NatsServer, Service, cargo_bin_async, eventually, free_port, parse};
 use tokio::time::timeout;

@@ -3,7 +3,8 @@
 //! them, so a changed default cannot leave a stale figure in front of the user (it once said
 //! demo 100 for rng's rate, 10, and for the hasher's delay, 50).
 
-use chocominer_pipeline::{NumberEncoding, Profile};
+use chocominer_codec::NumberEncoding;
+use chocominer_pipeline::Profile;
 use clap::CommandFactory;
 
 /// The help of `--long` in `command`, on one line.

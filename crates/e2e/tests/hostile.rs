@@ -8,14 +8,14 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_nats::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 use async_nats::{Client, HeaderMap, Message, Subscriber};
 use bytes::Bytes;
-use chocominer_pipeline::Shutdown;
-use chocominer_pipeline::codec::{
+use chocominer_codec::{
     BatchHeaders, DigestBatch, HEADER_TTL_MS, NUMBER_LEN, NumberBatch, Numbers,
 };
-use chocominer_pipeline::nugget::{Nugget, is_nugget};
-use chocominer_pipeline::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
+use chocominer_model::nugget::{Nugget, is_nugget};
+use chocominer_process::Shutdown;
 use common::{DIGESTS, NUGGETS, NUMBERS, check_nugget_point, junk};
 use futures::StreamExt;
 use serde_json::Value;
@@ -118,7 +118,7 @@ fn forged_digest(zeros: usize, salt: u8) -> [u8; 32] {
 }
 
 fn forgeries() -> Vec<Forgery> {
-    use chocominer_pipeline::nugget::is_digest_of;
+    use chocominer_model::nugget::is_digest_of;
     use sha2::{Digest, Sha256};
     let mut all = Vec::new();
     // Raw numbers, every digest zero: 256 leading zero bits beside any number.
@@ -765,7 +765,7 @@ async fn malformed_service_requests_cannot_disconnect_the_pipeline() {
 /// are all hashed, nothing expires, nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_send_times_cannot_make_an_honest_senders_batches_stale() {
-    use chocominer_pipeline::codec::{HEADER_INSTANCE, HEADER_SENT_MS, format_sent_at};
+    use chocominer_codec::{HEADER_INSTANCE, HEADER_SENT_MS, format_sent_at};
     let stack = Stack::start().await;
     let flow = common::DigestFlow::watch(&stack.client).await;
     let pipeline = stack

@@ -11,7 +11,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use chocominer_pipeline::http::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS};
+use chocominer_process::http::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS};
 use testkit::{StageProcess, cargo_bin_async, eventually, free_port};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

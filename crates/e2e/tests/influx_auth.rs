@@ -8,8 +8,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use chocominer_influx::schema::{self, nugget};
 use chocominer_influx::{Client, InfluxArgs, QueryError, Secret, WriteError};
-use chocominer_pipeline::stats::schema::{self, nugget};
 use chocominer_pipeline::stats::{Point, StatsWriter};
 use testkit::{DB, Influx, POLL, SOON, eventually, eventually_eq};
 
@@ -183,7 +183,7 @@ async fn stats_refused_for_want_of_a_database_are_held_until_an_administrator_ac
     let db = "later";
     let writer = StatsWriter::start(&influx.writer(db), "w1").unwrap();
     let sink = writer.sink();
-    let now = chocominer_pipeline::stats::now_ns();
+    let now = chocominer_process::now_ns();
     for i in 0..3u32 {
         sink.push(Point {
             measurement: &schema::NUGGET,

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chocominer_pipeline::Shutdown;
+use chocominer_process::Shutdown;
 use common::{DigestFlow, assert_one_per_second, check_nugget_point};
 use testkit::{POLL, SOON, Stack, as_i64, eventually};
 use tokio::time::sleep;

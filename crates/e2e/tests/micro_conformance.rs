@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use chocominer_pipeline::Shutdown;
+use chocominer_process::Shutdown;
 use testkit::Stack;
 
 /// The venv's Python (where install-deps puts nats-py), else `python3` on PATH.

@@ -27,7 +27,7 @@ async fn connect_watched(
 ) -> (Client, mpsc::UnboundedReceiver<String>) {
     let (errors, refusals) = mpsc::unbounded_channel();
     let client = ConnectOptions::with_user_and_password(role.into(), nats.password(role).into())
-        .custom_inbox_prefix(chocominer_pipeline::inbox_prefix(role))
+        .custom_inbox_prefix(chocominer_model::inbox_prefix(role))
         .event_callback(move |event| {
             let errors = errors.clone();
             async move {

@@ -6,9 +6,9 @@ mod common;
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
-use chocominer_pipeline::Shutdown;
-use chocominer_pipeline::nugget::{Nugget, leading_zero_bits};
-use chocominer_pipeline::stats::schema;
+use chocominer_influx::schema;
+use chocominer_model::nugget::{Nugget, leading_zero_bits};
+use chocominer_process::Shutdown;
 use common::{DigestFlow, NUGGETS, check_nugget_point};
 use futures::StreamExt;
 use testkit::{POLL, SOON, Stack, eventually};

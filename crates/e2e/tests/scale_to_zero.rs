@@ -2,7 +2,7 @@
 //! the stage before it holds its batches, says once that it waits, and resumes when a
 //! replica is back; its stats show it waiting (`waiting` > 0), not losing.
 
-use chocominer_pipeline::Shutdown;
+use chocominer_process::Shutdown;
 use testkit::{POLL, SOON, Stack, as_i64, eventually};
 
 /// Whether the newest point of `measurement` shows batches waiting for a missing consumer.

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use chocominer_pipeline::stats::schema::{self, nugget};
+use chocominer_influx::schema::{self, nugget};
 use chocominer_pipeline::stats::{Point, StatsWriter};
 use testkit::{DB, Influx};
 
@@ -29,7 +29,7 @@ async fn a_point_that_would_write_lines_of_its_own_is_never_written() {
     influx.create_database(DB).await;
     // As a stage writes: the writer's credentials.
     let args = influx.writer(DB);
-    let now = chocominer_pipeline::stats::now_ns();
+    let now = chocominer_process::now_ns();
 
     // The attack: a line break in the instance tag, then in a string field.
     let forged = StatsWriter::start(&args, "w1\nnugget").unwrap();

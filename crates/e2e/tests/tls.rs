@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use chocominer_pipeline::Shutdown;
+use chocominer_process::Shutdown;
 use testkit::tls::TestCa;
 use testkit::{NatsServer, POLL, SOON, Service, eventually};
 
@@ -42,7 +42,7 @@ async fn a_pipeline_runs_over_mutual_tls() {
     };
     let test_settings = settings("debug", "test");
     let test_settings: Vec<&str> = test_settings.iter().map(String::as_str).collect();
-    let client = chocominer_pipeline::connect(
+    let client = chocominer_process::connect(
         &testkit::nats_args(&test_settings),
         "test",
         &Shutdown::new(),

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_nats::Client;
 use bytes::Bytes;
-use chocominer_pipeline::codec::HEADER_BATCH;
+use chocominer_codec::HEADER_BATCH;
 use common::{NUGGETS, NUMBERS};
 use futures::StreamExt;
 use testkit::{POLL, SOON, Stack, eventually};
@@ -131,7 +131,7 @@ impl Intruders {
                 loop {
                     let intruder = tokio::select! {
                         Some(m) = nuggets.next() => {
-                            serde_json::from_slice::<chocominer_pipeline::nugget::Nugget>(&m.payload)
+                            serde_json::from_slice::<chocominer_model::nugget::Nugget>(&m.payload)
                                 .is_err()
                         }
                         Some(m) = numbers.next() => {

@@ -8,7 +8,7 @@ mod common;
 
 use std::hint::black_box;
 
-use chocominer_pipeline::codec::{
+use chocominer_codec::{
     CONFIGURED_MAX_PAYLOAD, NUMBER_LEN, NumberEncoding, Numbers, max_batch_for_payload,
 };
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};

@@ -4,7 +4,7 @@
 //! batch's output: about a fifth of the time per number less than `Sha256::digest`
 //! (`just bench-micro`).
 
-use chocominer_pipeline::codec::{self, DIGEST_LEN, NUMBER_LEN, Numbers};
+use chocominer_codec::{DIGEST_LEN, NUMBER_LEN, Numbers};
 use sha2::block_api::compress256;
 
 /// SHA-256's initial hash value (FIPS 180-4, section 5.3.3).
@@ -52,7 +52,7 @@ pub(crate) fn digest_each(numbers: &Numbers, digests: &mut [u8]) {
 
 /// SHA-256 of each number, concatenated: public, so the benchmarks measure the hasher's code.
 pub fn digest_all(numbers: &Numbers) -> Vec<u8> {
-    let mut digests = vec![0u8; numbers.count() * codec::DIGEST_LEN];
+    let mut digests = vec![0u8; numbers.count() * DIGEST_LEN];
     digest_each(numbers, &mut digests);
     digests
 }

@@ -1,10 +1,8 @@
 //! hasher: computes the SHA-256 digest of each number and hands the batch on to the workers.
 //!
-//! Replicas share `<prefix>.numbers` in queue group `hasher`. A batch is acknowledged to rng
-//! once hashed and handed on to `<prefix>.digests`; at most `HASHER_IN_FLIGHT` digest batches
-//! wait for the workers, so a slow worker stage slows the hasher, and it slows rng. While no
-//! worker listens, batches go back to rng unhashed ("turned away"), and rng holds them. What
-//! one batch may cost is bounded, whoever sent it (docs/architecture.md).
+//! A batch is acknowledged to rng once hashed and handed on to `<prefix>.digests`; while no
+//! worker listens, it goes back to rng unhashed ("turned away"), which holds it. Backpressure
+//! and the bound on what one batch may cost: docs/architecture.md.
 //!
 //! One batch's path: [`run`] takes it from the intake, refuses it there if it is malformed or
 //! too costly, and gives it a task of its own if the queue has room, where `Hashing::take`
@@ -14,13 +12,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use chocominer_pipeline::codec::{DIGEST_LEN, DigestBody, NumberBatch, Numbers};
+use chocominer_codec::{DIGEST_LEN, DigestBody, NumberBatch, Numbers};
+use chocominer_influx::schema::{self, FieldValue, Measurement, hasher};
+use chocominer_model::Stage;
 use chocominer_pipeline::runtime::StageRuntime;
-use chocominer_pipeline::stats::schema::{self, FieldValue, Measurement, hasher};
 use chocominer_pipeline::stats::{Counter, Meter};
-use chocominer_pipeline::{CommonArgs, Shutdown, Stage, Throttle};
-use chocominer_pipeline::{Incoming, Intake, IntakeConfig, IntakeStats};
-use chocominer_pipeline::{Sender, SenderStats};
+use chocominer_pipeline::{CommonArgs, Incoming, IntakeStats, Sender, SenderStats};
+use chocominer_process::{Shutdown, Throttle};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use tokio_util::task::TaskTracker;
 
@@ -33,7 +31,7 @@ use digest::digest_each;
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "hasher", version, about = "ChocoMiner hasher: SHA-256 of every number, handed on to the workers", after_help = chocominer_pipeline::ENV_HELP)]
+#[command(name = "hasher", version, about = "ChocoMiner hasher: SHA-256 of every number, handed on to the workers", after_help = chocominer_process::ENV_HELP)]
 pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,
@@ -75,6 +73,7 @@ pub struct Report {
 }
 
 /// Counters of a hasher, for its per-second point and its NATS stats.
+#[derive(Default)]
 struct HasherMeter {
     hashes: Counter,
     busy_ns: Counter,
@@ -150,27 +149,15 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         .in_flight
         .map_or(defaults.hasher_in_flight, |n| n as usize);
     let sender = runtime.sender(in_flight).await?;
-    let mut intake = Intake::start(
-        runtime.client.clone(),
-        IntakeConfig {
-            stage: Stage::Hasher,
-            subject: runtime.subjects.numbers.clone(),
-            instance: runtime.instance.clone(),
-            service: runtime.service_connector(),
-            // A batch per hashing slot and two more at hand: while it holds fewer, NATS is
-            // steered towards this hasher (`EXTRA_SUBSCRIPTIONS` in the pipeline's intake).
-            capacity: Some(concurrency + 2),
-        },
-    )
-    .await?;
+    // A batch per hashing slot and two more at hand: while it holds fewer, NATS is steered here.
+    let mut intake = runtime
+        .intake(&runtime.subjects.numbers, Some(concurrency + 2))
+        .await?;
     let meter = Arc::new(HasherMeter {
-        hashes: Counter::default(),
-        busy_ns: Counter::default(),
         concurrency,
         sender: sender.stats(),
         intake: intake.stats(),
-        queue_full: Counter::default(),
-        last_busy: AtomicU64::new(0),
+        ..Default::default()
     });
     intake.set_stats_data({
         let meter = meter.clone();
@@ -202,9 +189,8 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     });
     // A permit for each batch taken in and not yet answered: those hashed and those waiting.
     let taken_in = Arc::new(Semaphore::new(concurrency + queue));
-    // Every batch is taken off the subscription at once and waits for a hashing slot in its
-    // own task: its time here then counts from its arrival, so a batch rng has given up on is
-    // recognised as expired (a batch left in the client's buffer would look fresh).
+    // Every batch waits for a hashing slot in a task of its own, not in the client's buffer,
+    // where it would look fresh: a batch rng has given up on is recognised as expired.
     let batches = TaskTracker::new();
     let queue_log = Throttle::default();
     while let Some(incoming) = intake.next(&shutdown).await {
@@ -411,8 +397,7 @@ impl Hashing {
     /// unfinished first: checked on arrival, at the stop, and at its latest start.
     async fn take_slot(&self, incoming: &Incoming, cost: Duration) -> Result<Slot<'_>, Unfinished> {
         // Each wake-up but the slot's comes once (the stop, the latest start), and the check
-        // after the latest start lets the batch go: three rounds do; a fourth is a margin, and
-        // after it the batch is left unfinished anyway.
+        // after the latest start lets the batch go: three rounds do, a fourth is a margin.
         for _ in 0..4 {
             if let Some(why) = self.must_leave_unfinished(incoming, cost) {
                 return Err(why);

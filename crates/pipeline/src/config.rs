@@ -2,12 +2,11 @@
 
 use std::time::Duration;
 
-use chocominer_process::{
-    HealthArgs, InfluxArgs, NatsArgs, default_instance, host_name, parse_instance,
-};
+use chocominer_influx::InfluxArgs;
+use chocominer_model::Subjects;
+use chocominer_process::{HealthArgs, NatsArgs, default_instance, host_name, parse_instance};
 
 use crate::profile::Profile;
-use chocominer_model::Subjects;
 
 /// Options every stage has.
 // The field comments are clap's `--help` text, written for a terminal: `<host name>` is not HTML.

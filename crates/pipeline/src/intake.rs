@@ -1,17 +1,13 @@
 //! Taking batches in: the input side of a stage, as [`sender`](crate::sender) is its output
-//! side. A replica consumes the stage's input subject in the stage's queue group and answers
-//! the NATS service protocol ([`crate::service`]).
+//! side, in the stage's queue group, answering the NATS service protocol ([`crate::service`]).
 //!
-//! NATS gives each batch to a random *subscription* of the group, not to the least busy
-//! replica. So a replica given a [`capacity`](IntakeConfig::capacity) makes
-//! [`EXTRA_SUBSCRIPTIONS`] more per batch it is short of it, each ended by the server after one
-//! batch (docs/performance.md, "Random routing"). They are never withdrawn, only not renewed: a
-//! subscription ended by the client loses the batch the server may already be sending it.
+//! Extra subscriptions, each ended by the server after one batch, steer NATS's random choice
+//! towards a replica short of its [`capacity`](IntakeConfig::capacity) (docs/performance.md,
+//! "Random routing"). They are never withdrawn, only not renewed: a subscription ended by the
+//! client loses the batch the server may already be sending it.
 //!
 //! Every batch taken in is settled once, through its [`Incoming`] (the sender module's *A
-//! batch's life*). An answer may only go out on the connection the batch came on (a restarted
-//! server, or another node of a cluster, refuses it), so a batch that came before the
-//! connection broke is dropped, not worked on: its sender counts it lost.
+//! batch's life*).
 //!
 //! Stopping drops no batch on its way here (async-nats's `drain`, 0.51, forgets the
 //! subscription before the server has confirmed, dropping what the server already sent): the
@@ -28,25 +24,22 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_nats::connection::State;
+use async_nats::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 use async_nats::{Client, HeaderMap, Message, Subscriber};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::{SelectAll, Stream};
 use tokio::sync::Notify;
 
-use crate::codec::{
-    BatchHeaders, HEADER_BATCH, HEADER_INSTANCE, HEADER_SENT_MS, HEADER_TTL_MS, parse_sent_at,
-    parse_ttl,
-};
 use crate::service::{Identity, Service};
 use crate::stats::Counter;
 use crate::transit::{Seen, Transit};
+use chocominer_codec::{
+    BatchHeaders, HEADER_BATCH, HEADER_INSTANCE, HEADER_SENT_MS, HEADER_TTL_MS, parse_sent_at,
+    parse_ttl,
+};
 use chocominer_model::Stage;
-use chocominer_process::Shutdown;
-use chocominer_process::Throttle;
-use chocominer_process::{Connector, round_trip};
-
-pub use async_nats::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
+use chocominer_process::{Connector, Shutdown, Throttle, round_trip};
 
 /// The service error code of a batch turned away: its sender holds it and waits, as for "no
 /// responders".

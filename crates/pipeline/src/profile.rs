@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-pub use crate::codec::NumberEncoding;
+use chocominer_codec::{NumberEncoding, max_batch_for_payload};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Profile {
@@ -40,7 +40,7 @@ impl Defaults {
     /// The profile's rng batch, lowered so that its digest batch fits `max_payload`.
     pub fn rng_batch_for(&self, encoding: NumberEncoding, max_payload: usize) -> usize {
         self.rng_batch
-            .min(crate::codec::max_batch_for_payload(max_payload, encoding))
+            .min(max_batch_for_payload(max_payload, encoding))
     }
 
     pub fn rng_in_flight_for(&self, encoding: NumberEncoding) -> usize {
@@ -78,9 +78,8 @@ impl Profile {
             },
             Profile::Full => Defaults {
                 rng_rate: 0.0,
-                // Seeded batches of 32000 fill a ~1 MB digest batch: fewer, larger messages
-                // are what lets NATS keep up (measured when chosen: 8192 → ~6.5 M/s, 32000 →
-                // ~11 M/s; with later changes the bench now gets ~20 M/s, docs/performance.md).
+                // Seeded batches of 32000 fill a ~1 MB digest batch: fewer, larger messages let
+                // NATS keep up (measured when chosen: 8192 → ~6.5 M/s, 32000 → ~11 M/s).
                 rng_batch: 32_000,
                 rng_numbers: NumberEncoding::Seeded,
                 rng_in_flight: 16,

@@ -10,6 +10,7 @@ use chocominer_process::health::{Health, HealthServer};
 use chocominer_process::{Connector, Shutdown, connect};
 
 use crate::config::CommonArgs;
+use crate::intake::{Intake, IntakeConfig};
 use crate::sender::{Sender, SenderConfig};
 use crate::stats::{Meter, Reporter, StatsSink, StatsWriter, WriteReport};
 use chocominer_model::{Stage, Subjects};
@@ -27,6 +28,7 @@ pub struct StageRuntime {
     pub health: Health,
     health_server: Option<HealthServer>,
     writer: StatsWriter,
+    /// Opens the intake's service protocol connection, "`<stage> <instance> service`".
     service: Connector,
     ack_timeout: Duration,
 }
@@ -71,9 +73,16 @@ impl StageRuntime {
         }))
     }
 
-    /// Opens the intake's service protocol connection, "`<stage> <instance> service`".
-    pub fn service_connector(&self) -> Connector {
-        self.service.clone()
+    /// Joins this stage's queue group on `subject`; `capacity`: [`IntakeConfig::capacity`].
+    pub async fn intake(&self, subject: &str, capacity: Option<usize>) -> anyhow::Result<Intake> {
+        let config = IntakeConfig {
+            stage: self.stage,
+            subject: subject.to_owned(),
+            instance: self.instance.clone(),
+            service: self.service.clone(),
+            capacity,
+        };
+        Intake::start(self.client.clone(), config).await
     }
 
     pub fn sink(&self) -> StatsSink {

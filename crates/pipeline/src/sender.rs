@@ -3,10 +3,8 @@
 //!
 //! Each batch is published with the reply subject `<inbox>.<seq>` on the sender's own inbox
 //! subscription (not `Client::request`, whose entries stay in the client's reply map when no
-//! reply comes). At most `max_in_flight` batches are unacknowledged (the window), so a slow
-//! stage slows the ones before it. An answer settles a batch only if it names it
-//! (`Chocominer-Batch`): anything else on the inbox is counted as stray and ignored. The rules
-//! and their reasons: docs/architecture.md.
+//! reply comes); at most `max_in_flight` are unacknowledged (the window). The rules and their
+//! reasons (an answer names its batch, anything else is stray): docs/architecture.md.
 //!
 //! # A batch's life
 //!
@@ -60,14 +58,13 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::codec::{
-    BatchHeaders, HEADER_BATCH, HEADER_SENT_MS, HEADER_TTL_MS, batch_id, format_sent_at, format_ttl,
-};
 use crate::intake::{TURNED_AWAY, header};
 use crate::stats::Counter;
+use chocominer_codec::{
+    BatchHeaders, HEADER_BATCH, HEADER_SENT_MS, HEADER_TTL_MS, batch_id, format_sent_at, format_ttl,
+};
 use chocominer_model::Stage;
-use chocominer_process::Shutdown;
-use chocominer_process::Throttle;
+use chocominer_process::{Shutdown, Throttle};
 
 /// How often a waiting sender resends its oldest waiting batch, to see if a consumer is back.
 const PROBE_EVERY: Duration = Duration::from_millis(500);
@@ -333,9 +330,10 @@ impl Shared {
             consumer_wait.announced = Some(Instant::now());
             self.stats.waits.add(1);
             let target = self.config.target;
-            let until = match turned_away {
-                true => format!("until a {target} takes them"),
-                false => format!("for a {target} (start one, e.g. `just scale {target} 1`)"),
+            let until = if turned_away {
+                format!("until a {target} takes them")
+            } else {
+                format!("for a {target} (start one, e.g. `just scale {target} 1`)")
             };
             tracing::warn!(subject = %self.config.subject, "{why}: the batches wait {until}");
         }

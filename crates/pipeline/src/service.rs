@@ -1,11 +1,8 @@
 //! The NATS service protocol (`$SRV.PING|INFO|STATS`) for one replica of a stage, so that
 //! `nats micro ls|info|stats hasher` and `chocominer status` see each replica with its figures.
 //!
-//! It is answered on a NATS connection of its own: anyone allowed to publish on `$SRV.>`
-//! reaches every replica, and async-nats 0.51 cannot take every message a server passes on (a
-//! header block it cannot read drops the connection; a bare carriage return in a header value
-//! panics its connection task, ending every subscription for good). Here that costs only this
-//! connection, which [`Service`] replaces.
+//! It is answered on a NATS connection of its own, which [`Service`] replaces: a request
+//! async-nats 0.51 cannot read ends that connection (docs/architecture.md), not the batches'.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -17,8 +14,7 @@ use futures::StreamExt;
 use tokio::task::JoinHandle;
 
 use chocominer_model::{Stage, is_people_inbox};
-use chocominer_process::Throttle;
-use chocominer_process::{Connector, round_trip};
+use chocominer_process::{Connector, Throttle, now_ns, round_trip};
 
 /// Pause before reopening, times the reopens in a row (up to [`MAX_PAUSES`]), once the budget
 /// of [`QUICK_REOPENS`] is spent: what ended the last connection may come again at once.
@@ -306,15 +302,13 @@ async fn answer(client: &Client, me: &Identity, subs: Vec<Subscriber>) -> u64 {
 /// Now, for `started`, in milliseconds never on a whole second: nats-py's `nats.micro` reads
 /// one to six fraction digits, Go's and Rust's clients any.
 fn started_now() -> async_nats::datetime::DateTime {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let millis = if millis.is_multiple_of(1_000) {
+    let millis = now_ns() / 1_000_000;
+    let millis = if millis % 1_000 == 0 {
         millis + 1
     } else {
         millis
     };
-    async_nats::datetime::from_nanos(millis as i128 * 1_000_000)
+    async_nats::datetime::from_nanos(i128::from(millis) * 1_000_000)
         .unwrap_or_else(|_| async_nats::datetime::now())
 }
 

@@ -1,12 +1,11 @@
 //! Stats: counters in the stages, one point per second per process, written to InfluxDB 1.x.
 //!
 //! A stage keeps [`Counter`]s and implements [`Meter`]; a [`Reporter`] turns it into a point
-//! each second and a progress line each ten. Points go to a [`StatsSink`], a bounded queue
-//! that a [`StatsWriter`] task drains to InfluxDB's `/write`. Mining never waits for InfluxDB:
-//! while it is away or refuses the writer, points are held (stamped when made) and written
-//! when it is back. A point with a control character in a tag or string value is withheld: the
-//! line protocol library leaves a line break in a tag raw, starting a point of the sender's
-//! choosing (the instance name is also checked at start, `parse_instance`).
+//! each second and a progress line each ten, into a [`StatsSink`], a bounded queue that a
+//! [`StatsWriter`] task drains to `/write`. Mining never waits for InfluxDB: while it is away
+//! or refuses the writer, points are held (stamped when made). A point with a control character
+//! in a tag or string value is withheld: the line protocol library leaves a line break in a tag
+//! raw, starting a point of the sender's choosing.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -20,12 +19,7 @@ use tokio::task::JoinHandle;
 use chocominer_influx::schema::{FieldValue, INSTANCE, Kind, Measurement, Value};
 use chocominer_influx::{Client, InfluxArgs, WriteError};
 
-/// What the points are made of: the stages' meters name their fields from it.
-pub use chocominer_influx::schema;
-
-use chocominer_process::Shutdown;
-use chocominer_process::Throttle;
-pub use chocominer_process::now_ns;
+use chocominer_process::{Shutdown, Throttle, now_ns};
 
 /// Points held while InfluxDB is unreachable: well over an hour of a busy process.
 pub const HELD_POINTS: usize = 200_000;
@@ -330,8 +324,7 @@ async fn write_loop(influx: Client, sink: StatsSink, stop: Shutdown) {
     let denied_log = Throttle::new(DENIED_LOG_EVERY);
     match influx.create_database().await {
         Ok(()) => {}
-        // A write-only user may not create databases: that is the administrator's job, done
-        // before the stages start. Writes say so if it was not done.
+        // A write-only user may not create it: the administrator does (writes say if not).
         Err(WriteError::Denied(e)) => tracing::info!(
             db = influx.db(),
             "the database is left to the InfluxDB administrator: {e}"
@@ -448,8 +441,7 @@ async fn report_loop(meter: Arc<dyn Meter>, sink: StatsSink, stop: Shutdown) {
         last_tick = tokio::time::Instant::now();
         let fields = meter.fields(period);
         // Whole seconds, strictly increasing, so two points of a series never collide: a tick
-        // is stamped with the second it was scheduled for, even when it runs late; the last,
-        // partial period with the second after the previous point.
+        // the second it was scheduled for, the last, partial period the second after.
         let time_ns = match scheduled {
             Some(at) => {
                 let wall = start_wall_ns + at.saturating_duration_since(start).as_nanos() as i64;

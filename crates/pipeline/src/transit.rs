@@ -1,13 +1,11 @@
 //! How long a batch spent getting here, from its sender's wall clock (`Chocominer-Sent-Ms`) to
-//! this receiver's: the [`intake`] takes it off the batch's time to live, so a receiver that
+//! this receiver's: the intake takes it off the batch's time to live, so a receiver that
 //! was frozen drops what waited in its socket as stale. Two clocks never agree, so the wait is
 //! how much longer than the shortest recent transits *from the same sender* this one took (the
 //! baseline, kept over the last two periods of [`PERIOD`]; a period ends only when a batch is
 //! noted, so after a freeze the one from before it holds). Only proven batches are noted, and
 //! the baseline is the [`RANKED`]-th shortest, so forged send times cannot move it
 //! (docs/security.md).
-//!
-//! [`intake`]: crate::intake
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -77,8 +75,7 @@ impl Transit {
     /// Notes a batch of `sender` with figure `seen`, noted at `now`: one that proved to be a
     /// batch (see the module's doc).
     pub(crate) fn note(&mut self, sender: &str, seen: Seen, now: Instant) {
-        // Looked up by `&str` first: the sender's name is copied only when it is new, not
-        // for every batch.
+        // Looked up by `&str` first: the sender's name is copied only when it is new.
         if !self.senders.contains_key(sender) {
             if self.senders.len() >= MAX_SENDERS {
                 self.senders.clear();

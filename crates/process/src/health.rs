@@ -1,9 +1,7 @@
 //! Health endpoints for Docker, Compose and Kubernetes: `GET /healthz` answers `200 ok` while
-//! the process runs, `GET /readyz` `200 ready` or `503` with why not (`not ready: stopping`).
-//! Every long-running binary serves them on `HEALTH_LISTEN` ([`HealthServer`]), and
-//! `<binary> --health-check` asks its own `/readyz` ([`check`]): the images have no curl. A
-//! process stops being ready the moment its shutdown is triggered, while it still finishes its
-//! batches and `/healthz` stays `200`.
+//! the process runs, `GET /readyz` `200 ready` or `503` with why not (`not ready: stopping`),
+//! served on `HEALTH_LISTEN` ([`HealthServer`]); `--health-check` asks `/readyz` ([`check`]):
+//! the images have no curl. A stopping process is not ready; `/healthz` stays `200`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;

@@ -1,20 +1,13 @@
 //! The HTTP/1 server of the dashboard and of the health endpoints: an axum [`Router`] served
-//! with bounds no client can lift, so idle or slow connections cannot pile up until `/healthz`
-//! stops answering:
-//!
-//! - at most [`MAX_CONNECTIONS`] open (fewer with a low open-file limit); over the cap a new
-//!   connection closes the one idle the longest, or is closed itself when all are busy;
-//! - [`HEADER_READ_TIMEOUT`] to send the first byte, as long again to finish the request head,
-//!   and as long for each next head (hyper's keep-alive timeout);
-//! - [`STALL_TIMEOUT`] with nothing moving on a connection with no request in progress;
-//! - a request head of at most [`MAX_HEAD_BYTES`] (hyper answers 431 beyond).
-//!
+//! with bounds no client can lift ([`Limits`]), so idle or slow connections cannot pile up
+//! until `/healthz` stops answering. Over the cap a new connection closes the one idle the
+//! longest, or is closed itself when all are busy. A request head has [`HEADER_READ_TIMEOUT`]
+//! to begin, as long again to end, and as long for each next one (hyper's keep-alive timeout).
 //! What the limits close is logged in one line per [`REPORT_EVERY`] at most. The shutdown is
 //! axum's: stop accepting, let requests in progress finish, wait for every connection.
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -41,10 +34,11 @@ use crate::throttle::Throttle;
 pub const MAX_CONNECTIONS: usize = 1024;
 /// A real client sends its request at once; a silent or idle socket is closed after this.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
-/// Catches a client that stopped reading its answer, which no other timeout does.
+/// Nothing moving on a connection with no request in progress: catches a client that stopped
+/// reading its answer, which no other timeout does.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// About what common servers accept (nginx: 4 x 8 KB); hyper's own ~400 KB, times the
-/// connection cap, would be 400 MB held by slow clients.
+/// A longer request head is answered 431. About what common servers accept (nginx: 4 x 8 KB);
+/// hyper's own ~400 KB, times the connection cap, would be 400 MB held by slow clients.
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
 pub const REPORT_EVERY: Duration = Duration::from_secs(5);
 /// How long a new connection waits for the one it evicted to be gone (it goes at once).
@@ -107,7 +101,9 @@ pub async fn serve_with<F>(listener: TcpListener, app: Router, limits: Limits, s
 where
     F: Future<Output = ()>,
 {
-    let address = listener.local_addr().ok();
+    let address = listener
+        .local_addr()
+        .map_or_else(|_| "?".into(), |a| a.to_string());
     let shared = Arc::new(Shared::new(limits));
     let stopping = CancellationToken::new();
     let connections = TaskTracker::new();
@@ -120,7 +116,7 @@ where
             biased;
             () = &mut shutdown => break,
             _ = report.tick() => {
-                shared.report(address);
+                shared.report(&address);
                 continue;
             }
             accepted = listener.accept() => match accepted {
@@ -134,7 +130,7 @@ where
                     }
                     if let Some(left_out) = accept_log.admit() {
                         tracing::warn!(
-                            address = display_address(address),
+                            %address,
                             similar_left_out = left_out,
                             "HTTP server cannot accept a connection: {e}"
                         );
@@ -158,11 +154,7 @@ where
     stopping.cancel();
     connections.close();
     connections.wait().await;
-    shared.report(address);
-}
-
-fn display_address(address: Option<SocketAddr>) -> String {
-    address.map_or_else(|| "?".into(), |a| a.to_string())
+    shared.report(&address);
 }
 
 /// Errors of one connection that never reached us (as axum counts them): accept the next.
@@ -252,55 +244,42 @@ impl Shared {
     }
 
     /// Logs what the limits closed since the last report, if anything, in one line.
-    fn report(&self, address: Option<SocketAddr>) {
+    fn report(&self, address: &str) {
         let c = &self.counts;
         let take = |count: &AtomicU64| count.swap(0, Ordering::Relaxed);
         let (no_request, stalled) = (take(&c.no_request), take(&c.stalled));
         let (evicted, refused, out_of_files) =
             (take(&c.evicted), take(&c.refused), take(&c.out_of_files));
-        let limits = &self.limits;
-        let parts = [
+        let l = &self.limits;
+        let (head, stall, cap) = (l.header_read_timeout, l.stall_timeout, l.max_connections);
+        let said: Vec<String> = [
             (
                 no_request,
-                format!(
-                    "{no_request} sent no whole request head within {:?}",
-                    limits.header_read_timeout
-                ),
+                format!("sent no whole request head within {head:?}"),
             ),
-            (
-                stalled,
-                format!(
-                    "{stalled} stalled, nothing moving for {:?}",
-                    limits.stall_timeout
-                ),
-            ),
+            (stalled, format!("stalled, nothing moving for {stall:?}")),
             (
                 evicted,
-                format!(
-                    "{evicted} idle the longest, to make room at the cap of {} open connections",
-                    limits.max_connections
-                ),
+                format!("idle the longest, to make room at the cap of {cap} open connections"),
             ),
             (
                 refused,
-                format!("{refused} new ones at the cap, every connection busy with a request"),
+                "new ones at the cap, every connection busy with a request".into(),
             ),
             (
                 out_of_files,
-                format!("{out_of_files} idle the longest, the process out of open files"),
+                "idle the longest, the process out of open files".into(),
             ),
-        ];
-        let said: Vec<String> = parts
-            .into_iter()
-            .filter(|(count, _)| *count > 0)
-            .map(|(_, said)| said)
-            .collect();
+        ]
+        .into_iter()
+        .filter(|(count, _)| *count > 0)
+        .map(|(count, what)| format!("{count} {what}"))
+        .collect();
         if said.is_empty() {
             return;
         }
         let message = format!(
-            "HTTP server on {} closed connections in the last {REPORT_EVERY:?}: {}",
-            display_address(address),
+            "HTTP server on {address} closed connections in the last {REPORT_EVERY:?}: {}",
             said.join("; ")
         );
         if evicted + refused + out_of_files > 0 {
@@ -552,6 +531,7 @@ impl AsyncWrite for Watched {
 mod tests {
     use super::*;
     use axum::routing::get;
+    use std::net::SocketAddr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::task::JoinHandle;
     use tokio::time::timeout;

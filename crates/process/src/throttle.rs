@@ -13,7 +13,7 @@ pub struct Throttle {
     state: Mutex<State>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct State {
     last: Option<Instant>,
     suppressed: u64,
@@ -23,10 +23,7 @@ impl Throttle {
     pub fn new(period: Duration) -> Self {
         Throttle {
             period,
-            state: Mutex::new(State {
-                last: None,
-                suppressed: 0,
-            }),
+            state: Mutex::default(),
         }
     }
 

@@ -1,8 +1,7 @@
 //! rng: makes random 32-byte numbers and sends them, in batches, to the hashers.
 //!
-//! The head of the pipeline: paced by `RNG_RATE`, it sends batches on `<prefix>.numbers` as
-//! requests and keeps at most `RNG_IN_FLIGHT` of them unacknowledged, so when the hashers fall
-//! behind it slows down instead of piling up work; when no hasher takes them it holds them.
+//! Paced by `RNG_RATE`, it sends batches on `<prefix>.numbers` with at most `RNG_IN_FLIGHT`
+//! unacknowledged: when the hashers fall behind it slows down, when none is there it waits.
 //!
 //! One batch's path: [`run`] waits for the pace and for room in the sender's window, has
 //! `NumberMaker::make` make the numbers, encodes them and sends them.
@@ -10,17 +9,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chocominer_pipeline::codec::{self, NumberBatch, Numbers};
+use chocominer_codec::{NUMBER_LEN, NumberBatch, NumberEncoding, Numbers, max_batch_for_payload};
+use chocominer_influx::schema::{self, FieldValue, Measurement, rng};
+use chocominer_model::Stage;
 use chocominer_pipeline::runtime::StageRuntime;
 use chocominer_pipeline::stats::Meter;
-use chocominer_pipeline::stats::schema::{self, FieldValue, Measurement, rng};
-use chocominer_pipeline::{CommonArgs, NumberEncoding, RateLimiter, SenderStats};
-use chocominer_pipeline::{SettingError, Shutdown, Stage};
+use chocominer_pipeline::{CommonArgs, RateLimiter, SenderStats};
+use chocominer_process::{SettingError, Shutdown};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "rng", version, about = "ChocoMiner rng: makes random 32-byte numbers for the hashers", after_help = chocominer_pipeline::ENV_HELP)]
+#[command(name = "rng", version, about = "ChocoMiner rng: makes random 32-byte numbers for the hashers", after_help = chocominer_process::ENV_HELP)]
 pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,
@@ -47,8 +47,8 @@ pub struct Config {
 
 /// The most numbers a batch may hold with any server: seeded, in nats-server's largest payload.
 fn largest_batch() -> u64 {
-    codec::max_batch_for_payload(
-        chocominer_pipeline::NATS_PAYLOAD_LIMIT,
+    max_batch_for_payload(
+        chocominer_process::NATS_PAYLOAD_LIMIT,
         NumberEncoding::Seeded,
     ) as u64
 }
@@ -117,7 +117,7 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         Some(batch) => batch as usize,
         None => defaults.rng_batch_for(encoding, max_payload),
     };
-    let max_batch = codec::max_batch_for_payload(max_payload, encoding);
+    let max_batch = max_batch_for_payload(max_payload, encoding);
     if batch > max_batch {
         return Err(SettingError {
             setting: "RNG_BATCH",
@@ -196,7 +196,7 @@ impl NumberMaker {
             None => ChaCha8Rng::from_rng(&mut rand::rng()),
         };
         let raw_len = match encoding {
-            NumberEncoding::Raw => batch * codec::NUMBER_LEN,
+            NumberEncoding::Raw => batch * NUMBER_LEN,
             NumberEncoding::Seeded => 0,
         };
         NumberMaker {

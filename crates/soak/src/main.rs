@@ -68,7 +68,7 @@ struct Round {
 }
 
 fn main() -> ExitCode {
-    chocominer_pipeline::init_telemetry();
+    chocominer_process::init_telemetry();
     let config = Config::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -92,11 +92,11 @@ pub fn init_tracing() {
 
 /// NATS settings as a stage would read them from its command line (`--nats-url ...`); panics
 /// if they are bad.
-pub fn nats_args(args: &[&str]) -> chocominer_pipeline::NatsArgs {
+pub fn nats_args(args: &[&str]) -> chocominer_process::NatsArgs {
     #[derive(Parser)]
     struct Settings {
         #[command(flatten)]
-        nats: chocominer_pipeline::NatsArgs,
+        nats: chocominer_process::NatsArgs,
     }
     let argv = std::iter::once("test").chain(args.iter().copied());
     Settings::try_parse_from(argv)

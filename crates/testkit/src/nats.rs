@@ -275,7 +275,7 @@ impl NatsServer {
     /// services' own connections).
     pub async fn connect_as(&self, role: &str) -> Client {
         async_nats::ConnectOptions::with_user_and_password(role.into(), self.password(role).into())
-            .custom_inbox_prefix(chocominer_pipeline::inbox_prefix(role))
+            .custom_inbox_prefix(chocominer_model::inbox_prefix(role))
             .connect(self.url())
             .await
             .unwrap_or_else(|e| panic!("the test's NATS client connects as {role}: {e}"))

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use chocominer_pipeline::Shutdown;
+use chocominer_process::Shutdown;
 use tokio::task::JoinHandle;
 
 /// How long a service may take to stop and hand over its report after shutdown: an ack

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_nats::Client;
 use bytes::Bytes;
-use chocominer_pipeline::Shutdown;
+use chocominer_process::Shutdown;
 use clap::Parser;
 use futures::StreamExt;
 use serde_json::{Map, Value};

@@ -6,7 +6,7 @@
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use chocominer_pipeline::Shutdown;
+use chocominer_process::Shutdown;
 use serde_json::json;
 use testkit::{
     Influx, NatsServer, SOON, Stack, eventually, eventually_eq, eventually_ok, init_tracing,

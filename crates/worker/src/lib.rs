@@ -1,10 +1,8 @@
 //! worker: judges every digest, keeps the nuggets, and counts hashes and nuggets per second.
 //!
-//! Replicas share `<prefix>.digests` in queue group `worker`. A digest with at least
-//! `DIFFICULTY` leading zero bits is a nugget: published as JSON on `<prefix>.nuggets` and
-//! stored as a `nugget` point. No digest is taken on trust (docs/architecture.md): every nugget
-//! candidate and a sample of the rest are hashed again, and a batch with a forged digest or a
-//! copy of a nugget recorded lately is refused whole; any other is acknowledged once recorded.
+//! A digest with at least `DIFFICULTY` leading zero bits is a nugget: published as JSON on
+//! `<prefix>.nuggets` and stored as a `nugget` point. No digest is taken on trust (why:
+//! docs/architecture.md): a batch with a forged digest or a copied nugget is refused whole.
 //!
 //! One batch's path: [`run`] takes it from the intake and `Judging::judge` decodes it, judges
 //! every digest, records and publishes the nuggets, and acknowledges it to the hasher.
@@ -14,16 +12,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_nats::Client;
-use chocominer_pipeline::codec::DigestBatch;
-use chocominer_pipeline::nugget::{self, Nugget};
+use chocominer_codec::DigestBatch;
+use chocominer_influx::schema::{self, FieldValue, Measurement, worker};
+use chocominer_model::Stage;
+use chocominer_model::nugget::{self, Nugget};
 use chocominer_pipeline::runtime::StageRuntime;
-use chocominer_pipeline::stats::schema::{self, FieldValue, Measurement, worker};
 use chocominer_pipeline::stats::{Counter, Meter, Point, StatsSink};
-use chocominer_pipeline::{CommonArgs, Shutdown, Stage, Throttle};
-use chocominer_pipeline::{Incoming, Intake, IntakeConfig, IntakeStats};
+use chocominer_pipeline::{CommonArgs, Incoming, IntakeStats};
+use chocominer_process::{Shutdown, Throttle};
 
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "worker", version, about = "ChocoMiner worker: finds the nuggets among the digests and counts them", after_help = chocominer_pipeline::ENV_HELP)]
+#[command(name = "worker", version, about = "ChocoMiner worker: finds the nuggets among the digests and counts them", after_help = chocominer_process::ENV_HELP)]
 pub struct Config {
     #[command(flatten)]
     pub common: CommonArgs,
@@ -49,6 +48,7 @@ pub struct Report {
     pub rejected: u64,
 }
 
+#[derive(Default)]
 struct WorkerMeter {
     hashes: Counter,
     nuggets: Counter,
@@ -62,18 +62,6 @@ struct WorkerMeter {
 }
 
 impl WorkerMeter {
-    fn new(difficulty: u32, intake: Arc<IntakeStats>) -> WorkerMeter {
-        WorkerMeter {
-            hashes: Counter::default(),
-            nuggets: Counter::default(),
-            forged: Counter::default(),
-            busy_ns: Counter::default(),
-            last_busy: AtomicU64::new(0),
-            intake,
-            difficulty,
-        }
-    }
-
     fn stats_data(&self) -> serde_json::Value {
         serde_json::json!({
             "hashes": self.hashes.total(),
@@ -118,20 +106,14 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
     let Some(runtime) = StageRuntime::start(Stage::Worker, &config.common, &shutdown).await? else {
         return Ok(Report::default());
     };
-    let mut intake = Intake::start(
-        runtime.client.clone(),
-        IntakeConfig {
-            stage: Stage::Worker,
-            subject: runtime.subjects.digests.clone(),
-            instance: runtime.instance.clone(),
-            service: runtime.service_connector(),
-            // One subscription: a worker judges one batch at a time, and batches queued on extra
-            // subscriptions waited past their senders' patience (measured: 15-33 s, lost).
-            capacity: None,
-        },
-    )
-    .await?;
-    let meter = Arc::new(WorkerMeter::new(difficulty, intake.stats()));
+    // One subscription: a worker judges one batch at a time, and batches queued on extra
+    // subscriptions waited past their senders' patience (measured: 15-33 s, lost).
+    let mut intake = runtime.intake(&runtime.subjects.digests, None).await?;
+    let meter = Arc::new(WorkerMeter {
+        intake: intake.stats(),
+        difficulty,
+        ..Default::default()
+    });
     intake.set_stats_data({
         let meter = meter.clone();
         move || meter.stats_data()
@@ -191,9 +173,8 @@ impl Judging {
             Ok(batch) => batch,
             Err(e) => return incoming.refuse(e).await,
         };
-        // The simulated cost comes before the expiry check, so a batch its sender gave up on
-        // meanwhile is dropped, not counted twice; one that cannot be judged in time is dropped
-        // before the cost is paid, which would make the batches behind it late too.
+        // Paid before the expiry check, so a batch its sender gave up on meanwhile is dropped;
+        // not paid for one that cannot be judged in time, which would delay those behind it.
         if !self.delay.is_zero() {
             let cost = self
                 .delay
@@ -354,7 +335,10 @@ mod tests {
 
     #[test]
     fn the_point_carries_counts_since_the_last_one_and_the_difficulty() {
-        let meter = WorkerMeter::new(23, Arc::default());
+        let meter = WorkerMeter {
+            difficulty: 23,
+            ..Default::default()
+        };
         meter.hashes.add(1000);
         meter.nuggets.add(2);
         meter.forged.add(3);

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::Client;
-use chocominer_pipeline::codec::{DigestBatch, HEADER_INSTANCE};
-use chocominer_pipeline::nugget::{Nugget, leading_zero_bits};
+use chocominer_codec::{DigestBatch, HEADER_INSTANCE};
+use chocominer_model::nugget::{Nugget, leading_zero_bits};
 use futures::StreamExt;
 use serde_json::{Map, Value};
 use testkit::{as_i64, eventually};
@@ -149,7 +149,7 @@ pub fn junk(len: usize, salt: u64) -> Vec<u8> {
         })
         .collect();
     if let Some(version) = bytes.first_mut() {
-        *version = chocominer_pipeline::codec::FORMAT_VERSION.wrapping_add(0x55);
+        *version = chocominer_codec::FORMAT_VERSION.wrapping_add(0x55);
     }
     bytes
 }
