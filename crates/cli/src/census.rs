@@ -18,15 +18,6 @@ pub const LISTEN: Duration = Duration::from_millis(300);
 /// Answers read at most, so that a flood on the inbox cannot hold the command.
 const MAX_ANSWERS: usize = 10_000;
 
-/// The replicas of `stage` that answered a ping: service id → instance name.
-pub async fn replicas(client: &Client, stage: Stage) -> anyhow::Result<BTreeMap<String, String>> {
-    let answers = ask(client, "PING", stage).await?;
-    Ok(answers
-        .into_iter()
-        .map(|(id, (_, answer))| (id, answer.instance().to_owned()))
-        .collect())
-}
-
 /// One replica's answer to `$SRV.PING` or `$SRV.STATS`. async-nats's own `Stats` has no
 /// `metadata`, where our replicas put their instance name, hence this shape.
 #[derive(Debug, Clone, Deserialize)]

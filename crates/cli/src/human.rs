@@ -11,17 +11,11 @@ pub fn rate(v: f64) -> String {
     } else if a >= 1e9 {
         format!("{:.2} G", v / 1e9)
     } else if a >= 1e6 {
-        let decimals = if a >= 1e8 {
-            0
-        } else if a >= 1e7 {
-            1
-        } else {
-            2
-        };
+        // One decimal fewer from each digit before the point on: 9.87 M, 98.7 M, 987 M.
+        let decimals = 2 - usize::from(a >= 1e7) - usize::from(a >= 1e8);
         format!("{:.*} M", decimals, v / 1e6)
     } else if a >= 1e4 {
-        let decimals = if a >= 1e5 { 0 } else { 1 };
-        format!("{:.*} k", decimals, v / 1e3)
+        format!("{:.*} k", 1 - usize::from(a >= 1e5), v / 1e3)
     } else if a >= 100.0 {
         format!("{v:.0}")
     } else {

@@ -1,9 +1,7 @@
 //! `chocominer`: the pipeline seen from the outside: `sub` prints the messages flowing between
 //! the stages, `status` sums up the stages and names the bottleneck, `ping STAGE` probes one
-//! stage as the lesson's `httping -c 3`. All only watch: they join no queue group.
-//!
-//! The command's own messages go to stderr, one line each; the library logs stay off unless
-//! `RUST_LOG` is set.
+//! stage as the lesson's `httping -c 3`. All only watch: they join no queue group. Their own
+//! messages go to stderr, one line each.
 
 mod census;
 mod clock;

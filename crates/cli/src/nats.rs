@@ -17,14 +17,9 @@ pub async fn connect(
     name: &str,
     shutdown: &Shutdown,
 ) -> anyhow::Result<Option<Client>> {
-    // Credentials written in the URLs hidden, fit to print.
     let urls = chocominer_process::shown_urls(args);
-    match tokio::time::timeout(
-        CONNECT_WITHIN,
-        chocominer_process::connect(args, name, shutdown),
-    )
-    .await
-    {
+    let connecting = chocominer_process::connect(args, name, shutdown);
+    match tokio::time::timeout(CONNECT_WITHIN, connecting).await {
         Ok(connected) => connected,
         Err(_) => anyhow::bail!(
             "cannot reach NATS at {urls} (no connection within {} s): {}",

@@ -1,7 +1,6 @@
-//! Writing to stdout: without panicking when the reader goes away (`chocominer sub | head`:
-//! `main` ends quietly on the error), and without letting text from the bus drive the
-//! terminal. Anybody who may publish chooses what a message carries: [`escape`] shows every
-//! control character as a visible escape, [`json_line`] leaves none raw in JSON.
+//! Writing to stdout without panicking when the reader goes away (`chocominer sub | head`:
+//! `main` ends quietly on the error), nor letting text from the bus, which anybody who may
+//! publish chooses, drive the terminal ([`escape`], [`json_line`]).
 
 use std::borrow::Cow;
 use std::fmt::Write as _;

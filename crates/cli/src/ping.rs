@@ -10,6 +10,8 @@ use async_nats::Client;
 use chocominer_influx as influx;
 use chocominer_model::Stage;
 use chocominer_process::{InfluxArgs, NatsArgs, Shutdown};
+use chocominer_status::bottleneck::percent;
+use chocominer_status::figures::round;
 use chocominer_status::{ALIVE_WITHIN_SECONDS, Snapshot};
 use serde::Serialize;
 use tokio::time::Instant;
@@ -147,12 +149,6 @@ struct Each {
     answer_ms: Option<f64>,
 }
 
-impl Probe {
-    fn answered(&self) -> bool {
-        self.instances > 0
-    }
-}
-
 pub async fn run(args: PingArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     let stage = args.stage.stage();
     let mut prober = match stage {
@@ -216,7 +212,7 @@ pub async fn run(args: PingArgs, shutdown: Shutdown) -> anyhow::Result<()> {
     if !args.json {
         output::print(&format!("{}\n", summary(stage, &probes)))?;
     }
-    if !probes.is_empty() && !probes.iter().any(Probe::answered) {
+    if !probes.is_empty() && probes.iter().all(|p| p.instances == 0) {
         anyhow::bail!("{}", silence(stage, probes.len()));
     }
     Ok(())
@@ -339,7 +335,7 @@ impl Reading {
 }
 
 /// One replica's work between two of its answers.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Delta {
     seconds: f64,
     items: f64,
@@ -410,16 +406,10 @@ fn service_probe(
         probe.each.push(Each {
             instance: reading.instance.clone(),
             id: Some(id.clone()),
-            rate: d.as_ref().map(|d| round(d.items / d.seconds)),
-            busy: d.as_ref().map(|d| round(d.busy)),
-            ms_per_item: d
-                .as_ref()
-                .filter(|d| d.items > 0.0)
-                .map(|d| round(1000.0 * d.busy_seconds / d.items)),
-            answer_ms: d
-                .as_ref()
-                .filter(|d| d.requests > 0.0)
-                .map(|d| round(1000.0 * d.processing / d.requests)),
+            rate: d.map(|d| round(d.items / d.seconds)),
+            busy: d.map(|d| round(d.busy)),
+            ms_per_item: d.and_then(|d| ms_per(d.busy_seconds, d.items)).map(round),
+            answer_ms: d.and_then(|d| ms_per(d.processing, d.requests)).map(round),
         });
         if let Some(in_flight) = reading.in_flight {
             probe.in_flight = Some(probe.in_flight.unwrap_or(0.0) + in_flight);
@@ -438,11 +428,14 @@ fn service_probe(
     probe.busy = Some(round(sum(|d| d.busy) / deltas.len() as f64));
     probe.items = sum(|d| d.items);
     probe.busy_seconds = sum(|d| d.busy_seconds);
-    probe.ms_per_item =
-        (probe.items > 0.0).then(|| round(1000.0 * probe.busy_seconds / probe.items));
-    let requests = sum(|d| d.requests);
-    probe.answer_ms = (requests > 0.0).then(|| round(1000.0 * sum(|d| d.processing) / requests));
+    probe.ms_per_item = ms_per(probe.busy_seconds, probe.items).map(round);
+    probe.answer_ms = ms_per(sum(|d| d.processing), sum(|d| d.requests)).map(round);
     probe
+}
+
+/// Milliseconds each of `n` items took, of `seconds` in all; `None` without items.
+fn ms_per(seconds: f64, n: f64) -> Option<f64> {
+    (n > 0.0).then(|| 1000.0 * seconds / n)
 }
 
 /// A limit as it was set: `10`, not `10.0`, unless it needs a suffix or decimals.
@@ -454,17 +447,9 @@ fn whole_or_rate(v: f64) -> String {
     }
 }
 
-fn percent(share: f64) -> String {
-    format!("{:.0} %", share * 100.0)
-}
-
 /// `3 replicas`, `1 instance`.
 fn count(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
-    }
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Milliseconds for people: `300 ms`, `3.3 ms`, `42 µs`, `80 ns`, `1.2 s`.
@@ -499,10 +484,14 @@ fn cost(stage: Stage, ms: f64, instances: usize) -> String {
 /// The probe's line: `hasher: 1 replica, 10.0 hashes/s, busy 50 %, 50 ms a hash`.
 fn line(stage: Stage, p: &Probe) -> String {
     let name = stage.name();
-    if !p.answered() {
-        return format!("{name}: {}", silence_of_one(stage));
-    }
     match stage {
+        Stage::Rng if p.instances == 0 => {
+            format!("{name}: no instance wrote stats in the last {ALIVE_WITHIN_SECONDS} s")
+        }
+        _ if p.instances == 0 => format!(
+            "{name}: no replica answered $SRV.STATS.{stage} within {} ms",
+            census::LISTEN.as_millis()
+        ),
         Stage::Rng => {
             let mut parts = vec![
                 count(p.instances, "instance"),
@@ -546,7 +535,7 @@ fn line(stage: Stage, p: &Probe) -> String {
 /// The line after the probes, as httping's statistics: how many answered, then the mean of
 /// their figures and the spread of the busy share.
 fn summary(stage: Stage, probes: &[Probe]) -> String {
-    let answered: Vec<&Probe> = probes.iter().filter(|p| p.answered()).collect();
+    let answered: Vec<&Probe> = probes.iter().filter(|p| p.instances > 0).collect();
     let head = format!(
         "--- {stage}: {}, {} answered",
         count(probes.len(), "probe"),
@@ -564,42 +553,23 @@ fn summary(stage: Stage, probes: &[Probe]) -> String {
         _ => ("hashes", "busy"),
     };
     let mut parts = vec![format!("{} {items}/s", human::rate(rate))];
-    let busy: Vec<f64> = answered.iter().filter_map(|p| p.busy).collect();
+    let busy = answered.iter().filter_map(|p| p.busy);
     if let Some(avg) = mean(|p| p.busy) {
-        let min = busy.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = busy.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        parts.push(format!(
-            "{what} min/avg/max {:.0}/{:.0}/{:.0} %",
-            min * 100.0,
-            avg * 100.0,
-            max * 100.0
-        ));
+        let min = busy.clone().fold(f64::INFINITY, f64::min);
+        let [min, avg, max] = [min, avg, busy.fold(0.0, f64::max)].map(|v| v * 100.0);
+        parts.push(format!("{what} min/avg/max {min:.0}/{avg:.0}/{max:.0} %"));
     }
     // A service's time per hash over all its probes: a probe with few hashes weighs little.
-    let items: f64 = answered.iter().map(|p| p.items).sum();
+    let total = |f: fn(&Probe) -> f64| answered.iter().map(|p| f(p)).sum();
     let ms = match stage {
         Stage::Rng => mean(|p| p.ms_per_item),
-        _ if items > 0.0 => {
-            Some(1000.0 * answered.iter().map(|p| p.busy_seconds).sum::<f64>() / items)
-        }
-        _ => None,
+        _ => ms_per(total(|p| p.busy_seconds), total(|p| p.items)),
     };
     if let Some(ms) = ms {
         let instances = answered.last().map_or(1, |p| p.instances);
         parts.push(cost(stage, ms, instances));
     }
     format!("{head}: {}", parts.join(", "))
-}
-
-/// A probe that found no instance.
-fn silence_of_one(stage: Stage) -> String {
-    match stage {
-        Stage::Rng => format!("no instance wrote stats in the last {ALIVE_WITHIN_SECONDS} s"),
-        _ => format!(
-            "no replica answered $SRV.STATS.{stage} within {} ms",
-            census::LISTEN.as_millis()
-        ),
-    }
 }
 
 /// Why the command fails when no probe found an instance.
@@ -615,11 +585,6 @@ fn silence(stage: Stage, probes: usize) -> String {
              scale {stage} 1`)"
         ),
     }
-}
-
-/// Three decimals: enough for rates, shares and milliseconds, and JSON without float noise.
-fn round(value: f64) -> f64 {
-    (value * 1000.0).round() / 1000.0 + 0.0
 }
 
 #[cfg(test)]

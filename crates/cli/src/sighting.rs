@@ -79,15 +79,7 @@ impl Sighting {
             .and_then(BatchHeaders::from_header_map);
         let decoded = if subject == subjects.numbers {
             NumberBatch::decode(body, max_payload)
-                .map(|b| {
-                    Content::Numbers(Batch::new(
-                        b.seq,
-                        &b.numbers,
-                        std::iter::empty(),
-                        headers,
-                        show,
-                    ))
-                })
+                .map(|b| Content::Numbers(Batch::new(b.seq, &b.numbers, [], headers, show)))
                 .map_err(|e| e.to_string())
         } else if subject == subjects.digests {
             DigestBatch::decode(body, max_payload)
@@ -176,7 +168,7 @@ impl Batch {
     fn new<'a>(
         seq: u64,
         numbers: &Numbers,
-        digests: impl Iterator<Item = &'a [u8]>,
+        digests: impl IntoIterator<Item = &'a [u8]>,
         headers: Option<BatchHeaders>,
         show: usize,
     ) -> Batch {
@@ -200,7 +192,7 @@ impl Batch {
             encoding,
             seed,
             numbers: (0..shown).map(|i| hex::encode(numbers.number(i))).collect(),
-            digests: digests.take(shown).map(hex::encode).collect(),
+            digests: digests.into_iter().take(shown).map(hex::encode).collect(),
         }
     }
 

@@ -158,8 +158,8 @@ pub(crate) async fn recent(reader: &influx::Client) -> anyhow::Result<Vec<StatsP
 async fn look(client: &Client, reader: &influx::Client, discovery: bool) -> anyhow::Result<Status> {
     let (points, hashers, workers) = tokio::join!(
         recent(reader),
-        census::replicas(client, Stage::Hasher),
-        census::replicas(client, Stage::Worker),
+        census::ask(client, "PING", Stage::Hasher),
+        census::ask(client, "PING", Stage::Worker),
     );
     let now = chocominer_process::now_ns();
     let mut stages = Snapshot::from_points(&points?, now);
@@ -200,19 +200,14 @@ fn lesson_line(step: &Step) -> String {
         0 => "lesson".to_owned(),
         n => format!("lesson step {n}/{}", step.of),
     };
-    let next = match &step.next {
-        Some(command) => &command.just,
-        None => &step.why_next,
-    };
-    let mut line = format!("{at}: {} — next: {next}", step.title);
-    // The same step on Compose and Kubernetes, for a class that runs the stack there.
-    if let Some(command) = &step.next {
-        line.push_str(&format!(
-            "\n  (compose: {}; kubernetes: {})",
-            command.compose, command.kubectl
-        ));
+    match &step.next {
+        // The same step on Compose and Kubernetes, for a class that runs the stack there.
+        Some(c) => format!(
+            "{at}: {} — next: {}\n  (compose: {}; kubernetes: {})",
+            step.title, c.just, c.compose, c.kubectl
+        ),
+        None => format!("{at}: {} — next: {}", step.title, step.why_next),
     }
-    line
 }
 
 const HEADINGS: [&str; 8] = [
@@ -283,7 +278,7 @@ fn render(status: &Status, reader: &influx::Client, paint: Paint) -> String {
 fn cells(stage: Stage, f: &StageFigures) -> [String; 8] {
     let dash = || "-".to_owned();
     let alive = match f.nats_replicas {
-        Some(on_nats) if f.nats_disagrees() => format!("{} (NATS: {on_nats})", f.alive),
+        Some(on_nats) if on_nats != f.alive => format!("{} (NATS: {on_nats})", f.alive),
         _ => f.alive.to_string(),
     };
     let limit = match f.rate_limit {
@@ -301,7 +296,7 @@ fn cells(stage: Stage, f: &StageFigures) -> [String; 8] {
         alive,
         format!("{}/s", human::rate(f.rate)),
         limit,
-        f.busy.map_or_else(dash, |b| format!("{:.0} %", b * 100.0)),
+        f.busy.map_or_else(dash, bottleneck::percent),
         in_flight,
         per_second(f.lost),
         per_second(f.nuggets),
@@ -363,7 +358,6 @@ mod tests {
                 ..one(19.0)
             },
             worker: one(19.0),
-            ..Snapshot::default()
         }
     }
 

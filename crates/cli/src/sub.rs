@@ -1,8 +1,6 @@
-//! `chocominer sub`: prints every message on the pipeline's subjects, decoded, as it flows.
-//!
-//! A plain subscription, not a member of a queue group: it gets a copy of each message and
-//! takes no work away. One side effect: while it watches a subject, a sender to a stage with no
-//! replica left finds a subscriber there, so it waits for its ack timeout, not "no responders".
+//! `chocominer sub`. Its subscription is in no queue group, so it takes no work away; one side
+//! effect: while it watches a subject, a sender to a stage with no replica left finds a
+//! subscriber there, so it waits for its ack timeout, not "no responders".
 
 use chocominer_model::Subjects;
 use chocominer_process::NatsArgs;

@@ -1,13 +1,10 @@
-//! The wire format of batches: every byte that crosses NATS is encoded and decoded here.
-//!
-//! A body is one format-version byte followed by a bincode (2.x, standard config) struct whose
-//! numbers and digests are flat runs of 32-byte items, borrowed from the payload when decoded.
-//! Numbers travel raw or seeded ([`Numbers`]; docs/architecture.md says why). Readable metadata
-//! goes in NATS headers, for people watching with `nats sub`; the body alone is authoritative.
-//!
-//! Every decoder takes untrusted bytes: it answers with a value or a [`DecodeError`], never a
-//! panic, and nothing it accepts costs more memory than the payload limit it is decoded under.
-//! `fuzz/` checks both.
+//! The wire format of batches, every byte that crosses NATS: one format-version byte, then a
+//! bincode (2.x, standard config) struct whose numbers and digests are flat runs of 32-byte
+//! items, borrowed from the payload when decoded. Numbers travel raw or seeded ([`Numbers`];
+//! docs/architecture.md says why). NATS headers carry readable metadata for people watching
+//! with `nats sub`; the body alone is authoritative. Every decoder takes untrusted bytes: it
+//! answers with a value or a [`DecodeError`], never a panic, and nothing it accepts costs more
+//! memory than the payload limit it is decoded under (`fuzz/` checks both).
 
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -166,29 +163,23 @@ impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DecodeError::Empty => write!(f, "empty body"),
-            DecodeError::UnknownVersion(v) => {
-                write!(
-                    f,
-                    "unknown format version {v} (this build reads {FORMAT_VERSION})"
-                )
-            }
+            DecodeError::UnknownVersion(v) => write!(
+                f,
+                "unknown format version {v} (this build reads {FORMAT_VERSION})"
+            ),
             DecodeError::Malformed(why) => write!(f, "malformed body: {why}"),
             DecodeError::Trailing(n) => write!(f, "{n} trailing bytes after the batch"),
-            DecodeError::Ragged { len } => {
-                write!(
-                    f,
-                    "a run of {len} bytes is not a whole number of 32-byte items"
-                )
-            }
+            DecodeError::Ragged { len } => write!(
+                f,
+                "a run of {len} bytes is not a whole number of 32-byte items"
+            ),
             DecodeError::Mismatch { numbers, digests } => {
                 write!(f, "{numbers} numbers but {digests} digests")
             }
-            DecodeError::TooLarge { count, max } => {
-                write!(
-                    f,
-                    "batch of {count} items is larger than the limit of {max}"
-                )
-            }
+            DecodeError::TooLarge { count, max } => write!(
+                f,
+                "batch of {count} items is larger than the limit of {max}"
+            ),
             DecodeError::NoItems => write!(f, "empty batch"),
         }
     }
@@ -334,9 +325,7 @@ impl DigestBody {
         buf.resize(SEQ_ROOM, 0);
         // As bincode lays out a `DigestBatch` after its `seq`: the numbers, then the digests as
         // a slice (its length as a u64, then its bytes).
-        bincode::encode_into_std_write(numbers, &mut buf, config())
-            .expect("encoding into a Vec cannot fail");
-        bincode::encode_into_std_write(digests_len as u64, &mut buf, config())
+        bincode::encode_into_std_write((numbers, digests_len as u64), &mut buf, config())
             .expect("encoding into a Vec cannot fail");
         let digests_at = buf.len();
         buf.resize(digests_at + digests_len, 0);

@@ -1,8 +1,6 @@
 //! The one HTTP client of InfluxDB 1.x: `POST /write` of line protocol for the stages' stats,
 //! `GET /query` of InfluxQL (`epoch=ms`, several statements in one request) for the front ends
-//! and the tests, one timeout for every request, errors of one line each. Exactly one set of
-//! credentials is sent: `INFLUX_USER`'s when it is set (those written in the URL are then left
-//! out, with one warning), else the URL's.
+//! and the tests, one timeout for every request, errors of one line each.
 
 use std::time::Duration;
 
@@ -221,13 +219,11 @@ impl Client {
         if let Some(why) = self.denied(status, &text, &format!("write to {:?}", self.db)) {
             return Err(WriteError::Denied(why));
         }
-        if status.is_client_error() {
-            return Err(WriteError::Refused(format!(
-                "HTTP {status}: {}",
-                text.trim()
-            )));
+        let why = format!("HTTP {status}: {}", text.trim());
+        match status.is_client_error() {
+            true => Err(WriteError::Refused(why)),
+            false => Err(WriteError::Retry(why)),
         }
-        Err(WriteError::Retry(format!("HTTP {status}: {}", text.trim())))
     }
 
     /// Whether InfluxDB answers `GET /ping` with 204: it is up and takes requests.
@@ -300,18 +296,14 @@ impl Client {
         if !status.is_success() {
             return Err(self.failed(format!("HTTP {status}: {}", snippet(&body))));
         }
-        let Some(json) = json else {
-            return Err(QueryError::NotInflux {
-                url: self.url.clone(),
-                reason: format!("HTTP {status}, not JSON: {}", snippet(&body)),
-            });
+        let not_influx = |what: &str| QueryError::NotInflux {
+            url: self.url.clone(),
+            reason: format!("HTTP {status}, {what}: {}", snippet(&body)),
         };
-        let Some(results) = json["results"].as_array() else {
-            return Err(QueryError::NotInflux {
-                url: self.url.clone(),
-                reason: format!("HTTP {status}, no \"results\": {}", snippet(&body)),
-            });
-        };
+        let json = json.ok_or_else(|| not_influx("not JSON"))?;
+        let results = json["results"]
+            .as_array()
+            .ok_or_else(|| not_influx("no \"results\""))?;
         // A missing database fails the whole request, with one result holding the error.
         if let Some(error) = results
             .iter()

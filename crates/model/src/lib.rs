@@ -1,7 +1,6 @@
-//! ChocoMiner's model: the facts the stages that write and the read side that checks agree on,
-//! each in one place, with no runtime attached: the [`Stage`]s, their [`Subjects`] and reply
-//! inboxes, the stats [`schema`], the [`nugget`] rule and record. The wire format is
-//! `chocominer-codec` ([`codec`]); the stages' runtime, `chocominer-pipeline`, re-exports this.
+//! ChocoMiner's model, the facts the stages and the read side agree on, each in one place and
+//! with no runtime attached: the [`Stage`]s, their [`Subjects`] and reply inboxes, the stats
+//! [`schema`], the [`nugget`] rule and record, and the wire format ([`codec`]).
 
 pub use chocominer_codec as codec;
 pub mod nugget;

@@ -1,8 +1,7 @@
-//! The stats contract: every measurement ChocoMiner writes to InfluxDB, its fields, and what
-//! kind of figure each is ([`Kind`]: [`Count`], [`Gauge`], [`Event`], [`Text`]). Stages write
-//! and readers read through these names; tests hold the Chronograf dashboard, docs/schema.md,
-//! every query (`unknown_names`, built for tests only) and what a real run writes against them:
-//! a renamed field breaks the build or a test, not a chart. Every point has one tag, [`INSTANCE`].
+//! The stats contract: every measurement ChocoMiner writes to InfluxDB, its fields and what kind
+//! of figure each is ([`Kind`]). Stages write and readers read through these names; tests hold
+//! the Chronograf dashboard, docs/schema.md, every query (`unknown_names`, for tests only) and
+//! what a real run writes against them: a renamed field breaks the build or a test, not a chart.
 
 use std::collections::BTreeSet;
 
@@ -76,6 +75,18 @@ impl Field {
 
     pub fn ty(&self) -> Type {
         self.ty
+    }
+
+    /// The largest value a stage writes in it: a share (`busy`) at most 1, the difficulty at
+    /// most a digest's 256 bits, anything else unbounded.
+    pub fn most(&self) -> f64 {
+        if [hasher::BUSY.field(), worker::BUSY.field()].contains(self) {
+            1.0
+        } else if *self == worker::DIFFICULTY.field() {
+            f64::from(8 * crate::codec::DIGEST_LEN as u32)
+        } else {
+            f64::INFINITY
+        }
     }
 
     fn value(self, value: Value) -> FieldValue {

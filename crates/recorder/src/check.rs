@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chocominer_influx::schema::{self, Field, Kind, Type};
+use chocominer_influx::schema::{self, Kind, Type};
 use chocominer_model::nugget;
 use influxdb_line_protocol::{FieldValue, parse_lines};
 
@@ -69,7 +69,7 @@ pub fn check(body: &str, now_ns: i64) -> Result<usize, Refused> {
             };
             if let Some(value) = number
                 && known.kind() != Kind::Event
-                && !(value >= 0.0 && value <= most(known))
+                && !(value >= 0.0 && value <= known.most())
             {
                 return Err(refuse(format!(
                     "{name}.{field_name} = {value}: out of range"
@@ -98,16 +98,4 @@ pub fn check(body: &str, now_ns: i64) -> Result<usize, Refused> {
         points += 1;
     }
     Ok(points)
-}
-
-/// The largest value a stage writes in `field`: a share at most 1, the difficulty at most a
-/// digest's 256 bits, anything else unbounded.
-fn most(field: &Field) -> f64 {
-    if [schema::hasher::BUSY.field(), schema::worker::BUSY.field()].contains(field) {
-        1.0
-    } else if *field == schema::worker::DIFFICULTY.field() {
-        256.0
-    } else {
-        f64::INFINITY
-    }
 }

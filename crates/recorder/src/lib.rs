@@ -1,14 +1,8 @@
 //! recorder: the stages' write-only path to InfluxDB. InfluxDB 1.x lets whoever may write to a
 //! database also delete from it, so the stages hold the recorder's password, not InfluxDB's
-//! (docs/security.md). It takes their points as InfluxDB would, checks every line ([`check`])
-//! and writes the request to InfluxDB whole, or refuses it whole; it answers nothing else:
-//!
-//! - `POST /write?db=<INFLUX_DB>`: 204 once InfluxDB has the points; 400 for a line that is
-//!   not a stage's (or times not in nanoseconds); 401 without the stages' credentials; 404 for
-//!   another database; 503 (with InfluxDB's reason) when InfluxDB cannot take them now, which
-//!   a stage retries later;
-//! - `GET /ping`: 204, as InfluxDB's, for a stage that waits for its InfluxDB;
-//! - `GET /healthz`, `GET /readyz` (see `chocominer_process::health`).
+//! (docs/security.md). Beside its health checks it answers only InfluxDB's `POST /write` and
+//! `GET /ping`: it checks every line ([`check`]) and writes the request to InfluxDB whole, or
+//! refuses it whole (503 when InfluxDB cannot take it now, which a stage retries later).
 
 pub mod check;
 
@@ -22,6 +16,8 @@ use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use chocominer_influx::{self as influx, Secret, WriteError};
 use chocominer_process::health::{self, Health, HealthServer};
 use chocominer_process::{HealthArgs, InfluxArgs, Shutdown, Throttle, http};
@@ -200,20 +196,7 @@ impl Recorder {
 
 /// `user:password` in base64, as basic auth carries it.
 fn basic(user: &str, password: &str) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = format!("{user}:{password}").into_bytes();
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        // A character per 6 bits of the chunk, then a `=` per byte it is short of three.
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
-        }
-        out.push_str(&"=="[..3 - chunk.len()]);
-    }
-    out
+    STANDARD.encode(format!("{user}:{password}"))
 }
 
 /// An answer as InfluxDB gives one: `{"error": "..."}`.

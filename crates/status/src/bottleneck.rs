@@ -1,10 +1,7 @@
-//! Which stage holds the pipeline back, by one rule that follows the acknowledgements.
-//!
-//! A stage that cannot keep up acknowledges slowly, so the stage before it fills its window of
-//! unacknowledged batches and waits. The rule therefore looks for the stage that is saturated
-//! itself, and otherwise reads the windows: a full window points at the stage *after* it.
-//! The rule itself is [`RULE`], which `chocominer status --help` shows as it is and the
-//! dashboard applies too.
+//! Which stage holds the pipeline back, by one rule ([`RULE`], which `chocominer status --help`
+//! shows and the dashboard applies too). A stage that cannot keep up acknowledges slowly, so the
+//! stage before it fills its window of unacknowledged batches and waits: the rule looks for a
+//! stage saturated itself, else reads the windows (a full one points at the stage *after* it).
 
 use crate::{ALIVE_WITHIN_SECONDS, Snapshot};
 use chocominer_model::Stage;
@@ -65,14 +62,11 @@ impl Verdict {
 }
 
 fn batches(n: f64) -> String {
-    if n == 1.0 {
-        "1 batch".into()
-    } else {
-        format!("{n} batches")
-    }
+    format!("{n} batch{}", if n == 1.0 { "" } else { "es" })
 }
 
-fn percent(share: f64) -> String {
+/// A share as people read it: `95 %`.
+pub fn percent(share: f64) -> String {
     format!("{:.0} %", share * 100.0)
 }
 

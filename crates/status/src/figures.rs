@@ -1,12 +1,9 @@
 //! What each stage did over the last few seconds, from its instances' per-second stats points:
-//! the one definition of the figures `chocominer status` and the dashboard show. Every instance
-//! writes one point a second, stamped on the whole second, that reaches InfluxDB a second or
-//! two later. So an instance is *alive* with a point in the last [`ALIVE_WITHIN_NS`], and the
-//! figures cover the [`WINDOW_SECONDS`] ending at the newest second every alive instance has
-//! written (complete seconds only: a point on its way does not make its instance look slow).
-//! A [`Count`] is summed over the window's points and divided by the seconds in which the stage
-//! wrote any: a rate. A [`Gauge`] is averaged over each alive instance's points, then summed
-//! over the instances (busy: averaged); `waiting` is each instance's newest value, summed.
+//! the one definition of the figures `chocominer status` and the dashboard show. A point reaches
+//! InfluxDB a second or two after the second it is stamped on, so the figures cover the
+//! [`WINDOW_SECONDS`] ending at the newest second every alive instance has written: a point on
+//! its way does not make its instance look slow. A [`Count`] becomes a rate over the seconds in
+//! which the stage wrote; a [`Gauge`] is averaged per instance over the window.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -80,11 +77,6 @@ impl StageFigures {
             _ => None,
         }
     }
-
-    /// Whether the ping count disagrees with the stats count.
-    pub fn nats_disagrees(&self) -> bool {
-        self.nats_replicas.is_some_and(|n| n != self.alive)
-    }
 }
 
 /// The three stages' figures over the same seconds (in JSON: the three stages by name).
@@ -93,8 +85,6 @@ pub struct Snapshot {
     /// End of the window (ns since the epoch); `None` when no instance is alive.
     #[serde(skip)]
     pub up_to_ns: Option<i64>,
-    #[serde(skip)]
-    pub window_seconds: i64,
     pub rng: StageFigures,
     pub hasher: StageFigures,
     pub worker: StageFigures,
@@ -115,26 +105,25 @@ impl Snapshot {
         }
         newest.retain(|_, p| p.time_ns >= now_ns - ALIVE_WITHIN_NS);
         let Some(end) = newest.values().map(|p| p.time_ns).min() else {
-            return Snapshot {
-                window_seconds: WINDOW_SECONDS,
-                ..Snapshot::default()
-            };
+            return Snapshot::default();
         };
-        let window = Window {
-            start: end - WINDOW_SECONDS * SECOND_NS,
-            end,
-        };
+        // The window: the seconds `(start, end]`.
+        let start = end - WINDOW_SECONDS * SECOND_NS;
         let figures = |stage: Stage| {
+            let in_window: Vec<&StatsPoint> = points
+                .iter()
+                .filter(|p| p.stage == stage && p.time_ns > start && p.time_ns <= end)
+                .copied()
+                .collect();
             let alive: Vec<&StatsPoint> = newest
                 .iter()
                 .filter(|((name, _), _)| *name == stage.name())
                 .map(|(_, point)| *point)
                 .collect();
-            window.figures(stage, &points, &alive)
+            stage_figures(stage, &in_window, &alive)
         };
         Snapshot {
             up_to_ns: Some(end),
-            window_seconds: WINDOW_SECONDS,
             rng: figures(Stage::Rng),
             hasher: figures(Stage::Hasher),
             worker: figures(Stage::Worker),
@@ -155,102 +144,80 @@ impl Snapshot {
     }
 }
 
-/// The seconds `(start, end]` the figures cover.
-struct Window {
-    start: i64,
-    end: i64,
-}
-
-impl Window {
-    fn holds(&self, point: &StatsPoint) -> bool {
-        point.time_ns > self.start && point.time_ns <= self.end
-    }
-
-    /// `stage`'s figures; `alive` holds the newest point of each of its alive instances.
-    fn figures(&self, stage: Stage, points: &[&StatsPoint], alive: &[&StatsPoint]) -> StageFigures {
-        let in_window: Vec<&StatsPoint> = points
+/// `stage`'s figures from its points `in_window`; `alive` holds the newest point of each of its
+/// alive instances.
+fn stage_figures(stage: Stage, in_window: &[&StatsPoint], alive: &[&StatsPoint]) -> StageFigures {
+    let seconds: BTreeSet<i64> = in_window.iter().map(|p| p.time_ns).collect();
+    let seconds = seconds.len().max(1) as f64;
+    let per_second = |field: Count| {
+        let sum: f64 = in_window.iter().map(|p| p.get(field)).sum();
+        Some(round(sum / seconds))
+    };
+    // Each alive instance's mean of a gauge over its points in the window (its newest point
+    // when it started after the window's end).
+    let instance_means = |field: Gauge| -> Vec<f64> {
+        alive
             .iter()
-            .filter(|p| p.stage == stage && self.holds(p))
-            .copied()
-            .collect();
-        let seconds: BTreeSet<i64> = in_window.iter().map(|p| p.time_ns).collect();
-        let seconds = seconds.len().max(1) as f64;
-        let per_second = |field: Count| {
-            let sum: f64 = in_window.iter().map(|p| p.get(field)).sum();
-            Some(round(sum / seconds))
-        };
-        // Each alive instance's mean of a gauge over its points in the window (its newest point
-        // when it started after the window's end).
-        let instance_means = |field: Gauge| -> Vec<f64> {
-            alive
-                .iter()
-                .map(|newest| {
-                    let own: Vec<f64> = in_window
-                        .iter()
-                        .filter(|p| p.instance == newest.instance)
-                        .map(|p| p.get(field))
-                        .collect();
-                    if own.is_empty() {
-                        newest.get(field)
-                    } else {
-                        own.iter().sum::<f64>() / own.len() as f64
-                    }
-                })
-                .collect()
-        };
-        // A gauge of a stage with no instance alive is unknown, not 0.
-        let summed = |field: Gauge| {
-            let means = instance_means(field);
-            (!means.is_empty()).then(|| round(means.iter().sum()))
-        };
-        // A gauge as it is now: each alive instance's newest point, summed.
-        let newest_summed = |field: Gauge| {
-            (!alive.is_empty()).then(|| round(alive.iter().map(|p| p.get(field)).sum()))
-        };
-        // A share averaged over the instances (busy), unknown when none is alive.
-        let averaged = |field: Gauge| {
-            let means = instance_means(field);
-            (!means.is_empty()).then(|| round(means.iter().sum::<f64>() / means.len() as f64))
-        };
-        let mut instances: Vec<String> = alive.iter().map(|p| p.instance.clone()).collect();
-        instances.sort_by_key(|name| natural_key(name));
-        let mut figures = StageFigures {
-            alive: instances.len(),
-            instances,
-            ..StageFigures::default()
-        };
-        match stage {
-            Stage::Rng => {
-                figures.rate = per_second(rng::NUMBERS).unwrap_or_default();
-                let limits = instance_means(rng::RATE_LIMIT);
-                figures.rate_limit = match limits.iter().any(|&l| l <= 0.0) {
-                    true => Some(0.0),
-                    false => summed(rng::RATE_LIMIT),
-                };
-                figures.in_flight = summed(rng::IN_FLIGHT);
-                figures.window = summed(rng::WINDOW);
-                figures.waiting = newest_summed(rng::WAITING);
-                figures.lost = per_second(rng::LOST);
-            }
-            Stage::Hasher => {
-                figures.rate = per_second(hasher::HASHES).unwrap_or_default();
-                figures.busy = averaged(hasher::BUSY);
-                figures.in_flight = summed(hasher::IN_FLIGHT);
-                figures.window = summed(hasher::WINDOW);
-                figures.waiting = newest_summed(hasher::WAITING);
-                figures.lost = per_second(hasher::LOST);
-                figures.rejected = per_second(hasher::REJECTED);
-            }
-            Stage::Worker => {
-                figures.rate = per_second(worker::HASHES).unwrap_or_default();
-                figures.busy = averaged(worker::BUSY);
-                figures.nuggets = per_second(worker::NUGGETS);
-                figures.rejected = per_second(worker::REJECTED);
-                figures.forged = per_second(worker::FORGED);
-            }
+            .map(|newest| {
+                let own: Vec<f64> = in_window
+                    .iter()
+                    .filter(|p| p.instance == newest.instance)
+                    .map(|p| p.get(field))
+                    .collect();
+                if own.is_empty() {
+                    newest.get(field)
+                } else {
+                    own.iter().sum::<f64>() / own.len() as f64
+                }
+            })
+            .collect()
+    };
+    // A gauge of a stage with no instance alive is unknown, not 0.
+    let known = |value: f64| (!alive.is_empty()).then(|| round(value));
+    let summed = |field: Gauge| known(instance_means(field).iter().sum());
+    // A gauge as it is now: each alive instance's newest point, summed.
+    let newest_summed = |field: Gauge| known(alive.iter().map(|p| p.get(field)).sum());
+    // A share (busy), averaged over the instances.
+    let averaged =
+        |field: Gauge| known(instance_means(field).iter().sum::<f64>() / alive.len() as f64);
+    let mut instances: Vec<String> = alive.iter().map(|p| p.instance.clone()).collect();
+    instances.sort_by_key(|name| natural_key(name));
+    let mut figures = StageFigures {
+        alive: instances.len(),
+        instances,
+        ..StageFigures::default()
+    };
+    match stage {
+        Stage::Rng => {
+            figures.rate = per_second(rng::NUMBERS).unwrap_or_default();
+            let limits = instance_means(rng::RATE_LIMIT);
+            figures.rate_limit = match limits.iter().any(|&l| l <= 0.0) {
+                true => Some(0.0),
+                false => summed(rng::RATE_LIMIT),
+            };
+            figures.in_flight = summed(rng::IN_FLIGHT);
+            figures.window = summed(rng::WINDOW);
+            figures.waiting = newest_summed(rng::WAITING);
+            figures.lost = per_second(rng::LOST);
         }
-        figures
+        Stage::Hasher => {
+            figures.rate = per_second(hasher::HASHES).unwrap_or_default();
+            figures.busy = averaged(hasher::BUSY);
+            figures.in_flight = summed(hasher::IN_FLIGHT);
+            figures.window = summed(hasher::WINDOW);
+            figures.waiting = newest_summed(hasher::WAITING);
+            figures.lost = per_second(hasher::LOST);
+            figures.rejected = per_second(hasher::REJECTED);
+        }
+        Stage::Worker => {
+            figures.rate = per_second(worker::HASHES).unwrap_or_default();
+            figures.busy = averaged(worker::BUSY);
+            figures.nuggets = per_second(worker::NUGGETS);
+            figures.rejected = per_second(worker::REJECTED);
+            figures.forged = per_second(worker::FORGED);
+        }
     }
+    figures
 }
 
 /// Sorts `hasher-2` before `hasher-10`: the stem, then the trailing number.
@@ -264,8 +231,8 @@ pub fn natural_key(name: &str) -> (String, u64, String) {
     )
 }
 
-/// Three decimals: enough for rates and shares, and JSON without float noise.
-fn round(value: f64) -> f64 {
+/// Three decimals: enough for rates, shares and milliseconds, and JSON without float noise.
+pub fn round(value: f64) -> f64 {
     // `+ 0.0` turns the -0.0 that summing nothing gives into 0.0, which prints without a sign.
     (value * 1000.0).round() / 1000.0 + 0.0
 }

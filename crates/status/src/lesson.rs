@@ -1,7 +1,6 @@
 //! Where the running stack stands in the scaling lesson (docs/dashboard.md), and what to try
 //! next. The step is read from the instances alive per stage, never from a clock, so the
-//! dashboard and `chocominer status` agree with whatever the class typed. [`RateChange`]
-//! remembers the rate before the last change of instances. In discovery mode
+//! dashboard and `chocominer status` agree with whatever the class typed. In discovery mode
 //! ([`DISCOVERY_ENV`]) a step whose command would name the bottleneck asks for the probes.
 
 use serde::Serialize;
@@ -58,10 +57,9 @@ impl Command {
     pub fn scale(now: Counts, stage: Stage, n: usize) -> Command {
         let mut compose = "docker compose up -d".to_owned();
         for s in COMPOSE_ORDER {
-            if s == stage {
-                compose.push_str(&format!(" --scale {s}={n}"));
-            } else if now.get(s) != 1 {
-                compose.push_str(&format!(" --scale {s}={}", now.get(s)));
+            let count = if s == stage { n } else { now.get(s) };
+            if s == stage || count != 1 {
+                compose.push_str(&format!(" --scale {s}={count}"));
             }
         }
         Command {
@@ -72,23 +70,16 @@ impl Command {
     }
 }
 
-/// The lesson's steps, in order.
+/// The lesson's steps, in order; [`step`] says which counts make each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepId {
-    /// Something runs, but not every stage: start the stack.
     Starting,
-    /// One rng, hasher and worker.
     OneOfEach,
-    /// More than one worker, fewer than ten.
     MoreWorkers,
-    /// Ten workers or more, one rng: the plateau.
     Plateau,
-    /// More rngs, one hasher.
     MoreRngs,
-    /// More rngs and more hashers: past the seed.
     MoreHashers,
-    /// A combination the lesson does not walk through.
     OffPath,
 }
 

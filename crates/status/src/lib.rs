@@ -1,11 +1,9 @@
-//! What the pipeline does right now, read back from the stages' per-second stats points in
-//! InfluxDB: each stage's figures ([`figures`]) and the stage that holds the others back
-//! ([`bottleneck`]), one definition for `chocominer status` and the dashboard alike.
-//!
-//! Whoever holds InfluxDB's `writer` role can write any point, so what is read is held to what
-//! a stage could have written: no point stamped over [`CLOCK_SKEW_ALLOWED`] ahead, no value out of
-//! range ([`within_range`]), no nugget record that does not check out ([`nuggets`]). An
-//! inflated count still reads as the truth (docs/security.md).
+//! What the pipeline does right now, from the stages' per-second stats points in InfluxDB:
+//! each stage's [`figures`] and the [`bottleneck`], one definition for `chocominer status` and
+//! the dashboard alike. Whoever holds InfluxDB's `writer` role can write any point, so what is
+//! read is held to what a stage could have written: no point stamped over [`CLOCK_SKEW_ALLOWED`]
+//! ahead, no value out of range ([`within_range`]), no nugget record that does not check out
+//! ([`nuggets`]). An inflated count still reads as the truth (docs/security.md).
 
 pub mod bottleneck;
 pub mod figures;
@@ -24,7 +22,7 @@ pub use figures::{
 
 use chocominer_influx::{Client, QueryError, Row};
 use chocominer_model::Stage;
-use chocominer_model::schema::{self, Field, INSTANCE, Kind, Measurement, hasher, worker};
+use chocominer_model::schema::{self, Field, INSTANCE, Kind, Measurement};
 
 /// How far ahead of the reader's clock a point may be stamped and still be read (hosts kept by
 /// NTP agree within a second). Read, a nugget stamped in 2100 would stay the latest for ever.
@@ -81,22 +79,15 @@ pub fn statements(lookback: Duration) -> Vec<String> {
         .collect()
 }
 
-/// `value` of `stage`'s field `name` clamped to what a stage writes: a count or a gauge is never
-/// negative, a share (`busy`) at most 1, a difficulty at most 256 bits. Fields the schema does
-/// not know are left as they are: no figure reads them.
+/// `value` of `stage`'s field `name` clamped to what a stage writes: a count or a gauge from 0
+/// to [`Field::most`]. Fields the schema does not know are left as they are: no figure reads them.
 pub fn within_range(stage: Stage, name: &str, value: f64) -> f64 {
     let fields = measurement(stage).fields();
     let Some(field) = fields.iter().find(|f| f.name() == name) else {
         return value;
     };
-    let most = match (stage, name) {
-        (Stage::Hasher, n) if n == hasher::BUSY.name() => 1.0,
-        (Stage::Worker, n) if n == worker::BUSY.name() => 1.0,
-        (Stage::Worker, n) if n == worker::DIFFICULTY.name() => f64::from(MAX_ZERO_BITS),
-        _ => f64::INFINITY,
-    };
     match field.kind() {
-        Kind::Count | Kind::Gauge => value.clamp(0.0, most),
+        Kind::Count | Kind::Gauge => value.clamp(0.0, field.most()),
         Kind::Event => value,
     }
 }
@@ -104,36 +95,25 @@ pub fn within_range(stage: Stage, name: &str, value: f64) -> f64 {
 /// The points in the results of [`statements`] (times in milliseconds, as
 /// [`Client::query`] gives them).
 pub fn points_from_results(results: &[Vec<Row>]) -> Vec<StatsPoint> {
-    let mut points = Vec::new();
-    for (stage, rows) in Stage::ALL.into_iter().zip(results) {
-        for row in rows {
-            let mut point = StatsPoint {
-                stage,
-                instance: row
-                    .get(INSTANCE)
-                    .and_then(Value::as_str)
-                    .unwrap_or("?")
-                    .to_owned(),
-                time_ns: 0,
-                fields: BTreeMap::new(),
-            };
-            for (column, value) in row {
-                match (column.as_str(), value.as_f64()) {
-                    ("time", _) => {
-                        point.time_ns = value.as_i64().unwrap_or_default() * 1_000_000;
-                    }
-                    (field, Some(v)) => {
-                        point
-                            .fields
-                            .insert(field.to_owned(), within_range(stage, field, v));
-                    }
-                    _ => {}
-                }
-            }
-            points.push(point);
-        }
-    }
-    points
+    let point = |stage, row: &Row| StatsPoint {
+        stage,
+        instance: row
+            .get(INSTANCE)
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_owned(),
+        time_ns: row.get("time").and_then(Value::as_i64).unwrap_or_default() * 1_000_000,
+        fields: row
+            .iter()
+            .filter(|(column, _)| *column != "time")
+            .filter_map(|(field, v)| Some((field.clone(), within_range(stage, field, v.as_f64()?))))
+            .collect(),
+    };
+    Stage::ALL
+        .into_iter()
+        .zip(results)
+        .flat_map(|(stage, rows)| rows.iter().map(move |row| point(stage, row)))
+        .collect()
 }
 
 /// Every stage's points of the last `lookback`, in one request. A database that does not

@@ -1,9 +1,8 @@
 //! The nugget records read back from InfluxDB, checked before anything lists them: whoever
-//! holds its `writer` role can write a record no hash made. A record is listed only when its
-//! number and digest are 64 lowercase hex digits, the digest is SHA-256 of the number with the
-//! zero bits it claims, it is stamped at most [`CLOCK_SKEW_ALLOWED`] ahead, and no earlier
-//! record holds the same digest; the others are counted by why ([`Refused`]). A writer that
-//! hashes numbers itself still writes records that pass.
+//! holds its `writer` role can write a record no hash made. A record is listed only when it is
+//! as a worker writes it ([`check_record`]), stamped at most [`CLOCK_SKEW_ALLOWED`] ahead and
+//! the first with its digest; the others are counted by why ([`Refused`]). A writer that hashes
+//! numbers itself still writes records that pass.
 
 use std::collections::BTreeSet;
 
@@ -99,19 +98,11 @@ impl Refused {
     /// `3 nugget records refused: 2 stamped in the future, 1 a copy of an earlier record`;
     /// `None` when none was.
     pub fn sentence(&self) -> Option<String> {
-        let reasons: Vec<String> = self
-            .reasons
-            .iter()
-            .map(|r| format!("{} {}", r.count, r.what))
-            .collect();
+        let reason = |r: &RefusedFor| format!("{} {}", r.count, r.what);
+        let reasons: Vec<String> = self.reasons.iter().map(reason).collect();
         let records = if self.count == 1 { "record" } else { "records" };
-        (self.count > 0).then(|| {
-            format!(
-                "{} nugget {records} refused: {}",
-                self.count,
-                reasons.join(", ")
-            )
-        })
+        let (count, reasons) = (self.count, reasons.join(", "));
+        (count > 0).then(|| format!("{count} nugget {records} refused: {reasons}"))
     }
 }
 

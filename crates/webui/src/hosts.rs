@@ -44,13 +44,12 @@ impl AllowedHosts {
             return true;
         }
         let host = normal(host);
-        if host == "localhost" || host.ends_with(".localhost") {
-            return true;
-        }
-        self.names.iter().any(|name| match name.strip_prefix('.') {
-            Some(domain) => host == domain || host.ends_with(name.as_str()),
-            None => host == *name,
-        })
+        host == "localhost"
+            || host.ends_with(".localhost")
+            || self.names.iter().any(|name| match name.strip_prefix('.') {
+                Some(domain) => host == domain || host.ends_with(name.as_str()),
+                None => host == *name,
+            })
     }
 }
 
@@ -61,15 +60,11 @@ pub fn parse_allowed_host(text: &str) -> Result<String, String> {
     let valid = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'));
-    if valid {
-        Ok(name.to_owned())
-    } else {
-        Err(
-            "expected host names separated by commas, like dashboard.example.org or \
-             .example.org (every name under it); no scheme, no port"
-                .to_owned(),
-        )
-    }
+    valid.then(|| name.to_owned()).ok_or_else(|| {
+        "expected host names separated by commas, like dashboard.example.org or .example.org \
+         (every name under it); no scheme, no port"
+            .to_owned()
+    })
 }
 
 /// The host of an authority, without its port or the brackets of an IPv6 address; `None` when

@@ -1,12 +1,8 @@
 //! webui: the ChocoMiner dashboard, a web page for the projector while students scale stages.
 //! It only reads InfluxDB (no NATS) and shows what [`summary`] computes, refreshed every
 //! second, with the scaling lesson played along ([`lesson`]; docs/dashboard.md). The page is
-//! embedded in the binary and loads nothing from elsewhere, so it works offline.
-//!
-//! Routes ([`server`]): `GET /` the page; `GET /api/summary` its JSON, or `{"ok": false, ...}`
-//! with 503 (InfluxDB unreachable) or 502 (an error, or no InfluxDB 1.x); `/healthz` and
-//! `/readyz`. A request whose `Host` is not allowed gets 421 ([`hosts`]). It is ready as soon
-//! as it serves: the page says when InfluxDB is unreachable, and a restart would not help.
+//! embedded in the binary and loads nothing from elsewhere, so it works offline. It is ready as
+//! soon as it serves: the page says when InfluxDB is unreachable, and a restart would not help.
 
 pub mod hosts;
 pub mod lesson;

@@ -1,8 +1,8 @@
-//! The HTTP side: the page and its assets (embedded in the binary), `/api/summary`.
-//!
-//! Every open page polls `/api/summary` once a second, so a summary made less than
-//! [`SUMMARY_MAX_AGE`] ago is served again and requests arriving while one is made wait for
-//! it: a classroom of pages costs InfluxDB about two query requests a second.
+//! The HTTP side: the page and its assets (embedded in the binary), `/api/summary` (or
+//! `{"ok": false, ...}`: 503 when InfluxDB is unreachable, 502 for its errors). Every open page
+//! polls it once a second, so a summary made less than [`SUMMARY_MAX_AGE`] ago is served again
+//! and requests arriving while one is made wait for it: a classroom of pages costs InfluxDB
+//! about two query requests a second.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,9 +24,17 @@ use crate::summary::{self, Spans, Summary};
 /// How long a summary is served again before a new one is made.
 pub const SUMMARY_MAX_AGE: Duration = Duration::from_millis(500);
 
-const INDEX_HTML: &str = include_str!("../assets/index.html");
-const APP_JS: &str = include_str!("../assets/app.js");
-const APP_CSS: &str = include_str!("../assets/app.css");
+/// The page and its assets: content type, text.
+type Asset = (&'static str, &'static str);
+const INDEX_HTML: Asset = (
+    "text/html; charset=utf-8",
+    include_str!("../assets/index.html"),
+);
+const APP_JS: Asset = (
+    "text/javascript; charset=utf-8",
+    include_str!("../assets/app.js"),
+);
+const APP_CSS: Asset = ("text/css; charset=utf-8", include_str!("../assets/app.css"));
 
 /// Nothing but this server: the page must work offline, and this says so to the browser too.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -164,25 +172,18 @@ impl AppState {
     }
 }
 
-/// The routes.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/", get(index))
-        .route("/index.html", get(index))
-        .route(
-            "/app.js",
-            get(async || asset("text/javascript; charset=utf-8", APP_JS)),
-        )
-        .route(
-            "/app.css",
-            get(async || asset("text/css; charset=utf-8", APP_CSS)),
-        )
+        .route("/", get(async || asset(INDEX_HTML)))
+        .route("/index.html", get(async || asset(INDEX_HTML)))
+        .route("/app.js", get(async || asset(APP_JS)))
+        .route("/app.css", get(async || asset(APP_CSS)))
         .route("/api/summary", get(api_summary))
         .fallback(async || (StatusCode::NOT_FOUND, "not found\n"))
         .with_state(state)
 }
 
-fn asset(content_type: &'static str, body: &'static str) -> Response {
+fn asset((content_type, body): Asset) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type),
@@ -194,10 +195,6 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
         body,
     )
         .into_response()
-}
-
-async fn index() -> Response {
-    asset("text/html; charset=utf-8", INDEX_HTML)
 }
 
 async fn api_summary(State(state): State<Arc<AppState>>) -> Response {

@@ -1,11 +1,8 @@
 //! What the page shows, from InfluxDB in two requests of a few InfluxQL statements. The stages'
-//! figures and the bottleneck are `chocominer_status`'s, as `chocominer status` shows them.
-//! Read here is what the page alone shows: the charts ([`SERIES_SECS`] seconds ending
-//! [`LAG_SECS`] ago; a second without data is `null`, not 0, so the page draws nothing there),
-//! the difficulty in force (each alive worker's newest point), the latest nuggets checked by
-//! `chocominer_status::nuggets`, and the totals: of every run, and at the difficulty in force,
-//! which only the first request tells (so a second one, [`difficulty_statements`]): nuggets of
-//! different difficulties do not add up to anything meaningful.
+//! figures and the bottleneck are `chocominer_status`'s, as `chocominer status` shows them; read
+//! here is what only the page shows: the charts, the difficulty in force, the latest nuggets and
+//! the totals, of every run and at the difficulty in force (nuggets of different difficulties
+//! do not add up). Only the first request tells that difficulty, hence the second one.
 
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
@@ -18,8 +15,7 @@ use chocominer_process::Throttle;
 use chocominer_status::lesson::{Counts, RateChange};
 use chocominer_status::nuggets::{self, Refused};
 use chocominer_status::{
-    self, CLOCK_SKEW_ALLOWED, LOOKBACK, MAX_ZERO_BITS, Snapshot, StageFigures, StatsPoint,
-    WINDOW_SECONDS,
+    self, CLOCK_SKEW_ALLOWED, LOOKBACK, MAX_ZERO_BITS, Snapshot, StageFigures, WINDOW_SECONDS,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -71,7 +67,7 @@ impl Spans {
     fn with_window_of(mut self, snapshot: &Snapshot) -> Spans {
         if let Some(end_ns) = snapshot.up_to_ns {
             self.window_end_ms = end_ns.div_euclid(MS_NS);
-            self.window_start_ms = self.window_end_ms - (snapshot.window_seconds - 1) * SECOND_MS;
+            self.window_start_ms = self.window_end_ms - (WINDOW_SECONDS - 1) * SECOND_MS;
         }
         self
     }
@@ -171,9 +167,7 @@ pub fn statements(spans: &Spans) -> Vec<String> {
             Read::Numbers => sum(&RNG, rng::NUMBERS, "numbers"),
             Read::RngLost => sum(&RNG, rng::LOST, "lost"),
             Read::HasherLost => sum(&HASHER, hasher::LOST, "lost"),
-            Read::Since => {
-                format!(r#"SELECT first("{hashes}") AS hashes FROM "{w}" WHERE "{hashes}" >= 0"#)
-            }
+            Read::Since => since(""),
             // Not one stamped ahead, which would stay the newest.
             Read::LastDifficulty => format!(
                 r#"SELECT last("{difficulty}") AS difficulty FROM "{w}" WHERE time <= {}ms AND {}"#,
@@ -182,20 +176,21 @@ pub fn statements(spans: &Spans) -> Vec<String> {
             ),
         })
         .collect();
-    // The stages' recent points, for their figures.
     statements.extend(chocominer_status::statements(LOOKBACK));
     statements
+}
+
+/// When the first worker point was written, of those that also meet `and` (`AND ...`, or "").
+fn since(and: &str) -> String {
+    let (w, hashes) = (WORKER.name(), worker::HASHES.name());
+    format!(r#"SELECT first("{hashes}") AS hashes FROM "{w}" WHERE "{hashes}" >= 0{and}"#)
 }
 
 /// The statements of the second request: for each of `difficulties`, the hashes and nuggets
 /// at that difficulty (negative counts left out, as in [`statements`]) and when the first
 /// point at it was written, as [`DifficultyNow::read_totals`] reads them.
 pub fn difficulty_statements(difficulties: &[i64]) -> Vec<String> {
-    let (w, hashes, difficulty) = (
-        WORKER.name(),
-        worker::HASHES.name(),
-        worker::DIFFICULTY.name(),
-    );
+    let difficulty = worker::DIFFICULTY.name();
     difficulties
         .iter()
         .flat_map(|d| {
@@ -203,9 +198,7 @@ pub fn difficulty_statements(difficulties: &[i64]) -> Vec<String> {
             [
                 sum(&WORKER, worker::HASHES, "hashes") + &at,
                 sum(&WORKER, worker::NUGGETS, "nuggets") + &at,
-                format!(
-                    r#"SELECT first("{hashes}") AS hashes FROM "{w}" WHERE "{hashes}" >= 0{at}"#
-                ),
+                since(&at),
             ]
         })
         .collect()
@@ -296,11 +289,7 @@ impl DifficultyNow {
             .iter()
             .enumerate()
             .map(|(i, &difficulty)| {
-                let row = |j: usize| {
-                    results
-                        .get(PER_DIFFICULTY * i + j)
-                        .and_then(|rows| rows.first())
-                };
+                let row = |j: usize| results.get(PER_DIFFICULTY * i + j)?.first();
                 DifficultyTotals {
                     difficulty,
                     since_ms: row(2).and_then(|row| row.get("time")?.as_i64()),
@@ -319,26 +308,19 @@ pub struct Stages {
     pub worker: StageNow,
 }
 
-/// One stage over the window, as the page reads it (from the shared [`StageFigures`]).
+/// One stage over the window, as the page reads it: the fields of the shared [`StageFigures`]
+/// it shows (`null` where unknown or not the stage's), and `window_fill`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StageNow {
-    /// Numbers/s (rng) or hashes/s (hasher, worker), summed over instances.
     pub rate: f64,
-    /// Instances alive, by name.
     pub instances: Vec<String>,
-    /// hasher: share of the time spent hashing, averaged over instances (0..1).
     pub busy: Option<f64>,
-    /// rng, hasher: batches sent and not yet acknowledged by the next stage, summed over the
-    /// instances (each averaged over the window)...
     pub in_flight: Option<f64>,
-    /// ...the most they may have out...
     pub window: Option<f64>,
-    /// ...and the one over the other (0..1).
+    /// `in_flight / window` (0..1).
     pub window_fill: Option<f64>,
-    /// rng, hasher: batches waiting because no instance of the next stage listens, summed over
-    /// the alive instances' newest points; `None` when no instance is alive.
     pub waiting: Option<f64>,
-    /// rng: summed rate limit in numbers/s; `None` when some rng is unlimited.
+    /// `None` when some rng is unlimited.
     pub rate_limit: Option<f64>,
 }
 
@@ -383,19 +365,6 @@ fn num(row: Option<&Row>, column: &str) -> Option<f64> {
     row?.get(column)?.as_f64()
 }
 
-/// The newest point of each worker named in `alive`.
-fn newest_workers<'a>(points: &'a [StatsPoint], alive: &[String]) -> Vec<&'a StatsPoint> {
-    alive
-        .iter()
-        .filter_map(|name| {
-            points
-                .iter()
-                .filter(|p| p.stage == Stage::Worker && &p.instance == name)
-                .max_by_key(|p| p.time_ns)
-        })
-        .collect()
-}
-
 /// The charts' series from the rows of [`Read::ChartHashes`], [`Read::ChartNuggets`] and
 /// [`Read::ChartDifficulty`].
 fn series(
@@ -434,21 +403,17 @@ fn series(
             difficulty[i] = Some(DifficultyRange { min, max });
         }
     }
-    let mut difficulty_changes = Vec::new();
-    let mut before: Option<DifficultyRange> = None;
-    for (i, range) in difficulty.iter().enumerate() {
-        let Some(range) = *range else { continue };
-        if let Some(from) = before
-            && from != range
-        {
-            difficulty_changes.push(DifficultyChange {
-                time_ms: spans.series_start_ms + i as i64 * SECOND_MS,
-                from,
-                to: range,
-            });
-        }
-        before = Some(range);
-    }
+    let known: Vec<(usize, DifficultyRange)> =
+        (0..len).filter_map(|i| Some((i, difficulty[i]?))).collect();
+    let difficulty_changes = known
+        .windows(2)
+        .filter(|w| w[0].1 != w[1].1)
+        .map(|w| DifficultyChange {
+            time_ms: spans.series_start_ms + w[1].0 as i64 * SECOND_MS,
+            from: w[0].1,
+            to: w[1].1,
+        })
+        .collect();
     Series {
         start_ms: spans.series_start_ms,
         step_ms: SECOND_MS,
@@ -490,9 +455,15 @@ impl Summary {
             hasher: StageNow::new(&snapshot.hasher),
             worker: StageNow::new(&snapshot.worker),
         };
-        let in_force: BTreeSet<i64> = newest_workers(&points, &snapshot.worker.instances)
+        // The difficulty of each alive worker's newest point.
+        let workers = points.iter().filter(|p| p.stage == Stage::Worker);
+        let alive = &snapshot.worker.instances;
+        let in_force: BTreeSet<i64> = alive
             .iter()
-            .filter_map(|p| p.value(worker::DIFFICULTY))
+            .filter_map(|name| {
+                let own = workers.clone().filter(|p| &p.instance == name);
+                own.max_by_key(|p| p.time_ns)?.value(worker::DIFFICULTY)
+            })
             .map(|d| d as i64)
             .collect();
         let difficulty = DifficultyNow {
@@ -548,14 +519,12 @@ impl Summary {
     /// worker runs, the last run's.
     pub fn difficulty_totals_wanted(&self) -> Vec<i64> {
         let d = &self.difficulty;
-        match (
-            d.in_force.is_empty(),
-            self.stages.worker.instances.is_empty(),
-            d.last,
-        ) {
-            (false, _, _) => d.in_force.clone(),
-            (true, true, Some(last)) => vec![last],
-            _ => Vec::new(),
+        if !d.in_force.is_empty() {
+            d.in_force.clone()
+        } else if self.stages.worker.instances.is_empty() {
+            d.last.into_iter().collect()
+        } else {
+            Vec::new()
         }
     }
 }
