@@ -408,8 +408,8 @@ fn service_probe(
             id: Some(id.clone()),
             rate: d.map(|d| round(d.items / d.seconds)),
             busy: d.map(|d| round(d.busy)),
-            ms_per_item: d.and_then(|d| ms_per(d.busy_seconds, d.items)).map(round),
-            answer_ms: d.and_then(|d| ms_per(d.processing, d.requests)).map(round),
+            ms_per_item: d.and_then(|d| ms_per(d.busy_seconds, d.items)),
+            answer_ms: d.and_then(|d| ms_per(d.processing, d.requests)),
         });
         if let Some(in_flight) = reading.in_flight {
             probe.in_flight = Some(probe.in_flight.unwrap_or(0.0) + in_flight);
@@ -428,14 +428,23 @@ fn service_probe(
     probe.busy = Some(round(sum(|d| d.busy) / deltas.len() as f64));
     probe.items = sum(|d| d.items);
     probe.busy_seconds = sum(|d| d.busy_seconds);
-    probe.ms_per_item = ms_per(probe.busy_seconds, probe.items).map(round);
-    probe.answer_ms = ms_per(sum(|d| d.processing), sum(|d| d.requests)).map(round);
+    probe.ms_per_item = ms_per(probe.busy_seconds, probe.items);
+    probe.answer_ms = ms_per(sum(|d| d.processing), sum(|d| d.requests));
     probe
 }
 
-/// Milliseconds each of `n` items took, of `seconds` in all; `None` without items.
+/// Milliseconds each of `n` items took, of `seconds` in all, to three significant digits (a
+/// full-profile hash takes ~0.00005 ms: rounded to 0.001 ms it read as 0); `None` without items.
 fn ms_per(seconds: f64, n: f64) -> Option<f64> {
-    (n > 0.0).then(|| 1000.0 * seconds / n)
+    let ms = 1000.0 * seconds / n;
+    if !(n > 0.0 && ms.is_finite()) {
+        return None;
+    }
+    if ms == 0.0 {
+        return Some(0.0);
+    }
+    let scale = 10f64.powi(2 - ms.abs().log10().floor() as i32);
+    Some((ms * scale).round() / scale)
 }
 
 /// A limit as it was set: `10`, not `10.0`, unless it needs a suffix or decimals.
@@ -591,6 +600,16 @@ fn silence(stage: Stage, probes: usize) -> String {
 mod tests {
     use super::*;
     use chocominer_status::StageFigures;
+
+    #[test]
+    fn the_time_per_item_keeps_three_significant_digits_however_small() {
+        // 18 M hashes in one busy second: 0.0000556 ms each, not 0.
+        assert_eq!(ms_per(1.0, 18e6), Some(0.0000556));
+        assert_eq!(ms_per(0.5, 10.0), Some(50.0));
+        assert_eq!(ms_per(1.0, 3.0), Some(333.0));
+        assert_eq!(ms_per(0.0, 3.0), Some(0.0));
+        assert_eq!(ms_per(1.0, 0.0), None);
+    }
 
     fn reading(at: Instant, requests: u64, processing_ms: u64, items: f64) -> Reading {
         Reading {
