@@ -36,13 +36,11 @@ async fn intake_with_capacity(
             stage: Stage::Hasher,
             subject: subject.into(),
             instance: "replica-1".into(),
-            service: Connector::from_fn("replica-1 service", {
-                let url = url.to_owned();
-                move || {
-                    let url = url.clone();
-                    Box::pin(async move { Ok(Some(async_nats::connect(url).await?)) })
-                }
-            }),
+            service: Connector::new(
+                &testkit::nats_args(&["--nats-url", url]),
+                "replica-1 service",
+                &Shutdown::new(),
+            ),
             capacity,
         },
     )

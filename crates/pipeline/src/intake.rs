@@ -43,7 +43,7 @@ use chocominer_process::{Connector, Shutdown, Throttle, round_trip};
 
 /// The service error code of a batch turned away: its sender holds it and waits, as for "no
 /// responders".
-pub(crate) const TURNED_AWAY: u16 = 503;
+pub(crate) const TURNED_AWAY: usize = 503;
 
 /// Batches a stopping replica may still take: more than can be in transit to it, few enough to
 /// finish quickly (32 demo hashes take about 3 s).
@@ -89,7 +89,7 @@ pub struct Intake {
     extra_subscriptions: usize,
     state: IntakeState,
     /// Batches taken off the subscription while stopping, not yet handed out.
-    held: VecDeque<Message>,
+    held: VecDeque<Incoming>,
     shared: Arc<Shared>,
 }
 
@@ -243,8 +243,8 @@ impl Intake {
                 _ = stop.triggered() => self.begin_stop().await,
             }
         }
-        if let Some(message) = self.held.pop_front() {
-            return Some(self.incoming(message));
+        if let Some(incoming) = self.held.pop_front() {
+            return Some(incoming);
         }
         if self.state == IntakeState::Done {
             return None;
@@ -281,7 +281,23 @@ impl Intake {
         } else {
             self.extra_subscriptions = self.extra_subscriptions.saturating_sub(1);
         }
-        self.incoming(message)
+        let received = Instant::now();
+        let seen = header(&message, HEADER_SENT_MS)
+            .and_then(parse_sent_at)
+            .map(|sent| Seen::new(sent, SystemTime::now()));
+        let late = seen.map_or(Duration::ZERO, |seen| {
+            let transit = self.shared.transit.lock().unwrap();
+            transit.late_by(header(&message, HEADER_INSTANCE).unwrap_or(""), seen)
+        });
+        Incoming {
+            message,
+            received,
+            session: session(&self.shared.client),
+            late,
+            seen,
+            _held: Held::new(&self.shared.holding),
+            shared: self.shared.clone(),
+        }
     }
 
     /// Makes extra subscriptions up to [`EXTRA_SUBSCRIPTIONS`] per batch short of the capacity.
@@ -324,35 +340,13 @@ impl Intake {
         }
     }
 
-    fn incoming(&mut self, message: Message) -> Incoming {
-        let received = Instant::now();
-        let seen = header(&message, HEADER_SENT_MS)
-            .and_then(parse_sent_at)
-            .map(|sent| Seen::new(sent, SystemTime::now()));
-        let late = seen.map_or(Duration::ZERO, |seen| {
-            let transit = self.shared.transit.lock().unwrap();
-            transit.late_by(header(&message, HEADER_INSTANCE).unwrap_or(""), seen)
-        });
-        Incoming {
-            message,
-            received,
-            session: session(&self.shared.client),
-            late,
-            seen,
-            _held: Held::new(&self.shared.holding),
-            shared: self.shared.clone(),
-        }
-    }
-
     async fn begin_stop(&mut self) {
         use futures::FutureExt;
         self.state = IntakeState::Stopping;
         // Take what has already arrived, so the fence counts from an exact figure.
         while let Some(Some((own, message))) = self.batches.next().now_or_never() {
-            if own {
-                self.received += 1;
-            }
-            self.held.push_back(message);
+            let incoming = self.taken(own, message);
+            self.held.push_back(incoming);
         }
         // Extra subscriptions end after their one batch anyway.
         let fence = self.received + STOP_FENCE;
@@ -450,7 +444,7 @@ impl Incoming {
     /// Acknowledges the batch: it has been handed on or recorded.
     pub async fn ack(mut self) {
         self.note_transit();
-        self.answer(HeaderMap::new(), None).await;
+        self.answer(None).await;
     }
 
     /// Notes the transit figure of a proven batch (never of a message refused as malformed).
@@ -477,23 +471,13 @@ impl Incoming {
                 "refused a message: {why}"
             );
         }
-        let error = async_nats::service::error::Error {
-            status: why.to_string(),
-            code: 400,
-        };
-        let mut headers = HeaderMap::new();
-        headers.insert(NATS_SERVICE_ERROR, error.status.as_str());
-        headers.insert(NATS_SERVICE_ERROR_CODE, "400");
-        self.answer(headers, Some(error)).await;
+        self.answer(Some((400, why.to_string()))).await;
     }
 
     /// Gives the batch back unprocessed, because this stage cannot hand it on now: its sender
     /// holds it and waits (service error 503). Not counted as rejected.
     pub async fn turn_away(self, why: impl std::fmt::Display) {
-        let mut headers = HeaderMap::new();
-        headers.insert(NATS_SERVICE_ERROR, why.to_string().as_str());
-        headers.insert(NATS_SERVICE_ERROR_CODE, TURNED_AWAY.to_string().as_str());
-        self.answer(headers, None).await;
+        self.answer(Some((TURNED_AWAY, why.to_string()))).await;
     }
 
     /// Drops a batch its sender counts as lost, or will before it could be finished: counted as
@@ -520,13 +504,18 @@ impl Incoming {
         }
     }
 
-    /// Tallies the batch for `$SRV.STATS` and answers it, if asked, naming it as it named
-    /// itself (`Chocominer-Batch`): its sender takes nothing else as an answer.
-    async fn answer(
-        self,
-        mut headers: HeaderMap,
-        error: Option<async_nats::service::error::Error>,
-    ) {
+    /// Tallies the batch for `$SRV.STATS` (a batch turned away is no error) and answers it, if
+    /// asked, with the service error `(code, status)` if any, naming it as it named itself
+    /// (`Chocominer-Batch`): its sender takes nothing else as an answer.
+    async fn answer(self, error: Option<(usize, String)>) {
+        let mut headers = HeaderMap::new();
+        if let Some((code, status)) = &error {
+            headers.insert(NATS_SERVICE_ERROR, status.as_str());
+            headers.insert(NATS_SERVICE_ERROR_CODE, code.to_string().as_str());
+        }
+        let error = error
+            .filter(|(code, _)| *code != TURNED_AWAY)
+            .map(|(code, status)| async_nats::service::error::Error { status, code });
         self.shared.identity.tally(self.received.elapsed(), error);
         let Some(reply) = self.message.reply.clone() else {
             return;

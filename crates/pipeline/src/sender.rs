@@ -282,18 +282,6 @@ impl Shared {
         }
     }
 
-    /// Settles the batches `seqs` still pending as lost, logged once for all.
-    fn lose(&self, seqs: Vec<u64>, why: impl FnOnce() -> String) {
-        let (mut batches, mut numbers) = (0, 0);
-        for pending in seqs.into_iter().filter_map(|seq| self.take(seq)) {
-            batches += 1;
-            numbers += pending.count;
-        }
-        if batches > 0 {
-            self.count_lost(batches, numbers, &why());
-        }
-    }
-
     /// The pending batches that match `filter`, oldest first.
     fn seqs_where(&self, filter: impl Fn(&Pending) -> bool) -> Vec<u64> {
         let pending = self.pending.lock().unwrap();
@@ -529,12 +517,18 @@ impl Sender {
             task.abort();
             let _ = task.await;
         }
-        let waiting = shared.seqs_where(|batch| batch.deadline.is_none());
-        shared.lose(waiting, || {
-            format!("stopping while no {} takes them", shared.config.target)
-        });
-        let on_the_way = shared.seqs_where(|batch| batch.deadline.is_some());
-        shared.overdue(on_the_way);
+        let (mut batches, mut numbers) = (0, 0);
+        for seq in shared.seqs_where(|batch| batch.deadline.is_none()) {
+            if let Some(pending) = shared.take(seq) {
+                batches += 1;
+                numbers += pending.count;
+            }
+        }
+        if batches > 0 {
+            let why = format!("stopping while no {} takes them", shared.config.target);
+            shared.count_lost(batches, numbers, &why);
+        }
+        shared.overdue(shared.seqs_where(|batch| batch.deadline.is_some()));
         shared.lose_overdue(None);
     }
 }
@@ -653,8 +647,7 @@ async fn expire_and_resend(shared: Arc<Shared>) {
             _ = shared.resend_now.notified() => {}
         }
         let now = Instant::now();
-        let expired = shared.seqs_where(|batch| batch.deadline.is_some_and(|d| d <= now));
-        shared.overdue(expired);
+        shared.overdue(shared.seqs_where(|batch| batch.deadline.is_some_and(|d| d <= now)));
         shared.lose_overdue(Some(now));
         let waiting = shared.seqs_where(|batch| batch.deadline.is_none());
         let resend: Vec<u64> = {

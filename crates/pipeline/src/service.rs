@@ -164,29 +164,26 @@ impl Identity {
 }
 
 /// The task that answers the service protocol and replaces its connection should it die.
-pub(crate) struct Service {
-    task: JoinHandle<()>,
-}
+pub(crate) struct Service(JoinHandle<()>);
 
 impl Service {
     /// Returns once answering has begun, so a replica is counted as soon as it says it is ready.
     pub(crate) async fn start(connector: Connector, me: Arc<Identity>) -> anyhow::Result<Service> {
-        let task = match listen(&connector, &me).await? {
+        Ok(Service(match listen(&connector, &me).await? {
             Some((client, subs)) => tokio::spawn(serve(connector, me, client, subs)),
             // Shutdown came first: nothing to answer.
             None => tokio::spawn(async {}),
-        };
-        Ok(Service { task })
+        }))
     }
 
     pub(crate) fn close(&self) {
-        self.task.abort();
+        self.0.abort();
     }
 }
 
 impl Drop for Service {
     fn drop(&mut self) {
-        self.task.abort();
+        self.close();
     }
 }
 

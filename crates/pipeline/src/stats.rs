@@ -268,23 +268,23 @@ pub struct StatsWriter {
 impl StatsWriter {
     /// Starts the writer; with an empty URL, stats are disabled.
     pub fn start(args: &InfluxArgs, instance: &str) -> anyhow::Result<StatsWriter> {
+        let stop = Shutdown::new();
         if args.url().is_empty() {
             tracing::info!("INFLUX_URL is empty: stats are not written");
+            let sink = StatsSink::disabled(instance);
             return Ok(StatsWriter {
-                sink: StatsSink::disabled(instance),
-                stop: Shutdown::new(),
+                sink,
+                stop,
                 task: None,
             });
         }
         let sink = StatsSink::new(instance, true, HELD_POINTS);
-        let influx = Client::new(args)?;
-        let stop = Shutdown::new();
-        let task = tokio::spawn(write_loop(influx, sink.clone(), stop.clone()));
-        Ok(StatsWriter {
-            sink,
-            stop,
-            task: Some(task),
-        })
+        let task = Some(tokio::spawn(write_loop(
+            Client::new(args)?,
+            sink.clone(),
+            stop.clone(),
+        )));
+        Ok(StatsWriter { sink, stop, task })
     }
 
     pub fn sink(&self) -> StatsSink {
@@ -355,30 +355,24 @@ async fn write_loop(influx: Client, sink: StatsSink, stop: Shutdown) {
                     sink.inner.refused.fetch_add(n, Ordering::Relaxed);
                     tracing::error!(points = n, "InfluxDB refused stats points: {e}");
                 }
-                Err(WriteError::Denied(e)) => {
+                Err(error) => {
                     let held = sink.held() + lines.len();
                     sink.put_back(lines);
+                    let first = failing_since.is_none();
                     failing_since.get_or_insert_with(tokio::time::Instant::now);
-                    if denied_log.admit().is_some() {
-                        tracing::error!(
+                    match error {
+                        WriteError::Denied(e) if denied_log.admit().is_some() => tracing::error!(
                             held,
                             "stats not written: {e}; holding them and retrying every second, \
                              mining goes on"
-                        );
-                    }
-                    break;
-                }
-                Err(WriteError::Retry(e)) => {
-                    let held = sink.held() + lines.len();
-                    sink.put_back(lines);
-                    if failing_since.is_none() {
-                        failing_since = Some(tokio::time::Instant::now());
-                        tracing::warn!(
+                        ),
+                        WriteError::Retry(e) if first => tracing::warn!(
                             url = %influx.url(),
                             held,
                             "cannot write stats to InfluxDB ({e}); holding them and retrying, \
                              mining goes on"
-                        );
+                        ),
+                        _ => {}
                     }
                     break;
                 }

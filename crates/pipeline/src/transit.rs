@@ -28,7 +28,10 @@ pub(crate) struct Seen(i64);
 impl Seen {
     /// The figure of a batch sent at `sent` by its sender's clock, read at `now_wall` by ours.
     pub(crate) fn new(sent: SystemTime, now_wall: SystemTime) -> Seen {
-        Seen(signed_millis(now_wall, sent))
+        Seen(match now_wall.duration_since(sent) {
+            Ok(ahead) => i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX),
+            Err(behind) => i64::try_from(behind.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
+        })
     }
 }
 
@@ -102,14 +105,6 @@ impl Transit {
             baseline.period_began = now;
         }
         baseline.add(seen.0);
-    }
-}
-
-/// `later - earlier` in whole milliseconds, negative when `later` is not later, saturating.
-fn signed_millis(later: SystemTime, earlier: SystemTime) -> i64 {
-    match later.duration_since(earlier) {
-        Ok(ahead) => i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX),
-        Err(behind) => i64::try_from(behind.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
     }
 }
 

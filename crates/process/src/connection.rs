@@ -10,7 +10,6 @@ use anyhow::Context;
 use async_nats::{Client, ConnectOptions, Event};
 use chocominer_influx::credentials;
 use futures::StreamExt;
-use futures::future::BoxFuture;
 
 use crate::config::NatsArgs;
 use crate::shutdown::Shutdown;
@@ -223,34 +222,22 @@ fn chain(err: &dyn std::error::Error) -> String {
 #[derive(Clone)]
 pub struct Connector {
     name: String,
-    open: Arc<dyn Fn() -> BoxFuture<'static, anyhow::Result<Option<Client>>> + Send + Sync>,
+    args: NatsArgs,
+    shutdown: Shutdown,
 }
 
 impl Connector {
     /// Connects as [`connect`] does, under this connection name.
     pub fn new(args: &NatsArgs, name: impl Into<String>, shutdown: &Shutdown) -> Connector {
-        let name = name.into();
-        let (args, shutdown) = (args.clone(), shutdown.clone());
-        let open_name = name.clone();
-        Connector::from_fn(name, move || {
-            let (args, name, shutdown) = (args.clone(), open_name.clone(), shutdown.clone());
-            Box::pin(async move { connect(&args, &name, &shutdown).await })
-        })
-    }
-
-    /// Connects by calling `open` (for tests); `Ok(None)` means shutdown came first.
-    pub fn from_fn(
-        name: impl Into<String>,
-        open: impl Fn() -> BoxFuture<'static, anyhow::Result<Option<Client>>> + Send + Sync + 'static,
-    ) -> Connector {
         Connector {
             name: name.into(),
-            open: Arc::new(open),
+            args: args.clone(),
+            shutdown: shutdown.clone(),
         }
     }
 
     pub async fn open(&self) -> anyhow::Result<Option<Client>> {
-        (self.open)().await
+        connect(&self.args, &self.name, &self.shutdown).await
     }
 
     /// The connection's name, as nats-server shows it (`/connz`).

@@ -29,9 +29,7 @@ const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// The readiness of this process.
 #[derive(Debug, Clone)]
-pub struct Health {
-    inner: Arc<Inner>,
-}
+pub struct Health(Arc<Inner>);
 
 #[derive(Debug)]
 struct Inner {
@@ -44,13 +42,11 @@ impl Health {
     /// Not ready ("starting") until [`Health::set_ready`], and never again once `shutdown` is
     /// triggered.
     pub fn new(shutdown: &Shutdown) -> Health {
-        Health {
-            inner: Arc::new(Inner {
-                shutdown: shutdown.clone(),
-                not_ready: Mutex::new(Some("starting")),
-                nats: OnceLock::new(),
-            }),
-        }
+        Health(Arc::new(Inner {
+            shutdown: shutdown.clone(),
+            not_ready: Mutex::new(Some("starting")),
+            nats: OnceLock::new(),
+        }))
     }
 
     /// Not ready, for the reason `/readyz` gives.
@@ -65,24 +61,24 @@ impl Health {
 
     /// From now on, ready only while `client` is connected (it reconnects by itself).
     pub fn follow_nats(&self, client: &Client) {
-        let _ = self.inner.nats.set(client.clone());
+        let _ = self.0.nats.set(client.clone());
     }
 
     pub fn readiness(&self) -> Result<(), &'static str> {
-        if self.inner.shutdown.is_triggered() {
+        if self.0.shutdown.is_triggered() {
             return Err("stopping");
         }
         if let Some(why) = *self.lock() {
             return Err(why);
         }
-        match self.inner.nats.get().map(Client::connection_state) {
+        match self.0.nats.get().map(Client::connection_state) {
             Some(NatsState::Connected) | None => Ok(()),
             Some(_) => Err("NATS connection lost, reconnecting"),
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<&'static str>> {
-        self.inner
+        self.0
             .not_ready
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -147,10 +143,8 @@ impl HealthServer {
 
     /// Stops listening and lets the requests in progress finish, for a moment at most.
     pub async fn stop(self) {
-        let HealthServer {
-            mut task, _stop, ..
-        } = self;
-        drop(_stop);
+        drop(self._stop);
+        let mut task = self.task;
         if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
             task.abort();
         }

@@ -104,7 +104,13 @@ where
     let address = listener
         .local_addr()
         .map_or_else(|_| "?".into(), |a| a.to_string());
-    let shared = Arc::new(Shared::new(limits));
+    let shared = Arc::new(Shared {
+        limits,
+        slots: Arc::new(Semaphore::new(limits.max_connections)),
+        idle: Mutex::default(),
+        counts: Counts::default(),
+        epoch: Instant::now(),
+    });
     let stopping = CancellationToken::new();
     let connections = TaskTracker::new();
     let mut report = tokio::time::interval_at(Instant::now() + REPORT_EVERY, REPORT_EVERY);
@@ -207,16 +213,6 @@ struct Counts {
 }
 
 impl Shared {
-    fn new(limits: Limits) -> Shared {
-        Shared {
-            limits,
-            slots: Arc::new(Semaphore::new(limits.max_connections)),
-            idle: Mutex::new(Idle::default()),
-            counts: Counts::default(),
-            epoch: Instant::now(),
-        }
-    }
-
     fn idle(&self) -> std::sync::MutexGuard<'_, Idle> {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -401,10 +397,7 @@ async fn connection(
         () = stopping.cancelled() => Some(End::Done),
     };
     let end = match silent {
-        Some(end) => {
-            drop(stream);
-            end
-        }
+        Some(end) => end,
         // Boxed: a silent connection's task stays small.
         None => Box::pin(serve_http(stream, app, &conn, &limits, &stopping)).await,
     };
