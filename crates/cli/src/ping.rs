@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::Client;
-use chocominer_influx as influx;
+use chocominer_influx::{self as influx, InfluxArgs};
 use chocominer_model::Stage;
-use chocominer_process::{InfluxArgs, NatsArgs, Shutdown};
+use chocominer_process::{NatsArgs, Shutdown};
 use chocominer_status::bottleneck::percent;
 use chocominer_status::figures::round;
 use chocominer_status::{ALIVE_WITHIN_SECONDS, Snapshot};
@@ -213,7 +213,14 @@ pub async fn run(args: PingArgs, shutdown: Shutdown) -> anyhow::Result<()> {
         output::print(&format!("{}\n", summary(stage, &probes)))?;
     }
     if !probes.is_empty() && probes.iter().all(|p| p.instances == 0) {
-        anyhow::bail!("{}", silence(stage, probes.len()));
+        let (who, did) = match stage {
+            Stage::Rng => ("instance", "wrote stats to InfluxDB"),
+            _ => ("replica", "answered on NATS"),
+        };
+        anyhow::bail!(
+            "no {stage} {who} {did} during the {}: is one running? (`just scale {stage} 1`)",
+            count(probes.len(), "probe")
+        );
     }
     Ok(())
 }
@@ -447,15 +454,6 @@ fn ms_per(seconds: f64, n: f64) -> Option<f64> {
     Some((ms * scale).round() / scale)
 }
 
-/// A limit as it was set: `10`, not `10.0`, unless it needs a suffix or decimals.
-fn whole_or_rate(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e4 {
-        format!("{v:.0}")
-    } else {
-        human::rate(v)
-    }
-}
-
 /// `3 replicas`, `1 instance`.
 fn count(n: usize, what: &str) -> String {
     format!("{n} {what}{}", if n == 1 { "" } else { "s" })
@@ -509,11 +507,13 @@ fn line(stage: Stage, p: &Probe) -> String {
             match (p.rate_limit, p.busy, p.ms_per_item) {
                 (Some(limit), Some(busy), Some(ms)) if limit > 0.0 => {
                     let their = if p.instances > 1 { "their" } else { "its" };
-                    parts[1] += &format!(
-                        " of {their} {}/s limit ({})",
-                        whole_or_rate(limit),
-                        percent(busy)
-                    );
+                    // As it was set: `10`, not `10.0`, unless it needs a suffix or decimals.
+                    let limit = if limit.fract() == 0.0 && limit < 1e4 {
+                        format!("{limit:.0}")
+                    } else {
+                        human::rate(limit)
+                    };
+                    parts[1] += &format!(" of {their} {limit}/s limit ({})", percent(busy));
                     parts.push(cost(stage, ms, p.instances));
                 }
                 _ => parts.push("no limit".to_owned()),
@@ -579,21 +579,6 @@ fn summary(stage: Stage, probes: &[Probe]) -> String {
         parts.push(cost(stage, ms, instances));
     }
     format!("{head}: {}", parts.join(", "))
-}
-
-/// Why the command fails when no probe found an instance.
-fn silence(stage: Stage, probes: usize) -> String {
-    let probes = count(probes, "probe");
-    match stage {
-        Stage::Rng => format!(
-            "no rng instance wrote stats to InfluxDB during the {probes}: is one running? \
-             (`just scale rng 1`)"
-        ),
-        _ => format!(
-            "no {stage} replica answered on NATS during the {probes}: is one running? (`just \
-             scale {stage} 1`)"
-        ),
-    }
 }
 
 #[cfg(test)]

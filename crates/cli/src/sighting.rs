@@ -109,20 +109,25 @@ impl Sighting {
         let time = paint.dim(&clock::time_of_day(self.received_ns));
         let subject = escape(&self.subject);
         match &self.content {
-            Content::Numbers(batch) => {
-                let mut text = format!("{time}  {subject}  {}\n", batch.headline("number"));
+            Content::Numbers(batch) | Content::Digests(batch) => {
+                let noun = match self.content {
+                    Content::Numbers(_) => "number",
+                    _ => "digest",
+                };
+                let mut text = format!("{time}  {subject}  {}\n", batch.headline(noun));
                 for (i, number) in batch.numbers.iter().enumerate() {
-                    text += &format!("    [{i}] {number}\n");
+                    text += &match batch.digests.get(i) {
+                        Some(digest) => {
+                            let number = paint.dim(&format!("of number {}…", &number[..16]));
+                            format!("    [{i}] {digest}  {number}\n")
+                        }
+                        None => format!("    [{i}] {number}\n"),
+                    };
                 }
-                text + &batch.more()
-            }
-            Content::Digests(batch) => {
-                let mut text = format!("{time}  {subject}  {}\n", batch.headline("digest"));
-                for (i, (digest, number)) in batch.digests.iter().zip(&batch.numbers).enumerate() {
-                    let number = paint.dim(&format!("of number {}…", &number[..16]));
-                    text += &format!("    [{i}] {digest}  {number}\n");
+                if batch.count > batch.numbers.len() {
+                    text += &format!("    … and {} more\n", batch.count - batch.numbers.len());
                 }
-                text + &batch.more()
+                text
             }
             Content::Nugget(find) => {
                 let n = &find.nugget;
@@ -213,16 +218,6 @@ impl Batch {
             None => line += &format!(" ({})", self.encoding),
         }
         line
-    }
-
-    /// `    … and 31997 more` when not every item was shown.
-    fn more(&self) -> String {
-        let shown = self.numbers.len();
-        if self.count > shown {
-            format!("    … and {} more\n", self.count - shown)
-        } else {
-            String::new()
-        }
     }
 }
 

@@ -6,10 +6,9 @@
 use std::time::Duration;
 
 use async_nats::Client;
-use chocominer_influx::{self as influx, QueryError};
+use chocominer_influx::{self as influx, InfluxArgs, QueryError};
 use chocominer_model::Stage;
-use chocominer_process::Shutdown;
-use chocominer_process::{InfluxArgs, NatsArgs};
+use chocominer_process::{NatsArgs, Shutdown};
 use chocominer_status::lesson::{self, Counts, Step};
 use chocominer_status::{
     self, LOOKBACK, Snapshot, StageFigures, StatsPoint, Verdict, WINDOW_SECONDS, bottleneck,

@@ -1,7 +1,5 @@
 //! The `lesson` object of `/api/summary`: the step of `chocominer_status::lesson` the running
-//! stack is at, and what the last scale did to the rate. The server keeps one
-//! [`RateChange`](chocominer_status::lesson::RateChange) and feeds it each summary it makes,
-//! so it sees one snapshot per refresh however many pages are open.
+//! stack is at, and what the last scale did to the rate (the server's one `RateChange`).
 
 use chocominer_status::lesson::{self, Change, Counts, SETTLE_NS, Step};
 use serde::Serialize;

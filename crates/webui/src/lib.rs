@@ -14,11 +14,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::middleware;
-use chocominer_influx as influx;
+use chocominer_influx::{self as influx, InfluxArgs};
+use chocominer_process::HealthArgs;
 use chocominer_process::Shutdown;
 use chocominer_process::health::{self, Health, HealthServer};
 use chocominer_process::http;
-use chocominer_process::{HealthArgs, InfluxArgs};
 use chocominer_status::lesson::DISCOVERY_ENV;
 use clap::builder::BoolishValueParser;
 use tokio::net::TcpListener;
@@ -106,9 +106,5 @@ pub async fn serve(
     if let Some(server) = health_server {
         server.stop().await;
     }
-    let (summaries, influx_failures) = state.counts();
-    Ok(Report {
-        summaries,
-        influx_failures,
-    })
+    Ok(state.report())
 }

@@ -19,6 +19,7 @@ use chocominer_status::lesson::RateChange;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+use crate::Report;
 use crate::summary::{self, Spans, Summary};
 
 /// How long a summary is served again before a new one is made.
@@ -89,12 +90,12 @@ impl AppState {
         }
     }
 
-    /// Summaries made, and how many of those found InfluxDB unreachable or erroring.
-    pub fn counts(&self) -> (u64, u64) {
-        (
-            self.summaries.load(Ordering::Relaxed),
-            self.failures.load(Ordering::Relaxed),
-        )
+    /// What was served so far.
+    pub fn report(&self) -> Report {
+        Report {
+            summaries: self.summaries.load(Ordering::Relaxed),
+            influx_failures: self.failures.load(Ordering::Relaxed),
+        }
     }
 
     async fn summary(&self) -> Reply {
