@@ -4,9 +4,6 @@
 use std::fmt;
 use std::path::Path;
 
-pub const DEFAULT_INFLUX_URL: &str = "http://127.0.0.1:8086";
-pub const DEFAULT_INFLUX_DB: &str = "chocominer";
-
 /// How to reach InfluxDB.
 #[derive(Debug, Clone, clap::Args)]
 pub struct InfluxArgs {
@@ -17,14 +14,14 @@ pub struct InfluxArgs {
     #[arg(
         long,
         env = "INFLUX_URL",
-        default_value = DEFAULT_INFLUX_URL,
+        default_value = "http://127.0.0.1:8086",
         hide_env_values = true,
         value_parser = influx_url
     )]
     pub influx_url: String,
     /// InfluxDB database. The stages create it if it is missing and their user may (an
     /// administrator's job when InfluxDB checks credentials).
-    #[arg(long, env = "INFLUX_DB", default_value = DEFAULT_INFLUX_DB)]
+    #[arg(long, env = "INFLUX_DB", default_value = "chocominer")]
     pub influx_db: String,
     /// InfluxDB user name; when set, credentials written in INFLUX_URL are not used.
     #[arg(long, env = "INFLUX_USER")]

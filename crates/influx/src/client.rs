@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use crate::InfluxArgs;
 
 /// How long one request may take, connection included.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a query gave no rows.
@@ -285,8 +285,7 @@ impl Client {
             .map_err(|e| self.unreachable(e))?;
         let status = response.status();
         let body = response.text().await.map_err(|e| self.unreachable(e))?;
-        let needs = format!("read {:?}", self.db);
-        if let Some(why) = self.denied(status, &body, &needs) {
+        if let Some(why) = self.denied(status, &body, &format!("read {:?}", self.db)) {
             return Err(QueryError::Denied(why));
         }
         let json = serde_json::from_str::<Value>(&body).ok();

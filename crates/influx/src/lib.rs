@@ -9,7 +9,6 @@ pub mod credentials;
 /// The stats schema, from `chocominer-model` (the read side names it there).
 pub use chocominer_model::schema;
 
-pub use args::password_file;
-pub use args::{DEFAULT_INFLUX_DB, DEFAULT_INFLUX_URL, InfluxArgs, Secret, read_password_file};
-pub use client::{Client, QueryError, REQUEST_TIMEOUT, Row, WriteError};
+pub use args::{InfluxArgs, Secret, password_file, read_password_file};
+pub use client::{Client, QueryError, Row, WriteError};
 pub use credentials::redact as redact_url;

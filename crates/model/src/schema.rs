@@ -270,7 +270,8 @@ impl Measurement {
         self.fields
     }
 
-    fn field(&self, name: &str) -> Option<&'static Field> {
+    /// Its field called `name`.
+    pub fn field(&self, name: &str) -> Option<&'static Field> {
         self.fields.iter().find(|f| f.name == name)
     }
 

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-pub use chocominer_influx::InfluxArgs;
 use chocominer_influx::read_password_file;
 
 use chocominer_model::DEFAULT_PREFIX;

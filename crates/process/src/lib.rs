@@ -18,8 +18,8 @@ mod telemetry;
 mod throttle;
 
 pub use config::{
-    ENV_HELP, HealthArgs, InfluxArgs, NATS_PAYLOAD_LIMIT, NatsArgs, SettingError, default_instance,
-    host_name, parse, parse_instance,
+    ENV_HELP, HealthArgs, NATS_PAYLOAD_LIMIT, NatsArgs, SettingError, default_instance, host_name,
+    parse, parse_instance,
 };
 pub use connection::{Connector, connect, round_trip, shown_urls};
 pub use shutdown::Shutdown;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use chocominer_influx::schema::{self, Kind, Type};
+use chocominer_influx::schema::{self, INSTANCE, Kind, Type};
 use chocominer_model::nugget;
 use influxdb_line_protocol::{FieldValue, parse_lines};
 
@@ -37,11 +37,8 @@ pub fn check(body: &str, now_ns: i64) -> Result<usize, Refused> {
             .find(|m| m.name() == name)
             .ok_or_else(|| refuse(format!("measurement {name:?} is none of ours")))?;
         let tags = line.series.tag_set.as_deref().unwrap_or_default();
-        if tags.len() != 1 || tags[0].0.as_str() != schema::INSTANCE {
-            return Err(refuse(format!(
-                "tags other than one {:?}",
-                schema::INSTANCE
-            )));
+        if tags.len() != 1 || tags[0].0.as_str() != INSTANCE {
+            return Err(refuse(format!("tags other than one {INSTANCE:?}")));
         }
         let time = line
             .timestamp
@@ -52,9 +49,7 @@ pub fn check(body: &str, now_ns: i64) -> Result<usize, Refused> {
         for (field, value) in &line.field_set {
             let field_name = field.as_str();
             let known = measurement
-                .fields()
-                .iter()
-                .find(|f| f.name() == field_name)
+                .field(field_name)
                 .ok_or_else(|| refuse(format!("{name} has no field {field_name:?}")))?;
             let number = match (known.ty(), value) {
                 (Type::Integer, FieldValue::I64(v)) => Some(*v as f64),

@@ -18,9 +18,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chocominer_influx::{self as influx, Secret, WriteError};
+use chocominer_influx::{self as influx, InfluxArgs, Secret, WriteError};
 use chocominer_process::health::{self, Health, HealthServer};
-use chocominer_process::{HealthArgs, InfluxArgs, Shutdown, Throttle, http};
+use chocominer_process::{HealthArgs, Shutdown, Throttle, http};
 use tokio::net::TcpListener;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8087";
@@ -184,7 +184,7 @@ impl Recorder {
         else {
             return false;
         };
-        let expected = basic(&self.user, self.password.expose());
+        let expected = STANDARD.encode(format!("{}:{}", self.user, self.password.expose()));
         given.len() == expected.len()
             && given
                 .bytes()
@@ -192,11 +192,6 @@ impl Recorder {
                 .fold(0u8, |diff, (a, b)| diff | (a ^ b))
                 == 0
     }
-}
-
-/// `user:password` in base64, as basic auth carries it.
-fn basic(user: &str, password: &str) -> String {
-    STANDARD.encode(format!("{user}:{password}"))
 }
 
 /// An answer as InfluxDB gives one: `{"error": "..."}`.
@@ -209,14 +204,33 @@ fn error(status: StatusCode, why: &str) -> Response {
 mod tests {
     use super::*;
 
+    /// Whether a recorder for `user` and `password` takes `authorization`.
+    fn authorizes(user: &str, password: &str, authorization: &str) -> bool {
+        let recorder = Recorder {
+            influx: influx::Client::new(&InfluxArgs::new("http://127.0.0.1:1", "db")).unwrap(),
+            user: user.to_owned(),
+            password: Secret::new(password),
+            recorded: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            refusal_log: Throttle::default(),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, authorization.parse().unwrap());
+        recorder.authorized(&headers)
+    }
+
     #[test]
     fn basic_auth_is_base64_of_user_colon_password() {
         // RFC 7617's example.
-        assert_eq!(
-            basic("Aladdin", "open sesame"),
-            "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
-        );
-        assert_eq!(basic("a", ""), "YTo=");
-        assert_eq!(basic("ab", "c"), "YWI6Yw==");
+        assert!(authorizes(
+            "Aladdin",
+            "open sesame",
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        ));
+        assert!(authorizes("a", "", "Basic YTo="));
+        assert!(authorizes("ab", "c", "Basic YWI6Yw=="));
+        assert!(!authorizes("ab", "c", "Basic YWI6Yx=="));
+        assert!(!authorizes("ab", "c", "Basic YWI6Yw"));
+        assert!(!authorizes("ab", "c", "Bearer YWI6Yw=="));
     }
 }

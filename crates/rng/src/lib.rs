@@ -2,9 +2,6 @@
 //!
 //! Paced by `RNG_RATE`, it sends batches on `<prefix>.numbers` with at most `RNG_IN_FLIGHT`
 //! unacknowledged: when the hashers fall behind it slows down, when none is there it waits.
-//!
-//! One batch's path: [`run`] waits for the pace and for room in the sender's window, has
-//! `NumberMaker::make` make the numbers, encodes them and sends them.
 
 use std::sync::Arc;
 use std::time::Duration;

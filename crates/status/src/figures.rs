@@ -18,8 +18,6 @@ use chocominer_model::schema::{Count, Gauge, hasher, rng, worker};
 pub const WINDOW_SECONDS: i64 = 5;
 /// Seconds within which an instance must have written a point to count as alive.
 pub const ALIVE_WITHIN_SECONDS: i64 = 3;
-/// [`ALIVE_WITHIN_SECONDS`] in nanoseconds, the unit of the points' times.
-pub const ALIVE_WITHIN_NS: i64 = ALIVE_WITHIN_SECONDS * SECOND_NS;
 /// How far back points are read: the window, plus how old its end may be, plus margin.
 pub const LOOKBACK: Duration = Duration::from_secs(15);
 const SECOND_NS: i64 = 1_000_000_000;
@@ -103,7 +101,7 @@ impl Snapshot {
                 newest.insert(key, point);
             }
         }
-        newest.retain(|_, p| p.time_ns >= now_ns - ALIVE_WITHIN_NS);
+        newest.retain(|_, p| p.time_ns >= now_ns - ALIVE_WITHIN_SECONDS * SECOND_NS);
         let Some(end) = newest.values().map(|p| p.time_ns).min() else {
             return Snapshot::default();
         };

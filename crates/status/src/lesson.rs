@@ -106,10 +106,6 @@ pub struct Step {
 
 /// How many workers make the plateau (the seed's `--scale worker=10`).
 pub const PLATEAU_WORKERS: usize = 10;
-/// How many rngs the step past the plateau starts.
-pub const MORE_RNGS: usize = 3;
-/// How many hashers the last step starts.
-pub const MORE_HASHERS: usize = 2;
 
 fn probes() -> Vec<String> {
     Stage::ALL
@@ -178,7 +174,7 @@ pub fn step(counts: Counts, discovery: bool) -> Step {
                     "A plateau",
                     "ten workers are not five times two: the rate stopped rising",
                     why_next,
-                    (!discovery).then(|| Command::scale(counts, Stage::Rng, MORE_RNGS)),
+                    (!discovery).then(|| Command::scale(counts, Stage::Rng, 3)),
                 )
             }
         }
@@ -190,7 +186,7 @@ pub fn step(counts: Counts, discovery: bool) -> Step {
                 "more rngs lifted the plateau, until another stage held it",
                 "the hasher is busy all the time now: run more of them (on Kubernetes, the design \
                  card's `kubectl scale deployment/hasher`)",
-                Some(Command::scale(counts, Stage::Hasher, MORE_HASHERS)),
+                Some(Command::scale(counts, Stage::Hasher, 2)),
             );
             if discovery {
                 step.why_next = "find the new bottleneck, then scale it".to_owned();

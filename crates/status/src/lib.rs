@@ -16,9 +16,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub use bottleneck::{RULE, SATURATED, Verdict};
-pub use figures::{
-    ALIVE_WITHIN_NS, ALIVE_WITHIN_SECONDS, LOOKBACK, Snapshot, StageFigures, WINDOW_SECONDS,
-};
+pub use figures::{ALIVE_WITHIN_SECONDS, LOOKBACK, Snapshot, StageFigures, WINDOW_SECONDS};
 
 use chocominer_influx::{Client, QueryError, Row};
 use chocominer_model::Stage;
@@ -82,8 +80,7 @@ pub fn statements(lookback: Duration) -> Vec<String> {
 /// `value` of `stage`'s field `name` clamped to what a stage writes: a count or a gauge from 0
 /// to [`Field::most`]. Fields the schema does not know are left as they are: no figure reads them.
 pub fn within_range(stage: Stage, name: &str, value: f64) -> f64 {
-    let fields = measurement(stage).fields();
-    let Some(field) = fields.iter().find(|f| f.name() == name) else {
+    let Some(field) = measurement(stage).field(name) else {
         return value;
     };
     match field.kind() {

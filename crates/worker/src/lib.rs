@@ -3,9 +3,6 @@
 //! A digest with at least `DIFFICULTY` leading zero bits is a nugget: published as JSON on
 //! `<prefix>.nuggets` and stored as a `nugget` point. No digest is taken on trust (why:
 //! docs/architecture.md): a batch with a forged digest or a copied nugget is refused whole.
-//!
-//! One batch's path: [`run`] takes it from the intake and `Judging::judge` decodes it, judges
-//! every digest, records and publishes the nuggets, and acknowledges it to the hasher.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
