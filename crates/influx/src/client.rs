@@ -220,9 +220,10 @@ impl Client {
             return Err(WriteError::Denied(why));
         }
         let why = format!("HTTP {status}: {}", text.trim());
-        match status.is_client_error() {
-            true => Err(WriteError::Refused(why)),
-            false => Err(WriteError::Retry(why)),
+        if status.is_client_error() {
+            Err(WriteError::Refused(why))
+        } else {
+            Err(WriteError::Retry(why))
         }
     }
 

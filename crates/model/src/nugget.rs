@@ -6,6 +6,9 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// The most leading zero bits a SHA-256 digest has: the highest difficulty.
+pub const MAX_ZERO_BITS: u32 = 8 * crate::codec::DIGEST_LEN as u32;
+
 /// Number of leading zero bits of a digest.
 pub fn leading_zero_bits(digest: &[u8]) -> u32 {
     match digest.iter().position(|&byte| byte != 0) {

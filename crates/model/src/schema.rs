@@ -83,7 +83,7 @@ impl Field {
         if [hasher::BUSY.field(), worker::BUSY.field()].contains(self) {
             1.0
         } else if *self == worker::DIFFICULTY.field() {
-            f64::from(8 * crate::codec::DIGEST_LEN as u32)
+            f64::from(crate::nugget::MAX_ZERO_BITS)
         } else {
             f64::INFINITY
         }

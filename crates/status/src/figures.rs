@@ -189,9 +189,10 @@ fn stage_figures(stage: Stage, in_window: &[&StatsPoint], alive: &[&StatsPoint])
         Stage::Rng => {
             figures.rate = per_second(rng::NUMBERS).unwrap_or_default();
             let limits = instance_means(rng::RATE_LIMIT);
-            figures.rate_limit = match limits.iter().any(|&l| l <= 0.0) {
-                true => Some(0.0),
-                false => summed(rng::RATE_LIMIT),
+            figures.rate_limit = if limits.iter().any(|&l| l <= 0.0) {
+                Some(0.0)
+            } else {
+                summed(rng::RATE_LIMIT)
             };
             figures.in_flight = summed(rng::IN_FLIGHT);
             figures.window = summed(rng::WINDOW);

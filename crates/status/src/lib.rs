@@ -26,9 +26,6 @@ use chocominer_model::schema::{self, Field, INSTANCE, Kind, Measurement};
 /// NTP agree within a second). Read, a nugget stamped in 2100 would stay the latest for ever.
 pub const CLOCK_SKEW_ALLOWED: Duration = Duration::from_secs(10);
 
-/// The most leading zero bits a SHA-256 digest has: the highest difficulty.
-pub const MAX_ZERO_BITS: u32 = 8 * chocominer_model::codec::DIGEST_LEN as u32;
-
 /// One stats point of one instance: numeric fields by name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatsPoint {

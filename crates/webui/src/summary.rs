@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use chocominer_influx::Row;
 use chocominer_model::Stage;
+use chocominer_model::nugget::MAX_ZERO_BITS;
 use chocominer_model::schema::{Count, HASHER, Measurement, RNG, WORKER, hasher, rng, worker};
 use chocominer_process::Throttle;
 use chocominer_status::lesson::{Counts, RateChange};
 use chocominer_status::nuggets::{self, Refused};
 use chocominer_status::{
-    self, CLOCK_SKEW_ALLOWED, LOOKBACK, MAX_ZERO_BITS, Snapshot, StageFigures, WINDOW_SECONDS,
+    self, CLOCK_SKEW_ALLOWED, LOOKBACK, Snapshot, StageFigures, WINDOW_SECONDS,
 };
 use serde::Serialize;
 use serde_json::Value;
