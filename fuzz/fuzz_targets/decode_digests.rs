@@ -1,5 +1,5 @@
 //! Arbitrary bytes as a digest batch (what a worker receives): refused with a `DecodeError`,
-//! or accepted with one digest per number, within the payload limit, and re-encodable.
+//! or accepted with one digest prefix per number, within the payload limit, and re-encodable.
 #![no_main]
 
 use chocominer_codec::{DecodeError, DigestBatch, FORMAT_VERSION};
@@ -19,7 +19,7 @@ fuzz_target!(|body: &[u8]| {
             }
             Err(DecodeError::UnknownVersion(v)) => assert_ne!(*v, FORMAT_VERSION),
             Err(DecodeError::Empty) => assert!(body.is_empty()),
-            Err(DecodeError::Mismatch { numbers, digests }) => assert_ne!(numbers, digests),
+            Err(DecodeError::Mismatch { numbers, prefixes }) => assert_ne!(numbers, prefixes),
             Err(e) => assert!(!e.to_string().is_empty()),
         }
     }

@@ -1,10 +1,10 @@
 //! Batches made by the encoders from arbitrary parts (raw or seeded numbers, any number of
-//! bytes, any digests): each decodes to itself exactly when it is valid, and is refused
+//! bytes, any digest prefixes): each decodes to itself exactly when it is valid, and is refused
 //! with the error that names what is wrong otherwise.
 #![no_main]
 
 use chocominer_codec::{
-    DIGEST_LEN, DecodeError, DigestBatch, NUMBER_LEN, NumberBatch, Numbers, max_batch_for_payload,
+    DecodeError, DigestBatch, NUMBER_LEN, NumberBatch, Numbers, PREFIX_LEN, max_batch_for_payload,
 };
 use chocominer_fuzz::{Bounded, PAYLOAD_LIMITS};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
@@ -16,7 +16,7 @@ static ALLOC: Bounded = Bounded;
 struct Parts<'a> {
     seq: u64,
     numbers: Numbers<'a>,
-    digests: &'a [u8],
+    prefixes: &'a [u8],
 }
 
 fn parts<'a>(u: &mut Unstructured<'a>) -> Result<Parts<'a>> {
@@ -32,11 +32,11 @@ fn parts<'a>(u: &mut Unstructured<'a>) -> Result<Parts<'a>> {
         Numbers::Raw(u.bytes(len)?)
     };
     let len = u.arbitrary_len::<u8>()?;
-    let digests = u.bytes(len)?;
+    let prefixes = u.bytes(len)?;
     Ok(Parts {
         seq,
         numbers,
-        digests,
+        prefixes,
     })
 }
 
@@ -45,7 +45,10 @@ fn expected(numbers: &Numbers, limit: usize) -> std::result::Result<usize, Decod
     let max = max_batch_for_payload(limit, numbers.encoding());
     let count = match numbers {
         Numbers::Raw(bytes) if bytes.len() % NUMBER_LEN != 0 => {
-            return Err(DecodeError::Ragged { len: bytes.len() });
+            return Err(DecodeError::Ragged {
+                len: bytes.len(),
+                item: NUMBER_LEN,
+            });
         }
         other => other.count(),
     };
@@ -60,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(Parts {
         seq,
         numbers,
-        digests,
+        prefixes,
     }) = parts(&mut Unstructured::new(data))
     else {
         return;
@@ -69,7 +72,7 @@ fuzz_target!(|data: &[u8]| {
     let digest_batch = DigestBatch {
         seq,
         numbers,
-        digests,
+        prefixes,
     };
     let number_body = number_batch.encode();
     let digest_body = digest_batch.encode();
@@ -80,14 +83,17 @@ fuzz_target!(|data: &[u8]| {
             count.clone().map(|_| number_batch)
         );
         let want = count.and_then(|count| {
-            if digests.len() % DIGEST_LEN != 0 {
-                Err(DecodeError::Ragged { len: digests.len() })
-            } else if digests.is_empty() {
+            if prefixes.len() % PREFIX_LEN != 0 {
+                Err(DecodeError::Ragged {
+                    len: prefixes.len(),
+                    item: PREFIX_LEN,
+                })
+            } else if prefixes.is_empty() {
                 Err(DecodeError::NoItems)
-            } else if digests.len() / DIGEST_LEN != count {
+            } else if prefixes.len() / PREFIX_LEN != count {
                 Err(DecodeError::Mismatch {
                     numbers: count,
-                    digests: digests.len() / DIGEST_LEN,
+                    prefixes: prefixes.len() / PREFIX_LEN,
                 })
             } else {
                 Ok(digest_batch)

@@ -11,8 +11,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chocominer_codec::{
-    CONFIGURED_MAX_PAYLOAD, DIGEST_LEN, DigestBatch, NUMBER_LEN, NumberBatch, Numbers,
-    max_batch_for_payload,
+    CONFIGURED_MAX_PAYLOAD, DigestBatch, NUMBER_LEN, NumberBatch, Numbers, PREFIX_LEN,
+    max_batch_for_payload, prefix_of,
 };
 
 /// The limits bodies are decoded under, large first: the configured max payload, what the
@@ -20,9 +20,9 @@ use chocominer_codec::{
 /// too large.
 pub const PAYLOAD_LIMITS: [usize; 2] = [CONFIGURED_MAX_PAYLOAD, 2048];
 
-/// The largest single allocation allowed: one max payload. The largest a decoder may ask for
-/// is an accepted seeded batch expanded (`to_vec`), `max_batch_for_payload × 32` bytes, which
-/// is less than the payload it must fit.
+/// The largest single allocation allowed: one max payload. The largest a target makes is an
+/// accepted seeded batch expanded (`to_vec`, in [`check_numbers`]): `max_batch_for_payload × 32`
+/// bytes, `(payload - 1024) / 32 × 32`, less than the payload it must fit.
 pub const MAX_ALLOCATION: usize = CONFIGURED_MAX_PAYLOAD;
 /// The most bytes allocated at once: one expanded batch, plus the same again for the
 /// input's copies (bodies re-encoded, header values), which are a few KB.
@@ -116,12 +116,14 @@ pub fn check_number_batch(batch: &NumberBatch, body: &[u8], max_payload: usize) 
     assert_eq!(NumberBatch::decode(&again, max_payload).as_ref(), Ok(batch));
 }
 
-/// An accepted digest batch is consistent (one digest per number) and round-trips.
+/// An accepted digest batch is consistent (one digest prefix per number, read as the bytes
+/// say) and round-trips.
 pub fn check_digest_batch(batch: &DigestBatch, body: &[u8], max_payload: usize) {
     check_numbers(&batch.numbers, max_payload);
-    assert_eq!(batch.digests.len(), batch.count() * DIGEST_LEN);
-    assert_eq!(batch.digests().len(), batch.count());
-    assert!(batch.digests().all(|d| d.len() == DIGEST_LEN));
+    assert_eq!(batch.prefixes.len(), batch.count() * PREFIX_LEN);
+    assert_eq!(batch.prefixes().len(), batch.count());
+    let bytes = batch.prefixes.chunks_exact(PREFIX_LEN);
+    assert!(batch.prefixes().zip(bytes).all(|(p, b)| p == prefix_of(b)));
     let again = batch.encode();
     assert!(again.len() <= body.len());
     assert_eq!(DigestBatch::decode(&again, max_payload).as_ref(), Ok(batch));

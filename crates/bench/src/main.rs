@@ -1,7 +1,7 @@
 //! `bench`: how fast ChocoMiner goes on this machine, in one run, against the targets of
 //! issue 11.
 //!
-//! 1. The in-process limit per encoding: rng's `NumberMaker` and the hasher's `digest_all` on
+//! 1. The in-process limit per encoding: rng's `NumberMaker` and the hasher's `digest_prefixes` on
 //!    every core, no NATS (`bench::limit`).
 //! 2. The full profile end to end per encoding: release rng, hasher and worker processes on a
 //!    nats-server of the bench's own (and an influxd with `--with-influx`), each timed from

@@ -107,7 +107,7 @@ fn limit(bench: &Bench) -> String {
         .collect();
     format!(
         "\n### In-process limit\n\nOne thread per core, each making batches with rng's \
-         `NumberMaker` and hashing them with the hasher's `digest_all`: what this machine can \
+         `NumberMaker` and hashing them with the hasher's `digest_prefixes`: what this machine can \
          hash with the stages' own code and no NATS.\n\n{}",
         table(
             &["encoding", "batch", "threads", "hashes", "seconds", "rate"],

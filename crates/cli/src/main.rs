@@ -41,7 +41,8 @@ enum Command {
     ///
     /// A plain subscription: every batch still goes to exactly one replica of its stage, none
     /// is taken away. Each message shows its time, subject, batch id, count, sender and first
-    /// numbers or digests; nuggets are highlighted, undecodable messages shown as such.
+    /// numbers; on digests, each with its digest prefix, the first 8 hex digits of its SHA-256
+    /// (`…`: the rest is not sent). Nuggets are highlighted, undecodable messages shown as such.
     #[command(after_help = AFTER_HELP)]
     Sub(sub::SubArgs),
     /// One table of the stages from their last seconds of stats, and the bottleneck

@@ -32,7 +32,8 @@ pub enum Content {
     Undecodable { reason: String, bytes: usize },
 }
 
-/// A batch of numbers (rng → hasher) or digests (hasher → worker), with its first items.
+/// A batch of numbers (rng → hasher) or of digest prefixes (hasher → worker), with its first
+/// items.
 #[derive(Debug, Serialize)]
 pub struct Batch {
     /// `<instance>/<seq>` from the headers, or `?/<seq>` when they are missing.
@@ -49,8 +50,9 @@ pub struct Batch {
     pub seed: Option<String>,
     /// The first numbers, hex (seeded ones expanded).
     pub numbers: Vec<String>,
-    /// Digests batches: the first digests, hex; digest `i` is SHA-256 of number `i`.
-    pub digests: Vec<String>,
+    /// Digest batches: the first digest prefixes, 8 hex digits each, all a digest batch carries:
+    /// prefix `i` is the first 4 bytes of SHA-256 of number `i`. Empty on number batches.
+    pub prefixes: Vec<String>,
 }
 
 /// A nugget as the worker published it, and whether it checks out.
@@ -64,7 +66,7 @@ pub struct Find {
 }
 
 impl Sighting {
-    /// Decodes `message`, keeping the first `show` numbers or digests of a batch.
+    /// Decodes `message`, keeping the first `show` numbers (and digest prefixes) of a batch.
     pub fn read(
         message: &Message,
         subjects: &Subjects,
@@ -84,7 +86,7 @@ impl Sighting {
         } else if subject == subjects.digests {
             DigestBatch::decode(body, max_payload)
                 .map(|b| {
-                    Content::Digests(Batch::new(b.seq, &b.numbers, b.digests(), headers, show))
+                    Content::Digests(Batch::new(b.seq, &b.numbers, b.prefixes(), headers, show))
                 })
                 .map_err(|e| e.to_string())
         } else if subject == subjects.nuggets {
@@ -111,15 +113,16 @@ impl Sighting {
         match &self.content {
             Content::Numbers(batch) | Content::Digests(batch) => {
                 let noun = match self.content {
-                    Content::Numbers(_) => "number",
-                    _ => "digest",
+                    Content::Numbers(_) => ("number", "numbers"),
+                    _ => ("digest prefix", "digest prefixes"),
                 };
                 let mut text = format!("{time}  {subject}  {}\n", batch.headline(noun));
                 for (i, number) in batch.numbers.iter().enumerate() {
-                    text += &match batch.digests.get(i) {
-                        Some(digest) => {
+                    text += &match batch.prefixes.get(i) {
+                        // `…`: the digest goes on, but the batch carries only its start.
+                        Some(prefix) => {
                             let number = paint.dim(&format!("of number {}…", &number[..16]));
-                            format!("    [{i}] {digest}  {number}\n")
+                            format!("    [{i}] {prefix}…  {number}\n")
                         }
                         None => format!("    [{i}] {number}\n"),
                     };
@@ -170,10 +173,10 @@ fn read_nugget(body: &[u8]) -> Result<Content, String> {
 }
 
 impl Batch {
-    fn new<'a>(
+    fn new(
         seq: u64,
         numbers: &Numbers,
-        digests: impl IntoIterator<Item = &'a [u8]>,
+        prefixes: impl IntoIterator<Item = u32>,
         headers: Option<BatchHeaders>,
         show: usize,
     ) -> Batch {
@@ -197,16 +200,21 @@ impl Batch {
             encoding,
             seed,
             numbers: (0..shown).map(|i| hex::encode(numbers.number(i))).collect(),
-            digests: digests.into_iter().take(shown).map(hex::encode).collect(),
+            prefixes: prefixes
+                .into_iter()
+                .take(shown)
+                .map(|p| format!("{p:08x}"))
+                .collect(),
         }
     }
 
-    /// `batch rng-1/17 from rng-1  1 number (raw)`; on digests, `… 1 digest of rng-1/17 (raw)`.
-    fn headline(&self, noun: &str) -> String {
-        let plural = if self.count == 1 { "" } else { "s" };
+    /// `batch rng-1/17 from rng-1  1 number (raw)`; on digests,
+    /// `… 2 digest prefixes of rng-1/17 (raw)`. `noun`: singular and plural.
+    fn headline(&self, (one, many): (&str, &str)) -> String {
+        let noun = if self.count == 1 { one } else { many };
         let from = escape(self.instance.as_deref().unwrap_or("?"));
         let mut line = format!(
-            "batch {} from {from}  {} {noun}{plural}",
+            "batch {} from {from}  {} {noun}",
             escape(&self.batch),
             self.count
         );
@@ -237,7 +245,7 @@ mod tests {
             encoding: "raw",
             seed: None,
             numbers: vec!["00".repeat(32)],
-            digests: vec!["11".repeat(32)],
+            prefixes: vec!["11".repeat(4)],
         };
         let nugget = Nugget {
             number: evil.to_owned(),
@@ -269,15 +277,79 @@ mod tests {
         .collect()
     }
 
+    /// Without the colours `paint` writes.
+    fn bare(text: &str) -> String {
+        Paint::SEQUENCES
+            .iter()
+            .fold(text.to_owned(), |text, ours| text.replace(ours, ""))
+    }
+
+    #[test]
+    fn a_digest_batch_shows_each_prefix_as_the_start_of_a_digest() {
+        use chocominer_codec::{DigestBatch, PREFIX_LEN};
+        let numbers: Vec<u8> = (0..4 * 32).map(|i| i as u8).collect();
+        let prefixes: Vec<u8> = [0x0000_1234u32, 0xdead_beef, 0, u32::MAX]
+            .iter()
+            .flat_map(|p| p.to_be_bytes())
+            .collect();
+        assert_eq!(prefixes.len(), 4 * PREFIX_LEN);
+        let body = DigestBatch {
+            seq: 7,
+            numbers: Numbers::Raw(&numbers),
+            prefixes: &prefixes,
+        }
+        .encode();
+        let batch = DigestBatch::decode(&body, 1 << 20).unwrap();
+        let mut headers = BatchHeaders::new("h1", 7, 4);
+        headers.origin = Some("r1/3".to_owned());
+        let sighting = Sighting {
+            received_ns: 0,
+            subject: "chocominer.digests".to_owned(),
+            content: Content::Digests(Batch::new(
+                batch.seq,
+                &batch.numbers,
+                batch.prefixes(),
+                Some(headers),
+                3,
+            )),
+        };
+        let time = clock::time_of_day(0);
+        assert_eq!(
+            bare(&sighting.render(Paint::colour())),
+            format!(
+                "{time}  chocominer.digests  batch h1/7 from h1  4 digest prefixes of r1/3 (raw)\n\
+                 \x20   [0] 00001234…  of number 0001020304050607…\n\
+                 \x20   [1] deadbeef…  of number 2021222324252627…\n\
+                 \x20   [2] 00000000…  of number 4041424344454647…\n\
+                 \x20   … and 1 more\n"
+            )
+        );
+        // JSON: the prefixes in hex, 8 digits each, under their own name.
+        let json = serde_json::to_value(&sighting).unwrap();
+        assert_eq!(
+            json["prefixes"],
+            serde_json::json!(["00001234", "deadbeef", "00000000"])
+        );
+        assert_eq!(json["numbers"][1], hex::encode(&numbers[32..64]));
+        assert!(json.get("digests").is_none(), "{json}");
+        // One of them: "digest prefix".
+        let one = Sighting {
+            content: Content::Digests(Batch::new(1, &Numbers::Raw(&numbers[..32]), [7], None, 3)),
+            ..sighting
+        };
+        assert!(
+            bare(&one.render(Paint::colour()))
+                .contains("batch ?/1 from ?  1 digest prefix (raw)\n"),
+            "{one:?}"
+        );
+    }
+
     #[test]
     fn text_holds_no_control_character_but_line_ends_and_its_own_colours() {
         for sighting in hostile() {
             let text = sighting.render(Paint::colour());
             assert!(text.contains(Paint::SEQUENCES[3]), "coloured: {text:?}");
-            let mut bare = text.clone();
-            for ours in Paint::SEQUENCES {
-                bare = bare.replace(ours, "");
-            }
+            let bare = bare(&text);
             assert!(
                 !bare
                     .chars()

@@ -259,8 +259,8 @@ fn render(status: &Status, reader: &influx::Client, paint: Paint) -> String {
     }
     if let Some(forged) = stages.worker.forged.filter(|&f| f > 0.0) {
         text += &paint.alarm(&format!(
-            "worker refused {}/s forged nuggets (digests that are not their number's hash: \
-             someone publishes on the digests subject)",
+            "worker refused {}/s forged nuggets (digest prefixes that are not the start of their \
+             number's hash: someone publishes on the digests subject)",
             human::rate(forged)
         ));
         text += "\n";

@@ -16,7 +16,8 @@ pub struct SubArgs {
     /// What to watch: numbers (rng → hasher), digests (hasher → worker), nuggets, or all.
     #[arg(value_enum, default_value_t = Watch::All)]
     pub what: Watch,
-    /// Numbers or digests shown per batch (seeded batches are expanded to show them).
+    /// Numbers shown per batch, with their digest prefixes on digests (seeded batches are
+    /// expanded to show them).
     #[arg(long, env = "CHOCOMINER_SHOW", default_value_t = 3)]
     pub show: usize,
     /// Print one JSON object per message and line, for scripts.
@@ -34,7 +35,8 @@ pub struct SubArgs {
 pub enum Watch {
     /// `<prefix>.numbers`: batches of random numbers, rng → hasher.
     Numbers,
-    /// `<prefix>.digests`: numbers with their SHA-256 digests, hasher → worker.
+    /// `<prefix>.digests`: numbers with the first 4 bytes (8 hex digits) of their SHA-256
+    /// digests, all the workers need to judge them, hasher → worker.
     Digests,
     /// `<prefix>.nuggets`: each nugget a worker found.
     Nuggets,

@@ -1,11 +1,11 @@
 //! `chocominer sub` against a real pipeline: nuggets that verify, batches shown with their ids
-//! and numbers in hex (seeded ones expanded), digests that are SHA-256 of their numbers, and
-//! garbage shown as undecodable without stopping.
+//! and numbers in hex (seeded ones expanded), digest prefixes that are the start of SHA-256 of
+//! their numbers, and garbage shown as undecodable without stopping.
 
 mod common;
 
-use chocominer_codec::{BatchHeaders, NumberBatch, Numbers};
-use chocominer_model::nugget::Nugget;
+use chocominer_codec::{BatchHeaders, FORMAT_VERSION, NumberBatch, Numbers, PREFIX_LEN};
+use chocominer_model::nugget::{Nugget, digest_of};
 use common::{Running, chocominer_on, run};
 use serde_json::Value;
 use testkit::Stack;
@@ -81,26 +81,57 @@ async fn sub_shows_nuggets_batches_and_digests() {
     );
     assert_eq!(out.matches("… and 2 more").count(), 2, "{out}");
 
-    // Digest batches, as JSON: each digest shown is SHA-256 of its number.
+    // Digest batches, as JSON: each prefix shown is the start of SHA-256 of its number, in hex.
     let out = run(
         &stack,
         &["sub", "digests", "--json", "--count", "2", "--show", "5"],
     )
     .await;
-    for json in objects(&out) {
+    let batches = objects(&out);
+    assert_eq!(batches.len(), 2, "{out}");
+    for json in batches {
         assert_eq!(json["kind"], "digests", "{json}");
         assert_eq!(json["instance"], "h1", "{json}");
         assert!(
             json["origin"].as_str().unwrap().starts_with("r1/"),
             "{json}"
         );
-        let (numbers, digests) = (strings(&json["numbers"]), strings(&json["digests"]));
-        assert_eq!((numbers.len(), digests.len()), (5, 5), "{json}");
-        for (number, digest) in numbers.iter().zip(&digests) {
-            // Difficulty 0: only the SHA-256 is checked.
-            Nugget::verify(number, digest, 0).unwrap_or_else(|e| panic!("{json}: {e}"));
+        assert!(json.get("digests").is_none(), "{json}");
+        let (numbers, prefixes) = (strings(&json["numbers"]), strings(&json["prefixes"]));
+        assert_eq!((numbers.len(), prefixes.len()), (5, 5), "{json}");
+        for (number, prefix) in numbers.iter().zip(&prefixes) {
+            let digest = digest_of(&hex::decode(number).expect("hex number"));
+            assert_eq!(*prefix, hex::encode(&digest[..PREFIX_LEN]), "{json}");
         }
     }
+
+    // Digest batches, as text: each prefix in 8 hex digits and `…`, beside its number.
+    let out = run(&stack, &["sub", "digests", "--count", "2"]).await;
+    let headlines: Vec<&str> = out.lines().filter(|l| !l.starts_with(' ')).collect();
+    assert_eq!(headlines.len(), 2, "{out}");
+    for headline in headlines {
+        assert!(
+            headline.contains("  chocominer.digests  batch h1/")
+                && headline.contains(" from h1  5 digest prefixes of r1/")
+                && headline.ends_with(" (raw)"),
+            "{out}"
+        );
+    }
+    let items: Vec<(&str, &str)> = out
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix('['))
+        .filter_map(|l| l.split_once("] ")?.1.split_once("…  of number "))
+        .collect();
+    assert_eq!(items.len(), 6, "3 shown per batch: {out}");
+    for (prefix, number) in items {
+        let hex_digits =
+            |s: &str, n| s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        assert!(
+            hex_digits(prefix, 8) && number.strip_suffix('…').is_some_and(|n| hex_digits(n, 16)),
+            "{out}"
+        );
+    }
+    assert_eq!(out.matches("… and 2 more").count(), 2, "{out}");
 }
 
 /// A seeded batch is shown with its seed and its first numbers expanded from it.
@@ -191,8 +222,12 @@ async fn sub_shows_garbage_as_undecodable_and_goes_on() {
         lines.extend(sub.next_line().await);
     }
     let text = lines.join("\n");
+    let unknown_version = format!(
+        "undecodable on chocominer.numbers: unknown format version 99 (this build reads \
+         {FORMAT_VERSION}), 12 bytes"
+    );
     let expected = [
-        "undecodable on chocominer.numbers: unknown format version 99 (this build reads 1), 12 bytes",
+        &unknown_version,
         "undecodable on chocominer.digests: empty body, 0 bytes",
         "undecodable on chocominer.nuggets: not a nugget as JSON",
         // A number batch is not a digest batch.
@@ -249,7 +284,7 @@ mod hostile {
             DigestBatch {
                 seq: 2,
                 numbers: Numbers::Raw(&numbers),
-                digests: &[0u8; 64],
+                prefixes: &[0u8; 2 * PREFIX_LEN],
             }
             .encode()
             .to_vec()

@@ -8,8 +8,8 @@ use std::hint::black_box;
 
 use bytes::Bytes;
 use chocominer_codec::{
-    CONFIGURED_MAX_PAYLOAD as MAX_PAYLOAD, DIGEST_LEN, DecodeError, DigestBatch, NumberBatch,
-    NumberEncoding, Numbers, max_batch_for_payload,
+    CONFIGURED_MAX_PAYLOAD as MAX_PAYLOAD, DecodeError, DigestBatch, NumberBatch, NumberEncoding,
+    Numbers, PREFIX_LEN, max_batch_for_payload,
 };
 use criterion::measurement::WallTime;
 use criterion::{
@@ -18,11 +18,11 @@ use criterion::{
 
 const SEED: [u8; 32] = [7; 32];
 
-/// One batch as a stage sends it: its numbers, and digests to go with them.
+/// One batch as a stage sends it: its numbers, and digest prefixes to go with them.
 struct Case {
     label: String,
     numbers: Numbers<'static>,
-    digests: &'static [u8],
+    prefixes: &'static [u8],
 }
 
 impl Case {
@@ -37,13 +37,13 @@ impl Case {
             NumberEncoding::Raw => Numbers::Raw(seeded.to_vec().leak()),
             NumberEncoding::Seeded => seeded,
         };
-        // The codec does not look into the digests: any bytes of the right length do.
-        let digests = vec![0x5a; count * DIGEST_LEN].leak();
+        // The codec does not look into the prefixes: any bytes of the right length do.
+        let prefixes = vec![0x5a; count * PREFIX_LEN].leak();
         let label = format!("{}-{count}", encoding.name());
         Case {
             label,
             numbers,
-            digests,
+            prefixes,
         }
     }
 
@@ -103,7 +103,7 @@ fn digest_batch(c: &mut Criterion) {
         let batch = DigestBatch {
             seq: 1,
             numbers: case.numbers,
-            digests: case.digests,
+            prefixes: case.prefixes,
         };
         encode_decode(
             &mut group,

@@ -4,8 +4,8 @@
 //! makes decodes to itself.
 
 use chocominer_codec::{
-    CONFIGURED_MAX_PAYLOAD as MAX_PAYLOAD, DIGEST_LEN, DecodeError, DigestBatch, NUMBER_LEN,
-    NumberBatch, NumberEncoding, Numbers, max_batch_for_payload,
+    CONFIGURED_MAX_PAYLOAD as MAX_PAYLOAD, DecodeError, DigestBatch, NUMBER_LEN, NumberBatch,
+    NumberEncoding, Numbers, PREFIX_LEN, max_batch_for_payload,
 };
 use proptest::prelude::*;
 
@@ -13,8 +13,8 @@ fn raw_numbers() -> impl Strategy<Value = Vec<u8>> {
     (1usize..64).prop_flat_map(|n| proptest::collection::vec(any::<u8>(), n * NUMBER_LEN))
 }
 
-/// A decoded batch is consistent: its count is within the limit, and a digest batch has one
-/// digest per number.
+/// A decoded batch's numbers are consistent: their count is within the limit (the callers check
+/// that a digest batch has one prefix per number).
 fn check_numbers(numbers: &Numbers) {
     let max = max_batch_for_payload(MAX_PAYLOAD, numbers.encoding());
     assert!(
@@ -33,7 +33,8 @@ proptest! {
         }
         if let Ok(batch) = DigestBatch::decode(&body, MAX_PAYLOAD) {
             check_numbers(&batch.numbers);
-            prop_assert_eq!(batch.digests().len(), batch.count());
+            prop_assert_eq!(batch.prefixes.len(), batch.count() * PREFIX_LEN);
+            prop_assert_eq!(batch.prefixes().len(), batch.count());
         }
     }
 
@@ -42,10 +43,21 @@ proptest! {
         let batch = NumberBatch { seq, numbers: Numbers::Raw(&numbers) };
         let body = batch.encode();
         prop_assert_eq!(NumberBatch::decode(&body, MAX_PAYLOAD), Ok(batch));
-        let digests = vec![7u8; numbers.len() / NUMBER_LEN * DIGEST_LEN];
-        let batch = DigestBatch { seq, numbers: Numbers::Raw(&numbers), digests: &digests };
+        // Prefixes taken from the numbers: each different, so that order shows.
+        let prefixes: Vec<u8> = numbers
+            .chunks_exact(NUMBER_LEN)
+            .flat_map(|n| n[..PREFIX_LEN].iter().copied())
+            .collect();
+        let batch = DigestBatch { seq, numbers: Numbers::Raw(&numbers), prefixes: &prefixes };
         let body = batch.encode();
-        prop_assert_eq!(DigestBatch::decode(&body, MAX_PAYLOAD), Ok(batch));
+        let decoded = DigestBatch::decode(&body, MAX_PAYLOAD);
+        prop_assert_eq!(&decoded, &Ok(batch));
+        let words: Vec<u32> = decoded.unwrap().prefixes().collect();
+        let expected: Vec<u32> = numbers
+            .chunks_exact(NUMBER_LEN)
+            .map(|n| u32::from_be_bytes(n[..PREFIX_LEN].try_into().unwrap()))
+            .collect();
+        prop_assert_eq!(words, expected);
     }
 
     #[test]
@@ -74,8 +86,9 @@ proptest! {
         flip in any::<prop::sample::Index>(),
         bits in 1u8..=255,
     ) {
-        let digests = vec![0u8; numbers.len() / NUMBER_LEN * DIGEST_LEN];
-        let body = DigestBatch { seq: 9, numbers: Numbers::Raw(&numbers), digests: &digests }
+        let count = numbers.len() / NUMBER_LEN;
+        let prefixes = vec![0u8; count * PREFIX_LEN];
+        let body = DigestBatch { seq: 9, numbers: Numbers::Raw(&numbers), prefixes: &prefixes }
             .encode()
             .to_vec();
         // Truncated anywhere: refused (every byte of a valid body counts).
@@ -87,11 +100,32 @@ proptest! {
         flipped[at] ^= bits;
         if let Ok(batch) = DigestBatch::decode(&flipped, MAX_PAYLOAD) {
             check_numbers(&batch.numbers);
-            prop_assert_eq!(batch.digests().len(), batch.count());
+            prop_assert_eq!(batch.prefixes.len(), batch.count() * PREFIX_LEN);
+            prop_assert_eq!(batch.prefixes().len(), batch.count());
         }
-        // A digest too many or too few: a mismatch.
-        let short = &digests[DIGEST_LEN..];
-        let body = DigestBatch { seq: 9, numbers: Numbers::Raw(&numbers), digests: short }.encode();
-        prop_assert!(DigestBatch::decode(&body, MAX_PAYLOAD).is_err());
+        // A prefix too few or too many: a mismatch.
+        let mut longer = prefixes.clone();
+        longer.extend_from_slice(&[0; PREFIX_LEN]);
+        for (wrong, have) in [(&prefixes[PREFIX_LEN..], count - 1), (&longer[..], count + 1)] {
+            let body =
+                DigestBatch { seq: 9, numbers: Numbers::Raw(&numbers), prefixes: wrong }.encode();
+            let want = if have == 0 {
+                DecodeError::NoItems
+            } else {
+                DecodeError::Mismatch { numbers: count, prefixes: have }
+            };
+            prop_assert_eq!(DigestBatch::decode(&body, MAX_PAYLOAD), Err(want));
+        }
+        // Part of a prefix: ragged.
+        let body = DigestBatch {
+            seq: 9,
+            numbers: Numbers::Raw(&numbers),
+            prefixes: &longer[..longer.len() - 1],
+        }
+        .encode();
+        prop_assert_eq!(
+            DigestBatch::decode(&body, MAX_PAYLOAD),
+            Err(DecodeError::Ragged { len: longer.len() - 1, item: PREFIX_LEN })
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_nats::Message;
 use async_nats::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 use bytes::Bytes;
-use chocominer_codec::{DigestBatch, FORMAT_VERSION, NUMBER_LEN, NumberBatch, Numbers};
+use chocominer_codec::{DigestBatch, FORMAT_VERSION, NUMBER_LEN, NumberBatch, Numbers, PREFIX_LEN};
 use chocominer_process::Shutdown;
 use common::{DIGESTS, DigestFlow, NUGGETS, NUMBERS, junk};
 use testkit::{POLL, SOON, Stack, eventually};
@@ -105,11 +105,11 @@ fn wrong_version(body: &[u8]) -> Vec<u8> {
     body
 }
 
-/// `body`, whose last item run is one 32-byte item, with that run's length prefix (the byte
-/// 32 right before it) replaced by a varint claiming close to 2^63 bytes.
-fn huge_length(body: &[u8]) -> Vec<u8> {
-    let at = body.len() - NUMBER_LEN - 1;
-    assert_eq!(body[at], NUMBER_LEN as u8, "length prefix where expected");
+/// `body`, whose last item run is one `item`-byte item, with that run's length prefix (the byte
+/// `item` right before it) replaced by a varint claiming close to 2^63 bytes.
+fn huge_length(body: &[u8], item: usize) -> Vec<u8> {
+    let at = body.len() - item - 1;
+    assert_eq!(body[at], item as u8, "length prefix where expected");
     let mut huge = body[..at].to_vec();
     huge.extend_from_slice(&[0xFD, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]);
     huge.extend_from_slice(&body[at + 1..]);
@@ -129,7 +129,7 @@ fn garbage_for_hashers() -> Vec<(&'static str, Bytes)> {
         ("random bytes", junk(100, 0)),
         ("empty payload", vec![]),
         ("wrong version", wrong_version(&valid)),
-        ("huge length prefix", huge_length(&valid)),
+        ("huge length prefix", huge_length(&valid, NUMBER_LEN)),
         (
             "ragged batch (33 bytes)",
             NumberBatch {
@@ -166,7 +166,7 @@ fn garbage_for_hashers() -> Vec<(&'static str, Bytes)> {
             DigestBatch {
                 seq: 1,
                 numbers: Numbers::Raw(&one),
-                digests: &one,
+                prefixes: &one[..PREFIX_LEN],
             }
             .encode()
             .to_vec(),
@@ -187,43 +187,54 @@ fn garbage_for_workers() -> Vec<(&'static str, Bytes)> {
     let valid = DigestBatch {
         seq: 1,
         numbers: Numbers::Raw(&one),
-        digests: &one,
+        prefixes: &one[..PREFIX_LEN],
     }
     .encode();
     let garbage: Vec<(&str, Vec<u8>)> = vec![
         ("random bytes", junk(100, 0)),
         ("empty payload", vec![]),
         ("wrong version", wrong_version(&valid)),
-        ("huge length prefix", huge_length(&valid)),
+        // On the prefixes' length, the last run.
+        ("huge length prefix", huge_length(&valid, PREFIX_LEN)),
         (
             "ragged batch (33 bytes)",
             DigestBatch {
                 seq: 1,
                 numbers: Numbers::Raw(&[7; 33]),
-                digests: &[7; 33],
+                prefixes: &[7; 33],
             }
             .encode()
             .to_vec(),
         ),
         (
-            "2 numbers, 1 digest",
+            "ragged prefixes (5 bytes)",
+            DigestBatch {
+                seq: 1,
+                numbers: Numbers::Raw(&one),
+                prefixes: &[7; 5],
+            }
+            .encode()
+            .to_vec(),
+        ),
+        (
+            "2 numbers, 1 digest prefix",
             DigestBatch {
                 seq: 1,
                 numbers: Numbers::Raw(&two),
-                digests: &one,
+                prefixes: &one[..PREFIX_LEN],
             }
             .encode()
             .to_vec(),
         ),
         (
-            "a seed claiming 4 billion numbers, 1 digest",
+            "a seed claiming 4 billion numbers, 1 digest prefix",
             DigestBatch {
                 seq: 1,
                 numbers: Numbers::Seeded {
                     seed: [7; 32],
                     count: u32::MAX,
                 },
-                digests: &one,
+                prefixes: &one[..PREFIX_LEN],
             }
             .encode()
             .to_vec(),

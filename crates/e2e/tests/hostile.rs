@@ -1,5 +1,5 @@
 //! What a publisher on the pipeline's subjects cannot do, against a real nats-server: plant
-//! nuggets with forged digests, stall a demo hasher with one small costly batch (or keep it
+//! nuggets with forged digest prefixes, stall a demo hasher with one small costly batch (or keep it
 //! from stopping), or make its memory grow with a flood of junk; and what a stage's InfluxDB
 //! password cannot do (delete, or write nonsense) now that it is the recorder's.
 
@@ -12,7 +12,7 @@ use async_nats::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
 use async_nats::{Client, HeaderMap, Message, Subscriber};
 use bytes::Bytes;
 use chocominer_codec::{
-    BatchHeaders, DigestBatch, HEADER_TTL_MS, NUMBER_LEN, NumberBatch, Numbers,
+    BatchHeaders, DigestBatch, HEADER_TTL_MS, NUMBER_LEN, NumberBatch, Numbers, prefix_of,
 };
 use chocominer_model::nugget::{Nugget, is_nugget};
 use chocominer_process::Shutdown;
@@ -99,106 +99,110 @@ impl Drop for NuggetFeed {
     }
 }
 
-/// A digest batch as a forger would send it, and the digests in it that are forged nugget
-/// candidates.
+/// A digest batch as a forger would send it, and the numbers in it whose digest prefixes are
+/// forged nugget candidates, with those prefixes.
 struct Forgery {
     what: &'static str,
     body: Bytes,
     count: usize,
-    forged: Vec<[u8; 32]>,
+    forged: Vec<([u8; NUMBER_LEN], u32)>,
 }
 
-/// A digest with `zeros` leading zero bytes, then bytes that look like any digest.
-fn forged_digest(zeros: usize, salt: u8) -> [u8; 32] {
-    let mut digest = [0u8; 32];
-    for (i, byte) in digest.iter_mut().enumerate().skip(zeros) {
-        *byte = salt.wrapping_mul(31).wrapping_add(i as u8) | 0x80;
+/// A digest prefix with exactly `zero_bits` (at most 31) leading zero bits, then bits that look
+/// like any digest's.
+fn forged_prefix(zero_bits: u32, salt: u32) -> u32 {
+    let noise = salt.wrapping_add(1).wrapping_mul(0x9E37_79B9);
+    (noise >> zero_bits) | (1 << (31 - zero_bits))
+}
+
+/// The digest prefix of `number`, as an honest hasher sends it.
+fn real_prefix(number: &[u8]) -> u32 {
+    use sha2::{Digest, Sha256};
+    prefix_of(&Sha256::digest(number))
+}
+
+/// `numbers` with `prefixes`, as a digest batch body.
+fn digest_body(seq: u64, numbers: Numbers, prefixes: &[u32]) -> Bytes {
+    let prefixes: Vec<u8> = prefixes.iter().flat_map(|p| p.to_be_bytes()).collect();
+    DigestBatch {
+        seq,
+        numbers,
+        prefixes: &prefixes,
     }
-    digest
+    .encode()
+}
+
+/// A forgery of `numbers` with `prefixes`: its forged candidates are the prefixes that are not
+/// their number's.
+fn forgery(what: &'static str, seq: u64, numbers: Numbers, prefixes: &[u32]) -> Forgery {
+    let forged = (0..numbers.count())
+        .map(|i| (numbers.number(i), prefixes[i]))
+        .filter(|(number, prefix)| real_prefix(number) != *prefix)
+        .collect();
+    Forgery {
+        what,
+        body: digest_body(seq, numbers, prefixes),
+        count: numbers.count(),
+        forged,
+    }
 }
 
 fn forgeries() -> Vec<Forgery> {
-    use chocominer_model::nugget::is_digest_of;
-    use sha2::{Digest, Sha256};
     let mut all = Vec::new();
-    // Raw numbers, every digest zero: 256 leading zero bits beside any number.
+    // Raw numbers, every prefix zero: 32 leading zero bits, all a prefix can claim, beside any
+    // number.
     let numbers: Vec<u8> = (0..8u8).flat_map(|i| [i; NUMBER_LEN]).collect();
-    let zeros = [[0u8; 32]; 8];
-    all.push(Forgery {
-        what: "raw numbers, zero digests",
-        body: DigestBatch {
-            seq: 1,
-            numbers: Numbers::Raw(&numbers),
-            digests: zeros.as_flattened(),
-        }
-        .encode(),
-        count: 8,
-        forged: zeros.to_vec(),
-    });
-    // Raw numbers, digests with 40 to 96 leading zero bits and the look of real ones.
-    let plausible: Vec<[u8; 32]> = (0..8).map(|i| forged_digest(5 + i % 8, i as u8)).collect();
-    all.push(Forgery {
-        what: "raw numbers, digests with many leading zero bits",
-        body: DigestBatch {
-            seq: 2,
-            numbers: Numbers::Raw(&numbers),
-            digests: plausible.as_flattened(),
-        }
-        .encode(),
-        count: 8,
-        forged: plausible.clone(),
-    });
-    // A seeded batch: the numbers are the seed's keystream, the digests the forger's.
+    let raw = Numbers::Raw(&numbers);
+    all.push(forgery("raw numbers, zero prefixes", 1, raw, &[0; 8]));
+    // Prefixes with 4 (the difficulty, exactly) to 25 leading zero bits and the look of real
+    // ones.
+    let plausible: Vec<u32> = (0..8)
+        .map(|i| forged_prefix(DIFFICULTY + 3 * i, i))
+        .collect();
+    all.push(forgery(
+        "raw numbers, prefixes with many leading zero bits",
+        2,
+        raw,
+        &plausible,
+    ));
+    // A seeded batch: the numbers are the seed's keystream, the prefixes the forger's.
     let seeded = Numbers::Seeded {
         seed: [42; 32],
         count: 8,
     };
-    all.push(Forgery {
-        what: "seeded numbers, digests with many leading zero bits",
-        body: DigestBatch {
-            seq: 3,
-            numbers: seeded,
-            digests: plausible.as_flattened(),
-        }
-        .encode(),
-        count: 8,
-        forged: plausible,
-    });
-    // A seeded batch whose even digests are the real ones and whose odd ones are forged: refused
-    // whole, the real nuggets among them too.
+    all.push(forgery(
+        "seeded numbers, prefixes with many leading zero bits",
+        3,
+        seeded,
+        &plausible,
+    ));
+    // A seeded batch whose even prefixes are the real ones and whose odd ones are forged:
+    // refused whole, the real nuggets among them too.
     let count = 32;
     let mixed = Numbers::Seeded {
         seed: [7; 32],
         count: count as u32,
     };
-    let digests: Vec<[u8; 32]> = (0..count)
+    let prefixes: Vec<u32> = (0..count)
         .map(|i| match i % 2 {
-            0 => Sha256::digest(mixed.number(i)).into(),
-            _ => forged_digest(3, i as u8),
+            0 => real_prefix(&mixed.number(i)),
+            _ => forged_prefix(24, i as u32),
         })
         .collect();
-    let forged: Vec<[u8; 32]> = digests
-        .iter()
-        .enumerate()
-        .filter(|(i, digest)| !is_digest_of(&mixed.number(*i), &digest[..]))
-        .map(|(_, digest)| *digest)
-        .collect();
-    assert_eq!(forged.len(), count / 2);
-    all.push(Forgery {
-        what: "seeded numbers, real and forged digests",
-        body: DigestBatch {
-            seq: 4,
-            numbers: mixed,
-            digests: digests.as_flattened(),
-        }
-        .encode(),
-        count,
-        forged,
-    });
-    for forgery in &all {
+    all.push(forgery(
+        "seeded numbers, real and forged prefixes",
+        4,
+        mixed,
+        &prefixes,
+    ));
+    for (forgery, expected) in all.iter().zip([8, 8, 8, count / 2]) {
+        assert_eq!(forgery.forged.len(), expected, "{}", forgery.what);
         assert!(
-            forgery.forged.iter().all(|d| is_nugget(d, DIFFICULTY)),
-            "{}: every forged digest is a nugget candidate",
+            forgery
+                .forged
+                .iter()
+                .all(|(_, prefix)| prefix.leading_zeros() >= DIFFICULTY),
+            "{}: every forged prefix is a nugget candidate",
             forgery.what
         );
     }
@@ -218,14 +222,9 @@ fn a_real_nugget() -> ([u8; NUMBER_LEN], [u8; 32]) {
         .expect("one in 16 numbers gives one")
 }
 
-/// Raw `numbers` (32 bytes each) with `digests`, as a digest batch body.
-fn digest_batch(seq: u64, numbers: &[[u8; NUMBER_LEN]], digests: &[[u8; 32]]) -> Bytes {
-    DigestBatch {
-        seq,
-        numbers: Numbers::Raw(numbers.as_flattened()),
-        digests: digests.as_flattened(),
-    }
-    .encode()
+/// Raw `numbers` (32 bytes each) with `prefixes`, as a digest batch body.
+fn digest_batch(seq: u64, numbers: &[[u8; NUMBER_LEN]], prefixes: &[u32]) -> Bytes {
+    digest_body(seq, Numbers::Raw(numbers.as_flattened()), prefixes)
 }
 
 /// Sends `body` to `subject` as a request with `headers`; the answer, within 10 s.
@@ -281,10 +280,11 @@ async fn forged_nuggets_are_counted_and_never_recorded() {
         forged += forgery.forged.len() as u64;
         refusals += 1;
     }
-    // Made-up digests that are no nugget candidates: 1000 "hashes" for free, had the worker
-    // not checked a sample of them.
+    // Made-up prefixes that are no nugget candidates (no leading zero bit): 1000 "hashes" for
+    // free, had the worker not checked a sample of them.
     let numbers = vec![[3u8; NUMBER_LEN]; 1000];
-    let made_up = vec![[0xffu8; 32]; 1000];
+    let made_up = vec![u32::MAX; 1000];
+    assert_ne!(real_prefix(&numbers[0]), u32::MAX, "made up, not real");
     let headers = BatchHeaders::new("forger", 2, 1000).to_header_map();
     let answer = request(
         &forger,
@@ -293,19 +293,21 @@ async fn forged_nuggets_are_counted_and_never_recorded() {
         digest_batch(5, &numbers, &made_up),
     )
     .await;
-    refused(&answer, "made-up digests");
+    let text = refused(&answer, "made-up prefixes");
+    assert!(text.contains("not SHA-256"), "made-up prefixes: {text}");
     refusals += 1;
     // A real nugget found off the pipeline, 200 times in one batch: refused as copies.
     let (number, digest) = a_real_nugget();
+    let prefix = prefix_of(&digest);
     let headers = BatchHeaders::new("forger", 3, 200).to_header_map();
-    let copies = digest_batch(6, &[number; 200], &[digest; 200]);
+    let copies = digest_batch(6, &[number; 200], &[prefix; 200]);
     let answer = request(&forger, DIGESTS, headers.clone(), copies).await;
     let text = refused(&answer, "a nugget 200 times");
     assert!(text.contains("recorded before (199)"), "{text}");
     refusals += 1;
     // Alone, once, it is a nugget like any (its hash was done, if not by the pipeline); sent
     // again, it is a copy of one recorded.
-    let once = digest_batch(7, &[number], &[digest]);
+    let once = digest_batch(7, &[number], &[prefix]);
     let answer = request(&forger, DIGESTS, headers.clone(), once.clone()).await;
     assert_eq!(service_error(&answer), None, "the nugget, once");
     let answer = request(&forger, DIGESTS, headers, once).await;
@@ -334,11 +336,12 @@ async fn forged_nuggets_are_counted_and_never_recorded() {
         .eventually_sum("worker", "nuggets", worker.nuggets)
         .await;
 
-    // No forged digest reached InfluxDB or the feed; everything there verifies, and the nugget
-    // sent by hand is there once.
+    // No number sent with a forged prefix reached InfluxDB or the feed, whatever its real digest
+    // (its batch was refused); everything there verifies, and the nugget sent by hand is there
+    // once.
     let forged_hex: Vec<String> = forgeries
         .iter()
-        .flat_map(|f| f.forged.iter().map(hex::encode))
+        .flat_map(|f| f.forged.iter().map(|(number, _)| hex::encode(number)))
         .collect();
     let rows = stack.rows(r#"SELECT * FROM "nugget""#).await;
     assert_eq!(rows.len() as u64, worker.nuggets, "{worker:?}");
@@ -349,7 +352,8 @@ async fn forged_nuggets_are_counted_and_never_recorded() {
     );
     for row in &rows {
         check_nugget_point(row, DIFFICULTY);
-        assert!(!forged_hex.contains(&row["digest"].as_str().unwrap().to_owned()));
+        let number = row["number"].as_str().unwrap().to_owned();
+        assert!(!forged_hex.contains(&number), "{row:?}");
     }
     let by_hand = rows
         .iter()
@@ -365,7 +369,7 @@ async fn forged_nuggets_are_counted_and_never_recorded() {
         if let Err(e) = Nugget::verify(&nugget.number, &nugget.digest, DIFFICULTY) {
             panic!("{nugget:?} on the feed does not verify: {e}");
         }
-        assert!(!forged_hex.contains(&nugget.digest), "{nugget:?}");
+        assert!(!forged_hex.contains(&nugget.number), "{nugget:?}");
     }
 }
 

@@ -1,4 +1,4 @@
-//! Micro-benchmarks of the hasher's work (`just bench-micro`): [`hasher::digest_all`] over the
+//! Micro-benchmarks of the hasher's work (`just bench-micro`): [`hasher::digest_prefixes`] over the
 //! full profile's largest seeded and raw batches, in hashes per second, and one plain SHA-256
 //! of a 32-byte number for reference (what the rest of a hash costs on top of it).
 
@@ -23,8 +23,8 @@ fn seeded(count: usize) -> Numbers<'static> {
     }
 }
 
-fn digest_all(c: &mut Criterion) {
-    let mut group = c.benchmark_group("digest_all");
+fn digest_prefixes(c: &mut Criterion) {
+    let mut group = c.benchmark_group("digest_prefixes");
     let seeded_full = seeded(max_batch_for_payload(
         CONFIGURED_MAX_PAYLOAD,
         NumberEncoding::Seeded,
@@ -38,7 +38,7 @@ fn digest_all(c: &mut Criterion) {
         let label = format!("{}-{}", numbers.encoding().name(), numbers.count());
         group.throughput(Throughput::Elements(numbers.count() as u64));
         group.bench_function(BenchmarkId::from_parameter(label), |b| {
-            b.iter(|| hasher::digest_all(black_box(&numbers)))
+            b.iter(|| hasher::digest_prefixes(black_box(&numbers)))
         });
     }
     group.finish();
@@ -58,6 +58,6 @@ fn sha256_one(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = common::short_runs();
-    targets = digest_all, sha256_one
+    targets = digest_prefixes, sha256_one
 }
 criterion_main!(benches);

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use chocominer_codec::{DIGEST_LEN, DigestBody, NumberBatch, Numbers};
+use chocominer_codec::{DigestBody, NumberBatch, Numbers, PREFIX_LEN};
 use chocominer_influx::schema::{self, FieldValue, Measurement, hasher};
 use chocominer_model::Stage;
 use chocominer_pipeline::runtime::StageRuntime;
@@ -23,8 +23,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use tokio_util::task::TaskTracker;
 
 mod digest;
-pub use digest::digest_all;
-use digest::digest_each;
+pub use digest::digest_prefixes;
+use digest::prefix_each;
 
 /// How long a stopping hasher goes on hashing the batches it has; any other is given back to
 /// rng. Room for the demo's `STOP_FENCE` batches (about 3 s) and a slow batch in hand.
@@ -452,11 +452,11 @@ impl Hashing {
         use tokio::runtime::{Handle, RuntimeFlavor};
         let started = Instant::now();
         let mut body = DigestBody::new(numbers);
-        let digests = body.digests_mut();
+        let prefixes = body.prefixes_mut();
         if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
-            tokio::task::block_in_place(|| digest_each(numbers, digests));
+            tokio::task::block_in_place(|| prefix_each(numbers, prefixes));
         } else {
-            digest_each(numbers, digests);
+            prefix_each(numbers, prefixes);
         }
         self.meter.busy_ns.add(started.elapsed().as_nanos() as u64);
         body
@@ -490,8 +490,8 @@ impl Hashing {
                 }
             }
             slot.free_at = hashed_at;
-            let digest = &mut body.digests_mut()[index * DIGEST_LEN..(index + 1) * DIGEST_LEN];
-            digest::digest_into(&numbers.number(index), digest);
+            let prefix = &mut body.prefixes_mut()[index * PREFIX_LEN..(index + 1) * PREFIX_LEN];
+            digest::prefix_into(&numbers.number(index), prefix);
             self.meter.busy_ns.add(started.elapsed().as_nanos() as u64);
         }
         Ok(body)

@@ -22,9 +22,14 @@ pub fn is_nugget(digest: &[u8], difficulty: u32) -> bool {
     leading_zero_bits(digest) >= difficulty
 }
 
+/// SHA-256 of `number`.
+pub fn digest_of(number: &[u8]) -> [u8; crate::codec::DIGEST_LEN] {
+    Sha256::digest(number).into()
+}
+
 /// Whether `digest` is SHA-256 of `number`: whoever sent it, a digest is not taken on trust.
 pub fn is_digest_of(number: &[u8], digest: &[u8]) -> bool {
-    Sha256::digest(number).as_slice() == digest
+    digest_of(number) == digest
 }
 
 /// What a nugget record of `number` holds beside it, as [`check_record`] wants it: its SHA-256

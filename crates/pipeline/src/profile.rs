@@ -78,8 +78,9 @@ impl Profile {
             },
             Profile::Full => Defaults {
                 rng_rate: 0.0,
-                // Seeded batches of 32000 fill a ~1 MB digest batch: fewer, larger messages let
-                // NATS keep up (measured when chosen: 8192 → ~6.5 M/s, 32000 → ~11 M/s).
+                // Near the most a 1 MB message allows (32,736 seeded, 29,098 raw): fewer, larger
+                // messages let NATS keep up (measured when chosen: 8192 → ~6.5 M/s, 32000 →
+                // ~11 M/s).
                 rng_batch: 32_000,
                 rng_numbers: NumberEncoding::Seeded,
                 rng_in_flight: 16,
