@@ -78,6 +78,19 @@ pub async fn run(
         })
         .collect();
     let stops = stages::stop(&mut stages).await;
+    if stops.lost().is_some_and(|lost| lost > 0) {
+        // What the stages said about it: the run's figures alone cannot tell why.
+        for stage in &stages {
+            let log = stage.process.log();
+            let warnings: Vec<_> = log.lines().filter(|l| l.contains(" WARN ")).collect();
+            tracing::warn!(
+                "full {name}: numbers lost; {} {}'s warnings:\n{}",
+                stage.stage,
+                stage.instance,
+                warnings.join("\n")
+            );
+        }
+    }
 
     let seconds = last.at.duration_since(first.at).as_secs_f64();
     let worker_hashes = last.worker.saturating_sub(first.worker);

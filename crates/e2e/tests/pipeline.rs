@@ -386,3 +386,72 @@ async fn adding_a_hasher_raises_throughput() {
     );
     assert_eq!(rng.generated, worker.judged, "{rng:?} {worker:?}");
 }
+
+/// Subscriptions the connection named `name` holds on `subject` (the server's `/connz`).
+async fn subscriptions_on(stack: &Stack, name: &str, subject: &str) -> usize {
+    stack
+        .nats
+        .connections()
+        .await
+        .iter()
+        .filter(|c| c["name"] == name)
+        .flat_map(|c| {
+            c["subscriptions_list"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|s| s == subject)
+        .count()
+}
+
+/// A hasher at full speed joins the queue group once and stays: the extra subscriptions that
+/// steer slow (demo) batches to an idle hasher are made and ended by the hundred a second at
+/// full speed, and async-nats drops a batch the server hands such a subscription after its
+/// first, when the server reads the end of it late (a stalled machine): rng then counts it
+/// lost. That lost one raw batch in `just bench` on a slow 2-core machine (issue 24).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hasher_at_full_speed_keeps_one_subscription_in_its_group() {
+    let stack = Stack::nats_only().await;
+    let pipeline = stack
+        .pipeline()
+        .worker("w1", &["--delay-ms", "0"])
+        .hasher("h1", &["--delay-ms", "0", "--concurrency", "2"])
+        .rng("r1", &["--rate", "20000", "--batch", "10"])
+        .start()
+        .await;
+    // Batches flowing, the hasher short of its slots between them: sampled many times, it
+    // holds its own subscription only.
+    let mut samples = 0;
+    while samples < 20 {
+        assert_eq!(
+            subscriptions_on(&stack, "hasher h1", common::NUMBERS).await,
+            1,
+            "a full-speed hasher's subscriptions on the numbers subject"
+        );
+        samples += 1;
+        sleep(Duration::from_millis(50)).await;
+    }
+    let (rng, hasher, worker) = pipeline.stop().await;
+    assert!(hasher.hashed > 0, "{hasher:?}");
+    assert_eq!((rng.lost, hasher.lost), (0, 0), "{rng:?} {hasher:?}");
+    assert_eq!(rng.generated, worker.judged, "{rng:?} {worker:?}");
+
+    // The demo's hasher, with a cost per hash, does steer: it holds extra subscriptions while
+    // idle, so the count above could have been more than one.
+    let demo = Stack::nats_only().await;
+    let stop = Shutdown::new();
+    let hasher = demo.spawn_hasher("h2", &["--delay-ms", "50"], &stop);
+    demo.wait_for_service("hasher", &["h2"]).await;
+    eventually(
+        "a demo hasher's extra subscriptions",
+        SOON,
+        POLL,
+        || async {
+            (subscriptions_on(&demo, "hasher h2", common::NUMBERS).await > 1).then_some(())
+        },
+    )
+    .await;
+    stop.trigger();
+    hasher.report().await;
+}

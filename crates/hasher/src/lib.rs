@@ -149,10 +149,12 @@ pub async fn run(config: Config, shutdown: Shutdown) -> anyhow::Result<Report> {
         .in_flight
         .map_or(defaults.hasher_in_flight, |n| n as usize);
     let sender = runtime.sender(in_flight).await?;
-    // A batch per hashing slot and two more at hand: while it holds fewer, NATS is steered here.
-    let mut intake = runtime
-        .intake(&runtime.subjects.numbers, Some(concurrency + 2))
-        .await?;
+    // With a simulated cost, a batch per hashing slot and two more at hand: while it holds
+    // fewer, NATS is steered here. Not at full speed, where a batch takes a millisecond
+    // wherever it lands, and the steering's short-lived subscriptions can lose a batch
+    // (docs/performance.md, "Random routing").
+    let capacity = (!delay.is_zero()).then_some(concurrency + 2);
+    let mut intake = runtime.intake(&runtime.subjects.numbers, capacity).await?;
     let meter = Arc::new(HasherMeter {
         concurrency,
         sender: sender.stats(),
