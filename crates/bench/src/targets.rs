@@ -32,7 +32,7 @@ pub fn ratio_target(encoding: &str) -> f64 {
 pub fn judge(bench: &Bench) -> Vec<Target> {
     let mut targets = Vec::new();
     for run in &bench.full {
-        targets.extend(judge_full(run));
+        targets.extend(judge_full(run, bench.machine.cores));
     }
     if let Some(demo) = &bench.demo
         && !demo.runs.is_empty()
@@ -62,9 +62,31 @@ pub fn judge(bench: &Bench) -> Vec<Target> {
     targets
 }
 
-fn judge_full(run: &FullRun) -> Vec<Target> {
+/// Share of the cores in use above which the machine counts as full.
+const CORES_FULL: f64 = 0.9;
+
+/// What held a run's rate back, as a missed ratio is reported: the cores, when the processes
+/// kept nearly all of them busy, with the share of each; otherwise not the CPU.
+fn held_back_by(run: &FullRun, cores: usize) -> String {
+    let mut processes: Vec<_> = run.processes.iter().collect();
+    processes.sort_by(|a, b| b.cpu_share.total_cmp(&a.cpu_share));
+    let used: f64 = processes.iter().map(|p| p.cpu_share).sum();
+    let each = processes
+        .iter()
+        .map(|p| format!("{} {:.2}", p.name, p.cpu_share))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if used >= CORES_FULL * cores as f64 {
+        format!("CPU exhausted: {used:.2} of {cores} cores busy ({each})")
+    } else {
+        format!("not the CPU: {used:.2} of {cores} cores busy ({each})")
+    }
+}
+
+fn judge_full(run: &FullRun, cores: usize) -> Vec<Target> {
     let encoding = &run.encoding;
     let wanted = ratio_target(encoding);
+    let ratio_met = run.ratio.is_some_and(|r| r >= wanted);
     let services: Vec<_> = run
         .processes
         .iter()
@@ -87,9 +109,12 @@ fn judge_full(run: &FullRun) -> Vec<Target> {
         Target::new(
             format_args!("full {encoding}: rate / in-process limit"),
             &format!("≥ {wanted:.2}"),
-            run.ratio
-                .map_or("no limit measured".into(), |r| format!("{r:.2}")),
-            run.ratio.is_some_and(|r| r >= wanted),
+            match run.ratio {
+                None => "no limit measured".into(),
+                Some(r) if ratio_met => format!("{r:.2}"),
+                Some(r) => format!("{r:.2}; {}", held_back_by(run, cores)),
+            },
+            ratio_met,
         ),
         Target::new(
             format_args!("full {encoding}: numbers lost"),
@@ -133,11 +158,28 @@ mod tests {
 
     #[test]
     fn each_encoding_has_its_own_ratio() {
-        assert_eq!(passes(&judge_full(&full_run("seeded", 0.61))), [true; 5]);
-        assert!(!judge_full(&full_run("seeded", 0.59))[0].pass);
-        assert!(judge_full(&full_run("raw", 0.36))[0].pass);
-        assert!(!judge_full(&full_run("raw", 0.34))[0].pass);
-        assert_eq!(judge_full(&full_run("raw", 0.36))[0].measured, "0.36");
+        assert_eq!(passes(&judge_full(&full_run("seeded", 0.61), 2)), [true; 5]);
+        assert!(!judge_full(&full_run("seeded", 0.59), 2)[0].pass);
+        assert!(judge_full(&full_run("raw", 0.36), 2)[0].pass);
+        assert!(!judge_full(&full_run("raw", 0.34), 2)[0].pass);
+        assert_eq!(judge_full(&full_run("raw", 0.36), 2)[0].measured, "0.36");
+    }
+
+    #[test]
+    fn a_missed_ratio_names_what_held_the_rate_back() {
+        // The fixture's four processes use half a core each.
+        let mut run = full_run("seeded", 0.5);
+        run.processes[1].cpu_share = 1.25;
+        assert_eq!(
+            judge_full(&run, 3)[0].measured,
+            "0.50; CPU exhausted: 2.75 of 3 cores busy (hasher 1.25, rng 0.50, worker 0.50, \
+             nats-server 0.50)"
+        );
+        assert!(
+            judge_full(&run, 8)[0]
+                .measured
+                .contains("not the CPU: 2.75 of 8 cores busy")
+        );
     }
 
     #[test]
@@ -149,17 +191,17 @@ mod tests {
         run.processes[1].peak_rss_bytes = 31 << 20;
         run.processes[2].ready_ms = None;
         assert_eq!(
-            passes(&judge_full(&run)),
+            passes(&judge_full(&run, 2)),
             [true, false, false, false, false]
         );
-        let targets = judge_full(&run);
+        let targets = judge_full(&run, 2);
         assert_eq!(
             targets[3].measured,
             "rng 6.0 MB, hasher 31.0 MB, worker 10.0 MB"
         );
         assert_eq!(targets[4].measured, "rng 3.0 ms, hasher 4.0 ms, worker -");
         run.processes[2].ready_ms = Some(50.1);
-        assert!(!judge_full(&run)[4].pass);
+        assert!(!judge_full(&run, 2)[4].pass);
     }
 
     #[test]

@@ -87,7 +87,10 @@ fn every_stage_help_names_the_profiles_defaults() {
     assert_names(
         &hasher,
         "concurrency",
-        &format!("demo {}, full number of cores]", demo.hasher_concurrency),
+        &format!(
+            "demo {}, full twice the number of cores]",
+            demo.hasher_concurrency
+        ),
     );
     assert_names(
         &hasher,

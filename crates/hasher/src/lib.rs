@@ -38,7 +38,7 @@ pub struct Config {
     /// Simulated cost of one hash, in milliseconds [default: demo 50, full 0].
     #[arg(long, env = "HASHER_DELAY_MS")]
     pub delay_ms: Option<u64>,
-    /// Batches hashed at once [default: demo 1, full number of cores].
+    /// Batches hashed at once [default: demo 1, full twice the number of cores].
     #[arg(long, env = "HASHER_CONCURRENCY", value_parser = clap::value_parser!(u64).range(1..))]
     pub concurrency: Option<u64>,
     /// Digest batches that may wait for a worker's acknowledgement at once [default: demo 16,

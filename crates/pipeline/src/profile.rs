@@ -84,11 +84,14 @@ impl Profile {
                 rng_batch: 32_000,
                 rng_numbers: NumberEncoding::Seeded,
                 rng_in_flight: 16,
-                // Half a megabyte a batch. Measured (just bench, raw): 16 → hasher peak RSS
-                // 33.6 MB, 8 → 25.8 MB at the same rate (10.2 and 9.7 M/s, within the noise).
-                rng_in_flight_raw: 8,
+                // Nearly a megabyte a batch. Measured (just bench, raw): 8 → hasher peak RSS
+                // 36-39 MB, 4 → 27 MB at the same rate (0.24 and 0.23 of the limit).
+                rng_in_flight_raw: 4,
                 hasher_delay: Duration::ZERO,
-                hasher_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                // Two batches a core: one hashing, one ready, so no core waits on a batch's
+                // bookkeeping. Measured (just bench, seeded, 2 cores): 2 → 0.55-0.58 of the
+                // limit with a tenth of the CPU idle, 3 → 0.64, 4 → 0.62-0.66.
+                hasher_concurrency: 2 * std::thread::available_parallelism().map_or(2, |n| n.get()),
                 hasher_in_flight: 8,
                 // Eight full rngs' windows (16 each) on one hasher.
                 hasher_queue: 128,

@@ -36,7 +36,7 @@ pub struct Config {
     /// Seed for a reproducible stream of numbers [default: random].
     #[arg(long, env = "RNG_SEED")]
     pub seed: Option<u64>,
-    /// Batches that may wait for an acknowledgement at once [default: demo 16, full 16, or 8
+    /// Batches that may wait for an acknowledgement at once [default: demo 16, full 16, or 4
     /// with raw numbers].
     #[arg(long, env = "RNG_IN_FLIGHT", value_parser = clap::value_parser!(u64).range(1..))]
     pub in_flight: Option<u64>,
