@@ -225,23 +225,6 @@ async fn stopping_intake_finishes(capacity: Option<usize>) {
     assert!(after.is_err(), "a stopped intake must not take new batches");
 }
 
-/// Subscriptions in the queue group on `subject` that the connection named `name` holds, from
-/// the server's `/connz`.
-async fn subscriptions(nats: &NatsServer, name: &str, subject: &str) -> usize {
-    nats.connections()
-        .await
-        .iter()
-        .filter(|c| c["name"] == name)
-        .flat_map(|c| {
-            c["subscriptions_list"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .filter(|s| s == subject)
-        .count()
-}
-
 /// A replica short of its capacity holds extra subscriptions in the queue group, two per batch
 /// short, so NATS steers batches to it; it makes no new ones while it holds its capacity, and
 /// makes them again once it has capacity.
@@ -271,7 +254,7 @@ async fn a_replica_short_of_capacity_makes_extra_subscriptions_in_the_group() {
         "an idle replica holds its own subscription and its extra ones",
         WAIT,
         POLL,
-        || async { (subscriptions(&nats, "replica-1", "t.extra").await == idle).then_some(()) },
+        || async { (nats.subscriptions("replica-1", "t.extra").await == idle).then_some(()) },
     )
     .await;
 
@@ -294,7 +277,7 @@ async fn a_replica_short_of_capacity_makes_extra_subscriptions_in_the_group() {
         held.push(incoming.unwrap());
     }
     assert_eq!(
-        subscriptions(&nats, "replica-1", "t.extra").await,
+        nats.subscriptions("replica-1", "t.extra").await,
         1,
         "a replica holding its capacity keeps only its own subscription"
     );
@@ -307,7 +290,7 @@ async fn a_replica_short_of_capacity_makes_extra_subscriptions_in_the_group() {
         "a replica with capacity again takes extra subscriptions again",
         WAIT,
         POLL,
-        || async { (subscriptions(&nats, "replica-1", "t.extra").await == idle).then_some(()) },
+        || async { (nats.subscriptions("replica-1", "t.extra").await == idle).then_some(()) },
     )
     .await;
     let mut acked = 0;

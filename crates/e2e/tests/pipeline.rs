@@ -387,24 +387,6 @@ async fn adding_a_hasher_raises_throughput() {
     assert_eq!(rng.generated, worker.judged, "{rng:?} {worker:?}");
 }
 
-/// Subscriptions the connection named `name` holds on `subject` (the server's `/connz`).
-async fn subscriptions_on(stack: &Stack, name: &str, subject: &str) -> usize {
-    stack
-        .nats
-        .connections()
-        .await
-        .iter()
-        .filter(|c| c["name"] == name)
-        .flat_map(|c| {
-            c["subscriptions_list"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .filter(|s| s == subject)
-        .count()
-}
-
 /// A hasher at full speed joins the queue group once and stays: the extra subscriptions that
 /// steer slow (demo) batches to an idle hasher are made and ended by the hundred a second at
 /// full speed, and async-nats drops a batch the server hands such a subscription after its
@@ -425,7 +407,7 @@ async fn a_hasher_at_full_speed_keeps_one_subscription_in_its_group() {
     let mut samples = 0;
     while samples < 20 {
         assert_eq!(
-            subscriptions_on(&stack, "hasher h1", common::NUMBERS).await,
+            stack.nats.subscriptions("hasher h1", common::NUMBERS).await,
             1,
             "a full-speed hasher's subscriptions on the numbers subject"
         );
@@ -448,7 +430,7 @@ async fn a_hasher_at_full_speed_keeps_one_subscription_in_its_group() {
         SOON,
         POLL,
         || async {
-            (subscriptions_on(&demo, "hasher h2", common::NUMBERS).await > 1).then_some(())
+            (demo.nats.subscriptions("hasher h2", common::NUMBERS).await > 1).then_some(())
         },
     )
     .await;

@@ -317,6 +317,22 @@ impl NatsServer {
         connz["connections"].as_array().cloned().unwrap_or_default()
     }
 
+    /// How many subscriptions on `subject` the connection named `name` holds (`/connz`).
+    pub async fn subscriptions(&self, name: &str, subject: &str) -> usize {
+        self.connections()
+            .await
+            .iter()
+            .filter(|c| c["name"] == name)
+            .flat_map(|c| {
+                c["subscriptions_list"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter(|s| s == subject)
+            .count()
+    }
+
     /// The server's `/varz` (version, message and byte counters, slow consumers, ...), or
     /// `null` if it does not answer.
     pub async fn varz(&self) -> serde_json::Value {
