@@ -319,9 +319,12 @@ impl<'a> DigestBatch<'a> {
     /// `leading_zeros` are the digest's, up to 32): prefix `i` belongs to
     /// `self.numbers.number(i)`.
     pub fn prefixes(&self) -> impl ExactSizeIterator<Item = u32> + 'a {
-        self.prefixes
-            .chunks_exact(PREFIX_LEN)
-            .map(|prefix| u32::from_be_bytes(prefix.try_into().expect("PREFIX_LEN bytes")))
+        self.prefixes.chunks_exact(PREFIX_LEN).map(prefix_of)
+    }
+
+    /// Prefix `index` (`index < count`), as [`prefixes`](Self::prefixes) yields it.
+    pub fn prefix(&self, index: usize) -> u32 {
+        prefix_of(&self.prefixes[index * PREFIX_LEN..])
     }
 }
 
@@ -513,6 +516,7 @@ mod tests {
         assert_eq!(back, batch);
         assert_eq!(back.prefixes().collect::<Vec<_>>(), [0x1ff, 0x8000_0002]);
         assert_eq!(back.prefixes().next().unwrap().leading_zeros(), 23);
+        assert_eq!(back.prefix(1), 0x8000_0002);
         assert_eq!(prefix_of(&prefixes[4..]), 0x8000_0002);
         assert_eq!(back.numbers.number(1), numbers[32..]);
     }

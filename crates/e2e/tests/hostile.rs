@@ -1,6 +1,6 @@
 //! What a publisher on the pipeline's subjects cannot do, against a real nats-server: plant
-//! nuggets with forged digest prefixes, stall a demo hasher with one small costly batch (or keep it
-//! from stopping), or make its memory grow with a flood of junk; and what a stage's InfluxDB
+//! nuggets with forged digest prefixes, stall a demo hasher with one small costly batch (or keep
+//! it from stopping), or make its memory grow with a flood of junk; and what a stage's InfluxDB
 //! password cannot do (delete, or write nonsense) now that it is the recorder's.
 
 mod common;
@@ -14,7 +14,7 @@ use bytes::Bytes;
 use chocominer_codec::{
     BatchHeaders, DigestBatch, HEADER_TTL_MS, NUMBER_LEN, NumberBatch, Numbers, prefix_of,
 };
-use chocominer_model::nugget::{Nugget, is_nugget};
+use chocominer_model::nugget::{Nugget, digest_of, is_nugget};
 use chocominer_process::Shutdown;
 use common::{DIGESTS, NUGGETS, NUMBERS, check_nugget_point, junk};
 use futures::StreamExt;
@@ -117,8 +117,7 @@ fn forged_prefix(zero_bits: u32, salt: u32) -> u32 {
 
 /// The digest prefix of `number`, as an honest hasher sends it.
 fn real_prefix(number: &[u8]) -> u32 {
-    use sha2::{Digest, Sha256};
-    prefix_of(&Sha256::digest(number))
+    prefix_of(&digest_of(number))
 }
 
 /// `numbers` with `prefixes`, as a digest batch body.
@@ -211,12 +210,11 @@ fn forgeries() -> Vec<Forgery> {
 
 /// A real nugget at [`DIFFICULTY`], found off the pipeline: a raw number and its digest.
 fn a_real_nugget() -> ([u8; NUMBER_LEN], [u8; 32]) {
-    use sha2::{Digest, Sha256};
     (0u64..)
         .map(|i| {
             let mut number = [9u8; NUMBER_LEN];
             number[..8].copy_from_slice(&i.to_be_bytes());
-            (number, Sha256::digest(number).into())
+            (number, digest_of(&number))
         })
         .find(|(_, digest): &([u8; NUMBER_LEN], [u8; 32])| is_nugget(digest, DIFFICULTY))
         .expect("one in 16 numbers gives one")
